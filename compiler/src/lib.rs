@@ -1,0 +1,7 @@
+//! The tl compiler: `.tl` source → AST → block IR → thread-level IR → LLVM IR → PTX.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
+
+pub mod diagnostics;
+pub mod dtype;
+pub mod syntax;

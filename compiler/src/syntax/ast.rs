@@ -1,0 +1,178 @@
+//! The abstract syntax tree of a `.tl` file. Every node carries the span of the source it came
+//! from, so that sema can point at the exact text of a problem.
+
+use crate::diagnostics::Span;
+use crate::dtype::DType;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Kernel(Kernel),
+    Reference(Reference),
+}
+
+/// `kernel name<CONST = default, ...>(params) grid(x, y, z) warps(n) { body }`
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub name: Ident,
+    pub const_params: Vec<ConstParam>,
+    pub params: Vec<Param>,
+    pub grid: Vec<Expr>,
+    pub grid_span: Span,
+    pub warps: Expr,
+    pub body: Block,
+    pub span: Span,
+}
+
+/// A compile-time integer parameter with its default value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstParam {
+    pub name: Ident,
+    pub default: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeExpr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypeExpr {
+    /// A runtime scalar: `n: i32`.
+    Scalar { dtype: DType, span: Span },
+    /// A tensor in global memory: `a: global mut f16[m, k]`.
+    Global { dtype: DType, shape: Vec<Expr>, mutable: bool, span: Span },
+}
+
+impl TypeExpr {
+    pub fn span(&self) -> Span {
+        match self {
+            TypeExpr::Scalar { span, .. } | TypeExpr::Global { span, .. } => *span,
+        }
+    }
+}
+
+/// `reference kernel_name { out = expr; ... }`: the whole-tensor host reference of a kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    pub kernel: Ident,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StmtKind {
+    Let { name: Ident, value: Expr },
+    Assign { name: Ident, value: Expr },
+    For { var: Ident, start: Expr, end: Expr, body: Block },
+    If { cond: Expr, then_block: Block, else_block: Option<Block> },
+    Expr(Expr),
+    /// A statement the parser could not read; its error was already reported.
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Not,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arg {
+    /// `Some` for a named argument such as `dim = 1`.
+    pub name: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Name(String),
+    /// `block.x`
+    Field(Box<Expr>, Ident),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `name(args)` or `name<dtype>(args)`.
+    Call { callee: Ident, dtype: Option<(DType, Span)>, args: Vec<Arg> },
+    /// `[a, b, c]`: offsets and shapes.
+    List(Vec<Expr>),
+    /// An expression the parser could not read; its error was already reported.
+    Error,
+}
+
+/// Builds a binary expression spanning `l..r` (used by the grammar's actions).
+pub fn binary(op: BinOp, a: Expr, b: Expr, l: usize, r: usize) -> Expr {
+    Expr { kind: ExprKind::Binary(op, Box::new(a), Box::new(b)), span: Span::new(l, r) }
+}

@@ -1,0 +1,1 @@
+//! Example kernels live in `examples/*.tl`.

@@ -1,0 +1,1 @@
+//! CPU execution of tl programs.
