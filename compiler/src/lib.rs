@@ -5,3 +5,6 @@
 pub mod diagnostics;
 pub mod dtype;
 pub mod syntax;
+pub mod ir;
+pub mod layout;
+pub mod lir;

@@ -1,0 +1,380 @@
+//! The block-level IR: one thread block's program over whole tiles.
+//!
+//! A [`Kernel`] holds its parameters, grid and warp count, an arena of [`ValueData`] indexed by
+//! [`ValueId`], an arena of mutable variables indexed by [`VarId`], and a body of structured
+//! statements. Every value is defined by exactly one `Stmt::Eval` (or is a `for` loop's index)
+//! and is used only after its definition, in the same or an enclosing block.
+//!
+//! Semantics (DESIGN.md §4, implemented by `tl_vm::interp`): every instruction executes for the
+//! whole block; loads read zero (or `pad`) outside the tensor's bounds; stores skip elements
+//! outside the bounds; `dot(a, b, c)` is `c + a @ b` accumulated in `c`'s dtype; reductions keep
+//! the reduced dim with extent 1.
+
+pub mod print;
+pub mod verify;
+
+use crate::diagnostics::Span;
+use crate::dtype::DType;
+use crate::layout::Layout;
+
+/// Index of a value in [`Kernel::values`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// Index of a mutable variable in [`Kernel::vars`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+impl ValueId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl VarId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The type of a value or variable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Type {
+    /// A block-uniform scalar.
+    Scalar(DType),
+    /// A register tile with a static shape.
+    Tensor { dtype: DType, shape: Vec<usize> },
+    /// The result of an instruction that produces nothing (`store`).
+    Unit,
+}
+
+impl Type {
+    pub fn dtype(&self) -> Option<DType> {
+        match self {
+            Type::Scalar(d) | Type::Tensor { dtype: d, .. } => Some(*d),
+            Type::Unit => None,
+        }
+    }
+
+    pub fn shape(&self) -> Option<&[usize]> {
+        match self {
+            Type::Tensor { shape, .. } => Some(shape),
+            _ => None,
+        }
+    }
+
+    pub fn is_scalar(&self) -> bool {
+        matches!(self, Type::Scalar(_))
+    }
+
+    pub fn num_elements(&self) -> usize {
+        match self {
+            Type::Tensor { shape, .. } => shape.iter().product(),
+            Type::Scalar(_) => 1,
+            Type::Unit => 0,
+        }
+    }
+}
+
+/// A shape or grid expression over the kernel's runtime scalar parameters, evaluated at launch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SymExpr {
+    Const(i64),
+    /// The runtime scalar parameter with this index in [`Kernel::params`].
+    Param(usize),
+    Add(Box<SymExpr>, Box<SymExpr>),
+    Sub(Box<SymExpr>, Box<SymExpr>),
+    Mul(Box<SymExpr>, Box<SymExpr>),
+    /// Floor division; division by zero evaluates to an error at launch.
+    Div(Box<SymExpr>, Box<SymExpr>),
+    /// Ceiling division `cdiv(a, b)`.
+    CeilDiv(Box<SymExpr>, Box<SymExpr>),
+    Rem(Box<SymExpr>, Box<SymExpr>),
+    Min(Box<SymExpr>, Box<SymExpr>),
+    Max(Box<SymExpr>, Box<SymExpr>),
+}
+
+impl SymExpr {
+    /// Evaluates with the values of the kernel's parameters (`None` for tensor parameters).
+    pub fn eval(&self, params: &[Option<i64>]) -> Result<i64, String> {
+        let bin = |a: &SymExpr, b: &SymExpr| -> Result<(i64, i64), String> {
+            Ok((a.eval(params)?, b.eval(params)?))
+        };
+        let overflow = || "integer overflow in a shape or grid expression".to_string();
+        Ok(match self {
+            SymExpr::Const(v) => *v,
+            SymExpr::Param(i) => params
+                .get(*i)
+                .copied()
+                .flatten()
+                .ok_or_else(|| format!("parameter {i} is not a scalar"))?,
+            SymExpr::Add(a, b) => {
+                let (a, b) = bin(a, b)?;
+                a.checked_add(b).ok_or_else(overflow)?
+            }
+            SymExpr::Sub(a, b) => {
+                let (a, b) = bin(a, b)?;
+                a.checked_sub(b).ok_or_else(overflow)?
+            }
+            SymExpr::Mul(a, b) => {
+                let (a, b) = bin(a, b)?;
+                a.checked_mul(b).ok_or_else(overflow)?
+            }
+            SymExpr::Div(a, b) | SymExpr::CeilDiv(a, b) | SymExpr::Rem(a, b) => {
+                let (x, y) = bin(a, b)?;
+                if y == 0 {
+                    return Err("division by zero in a shape or grid expression".into());
+                }
+                match self {
+                    SymExpr::Div(..) => x.div_euclid(y),
+                    SymExpr::Rem(..) => x.rem_euclid(y),
+                    _ => x.checked_add(y - 1).ok_or_else(overflow)?.div_euclid(y),
+                }
+            }
+            SymExpr::Min(a, b) => {
+                let (a, b) = bin(a, b)?;
+                a.min(b)
+            }
+            SymExpr::Max(a, b) => {
+                let (a, b) = bin(a, b)?;
+                a.max(b)
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamKind {
+    /// A runtime scalar.
+    Scalar(DType),
+    /// A tensor in global memory, row-major, with a symbolic shape.
+    Global { dtype: DType, shape: Vec<SymExpr>, mutable: bool },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Not,
+    Abs,
+    Exp,
+    Exp2,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Sigmoid,
+    Tanh,
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Not => "not",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Exp2 => "exp2",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+        }
+    }
+
+    /// Math functions that need a float operand.
+    pub fn needs_float(self) -> bool {
+        !matches!(self, UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    /// Float division, or integer division truncating toward zero.
+    Div,
+    /// Integer remainder with the sign of the dividend (as in C and PTX `rem`).
+    Rem,
+    Max,
+    Min,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Rem => "rem",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Le => "le",
+            BinaryOp::Gt => "gt",
+            BinaryOp::Ge => "ge",
+            BinaryOp::Eq => "eq",
+            BinaryOp::Ne => "ne",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+        }
+    }
+}
+
+/// What computes a value. Operand types are fixed by the verifier's rules (see `verify.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A scalar constant of the value's dtype.
+    Const(f64),
+    /// The runtime scalar parameter with this index in [`Kernel::params`].
+    Param(usize),
+    /// `block.x` (0), `block.y` (1), `block.z` (2).
+    BlockIdx(u8),
+    /// The index of the `for` loop that defines this value.
+    LoopIndex,
+    /// The current value of a variable.
+    ReadVar(VarId),
+    /// Elementwise on a tensor, or on a scalar.
+    Unary(UnaryOp, ValueId),
+    /// Elementwise on two tensors of the same shape, or on two scalars; operands share a dtype.
+    Binary(BinaryOp, ValueId, ValueId),
+    /// Elementwise conversion to the value's dtype (DESIGN.md §4 rounding and saturation).
+    Cast(ValueId),
+    /// A scalar repeated over the value's shape.
+    Splat(ValueId),
+    /// A tensor whose extent-1 dims are repeated to the value's shape (same rank).
+    Broadcast(ValueId),
+    /// Tile of the value's shape from global tensor parameter `param`, starting at `offsets`
+    /// (one i32 scalar per dim); elements outside the tensor read as `pad`.
+    Load { param: usize, offsets: Vec<ValueId>, pad: f64 },
+    /// Writes a tile into global tensor parameter `param` at `offsets`; elements outside the
+    /// tensor are skipped. Produces `Type::Unit`.
+    Store { param: usize, value: ValueId, offsets: Vec<ValueId> },
+    /// `c + a @ b` for `a: [M, K]`, `b: [K, N]`, `c: [M, N]`; products and sums in `c`'s dtype.
+    Dot { a: ValueId, b: ValueId, c: ValueId },
+    /// Reduction over `dim`, which stays with extent 1.
+    Reduce { op: ReduceOp, value: ValueId, dim: usize },
+    /// Elementwise `cond ? a : b` (`cond` is bool, same shape).
+    Select { cond: ValueId, a: ValueId, b: ValueId },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueData {
+    pub ty: Type,
+    pub op: Op,
+    /// The register layout of a tensor value; `None` until layout assignment.
+    pub layout: Option<Layout>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarData {
+    pub name: String,
+    pub ty: Type,
+    pub layout: Option<Layout>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// Computes a value (in program order).
+    Eval(ValueId),
+    /// Sets a variable. The value's type equals the variable's.
+    Assign(VarId, ValueId),
+    /// `for index in start .. end { body }` with i32 bounds, step 1, block-uniform.
+    For { index: ValueId, start: ValueId, end: ValueId, body: Vec<Stmt> },
+    /// Block-uniform branch on a bool scalar.
+    If { cond: ValueId, then_body: Vec<Stmt>, else_body: Vec<Stmt> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    /// Compile-time parameters with the values this kernel was specialized for.
+    pub const_params: Vec<(String, i64)>,
+    pub params: Vec<Param>,
+    /// Grid extents (x, y, z).
+    pub grid: [SymExpr; 3],
+    pub warps: u32,
+    pub values: Vec<ValueData>,
+    pub vars: Vec<VarData>,
+    pub body: Vec<Stmt>,
+}
+
+impl Kernel {
+    pub fn value(&self, id: ValueId) -> &ValueData {
+        &self.values[id.index()]
+    }
+
+    pub fn var(&self, id: VarId) -> &VarData {
+        &self.vars[id.index()]
+    }
+
+    pub fn num_threads(&self) -> usize {
+        self.warps as usize * 32
+    }
+
+    /// Appends a value to the arena (it still needs a `Stmt::Eval` to be computed).
+    pub fn add_value(&mut self, ty: Type, op: Op, span: Span) -> ValueId {
+        self.values.push(ValueData { ty, op, layout: None, span });
+        ValueId(self.values.len() as u32 - 1)
+    }
+}
+
+/// Operands of an op, in order.
+pub fn operands(op: &Op) -> Vec<ValueId> {
+    match op {
+        Op::Const(_) | Op::Param(_) | Op::BlockIdx(_) | Op::LoopIndex | Op::ReadVar(_) => vec![],
+        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) => vec![*a],
+        Op::Reduce { value, .. } => vec![*value],
+        Op::Binary(_, a, b) => vec![*a, *b],
+        Op::Load { offsets, .. } => offsets.clone(),
+        Op::Store { value, offsets, .. } => {
+            let mut v = vec![*value];
+            v.extend(offsets);
+            v
+        }
+        Op::Dot { a, b, c } => vec![*a, *b, *c],
+        Op::Select { cond, a, b } => vec![*cond, *a, *b],
+    }
+}

@@ -1,0 +1,149 @@
+//! The deterministic text form of the block IR (`tlc compile --emit ir`, golden tests).
+
+use super::*;
+use std::fmt::Write;
+
+/// Formats a shape or grid expression with parameter names.
+pub fn sym_expr(kernel: &Kernel, e: &SymExpr) -> String {
+    let bin = |name: &str, a: &SymExpr, b: &SymExpr| {
+        format!("{name}({}, {})", sym_expr(kernel, a), sym_expr(kernel, b))
+    };
+    match e {
+        SymExpr::Const(v) => v.to_string(),
+        SymExpr::Param(i) => kernel.params.get(*i).map_or("?".into(), |p| p.name.clone()),
+        SymExpr::Add(a, b) => format!("({} + {})", sym_expr(kernel, a), sym_expr(kernel, b)),
+        SymExpr::Sub(a, b) => format!("({} - {})", sym_expr(kernel, a), sym_expr(kernel, b)),
+        SymExpr::Mul(a, b) => format!("({} * {})", sym_expr(kernel, a), sym_expr(kernel, b)),
+        SymExpr::Div(a, b) => format!("({} / {})", sym_expr(kernel, a), sym_expr(kernel, b)),
+        SymExpr::Rem(a, b) => format!("({} % {})", sym_expr(kernel, a), sym_expr(kernel, b)),
+        SymExpr::CeilDiv(a, b) => bin("cdiv", a, b),
+        SymExpr::Min(a, b) => bin("min", a, b),
+        SymExpr::Max(a, b) => bin("max", a, b),
+    }
+}
+
+pub fn type_str(ty: &Type) -> String {
+    match ty {
+        Type::Scalar(d) => d.name().to_string(),
+        Type::Tensor { dtype, shape } => {
+            let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+            format!("{dtype}[{}]", dims.join(", "))
+        }
+        Type::Unit => "()".to_string(),
+    }
+}
+
+fn float_str(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn ids(v: &[ValueId]) -> String {
+    v.iter().map(|i| format!("%{}", i.0)).collect::<Vec<_>>().join(", ")
+}
+
+/// Prints a whole kernel.
+pub fn kernel_to_string(kernel: &Kernel) -> String {
+    let mut out = String::new();
+    let consts: Vec<String> =
+        kernel.const_params.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+    let params: Vec<String> = kernel
+        .params
+        .iter()
+        .map(|p| match &p.kind {
+            ParamKind::Scalar(d) => format!("{}: {d}", p.name),
+            ParamKind::Global { dtype, shape, mutable } => {
+                let dims: Vec<String> = shape.iter().map(|s| sym_expr(kernel, s)).collect();
+                format!(
+                    "{}: global {}{dtype}[{}]",
+                    p.name,
+                    if *mutable { "mut " } else { "" },
+                    dims.join(", ")
+                )
+            }
+        })
+        .collect();
+    let grid: Vec<String> = kernel.grid.iter().map(|g| sym_expr(kernel, g)).collect();
+    let _ = writeln!(
+        out,
+        "kernel {}<{}>({})\n    grid({}) warps({}) {{",
+        kernel.name,
+        consts.join(", "),
+        params.join(", "),
+        grid.join(", "),
+        kernel.warps
+    );
+    for (i, var) in kernel.vars.iter().enumerate() {
+        let layout = var.layout.as_ref().map(|l| format!(" @ {l}")).unwrap_or_default();
+        let _ = writeln!(out, "  var ${i} {}: {}{layout}", var.name, type_str(&var.ty));
+    }
+    print_body(kernel, &kernel.body, 1, &mut out);
+    out.push_str("}\n");
+    out
+}
+
+fn print_body(kernel: &Kernel, body: &[Stmt], depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    for stmt in body {
+        match stmt {
+            Stmt::Eval(id) => {
+                let v = kernel.value(*id);
+                let text = op_str(kernel, &v.op);
+                let layout = v.layout.as_ref().map(|l| format!(" @ {l}")).unwrap_or_default();
+                if v.ty == Type::Unit {
+                    let _ = writeln!(out, "{pad}{text}");
+                } else {
+                    let _ = writeln!(out, "{pad}%{}: {} = {text}{layout}", id.0, type_str(&v.ty));
+                }
+            }
+            Stmt::Assign(var, value) => {
+                let _ = writeln!(out, "{pad}${} = %{}", var.0, value.0);
+            }
+            Stmt::For { index, start, end, body } => {
+                let _ = writeln!(out, "{pad}for %{} in %{} .. %{} {{", index.0, start.0, end.0);
+                print_body(kernel, body, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+            Stmt::If { cond, then_body, else_body } => {
+                let _ = writeln!(out, "{pad}if %{} {{", cond.0);
+                print_body(kernel, then_body, depth + 1, out);
+                if !else_body.is_empty() {
+                    let _ = writeln!(out, "{pad}}} else {{");
+                    print_body(kernel, else_body, depth + 1, out);
+                }
+                let _ = writeln!(out, "{pad}}}");
+            }
+        }
+    }
+}
+
+fn param_name(kernel: &Kernel, i: usize) -> &str {
+    kernel.params.get(i).map_or("?", |p| p.name.as_str())
+}
+
+fn op_str(kernel: &Kernel, op: &Op) -> String {
+    match op {
+        Op::Const(v) => format!("const {}", float_str(*v)),
+        Op::Param(i) => format!("param {}", param_name(kernel, *i)),
+        Op::BlockIdx(a) => format!("block_idx.{}", ["x", "y", "z"][(*a as usize).min(2)]),
+        Op::LoopIndex => "loop_index".into(),
+        Op::ReadVar(v) => format!("read ${}", v.0),
+        Op::Unary(u, a) => format!("{} %{}", u.name(), a.0),
+        Op::Binary(b, x, y) => format!("{} %{}, %{}", b.name(), x.0, y.0),
+        Op::Cast(a) => format!("cast %{}", a.0),
+        Op::Splat(a) => format!("splat %{}", a.0),
+        Op::Broadcast(a) => format!("broadcast %{}", a.0),
+        Op::Load { param, offsets, pad } => {
+            format!("load {}[{}] pad {}", param_name(kernel, *param), ids(offsets), float_str(*pad))
+        }
+        Op::Store { param, value, offsets } => {
+            format!("store {}[{}], %{}", param_name(kernel, *param), ids(offsets), value.0)
+        }
+        Op::Dot { a, b, c } => format!("dot %{}, %{}, %{}", a.0, b.0, c.0),
+        Op::Reduce { op, value, dim } => format!("reduce_{} %{}, dim {dim}", op.name(), value.0),
+        Op::Select { cond, a, b } => format!("select %{}, %{}, %{}", cond.0, a.0, b.0),
+    }
+}

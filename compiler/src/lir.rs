@@ -1,0 +1,302 @@
+//! The thread-level IR (LIR): the program of one thread, with the thread index explicit.
+//!
+//! Everything is per thread: variables are registers (mutable, typed), expressions are trees,
+//! control flow is structured and block-uniform except for `If`, whose condition may differ
+//! between threads (it guards memory accesses; it never contains a `Barrier`). Global memory is
+//! addressed by element index into a tensor parameter; shared memory by byte offset into one
+//! static, 16-byte aligned buffer of `shared_bytes` bytes.
+//!
+//! Types of expressions are determined bottom-up by [`Program::ty`]; the lowering guarantees
+//! that operands of a binary operation have equal types, indices of global accesses are i64,
+//! shared offsets and loop bounds are i32, conditions are i1.
+
+use crate::dtype::DType;
+use std::fmt::{self, Write};
+
+/// Register types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    I1,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl Ty {
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Ty::I1 | Ty::I8 => 1,
+            Ty::I16 | Ty::F16 | Ty::BF16 => 2,
+            Ty::I32 | Ty::F32 => 4,
+            Ty::I64 | Ty::F64 => 8,
+        }
+    }
+
+    /// The register type that holds values of `dtype` (unsigned integers share the signed
+    /// register of their width; their signedness lives in [`Expr::Cast`]'s `from_unsigned`).
+    pub fn of(dtype: DType) -> Ty {
+        match dtype {
+            DType::Bool => Ty::I1,
+            DType::I8 | DType::U8 => Ty::I8,
+            DType::I16 | DType::U16 => Ty::I16,
+            DType::I32 | DType::U32 => Ty::I32,
+            DType::I64 | DType::U64 => Ty::I64,
+            DType::F16 => Ty::F16,
+            DType::BF16 => Ty::BF16,
+            DType::F32 => Ty::F32,
+            DType::F64 => Ty::F64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::I1 => "i1",
+            Ty::I8 => "i8",
+            Ty::I16 => "i16",
+            Ty::I32 => "i32",
+            Ty::I64 => "i64",
+            Ty::F16 => "f16",
+            Ty::BF16 => "bf16",
+            Ty::F32 => "f32",
+            Ty::F64 => "f64",
+        }
+    }
+}
+
+/// Index of a variable (register) in [`Program::vars`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub u32);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    /// A pointer to a global tensor of `dtype` elements.
+    Global { name: String, dtype: DType },
+    /// A scalar passed by value.
+    Scalar { name: String, ty: Ty },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    /// Logical not on i1, bitwise not on integers.
+    Not,
+    Abs,
+    /// The following are float-only; the backend may compute them through f32 approximations.
+    Exp,
+    Exp2,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    /// Float division (IEEE, round to nearest) or signed integer division truncating to zero.
+    Div,
+    /// Signed integer remainder (sign of the dividend).
+    Rem,
+    Min,
+    Max,
+    /// Bitwise on integers, logical on i1.
+    And,
+    Or,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Int(Ty, i64),
+    Float(Ty, f64),
+    Var(Var),
+    /// The scalar parameter with this index in [`Program::params`].
+    Param(usize),
+    /// `threadIdx.x` as i32 (blocks are one-dimensional).
+    ThreadIdx,
+    /// `blockIdx.{x,y,z}` as i32.
+    BlockIdx(u8),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// Signed comparison for integers, ordered comparison for floats; gives i1.
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `a * b + c` for floats, fused.
+    Fma(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Conversion with the semantics of DESIGN.md §4: float→float rounds to nearest even;
+    /// float→int rounds to nearest even and saturates (NaN → 0); int→int sign- or
+    /// zero-extends (by `from_unsigned`) or saturates into the narrower type (by `to_unsigned`
+    /// for the target range); int→float rounds to nearest even; anything→i1 is `!= 0`.
+    Cast { to: Ty, value: Box<Expr>, from_unsigned: bool, to_unsigned: bool },
+    /// Element `index` (i64) of global tensor parameter `param`, read as `ty`.
+    LoadGlobal { param: usize, index: Box<Expr>, ty: Ty },
+    /// `ty` at byte `offset` (i32) of the shared buffer.
+    LoadShared { offset: Box<Expr>, ty: Ty },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    Assign(Var, Expr),
+    /// Writes `value` (of the parameter's register type) to element `index` (i64).
+    StoreGlobal { param: usize, index: Expr, value: Expr },
+    StoreShared { offset: Expr, value: Expr },
+    If { cond: Expr, then_body: Vec<Stmt>, else_body: Vec<Stmt> },
+    /// `for var in start .. end` over i32, step 1; bounds are evaluated once, block-uniform.
+    For { var: Var, start: Expr, end: Expr, body: Vec<Stmt> },
+    /// `bar.sync 0`: every thread of the block waits; shared-memory writes become visible.
+    Barrier,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub name: String,
+    pub params: Vec<Param>,
+    /// Threads per block (x dimension only).
+    pub block_threads: u32,
+    /// Bytes of the static shared buffer (0 for none).
+    pub shared_bytes: usize,
+    /// The type of every variable.
+    pub vars: Vec<Ty>,
+    pub body: Vec<Stmt>,
+}
+
+impl Program {
+    pub fn new_var(&mut self, ty: Ty) -> Var {
+        self.vars.push(ty);
+        Var(self.vars.len() as u32 - 1)
+    }
+
+    /// The type of an expression.
+    pub fn ty(&self, e: &Expr) -> Ty {
+        match e {
+            Expr::Int(t, _) | Expr::Float(t, _) => *t,
+            Expr::Var(v) => self.vars[v.0 as usize],
+            Expr::Param(i) => match &self.params[*i] {
+                Param::Scalar { ty, .. } => *ty,
+                Param::Global { .. } => Ty::I64,
+            },
+            Expr::ThreadIdx | Expr::BlockIdx(_) => Ty::I32,
+            Expr::Unary(_, a) => self.ty(a),
+            Expr::Binary(_, a, _) => self.ty(a),
+            Expr::Cmp(..) => Ty::I1,
+            Expr::Select(_, a, _) => self.ty(a),
+            Expr::Fma(a, _, _) => self.ty(a),
+            Expr::Cast { to, .. } => *to,
+            Expr::LoadGlobal { ty, .. } | Expr::LoadShared { ty, .. } => *ty,
+        }
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Global { name, dtype } => format!("{name}: ptr {dtype}"),
+                Param::Scalar { name, ty } => format!("{name}: {}", ty.name()),
+            })
+            .collect();
+        writeln!(
+            f,
+            "lir {}({}) threads({}) shared({}) {{",
+            self.name,
+            params.join(", "),
+            self.block_threads,
+            self.shared_bytes
+        )?;
+        let mut out = String::new();
+        for (i, t) in self.vars.iter().enumerate() {
+            let _ = writeln!(out, "  reg r{i}: {}", t.name());
+        }
+        print_stmts(&self.body, 1, &mut out);
+        f.write_str(&out)?;
+        writeln!(f, "}}")
+    }
+}
+
+fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    for s in body {
+        match s {
+            Stmt::Assign(v, e) => {
+                let _ = writeln!(out, "{pad}r{} = {}", v.0, expr_str(e));
+            }
+            Stmt::StoreGlobal { param, index, value } => {
+                let _ = writeln!(out, "{pad}st.global p{param}[{}] = {}", expr_str(index), expr_str(value));
+            }
+            Stmt::StoreShared { offset, value } => {
+                let _ = writeln!(out, "{pad}st.shared [{}] = {}", expr_str(offset), expr_str(value));
+            }
+            Stmt::If { cond, then_body, else_body } => {
+                let _ = writeln!(out, "{pad}if {} {{", expr_str(cond));
+                print_stmts(then_body, depth + 1, out);
+                if !else_body.is_empty() {
+                    let _ = writeln!(out, "{pad}}} else {{");
+                    print_stmts(else_body, depth + 1, out);
+                }
+                let _ = writeln!(out, "{pad}}}");
+            }
+            Stmt::For { var, start, end, body } => {
+                let _ = writeln!(out, "{pad}for r{} in {} .. {} {{", var.0, expr_str(start), expr_str(end));
+                print_stmts(body, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+            Stmt::Barrier => {
+                let _ = writeln!(out, "{pad}barrier");
+            }
+        }
+    }
+}
+
+/// The text form of an expression.
+pub fn expr_str(e: &Expr) -> String {
+    match e {
+        Expr::Int(t, v) => format!("{v}:{}", t.name()),
+        Expr::Float(t, v) => format!("{v:?}:{}", t.name()),
+        Expr::Var(v) => format!("r{}", v.0),
+        Expr::Param(i) => format!("p{i}"),
+        Expr::ThreadIdx => "tid".into(),
+        Expr::BlockIdx(a) => format!("ctaid.{}", ["x", "y", "z"][(*a as usize).min(2)]),
+        Expr::Unary(op, a) => format!("{}({})", format!("{op:?}").to_lowercase(), expr_str(a)),
+        Expr::Binary(op, a, b) => {
+            format!("{}({}, {})", format!("{op:?}").to_lowercase(), expr_str(a), expr_str(b))
+        }
+        Expr::Cmp(op, a, b) => {
+            format!("{}({}, {})", format!("{op:?}").to_lowercase(), expr_str(a), expr_str(b))
+        }
+        Expr::Select(c, a, b) => format!("select({}, {}, {})", expr_str(c), expr_str(a), expr_str(b)),
+        Expr::Fma(a, b, c) => format!("fma({}, {}, {})", expr_str(a), expr_str(b), expr_str(c)),
+        Expr::Cast { to, value, from_unsigned, to_unsigned } => format!(
+            "cast.{}{}{}({})",
+            to.name(),
+            if *from_unsigned { ".from_u" } else { "" },
+            if *to_unsigned { ".to_u" } else { "" },
+            expr_str(value)
+        ),
+        Expr::LoadGlobal { param, index, ty } => {
+            format!("ld.global.{} p{param}[{}]", ty.name(), expr_str(index))
+        }
+        Expr::LoadShared { offset, ty } => format!("ld.shared.{} [{}]", ty.name(), expr_str(offset)),
+    }
+}
