@@ -1,1 +1,6 @@
-//! CPU execution of tl programs.
+//! CPU execution of tl programs: `interp` runs the block-level IR with the reference semantics
+//! of DESIGN.md §4; `simt` runs the thread-level IR of every thread of a block in lockstep.
+
+pub mod tensor;
+
+pub use tensor::HostTensor;
