@@ -8,3 +8,5 @@ pub mod syntax;
 pub mod ir;
 pub mod layout;
 pub mod lir;
+pub mod passes;
+pub mod sema;

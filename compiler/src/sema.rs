@@ -1,0 +1,1178 @@
+//! Semantic analysis: AST → block IR.
+//!
+//! Expects a parsed file (possibly with `Error` nodes, which are skipped silently because the
+//! parser already reported them). Guarantees, when it returns `Ok`: names resolve, dtypes agree
+//! (no implicit conversions except untyped literals taking the dtype of the other operand),
+//! shapes agree (equal-rank broadcasting of extent-1 dims and of scalars is explicit in the IR),
+//! compile-time parameters are folded into constants, and the kernel passes `ir::verify`.
+//! Every problem becomes a `Diagnostic` at the span of the offending text; analysis continues
+//! after an error so that one run reports as many independent errors as it can.
+
+use crate::diagnostics::{Diagnostic, Span};
+use crate::dtype::DType;
+use crate::ir::{
+    self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId, VarId,
+};
+use crate::syntax::ast::{self, BinOp, ExprKind, StmtKind, UnOp};
+use std::collections::{HashMap, HashSet};
+
+/// Largest tile (elements) a single register tensor may have.
+pub const MAX_TILE_ELEMENTS: usize = 1 << 16;
+/// Warps per block allowed by `warps(n)`.
+pub const MAX_WARPS: i64 = 32;
+
+/// Finds a kernel by name (or the only/first one when `name` is `None`).
+pub fn find_kernel<'f>(file: &'f ast::File, name: Option<&str>) -> Result<&'f ast::Kernel, Diagnostic> {
+    let kernels: Vec<&ast::Kernel> = file
+        .items
+        .iter()
+        .filter_map(|i| if let ast::Item::Kernel(k) = i { Some(k) } else { None })
+        .collect();
+    match name {
+        Some(n) => kernels.into_iter().find(|k| k.name.name == n).ok_or_else(|| {
+            Diagnostic::error_nowhere(format!("no kernel named `{n}` in this file"))
+        }),
+        None => kernels
+            .first()
+            .copied()
+            .ok_or_else(|| Diagnostic::error_nowhere("this file defines no kernel")),
+    }
+}
+
+/// Checks every kernel of a file with its default compile-time parameters, and that every
+/// `reference` names a kernel.
+pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for item in &file.items {
+        match item {
+            ast::Item::Kernel(k) => {
+                if let Some(prev) = seen.insert(&k.name.name, k.name.span) {
+                    diags.push(
+                        Diagnostic::error(format!("kernel `{}` is defined twice", k.name.name), k.name.span)
+                            .with_label(prev, "first defined here"),
+                    );
+                }
+                if let Err(mut e) = lower_kernel(k, &[]) {
+                    diags.append(&mut e);
+                }
+            }
+            ast::Item::Reference(r) => {
+                let exists = file.items.iter().any(|i| matches!(i, ast::Item::Kernel(k) if k.name.name == r.kernel.name));
+                if !exists {
+                    diags.push(Diagnostic::error(
+                        format!("`reference` names `{}`, which is not a kernel of this file", r.kernel.name),
+                        r.kernel.span,
+                    ));
+                }
+            }
+        }
+    }
+    diags
+}
+
+/// Lowers one kernel to block IR, with `overrides` replacing compile-time parameter defaults.
+pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, i64)]) -> Result<Kernel, Vec<Diagnostic>> {
+    let mut cx = Sema {
+        k: Kernel {
+            name: kernel.name.name.clone(),
+            const_params: Vec::new(),
+            params: Vec::new(),
+            grid: [SymExpr::Const(1), SymExpr::Const(1), SymExpr::Const(1)],
+            warps: 1,
+            values: Vec::new(),
+            vars: Vec::new(),
+            body: Vec::new(),
+        },
+        scopes: vec![HashMap::new()],
+        diags: Vec::new(),
+        assigned: HashSet::new(),
+    };
+    cx.kernel(kernel, overrides);
+    if cx.diags.is_empty() {
+        if let Err(errors) = ir::verify::verify(&cx.k, false) {
+            // A verifier failure after clean sema is a compiler bug; report it, never panic.
+            return Err(vec![Diagnostic::error(
+                format!("internal compiler error: the IR of this kernel is invalid: {}", errors.join("; ")),
+                kernel.name.span,
+            )]);
+        }
+        Ok(cx.k)
+    } else {
+        Err(cx.diags)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Binding {
+    Const(i64),
+    ScalarParam(usize),
+    TensorParam(usize),
+    Value(ValueId),
+    Var(VarId),
+}
+
+/// The result of analysing an expression.
+#[derive(Clone, Debug)]
+enum Operand {
+    /// A compile-time integer, not yet given a dtype.
+    Int(i64),
+    /// A float literal, not yet given a dtype.
+    Float(f64),
+    Bool(bool),
+    Value(ValueId),
+    Tensor(usize),
+    List(Vec<(Operand, Span)>),
+    /// Already reported.
+    Error,
+}
+
+struct Sema {
+    k: Kernel,
+    scopes: Vec<HashMap<String, Binding>>,
+    diags: Vec<Diagnostic>,
+    /// Names that some statement assigns to: their `let`s become variables.
+    assigned: HashSet<String>,
+}
+
+fn collect_assigned(stmts: &[ast::Stmt], out: &mut HashSet<String>) {
+    for s in stmts {
+        match &s.kind {
+            StmtKind::Assign { name, .. } => {
+                out.insert(name.name.clone());
+            }
+            StmtKind::For { body, .. } => collect_assigned(&body.stmts, out),
+            StmtKind::If { then_block, else_block, .. } => {
+                collect_assigned(&then_block.stmts, out);
+                if let Some(b) = else_block {
+                    collect_assigned(&b.stmts, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Sema {
+    fn error(&mut self, message: impl Into<String>, span: Span) {
+        self.diags.push(Diagnostic::error(message, span));
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Binding> {
+        self.scopes.iter().rev().find_map(|s| s.get(name))
+    }
+
+    fn bind(&mut self, name: &ast::Ident, b: Binding) {
+        self.scopes.last_mut().expect("scope").insert(name.name.clone(), b);
+    }
+
+    fn emit(&mut self, body: &mut Vec<Stmt>, ty: Type, op: Op, span: Span) -> ValueId {
+        let id = self.k.add_value(ty, op, span);
+        body.push(Stmt::Eval(id));
+        id
+    }
+
+    fn ty(&self, v: ValueId) -> &Type {
+        &self.k.value(v).ty
+    }
+
+    // ----- the kernel signature -------------------------------------------------------------
+
+    fn kernel(&mut self, kernel: &ast::Kernel, overrides: &[(String, i64)]) {
+        for (name, _) in overrides {
+            if !kernel.const_params.iter().any(|c| &c.name.name == name) {
+                let known: Vec<&str> = kernel.const_params.iter().map(|c| c.name.name.as_str()).collect();
+                self.diags.push(
+                    Diagnostic::error_nowhere(format!(
+                        "kernel `{}` has no compile-time parameter `{name}`",
+                        kernel.name.name
+                    ))
+                    .with_note(format!("its compile-time parameters are: {}", if known.is_empty() { "none".into() } else { known.join(", ") })),
+                );
+            }
+        }
+        for cp in &kernel.const_params {
+            if self.lookup(&cp.name.name).is_some() {
+                self.error(format!("`{}` is declared twice", cp.name.name), cp.name.span);
+                continue;
+            }
+            let value = match overrides.iter().find(|(n, _)| *n == cp.name.name) {
+                Some((_, v)) => Some(*v),
+                None => self.const_int(&cp.default),
+            };
+            if let Some(v) = value {
+                self.k.const_params.push((cp.name.name.clone(), v));
+                self.bind(&cp.name, Binding::Const(v));
+            }
+        }
+        let mut declared: HashMap<&str, Span> = HashMap::new();
+        for p in &kernel.params {
+            if let Some(prev) = declared.insert(&p.name.name, p.name.span) {
+                self.diags.push(
+                    Diagnostic::error(format!("parameter `{}` is declared twice", p.name.name), p.name.span)
+                        .with_label(prev, "first declared here"),
+                );
+            } else if self.lookup(&p.name.name).is_some() {
+                self.error(
+                    format!("parameter `{}` has the name of a compile-time parameter", p.name.name),
+                    p.name.span,
+                );
+            }
+        }
+        // Bind every parameter before reading tensor shapes, so that a shape may name a scalar
+        // declared after the tensor.
+        for (i, p) in kernel.params.iter().enumerate() {
+            let kind = match &p.ty {
+                ast::TypeExpr::Scalar { dtype, .. } => {
+                    self.bind(&p.name, Binding::ScalarParam(i));
+                    ParamKind::Scalar(*dtype)
+                }
+                ast::TypeExpr::Global { dtype, mutable, .. } => {
+                    self.bind(&p.name, Binding::TensorParam(i));
+                    ParamKind::Global { dtype: *dtype, shape: Vec::new(), mutable: *mutable }
+                }
+            };
+            self.k.params.push(ir::Param { name: p.name.name.clone(), kind, span: p.name.span });
+        }
+        for (i, p) in kernel.params.iter().enumerate() {
+            if let ast::TypeExpr::Global { shape, span, .. } = &p.ty {
+                if shape.is_empty() {
+                    self.error("a global tensor needs at least one dimension", *span);
+                }
+                let dims: Vec<SymExpr> = shape.iter().filter_map(|d| self.sym_expr(d)).collect();
+                if let ParamKind::Global { shape, .. } = &mut self.k.params[i].kind {
+                    *shape = dims;
+                }
+            }
+        }
+        if kernel.grid.is_empty() || kernel.grid.len() > 3 {
+            self.error("`grid` takes one to three extents", kernel.grid_span);
+        }
+        for (axis, g) in kernel.grid.iter().take(3).enumerate() {
+            if let Some(e) = self.sym_expr(g) {
+                self.k.grid[axis] = e;
+            }
+        }
+        if let Some(w) = self.const_int(&kernel.warps) {
+            if !(1..=MAX_WARPS).contains(&w) {
+                self.error(format!("`warps` must be between 1 and {MAX_WARPS}, not {w}"), kernel.warps.span);
+            } else {
+                self.k.warps = w as u32;
+            }
+        }
+        collect_assigned(&kernel.body.stmts, &mut self.assigned);
+        let mut body = Vec::new();
+        self.block(&kernel.body.stmts, &mut body);
+        self.k.body = body;
+    }
+
+    /// A compile-time integer expression (compile-time parameters and literals only).
+    fn const_int(&mut self, e: &ast::Expr) -> Option<i64> {
+        let mut scratch = Vec::new();
+        match self.expr(e, &mut scratch) {
+            Operand::Int(v) => Some(v),
+            Operand::Error => None,
+            _ => {
+                self.error("expected a compile-time integer (literals and compile-time parameters)", e.span);
+                None
+            }
+        }
+    }
+
+    /// A shape or grid expression over runtime integer scalars and compile-time integers.
+    fn sym_expr(&mut self, e: &ast::Expr) -> Option<SymExpr> {
+        let bin = |s: &mut Self, a: &ast::Expr, b: &ast::Expr| Some((Box::new(s.sym_expr(a)?), Box::new(s.sym_expr(b)?)));
+        match &e.kind {
+            ExprKind::Int(v) => Some(SymExpr::Const(*v)),
+            ExprKind::Name(n) => match self.lookup(n).cloned() {
+                Some(Binding::Const(v)) => Some(SymExpr::Const(v)),
+                Some(Binding::ScalarParam(i)) => match &self.k.params[i].kind {
+                    ParamKind::Scalar(d) if d.is_int() => Some(SymExpr::Param(i)),
+                    _ => {
+                        self.error(format!("`{n}` is not an integer scalar, so it cannot size a shape or grid"), e.span);
+                        None
+                    }
+                },
+                Some(_) => {
+                    self.error(format!("`{n}` cannot appear in a shape or grid expression"), e.span);
+                    None
+                }
+                None => {
+                    self.error(format!("unknown name `{n}`"), e.span);
+                    None
+                }
+            },
+            ExprKind::Binary(op, a, b) => {
+                let (x, y) = bin(self, a, b)?;
+                Some(match op {
+                    BinOp::Add => SymExpr::Add(x, y),
+                    BinOp::Sub => SymExpr::Sub(x, y),
+                    BinOp::Mul => SymExpr::Mul(x, y),
+                    BinOp::Div => SymExpr::Div(x, y),
+                    BinOp::Rem => SymExpr::Rem(x, y),
+                    _ => {
+                        self.error(format!("`{}` cannot appear in a shape or grid expression", op.symbol()), e.span);
+                        return None;
+                    }
+                })
+            }
+            ExprKind::Call { callee, dtype: None, args } if ["cdiv", "min", "max"].contains(&callee.name.as_str()) && args.len() == 2 && args.iter().all(|a| a.name.is_none()) => {
+                let (x, y) = bin(self, &args[0].value, &args[1].value)?;
+                Some(match callee.name.as_str() {
+                    "cdiv" => SymExpr::CeilDiv(x, y),
+                    "min" => SymExpr::Min(x, y),
+                    _ => SymExpr::Max(x, y),
+                })
+            }
+            ExprKind::Error => None,
+            _ => {
+                self.error("expected an integer expression of scalar parameters and compile-time values", e.span);
+                None
+            }
+        }
+    }
+
+    // ----- statements -----------------------------------------------------------------------
+
+    fn block(&mut self, stmts: &[ast::Stmt], body: &mut Vec<Stmt>) {
+        for s in stmts {
+            self.stmt(s, body);
+        }
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt, body: &mut Vec<Stmt>) {
+        match &s.kind {
+            StmtKind::Error => {}
+            StmtKind::Let { name, value } => {
+                let op = self.expr(value, body);
+                if name.name == "block" {
+                    self.error("`block` is reserved for the block index", name.span);
+                    return;
+                }
+                let binding = match op {
+                    Operand::Error => return,
+                    Operand::Int(v) if !self.assigned.contains(&name.name) => Binding::Const(v),
+                    other => {
+                        let Some(v) = self.materialize_default(other, value.span, body) else { return };
+                        if self.assigned.contains(&name.name) {
+                            let ty = self.ty(v).clone();
+                            self.k.vars.push(ir::VarData { name: name.name.clone(), ty, layout: None, span: name.span });
+                            let var = VarId(self.k.vars.len() as u32 - 1);
+                            body.push(Stmt::Assign(var, v));
+                            Binding::Var(var)
+                        } else {
+                            Binding::Value(v)
+                        }
+                    }
+                };
+                self.bind(name, binding);
+            }
+            StmtKind::Assign { name, value } => {
+                let op = self.expr(value, body);
+                match self.lookup(&name.name).cloned() {
+                    Some(Binding::Var(var)) => {
+                        let want = self.k.var(var).ty.clone();
+                        if let Some(v) = self.coerce_to(op, &want, value.span, body) {
+                            body.push(Stmt::Assign(var, v));
+                        }
+                    }
+                    Some(_) => self.error(format!("`{}` cannot be assigned: only `let` variables can", name.name), name.span),
+                    None => self.error(format!("unknown name `{}`", name.name), name.span),
+                }
+            }
+            StmtKind::For { var, start, end, body: loop_body } => {
+                let s0 = self.expr(start, body);
+                let e0 = self.expr(end, body);
+                let start_v = self.coerce_to(s0, &Type::Scalar(DType::I32), start.span, body);
+                let end_v = self.coerce_to(e0, &Type::Scalar(DType::I32), end.span, body);
+                let index = self.k.add_value(Type::Scalar(DType::I32), Op::LoopIndex, var.span);
+                self.scopes.push(HashMap::new());
+                self.bind(var, Binding::Value(index));
+                let mut inner = Vec::new();
+                self.block(&loop_body.stmts, &mut inner);
+                self.scopes.pop();
+                if let (Some(start), Some(end)) = (start_v, end_v) {
+                    body.push(Stmt::For { index, start, end, body: inner });
+                }
+            }
+            StmtKind::If { cond, then_block, else_block } => {
+                let c = self.expr(cond, body);
+                let c = self.coerce_to(c, &Type::Scalar(DType::Bool), cond.span, body);
+                self.scopes.push(HashMap::new());
+                let mut then_body = Vec::new();
+                self.block(&then_block.stmts, &mut then_body);
+                self.scopes.pop();
+                self.scopes.push(HashMap::new());
+                let mut else_body = Vec::new();
+                if let Some(b) = else_block {
+                    self.block(&b.stmts, &mut else_body);
+                }
+                self.scopes.pop();
+                if let Some(cond) = c {
+                    body.push(Stmt::If { cond, then_body, else_body });
+                }
+            }
+            StmtKind::Expr(e) => {
+                let is_store = matches!(&e.kind, ExprKind::Call { callee, .. } if callee.name == "store");
+                let op = self.expr(e, body);
+                if !is_store && !matches!(op, Operand::Error) {
+                    self.error("this expression's value is unused (only `store(...)` stands alone)", e.span);
+                }
+            }
+        }
+    }
+
+    // ----- typing helpers -------------------------------------------------------------------
+
+    /// Gives an operand a value: integer literals become i32, float literals f32.
+    fn materialize_default(&mut self, op: Operand, span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
+        match op {
+            Operand::Int(_) => self.coerce_to(op, &Type::Scalar(DType::I32), span, body),
+            Operand::Float(_) => self.coerce_to(op, &Type::Scalar(DType::F32), span, body),
+            Operand::Bool(_) => self.coerce_to(op, &Type::Scalar(DType::Bool), span, body),
+            Operand::Value(v) => Some(v),
+            Operand::Tensor(_) => {
+                self.error("a global tensor can only be used through `load` and `store`", span);
+                None
+            }
+            Operand::List(_) => {
+                self.error("a list is only allowed as offsets or a shape", span);
+                None
+            }
+            Operand::Error => None,
+        }
+    }
+
+    /// A scalar constant of `dtype` from a literal, checking that it is representable.
+    fn constant(&mut self, value: f64, is_float_literal: bool, dtype: DType, span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
+        if is_float_literal && !dtype.is_float() {
+            self.error(format!("float literal where an integer of type {dtype} is expected"), span);
+            return None;
+        }
+        if dtype.is_int() {
+            let (lo, hi) = dtype.int_range().expect("int");
+            if value < lo as f64 || value > hi as f64 {
+                self.error(format!("{value} does not fit in {dtype}"), span);
+                return None;
+            }
+        }
+        if dtype == DType::Bool && !(value == 0.0 || value == 1.0) {
+            self.error("expected a bool", span);
+            return None;
+        }
+        Some(self.emit(body, Type::Scalar(dtype), Op::Const(dtype.round(value)), span))
+    }
+
+    /// Converts an operand to exactly `want` (scalar or tensor type): literals take the dtype,
+    /// scalars splat, tensors with extent-1 dims broadcast. Dtypes never change implicitly.
+    fn coerce_to(&mut self, op: Operand, want: &Type, span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
+        let dtype = want.dtype()?;
+        let scalar = match op {
+            Operand::Error => return None,
+            Operand::Int(v) => self.constant(v as f64, false, dtype, span, body)?,
+            Operand::Float(v) => self.constant(v, true, dtype, span, body)?,
+            Operand::Bool(b) => {
+                if dtype != DType::Bool {
+                    self.error(format!("expected {dtype}, found a bool"), span);
+                    return None;
+                }
+                self.constant(b as u8 as f64, false, dtype, span, body)?
+            }
+            Operand::Value(v) => v,
+            other => return self.materialize_default(other, span, body),
+        };
+        let have = self.ty(scalar).clone();
+        if have == *want {
+            return Some(scalar);
+        }
+        if have.dtype() != Some(dtype) {
+            self.error(
+                format!(
+                    "expected {}, found {} (conversions are explicit: use `cast<{dtype}>(...)`)",
+                    ir::print::type_str(want),
+                    ir::print::type_str(&have)
+                ),
+                span,
+            );
+            return None;
+        }
+        match (&have, want) {
+            (Type::Scalar(_), Type::Tensor { .. }) => Some(self.emit(body, want.clone(), Op::Splat(scalar), span)),
+            (Type::Tensor { shape: from, .. }, Type::Tensor { shape: to, .. })
+                if from.len() == to.len() && from.iter().zip(to).all(|(f, t)| f == t || *f == 1) =>
+            {
+                Some(self.emit(body, want.clone(), Op::Broadcast(scalar), span))
+            }
+            _ => {
+                self.error(
+                    format!("expected {}, found {}", ir::print::type_str(want), ir::print::type_str(&have)),
+                    span,
+                );
+                None
+            }
+        }
+    }
+
+    /// The common type of two operands of an elementwise operation.
+    fn unify(&mut self, a: &Operand, b: &Operand, span: Span) -> Option<Type> {
+        let ta = self.operand_type(a);
+        let tb = self.operand_type(b);
+        let (ta, tb) = match (ta, tb) {
+            (Some(x), Some(y)) => (x, y),
+            (Some(x), None) | (None, Some(x)) => return Some(x),
+            (None, None) => return None,
+        };
+        if ta.dtype() != tb.dtype() {
+            self.error(
+                format!(
+                    "operands have different dtypes, {} and {} (use `cast<...>(...)` to convert)",
+                    ta.dtype().expect("typed"),
+                    tb.dtype().expect("typed")
+                ),
+                span,
+            );
+            return None;
+        }
+        match (ta.shape(), tb.shape()) {
+            (None, None) => Some(ta),
+            (Some(_), None) => Some(ta),
+            (None, Some(_)) => Some(tb),
+            (Some(x), Some(y)) => {
+                if x.len() != y.len() {
+                    self.error(format!("operands have different ranks, shapes {x:?} and {y:?}"), span);
+                    return None;
+                }
+                let mut shape = Vec::new();
+                for (p, q) in x.iter().zip(y) {
+                    if p == q || *q == 1 {
+                        shape.push(*p);
+                    } else if *p == 1 {
+                        shape.push(*q);
+                    } else {
+                        self.error(format!("shapes {x:?} and {y:?} do not broadcast"), span);
+                        return None;
+                    }
+                }
+                Some(Type::Tensor { dtype: ta.dtype().expect("typed"), shape })
+            }
+        }
+    }
+
+    fn operand_type(&self, op: &Operand) -> Option<Type> {
+        match op {
+            Operand::Value(v) => Some(self.ty(*v).clone()),
+            _ => None,
+        }
+    }
+
+    // ----- expressions ----------------------------------------------------------------------
+
+    fn expr(&mut self, e: &ast::Expr, body: &mut Vec<Stmt>) -> Operand {
+        match &e.kind {
+            ExprKind::Error => Operand::Error,
+            ExprKind::Int(v) => Operand::Int(*v),
+            ExprKind::Float(v) => Operand::Float(*v),
+            ExprKind::Bool(b) => Operand::Bool(*b),
+            ExprKind::List(items) => {
+                Operand::List(items.iter().map(|i| (self.expr(i, body), i.span)).collect())
+            }
+            ExprKind::Name(n) => match self.lookup(n).cloned() {
+                Some(Binding::Const(v)) => Operand::Int(v),
+                Some(Binding::ScalarParam(i)) => {
+                    let ParamKind::Scalar(d) = self.k.params[i].kind else { unreachable!("scalar binding") };
+                    Operand::Value(self.emit(body, Type::Scalar(d), Op::Param(i), e.span))
+                }
+                Some(Binding::TensorParam(i)) => Operand::Tensor(i),
+                Some(Binding::Value(v)) => Operand::Value(v),
+                Some(Binding::Var(var)) => {
+                    let ty = self.k.var(var).ty.clone();
+                    Operand::Value(self.emit(body, ty, Op::ReadVar(var), e.span))
+                }
+                None if n == "block" => {
+                    self.error("`block` needs a field: `block.x`, `block.y` or `block.z`", e.span);
+                    Operand::Error
+                }
+                None => {
+                    self.error(format!("unknown name `{n}`"), e.span);
+                    Operand::Error
+                }
+            },
+            ExprKind::Field(base, field) => {
+                let is_block = matches!(&base.kind, ExprKind::Name(n) if n == "block" && self.lookup("block").is_none());
+                if !is_block {
+                    self.error("only `block.x`, `block.y` and `block.z` have fields", e.span);
+                    return Operand::Error;
+                }
+                let axis = match field.name.as_str() {
+                    "x" => 0,
+                    "y" => 1,
+                    "z" => 2,
+                    other => {
+                        self.error(format!("`block` has fields x, y and z, not `{other}`"), field.span);
+                        return Operand::Error;
+                    }
+                };
+                Operand::Value(self.emit(body, Type::Scalar(DType::I32), Op::BlockIdx(axis), e.span))
+            }
+            ExprKind::Unary(op, a) => {
+                let x = self.expr(a, body);
+                match (op, x) {
+                    (_, Operand::Error) => Operand::Error,
+                    (UnOp::Neg, Operand::Int(v)) => match v.checked_neg() {
+                        Some(n) => Operand::Int(n),
+                        None => {
+                            self.error("integer overflow", e.span);
+                            Operand::Error
+                        }
+                    },
+                    (UnOp::Neg, Operand::Float(v)) => Operand::Float(-v),
+                    (UnOp::Not, Operand::Bool(b)) => Operand::Bool(!b),
+                    (op, x) => {
+                        let Some(v) = self.materialize_default(x, a.span, body) else { return Operand::Error };
+                        let ty = self.ty(v).clone();
+                        let dtype = ty.dtype().expect("typed");
+                        let ok = match op {
+                            UnOp::Neg => dtype.is_float() || dtype.is_signed_int(),
+                            UnOp::Not => !dtype.is_float(),
+                        };
+                        if !ok {
+                            self.error(format!("`{}` does not apply to {dtype}", if *op == UnOp::Neg { "-" } else { "!" }), e.span);
+                            return Operand::Error;
+                        }
+                        let u = if *op == UnOp::Neg { UnaryOp::Neg } else { UnaryOp::Not };
+                        Operand::Value(self.emit(body, ty, Op::Unary(u, v), e.span))
+                    }
+                }
+            }
+            ExprKind::Binary(op, a, b) => {
+                let x = self.expr(a, body);
+                let y = self.expr(b, body);
+                self.binary(*op, x, a.span, y, b.span, e.span, body)
+            }
+            ExprKind::Call { callee, dtype, args } => self.call(e, callee, *dtype, args, body),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn binary(&mut self, op: BinOp, x: Operand, xs: Span, y: Operand, ys: Span, span: Span, body: &mut Vec<Stmt>) -> Operand {
+        if matches!(x, Operand::Error) || matches!(y, Operand::Error) {
+            return Operand::Error;
+        }
+        // Compile-time folding of integer arithmetic.
+        if let (Operand::Int(p), Operand::Int(q)) = (&x, &y) {
+            let (p, q) = (*p, *q);
+            let r = match op {
+                BinOp::Add => p.checked_add(q),
+                BinOp::Sub => p.checked_sub(q),
+                BinOp::Mul => p.checked_mul(q),
+                BinOp::Div | BinOp::Rem if q == 0 => {
+                    self.error("division by zero", span);
+                    return Operand::Error;
+                }
+                BinOp::Div => p.checked_div(q),
+                BinOp::Rem => p.checked_rem(q),
+                BinOp::Lt => return Operand::Bool(p < q),
+                BinOp::Le => return Operand::Bool(p <= q),
+                BinOp::Gt => return Operand::Bool(p > q),
+                BinOp::Ge => return Operand::Bool(p >= q),
+                BinOp::Eq => return Operand::Bool(p == q),
+                BinOp::Ne => return Operand::Bool(p != q),
+                BinOp::And | BinOp::Or => {
+                    self.error(format!("`{}` needs bool operands", op.symbol()), span);
+                    return Operand::Error;
+                }
+            };
+            return match r {
+                Some(v) => Operand::Int(v),
+                None => {
+                    self.error("integer overflow in a compile-time expression", span);
+                    Operand::Error
+                }
+            };
+        }
+        if let (Operand::Float(p), Operand::Float(q)) = (&x, &y) {
+            if matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div) {
+                return Operand::Float(match op {
+                    BinOp::Add => p + q,
+                    BinOp::Sub => p - q,
+                    BinOp::Mul => p * q,
+                    _ => p / q,
+                });
+            }
+        }
+        let ty = match self.unify(&x, &y, span) {
+            Some(t) => t,
+            None if self.operand_type(&x).is_none() && self.operand_type(&y).is_none() => {
+                // Two untyped literals of different kinds (e.g. `1 + 2.0`): f32.
+                let default = if matches!(x, Operand::Bool(_)) { DType::Bool } else if matches!(x, Operand::Float(_)) || matches!(y, Operand::Float(_)) { DType::F32 } else { DType::I32 };
+                Type::Scalar(default)
+            }
+            None => return Operand::Error,
+        };
+        let dtype = ty.dtype().expect("typed");
+        let is_logic = matches!(op, BinOp::And | BinOp::Or);
+        if is_logic && dtype.is_float() {
+            self.error(format!("`{}` needs bool or integer operands, not {dtype}", op.symbol()), span);
+            return Operand::Error;
+        }
+        if !is_logic && !op.is_comparison() && dtype == DType::Bool {
+            self.error(format!("`{}` does not apply to bool", op.symbol()), span);
+            return Operand::Error;
+        }
+        if op == BinOp::Rem && dtype.is_float() {
+            self.error("`%` needs integer operands", span);
+            return Operand::Error;
+        }
+        let (Some(a), Some(b)) = (self.coerce_to(x, &ty, xs, body), self.coerce_to(y, &ty, ys, body)) else {
+            return Operand::Error;
+        };
+        let bop = match op {
+            BinOp::Add => BinaryOp::Add,
+            BinOp::Sub => BinaryOp::Sub,
+            BinOp::Mul => BinaryOp::Mul,
+            BinOp::Div => BinaryOp::Div,
+            BinOp::Rem => BinaryOp::Rem,
+            BinOp::Lt => BinaryOp::Lt,
+            BinOp::Le => BinaryOp::Le,
+            BinOp::Gt => BinaryOp::Gt,
+            BinOp::Ge => BinaryOp::Ge,
+            BinOp::Eq => BinaryOp::Eq,
+            BinOp::Ne => BinaryOp::Ne,
+            BinOp::And => BinaryOp::And,
+            BinOp::Or => BinaryOp::Or,
+        };
+        let result_ty = if op.is_comparison() {
+            match &ty {
+                Type::Tensor { shape, .. } => Type::Tensor { dtype: DType::Bool, shape: shape.clone() },
+                _ => Type::Scalar(DType::Bool),
+            }
+        } else {
+            ty
+        };
+        Operand::Value(self.emit(body, result_ty, Op::Binary(bop, a, b), span))
+    }
+
+    fn shape_list(&mut self, op: Operand, span: Span) -> Option<Vec<usize>> {
+        let Operand::List(items) = op else {
+            if !matches!(op, Operand::Error) {
+                self.error("expected a shape list such as `[16, 64]`", span);
+            }
+            return None;
+        };
+        let mut shape = Vec::new();
+        for (item, s) in items {
+            match item {
+                Operand::Int(v) if v > 0 => shape.push(v as usize),
+                Operand::Int(v) => {
+                    self.error(format!("tile extents must be positive, not {v}"), s);
+                    return None;
+                }
+                Operand::Error => return None,
+                _ => {
+                    self.error("tile extents must be compile-time integers", s);
+                    return None;
+                }
+            }
+        }
+        if shape.is_empty() {
+            self.error("a tile needs at least one dimension", span);
+            return None;
+        }
+        let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if n.is_none_or(|n| n > MAX_TILE_ELEMENTS) {
+            self.error(format!("tile {shape:?} has more than {MAX_TILE_ELEMENTS} elements"), span);
+            return None;
+        }
+        Some(shape)
+    }
+
+    fn offsets(&mut self, op: Operand, rank: usize, span: Span, body: &mut Vec<Stmt>) -> Option<Vec<ValueId>> {
+        let Operand::List(items) = op else {
+            if !matches!(op, Operand::Error) {
+                self.error("expected a list of offsets such as `[block.x * 16, 0]`", span);
+            }
+            return None;
+        };
+        if items.len() != rank {
+            self.error(format!("expected {rank} offsets (one per tensor dimension), found {}", items.len()), span);
+            return None;
+        }
+        let mut out = Vec::new();
+        for (item, s) in items {
+            out.push(self.coerce_to(item, &Type::Scalar(DType::I32), s, body)?);
+        }
+        Some(out)
+    }
+
+    fn call(&mut self, e: &ast::Expr, callee: &ast::Ident, dtype: Option<(DType, Span)>, args: &[ast::Arg], body: &mut Vec<Stmt>) -> Operand {
+        let name = callee.name.as_str();
+        // Split positional and named arguments; analyse every argument once.
+        let mut positional: Vec<(Operand, Span)> = Vec::new();
+        let mut named: Vec<(&ast::Ident, Operand, Span)> = Vec::new();
+        for a in args {
+            let v = self.expr(&a.value, body);
+            match &a.name {
+                Some(n) => named.push((n, v, a.value.span)),
+                None => positional.push((v, a.value.span)),
+            }
+        }
+        if positional.iter().any(|(o, _)| matches!(o, Operand::Error)) || named.iter().any(|(_, o, _)| matches!(o, Operand::Error)) {
+            return Operand::Error;
+        }
+        let allowed_named: &[&str] = match name {
+            "load" => &["pad"],
+            "sum" | "max" | "min" => &["dim"],
+            _ => &[],
+        };
+        for (n, _, _) in &named {
+            if !allowed_named.contains(&n.name.as_str()) {
+                self.error(format!("`{name}` has no argument named `{}`", n.name), n.span);
+                return Operand::Error;
+            }
+        }
+        let takes_dtype = matches!(name, "cast" | "zeros" | "full");
+        if takes_dtype != dtype.is_some() {
+            let span = dtype.map_or(callee.span, |d| d.1);
+            if takes_dtype {
+                self.error(format!("`{name}` needs a dtype: `{name}<f32>(...)`"), span);
+            } else {
+                self.error(format!("`{name}` takes no dtype argument"), span);
+            }
+            return Operand::Error;
+        }
+        let arity = |s: &mut Self, n: usize| -> bool {
+            if positional.len() != n {
+                s.error(format!("`{name}` takes {n} argument{}, found {}", if n == 1 { "" } else { "s" }, positional.len()), e.span);
+                false
+            } else {
+                true
+            }
+        };
+        let dim_arg = named.iter().find(|(n, _, _)| n.name == "dim").map(|(_, o, s)| (o.clone(), *s));
+        match name {
+            "load" => {
+                if !arity(self, 3) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (t, ts) = it.next().expect("3");
+                let (offs, os) = it.next().expect("3");
+                let (shape, ss) = it.next().expect("3");
+                let Operand::Tensor(param) = t else {
+                    self.error("the first argument of `load` must be a global tensor parameter", ts);
+                    return Operand::Error;
+                };
+                let ParamKind::Global { dtype, shape: pshape, .. } = self.k.params[param].kind.clone() else { unreachable!("tensor") };
+                let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
+                if shape.len() != pshape.len() {
+                    self.error(format!("tile rank {} does not match the tensor's rank {}", shape.len(), pshape.len()), ss);
+                    return Operand::Error;
+                }
+                let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
+                let pad = match named.iter().find(|(n, _, _)| n.name == "pad") {
+                    None => 0.0,
+                    Some((_, Operand::Int(v), _)) => *v as f64,
+                    Some((_, Operand::Float(v), s)) => {
+                        if !dtype.is_float() {
+                            self.error(format!("a float pad for a {dtype} tensor"), *s);
+                            return Operand::Error;
+                        }
+                        *v
+                    }
+                    Some((_, _, s)) => {
+                        self.error("`pad` must be a literal number", *s);
+                        return Operand::Error;
+                    }
+                };
+                let ty = Type::Tensor { dtype, shape };
+                Operand::Value(self.emit(body, ty, Op::Load { param, offsets, pad: dtype.round(pad) }, e.span))
+            }
+            "store" => {
+                if !arity(self, 3) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (t, ts) = it.next().expect("3");
+                let (val, vs) = it.next().expect("3");
+                let (offs, os) = it.next().expect("3");
+                let Operand::Tensor(param) = t else {
+                    self.error("the first argument of `store` must be a global tensor parameter", ts);
+                    return Operand::Error;
+                };
+                let ParamKind::Global { dtype, shape: pshape, mutable } = self.k.params[param].kind.clone() else { unreachable!("tensor") };
+                if !mutable {
+                    self.diags.push(
+                        Diagnostic::error(format!("`{}` is not writable", self.k.params[param].name), ts)
+                            .with_label(self.k.params[param].span, "declare it `global mut` to store into it"),
+                    );
+                    return Operand::Error;
+                }
+                let Some(v) = self.materialize_default(val, vs, body) else { return Operand::Error };
+                let vt = self.ty(v).clone();
+                match &vt {
+                    Type::Tensor { dtype: d, shape } if *d == dtype && shape.len() == pshape.len() => {}
+                    Type::Tensor { dtype: d, .. } if *d != dtype => {
+                        self.error(format!("storing {d} values into a {dtype} tensor (use `cast<{dtype}>(...)`)"), vs);
+                        return Operand::Error;
+                    }
+                    _ => {
+                        self.error(format!("`store` needs a tile of rank {}, found {}", pshape.len(), ir::print::type_str(&vt)), vs);
+                        return Operand::Error;
+                    }
+                }
+                let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
+                self.emit(body, Type::Unit, Op::Store { param, value: v, offsets }, e.span);
+                Operand::Error // a store has no value; callers treat it as a statement
+            }
+            "zeros" | "full" => {
+                let dtype = dtype.expect("checked").0;
+                let n = if name == "zeros" { 1 } else { 2 };
+                if !arity(self, n) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (shape, ss) = it.next().expect("n");
+                let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
+                let (value, vs) = it.next().unwrap_or((Operand::Int(0), e.span));
+                let scalar = self.coerce_to(value, &Type::Scalar(dtype), vs, body);
+                let Some(scalar) = scalar else { return Operand::Error };
+                if !self.ty(scalar).is_scalar() {
+                    self.error("the fill value must be a scalar", vs);
+                    return Operand::Error;
+                }
+                Operand::Value(self.emit(body, Type::Tensor { dtype, shape }, Op::Splat(scalar), e.span))
+            }
+            "cast" => {
+                let to = dtype.expect("checked").0;
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (x, xs) = positional.into_iter().next().expect("1");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                let ty = match self.ty(v).clone() {
+                    Type::Tensor { shape, .. } => Type::Tensor { dtype: to, shape },
+                    _ => Type::Scalar(to),
+                };
+                Operand::Value(self.emit(body, ty, Op::Cast(v), e.span))
+            }
+            "exp" | "exp2" | "log" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "abs" => {
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (x, xs) = positional.into_iter().next().expect("1");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                let ty = self.ty(v).clone();
+                let u = match name {
+                    "exp" => UnaryOp::Exp,
+                    "exp2" => UnaryOp::Exp2,
+                    "log" => UnaryOp::Log,
+                    "sqrt" => UnaryOp::Sqrt,
+                    "rsqrt" => UnaryOp::Rsqrt,
+                    "sigmoid" => UnaryOp::Sigmoid,
+                    "tanh" => UnaryOp::Tanh,
+                    _ => UnaryOp::Abs,
+                };
+                let dt = ty.dtype().expect("typed");
+                if (u.needs_float() && !dt.is_float()) || dt == DType::Bool {
+                    self.error(format!("`{name}` needs a float operand, found {dt}"), xs);
+                    return Operand::Error;
+                }
+                Operand::Value(self.emit(body, ty, Op::Unary(u, v), e.span))
+            }
+            "sum" | "max" | "min" if dim_arg.is_some() => {
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (x, xs) = positional.into_iter().next().expect("1");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                let Type::Tensor { dtype, shape } = self.ty(v).clone() else {
+                    self.error(format!("`{name}(..., dim = ...)` reduces a tile, not a scalar"), xs);
+                    return Operand::Error;
+                };
+                let (dim_op, ds) = dim_arg.expect("checked");
+                let dim = match dim_op {
+                    Operand::Int(d) if d >= 0 && (d as usize) < shape.len() => d as usize,
+                    _ => {
+                        self.error(format!("`dim` must be a compile-time integer in 0..{}", shape.len()), ds);
+                        return Operand::Error;
+                    }
+                };
+                if dtype == DType::Bool {
+                    self.error(format!("`{name}` does not reduce bool tiles"), xs);
+                    return Operand::Error;
+                }
+                let mut out = shape.clone();
+                out[dim] = 1;
+                let op = match name {
+                    "sum" => ReduceOp::Sum,
+                    "max" => ReduceOp::Max,
+                    _ => ReduceOp::Min,
+                };
+                Operand::Value(self.emit(body, Type::Tensor { dtype, shape: out }, Op::Reduce { op, value: v, dim }, e.span))
+            }
+            "max" | "min" => {
+                if !arity(self, 2) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (x, xs) = it.next().expect("2");
+                let (y, ys) = it.next().expect("2");
+                if let (Operand::Int(p), Operand::Int(q)) = (&x, &y) {
+                    return Operand::Int(if name == "max" { *p.max(q) } else { *p.min(q) });
+                }
+                let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
+                if ty.dtype() == Some(DType::Bool) {
+                    self.error(format!("`{name}` does not apply to bool"), e.span);
+                    return Operand::Error;
+                }
+                let (Some(a), Some(b)) = (self.coerce_to(x, &ty, xs, body), self.coerce_to(y, &ty, ys, body)) else { return Operand::Error };
+                let op = if name == "max" { BinaryOp::Max } else { BinaryOp::Min };
+                Operand::Value(self.emit(body, ty, Op::Binary(op, a, b), e.span))
+            }
+            "cdiv" => {
+                if !arity(self, 2) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (x, xs) = it.next().expect("2");
+                let (y, ys) = it.next().expect("2");
+                if let (Operand::Int(p), Operand::Int(q)) = (&x, &y) {
+                    if *q <= 0 {
+                        self.error("`cdiv` needs a positive divisor", ys);
+                        return Operand::Error;
+                    }
+                    return match p.checked_add(q - 1) {
+                        Some(s) => Operand::Int(s.div_euclid(*q)),
+                        None => {
+                            self.error("integer overflow", e.span);
+                            Operand::Error
+                        }
+                    };
+                }
+                // (x + y - 1) / y on runtime scalars.
+                let one = Operand::Int(1);
+                let sum = self.binary(BinOp::Add, x, xs, y.clone(), ys, e.span, body);
+                let minus = self.binary(BinOp::Sub, sum, e.span, one, e.span, e.span, body);
+                let out = self.binary(BinOp::Div, minus, e.span, y, ys, e.span, body);
+                if let Operand::Value(v) = &out {
+                    if !self.ty(*v).dtype().is_some_and(DType::is_int) || !self.ty(*v).is_scalar() {
+                        self.error("`cdiv` needs integer scalars", e.span);
+                        return Operand::Error;
+                    }
+                }
+                out
+            }
+            "where" => {
+                if !arity(self, 3) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (c, cs) = it.next().expect("3");
+                let (x, xs) = it.next().expect("3");
+                let (y, ys) = it.next().expect("3");
+                let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
+                let ct = self.operand_type(&c);
+                let shape = match (ty.shape(), ct.as_ref().and_then(|t| t.shape())) {
+                    (Some(a), Some(b)) if a.len() == b.len() => a.iter().zip(b).map(|(p, q)| *p.max(q)).collect::<Vec<_>>(),
+                    (Some(a), _) => a.to_vec(),
+                    (None, Some(b)) => b.to_vec(),
+                    (None, None) => Vec::new(),
+                };
+                let dtype = ty.dtype().expect("typed");
+                let (vty, cty) = if shape.is_empty() {
+                    (Type::Scalar(dtype), Type::Scalar(DType::Bool))
+                } else {
+                    (Type::Tensor { dtype, shape: shape.clone() }, Type::Tensor { dtype: DType::Bool, shape })
+                };
+                let (Some(cv), Some(a), Some(b)) = (
+                    self.coerce_to(c, &cty, cs, body),
+                    self.coerce_to(x, &vty, xs, body),
+                    self.coerce_to(y, &vty, ys, body),
+                ) else {
+                    return Operand::Error;
+                };
+                Operand::Value(self.emit(body, vty, Op::Select { cond: cv, a, b }, e.span))
+            }
+            "dot" => {
+                if !arity(self, 3) {
+                    return Operand::Error;
+                }
+                let mut vals = Vec::new();
+                for (x, xs) in positional {
+                    let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                    vals.push((v, xs));
+                }
+                let (a, b, c) = (vals[0], vals[1], vals[2]);
+                let (ta, tb, tc) = (self.ty(a.0).clone(), self.ty(b.0).clone(), self.ty(c.0).clone());
+                let (Some([m, ka]), Some([kb, n]), Some([mc, nc])) = (ta.shape(), tb.shape(), tc.shape()) else {
+                    self.error("`dot` takes three 2-D tiles: a [M, K], b [K, N] and the accumulator c [M, N]", e.span);
+                    return Operand::Error;
+                };
+                if ka != kb || m != mc || n != nc {
+                    self.error(
+                        format!("`dot` shapes do not match: a {:?}, b {:?}, c {:?}", ta.shape().expect("t"), tb.shape().expect("t"), tc.shape().expect("t")),
+                        e.span,
+                    );
+                    return Operand::Error;
+                }
+                if ta.dtype() != tb.dtype() {
+                    self.error(format!("`dot` operands have different dtypes, {} and {}", ta.dtype().expect("t"), tb.dtype().expect("t")), b.1);
+                    return Operand::Error;
+                }
+                if !tc.dtype().is_some_and(DType::is_float) && !tc.dtype().is_some_and(DType::is_int) {
+                    self.error("the accumulator of `dot` must be a number tile", c.1);
+                    return Operand::Error;
+                }
+                Operand::Value(self.emit(body, tc, Op::Dot { a: a.0, b: b.0, c: c.0 }, e.span))
+            }
+            _ => {
+                self.error(format!("unknown function `{name}`"), callee.span);
+                Operand::Error
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::parser::parse;
+
+    fn lower(src: &str) -> Result<Kernel, Vec<Diagnostic>> {
+        let (file, diags) = parse(src);
+        assert!(diags.is_empty(), "{diags:?}");
+        lower_kernel(find_kernel(&file, None).map_err(|d| vec![d])?, &[])
+    }
+
+    #[test]
+    fn lowers_vector_add() {
+        let k = lower(
+            "kernel vadd<B = 128>(n: i32, a: global f32[n], b: global f32[n], c: global mut f32[n])
+             grid(cdiv(n, B)) warps(4) {
+                let x = load(a, [block.x * B], [B]);
+                let y = load(b, [block.x * B], [B]);
+                store(c, x + y, [block.x * B]);
+             }",
+        )
+        .unwrap();
+        let text = ir::print::kernel_to_string(&k);
+        assert!(text.contains("load a["), "{text}");
+        assert!(text.contains("grid(cdiv(n, 128), 1, 1)"), "{text}");
+    }
+
+    #[test]
+    fn reports_type_errors_with_spans() {
+        let src = "kernel k(n: i32, a: global f16[n], c: global f32[n]) grid(1) warps(1) {
+            let x = load(a, [0], [32]);
+            store(c, x, [0]);
+            let y = foo + 1;
+        }";
+        let errors = lower(src).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("not writable"), "{messages:?}");
+        assert!(messages[1].contains("unknown name `foo`"), "{messages:?}");
+        let span = errors[1].span.unwrap();
+        assert_eq!(&src[span.start..span.end], "foo");
+    }
+}
