@@ -3,10 +3,12 @@
 //! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
 
 pub mod diagnostics;
+pub mod driver;
 pub mod dtype;
 pub mod syntax;
 pub mod ir;
 pub mod layout;
+pub mod lower;
 pub mod lir;
 pub mod passes;
 pub mod sema;

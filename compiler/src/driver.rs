@@ -1,0 +1,75 @@
+//! The compilation pipeline in one place: source → AST → block IR → passes → LIR (→ PTX in
+//! `backend`). Each stage's output is available for `--emit` and for tests.
+
+use crate::diagnostics::Diagnostic;
+use crate::ir::{self, Kernel};
+use crate::lir::Program;
+use crate::syntax::{ast, parser};
+use crate::{lower, passes, sema};
+
+/// Everything that went wrong, already positioned in the source; render with
+/// `diagnostics::render_all`.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in the kernel source", diagnostics.len())]
+pub struct CompileError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl From<Diagnostic> for CompileError {
+    fn from(d: Diagnostic) -> Self {
+        CompileError { diagnostics: vec![d] }
+    }
+}
+
+impl From<Vec<Diagnostic>> for CompileError {
+    fn from(diagnostics: Vec<Diagnostic>) -> Self {
+        CompileError { diagnostics }
+    }
+}
+
+/// Parses a file; fails if there was any lexing or parsing error.
+pub fn parse(source: &str) -> Result<ast::File, CompileError> {
+    let (file, diagnostics) = parser::parse(source);
+    if diagnostics.is_empty() { Ok(file) } else { Err(diagnostics.into()) }
+}
+
+/// Parses and checks every kernel of a file (with default compile-time parameters).
+pub fn check(source: &str) -> Result<ast::File, CompileError> {
+    let file = parse(source)?;
+    let diagnostics = sema::check_file(&file);
+    if diagnostics.is_empty() { Ok(file) } else { Err(diagnostics.into()) }
+}
+
+/// A kernel compiled down to the thread-level IR.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// Block IR with layouts assigned.
+    pub kernel: Kernel,
+    pub lir: Program,
+}
+
+/// Block IR of one kernel (layouts not yet assigned).
+pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, i64)]) -> Result<Kernel, CompileError> {
+    let k = sema::find_kernel(file, kernel)?;
+    Ok(sema::lower_kernel(k, consts)?)
+}
+
+/// Runs the block-IR passes, verifying after each one.
+pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
+    passes::assign_layouts::assign_layouts(&mut kernel);
+    if let Err(errors) = ir::verify::verify(&kernel, true) {
+        return Err(Diagnostic::error_nowhere(format!(
+            "internal compiler error after layout assignment: {}",
+            errors.join("; ")
+        ))
+        .into());
+    }
+    Ok(kernel)
+}
+
+/// Source → block IR with layouts → LIR.
+pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, i64)]) -> Result<Compiled, CompileError> {
+    let kernel = optimize(block_ir(file, kernel, consts)?)?;
+    let lir = lower::lower(&kernel).map_err(|e| Diagnostic::error_nowhere(e.to_string()))?;
+    Ok(Compiled { kernel, lir })
+}

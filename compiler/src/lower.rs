@@ -1,0 +1,606 @@
+//! Lowering: block IR (layouts assigned) → LIR, the program of one thread.
+//!
+//! Expects a kernel that passes `ir::verify` with layouts. Guarantees a LIR program whose
+//! every thread computes the elements its layouts give it:
+//!
+//! * a scalar IR value becomes one register (the same in every thread);
+//! * a tensor value with layout `L` becomes `L.local_size()` registers; register `i` of thread
+//!   `t` holds element `L.coords(t, i)`. Equal shapes have equal layouts (see
+//!   `passes::assign_layouts`), so elementwise instructions work register by register;
+//! * loads and stores are predicated per element on the tensor bounds (out-of-bounds loads
+//!   give the pad value); only replica 0 of a replicated layout stores;
+//! * instructions that move data between threads (broadcast, reduce, dot) stage their
+//!   operands through the shared buffer, row-major, with a barrier after writing and another
+//!   after reading so that the buffer can be reused by the next one.
+
+use crate::dtype::DType;
+use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
+use crate::layout::Layout;
+use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("internal compiler error while lowering `{kernel}`: {message}")]
+    Internal { kernel: String, message: String },
+}
+
+/// Lowers a kernel whose layouts are assigned.
+pub fn lower(kernel: &Kernel) -> Result<Program, LowerError> {
+    if let Err(errors) = ir::verify::verify(kernel, true) {
+        return Err(LowerError::Internal { kernel: kernel.name.clone(), message: errors.join("; ") });
+    }
+    let params = kernel
+        .params
+        .iter()
+        .map(|p| match &p.kind {
+            ParamKind::Scalar(d) => lir::Param::Scalar { name: p.name.clone(), ty: Ty::of(*d) },
+            ParamKind::Global { dtype, .. } => lir::Param::Global { name: p.name.clone(), dtype: *dtype },
+        })
+        .collect();
+    let mut cx = Lower {
+        k: kernel,
+        p: Program {
+            name: kernel.name.clone(),
+            params,
+            block_threads: kernel.num_threads() as u32,
+            shared_bytes: 0,
+            vars: Vec::new(),
+            body: Vec::new(),
+        },
+        regs: HashMap::new(),
+        var_regs: HashMap::new(),
+        thread_parts: HashMap::new(),
+        extents: HashMap::new(),
+    };
+    let mut body = Vec::new();
+    cx.prologue(&mut body);
+    cx.block(&kernel.body, &mut body);
+    cx.p.body = body;
+    Ok(cx.p)
+}
+
+struct Lower<'k> {
+    k: &'k Kernel,
+    p: Program,
+    /// Registers of every IR value computed so far.
+    regs: HashMap<ValueId, Vec<Var>>,
+    var_regs: HashMap<ir::VarId, Vec<Var>>,
+    /// `(tid / stride) % extent`, computed once in the prologue.
+    thread_parts: HashMap<(usize, usize), Var>,
+    /// i64 extents and row-major strides of each global tensor parameter.
+    extents: HashMap<usize, (Vec<Var>, Vec<Var>)>,
+}
+
+fn int(ty: Ty, v: i64) -> Expr {
+    Expr::Int(ty, v)
+}
+
+fn bin(op: lir::BinaryOp, a: Expr, b: Expr) -> Expr {
+    Expr::Binary(op, Box::new(a), Box::new(b))
+}
+
+fn cmp(op: CmpOp, a: Expr, b: Expr) -> Expr {
+    Expr::Cmp(op, Box::new(a), Box::new(b))
+}
+
+fn var(v: Var) -> Expr {
+    Expr::Var(v)
+}
+
+fn to_i64(e: Expr) -> Expr {
+    Expr::Cast { to: Ty::I64, value: Box::new(e), from_unsigned: false, to_unsigned: false }
+}
+
+fn and_all(conds: Vec<Expr>) -> Expr {
+    conds.into_iter().reduce(|a, b| bin(lir::BinaryOp::And, a, b)).unwrap_or(int(Ty::I1, 1))
+}
+
+fn float_or_int(ty: Ty, v: f64) -> Expr {
+    if ty.is_float() { Expr::Float(ty, v) } else { Expr::Int(ty, v as i64) }
+}
+
+impl Lower<'_> {
+    fn new_var(&mut self, ty: Ty) -> Var {
+        self.p.new_var(ty)
+    }
+
+    fn assign(&mut self, body: &mut Vec<lir::Stmt>, ty: Ty, e: Expr) -> Var {
+        let v = self.new_var(ty);
+        body.push(lir::Stmt::Assign(v, e));
+        v
+    }
+
+    fn layout(&self, v: ValueId) -> &Layout {
+        self.k.value(v).layout.as_ref().expect("verified: tensors have layouts")
+    }
+
+    fn regs(&self, v: ValueId) -> &[Var] {
+        &self.regs[&v]
+    }
+
+    fn scalar(&self, v: ValueId) -> Var {
+        self.regs[&v][0]
+    }
+
+    fn dtype(&self, v: ValueId) -> DType {
+        self.k.value(v).ty.dtype().expect("typed value")
+    }
+
+    fn prologue(&mut self, body: &mut Vec<lir::Stmt>) {
+        let mut parts = Vec::new();
+        for v in &self.k.values {
+            if let Some(l) = &v.layout {
+                for t in l.thread_terms() {
+                    parts.push((t.stride, t.extent));
+                }
+            }
+        }
+        for v in &self.k.vars {
+            if let Some(l) = &v.layout {
+                for t in l.thread_terms() {
+                    parts.push((t.stride, t.extent));
+                }
+            }
+        }
+        parts.sort();
+        parts.dedup();
+        for (stride, extent) in parts {
+            let e = bin(
+                lir::BinaryOp::Rem,
+                bin(lir::BinaryOp::Div, Expr::ThreadIdx, int(Ty::I32, stride as i64)),
+                int(Ty::I32, extent as i64),
+            );
+            let v = self.assign(body, Ty::I32, e);
+            self.thread_parts.insert((stride, extent), v);
+        }
+        for (i, p) in self.k.params.iter().enumerate() {
+            let ParamKind::Global { shape, .. } = &p.kind else { continue };
+            let extents: Vec<Var> = shape
+                .iter()
+                .map(|s| {
+                    let e = self.sym_expr(s);
+                    self.assign(body, Ty::I64, e)
+                })
+                .collect();
+            let mut strides = vec![None; shape.len()];
+            let mut acc: Option<Var> = None;
+            for d in (0..shape.len()).rev() {
+                let stride = match acc {
+                    None => self.assign(body, Ty::I64, int(Ty::I64, 1)),
+                    Some(a) => {
+                        let e = bin(lir::BinaryOp::Mul, var(a), var(extents[d + 1]));
+                        self.assign(body, Ty::I64, e)
+                    }
+                };
+                strides[d] = Some(stride);
+                acc = Some(stride);
+            }
+            self.extents.insert(i, (extents, strides.into_iter().map(|s| s.expect("set")).collect()));
+        }
+    }
+
+    fn sym_expr(&self, e: &SymExpr) -> Expr {
+        use lir::BinaryOp as B;
+        let b = |op, x: &SymExpr, y: &SymExpr| bin(op, self.sym_expr(x), self.sym_expr(y));
+        match e {
+            SymExpr::Const(v) => int(Ty::I64, *v),
+            SymExpr::Param(i) => {
+                let from_unsigned = matches!(self.k.params[*i].kind, ParamKind::Scalar(d) if !d.is_signed_int());
+                Expr::Cast { to: Ty::I64, value: Box::new(Expr::Param(*i)), from_unsigned, to_unsigned: false }
+            }
+            SymExpr::Add(x, y) => b(B::Add, x, y),
+            SymExpr::Sub(x, y) => b(B::Sub, x, y),
+            SymExpr::Mul(x, y) => b(B::Mul, x, y),
+            SymExpr::Div(x, y) => b(B::Div, x, y),
+            SymExpr::Rem(x, y) => b(B::Rem, x, y),
+            SymExpr::Min(x, y) => b(B::Min, x, y),
+            SymExpr::Max(x, y) => b(B::Max, x, y),
+            SymExpr::CeilDiv(x, y) => bin(
+                B::Div,
+                bin(B::Sub, bin(B::Add, self.sym_expr(x), self.sym_expr(y)), int(Ty::I64, 1)),
+                self.sym_expr(y),
+            ),
+        }
+    }
+
+    /// The i32 coordinates held by register `local` of the current thread under `layout`.
+    fn coords(&self, layout: &Layout, local: usize) -> Vec<Expr> {
+        let base = layout.local_coords(local);
+        let mut coords: Vec<Expr> = base.iter().map(|c| int(Ty::I32, *c as i64)).collect();
+        for t in layout.thread_terms() {
+            let part = var(self.thread_parts[&(t.stride, t.extent)]);
+            let term = if t.multiplier == 1 { part } else { bin(lir::BinaryOp::Mul, part, int(Ty::I32, t.multiplier as i64)) };
+            let c = std::mem::replace(&mut coords[t.dim], int(Ty::I32, 0));
+            coords[t.dim] = match c {
+                Expr::Int(_, 0) => term,
+                c => bin(lir::BinaryOp::Add, c, term),
+            };
+        }
+        coords
+    }
+
+    /// `tid < spatial_size`: the thread belongs to replica 0 and owns its elements' stores.
+    fn is_first_replica(&self, layout: &Layout) -> Expr {
+        if layout.replicas == 1 {
+            int(Ty::I1, 1)
+        } else {
+            cmp(CmpOp::Lt, Expr::ThreadIdx, int(Ty::I32, layout.spatial_size() as i64))
+        }
+    }
+
+    fn block(&mut self, stmts: &[Stmt], body: &mut Vec<lir::Stmt>) {
+        for s in stmts {
+            match s {
+                Stmt::Eval(v) => self.value(*v, body),
+                Stmt::Assign(dst, src) => {
+                    let ty = Ty::of(self.k.var(*dst).ty.dtype().expect("typed var"));
+                    let n = self.regs(*src).len();
+                    if !self.var_regs.contains_key(dst) {
+                        let regs: Vec<Var> = (0..n).map(|_| self.new_var(ty)).collect();
+                        self.var_regs.insert(*dst, regs);
+                    }
+                    for i in 0..n {
+                        body.push(lir::Stmt::Assign(self.var_regs[dst][i], var(self.regs(*src)[i])));
+                    }
+                }
+                Stmt::For { index, start, end, body: inner } => {
+                    let iv = self.new_var(Ty::I32);
+                    self.regs.insert(*index, vec![iv]);
+                    let mut lbody = Vec::new();
+                    self.block(inner, &mut lbody);
+                    body.push(lir::Stmt::For {
+                        var: iv,
+                        start: var(self.scalar(*start)),
+                        end: var(self.scalar(*end)),
+                        body: lbody,
+                    });
+                }
+                Stmt::If { cond, then_body, else_body } => {
+                    let mut t = Vec::new();
+                    self.block(then_body, &mut t);
+                    let mut e = Vec::new();
+                    self.block(else_body, &mut e);
+                    body.push(lir::Stmt::If { cond: var(self.scalar(*cond)), then_body: t, else_body: e });
+                }
+            }
+        }
+    }
+
+    /// Defines the registers of `id` as `f(i)` for each local index.
+    fn elementwise(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>, f: impl Fn(&Self, usize) -> Expr) {
+        let ty = Ty::of(self.dtype(id));
+        let n = match &self.k.value(id).ty {
+            Type::Tensor { .. } => self.layout(id).local_size(),
+            _ => 1,
+        };
+        let regs: Vec<Var> = (0..n)
+            .map(|i| {
+                let e = f(self, i);
+                self.assign(body, ty, e)
+            })
+            .collect();
+        self.regs.insert(id, regs);
+    }
+
+    fn cast_expr(&self, e: Expr, from: DType, to: DType) -> Expr {
+        if from == to {
+            return e;
+        }
+        if to == DType::Bool {
+            let zero = float_or_int(Ty::of(from), 0.0);
+            return cmp(CmpOp::Ne, e, zero);
+        }
+        Expr::Cast {
+            to: Ty::of(to),
+            value: Box::new(e),
+            from_unsigned: from == DType::Bool || (from.is_int() && !from.is_signed_int()),
+            to_unsigned: to.is_int() && !to.is_signed_int(),
+        }
+    }
+
+    fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
+        let data = self.k.value(id);
+        let dtype = data.ty.dtype();
+        match &data.op {
+            Op::Const(c) => {
+                let c = *c;
+                let ty = Ty::of(dtype.expect("typed"));
+                self.elementwise(id, body, |_, _| float_or_int(ty, c));
+            }
+            Op::Param(i) => {
+                let i = *i;
+                self.elementwise(id, body, |_, _| Expr::Param(i));
+            }
+            Op::BlockIdx(a) => {
+                let a = *a;
+                self.elementwise(id, body, |_, _| Expr::BlockIdx(a));
+            }
+            Op::LoopIndex => unreachable!("verified: loop indices are defined by `for`"),
+            Op::ReadVar(v) => {
+                let src = self.var_regs.get(v).cloned().unwrap_or_default();
+                if src.is_empty() {
+                    // Read before any assignment lowered so far (the verifier cannot see this).
+                    let ty = Ty::of(dtype.expect("typed"));
+                    self.elementwise(id, body, |_, _| float_or_int(ty, 0.0));
+                } else {
+                    self.elementwise(id, body, |_, i| var(src[i]));
+                }
+            }
+            Op::Unary(op, a) => {
+                let (op, a) = (*op, *a);
+                let ty = Ty::of(dtype.expect("typed"));
+                self.elementwise(id, body, |s, i| {
+                    let x = var(s.regs(a)[i]);
+                    let u = |o| Expr::Unary(o, Box::new(x.clone()));
+                    match op {
+                        UnaryOp::Neg => u(lir::UnaryOp::Neg),
+                        UnaryOp::Not => u(lir::UnaryOp::Not),
+                        UnaryOp::Abs => u(lir::UnaryOp::Abs),
+                        UnaryOp::Exp => u(lir::UnaryOp::Exp),
+                        UnaryOp::Exp2 => u(lir::UnaryOp::Exp2),
+                        UnaryOp::Log => u(lir::UnaryOp::Log),
+                        UnaryOp::Sqrt => u(lir::UnaryOp::Sqrt),
+                        UnaryOp::Rsqrt => u(lir::UnaryOp::Rsqrt),
+                        UnaryOp::Tanh => u(lir::UnaryOp::Tanh),
+                        // 1 / (1 + exp(-x))
+                        UnaryOp::Sigmoid => bin(
+                            lir::BinaryOp::Div,
+                            Expr::Float(ty, 1.0),
+                            bin(
+                                lir::BinaryOp::Add,
+                                Expr::Float(ty, 1.0),
+                                Expr::Unary(lir::UnaryOp::Exp, Box::new(Expr::Unary(lir::UnaryOp::Neg, Box::new(x.clone())))),
+                            ),
+                        ),
+                    }
+                });
+            }
+            Op::Binary(op, a, b) => {
+                let (op, a, b) = (*op, *a, *b);
+                self.elementwise(id, body, |s, i| {
+                    let (x, y) = (var(s.regs(a)[i]), var(s.regs(b)[i]));
+                    use lir::BinaryOp as B;
+                    match op {
+                        BinaryOp::Add => bin(B::Add, x, y),
+                        BinaryOp::Sub => bin(B::Sub, x, y),
+                        BinaryOp::Mul => bin(B::Mul, x, y),
+                        BinaryOp::Div => bin(B::Div, x, y),
+                        BinaryOp::Rem => bin(B::Rem, x, y),
+                        BinaryOp::Max => bin(B::Max, x, y),
+                        BinaryOp::Min => bin(B::Min, x, y),
+                        BinaryOp::And => bin(B::And, x, y),
+                        BinaryOp::Or => bin(B::Or, x, y),
+                        BinaryOp::Lt => cmp(CmpOp::Lt, x, y),
+                        BinaryOp::Le => cmp(CmpOp::Le, x, y),
+                        BinaryOp::Gt => cmp(CmpOp::Gt, x, y),
+                        BinaryOp::Ge => cmp(CmpOp::Ge, x, y),
+                        BinaryOp::Eq => cmp(CmpOp::Eq, x, y),
+                        BinaryOp::Ne => cmp(CmpOp::Ne, x, y),
+                    }
+                });
+            }
+            Op::Cast(a) => {
+                let a = *a;
+                let (from, to) = (self.dtype(a), dtype.expect("typed"));
+                self.elementwise(id, body, |s, i| s.cast_expr(var(s.regs(a)[i]), from, to));
+            }
+            Op::Splat(a) => {
+                let a = *a;
+                self.elementwise(id, body, |s, _| var(s.scalar(a)));
+            }
+            Op::Select { cond, a, b } => {
+                let (c, a, b) = (*cond, *a, *b);
+                self.elementwise(id, body, |s, i| {
+                    let pick = |v: ValueId| if s.regs(v).len() == 1 { s.regs(v)[0] } else { s.regs(v)[i] };
+                    Expr::Select(Box::new(var(pick(c))), Box::new(var(pick(a))), Box::new(var(pick(b))))
+                });
+            }
+            Op::Load { param, offsets, pad } => self.load(id, *param, offsets, *pad, body),
+            Op::Store { param, value, offsets } => self.store(*param, *value, offsets, body),
+            Op::Broadcast(a) => {
+                let a = *a;
+                let from = self.k.value(a).ty.shape().expect("tensor").to_vec();
+                let base = self.stage(&[a], body)[0];
+                let layout = self.layout(id).clone();
+                let ty = Ty::of(dtype.expect("typed"));
+                let bytes = ty.bytes() as i64;
+                let mut regs = Vec::new();
+                for i in 0..layout.local_size() {
+                    let coords = self.coords(&layout, i);
+                    let offset = self.shared_offset(base, &coords, &from, bytes, true);
+                    regs.push(self.assign(body, ty, Expr::LoadShared { offset: Box::new(offset), ty }));
+                }
+                body.push(lir::Stmt::Barrier);
+                self.regs.insert(id, regs);
+            }
+            Op::Reduce { op, value, dim } => self.reduce(id, *op, *value, *dim, body),
+            Op::Dot { a, b, c } => self.dot(id, *a, *b, *c, body),
+        }
+    }
+
+    /// Byte offset of element `coords` in a row-major staged tile of `shape` at `base`.
+    /// With `clamp_broadcast`, dims of extent 1 read index 0 (broadcast).
+    fn shared_offset(&self, base: usize, coords: &[Expr], shape: &[usize], bytes: i64, clamp_broadcast: bool) -> Expr {
+        let mut flat: Option<Expr> = None;
+        for (d, c) in coords.iter().enumerate() {
+            let c = if clamp_broadcast && shape[d] == 1 { int(Ty::I32, 0) } else { c.clone() };
+            flat = Some(match flat {
+                None => c,
+                Some(f) => bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Mul, f, int(Ty::I32, shape[d] as i64)), c),
+            });
+        }
+        let flat = flat.unwrap_or(int(Ty::I32, 0));
+        bin(lir::BinaryOp::Add, int(Ty::I32, base as i64), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
+    }
+
+    /// Writes tensors to the shared buffer (row-major, one after another, 16-byte aligned) and
+    /// waits for every thread. Returns each tensor's base offset.
+    fn stage(&mut self, values: &[ValueId], body: &mut Vec<lir::Stmt>) -> Vec<usize> {
+        let mut bases = Vec::new();
+        let mut offset = 0usize;
+        for &v in values {
+            let shape = self.k.value(v).ty.shape().expect("tensor").to_vec();
+            let bytes = Ty::of(self.dtype(v)).bytes();
+            let layout = self.layout(v).clone();
+            let mut stores = Vec::new();
+            for i in 0..layout.local_size() {
+                let coords = self.coords(&layout, i);
+                let off = self.shared_offset(offset, &coords, &shape, bytes as i64, false);
+                stores.push(lir::Stmt::StoreShared { offset: off, value: var(self.regs(v)[i]) });
+            }
+            let guard = self.is_first_replica(&layout);
+            if matches!(guard, Expr::Int(_, 1)) {
+                body.extend(stores);
+            } else {
+                body.push(lir::Stmt::If { cond: guard, then_body: stores, else_body: Vec::new() });
+            }
+            bases.push(offset);
+            offset += (shape.iter().product::<usize>() * bytes).div_ceil(16) * 16;
+        }
+        self.p.shared_bytes = self.p.shared_bytes.max(offset);
+        body.push(lir::Stmt::Barrier);
+        bases
+    }
+
+    /// Global coordinates (i64), the in-bounds predicate and the element index of register
+    /// `local` of a tile at `offsets` in tensor `param`.
+    fn global_access(&self, param: usize, layout: &Layout, offsets: &[ValueId], local: usize) -> (Expr, Expr) {
+        let (extents, strides) = &self.extents[&param];
+        let coords = self.coords(layout, local);
+        let mut conds = Vec::new();
+        let mut index: Option<Expr> = None;
+        for (d, c) in coords.into_iter().enumerate() {
+            let g = to_i64(bin(lir::BinaryOp::Add, var(self.scalar(offsets[d])), c));
+            conds.push(cmp(CmpOp::Ge, g.clone(), int(Ty::I64, 0)));
+            conds.push(cmp(CmpOp::Lt, g.clone(), var(extents[d])));
+            let term = bin(lir::BinaryOp::Mul, g, var(strides[d]));
+            index = Some(match index {
+                None => term,
+                Some(i) => bin(lir::BinaryOp::Add, i, term),
+            });
+        }
+        (and_all(conds), index.unwrap_or(int(Ty::I64, 0)))
+    }
+
+    fn load(&mut self, id: ValueId, param: usize, offsets: &[ValueId], pad: f64, body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(id).clone();
+        let ty = Ty::of(self.dtype(id));
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, offsets, i);
+            let r = self.new_var(ty);
+            body.push(lir::Stmt::If {
+                cond: inb,
+                then_body: vec![lir::Stmt::Assign(r, Expr::LoadGlobal { param, index: Box::new(index), ty })],
+                else_body: vec![lir::Stmt::Assign(r, float_or_int(ty, pad))],
+            });
+            regs.push(r);
+        }
+        self.regs.insert(id, regs);
+    }
+
+    fn store(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(value).clone();
+        let first = self.is_first_replica(&layout);
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, offsets, i);
+            body.push(lir::Stmt::If {
+                cond: bin(lir::BinaryOp::And, first.clone(), inb),
+                then_body: vec![lir::Stmt::StoreGlobal { param, index, value: var(self.regs(value)[i]) }],
+                else_body: Vec::new(),
+            });
+        }
+    }
+
+    /// The type a reduction or dot accumulates in: f32 for narrow floats, else the dtype.
+    fn accumulator_ty(dtype: DType) -> Ty {
+        match dtype {
+            DType::F16 | DType::BF16 => Ty::F32,
+            d => Ty::of(d),
+        }
+    }
+
+    fn reduce(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) {
+        let shape = self.k.value(value).ty.shape().expect("tensor").to_vec();
+        let dtype = self.dtype(value);
+        let ty = Ty::of(dtype);
+        let acc_ty = Self::accumulator_ty(dtype);
+        let base = self.stage(&[value], body)[0];
+        let layout = self.layout(id).clone();
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let mut coords = self.coords(&layout, i);
+            let j = self.new_var(Ty::I32);
+            coords[dim] = var(j);
+            let offset = self.shared_offset(base, &coords, &shape, ty.bytes() as i64, false);
+            let element = self.cast_expr(Expr::LoadShared { offset: Box::new(offset), ty }, dtype, acc_dtype(acc_ty, dtype));
+            let init = match op {
+                ReduceOp::Sum => float_or_int(acc_ty, 0.0),
+                ReduceOp::Max => float_or_int(acc_ty, if acc_ty.is_float() { f64::NEG_INFINITY } else { i64::MIN as f64 }),
+                ReduceOp::Min => float_or_int(acc_ty, if acc_ty.is_float() { f64::INFINITY } else { i64::MAX as f64 }),
+            };
+            let init = match (op, acc_ty.is_float(), dtype.int_range()) {
+                (ReduceOp::Max, false, Some((lo, _))) => int(acc_ty, lo as i64),
+                (ReduceOp::Min, false, Some((_, hi))) => int(acc_ty, hi.min(i64::MAX as i128) as i64),
+                _ => init,
+            };
+            let acc = self.assign(body, acc_ty, init);
+            let combine = match op {
+                ReduceOp::Sum => lir::BinaryOp::Add,
+                ReduceOp::Max => lir::BinaryOp::Max,
+                ReduceOp::Min => lir::BinaryOp::Min,
+            };
+            body.push(lir::Stmt::For {
+                var: j,
+                start: int(Ty::I32, 0),
+                end: int(Ty::I32, shape[dim] as i64),
+                body: vec![lir::Stmt::Assign(acc, bin(combine, var(acc), element))],
+            });
+            let out = self.cast_expr(var(acc), acc_dtype(acc_ty, dtype), dtype);
+            regs.push(self.assign(body, ty, out));
+        }
+        body.push(lir::Stmt::Barrier);
+        self.regs.insert(id, regs);
+    }
+
+    fn dot(&mut self, id: ValueId, a: ValueId, b: ValueId, c: ValueId, body: &mut Vec<lir::Stmt>) {
+        let a_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
+        let b_shape = self.k.value(b).ty.shape().expect("tensor").to_vec();
+        let in_dtype = self.dtype(a);
+        let c_dtype = self.dtype(c);
+        let in_ty = Ty::of(in_dtype);
+        let c_ty = Ty::of(c_dtype);
+        let bases = self.stage(&[a, b], body);
+        let layout = self.layout(id).clone();
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let coords = self.coords(&layout, i);
+            let kk = self.new_var(Ty::I32);
+            let a_off = self.shared_offset(bases[0], &[coords[0].clone(), var(kk)], &a_shape, in_ty.bytes() as i64, false);
+            let b_off = self.shared_offset(bases[1], &[var(kk), coords[1].clone()], &b_shape, in_ty.bytes() as i64, false);
+            let av = self.cast_expr(Expr::LoadShared { offset: Box::new(a_off), ty: in_ty }, in_dtype, c_dtype);
+            let bv = self.cast_expr(Expr::LoadShared { offset: Box::new(b_off), ty: in_ty }, in_dtype, c_dtype);
+            let acc = self.assign(body, c_ty, var(self.regs(c)[i]));
+            let update = if c_ty.is_float() {
+                Expr::Fma(Box::new(av), Box::new(bv), Box::new(var(acc)))
+            } else {
+                bin(lir::BinaryOp::Add, var(acc), bin(lir::BinaryOp::Mul, av, bv))
+            };
+            body.push(lir::Stmt::For {
+                var: kk,
+                start: int(Ty::I32, 0),
+                end: int(Ty::I32, a_shape[1] as i64),
+                body: vec![lir::Stmt::Assign(acc, update)],
+            });
+            regs.push(acc);
+        }
+        body.push(lir::Stmt::Barrier);
+        self.regs.insert(id, regs);
+    }
+}
+
+/// The dtype whose register type is `acc_ty` when accumulating `dtype` values.
+fn acc_dtype(acc_ty: Ty, dtype: DType) -> DType {
+    if acc_ty == Ty::F32 && dtype != DType::F32 { DType::F32 } else { dtype }
+}
