@@ -1,6 +1,8 @@
 //! CPU execution of tl programs: `interp` runs the block-level IR with the reference semantics
 //! of DESIGN.md §4; `simt` runs the thread-level IR of every thread of a block in lockstep.
 
+pub mod interp;
 pub mod tensor;
 
+pub use interp::{Arg, VmError, launch};
 pub use tensor::HostTensor;
