@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
 
+pub mod backend;
 pub mod diagnostics;
 pub mod driver;
 pub mod dtype;

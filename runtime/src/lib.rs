@@ -1,3 +1,326 @@
-//! Runtime.
-pub mod npy;
+//! The embedding API of tl: compile a `.tl` source with compile-time parameters, then launch
+//! its kernels on host tensors with backend `vm` (the block-level reference interpreter),
+//! `simt` (the thread-level simulator running the generated per-thread code) or `cuda` (the
+//! GPU through the driver's PTX JIT). The grid comes from the kernel's own `grid(...)`.
+//!
+//! ```no_run
+//! use tl_runtime::{Backend, Module, Arg, HostTensor, DType};
+//! let module = Module::from_file("examples/vector_add.tl")?;
+//! let kernel = module.kernel(None, &[("BLOCK".into(), 256)])?;
+//! let n = 1000;
+//! let a = HostTensor::from_f64(DType::F32, &[n], &vec![1.0; n]);
+//! let b = HostTensor::from_f64(DType::F32, &[n], &vec![2.0; n]);
+//! let c = HostTensor::zeros(DType::F32, &[n]);
+//! let mut args = vec![Arg::Scalar(n as f64), a.into(), b.into(), c.into()];
+//! kernel.launch(Backend::Vm, &mut args)?;
+//! # Ok::<(), tl_runtime::RuntimeError>(())
+//! ```
+
 pub mod cuda;
+pub mod npy;
+pub mod reference;
+
+pub use tl_compiler::backend::Arch;
+pub use tl_compiler::dtype::DType;
+pub use tl_vm::{Arg, HostTensor};
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tl_compiler::diagnostics::{Diagnostic, render_all};
+use tl_compiler::driver::{self, Compiled};
+use tl_compiler::ir::ParamKind;
+use tl_compiler::syntax::ast;
+
+/// Where a kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The block-level reference interpreter (the semantics).
+    Vm,
+    /// The thread-level simulator, running the lowered per-thread program.
+    Simt,
+    /// An NVIDIA GPU through the CUDA driver.
+    Cuda,
+}
+
+impl Backend {
+    pub fn parse(name: &str) -> Option<Backend> {
+        match name {
+            "vm" => Some(Backend::Vm),
+            "simt" => Some(Backend::Simt),
+            "cuda" => Some(Backend::Cuda),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Vm => "vm",
+            Backend::Simt => "simt",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Diagnostics already rendered against the source, with file, line and markers.
+    #[error("{rendered}")]
+    Compile { rendered: String, diagnostics: Vec<Diagnostic> },
+    #[error("cannot read `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Vm(#[from] tl_vm::VmError),
+    #[error(transparent)]
+    Simt(#[from] tl_vm::simt::SimtError),
+    #[error(transparent)]
+    Cuda(#[from] cuda::CudaError),
+    #[error(transparent)]
+    Backend(#[from] tl_compiler::backend::BackendError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A parsed and checked `.tl` source.
+#[derive(Clone, Debug)]
+pub struct Module {
+    pub file_name: String,
+    pub source: String,
+    pub ast: ast::File,
+}
+
+impl Module {
+    /// Parses and checks `source`; `file_name` appears in diagnostics.
+    pub fn from_source(file_name: &str, source: &str) -> Result<Module, RuntimeError> {
+        let ast = driver::check(source).map_err(|e| render(file_name, source, e.diagnostics))?;
+        Ok(Module { file_name: file_name.to_string(), source: source.to_string(), ast })
+    }
+
+    /// Reads, decodes (UTF-8) and checks a file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Module, RuntimeError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
+        let name = path.display().to_string();
+        let source = tl_compiler::syntax::parser::decode_source(&bytes)
+            .map_err(|d| render(&name, &String::from_utf8_lossy(&bytes), vec![d]))?;
+        Module::from_source(&name, source)
+    }
+
+    /// Names of the kernels in this module, in order.
+    pub fn kernel_names(&self) -> Vec<String> {
+        self.ast
+            .items
+            .iter()
+            .filter_map(|i| if let ast::Item::Kernel(k) = i { Some(k.name.name.clone()) } else { None })
+            .collect()
+    }
+
+    /// Compiles kernel `name` (the first when `None`) with compile-time parameter overrides.
+    pub fn kernel(&self, name: Option<&str>, consts: &[(String, i64)]) -> Result<Kernel, RuntimeError> {
+        let compiled = driver::compile(&self.ast, name, consts).map_err(|e| self.render(e.diagnostics))?;
+        let reference = self.ast.items.iter().find_map(|i| match i {
+            ast::Item::Reference(r) if r.kernel.name == compiled.kernel.name => Some(r.clone()),
+            _ => None,
+        });
+        Ok(Kernel { module: self.clone(), compiled, reference, ptx: Default::default() })
+    }
+
+    fn render(&self, diagnostics: Vec<Diagnostic>) -> RuntimeError {
+        render(&self.file_name, &self.source, diagnostics)
+    }
+}
+
+fn render(file_name: &str, source: &str, diagnostics: Vec<Diagnostic>) -> RuntimeError {
+    RuntimeError::Compile { rendered: render_all(&diagnostics, file_name, source), diagnostics }
+}
+
+/// A compiled kernel, ready to launch.
+#[derive(Debug)]
+pub struct Kernel {
+    pub module: Module,
+    pub compiled: Compiled,
+    /// The `reference` block for this kernel, if the source has one.
+    pub reference: Option<ast::Reference>,
+    ptx: [OnceLock<String>; 2],
+}
+
+/// What a launch measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchReport {
+    pub grid: [u32; 3],
+    /// GPU time of the kernel, for the `cuda` backend.
+    pub kernel_ms: Option<f64>,
+}
+
+impl Kernel {
+    pub fn name(&self) -> &str {
+        &self.compiled.kernel.name
+    }
+
+    /// PTX for `arch`, generated once per kernel and architecture.
+    pub fn ptx(&self, arch: Arch) -> Result<&str, RuntimeError> {
+        let slot = &self.ptx[Arch::ALL.iter().position(|a| *a == arch).expect("known arch")];
+        if let Some(p) = slot.get() {
+            return Ok(p);
+        }
+        let ptx = tl_compiler::backend::lir_to_ptx(&self.compiled.lir, arch)?;
+        Ok(slot.get_or_init(|| ptx))
+    }
+
+    /// Runs the kernel over its grid. Tensors of `args` are updated in place.
+    pub fn launch(&self, backend: Backend, args: &mut [Arg]) -> Result<LaunchReport, RuntimeError> {
+        let kernel = &self.compiled.kernel;
+        tl_vm::interp::check_args(kernel, args)?;
+        let grid = tl_vm::interp::eval_grid(kernel, args)?;
+        let mut report = LaunchReport { grid, kernel_ms: None };
+        if grid.contains(&0) {
+            return Ok(report);
+        }
+        match backend {
+            Backend::Vm => tl_vm::launch(kernel, args)?,
+            Backend::Simt => tl_vm::simt::launch(&self.compiled.lir, grid, args)?,
+            Backend::Cuda => {
+                if !cuda::driver_available() {
+                    return Err(cuda::CudaError::NoDriver.into());
+                }
+                let arch = match cuda::compute_capability()? {
+                    (9, _) => Arch::Sm90a,
+                    _ => Arch::Sm80,
+                };
+                let ptx = self.ptx(arch)?.to_string();
+                let mut kargs: Vec<cuda::KernelArg> = Vec::new();
+                for (p, a) in kernel.params.iter().zip(args.iter_mut()) {
+                    match (a, &p.kind) {
+                        (Arg::Scalar(v), ParamKind::Scalar(d)) => kargs.push(cuda::KernelArg::Scalar { value: *v, dtype: *d }),
+                        (Arg::Tensor(t), _) => kargs.push(cuda::KernelArg::Tensor(t)),
+                        _ => return Err(RuntimeError::Usage(format!("argument `{}` has the wrong kind", p.name))),
+                    }
+                }
+                let spec = cuda::LaunchSpec {
+                    ptx: &ptx,
+                    kernel_name: &kernel.name,
+                    grid,
+                    block_threads: self.compiled.lir.block_threads,
+                    shared_bytes: self.compiled.lir.shared_bytes as u32,
+                };
+                let r = cuda::launch(&spec, &mut kargs)?;
+                report.kernel_ms = Some(r.kernel_ms);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Seeded random arguments: integer scalars from `sizes` or drawn from 1..=160, tensors of
+    /// the resulting shapes with random values (never all zero), outputs (`global mut`)
+    /// poisoned with NaN or the dtype's largest value so that unwritten elements show.
+    pub fn random_args(&self, seed: u64, sizes: &[(String, i64)]) -> Result<Vec<Arg>, RuntimeError> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let kernel = &self.compiled.kernel;
+        for (name, _) in sizes {
+            if !kernel.params.iter().any(|p| &p.name == name && matches!(p.kind, ParamKind::Scalar(_))) {
+                return Err(RuntimeError::Usage(format!("kernel `{}` has no scalar parameter `{name}`", kernel.name)));
+            }
+        }
+        let mut values: Vec<Option<i64>> = Vec::new();
+        let mut args = Vec::new();
+        for p in &kernel.params {
+            match &p.kind {
+                ParamKind::Scalar(d) => {
+                    let v = match sizes.iter().find(|(n, _)| *n == p.name) {
+                        Some((_, v)) => *v as f64,
+                        None if d.is_float() => d.round(rng.random_range(-2.0..2.0)),
+                        None => rng.random_range(1..=160) as f64,
+                    };
+                    values.push(Some(v as i64));
+                    args.push(Arg::Scalar(v));
+                }
+                ParamKind::Global { .. } => {
+                    values.push(None);
+                    args.push(Arg::Scalar(0.0));
+                }
+            }
+        }
+        for (i, p) in kernel.params.iter().enumerate() {
+            let ParamKind::Global { dtype, shape, mutable } = &p.kind else { continue };
+            let mut dims = Vec::new();
+            for s in shape {
+                let v = s.eval(&values).map_err(|e| RuntimeError::Usage(format!("shape of `{}`: {e}", p.name)))?;
+                if !(0..=1 << 28).contains(&v) {
+                    return Err(RuntimeError::Usage(format!("shape of `{}` has extent {v}", p.name)));
+                }
+                dims.push(v as usize);
+            }
+            let n: usize = dims.iter().product();
+            let t = if *mutable {
+                let poison = if dtype.is_float() { f64::NAN } else { dtype.int_range().map_or(0.0, |r| r.1 as f64) };
+                HostTensor::filled(*dtype, &dims, poison)
+            } else {
+                let data: Vec<f64> = (0..n)
+                    .map(|_| match dtype {
+                        d if d.is_float() => rng.random_range(-2.0..2.0),
+                        DType::Bool => rng.random_range(0..2) as f64,
+                        d if d.is_signed_int() => rng.random_range(-8..8) as f64,
+                        _ => rng.random_range(0..16) as f64,
+                    })
+                    .collect();
+                HostTensor::from_f64(*dtype, &dims, &data)
+            };
+            args[i] = Arg::Tensor(t);
+        }
+        Ok(args)
+    }
+
+    /// Evaluates the host reference on `args` (before the launch overwrote outputs that are also
+    /// inputs). Returns `(parameter index, expected values)` per output.
+    pub fn reference_outputs(&self, args: &[Arg]) -> Result<Vec<(usize, reference::Array)>, RuntimeError> {
+        let Some(r) = &self.reference else {
+            return Err(RuntimeError::Usage(format!(
+                "kernel `{}` has no `reference {}` block to check against",
+                self.name(),
+                self.name()
+            )));
+        };
+        let ref_args: Vec<reference::RefArg> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Scalar(v) => reference::RefArg::Scalar(*v),
+                Arg::Tensor(t) => reference::RefArg::Tensor(t),
+            })
+            .collect();
+        reference::evaluate(r, &self.compiled.kernel, &ref_args).map_err(|d| self.module.render(vec![d]))
+    }
+
+    /// Runs on `backend` and compares every output with the host reference.
+    pub fn check(&self, backend: Backend, args: &mut [Arg]) -> Result<CheckReport, RuntimeError> {
+        let expected = self.reference_outputs(args)?;
+        let launch = self.launch(backend, args)?;
+        let mut outputs = Vec::new();
+        for (index, want) in expected {
+            let Arg::Tensor(t) = &args[index] else { unreachable!("outputs are tensors") };
+            let rtol = reference::tolerance(t.dtype);
+            let cmp = reference::compare(&t.to_f64(), &want.data, rtol);
+            outputs.push(OutputCheck { name: self.compiled.kernel.params[index].name.clone(), rtol, comparison: cmp });
+        }
+        Ok(CheckReport { launch, outputs })
+    }
+}
+
+/// One output compared with its reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputCheck {
+    pub name: String,
+    pub rtol: f64,
+    pub comparison: reference::Comparison,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckReport {
+    pub launch: LaunchReport,
+    pub outputs: Vec<OutputCheck>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        self.outputs.iter().all(|o| o.comparison.mismatches == 0)
+    }
+}

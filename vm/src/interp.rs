@@ -750,3 +750,619 @@ fn reduce(op: ReduceOp, d: DType, x: &[f64], shape: &[usize], dim: usize) -> Res
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tl_compiler::ir::{Param, SymExpr, VarData};
+
+    /// A tiny xorshift generator: inputs are random (never all zeros) but reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Uniform in [-1, 1).
+        fn f64(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+
+        fn tensor(&mut self, dtype: DType, shape: &[usize]) -> HostTensor {
+            let n = shape.iter().product();
+            let values: Vec<f64> = (0..n).map(|_| self.f64() * 4.0).collect();
+            HostTensor::from_f64(dtype, shape, &values)
+        }
+    }
+
+    fn scalar_param(name: &str, dtype: DType) -> Param {
+        Param { name: name.into(), kind: ParamKind::Scalar(dtype), span: Span::default() }
+    }
+
+    fn global(name: &str, dtype: DType, shape: Vec<SymExpr>, mutable: bool) -> Param {
+        let kind = ParamKind::Global { dtype, shape, mutable };
+        Param { name: name.into(), kind, span: Span::default() }
+    }
+
+    fn new_kernel(name: &str, params: Vec<Param>, grid: [SymExpr; 3]) -> Kernel {
+        Kernel {
+            name: name.into(),
+            const_params: vec![],
+            params,
+            grid,
+            warps: 4,
+            values: vec![],
+            vars: vec![],
+            body: vec![],
+        }
+    }
+
+    /// Appends a value to the arena and its `Stmt::Eval` to `body`.
+    fn emit(k: &mut Kernel, body: &mut Vec<Stmt>, ty: Type, op: Op) -> ValueId {
+        let id = k.add_value(ty, op, Span::default());
+        body.push(Stmt::Eval(id));
+        id
+    }
+
+    fn sc(d: DType) -> Type {
+        Type::Scalar(d)
+    }
+
+    fn tt(d: DType, shape: &[usize]) -> Type {
+        Type::Tensor { dtype: d, shape: shape.to_vec() }
+    }
+
+    fn c(v: i64) -> SymExpr {
+        SymExpr::Const(v)
+    }
+
+    fn p(i: usize) -> SymExpr {
+        SymExpr::Param(i)
+    }
+
+    fn cdiv(a: SymExpr, b: SymExpr) -> SymExpr {
+        SymExpr::CeilDiv(Box::new(a), Box::new(b))
+    }
+
+    fn i32c(k: &mut Kernel, body: &mut Vec<Stmt>, v: i64) -> ValueId {
+        emit(k, body, sc(DType::I32), Op::Const(v as f64))
+    }
+
+    fn verified(k: Kernel) -> Kernel {
+        if let Err(e) = verify(&k, false) {
+            panic!("hand-built kernel `{}` does not verify: {e:?}", k.name);
+        }
+        k
+    }
+
+    fn tensor_arg(args: &[Arg], i: usize) -> &HostTensor {
+        args[i].tensor().expect("tensor argument")
+    }
+
+    /// Bitwise-equal, NaN equal to NaN.
+    fn same(a: f64, b: f64) -> bool {
+        a == b || (a.is_nan() && b.is_nan())
+    }
+
+    const BLOCK: usize = 128;
+
+    /// `out[i] = x[i] + y[i]` for `n` elements, one 128-element tile per block.
+    fn vector_add(dtype: DType) -> Kernel {
+        let params = vec![
+            scalar_param("n", DType::I32),
+            global("x", dtype, vec![p(0)], false),
+            global("y", dtype, vec![p(0)], false),
+            global("out", dtype, vec![p(0)], true),
+        ];
+        let mut k = new_kernel("vector_add", params, [cdiv(p(0), c(BLOCK as i64)), c(1), c(1)]);
+        let mut b = vec![];
+        let bx = emit(&mut k, &mut b, sc(DType::I32), Op::BlockIdx(0));
+        let size = i32c(&mut k, &mut b, BLOCK as i64);
+        let off = emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Mul, bx, size));
+        let tile = tt(dtype, &[BLOCK]);
+        let x = emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: 0.0 });
+        let y = emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: 0.0 });
+        let s = emit(&mut k, &mut b, tile, Op::Binary(BinaryOp::Add, x, y));
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 3, value: s, offsets: vec![off] });
+        k.body = b;
+        verified(k)
+    }
+
+    fn vector_add_args(rng: &mut Rng, dtype: DType, n: usize) -> Vec<Arg> {
+        vec![
+            Arg::Scalar(n as f64),
+            rng.tensor(dtype, &[n]).into(),
+            rng.tensor(dtype, &[n]).into(),
+            HostTensor::filled(dtype, &[n], f64::NAN).into(),
+        ]
+    }
+
+    #[test]
+    fn vector_add_over_ragged_size_with_many_blocks() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
+            let k = vector_add(dtype);
+            let n = 1000; // 8 blocks, the last one ragged
+            let mut args = vector_add_args(&mut rng, dtype, n);
+            assert_eq!(eval_grid(&k, &args).unwrap(), [8, 1, 1]);
+            launch(&k, &mut args).unwrap();
+            let (x, y) = (tensor_arg(&args, 1).to_f64(), tensor_arg(&args, 2).to_f64());
+            let out = tensor_arg(&args, 3).to_f64();
+            for i in 0..n {
+                // One rounding of the exact sum to the dtype.
+                assert_eq!(out[i], dtype.round(x[i] + y[i]), "{dtype} element {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn load_pads_outside_and_store_skips_outside() {
+        let (d, pad) = (DType::F32, -1.5);
+        let params = vec![
+            global("src", d, vec![c(5), c(7)], false),
+            global("out", d, vec![c(4), c(4)], true),
+            global("dst", d, vec![c(5), c(7)], true),
+        ];
+        let mut k = new_kernel("pad", params, [c(1), c(1), c(1)]);
+        let mut b = vec![];
+        let (m2, p5) = (i32c(&mut k, &mut b, -2), i32c(&mut k, &mut b, 5));
+        let (z, p3, m1) = (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 3), i32c(&mut k, &mut b, -1));
+        let t = emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: t, offsets: vec![z, z] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: t, offsets: vec![p3, m1] });
+        k.body = b;
+        let k = verified(k);
+
+        let mut rng = Rng(7);
+        let mut args: Vec<Arg> = vec![
+            rng.tensor(d, &[5, 7]).into(),
+            HostTensor::filled(d, &[4, 4], f64::NAN).into(),
+            HostTensor::filled(d, &[5, 7], f64::NAN).into(),
+        ];
+        launch(&k, &mut args).unwrap();
+        let src = tensor_arg(&args, 0).to_f64();
+        let out = tensor_arg(&args, 1).to_f64();
+        let dst = tensor_arg(&args, 2).to_f64();
+        let tile = |i: i64, j: i64| {
+            let (r, c) = (i - 2, j + 5);
+            if (0..5).contains(&r) && (0..7).contains(&c) { src[(r * 7 + c) as usize] } else { pad }
+        };
+        for i in 0..4 {
+            for j in 0..4 {
+                assert_eq!(out[(i * 4 + j) as usize], tile(i, j), "out[{i}][{j}]");
+            }
+        }
+        for r in 0..5i64 {
+            for c in 0..7i64 {
+                // dst[r][c] = tile[r - 3][c + 1] where that tile element exists.
+                let (i, j) = (r - 3, c + 1);
+                let want = if (0..4).contains(&i) && (0..4).contains(&j) { tile(i, j) } else { f64::NAN };
+                assert!(same(dst[(r * 7 + c) as usize], want), "dst[{r}][{c}]");
+            }
+        }
+    }
+
+    const BM: usize = 16;
+    const BN: usize = 8;
+    const BK: usize = 8;
+
+    /// `c = a @ b` tiled: a 2-d grid, a `for` over K tiles (trip count computed in the IR) and
+    /// an f32 accumulator variable fed by `dot` on f16 tiles.
+    fn matmul() -> Kernel {
+        let (h, f) = (DType::F16, DType::F32);
+        let params = vec![
+            scalar_param("M", DType::I32),
+            scalar_param("N", DType::I32),
+            scalar_param("K", DType::I32),
+            global("a", h, vec![p(0), p(2)], false),
+            global("b", h, vec![p(2), p(1)], false),
+            global("c", f, vec![p(0), p(1)], true),
+        ];
+        let grid = [cdiv(p(1), c(BN as i64)), cdiv(p(0), c(BM as i64)), c(1)];
+        let mut k = new_kernel("matmul", params, grid);
+        k.vars.push(VarData {
+            name: "acc".into(),
+            ty: tt(f, &[BM, BN]),
+            layout: None,
+            span: Span::default(),
+        });
+        let acc = VarId(0);
+        let i32t = sc(DType::I32);
+        let bin = |op, x, y| Op::Binary(op, x, y);
+        let mut b = vec![];
+        let bx = emit(&mut k, &mut b, i32t.clone(), Op::BlockIdx(0));
+        let by = emit(&mut k, &mut b, i32t.clone(), Op::BlockIdx(1));
+        let (cbm, cbn, cbk) = (i32c(&mut k, &mut b, BM as i64), i32c(&mut k, &mut b, BN as i64), i32c(&mut k, &mut b, BK as i64));
+        let (zero, one) = (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 1));
+        let row = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, by, cbm));
+        let col = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, bx, cbn));
+        let zf = emit(&mut k, &mut b, sc(f), Op::Const(0.0));
+        let zt = emit(&mut k, &mut b, tt(f, &[BM, BN]), Op::Splat(zf));
+        b.push(Stmt::Assign(acc, zt));
+        let kk_ = emit(&mut k, &mut b, i32t.clone(), Op::Param(2));
+        let t1 = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Add, kk_, cbk));
+        let t2 = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Sub, t1, one));
+        let tiles = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Div, t2, cbk));
+        let index = k.add_value(i32t.clone(), Op::LoopIndex, Span::default());
+        let mut lb = vec![];
+        let kof = emit(&mut k, &mut lb, i32t.clone(), bin(BinaryOp::Mul, index, cbk));
+        let at = emit(&mut k, &mut lb, tt(h, &[BM, BK]), Op::Load { param: 3, offsets: vec![row, kof], pad: 0.0 });
+        let bt = emit(&mut k, &mut lb, tt(h, &[BK, BN]), Op::Load { param: 4, offsets: vec![kof, col], pad: 0.0 });
+        let cur = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::ReadVar(acc));
+        let d = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::Dot { a: at, b: bt, c: cur });
+        lb.push(Stmt::Assign(acc, d));
+        b.push(Stmt::For { index, start: zero, end: tiles, body: lb });
+        let fin = emit(&mut k, &mut b, tt(f, &[BM, BN]), Op::ReadVar(acc));
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 5, value: fin, offsets: vec![row, col] });
+        k.body = b;
+        verified(k)
+    }
+
+    #[test]
+    fn tiled_matmul_matches_host() {
+        let k = matmul();
+        let (m, n, kd) = (37, 29, 45);
+        let mut rng = Rng(12345);
+        let mut args: Vec<Arg> = vec![
+            Arg::Scalar(m as f64),
+            Arg::Scalar(n as f64),
+            Arg::Scalar(kd as f64),
+            rng.tensor(DType::F16, &[m, kd]).into(),
+            rng.tensor(DType::F16, &[kd, n]).into(),
+            HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
+        ];
+        assert_eq!(eval_grid(&k, &args).unwrap(), [4, 3, 1]);
+        launch(&k, &mut args).unwrap();
+        let a = tensor_arg(&args, 3).to_f64();
+        let b = tensor_arg(&args, 4).to_f64();
+        let out = tensor_arg(&args, 5).to_f64();
+        for i in 0..m {
+            for j in 0..n {
+                // Same order and per-step f32 rounding: bit-exact.
+                let mut acc = 0.0;
+                let mut exact = 0.0;
+                for l in 0..kd {
+                    acc = DType::F32.round(acc + a[i * kd + l] * b[l * n + j]);
+                    exact += a[i * kd + l] * b[l * n + j];
+                }
+                let got = out[i * n + j];
+                assert_eq!(got, acc, "c[{i}][{j}]");
+                assert!((got - exact).abs() <= 1e-5 * (1.0 + exact.abs()), "c[{i}][{j}]");
+            }
+        }
+    }
+
+    #[test]
+    fn reductions_keep_the_dim_and_skip_nans_for_max_min() {
+        let d = DType::F32;
+        let params = vec![
+            global("x", d, vec![c(4), c(6)], false),
+            global("sum", d, vec![c(4), c(1)], true),
+            global("max", d, vec![c(1), c(6)], true),
+            global("min", d, vec![c(4), c(1)], true),
+        ];
+        let mut k = new_kernel("reduce", params, [c(1), c(1), c(1)]);
+        let mut b = vec![];
+        let z = i32c(&mut k, &mut b, 0);
+        let x = emit(&mut k, &mut b, tt(d, &[4, 6]), Op::Load { param: 0, offsets: vec![z, z], pad: 0.0 });
+        let s = emit(&mut k, &mut b, tt(d, &[4, 1]), Op::Reduce { op: ReduceOp::Sum, value: x, dim: 1 });
+        let mx = emit(&mut k, &mut b, tt(d, &[1, 6]), Op::Reduce { op: ReduceOp::Max, value: x, dim: 0 });
+        let mn = emit(&mut k, &mut b, tt(d, &[4, 1]), Op::Reduce { op: ReduceOp::Min, value: x, dim: 1 });
+        for (param, v) in [(1, s), (2, mx), (3, mn)] {
+            emit(&mut k, &mut b, Type::Unit, Op::Store { param, value: v, offsets: vec![z, z] });
+        }
+        k.body = b;
+        let k = verified(k);
+
+        let mut rng = Rng(99);
+        let mut x = rng.tensor(d, &[4, 6]);
+        x.set(2 * 6 + 3, f64::NAN); // row 2, column 3
+        let mut args: Vec<Arg> = vec![
+            x.into(),
+            HostTensor::filled(d, &[4, 1], f64::NAN).into(),
+            HostTensor::filled(d, &[1, 6], f64::NAN).into(),
+            HostTensor::filled(d, &[4, 1], f64::NAN).into(),
+        ];
+        launch(&k, &mut args).unwrap();
+        let x = tensor_arg(&args, 0).to_f64();
+        let (sum, max, min) =
+            (tensor_arg(&args, 1).to_f64(), tensor_arg(&args, 2).to_f64(), tensor_arg(&args, 3).to_f64());
+        let real = |v: &f64| !v.is_nan();
+        for r in 0..4 {
+            let row = &x[r * 6..r * 6 + 6];
+            assert!(same(sum[r], d.round(row.iter().sum())), "sum row {r}");
+            let want = row.iter().copied().filter(real).fold(f64::INFINITY, f64::min);
+            assert_eq!(min[r], want, "min row {r}");
+        }
+        assert!(sum[2].is_nan());
+        for col in 0..6 {
+            let column = (0..4).map(|r| x[r * 6 + col]);
+            let want = column.filter(real).fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(max[col], want, "max column {col}");
+        }
+    }
+
+    /// Block 0 writes `where(v > t, v, -v)` cast to i32, other blocks write `v` broadcast;
+    /// each block fills its own row of `out`.
+    #[test]
+    fn if_broadcast_select_and_cast() {
+        let (f, i) = (DType::F32, DType::I32);
+        let params = vec![
+            scalar_param("t", f),
+            global("v", f, vec![c(1), c(1), c(5)], false),
+            global("out", i, vec![c(3), c(2), c(5)], true),
+        ];
+        let mut k = new_kernel("branchy", params, [c(3), c(1), c(1)]);
+        let mut b = vec![];
+        let bx = emit(&mut k, &mut b, sc(i), Op::BlockIdx(0));
+        let z = i32c(&mut k, &mut b, 0);
+        let v = emit(&mut k, &mut b, tt(f, &[1, 1, 5]), Op::Load { param: 1, offsets: vec![z, z, z], pad: 0.0 });
+        let vb = emit(&mut k, &mut b, tt(f, &[1, 2, 5]), Op::Broadcast(v));
+        let first = emit(&mut k, &mut b, sc(DType::Bool), Op::Binary(BinaryOp::Eq, bx, z));
+        let (mut then_b, mut else_b) = (vec![], vec![]);
+        let t = emit(&mut k, &mut then_b, sc(f), Op::Param(0));
+        let tb = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Splat(t));
+        let gt = emit(&mut k, &mut then_b, tt(DType::Bool, &[1, 2, 5]), Op::Binary(BinaryOp::Gt, vb, tb));
+        let neg = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Unary(UnaryOp::Neg, vb));
+        let sel = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Select { cond: gt, a: vb, b: neg });
+        let ci = emit(&mut k, &mut then_b, tt(i, &[1, 2, 5]), Op::Cast(sel));
+        emit(&mut k, &mut then_b, Type::Unit, Op::Store { param: 2, value: ci, offsets: vec![bx, z, z] });
+        let ce = emit(&mut k, &mut else_b, tt(i, &[1, 2, 5]), Op::Cast(vb));
+        emit(&mut k, &mut else_b, Type::Unit, Op::Store { param: 2, value: ce, offsets: vec![bx, z, z] });
+        b.push(Stmt::If { cond: first, then_body: then_b, else_body: else_b });
+        k.body = b;
+        let k = verified(k);
+
+        let vals = [-7.6, 2.5, 3.5, 100.2, -0.4];
+        let mut args: Vec<Arg> = vec![
+            Arg::Scalar(1.0),
+            HostTensor::from_f64(f, &[1, 1, 5], &vals).into(),
+            HostTensor::filled(i, &[3, 2, 5], -99.0).into(),
+        ];
+        launch(&k, &mut args).unwrap();
+        let out = tensor_arg(&args, 2).to_f64();
+        for blk in 0..3 {
+            for r in 0..2 {
+                for (j, &x) in vals.iter().enumerate() {
+                    let x = f.round(x);
+                    let want = if blk == 0 && x <= 1.0 { -x } else { x };
+                    assert_eq!(out[blk * 10 + r * 5 + j], want.round_ties_even(), "[{blk}][{r}][{j}]");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_and_float_element_semantics() {
+        let i = DType::I32;
+        let bin = |op, x, y| binary(op, i, x, y);
+        assert_eq!(bin(BinaryOp::Div, -7.0, 2.0), Ok(-3.0)); // truncates toward zero
+        assert_eq!(bin(BinaryOp::Rem, -7.0, 2.0), Ok(-1.0)); // sign of the dividend
+        assert_eq!(bin(BinaryOp::Rem, 7.0, -2.0), Ok(1.0));
+        assert_eq!(bin(BinaryOp::Div, 1.0, 0.0), Err(Fault::DivisionByZero));
+        assert_eq!(bin(BinaryOp::Add, 2147483647.0, 1.0), Err(Fault::IntegerOverflow(i)));
+        assert_eq!(bin(BinaryOp::Div, -2147483648.0, -1.0), Err(Fault::IntegerOverflow(i)));
+        assert_eq!(bin(BinaryOp::And, -4.0, 7.0), Ok(4.0));
+        assert_eq!(bin(BinaryOp::Or, -8.0, 3.0), Ok(-5.0));
+        assert_eq!(bin(BinaryOp::Lt, -1.0, 0.0), Ok(1.0));
+        assert_eq!(binary(BinaryOp::Sub, DType::U8, 3.0, 5.0), Err(Fault::IntegerOverflow(DType::U8)));
+        assert_eq!(unary(UnaryOp::Not, i, 5.0), Ok(-6.0));
+        assert_eq!(unary(UnaryOp::Not, DType::U8, 5.0), Ok(250.0));
+        assert_eq!(unary(UnaryOp::Neg, DType::I8, -128.0), Err(Fault::IntegerOverflow(DType::I8)));
+        assert_eq!(unary(UnaryOp::Not, DType::Bool, 1.0), Ok(0.0));
+        assert_eq!(binary(BinaryOp::And, DType::Bool, 1.0, 0.0), Ok(0.0));
+        assert_eq!(binary(BinaryOp::Or, DType::Bool, 1.0, 0.0), Ok(1.0));
+        assert!(matches!(unary(UnaryOp::Not, DType::F32, 1.0), Err(Fault::Unsupported(_))));
+
+        let f = DType::F32;
+        assert_eq!(binary(BinaryOp::Max, f, f64::NAN, 2.0), Ok(2.0));
+        assert_eq!(binary(BinaryOp::Min, f, 2.0, f64::NAN), Ok(2.0));
+        assert!(binary(BinaryOp::Max, f, f64::NAN, f64::NAN).unwrap().is_nan());
+        assert!(binary(BinaryOp::Max, f, -0.0, 0.0).unwrap().is_sign_positive());
+        assert!(binary(BinaryOp::Min, f, 0.0, -0.0).unwrap().is_sign_negative());
+        assert_eq!(binary(BinaryOp::Div, f, 1.0, 0.0), Ok(f64::INFINITY));
+        assert_eq!(binary(BinaryOp::Ne, f, f64::NAN, f64::NAN), Ok(1.0));
+        assert_eq!(binary(BinaryOp::Eq, f, f64::NAN, f64::NAN), Ok(0.0));
+        assert_eq!(binary(BinaryOp::Rem, f, -7.5, 2.0), Ok(-1.5));
+        // An f16 add is the exact sum rounded once: 2048 + 1 is a tie, to even.
+        assert_eq!(binary(BinaryOp::Add, DType::F16, 2048.0, 1.0), Ok(2048.0));
+        assert_eq!(unary(UnaryOp::Sigmoid, f, 0.0), Ok(0.5));
+        assert_eq!(unary(UnaryOp::Rsqrt, f, 4.0), Ok(0.5));
+        assert_eq!(unary(UnaryOp::Sigmoid, f, f64::NEG_INFINITY), Ok(0.0));
+        assert_eq!(unary(UnaryOp::Exp2, DType::F16, 3.0), Ok(8.0));
+        let e = unary(UnaryOp::Exp, f, 1.0).unwrap();
+        assert_eq!(e, std::f64::consts::E as f32 as f64);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let k = vector_add(DType::F32);
+        let mut rng = Rng(3);
+        let good = vector_add_args(&mut rng, DType::F32, 300);
+        assert!(check_args(&k, &good).is_ok());
+        let bad_arg = |args: &mut [Arg], index: usize, needle: &str| match launch(&k, args) {
+            Err(e @ VmError::BadArg { index: i, .. }) if i == index => {
+                assert!(e.to_string().contains(needle), "{e}");
+            }
+            other => panic!("expected a BadArg {index} error, got {other:?}"),
+        };
+
+        let mut args = good.clone();
+        args.pop();
+        let e = launch(&k, &mut args).unwrap_err();
+        assert!(matches!(e, VmError::ArgCount { expected: 4, got: 3, .. }), "{e}");
+
+        let mut args = good.clone();
+        args[1] = Arg::Scalar(1.0);
+        bad_arg(&mut args, 1, "got a scalar");
+
+        let mut args = good.clone();
+        args[0] = tensor_arg(&good, 1).clone().into();
+        bad_arg(&mut args, 0, "got a tensor");
+
+        let mut args = good.clone();
+        args[2] = rng.tensor(DType::F16, &[300]).into();
+        bad_arg(&mut args, 2, "f16");
+
+        let mut args = good.clone();
+        args[3] = HostTensor::zeros(DType::F32, &[301]).into();
+        bad_arg(&mut args, 3, "[301]");
+
+        let mut args = good.clone();
+        if let Arg::Tensor(t) = &mut args[1] {
+            t.data.pop(); // a buffer too short for its shape
+        }
+        bad_arg(&mut args, 1, "bytes");
+
+        let mut args = good.clone();
+        args[0] = Arg::Scalar(300.5);
+        bad_arg(&mut args, 0, "not an integer");
+
+        let mut args = good.clone();
+        args[0] = Arg::Scalar(1e12);
+        bad_arg(&mut args, 0, "out of range");
+
+        // A negative size makes the tensor shapes negative.
+        let mut args = good.clone();
+        args[0] = Arg::Scalar(-5.0);
+        bad_arg(&mut args, 1, "-5");
+
+        // The outputs were never touched by the failed launches.
+        assert!(tensor_arg(&good, 3).to_f64().iter().all(|v| v.is_nan()));
+    }
+
+    fn empty_kernel(grid: [SymExpr; 3]) -> Kernel {
+        verified(new_kernel("empty", vec![], grid))
+    }
+
+    #[test]
+    fn grid_limits() {
+        assert_eq!(eval_grid(&empty_kernel([c(3), c(2), c(0)]), &[]).unwrap(), [3, 2, 0]);
+        assert_eq!(eval_grid(&empty_kernel([c(1 << 31), c(1), c(1)]), &[]).unwrap(), [1 << 31, 1, 1]);
+        let cases = [[c(-1), c(1), c(1)], [c(1 << 20), c(1 << 12), c(1)], [c(0), c(1 << 40), c(1)]];
+        for grid in cases {
+            let e = launch(&empty_kernel(grid), &mut []).unwrap_err();
+            assert!(matches!(e, VmError::Grid { .. }), "{e}");
+        }
+        let div0 = [SymExpr::Div(Box::new(c(1)), Box::new(c(0))), c(1), c(1)];
+        let e = eval_grid(&empty_kernel(div0), &[]).unwrap_err();
+        assert!(e.to_string().contains("division by zero"), "{e}");
+    }
+
+    /// `out[0] = 7 <op> d` for a scalar argument `d`.
+    fn scalar_op_kernel(op: BinaryOp) -> Kernel {
+        let i = DType::I32;
+        let params = vec![scalar_param("d", i), global("out", i, vec![c(1)], true)];
+        let mut k = new_kernel("scalar_op", params, [c(2), c(1), c(1)]);
+        let mut b = vec![];
+        let seven = i32c(&mut k, &mut b, 7);
+        let d = emit(&mut k, &mut b, sc(i), Op::Param(0));
+        let q = emit(&mut k, &mut b, sc(i), Op::Binary(op, seven, d));
+        let qt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(q));
+        let z = i32c(&mut k, &mut b, 0);
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: qt, offsets: vec![z] });
+        k.body = b;
+        verified(k)
+    }
+
+    #[test]
+    fn execution_faults_name_the_block_and_instruction() {
+        let out = || Arg::Tensor(HostTensor::zeros(DType::I32, &[1]));
+        let k = scalar_op_kernel(BinaryOp::Div);
+        let mut args = vec![Arg::Scalar(-2.0), out()];
+        launch(&k, &mut args).unwrap();
+        assert_eq!(tensor_arg(&args, 1).get(0), -3.0);
+
+        let mut args = vec![Arg::Scalar(0.0), out()];
+        let e = launch(&k, &mut args).unwrap_err();
+        assert!(matches!(e, VmError::Exec { fault: Fault::DivisionByZero, .. }), "{e}");
+        assert_eq!(e.to_string(), "block (0, 0, 0), %2 = div: integer division by zero");
+
+        let k = scalar_op_kernel(BinaryOp::Mul);
+        let mut args = vec![Arg::Scalar(1e9), out()];
+        let e = launch(&k, &mut args).unwrap_err();
+        assert!(matches!(e, VmError::Exec { fault: Fault::IntegerOverflow(DType::I32), .. }), "{e}");
+    }
+
+    /// A variable assigned only in block 0 is uninitialized again in block 1.
+    #[test]
+    fn variables_start_uninitialized_in_every_block() {
+        let i = DType::I32;
+        let params = vec![global("out", i, vec![c(2)], true)];
+        let mut k = new_kernel("uninit", params, [c(2), c(1), c(1)]);
+        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, span: Span::default() });
+        let mut b = vec![];
+        let bx = emit(&mut k, &mut b, sc(i), Op::BlockIdx(0));
+        let z = i32c(&mut k, &mut b, 0);
+        let first = emit(&mut k, &mut b, sc(DType::Bool), Op::Binary(BinaryOp::Eq, bx, z));
+        let mut then_b = vec![];
+        let five = i32c(&mut k, &mut then_b, 5);
+        then_b.push(Stmt::Assign(VarId(0), five));
+        b.push(Stmt::If { cond: first, then_body: then_b, else_body: vec![] });
+        let r = emit(&mut k, &mut b, sc(i), Op::ReadVar(VarId(0)));
+        let rt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(r));
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 0, value: rt, offsets: vec![bx] });
+        k.body = b;
+        let k = verified(k);
+
+        let mut args = vec![Arg::Tensor(HostTensor::filled(i, &[2], -1.0))];
+        let e = launch(&k, &mut args).unwrap_err();
+        match &e {
+            VmError::Exec { block, fault: Fault::UninitializedVariable { name, .. }, .. } => {
+                assert_eq!(*block, BlockCoord([1, 0, 0]));
+                assert_eq!(name, "acc");
+            }
+            other => panic!("expected an uninitialized variable, got {other}"),
+        }
+        assert!(e.to_string().contains("`acc`"), "{e}");
+        // Block 0 completed its store before block 1 failed.
+        assert_eq!(tensor_arg(&args, 0).to_f64(), vec![5.0, -1.0]);
+    }
+
+    #[test]
+    fn loop_with_an_accumulator_runs_start_to_end() {
+        // acc = 0; for i in s .. e { acc = acc + i }; out[0] = acc
+        let i = DType::I32;
+        let params = vec![scalar_param("s", i), scalar_param("e", i), global("out", i, vec![c(1)], true)];
+        let mut k = new_kernel("loop", params, [c(1), c(1), c(1)]);
+        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, span: Span::default() });
+        let mut b = vec![];
+        let z = i32c(&mut k, &mut b, 0);
+        b.push(Stmt::Assign(VarId(0), z));
+        let s = emit(&mut k, &mut b, sc(i), Op::Param(0));
+        let e = emit(&mut k, &mut b, sc(i), Op::Param(1));
+        let index = k.add_value(sc(i), Op::LoopIndex, Span::default());
+        let mut lb = vec![];
+        let cur = emit(&mut k, &mut lb, sc(i), Op::ReadVar(VarId(0)));
+        let next = emit(&mut k, &mut lb, sc(i), Op::Binary(BinaryOp::Add, cur, index));
+        lb.push(Stmt::Assign(VarId(0), next));
+        b.push(Stmt::For { index, start: s, end: e, body: lb });
+        let r = emit(&mut k, &mut b, sc(i), Op::ReadVar(VarId(0)));
+        let rt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(r));
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: rt, offsets: vec![z] });
+        k.body = b;
+        let k = verified(k);
+        for (s, e, want) in [(-3, 5, 4.0), (2, 2, 0.0), (5, 1, 0.0), (0, 100, 4950.0)] {
+            let mut args = vec![Arg::Scalar(s as f64), Arg::Scalar(e as f64), HostTensor::zeros(i, &[1]).into()];
+            launch(&k, &mut args).unwrap();
+            assert_eq!(tensor_arg(&args, 2).get(0), want, "{s}..{e}");
+        }
+    }
+
+    #[test]
+    fn kernels_that_do_not_verify_are_refused() {
+        let mut k = new_kernel("bad", vec![], [c(1), c(1), c(1)]);
+        let mut b = vec![];
+        let late = k.add_value(sc(DType::I32), Op::Const(1.0), Span::default());
+        emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Add, late, late));
+        b.push(Stmt::Eval(late));
+        k.body = b;
+        let e = launch(&k, &mut []).unwrap_err();
+        assert!(matches!(e, VmError::InvalidKernel { .. }), "{e}");
+        assert!(e.to_string().contains("before its definition"), "{e}");
+    }
+}

@@ -2,6 +2,7 @@
 //! of DESIGN.md §4; `simt` runs the thread-level IR of every thread of a block in lockstep.
 
 pub mod interp;
+pub mod simt;
 pub mod tensor;
 
 pub use interp::{Arg, VmError, launch};

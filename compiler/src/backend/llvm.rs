@@ -1,0 +1,860 @@
+//! LIR → LLVM IR → PTX with LLVM 22's NVPTX back end (through inkwell).
+//!
+//! Expects a [`Program`] following the typing rules of `lir.rs`; every violation found while
+//! generating code (mismatched operand types, a float where an integer is needed, an index out of
+//! range, a shared access with `shared_bytes == 0`, …) becomes [`BackendError::InvalidProgram`].
+//!
+//! Guarantees about the PTX:
+//! * one `.visible .entry` named `program.name`, parameters in `program.params` order: a global
+//!   tensor is a 64-bit pointer, a scalar is passed by value (an `i1` scalar as one byte);
+//! * `.maxntid block_threads`; shared memory is one `.shared .align 16` byte array;
+//! * `bool` tensors hold one byte per element (0 or 1 on store, any non-zero reads as true);
+//! * every arithmetic operation rounds on its own (no mul+add contraction), except `Fma`;
+//! * casts follow DESIGN.md §4 value semantics (see [`Codegen::cast`]);
+//! * `Exp`, `Exp2`, `Log`, `Tanh` and (below f64) `Rsqrt` use the f32 hardware approximations
+//!   (`ex2.approx`, `lg2.approx`, `tanh.approx`, `rsqrt.approx`) for every float type, f64
+//!   included; `Sqrt` is correctly rounded; f64 `Rsqrt` is `1 / sqrt(x)` in f64.
+
+use super::{Arch, BackendError};
+use crate::dtype::DType;
+use crate::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp, Var};
+use inkwell::attributes::AttributeLoc;
+use inkwell::basic_block::BasicBlock;
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::{Linkage, Module};
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+};
+use inkwell::types::{BasicMetadataTypeEnum, BasicTypeEnum, FloatType, IntType};
+use inkwell::values::{
+    BasicMetadataValueEnum, BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, IntValue,
+    PointerValue,
+};
+use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
+use std::sync::Once;
+
+const TRIPLE: &str = "nvptx64-nvidia-cuda";
+/// PTX ISA 8.0: enough for every instruction used here, and accepted by ptxas for both arches.
+const PTX_FEATURES: &str = "+ptx80";
+/// LLVM's `CallingConv::PTX_Kernel`. LLVM 22 ignores `nvvm.annotations` kernel metadata; the
+/// calling convention is what makes a function a `.entry`.
+const PTX_KERNEL_CC: u32 = 71;
+const GLOBAL_SPACE: u16 = 1;
+const SHARED_SPACE: u16 = 3;
+/// Largest block the hardware launches (also the largest `.maxntid` ptxas accepts).
+const MAX_BLOCK_THREADS: u32 = 1024;
+
+/// The optimized LLVM IR (text) of `program` for `arch`.
+pub fn lir_to_llvm_ir(program: &Program, arch: Arch) -> Result<String, BackendError> {
+    let context = Context::create();
+    let machine = target_machine(arch)?;
+    let module = compile(&context, program, &machine)?;
+    Ok(module.print_to_string().to_string())
+}
+
+/// The PTX assembly of `program` for `arch`.
+pub fn lir_to_ptx(program: &Program, arch: Arch) -> Result<String, BackendError> {
+    let context = Context::create();
+    let machine = target_machine(arch)?;
+    let module = compile(&context, program, &machine)?;
+    let emission_error = |message: String| BackendError::Emission {
+        kernel: program.name.clone(),
+        arch,
+        message,
+    };
+    let buffer = machine
+        .write_to_memory_buffer(&module, FileType::Assembly)
+        .map_err(|e| emission_error(e.to_string()))?;
+    String::from_utf8(buffer.as_slice().to_vec())
+        .map_err(|_| emission_error("LLVM produced PTX that is not UTF-8".into()))
+}
+
+fn target_machine(arch: Arch) -> Result<TargetMachine, BackendError> {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| Target::initialize_nvptx(&InitializationConfig::default()));
+    let triple = TargetTriple::create(TRIPLE);
+    let target = Target::from_triple(&triple)
+        .map_err(|e| BackendError::Target { arch, message: e.to_string() })?;
+    target
+        .create_target_machine(
+            &triple,
+            arch.name(),
+            PTX_FEATURES,
+            OptimizationLevel::Aggressive,
+            RelocMode::Default,
+            CodeModel::Default,
+        )
+        .ok_or_else(|| BackendError::Target {
+            arch,
+            message: format!("LLVM could not create a target machine for CPU {}", arch.name()),
+        })
+}
+
+/// Builds, verifies and optimizes (`default<O3>`) the module of `program`.
+fn compile<'ctx>(
+    context: &'ctx Context,
+    program: &Program,
+    machine: &TargetMachine,
+) -> Result<Module<'ctx>, BackendError> {
+    let module = context.create_module(&program.name);
+    module.set_triple(&machine.get_triple());
+    module.set_data_layout(&machine.get_target_data().get_data_layout());
+    Codegen::new(context, &module, program)?.emit()?;
+    module.verify().map_err(|e| BackendError::Verification {
+        kernel: program.name.clone(),
+        message: e.to_string(),
+    })?;
+    // Variables start as allocas; SROA/mem2reg in this pipeline turn them into SSA registers.
+    module
+        .run_passes("default<O3>", machine, PassBuilderOptions::create())
+        .map_err(|e| BackendError::Optimization {
+            kernel: program.name.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(module)
+}
+
+/// A generated value with its LIR type (the LLVM type always matches it).
+#[derive(Clone, Copy)]
+struct Val<'ctx> {
+    v: BasicValueEnum<'ctx>,
+    ty: Ty,
+}
+
+struct Codegen<'ctx, 'a> {
+    context: &'ctx Context,
+    module: &'a Module<'ctx>,
+    program: &'a Program,
+    function: FunctionValue<'ctx>,
+    builder: Builder<'ctx>,
+    /// Stays at the end of the entry block, which holds only allocas until [`Codegen::emit`]
+    /// closes it, so that every alloca is in the entry block (where mem2reg promotes them).
+    alloca_builder: Builder<'ctx>,
+    /// Where the code of `program.body` starts.
+    body_block: BasicBlock<'ctx>,
+    vars: Vec<PointerValue<'ctx>>,
+    shared: Option<PointerValue<'ctx>>,
+}
+
+impl<'ctx, 'a> Codegen<'ctx, 'a> {
+    fn new(
+        context: &'ctx Context,
+        module: &'a Module<'ctx>,
+        program: &'a Program,
+    ) -> Result<Self, BackendError> {
+        let invalid = |message: String| BackendError::InvalidProgram {
+            kernel: program.name.clone(),
+            message,
+        };
+        if !is_ptx_identifier(&program.name) {
+            return Err(invalid(format!(
+                "kernel name `{}` is not a PTX identifier (letters, digits and `_`, not starting \
+                 with a digit)",
+                program.name
+            )));
+        }
+        if !(1..=MAX_BLOCK_THREADS).contains(&program.block_threads) {
+            return Err(invalid(format!(
+                "block_threads is {}, must be between 1 and {MAX_BLOCK_THREADS}",
+                program.block_threads
+            )));
+        }
+
+        let param_types: Vec<BasicMetadataTypeEnum> = program
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Global { .. } => context.ptr_type(AddressSpace::from(GLOBAL_SPACE)).into(),
+                Param::Scalar { ty, .. } => llvm_type(context, *ty).into(),
+            })
+            .collect();
+        let function =
+            module.add_function(&program.name, context.void_type().fn_type(&param_types, false), None);
+        function.set_call_conventions(PTX_KERNEL_CC);
+        function.add_attribute(
+            AttributeLoc::Function,
+            context.create_string_attribute("nvvm.maxntid", &program.block_threads.to_string()),
+        );
+        for (value, param) in function.get_param_iter().zip(&program.params) {
+            let (Param::Global { name, .. } | Param::Scalar { name, .. }) = param;
+            value.set_name(name);
+        }
+
+        let entry = context.append_basic_block(function, "entry");
+        let body_block = context.append_basic_block(function, "body");
+        let alloca_builder = context.create_builder();
+        alloca_builder.position_at_end(entry);
+        let builder = context.create_builder();
+        builder.position_at_end(body_block);
+
+        let vars = program
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| alloca_builder.build_alloca(llvm_type(context, *ty), &format!("r{i}")))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let shared = if program.shared_bytes == 0 {
+            None
+        } else {
+            let bytes = u32::try_from(program.shared_bytes)
+                .map_err(|_| invalid(format!("shared_bytes {} is too large", program.shared_bytes)))?;
+            let array = context.i8_type().array_type(bytes);
+            let global = module.add_global(array, Some(AddressSpace::from(SHARED_SPACE)), "smem");
+            global.set_linkage(Linkage::Internal);
+            // Shared memory cannot be initialized; `undef` is what NVPTX requires.
+            global.set_initializer(&array.get_undef());
+            global.set_alignment(16);
+            Some(global.as_pointer_value())
+        };
+
+        Ok(Codegen {
+            context,
+            module,
+            program,
+            function,
+            builder,
+            alloca_builder,
+            body_block,
+            vars,
+            shared,
+        })
+    }
+
+    /// Generates the whole kernel body.
+    fn emit(&mut self) -> Result<(), BackendError> {
+        self.stmts(&self.program.body)?;
+        self.builder.build_return(None)?;
+        self.alloca_builder.build_unconditional_branch(self.body_block)?;
+        Ok(())
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> BackendError {
+        BackendError::InvalidProgram { kernel: self.program.name.clone(), message: message.into() }
+    }
+
+    // ---------------------------------------------------------------- statements
+
+    fn stmts(&mut self, body: &[Stmt]) -> Result<(), BackendError> {
+        body.iter().try_for_each(|s| self.stmt(s))
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> Result<(), BackendError> {
+        match stmt {
+            Stmt::Assign(var, e) => {
+                let (ptr, ty) = self.var(*var)?;
+                let value = self.expr_of(e, ty, &format!("the value assigned to r{}", var.0))?;
+                self.builder.build_store(ptr, value.v)?;
+            }
+            Stmt::StoreGlobal { param, index, value } => {
+                let (base, dtype) = self.global_param(*param)?;
+                let index = self.expr_of(index, Ty::I64, "a global index")?;
+                let value = self.expr_of(value, Ty::of(dtype), "a value stored to global memory")?;
+                let addr = self.element_address(base, dtype, index)?;
+                self.store(addr, value)?;
+            }
+            Stmt::StoreShared { offset, value } => {
+                let addr = self.shared_address(offset)?;
+                let value = self.expr(value)?;
+                self.store(addr, value)?;
+            }
+            Stmt::If { cond, then_body, else_body } => {
+                let cond = self.expr_of(cond, Ty::I1, "an if condition")?;
+                let then_block = self.context.append_basic_block(self.function, "then");
+                let merge_block = self.context.append_basic_block(self.function, "endif");
+                let else_block = if else_body.is_empty() {
+                    merge_block
+                } else {
+                    self.context.append_basic_block(self.function, "else")
+                };
+                self.builder.build_conditional_branch(cond.v.into_int_value(), then_block, else_block)?;
+                self.builder.position_at_end(then_block);
+                self.stmts(then_body)?;
+                self.builder.build_unconditional_branch(merge_block)?;
+                if !else_body.is_empty() {
+                    self.builder.position_at_end(else_block);
+                    self.stmts(else_body)?;
+                    self.builder.build_unconditional_branch(merge_block)?;
+                }
+                self.builder.position_at_end(merge_block);
+            }
+            Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
+            Stmt::Barrier => {
+                // `barrier.sync.aligned 0` is printed as `bar.sync 0`. The aligned form is right
+                // because LIR never puts a barrier under a thread-dependent `If`.
+                let barrier = self.intrinsic("llvm.nvvm.barrier.cta.sync.aligned.all", &[])?;
+                self.builder.build_call(barrier, &[self.context.i32_type().const_zero().into()], "")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `for var in start .. end`: the counter lives in its own alloca and is copied into `var` at
+    /// the top of each iteration, so the body may assign `var` without changing the trip count.
+    fn for_loop(&mut self, var: Var, start: &Expr, end: &Expr, body: &[Stmt]) -> Result<(), BackendError> {
+        let (var_ptr, var_ty) = self.var(var)?;
+        if var_ty != Ty::I32 {
+            return Err(self.invalid(format!("loop variable r{} must be i32, not {}", var.0, var_ty.name())));
+        }
+        let start = self.expr_of(start, Ty::I32, "a loop start")?.v.into_int_value();
+        let end = self.expr_of(end, Ty::I32, "a loop end")?.v.into_int_value();
+        let i32_type = self.context.i32_type();
+        let counter = self.alloca_builder.build_alloca(i32_type, "counter")?;
+        self.builder.build_store(counter, start)?;
+
+        let header = self.context.append_basic_block(self.function, "loop");
+        let body_block = self.context.append_basic_block(self.function, "loop_body");
+        let exit = self.context.append_basic_block(self.function, "loop_exit");
+        self.builder.build_unconditional_branch(header)?;
+
+        self.builder.position_at_end(header);
+        let i = self.builder.build_load(i32_type, counter, "i")?.into_int_value();
+        let more = self.builder.build_int_compare(IntPredicate::SLT, i, end, "more")?;
+        self.builder.build_conditional_branch(more, body_block, exit)?;
+
+        self.builder.position_at_end(body_block);
+        self.builder.build_store(var_ptr, i)?;
+        self.stmts(body)?;
+        // `i < end <= i32::MAX`, so the increment cannot overflow: `nsw` is sound.
+        let next = self.builder.build_int_nsw_add(i, i32_type.const_int(1, false), "next")?;
+        self.builder.build_store(counter, next)?;
+        self.builder.build_unconditional_branch(header)?;
+
+        self.builder.position_at_end(exit);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    fn var(&self, var: Var) -> Result<(PointerValue<'ctx>, Ty), BackendError> {
+        let i = var.0 as usize;
+        match (self.vars.get(i), self.program.vars.get(i)) {
+            (Some(ptr), Some(ty)) => Ok((*ptr, *ty)),
+            _ => Err(self.invalid(format!("r{i} is not a variable of the program"))),
+        }
+    }
+
+    /// The pointer and element type of global tensor parameter `index`.
+    fn global_param(&self, index: usize) -> Result<(PointerValue<'ctx>, DType), BackendError> {
+        match (self.program.params.get(index), self.function.get_nth_param(index as u32)) {
+            (Some(Param::Global { dtype, .. }), Some(BasicValueEnum::PointerValue(ptr))) => Ok((ptr, *dtype)),
+            _ => Err(self.invalid(format!("parameter {index} is not a global tensor"))),
+        }
+    }
+
+    /// The address of element `index` (i64) of a global tensor of `dtype`.
+    fn element_address(
+        &self,
+        base: PointerValue<'ctx>,
+        dtype: DType,
+        index: Val<'ctx>,
+    ) -> Result<PointerValue<'ctx>, BackendError> {
+        let element = memory_type(self.context, Ty::of(dtype));
+        // SAFETY (inkwell's `unsafe`): the index is an i64 of the right type; an element outside
+        // the tensor yields poison only if dereferenced, which LIR guards against with `If`.
+        Ok(unsafe { self.builder.build_in_bounds_gep(element, base, &[index.v.into_int_value()], "elem")? })
+    }
+
+    /// The address of byte `offset` (an i32 expression) of the shared buffer.
+    fn shared_address(&mut self, offset: &Expr) -> Result<PointerValue<'ctx>, BackendError> {
+        let Some(base) = self.shared else {
+            return Err(self.invalid("shared memory access, but shared_bytes is 0"));
+        };
+        let offset = self.expr_of(offset, Ty::I32, "a shared offset")?.v.into_int_value();
+        // SAFETY (inkwell's `unsafe`): a byte offset into a byte array, in bounds by LIR's rules.
+        Ok(unsafe { self.builder.build_in_bounds_gep(self.context.i8_type(), base, &[offset], "smem_at")? })
+    }
+
+    /// Stores a register value; i1 goes to memory as one byte, 0 or 1.
+    fn store(&self, addr: PointerValue<'ctx>, value: Val<'ctx>) -> Result<(), BackendError> {
+        let stored = if value.ty == Ty::I1 {
+            self.builder.build_int_z_extend(value.v.into_int_value(), self.context.i8_type(), "byte")?.into()
+        } else {
+            value.v
+        };
+        self.builder.build_store(addr, stored)?;
+        Ok(())
+    }
+
+    /// Loads a `ty`; an i1 comes from one byte, true when non-zero.
+    fn load(&self, addr: PointerValue<'ctx>, ty: Ty) -> Result<Val<'ctx>, BackendError> {
+        let raw = self.builder.build_load(memory_type(self.context, ty), addr, "ld")?;
+        let v = if ty == Ty::I1 {
+            let byte = raw.into_int_value();
+            self.builder.build_int_compare(IntPredicate::NE, byte, byte.get_type().const_zero(), "bool")?.into()
+        } else {
+            raw
+        };
+        Ok(Val { v, ty })
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    /// Generates `e` and checks that its type is `ty`; `what` names it in the error.
+    fn expr_of(&mut self, e: &Expr, ty: Ty, what: &str) -> Result<Val<'ctx>, BackendError> {
+        let value = self.expr(e)?;
+        if value.ty != ty {
+            return Err(self.invalid(format!("{what} has type {}, expected {}", value.ty.name(), ty.name())));
+        }
+        Ok(value)
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<Val<'ctx>, BackendError> {
+        match e {
+            Expr::Int(ty, value) => {
+                if ty.is_float() {
+                    return Err(self.invalid(format!("integer constant of float type {}", ty.name())));
+                }
+                let bits = int_type(self.context, *ty).get_bit_width();
+                // Keep only the low `bits` bits, so LLVM sees a value that fits the type.
+                let raw = (*value as u64) & (u64::MAX >> (64 - bits));
+                Ok(Val { v: int_type(self.context, *ty).const_int(raw, false).into(), ty: *ty })
+            }
+            Expr::Float(ty, value) => {
+                if !ty.is_float() {
+                    return Err(self.invalid(format!("float constant of integer type {}", ty.name())));
+                }
+                // LLVM rounds the f64 to the type to nearest even, as DType::round does.
+                Ok(Val { v: float_type(self.context, *ty).const_float(*value).into(), ty: *ty })
+            }
+            Expr::Var(var) => {
+                let (ptr, ty) = self.var(*var)?;
+                let v = self.builder.build_load(llvm_type(self.context, ty), ptr, &format!("r{}", var.0))?;
+                Ok(Val { v, ty })
+            }
+            Expr::Param(index) => {
+                let value = self.function.get_nth_param(*index as u32);
+                match (self.program.params.get(*index), value) {
+                    (Some(Param::Scalar { ty, .. }), Some(v)) => Ok(Val { v, ty: *ty }),
+                    (Some(Param::Global { .. }), Some(BasicValueEnum::PointerValue(ptr))) => {
+                        let v = self.builder.build_ptr_to_int(ptr, self.context.i64_type(), "addr")?;
+                        Ok(Val { v: v.into(), ty: Ty::I64 })
+                    }
+                    _ => Err(self.invalid(format!("there is no parameter {index}"))),
+                }
+            }
+            Expr::ThreadIdx => self.special_register("llvm.nvvm.read.ptx.sreg.tid.x"),
+            Expr::BlockIdx(axis) => match axis {
+                0 => self.special_register("llvm.nvvm.read.ptx.sreg.ctaid.x"),
+                1 => self.special_register("llvm.nvvm.read.ptx.sreg.ctaid.y"),
+                2 => self.special_register("llvm.nvvm.read.ptx.sreg.ctaid.z"),
+                _ => Err(self.invalid(format!("block index axis {axis} (must be 0, 1 or 2)"))),
+            },
+            Expr::Unary(op, a) => {
+                let a = self.expr(a)?;
+                self.unary(*op, a)
+            }
+            Expr::Binary(op, a, b) => {
+                let (a, b) = self.operands(a, b, &format!("{op:?}"))?;
+                self.binary(*op, a, b)
+            }
+            Expr::Cmp(op, a, b) => {
+                let (a, b) = self.operands(a, b, &format!("{op:?}"))?;
+                self.compare(*op, a, b)
+            }
+            Expr::Select(cond, a, b) => {
+                let cond = self.expr_of(cond, Ty::I1, "a select condition")?;
+                let (a, b) = self.operands(a, b, "Select")?;
+                let v = self.builder.build_select(cond.v.into_int_value(), a.v, b.v, "sel")?;
+                Ok(Val { v, ty: a.ty })
+            }
+            Expr::Fma(a, b, c) => {
+                let (a, b) = self.operands(a, b, "Fma")?;
+                let c = self.expr_of(c, a.ty, "the addend of Fma")?;
+                if a.ty.is_float() {
+                    self.call_float_intrinsic("llvm.fma", a.ty, &[a.v, b.v, c.v])
+                } else {
+                    // Integer arithmetic is exact modulo 2^n, so fusing changes nothing.
+                    let product = self.builder.build_int_mul(a.v.into_int_value(), b.v.into_int_value(), "mul")?;
+                    let sum = self.builder.build_int_add(product, c.v.into_int_value(), "add")?;
+                    Ok(Val { v: sum.into(), ty: a.ty })
+                }
+            }
+            Expr::Cast { to, value, from_unsigned, to_unsigned } => {
+                let value = self.expr(value)?;
+                self.cast(value, *to, *from_unsigned, *to_unsigned)
+            }
+            Expr::LoadGlobal { param, index, ty } => {
+                let (base, dtype) = self.global_param(*param)?;
+                let index = self.expr_of(index, Ty::I64, "a global index")?;
+                let addr = self.element_address(base, dtype, index)?;
+                self.load(addr, *ty)
+            }
+            Expr::LoadShared { offset, ty } => {
+                let addr = self.shared_address(offset)?;
+                self.load(addr, *ty)
+            }
+        }
+    }
+
+    /// Generates two operands that must have the same type.
+    fn operands(&mut self, a: &Expr, b: &Expr, op: &str) -> Result<(Val<'ctx>, Val<'ctx>), BackendError> {
+        let a = self.expr(a)?;
+        let b = self.expr(b)?;
+        if a.ty != b.ty {
+            return Err(self.invalid(format!(
+                "operands of {op} have different types {} and {}",
+                a.ty.name(),
+                b.ty.name()
+            )));
+        }
+        Ok((a, b))
+    }
+
+    fn special_register(&self, name: &str) -> Result<Val<'ctx>, BackendError> {
+        Ok(Val { v: self.call_intrinsic(name, &[], &[])?, ty: Ty::I32 })
+    }
+
+    fn unary(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+        let b = &self.builder;
+        let v: BasicValueEnum = match op {
+            UnaryOp::Neg if a.ty.is_float() => b.build_float_neg(a.v.into_float_value(), "neg")?.into(),
+            UnaryOp::Neg => b.build_int_neg(a.v.into_int_value(), "neg")?.into(),
+            UnaryOp::Not if a.ty.is_float() => return Err(self.invalid("Not applied to a float")),
+            UnaryOp::Not => b.build_not(a.v.into_int_value(), "not")?.into(),
+            UnaryOp::Abs if a.ty.is_float() => return self.call_float_intrinsic("llvm.fabs", a.ty, &[a.v]),
+            UnaryOp::Abs => {
+                let x = a.v.into_int_value();
+                let negative = b.build_int_compare(IntPredicate::SLT, x, x.get_type().const_zero(), "isneg")?;
+                let negated = b.build_int_neg(x, "neg")?;
+                b.build_select(negative, negated, x, "abs")?
+            }
+            UnaryOp::Exp
+            | UnaryOp::Exp2
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Rsqrt
+            | UnaryOp::Tanh => {
+                if !a.ty.is_float() {
+                    return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
+                }
+                return self.float_math(op, a);
+            }
+        };
+        Ok(Val { v, ty: a.ty })
+    }
+
+    /// The transcendental unary operations. NVPTX has no libm, so these map to PTX's f32
+    /// instructions; other float types are converted to f32 and back.
+    fn float_math(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+        match (op, a.ty) {
+            (UnaryOp::Sqrt, Ty::F32 | Ty::F64) => self.call_float_intrinsic("llvm.sqrt", a.ty, &[a.v]),
+            (UnaryOp::Rsqrt, Ty::F64) => {
+                // PTX's only f64 reciprocal square root is a coarse approximation; two correctly
+                // rounded steps are accurate to about one ulp.
+                let root = self.call_float_intrinsic("llvm.sqrt", a.ty, &[a.v])?.v.into_float_value();
+                let one = root.get_type().const_float(1.0);
+                Ok(Val { v: self.builder.build_float_div(one, root, "rsqrt")?.into(), ty: a.ty })
+            }
+            _ => {
+                let f32_type = self.context.f32_type();
+                let x = a.v.into_float_value();
+                let x32 = match a.ty {
+                    Ty::F32 => x,
+                    Ty::F64 => self.builder.build_float_trunc(x, f32_type, "to_f32")?,
+                    _ => self.builder.build_float_ext(x, f32_type, "to_f32")?,
+                };
+                let r32 = self.float_math_f32(op, x32)?;
+                let r = match a.ty {
+                    Ty::F32 => r32,
+                    Ty::F64 => self.builder.build_float_ext(r32, float_type(self.context, a.ty), "from_f32")?,
+                    // Exact f32 results (sqrt of an f16/bf16 value) round correctly here: f32 has
+                    // more than twice the precision plus two bits.
+                    _ => self.builder.build_float_trunc(r32, float_type(self.context, a.ty), "from_f32")?,
+                };
+                Ok(Val { v: r.into(), ty: a.ty })
+            }
+        }
+    }
+
+    fn float_math_f32(&self, op: UnaryOp, x: FloatValue<'ctx>) -> Result<FloatValue<'ctx>, BackendError> {
+        let f32_type = self.context.f32_type();
+        let call = |name: &str, overloaded: bool, arg: FloatValue<'ctx>| -> Result<FloatValue<'ctx>, BackendError> {
+            let overloads: &[BasicTypeEnum] = if overloaded { &[BasicTypeEnum::FloatType(f32_type)] } else { &[] };
+            Ok(self.call_intrinsic(name, overloads, &[arg.into()])?.into_float_value())
+        };
+        Ok(match op {
+            // exp(x) = 2^(x·log2 e), as CUDA's __expf.
+            UnaryOp::Exp => {
+                let log2e = f32_type.const_float(std::f64::consts::LOG2_E);
+                call("llvm.nvvm.ex2.approx", true, self.builder.build_float_mul(x, log2e, "x_log2e")?)?
+            }
+            UnaryOp::Exp2 => call("llvm.nvvm.ex2.approx", true, x)?,
+            // ln(x) = log2(x)·ln 2, as CUDA's __logf.
+            UnaryOp::Log => {
+                let log2 = call("llvm.nvvm.lg2.approx.f", false, x)?;
+                self.builder.build_float_mul(log2, f32_type.const_float(std::f64::consts::LN_2), "ln")?
+            }
+            UnaryOp::Rsqrt => call("llvm.nvvm.rsqrt.approx.f", false, x)?,
+            UnaryOp::Sqrt => call("llvm.sqrt", true, x)?,
+            UnaryOp::Tanh => {
+                // NVPTX selects `tanh.approx.f32` for `llvm.tanh` when approximation is allowed.
+                let r = call("llvm.tanh", true, x)?;
+                if let Some(inst) = r.as_instruction() {
+                    inst.set_fast_math_flags(FastMathFlags::ApproxFunc)
+                        .map_err(|e| BackendError::Builder(e.to_string()))?;
+                }
+                r
+            }
+            UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs => {
+                return Err(self.invalid(format!("{op:?} is not a transcendental operation")));
+            }
+        })
+    }
+
+    fn binary(&self, op: BinaryOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+        let bld = &self.builder;
+        let v: BasicValueEnum = if a.ty.is_float() {
+            let (x, y) = (a.v.into_float_value(), b.v.into_float_value());
+            match op {
+                BinaryOp::Add => bld.build_float_add(x, y, "add")?.into(),
+                BinaryOp::Sub => bld.build_float_sub(x, y, "sub")?.into(),
+                BinaryOp::Mul => bld.build_float_mul(x, y, "mul")?.into(),
+                BinaryOp::Div => bld.build_float_div(x, y, "div")?.into(),
+                BinaryOp::Rem => bld.build_float_rem(x, y, "rem")?.into(),
+                // IEEE minNum/maxNum: a NaN operand yields the other one, like PTX `min`/`max`.
+                BinaryOp::Min => return self.call_float_intrinsic("llvm.minnum", a.ty, &[a.v, b.v]),
+                BinaryOp::Max => return self.call_float_intrinsic("llvm.maxnum", a.ty, &[a.v, b.v]),
+                BinaryOp::And | BinaryOp::Or => {
+                    return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
+                }
+            }
+        } else {
+            let (x, y) = (a.v.into_int_value(), b.v.into_int_value());
+            match op {
+                BinaryOp::Add => bld.build_int_add(x, y, "add")?.into(),
+                BinaryOp::Sub => bld.build_int_sub(x, y, "sub")?.into(),
+                BinaryOp::Mul => bld.build_int_mul(x, y, "mul")?.into(),
+                BinaryOp::Div => bld.build_int_signed_div(x, y, "div")?.into(),
+                BinaryOp::Rem => bld.build_int_signed_rem(x, y, "rem")?.into(),
+                // On i1, false < true (min is `and`, max is `or`), so compare unsigned there.
+                BinaryOp::Min if a.ty == Ty::I1 => self.int_intrinsic("llvm.umin", x, y)?.into(),
+                BinaryOp::Max if a.ty == Ty::I1 => self.int_intrinsic("llvm.umax", x, y)?.into(),
+                BinaryOp::Min => self.int_intrinsic("llvm.smin", x, y)?.into(),
+                BinaryOp::Max => self.int_intrinsic("llvm.smax", x, y)?.into(),
+                BinaryOp::And => bld.build_and(x, y, "and")?.into(),
+                BinaryOp::Or => bld.build_or(x, y, "or")?.into(),
+            }
+        };
+        Ok(Val { v, ty: a.ty })
+    }
+
+    /// Signed for integers (unsigned for i1, where false < true), ordered for floats.
+    fn compare(&self, op: CmpOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+        let v = if a.ty.is_float() {
+            let predicate = match op {
+                CmpOp::Lt => FloatPredicate::OLT,
+                CmpOp::Le => FloatPredicate::OLE,
+                CmpOp::Gt => FloatPredicate::OGT,
+                CmpOp::Ge => FloatPredicate::OGE,
+                CmpOp::Eq => FloatPredicate::OEQ,
+                CmpOp::Ne => FloatPredicate::ONE,
+            };
+            self.builder.build_float_compare(predicate, a.v.into_float_value(), b.v.into_float_value(), "cmp")?
+        } else {
+            let unsigned = a.ty == Ty::I1;
+            let predicate = match op {
+                CmpOp::Lt if unsigned => IntPredicate::ULT,
+                CmpOp::Le if unsigned => IntPredicate::ULE,
+                CmpOp::Gt if unsigned => IntPredicate::UGT,
+                CmpOp::Ge if unsigned => IntPredicate::UGE,
+                CmpOp::Lt => IntPredicate::SLT,
+                CmpOp::Le => IntPredicate::SLE,
+                CmpOp::Gt => IntPredicate::SGT,
+                CmpOp::Ge => IntPredicate::SGE,
+                CmpOp::Eq => IntPredicate::EQ,
+                CmpOp::Ne => IntPredicate::NE,
+            };
+            self.builder.build_int_compare(predicate, a.v.into_int_value(), b.v.into_int_value(), "cmp")?
+        };
+        Ok(Val { v: v.into(), ty: Ty::I1 })
+    }
+
+    // ---------------------------------------------------------------- casts
+
+    /// Converts with the value semantics of DESIGN.md §4 (what `DType::round` computes):
+    /// * to i1: `!= 0` (a float NaN gives false); from i1: 0 or 1;
+    /// * float→float: round to nearest even;
+    /// * float→int: round to nearest even, then saturate to the target range, NaN → 0;
+    /// * int→float: round to nearest even;
+    /// * int→int: the source value (unsigned if `from_unsigned`) clamped to the target range
+    ///   (unsigned if `to_unsigned`); without clamping this is sign/zero extension or identity.
+    fn cast(&self, a: Val<'ctx>, to: Ty, from_unsigned: bool, to_unsigned: bool) -> Result<Val<'ctx>, BackendError> {
+        let from = a.ty;
+        let bld = &self.builder;
+        let v: BasicValueEnum = if to == Ty::I1 {
+            if from.is_float() {
+                let x = a.v.into_float_value();
+                bld.build_float_compare(FloatPredicate::ONE, x, x.get_type().const_zero(), "nonzero")?.into()
+            } else {
+                let x = a.v.into_int_value();
+                bld.build_int_compare(IntPredicate::NE, x, x.get_type().const_zero(), "nonzero")?.into()
+            }
+        } else if from == Ty::I1 {
+            let x = a.v.into_int_value();
+            if to.is_float() {
+                bld.build_unsigned_int_to_float(x, float_type(self.context, to), "bool_to_float")?.into()
+            } else {
+                bld.build_int_z_extend(x, int_type(self.context, to), "bool_to_int")?.into()
+            }
+        } else {
+            match (from.is_float(), to.is_float()) {
+                (true, true) => self.float_to_float(a.v.into_float_value(), from, to)?.into(),
+                (true, false) => {
+                    let name = if to_unsigned { "llvm.fptoui.sat" } else { "llvm.fptosi.sat" };
+                    let rounded = self.call_float_intrinsic("llvm.roundeven", from, &[a.v])?;
+                    let overloads = [llvm_type(self.context, to), llvm_type(self.context, from)];
+                    self.call_intrinsic(name, &overloads, &[rounded.v.into()])?
+                }
+                (false, true) => self.int_to_float(a.v.into_int_value(), from_unsigned, to)?.into(),
+                (false, false) => {
+                    self.int_to_int(a.v.into_int_value(), from, to, from_unsigned, to_unsigned)?.into()
+                }
+            }
+        };
+        Ok(Val { v, ty: to })
+    }
+
+    fn float_to_float(&self, x: FloatValue<'ctx>, from: Ty, to: Ty) -> Result<FloatValue<'ctx>, BackendError> {
+        let target = float_type(self.context, to);
+        Ok(match from.bytes().cmp(&to.bytes()) {
+            std::cmp::Ordering::Less => self.builder.build_float_ext(x, target, "fpext")?,
+            std::cmp::Ordering::Greater => self.builder.build_float_trunc(x, target, "fptrunc")?,
+            // f16 ↔ bf16 (or identity): widening to f32 is exact, so this rounds once.
+            std::cmp::Ordering::Equal if from == to => x,
+            std::cmp::Ordering::Equal => {
+                let wide = self.builder.build_float_ext(x, self.context.f32_type(), "fpext")?;
+                self.builder.build_float_trunc(wide, target, "fptrunc")?
+            }
+        })
+    }
+
+    fn int_to_float(&self, x: IntValue<'ctx>, unsigned: bool, to: Ty) -> Result<FloatValue<'ctx>, BackendError> {
+        let convert = |target: FloatType<'ctx>| {
+            if unsigned {
+                self.builder.build_unsigned_int_to_float(x, target, "itof")
+            } else {
+                self.builder.build_signed_int_to_float(x, target, "itof")
+            }
+        };
+        if to == Ty::BF16 {
+            // On sm_80 LLVM converts int→bf16 through f32, rounding twice. Integers up to 32 bits
+            // are exact in f64, and LLVM's f64→bf16 rounds once (round-to-odd, then to even).
+            let wide = convert(self.context.f64_type())?;
+            Ok(self.builder.build_float_trunc(wide, float_type(self.context, to), "to_bf16")?)
+        } else {
+            Ok(convert(float_type(self.context, to))?)
+        }
+    }
+
+    fn int_to_int(
+        &self,
+        x: IntValue<'ctx>,
+        from: Ty,
+        to: Ty,
+        from_unsigned: bool,
+        to_unsigned: bool,
+    ) -> Result<IntValue<'ctx>, BackendError> {
+        let source_bits = int_type(self.context, from).get_bit_width();
+        let target = int_type(self.context, to);
+        let (source_min, source_max) = int_range(source_bits, from_unsigned);
+        let (target_min, target_max) = int_range(target.get_bit_width(), to_unsigned);
+        // Both bounds, when needed, fit in the source type: they lie inside its range.
+        let constant = |value: i128| x.get_type().const_int(value as u64, false);
+        let mut v = x;
+        if target_min > source_min {
+            v = self.int_intrinsic("llvm.smax", v, constant(target_min))?;
+        }
+        if target_max < source_max {
+            let min = if from_unsigned { "llvm.umin" } else { "llvm.smin" };
+            v = self.int_intrinsic(min, v, constant(target_max))?;
+        }
+        Ok(match target.get_bit_width().cmp(&source_bits) {
+            std::cmp::Ordering::Greater if from_unsigned => self.builder.build_int_z_extend(v, target, "zext")?,
+            // After clamping, a negative value remains only if the target is signed.
+            std::cmp::Ordering::Greater => self.builder.build_int_s_extend(v, target, "sext")?,
+            std::cmp::Ordering::Less => self.builder.build_int_truncate(v, target, "trunc")?,
+            std::cmp::Ordering::Equal => v,
+        })
+    }
+
+    // ---------------------------------------------------------------- intrinsics
+
+    /// The declaration of intrinsic `name`; `overloads` picks the overload of an overloaded one.
+    fn intrinsic(&self, name: &str, overloads: &[BasicTypeEnum<'ctx>]) -> Result<FunctionValue<'ctx>, BackendError> {
+        inkwell::intrinsics::Intrinsic::find(name)
+            .and_then(|i| i.get_declaration(self.module, overloads))
+            .ok_or_else(|| BackendError::MissingIntrinsic(name.to_string()))
+    }
+
+    /// Calls a value-returning intrinsic.
+    fn call_intrinsic(
+        &self,
+        name: &str,
+        overloads: &[BasicTypeEnum<'ctx>],
+        args: &[BasicMetadataValueEnum<'ctx>],
+    ) -> Result<BasicValueEnum<'ctx>, BackendError> {
+        let call = self.builder.build_call(self.intrinsic(name, overloads)?, args, "")?;
+        call.try_as_basic_value()
+            .basic()
+            .ok_or_else(|| BackendError::Builder(format!("intrinsic `{name}` returns no value")))
+    }
+
+    /// An overloaded float intrinsic whose result has the operand type `ty`.
+    fn call_float_intrinsic(&self, name: &str, ty: Ty, args: &[BasicValueEnum<'ctx>]) -> Result<Val<'ctx>, BackendError> {
+        let args: Vec<BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
+        Ok(Val { v: self.call_intrinsic(name, &[llvm_type(self.context, ty)], &args)?, ty })
+    }
+
+    /// An overloaded two-operand integer intrinsic (`llvm.smin` and friends).
+    fn int_intrinsic(&self, name: &str, x: IntValue<'ctx>, y: IntValue<'ctx>) -> Result<IntValue<'ctx>, BackendError> {
+        Ok(self.call_intrinsic(name, &[x.get_type().into()], &[x.into(), y.into()])?.into_int_value())
+    }
+}
+
+// ---------------------------------------------------------------- types
+
+fn int_type(context: &Context, ty: Ty) -> IntType<'_> {
+    match ty {
+        Ty::I1 => context.bool_type(),
+        Ty::I8 => context.i8_type(),
+        Ty::I16 | Ty::F16 | Ty::BF16 => context.i16_type(),
+        Ty::I32 | Ty::F32 => context.i32_type(),
+        Ty::I64 | Ty::F64 => context.i64_type(),
+    }
+}
+
+/// The LLVM float type of a float `Ty` (callers check `is_float`; an integer `Ty` maps to the
+/// float of the same width, which no caller relies on).
+fn float_type(context: &Context, ty: Ty) -> FloatType<'_> {
+    match ty {
+        Ty::F16 | Ty::I16 => context.f16_type(),
+        Ty::BF16 => context.bf16_type(),
+        Ty::F64 | Ty::I64 => context.f64_type(),
+        Ty::F32 | Ty::I32 | Ty::I8 | Ty::I1 => context.f32_type(),
+    }
+}
+
+fn llvm_type(context: &Context, ty: Ty) -> BasicTypeEnum<'_> {
+    if ty.is_float() { float_type(context, ty).into() } else { int_type(context, ty).into() }
+}
+
+/// How a register type is laid out in memory: i1 takes a byte (the `bool` dtype).
+fn memory_type(context: &Context, ty: Ty) -> BasicTypeEnum<'_> {
+    if ty == Ty::I1 { context.i8_type().into() } else { llvm_type(context, ty) }
+}
+
+/// The range of a `bits`-wide integer, signed or unsigned.
+fn int_range(bits: u32, unsigned: bool) -> (i128, i128) {
+    if unsigned { (0, (1i128 << bits) - 1) } else { (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1) }
+}
+
+/// Whether `name` can be a PTX `.entry` name as is (LLVM would otherwise rename it, and the
+/// runtime could not find the kernel by name).
+fn is_ptx_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,120 @@
+//! Running NVIDIA's `ptxas` on generated PTX, to validate it on machines without a GPU.
+//!
+//! Expects nothing to be installed: [`find_ptxas`] returns `None` when no `ptxas` can be found,
+//! and callers (tests in particular) decide whether that is a skip or an error.
+//! Guarantees: [`assemble`] leaves no files behind and never panics; its error text contains
+//! `ptxas`'s own output, which names the offending PTX line.
+
+use super::Arch;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `ptxas` to use, looked up once per process: `$TL_PTXAS` if set (taken as given, so a
+/// wrong setting shows up as an error rather than a silent fallback), then `ptxas` on `PATH`,
+/// then the copy installed by `pip install nvidia-cuda-nvcc` (`<site-packages>/nvidia/cu13/bin`).
+pub fn find_ptxas() -> Option<PathBuf> {
+    static PTXAS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PTXAS.get_or_init(locate_ptxas).clone()
+}
+
+fn locate_ptxas() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TL_PTXAS").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(found) =
+            std::env::split_paths(&path).map(|dir| dir.join("ptxas")).find(|p| p.is_file())
+        {
+            return Some(found);
+        }
+    }
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13','bin','ptxas'))",
+        ])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    path.is_file().then_some(path)
+}
+
+/// Assembles `ptx` for `arch` with `ptxas -v` and returns its report (registers, spills, shared
+/// memory per kernel). On failure the error holds the exit status and everything `ptxas` printed.
+pub fn assemble(ptx: &str, arch: Arch) -> Result<String, String> {
+    let ptxas = find_ptxas().ok_or_else(|| {
+        "ptxas not found: set TL_PTXAS, put ptxas on PATH, or `pip install nvidia-cuda-nvcc`"
+            .to_string()
+    })?;
+    let dir = unique_temp_dir()?;
+    let result = run_ptxas(&ptxas, &dir, ptx, arch);
+    // Best effort: a leftover temp directory is not worth failing the assembly for.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch) -> Result<String, String> {
+    let ptx_path = dir.join("kernel.ptx");
+    let cubin_path = dir.join("kernel.cubin");
+    std::fs::write(&ptx_path, ptx)
+        .map_err(|e| format!("cannot write {}: {e}", ptx_path.display()))?;
+    let output = Command::new(ptxas)
+        .arg("-v")
+        .args(["--gpu-name", arch.name()])
+        .arg(&ptx_path)
+        .arg("-o")
+        .arg(&cubin_path)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", ptxas.display()))?;
+    // ptxas writes the `-v` report and its diagnostics to stderr; keep stdout too, just in case.
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("ptxas ({}) failed for {arch} with {}:\n{text}", ptxas.display(), output.status))
+    }
+}
+
+/// A fresh directory under the system temp dir, unique across threads and processes.
+fn unique_temp_dir() -> Result<PathBuf, String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "tl-ptxas-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY_KERNEL: &str = ".version 8.0\n.target sm_80\n.address_size 64\n\
+                                .visible .entry empty()\n{\n\tret;\n}\n";
+
+    #[test]
+    fn assembles_a_trivial_kernel_and_reports_errors() {
+        if find_ptxas().is_none() {
+            println!("skipping ptxas check: ptxas not found");
+            return;
+        }
+        for arch in Arch::ALL {
+            let ptx = EMPTY_KERNEL.replace("sm_80", arch.name());
+            let report = assemble(&ptx, arch).expect("ptxas accepts an empty kernel");
+            assert!(report.contains("empty"), "report names the kernel: {report}");
+        }
+        let err = assemble(&EMPTY_KERNEL.replace("ret;", "ret.bogus;"), Arch::Sm80)
+            .expect_err("ptxas rejects an unknown modifier");
+        assert!(err.contains("bogus"), "error carries ptxas output: {err}");
+    }
+}

@@ -1,0 +1,326 @@
+//! Host references: evaluates a `.tl` file's `reference NAME { ... }` block in f64 over whole
+//! tensors, independently of the VM, the lowering and the GPU.
+//!
+//! Expects the kernel's arguments (already checked against its signature). Guarantees either
+//! the value of every output the block assigns, or a diagnostic at the offending text. Semantics:
+//! numpy-style broadcasting (shapes aligned from the right), reductions keep the reduced dim
+//! with extent 1, `matmul(a, b)` is the 2-D product, `cast<dtype>(x)` rounds to the dtype;
+//! everything else is exact f64 arithmetic.
+
+use tl_compiler::diagnostics::{Diagnostic, Span};
+use tl_compiler::ir::{Kernel, ParamKind};
+use tl_compiler::syntax::ast::{self, BinOp, ExprKind, StmtKind, UnOp};
+use tl_vm::HostTensor;
+use std::collections::HashMap;
+
+/// An f64 array: shape `[]` is a scalar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Array {
+    pub fn scalar(v: f64) -> Array {
+        Array { shape: Vec::new(), data: vec![v] }
+    }
+
+    fn map(&self, f: impl Fn(f64) -> f64) -> Array {
+        Array { shape: self.shape.clone(), data: self.data.iter().map(|x| f(*x)).collect() }
+    }
+}
+
+/// A kernel argument as the reference sees it.
+pub enum RefArg<'a> {
+    Scalar(f64),
+    Tensor(&'a HostTensor),
+}
+
+fn err<T>(message: impl Into<String>, span: Span) -> Result<T, Diagnostic> {
+    Err(Diagnostic::error(message, span))
+}
+
+/// Evaluates `reference`; returns `(parameter index, value)` for each assigned output.
+pub fn evaluate(reference: &ast::Reference, kernel: &Kernel, args: &[RefArg]) -> Result<Vec<(usize, Array)>, Diagnostic> {
+    let mut env: HashMap<String, Array> = HashMap::new();
+    for (name, v) in &kernel.const_params {
+        env.insert(name.clone(), Array::scalar(*v as f64));
+    }
+    for (p, a) in kernel.params.iter().zip(args) {
+        let value = match a {
+            RefArg::Scalar(v) => Array::scalar(*v),
+            RefArg::Tensor(t) => Array { shape: t.shape.clone(), data: t.to_f64() },
+        };
+        env.insert(p.name.clone(), value);
+    }
+    let mut outputs: Vec<(usize, Array)> = Vec::new();
+    for stmt in &reference.body {
+        match &stmt.kind {
+            StmtKind::Let { name, value } => {
+                let v = eval(value, &env)?;
+                env.insert(name.name.clone(), v);
+            }
+            StmtKind::Assign { name, value } => {
+                let v = eval(value, &env)?;
+                let Some(index) = kernel.params.iter().position(|p| p.name == name.name) else {
+                    return err(format!("`{}` is not a parameter of kernel `{}`", name.name, kernel.name), name.span);
+                };
+                let ParamKind::Global { mutable: true, .. } = kernel.params[index].kind else {
+                    return err(format!("`{}` is not an output (a `global mut` tensor)", name.name), name.span);
+                };
+                let RefArg::Tensor(t) = &args[index] else {
+                    return err("internal error: a tensor parameter without a tensor argument", name.span);
+                };
+                let v = broadcast_to(&v, &t.shape).ok_or_else(|| {
+                    Diagnostic::error(
+                        format!("the reference computes shape {:?}, but `{}` has shape {:?}", v.shape, name.name, t.shape),
+                        value.span,
+                    )
+                })?;
+                outputs.retain(|(i, _)| *i != index);
+                outputs.push((index, v));
+            }
+            StmtKind::Error => {}
+            _ => return err("a reference holds only `let name = ...;` and `output = ...;` statements", stmt.span),
+        }
+    }
+    if outputs.is_empty() {
+        return err("this reference assigns no output", reference.span);
+    }
+    Ok(outputs)
+}
+
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let x = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
+        let y = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        out[i] = if x == y || y == 1 { x } else if x == 1 { y } else { return None };
+    }
+    Some(out)
+}
+
+/// Flat index into `shape` (right-aligned, extent-1 dims broadcast) of `coords` in `out`.
+fn source_index(shape: &[usize], coords: &[usize]) -> usize {
+    let off = coords.len() - shape.len();
+    shape.iter().enumerate().fold(0, |acc, (d, s)| acc * s + if *s == 1 { 0 } else { coords[off + d] })
+}
+
+fn unravel(mut flat: usize, shape: &[usize], coords: &mut [usize]) {
+    for d in (0..shape.len()).rev() {
+        coords[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+}
+
+fn broadcast_to(a: &Array, shape: &[usize]) -> Option<Array> {
+    if broadcast_shape(&a.shape, shape)? != shape {
+        return None;
+    }
+    Some(zip_with(a, &Array { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }, |x, _| x).expect("compatible"))
+}
+
+fn zip_with(a: &Array, b: &Array, f: impl Fn(f64, f64) -> f64) -> Option<Array> {
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    let n: usize = shape.iter().product();
+    let mut coords = vec![0; shape.len()];
+    let mut data = Vec::with_capacity(n);
+    for i in 0..n {
+        unravel(i, &shape, &mut coords);
+        data.push(f(a.data[source_index(&a.shape, &coords)], b.data[source_index(&b.shape, &coords)]));
+    }
+    Some(Array { shape, data })
+}
+
+fn reduce(a: &Array, dim: usize, init: f64, f: impl Fn(f64, f64) -> f64) -> Array {
+    let mut shape = a.shape.clone();
+    shape[dim] = 1;
+    let n: usize = shape.iter().product();
+    let mut data = vec![init; n];
+    let mut coords = vec![0; a.shape.len()];
+    for (i, x) in a.data.iter().enumerate() {
+        unravel(i, &a.shape, &mut coords);
+        coords[dim] = 0;
+        let o = coords.iter().zip(&shape).fold(0, |acc, (c, s)| acc * s + c);
+        data[o] = f(data[o], *x);
+    }
+    Array { shape, data }
+}
+
+fn eval(e: &ast::Expr, env: &HashMap<String, Array>) -> Result<Array, Diagnostic> {
+    match &e.kind {
+        ExprKind::Int(v) => Ok(Array::scalar(*v as f64)),
+        ExprKind::Float(v) => Ok(Array::scalar(*v)),
+        ExprKind::Bool(b) => Ok(Array::scalar(*b as u8 as f64)),
+        ExprKind::Name(n) => env.get(n).cloned().ok_or_else(|| Diagnostic::error(format!("unknown name `{n}`"), e.span)),
+        ExprKind::Unary(UnOp::Neg, a) => Ok(eval(a, env)?.map(|x| -x)),
+        ExprKind::Unary(UnOp::Not, a) => Ok(eval(a, env)?.map(|x| (x == 0.0) as u8 as f64)),
+        ExprKind::Binary(op, a, b) => {
+            let (x, y) = (eval(a, env)?, eval(b, env)?);
+            let f = |p: f64, q: f64| -> f64 {
+                match op {
+                    BinOp::Add => p + q,
+                    BinOp::Sub => p - q,
+                    BinOp::Mul => p * q,
+                    BinOp::Div => p / q,
+                    BinOp::Rem => p % q,
+                    BinOp::Lt => (p < q) as u8 as f64,
+                    BinOp::Le => (p <= q) as u8 as f64,
+                    BinOp::Gt => (p > q) as u8 as f64,
+                    BinOp::Ge => (p >= q) as u8 as f64,
+                    BinOp::Eq => (p == q) as u8 as f64,
+                    BinOp::Ne => (p != q) as u8 as f64,
+                    BinOp::And => (p != 0.0 && q != 0.0) as u8 as f64,
+                    BinOp::Or => (p != 0.0 || q != 0.0) as u8 as f64,
+                }
+            };
+            zip_with(&x, &y, f).ok_or_else(|| {
+                Diagnostic::error(format!("shapes {:?} and {:?} do not broadcast", x.shape, y.shape), e.span)
+            })
+        }
+        ExprKind::Call { callee, dtype, args } => {
+            let mut positional = Vec::new();
+            let mut dim = None;
+            for a in args {
+                match &a.name {
+                    Some(n) if n.name == "dim" => match &a.value.kind {
+                        ExprKind::Int(d) => dim = Some(*d),
+                        _ => return err("`dim` must be an integer literal", a.value.span),
+                    },
+                    Some(n) => return err(format!("unknown argument `{}`", n.name), n.span),
+                    None => positional.push(eval(&a.value, env)?),
+                }
+            }
+            let name = callee.name.as_str();
+            let want = |n: usize| -> Result<(), Diagnostic> {
+                if positional.len() == n { Ok(()) } else { err(format!("`{name}` takes {n} argument(s) here"), e.span) }
+            };
+            if let Some(d) = dim {
+                want(1)?;
+                let a = &positional[0];
+                if d < 0 || d as usize >= a.shape.len() {
+                    return err(format!("`dim = {d}` is out of range for shape {:?}", a.shape), e.span);
+                }
+                let d = d as usize;
+                return match name {
+                    "sum" => Ok(reduce(a, d, 0.0, |p, q| p + q)),
+                    "max" => Ok(reduce(a, d, f64::NEG_INFINITY, f64::max)),
+                    "min" => Ok(reduce(a, d, f64::INFINITY, f64::min)),
+                    _ => err(format!("`{name}` takes no `dim`"), callee.span),
+                };
+            }
+            match name {
+                "exp" | "exp2" | "log" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "abs" => {
+                    want(1)?;
+                    let f: fn(f64) -> f64 = match name {
+                        "exp" => f64::exp,
+                        "exp2" => f64::exp2,
+                        "log" => f64::ln,
+                        "sqrt" => f64::sqrt,
+                        "rsqrt" => |x| 1.0 / x.sqrt(),
+                        "sigmoid" => |x| 1.0 / (1.0 + (-x).exp()),
+                        "tanh" => f64::tanh,
+                        _ => f64::abs,
+                    };
+                    Ok(positional[0].map(f))
+                }
+                "max" | "min" => {
+                    want(2)?;
+                    let f: fn(f64, f64) -> f64 = if name == "max" { f64::max } else { f64::min };
+                    zip_with(&positional[0], &positional[1], f)
+                        .ok_or_else(|| Diagnostic::error("operand shapes do not broadcast", e.span))
+                }
+                "where" => {
+                    want(3)?;
+                    let ab = zip_with(&positional[1], &positional[2], |_, _| 0.0)
+                        .and_then(|s| zip_with(&positional[0], &s, |_, _| 0.0))
+                        .ok_or_else(|| Diagnostic::error("operand shapes do not broadcast", e.span))?;
+                    let (c, a, b) = (
+                        broadcast_to(&positional[0], &ab.shape).expect("broadcast"),
+                        broadcast_to(&positional[1], &ab.shape).expect("broadcast"),
+                        broadcast_to(&positional[2], &ab.shape).expect("broadcast"),
+                    );
+                    let data = (0..ab.data.len()).map(|i| if c.data[i] != 0.0 { a.data[i] } else { b.data[i] }).collect();
+                    Ok(Array { shape: ab.shape, data })
+                }
+                "cast" => {
+                    want(1)?;
+                    let Some((d, _)) = dtype else { return err("`cast` needs a dtype: `cast<f16>(x)`", callee.span) };
+                    Ok(positional[0].map(|x| d.round(x)))
+                }
+                "matmul" => {
+                    want(2)?;
+                    let (a, b) = (&positional[0], &positional[1]);
+                    let ([m, ka], [kb, n]) = (a.shape.as_slice(), b.shape.as_slice()) else {
+                        return err("`matmul` takes two 2-D arrays", e.span);
+                    };
+                    if ka != kb {
+                        return err(format!("`matmul` shapes {:?} and {:?} do not match", a.shape, b.shape), e.span);
+                    }
+                    let (m, k, n) = (*m, *ka, *n);
+                    let mut data = vec![0.0; m * n];
+                    for i in 0..m {
+                        for p in 0..k {
+                            let x = a.data[i * k + p];
+                            for j in 0..n {
+                                data[i * n + j] += x * b.data[p * n + j];
+                            }
+                        }
+                    }
+                    Ok(Array { shape: vec![m, n], data })
+                }
+                _ => err(format!("unknown function `{name}` in a reference"), callee.span),
+            }
+        }
+        ExprKind::Field(..) | ExprKind::List(_) => err("not allowed in a reference", e.span),
+        ExprKind::Error => err("unreadable expression", e.span),
+    }
+}
+
+/// The relative tolerance for comparing a kernel output of `dtype` with its f64 reference.
+pub fn tolerance(dtype: tl_compiler::dtype::DType) -> f64 {
+    use tl_compiler::dtype::DType;
+    match dtype {
+        DType::F64 => 1e-9,
+        DType::F32 => 1e-4,
+        DType::F16 => 1e-2,
+        DType::BF16 => 5e-2,
+        _ => 0.0,
+    }
+}
+
+/// Result of comparing an output with its reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub max_abs_error: f64,
+    /// The largest `|got − ref| / (|ref| + mean|ref|)`.
+    pub max_scaled_error: f64,
+    /// Elements outside the tolerance.
+    pub mismatches: usize,
+    /// The first mismatch: (flat index, got, expected).
+    pub first_mismatch: Option<(usize, f64, f64)>,
+}
+
+/// Compares `got` with `want` under relative tolerance `rtol`: an element passes when
+/// `|got − ref| ≤ rtol · (|ref| + mean|ref|)` (NaN never passes unless both are NaN).
+pub fn compare(got: &[f64], want: &[f64], rtol: f64) -> Comparison {
+    let mean = want.iter().map(|x| x.abs()).filter(|x| x.is_finite()).sum::<f64>() / want.len().max(1) as f64;
+    let mut c = Comparison { max_abs_error: 0.0, max_scaled_error: 0.0, mismatches: 0, first_mismatch: None };
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let both_nan = g.is_nan() && w.is_nan();
+        let diff = if both_nan || g == w { 0.0 } else { (g - w).abs() };
+        let scale = w.abs() + mean;
+        let scaled = if diff == 0.0 { 0.0 } else if scale > 0.0 { diff / scale } else { f64::INFINITY };
+        let scaled = if scaled.is_nan() { f64::INFINITY } else { scaled };
+        c.max_abs_error = c.max_abs_error.max(if diff.is_nan() { f64::INFINITY } else { diff });
+        c.max_scaled_error = c.max_scaled_error.max(scaled);
+        if scaled > rtol {
+            c.mismatches += 1;
+            if c.first_mismatch.is_none() {
+                c.first_mismatch = Some((i, *g, *w));
+            }
+        }
+    }
+    c
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The main job: set up the machine, build `tlc` (release), then for every kernel in
+# examples/*.tl and stdlib/kernels/*.tl:
+#   1. compile it to PTX for sm_80 and sm_90a (target/demo/NAME.ARCH.ptx),
+#   2. assemble each PTX file with ptxas (target/demo/NAME.ARCH.cubin, `ptxas -v` report in the log),
+#   3. run it on the CPU VM on seeded random inputs and check it against the file's `reference`,
+#   4. if `nvidia-smi` works: run it on the GPU and compare with the VM (`--against vm`).
+# Prints a summary table; exits 1 if any step failed. Logs: target/demo/logs/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh || { echo "demo: setup failed" >&2; exit 1; }
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+PTXAS="${TL_PTXAS:-$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13','bin','ptxas'))")}"
+export TL_PTXAS="$PTXAS"
+
+echo "demo: cargo build --release -p tl-runtime"
+cargo build --release -p tl-runtime || { echo "demo: build failed" >&2; exit 1; }
+TLC=target/release/tlc
+[ -x "$TLC" ] || { echo "demo: $TLC was not built" >&2; exit 1; }
+
+OUT=target/demo
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+
+GPU=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    GPU=1
+    echo "demo: GPU found: $(nvidia-smi -L | head -n 1)"
+else
+    echo "demo: no working nvidia-smi; the cuda column is skipped"
+fi
+
+# Runs a command with its output in a log file; on failure shows the end of the log.
+logged() {
+    local log="$1"
+    shift
+    echo "+ $*" >"$log"
+    if "$@" >>"$log" 2>&1; then
+        return 0
+    fi
+    echo "  FAILED: $*" >&2
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    return 1
+}
+
+# Names of the kernels a .tl file defines, in order.
+kernels_in() {
+    sed -nE 's/^[[:space:]]*kernel[[:space:]]+([A-Za-z_][A-Za-z0-9_]*).*/\1/p' "$1"
+}
+
+files=(examples/*.tl stdlib/kernels/*.tl)
+rows=()
+failures=0
+count=0
+for f in "${files[@]}"; do
+    [ -f "$f" ] || continue
+    base="$(basename "$f" .tl)"
+    for k in $(kernels_in "$f"); do
+        count=$((count + 1))
+        name="$base"
+        [ "$k" = "$base" ] || name="$base.$k"
+        echo "demo: $f ($k)"
+        detail=""
+        declare -A res=()
+        for arch in sm_80 sm_90a; do
+            ptx="$OUT/$name.$arch.ptx"
+            if logged "$LOGS/$name.compile.$arch.log" "$TLC" compile "$f" --kernel "$k" --emit ptx --arch "$arch" -o "$ptx" &&
+               logged "$LOGS/$name.ptxas.$arch.log" "$PTXAS" -v --gpu-name "$arch" "$ptx" -o "$OUT/$name.$arch.cubin"; then
+                res[$arch]=ok
+                if [ "$arch" = sm_80 ]; then
+                    regs="$(grep -oE 'Used [0-9]+ registers' "$LOGS/$name.ptxas.$arch.log" | head -n 1 | awk '{print $2}')"
+                    [ -n "$regs" ] && detail="regs(sm_80)=$regs"
+                fi
+            else
+                res[$arch]=FAIL
+                failures=$((failures + 1))
+            fi
+        done
+        if logged "$LOGS/$name.vm.log" "$TLC" run "$f" --kernel "$k" --backend vm; then
+            res[vm]=PASS
+        else
+            res[vm]=FAIL
+            failures=$((failures + 1))
+        fi
+        err="$(grep -oE 'max_err=[^ ]+' "$LOGS/$name.vm.log" | tail -n 1)"
+        [ -n "$err" ] && detail="$detail vm:$err"
+        if [ "$GPU" -eq 1 ]; then
+            if logged "$LOGS/$name.cuda.log" "$TLC" run "$f" --kernel "$k" --backend cuda --against vm; then
+                res[cuda]=PASS
+            else
+                res[cuda]=FAIL
+                failures=$((failures + 1))
+            fi
+            err="$(grep -oE 'max_err=[^ ]+' "$LOGS/$name.cuda.log" | tail -n 1)"
+            [ -n "$err" ] && detail="$detail cuda:$err"
+        else
+            res[cuda]=skip
+        fi
+        rows+=("$(printf '%-28s %-6s %-6s %-6s %-6s %s' "$name" "${res[sm_80]}" "${res[sm_90a]}" "${res[vm]}" "${res[cuda]}" "$detail")")
+        unset res
+    done
+done
+
+echo
+printf '%-28s %-6s %-6s %-6s %-6s %s\n' kernel sm_80 sm_90a vm cuda detail
+printf '%-28s %-6s %-6s %-6s %-6s %s\n' ---------------------------- ------ ------ ------ ------ ------
+for r in "${rows[@]}"; do
+    echo "$r"
+done
+echo
+if [ "$count" -eq 0 ]; then
+    echo "demo: no kernels found in examples/*.tl or stdlib/kernels/*.tl" >&2
+    exit 1
+fi
+echo "demo: $count kernels, $failures failed steps (PTX and cubins in $OUT/, logs in $LOGS/)"
+[ "$failures" -eq 0 ]

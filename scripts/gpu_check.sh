@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Differential GPU check for a machine with an NVIDIA GPU (driver installed) but no Rust
+# toolchain: runs every shipped kernel on the GPU and on the CPU VM with the same seeded random
+# inputs, for several seeds, and compares the outputs:
+#     tlc run FILE --kernel K --backend cuda --against vm --seed S
+#
+# Build here (a machine with the toolchain, after `bash scripts/setup.sh`) and carry the
+# binary plus the .tl files:
+#     cargo build --release -p tl-runtime
+#     tar czf tl-gpu.tgz --transform 's,^target/release/tlc$,bin/tlc,' \
+#         target/release/tlc scripts/gpu_check.sh examples/*.tl stdlib/kernels/*.tl
+#     scp tl-gpu.tgz gpu-host:
+# On the GPU machine:
+#     mkdir tl && tar xzf tl-gpu.tgz -C tl && cd tl && bash scripts/gpu_check.sh
+# No CUDA toolkit is needed there: tlc loads the driver (libcuda.so) at run time and hands it
+# PTX. The binary links LLVM statically; `ldd bin/tlc` lists the few shared libraries it needs.
+#
+# Usage: scripts/gpu_check.sh [DIR_WITH_TLC]
+#   DIR_WITH_TLC defaults to bin/ next to scripts/, else target/release/.
+#   TL_SEEDS (default "1 2 3") sets the seeds.
+# Prints one row per kernel and seed and a final `N passed, M failed` line; exits 1 if any failed.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+if [ $# -ge 1 ]; then
+    DIR="$1"
+elif [ -x "$ROOT/bin/tlc" ]; then
+    DIR="$ROOT/bin"
+else
+    DIR="$ROOT/target/release"
+fi
+TLC="$DIR/tlc"
+if [ ! -x "$TLC" ]; then
+    echo "gpu_check: no executable tlc in $DIR (pass the directory that holds it)" >&2
+    exit 2
+fi
+SEEDS="${TL_SEEDS:-1 2 3}"
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu_check: $(nvidia-smi -L | head -n 1)"
+else
+    echo "gpu_check: warning: nvidia-smi does not work here; the cuda runs will likely fail" >&2
+fi
+echo "gpu_check: $TLC, seeds: $SEEDS"
+
+kernels_in() {
+    sed -nE 's/^[[:space:]]*kernel[[:space:]]+([A-Za-z_][A-Za-z0-9_]*).*/\1/p' "$1"
+}
+
+passed=0
+failed=0
+rows=()
+cd "$ROOT"
+for f in examples/*.tl stdlib/kernels/*.tl; do
+    [ -f "$f" ] || continue
+    for k in $(kernels_in "$f"); do
+        for s in $SEEDS; do
+            out="$("$TLC" run "$f" --kernel "$k" --backend cuda --against vm --seed "$s" 2>&1)"
+            rc=$?
+            if [ "$rc" -eq 0 ]; then
+                result=PASS
+                passed=$((passed + 1))
+            else
+                result=FAIL
+                failed=$((failed + 1))
+                echo "--- $f $k seed=$s (exit $rc)" >&2
+                printf '%s\n' "$out" | tail -n 20 | sed 's/^/  | /' >&2
+            fi
+            err="$(printf '%s\n' "$out" | grep -oE 'max_err=[^ ]+' | tail -n 1)"
+            rows+=("$(printf '%-28s %-16s %-6s %-6s %s' "$f" "$k" "$s" "$result" "$err")")
+        done
+    done
+done
+
+echo
+printf '%-28s %-16s %-6s %-6s %s\n' file kernel seed result detail
+printf '%-28s %-16s %-6s %-6s %s\n' ---------------------------- ---------------- ------ ------ ------
+for r in "${rows[@]}"; do
+    echo "$r"
+done
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

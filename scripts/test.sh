@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command (also what .ci/run calls): set-up, then build every target and run every
+# test of the workspace. Prints cargo's own test summary; exits with cargo's status.
+# Works without a GPU: tests that need one say why they skip. TL_PTXAS points the tests at the
+# ptxas that scripts/setup.sh installed, so every shipped kernel is assembled for sm_80/sm_90a.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+if [ -z "${TL_PTXAS:-}" ]; then
+    TL_PTXAS="$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13','bin','ptxas'))")"
+fi
+export TL_PTXAS
+echo "test: TL_PTXAS=$TL_PTXAS"
+
+echo "test: cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+
+echo "test: cargo test --workspace"
+exec cargo test --workspace

@@ -1,0 +1,442 @@
+//! The thread-level simulator: runs a LIR program for every thread of every block, the threads
+//! of a block in lockstep, with byte-accurate shared memory and bounds-checked global memory.
+//!
+//! Expects a LIR program from `tl_compiler::lower` and arguments already checked against the
+//! kernel's signature (see `interp::check_args`). Guarantees that any access outside a global
+//! tensor or the shared buffer, a division by zero, loop bounds that differ between threads
+//! and a barrier reached by only some threads are reported as [`SimtError`]s, never panics.
+//!
+//! Arithmetic follows the LIR's register types: integers wrap at their width, float results
+//! are rounded to their type (transcendentals are computed exactly in f64 and then rounded,
+//! where the GPU uses approximations: compare floats with a tolerance). This simulator is
+//! written from the LIR's definition, not from the lowering, so that it checks the lowering.
+
+use crate::interp::Arg;
+use crate::tensor::HostTensor;
+use tl_compiler::dtype::DType;
+use tl_compiler::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimtError {
+    #[error("block {block:?}, thread {thread}: {what} index {index} is outside `{param}` ({len} elements)")]
+    GlobalOutOfBounds { block: [u32; 3], thread: usize, what: &'static str, param: String, index: i64, len: usize },
+    #[error("block {block:?}, thread {thread}: shared-memory access at byte {offset} (+{size}) is outside the {bytes}-byte buffer")]
+    SharedOutOfBounds { block: [u32; 3], thread: usize, offset: i64, size: usize, bytes: usize },
+    #[error("block {block:?}, thread {thread}: integer division by zero")]
+    DivisionByZero { block: [u32; 3], thread: usize },
+    #[error("block {block:?}: loop bounds differ between threads")]
+    DivergentLoop { block: [u32; 3] },
+    #[error("block {block:?}: a barrier is reached by only some threads")]
+    DivergentBarrier { block: [u32; 3] },
+    #[error("argument {index} (`{name}`): {message}")]
+    BadArgument { index: usize, name: String, message: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum V {
+    I(i64),
+    F(f64),
+}
+
+impl V {
+    fn i(self) -> i64 {
+        match self {
+            V::I(v) => v,
+            V::F(f) => f as i64,
+        }
+    }
+    fn f(self) -> f64 {
+        match self {
+            V::F(f) => f,
+            V::I(v) => v as f64,
+        }
+    }
+}
+
+fn bits(ty: Ty) -> u32 {
+    match ty {
+        Ty::I1 => 1,
+        Ty::I8 => 8,
+        Ty::I16 | Ty::F16 | Ty::BF16 => 16,
+        Ty::I32 | Ty::F32 => 32,
+        Ty::I64 | Ty::F64 => 64,
+    }
+}
+
+/// Wraps an integer to the signed range of `ty` (i1 is 0 or 1).
+fn wrap(ty: Ty, v: i64) -> i64 {
+    match ty {
+        Ty::I1 => v & 1,
+        Ty::I64 => v,
+        t => {
+            let b = bits(t);
+            (v << (64 - b)) >> (64 - b)
+        }
+    }
+}
+
+fn round_float(ty: Ty, v: f64) -> f64 {
+    match ty {
+        Ty::F16 => DType::F16.round(v),
+        Ty::BF16 => DType::BF16.round(v),
+        Ty::F32 => v as f32 as f64,
+        _ => v,
+    }
+}
+
+fn unsigned_of(ty: Ty, v: i64) -> i64 {
+    match ty {
+        Ty::I1 => v & 1,
+        Ty::I64 => v,
+        t => v & ((1i64 << bits(t)) - 1),
+    }
+}
+
+struct Block<'a> {
+    program: &'a Program,
+    block: [u32; 3],
+    threads: usize,
+    regs: Vec<Vec<V>>,
+    shared: Vec<u8>,
+    args: &'a mut [Arg],
+}
+
+/// Runs `program` over the whole grid.
+pub fn launch(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<(), SimtError> {
+    if args.len() != program.params.len() {
+        return Err(SimtError::BadArgument {
+            index: args.len(),
+            name: String::new(),
+            message: format!("expected {} arguments, found {}", program.params.len(), args.len()),
+        });
+    }
+    for (i, (p, a)) in program.params.iter().zip(args.iter()).enumerate() {
+        let ok = match (p, a) {
+            (Param::Global { dtype, .. }, Arg::Tensor(t)) => t.dtype == *dtype,
+            (Param::Scalar { .. }, Arg::Scalar(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            let name = match p {
+                Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+            };
+            return Err(SimtError::BadArgument { index: i, name, message: "wrong kind or dtype".into() });
+        }
+    }
+    for z in 0..grid[2] {
+        for y in 0..grid[1] {
+            for x in 0..grid[0] {
+                let threads = program.block_threads as usize;
+                let mut b = Block {
+                    program,
+                    block: [x, y, z],
+                    threads,
+                    regs: vec![vec![V::I(0); program.vars.len()]; threads],
+                    shared: vec![0; program.shared_bytes],
+                    args: &mut *args,
+                };
+                let mask = vec![true; threads];
+                b.exec(&program.body, &mask)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Block<'_> {
+    fn exec(&mut self, body: &[Stmt], mask: &[bool]) -> Result<(), SimtError> {
+        for s in body {
+            match s {
+                Stmt::Assign(v, e) => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let x = self.eval(e, t)?;
+                            self.regs[t][v.0 as usize] = x;
+                        }
+                    }
+                }
+                Stmt::StoreGlobal { param, index, value } => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let i = self.eval(index, t)?.i();
+                            let x = self.eval(value, t)?;
+                            let ty = self.program.ty(value);
+                            let tensor = self.tensor(*param, i, t, "store")?;
+                            let v = match x {
+                                V::F(f) => f,
+                                V::I(n) if tensor.dtype.is_int() && !tensor.dtype.is_signed_int() => unsigned_of(ty, n) as f64,
+                                V::I(n) => n as f64,
+                            };
+                            tensor.set(i as usize, v);
+                        }
+                    }
+                }
+                Stmt::StoreShared { offset, value } => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let off = self.eval(offset, t)?.i();
+                            let x = self.eval(value, t)?;
+                            let ty = self.program.ty(value);
+                            let range = self.shared_range(off, ty, t)?;
+                            encode(ty, x, &mut self.shared[range]);
+                        }
+                    }
+                }
+                Stmt::If { cond, then_body, else_body } => {
+                    let mut then_mask = vec![false; self.threads];
+                    let mut else_mask = vec![false; self.threads];
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            if self.eval(cond, t)?.i() != 0 {
+                                then_mask[t] = true;
+                            } else {
+                                else_mask[t] = true;
+                            }
+                        }
+                    }
+                    if then_mask.iter().any(|b| *b) {
+                        self.exec(then_body, &then_mask)?;
+                    }
+                    if else_mask.iter().any(|b| *b) {
+                        self.exec(else_body, &else_mask)?;
+                    }
+                }
+                Stmt::For { var, start, end, body } => {
+                    let mut bounds = None;
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let b = (self.eval(start, t)?.i(), self.eval(end, t)?.i());
+                            if bounds.is_some_and(|x| x != b) {
+                                return Err(SimtError::DivergentLoop { block: self.block });
+                            }
+                            bounds = Some(b);
+                        }
+                    }
+                    let Some((lo, hi)) = bounds else { continue };
+                    for i in lo..hi {
+                        for t in 0..self.threads {
+                            if mask[t] {
+                                self.regs[t][var.0 as usize] = V::I(wrap(Ty::I32, i));
+                            }
+                        }
+                        self.exec(body, mask)?;
+                    }
+                }
+                Stmt::Barrier => {
+                    if !mask.iter().all(|b| *b) {
+                        return Err(SimtError::DivergentBarrier { block: self.block });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tensor(&mut self, param: usize, index: i64, thread: usize, what: &'static str) -> Result<&mut HostTensor, SimtError> {
+        let name = match &self.program.params[param] {
+            Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+        };
+        let block = self.block;
+        match &mut self.args[param] {
+            Arg::Tensor(t) => {
+                if index < 0 || index as usize >= t.len() {
+                    return Err(SimtError::GlobalOutOfBounds { block, thread, what, param: name, index, len: t.len() });
+                }
+                Ok(t)
+            }
+            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name, message: "not a tensor".into() }),
+        }
+    }
+
+    fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, SimtError> {
+        let size = ty.bytes();
+        if offset < 0 || offset as usize + size > self.shared.len() {
+            return Err(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len() });
+        }
+        Ok(offset as usize..offset as usize + size)
+    }
+
+    fn eval(&mut self, e: &Expr, t: usize) -> Result<V, SimtError> {
+        let p = self.program;
+        Ok(match e {
+            Expr::Int(ty, v) => V::I(wrap(*ty, *v)),
+            Expr::Float(ty, v) => V::F(round_float(*ty, *v)),
+            Expr::Var(v) => self.regs[t][v.0 as usize],
+            Expr::Param(i) => match (&self.args[*i], &p.params[*i]) {
+                (Arg::Scalar(v), Param::Scalar { ty, .. }) => {
+                    if ty.is_float() { V::F(round_float(*ty, *v)) } else { V::I(wrap(*ty, *v as i64)) }
+                }
+                _ => V::I(0),
+            },
+            Expr::ThreadIdx => V::I(t as i64),
+            Expr::BlockIdx(a) => V::I(self.block[(*a as usize).min(2)] as i64),
+            Expr::Unary(op, a) => {
+                let ty = p.ty(a);
+                let x = self.eval(a, t)?;
+                if ty.is_float() {
+                    let f = x.f();
+                    let r = match op {
+                        UnaryOp::Neg => -f,
+                        UnaryOp::Not => f,
+                        UnaryOp::Abs => f.abs(),
+                        UnaryOp::Exp => f.exp(),
+                        UnaryOp::Exp2 => f.exp2(),
+                        UnaryOp::Log => f.ln(),
+                        UnaryOp::Sqrt => f.sqrt(),
+                        UnaryOp::Rsqrt => 1.0 / f.sqrt(),
+                        UnaryOp::Tanh => f.tanh(),
+                    };
+                    V::F(round_float(ty, r))
+                } else {
+                    let n = x.i();
+                    V::I(wrap(ty, match op {
+                        UnaryOp::Neg => n.wrapping_neg(),
+                        UnaryOp::Not => !n,
+                        UnaryOp::Abs => n.wrapping_abs(),
+                        _ => n,
+                    }))
+                }
+            }
+            Expr::Binary(op, a, b) => {
+                let ty = p.ty(a);
+                let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
+                if ty.is_float() {
+                    let (x, y) = (x.f(), y.f());
+                    let r = match op {
+                        BinaryOp::Add => x + y,
+                        BinaryOp::Sub => x - y,
+                        BinaryOp::Mul => x * y,
+                        BinaryOp::Div => x / y,
+                        BinaryOp::Rem => x % y,
+                        BinaryOp::Min => x.min(y),
+                        BinaryOp::Max => x.max(y),
+                        BinaryOp::And | BinaryOp::Or => f64::NAN,
+                    };
+                    V::F(round_float(ty, r))
+                } else {
+                    let (x, y) = (x.i(), y.i());
+                    if matches!(op, BinaryOp::Div | BinaryOp::Rem) && y == 0 {
+                        return Err(SimtError::DivisionByZero { block: self.block, thread: t });
+                    }
+                    V::I(wrap(ty, match op {
+                        BinaryOp::Add => x.wrapping_add(y),
+                        BinaryOp::Sub => x.wrapping_sub(y),
+                        BinaryOp::Mul => x.wrapping_mul(y),
+                        BinaryOp::Div => x.wrapping_div(y),
+                        BinaryOp::Rem => x.wrapping_rem(y),
+                        BinaryOp::Min => x.min(y),
+                        BinaryOp::Max => x.max(y),
+                        BinaryOp::And => x & y,
+                        BinaryOp::Or => x | y,
+                    }))
+                }
+            }
+            Expr::Cmp(op, a, b) => {
+                let ty = p.ty(a);
+                let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
+                let r = if ty.is_float() {
+                    let (x, y) = (x.f(), y.f());
+                    match op {
+                        CmpOp::Lt => x < y,
+                        CmpOp::Le => x <= y,
+                        CmpOp::Gt => x > y,
+                        CmpOp::Ge => x >= y,
+                        CmpOp::Eq => x == y,
+                        CmpOp::Ne => x != y && !x.is_nan() && !y.is_nan(),
+                    }
+                } else {
+                    let (x, y) = (x.i(), y.i());
+                    match op {
+                        CmpOp::Lt => x < y,
+                        CmpOp::Le => x <= y,
+                        CmpOp::Gt => x > y,
+                        CmpOp::Ge => x >= y,
+                        CmpOp::Eq => x == y,
+                        CmpOp::Ne => x != y,
+                    }
+                };
+                V::I(r as i64)
+            }
+            Expr::Select(c, a, b) => {
+                let c = self.eval(c, t)?.i();
+                let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
+                if c != 0 { x } else { y }
+            }
+            Expr::Fma(a, b, c) => {
+                let ty = p.ty(a);
+                let (x, y, z) = (self.eval(a, t)?.f(), self.eval(b, t)?.f(), self.eval(c, t)?.f());
+                V::F(round_float(ty, x.mul_add(y, z)))
+            }
+            Expr::Cast { to, value, from_unsigned, to_unsigned } => {
+                let from = p.ty(value);
+                let x = self.eval(value, t)?;
+                cast(x, from, *to, *from_unsigned, *to_unsigned)
+            }
+            Expr::LoadGlobal { param, index, ty } => {
+                let i = self.eval(index, t)?.i();
+                let tensor = self.tensor(*param, i, t, "load")?;
+                let v = tensor.get(i as usize);
+                if ty.is_float() { V::F(round_float(*ty, v)) } else { V::I(wrap(*ty, v as i64)) }
+            }
+            Expr::LoadShared { offset, ty } => {
+                let off = self.eval(offset, t)?.i();
+                let range = self.shared_range(off, *ty, t)?;
+                decode(*ty, &self.shared[range])
+            }
+        })
+    }
+}
+
+fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
+    let value = if from.is_float() {
+        x.f()
+    } else if from_unsigned {
+        unsigned_of(from, x.i()) as f64
+    } else {
+        x.i() as f64
+    };
+    if to == Ty::I1 {
+        return V::I((value != 0.0) as i64);
+    }
+    if to.is_float() {
+        return V::F(round_float(to, value));
+    }
+    // To an integer: round to nearest even, saturate to the target range, NaN → 0.
+    let b = bits(to);
+    let (lo, hi) = if to_unsigned {
+        (0f64, ((1u128 << b) - 1) as f64)
+    } else {
+        (-((1u128 << (b - 1)) as f64), ((1u128 << (b - 1)) - 1) as f64)
+    };
+    let r = if value.is_nan() { 0.0 } else { value.round_ties_even().clamp(lo, hi) };
+    // Exact integer path for 64-bit values that f64 cannot hold.
+    let n = if !from.is_float() && bits(from) == 64 && b == 64 { x.i() } else if to_unsigned && b == 64 { r as u64 as i64 } else { r as i128 as i64 };
+    V::I(wrap(to, n))
+}
+
+fn encode(ty: Ty, x: V, out: &mut [u8]) {
+    match ty {
+        Ty::F16 => out.copy_from_slice(&half::f16::from_f64(x.f()).to_bits().to_le_bytes()),
+        Ty::BF16 => out.copy_from_slice(&half::bf16::from_f64(x.f()).to_bits().to_le_bytes()),
+        Ty::F32 => out.copy_from_slice(&(x.f() as f32).to_le_bytes()),
+        Ty::F64 => out.copy_from_slice(&x.f().to_le_bytes()),
+        _ => {
+            let n = x.i().to_le_bytes();
+            out.copy_from_slice(&n[..ty.bytes()]);
+        }
+    }
+}
+
+fn decode(ty: Ty, b: &[u8]) -> V {
+    match ty {
+        Ty::F16 => V::F(half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f64()),
+        Ty::BF16 => V::F(half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f64()),
+        Ty::F32 => V::F(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        Ty::F64 => V::F(f64::from_le_bytes(b[..8].try_into().expect("8 bytes"))),
+        _ => {
+            let mut n = [0u8; 8];
+            n[..b.len()].copy_from_slice(b);
+            V::I(wrap(ty, i64::from_le_bytes(n)))
+        }
+    }
+}
