@@ -22,12 +22,12 @@
 //!   error the cache is dropped, so a context broken by a sticky fault is not reused.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use cudarc::driver::{
-    sys, CudaContext, CudaModule, CudaSlice, DriverError, LaunchConfig, PushKernelArg,
+    CudaContext, CudaModule, CudaSlice, DriverError, LaunchConfig, PushKernelArg, sys,
 };
 use cudarc::nvrtc::Ptx;
 use tl_compiler::dtype::DType;
@@ -81,7 +81,8 @@ pub struct LaunchReport {
 /// True when a kernel launch can be expected to reach a GPU: the driver library loads,
 /// initializes, and reports at least one device. Never panics.
 pub fn driver_available() -> bool {
-    culib_present() && matches!(guarded("counting devices", CudaContext::device_count), Ok(n) if n > 0)
+    culib_present()
+        && matches!(guarded("counting devices", CudaContext::device_count), Ok(n) if n > 0)
 }
 
 /// The name of GPU 0, e.g. "NVIDIA H100 80GB HBM3".
@@ -93,14 +94,19 @@ pub fn device_name() -> Result<String, CudaError> {
 /// The compute capability of GPU 0 as (major, minor), e.g. (9, 0) for sm_90.
 pub fn compute_capability() -> Result<(i32, i32), CudaError> {
     let ctx = context()?;
-    guarded("reading the compute capability", || ctx.compute_capability())
+    guarded("reading the compute capability", || {
+        ctx.compute_capability()
+    })
 }
 
 /// Runs one kernel on GPU 0 and copies every tensor argument back. See the module docs.
 pub fn launch(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport, CudaError> {
     validate(spec, args)?;
     let result = launch_on_device(spec, args);
-    if matches!(result, Err(CudaError::Driver { .. } | CudaError::Panicked { .. })) {
+    if matches!(
+        result,
+        Err(CudaError::Driver { .. } | CudaError::Panicked { .. })
+    ) {
         // A fault such as an illegal address poisons the context for good; forget it so that
         // the next launch retains a fresh one once the last reference here is dropped.
         *state() = None;
@@ -111,7 +117,9 @@ pub fn launch(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport,
 fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport, CudaError> {
     let ctx = context()?;
     let module = module(&ctx, spec.ptx)?;
-    let func = guarded("looking up the kernel", || module.load_function(spec.kernel_name))?;
+    let func = guarded("looking up the kernel", || {
+        module.load_function(spec.kernel_name)
+    })?;
     let stream = ctx.default_stream();
 
     // Device copies of the tensors, in argument order. cuMemAlloc rejects zero bytes, so an
@@ -122,7 +130,9 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
             let buf = if t.data.is_empty() {
                 guarded("allocating device memory", || stream.alloc_zeros::<u8>(1))?
             } else {
-                guarded("copying a tensor to the device", || stream.clone_htod(&t.data[..]))?
+                guarded("copying a tensor to the device", || {
+                    stream.clone_htod(&t.data[..])
+                })?
             };
             buffers.push(buf);
         }
@@ -147,7 +157,9 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         for arg in args.iter() {
             match arg {
                 KernelArg::Tensor(_) => builder.arg(bufs.next().expect("one buffer per tensor")),
-                KernelArg::Scalar { .. } => builder.arg(scalars.next().expect("one slot per scalar")),
+                KernelArg::Scalar { .. } => {
+                    builder.arg(scalars.next().expect("one slot per scalar"))
+                }
             };
         }
         builder.record_kernel_launch(sys::CUevent_flags::CU_EVENT_DEFAULT);
@@ -159,9 +171,7 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         let events = guarded("launching the kernel", || unsafe { builder.launch(cfg) })?;
         guarded("running the kernel", || stream.synchronize())?;
         match events {
-            Some((begin, end)) => {
-                guarded("timing the kernel", || begin.elapsed_ms(&end))? as f64
-            }
+            Some((begin, end)) => guarded("timing the kernel", || begin.elapsed_ms(&end))? as f64,
             None => start.elapsed().as_secs_f64() * 1e3,
         }
     };
@@ -204,14 +214,23 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
         return bad(format!("grid {:?} has a zero dimension", spec.grid));
     }
     if spec.grid[0] > i32::MAX as u32 || spec.grid[1] > 65535 || spec.grid[2] > 65535 {
-        return bad(format!("grid {:?} exceeds the CUDA limits (2^31-1, 65535, 65535)", spec.grid));
+        return bad(format!(
+            "grid {:?} exceeds the CUDA limits (2^31-1, 65535, 65535)",
+            spec.grid
+        ));
     }
     if !(1..=1024).contains(&spec.block_threads) {
-        return bad(format!("{} threads per block (CUDA allows 1 to 1024)", spec.block_threads));
+        return bad(format!(
+            "{} threads per block (CUDA allows 1 to 1024)",
+            spec.block_threads
+        ));
     }
     for (i, arg) in args.iter().enumerate() {
         if let KernelArg::Tensor(t) = arg {
-            let expected = t.shape.iter().try_fold(t.dtype.bytes(), |a, &d| a.checked_mul(d));
+            let expected = t
+                .shape
+                .iter()
+                .try_fold(t.dtype.bytes(), |a, &d| a.checked_mul(d));
             if expected != Some(t.data.len()) {
                 return bad(format!(
                     "argument {i}: a {} tensor of shape {:?} holds {} bytes",
@@ -229,7 +248,11 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
         return bad(format!(
             "the PTX has no kernel `{}` (its kernels: {})",
             spec.kernel_name,
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         ));
     };
     // An unreadable parameter list skips the signature check; the driver still loads the PTX.
@@ -247,15 +270,16 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
             KernelArg::Tensor(_) if size != 8 => {
                 return bad(format!(
                     "argument {i} is a tensor (a 64-bit pointer) but parameter {i} has {size} bytes"
-                ))
+                ));
             }
             // The sizes must match, except that LLVM may widen sub-word integers to 32 bits.
             KernelArg::Scalar { dtype, .. }
-                if size != dtype.bytes() && !(dtype.bytes() < 4 && !dtype.is_float() && size == 4) =>
+                if size != dtype.bytes()
+                    && !(dtype.bytes() < 4 && !dtype.is_float() && size == 4) =>
             {
                 return bad(format!(
                     "argument {i} is a {dtype} scalar but parameter {i} has {size} bytes"
-                ))
+                ));
             }
             _ => {}
         }
@@ -364,7 +388,10 @@ fn context() -> Result<Arc<CudaContext>, CudaError> {
         return Err(CudaError::NoDevice);
     }
     let ctx = guarded("creating a context on device 0", || CudaContext::new(0))?;
-    *st = Some(State { ctx: ctx.clone(), modules: HashMap::new() });
+    *st = Some(State {
+        ctx: ctx.clone(),
+        modules: HashMap::new(),
+    });
     Ok(ctx)
 }
 
@@ -374,9 +401,10 @@ fn module(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Arc<CudaModule>, CudaErro
     if let Some(m) = cache.as_ref().and_then(|s| s.modules.get(ptx)) {
         return Ok(m.clone());
     }
-    let m = guarded("loading the PTX module (JIT compilation by the driver)", || {
-        ctx.load_module(Ptx::from_src(ptx))
-    })?;
+    let m = guarded(
+        "loading the PTX module (JIT compilation by the driver)",
+        || ctx.load_module(Ptx::from_src(ptx)),
+    )?;
     if let Some(s) = cache {
         if s.modules.len() >= MAX_MODULES {
             s.modules.clear();
@@ -388,20 +416,23 @@ fn module(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Arc<CudaModule>, CudaErro
 
 /// Runs one cudarc call, turning its error into [`CudaError::Driver`] and a panic into
 /// [`CudaError::Panicked`].
-fn guarded<T>(
-    during: &str,
-    f: impl FnOnce() -> Result<T, DriverError>,
-) -> Result<T, CudaError> {
+fn guarded<T>(during: &str, f: impl FnOnce() -> Result<T, DriverError>) -> Result<T, CudaError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(CudaError::Driver { during: during.to_string(), message: describe(&e) }),
+        Ok(Err(e)) => Err(CudaError::Driver {
+            during: during.to_string(),
+            message: describe(&e),
+        }),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(CudaError::Panicked { during: during.to_string(), message })
+            Err(CudaError::Panicked {
+                during: during.to_string(),
+                message,
+            })
         }
     }
 }
@@ -479,7 +510,10 @@ DONE:
     #[test]
     fn reads_ptx_signatures() {
         let entries = ptx_entries(VADD_PTX);
-        assert_eq!(entries, vec![("vadd".to_string(), Some(vec![8, 8, 8, 4, 4]))]);
+        assert_eq!(
+            entries,
+            vec![("vadd".to_string(), Some(vec![8, 8, 8, 4, 4]))]
+        );
         let ptx = ".entry a()\n{ ret; }\n.visible .entry b ( .param .align 8 .b8 b_param_0[16], \
                    .param .b16 b_param_1 )\n.entry\tc(.param .weird c_p)";
         assert_eq!(
@@ -510,17 +544,26 @@ DONE:
         let mut a = HostTensor::zeros(DType::F32, &[n]);
         let mut b = HostTensor::zeros(DType::F32, &[n]);
         let mut c = HostTensor::zeros(DType::F32, &[n]);
-        let mut short = HostTensor { dtype: DType::F32, shape: vec![n], data: vec![0; 3] };
-        let check = |spec: &LaunchSpec, args: &mut [KernelArg], want: &str| {
-            match launch(spec, args) {
-                Err(CudaError::BadArgument(m)) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
-                other => panic!("expected BadArgument({want}), got {other:?}"),
-            }
+        let mut short = HostTensor {
+            dtype: DType::F32,
+            shape: vec![n],
+            data: vec![0; 3],
+        };
+        let check = |spec: &LaunchSpec, args: &mut [KernelArg], want: &str| match launch(spec, args)
+        {
+            Err(CudaError::BadArgument(m)) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+            other => panic!("expected BadArgument({want}), got {other:?}"),
         };
         let scalars = |s_dtype| {
             [
-                KernelArg::Scalar { value: 2.0, dtype: s_dtype },
-                KernelArg::Scalar { value: n as f64, dtype: DType::U32 },
+                KernelArg::Scalar {
+                    value: 2.0,
+                    dtype: s_dtype,
+                },
+                KernelArg::Scalar {
+                    value: n as f64,
+                    dtype: DType::U32,
+                },
             ]
         };
 
@@ -537,20 +580,48 @@ DONE:
             m,
         ];
         check(&vadd_spec(1), &mut args, "argument 3 is a f64 scalar");
-        check(&LaunchSpec { kernel_name: "vsub", ..vadd_spec(1) }, &mut args, "its kernels: vadd");
-        check(&LaunchSpec { kernel_name: "va\0dd", ..vadd_spec(1) }, &mut args, "kernel name");
-        check(&LaunchSpec { block_threads: 2048, ..vadd_spec(1) }, &mut args, "1 to 1024");
+        check(
+            &LaunchSpec {
+                kernel_name: "vsub",
+                ..vadd_spec(1)
+            },
+            &mut args,
+            "its kernels: vadd",
+        );
+        check(
+            &LaunchSpec {
+                kernel_name: "va\0dd",
+                ..vadd_spec(1)
+            },
+            &mut args,
+            "kernel name",
+        );
+        check(
+            &LaunchSpec {
+                block_threads: 2048,
+                ..vadd_spec(1)
+            },
+            &mut args,
+            "1 to 1024",
+        );
         check(&vadd_spec(0), &mut args, "zero dimension");
 
         let [s, m] = scalars(DType::F32);
         let mut args = [
-            KernelArg::Scalar { value: 0.0, dtype: DType::F32 },
+            KernelArg::Scalar {
+                value: 0.0,
+                dtype: DType::F32,
+            },
             KernelArg::Tensor(&mut b),
             KernelArg::Tensor(&mut c),
             s,
             m,
         ];
-        check(&vadd_spec(1), &mut args, "argument 0 is a f32 scalar but parameter 0 has 8");
+        check(
+            &vadd_spec(1),
+            &mut args,
+            "argument 0 is a f32 scalar but parameter 0 has 8",
+        );
 
         let [s, m] = scalars(DType::F32);
         let mut args = [
@@ -583,8 +654,14 @@ DONE:
             KernelArg::Tensor(&mut a),
             KernelArg::Tensor(&mut b),
             KernelArg::Tensor(&mut c),
-            KernelArg::Scalar { value: 1.0, dtype: DType::F32 },
-            KernelArg::Scalar { value: n as f64, dtype: DType::U32 },
+            KernelArg::Scalar {
+                value: 1.0,
+                dtype: DType::F32,
+            },
+            KernelArg::Scalar {
+                value: n as f64,
+                dtype: DType::U32,
+            },
         ];
         let err = launch(&vadd_spec(1), &mut args).unwrap_err();
         assert!(expected(&err), "{err:?}");
@@ -592,7 +669,10 @@ DONE:
         assert!(expected(&compute_capability().unwrap_err()));
         if no_lib {
             let msg = err.to_string();
-            assert!(msg.contains("libcuda.so") && msg.contains("--backend vm"), "{msg}");
+            assert!(
+                msg.contains("libcuda.so") && msg.contains("--backend vm"),
+                "{msg}"
+            );
         }
     }
 
@@ -613,8 +693,14 @@ DONE:
             KernelArg::Tensor(&mut a),
             KernelArg::Tensor(&mut b),
             KernelArg::Tensor(&mut c),
-            KernelArg::Scalar { value: 0.5, dtype: DType::F32 },
-            KernelArg::Scalar { value: n as f64, dtype: DType::U32 },
+            KernelArg::Scalar {
+                value: 0.5,
+                dtype: DType::F32,
+            },
+            KernelArg::Scalar {
+                value: n as f64,
+                dtype: DType::U32,
+            },
         ];
         let grid = n.div_ceil(256) as u32;
         for _ in 0..2 {
@@ -636,13 +722,22 @@ DONE:
             KernelArg::Tensor(x),
             KernelArg::Tensor(y),
             KernelArg::Tensor(z),
-            KernelArg::Scalar { value: 0.5, dtype: DType::F32 },
-            KernelArg::Scalar { value: 0.0, dtype: DType::U32 },
+            KernelArg::Scalar {
+                value: 0.5,
+                dtype: DType::F32,
+            },
+            KernelArg::Scalar {
+                value: 0.0,
+                dtype: DType::U32,
+            },
         ];
         launch(&vadd_spec(1), &mut args).unwrap();
 
         // PTX the driver rejects is a Driver error, not a panic.
-        let spec = LaunchSpec { ptx: ".version 7.0\n.target sm_50\n.entry vadd( garbage", ..vadd_spec(1) };
+        let spec = LaunchSpec {
+            ptx: ".version 7.0\n.target sm_50\n.entry vadd( garbage",
+            ..vadd_spec(1)
+        };
         match launch(&spec, &mut []) {
             Err(CudaError::Driver { .. }) => {}
             other => panic!("expected a driver error, got {other:?}"),

@@ -90,7 +90,10 @@ pub fn write_npy(t: &HostTensor) -> Result<Vec<u8>, NpyError> {
     let descr = descr_of(t.dtype)?;
     let expected = byte_len(&t.shape, t.dtype.bytes())?;
     if t.data.len() != expected {
-        return Err(NpyError::SizeMismatch { expected, found: t.data.len() });
+        return Err(NpyError::SizeMismatch {
+            expected,
+            found: t.data.len(),
+        });
     }
 
     let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
@@ -164,7 +167,7 @@ fn descr_of(dtype: DType) -> Result<&'static str, NpyError> {
                 "bf16 has no standard NumPy descriptor, so it cannot be written as .npy \
                  (convert it to f32 first)"
                     .into(),
-            ))
+            ));
         }
     })
 }
@@ -192,7 +195,10 @@ fn parse_prelude(bytes: &[u8]) -> Result<Layout, NpyError> {
     if bytes.len() < 8 {
         // A prefix of the magic is a truncated file; anything else is not an npy file at all.
         return Err(if MAGIC.starts_with(bytes) {
-            NpyError::Truncated(format!("{} bytes, shorter than the 8-byte prelude", bytes.len()))
+            NpyError::Truncated(format!(
+                "{} bytes, shorter than the 8-byte prelude",
+                bytes.len()
+            ))
         } else {
             NpyError::NotNpy
         });
@@ -264,7 +270,10 @@ fn parse_prelude(bytes: &[u8]) -> Result<Layout, NpyError> {
 /// row-major little-endian tensor.
 fn finish(layout: Layout, mut data: Vec<u8>) -> Result<HostTensor, NpyError> {
     let itemsize = layout.dtype.bytes();
-    debug_assert_eq!(Ok(data.len()), byte_len(&layout.shape, itemsize).map_err(|_| ()));
+    debug_assert_eq!(
+        Ok(data.len()),
+        byte_len(&layout.shape, itemsize).map_err(|_| ())
+    );
     if layout.big_endian && itemsize > 1 {
         for elem in data.chunks_exact_mut(itemsize) {
             elem.reverse();
@@ -280,7 +289,11 @@ fn finish(layout: Layout, mut data: Vec<u8>) -> Result<HostTensor, NpyError> {
     if layout.fortran_order && layout.shape.len() > 1 {
         data = fortran_to_c(&data, &layout.shape, itemsize);
     }
-    Ok(HostTensor { dtype: layout.dtype, shape: layout.shape, data })
+    Ok(HostTensor {
+        dtype: layout.dtype,
+        shape: layout.shape,
+        data,
+    })
 }
 
 /// Transposes column-major (Fortran) data of `shape` to row-major. `src.len()` must be
@@ -328,7 +341,10 @@ struct Header {
 }
 
 fn parse_header(text: &str) -> Result<Header, NpyError> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        pos: 0,
+    };
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos != p.s.len() {
@@ -361,13 +377,17 @@ fn parse_header(text: &str) -> Result<Header, NpyError> {
         PyValue::List => {
             return Err(NpyError::UnsupportedDtype(
                 "structured (record) dtypes are not supported".into(),
-            ))
+            ));
         }
         _ => return Err(NpyError::BadHeader("'descr' is not a string".into())),
     };
     let fortran_order = match fortran.ok_or_else(|| missing("fortran_order"))? {
         PyValue::Bool(b) => b,
-        _ => return Err(NpyError::BadHeader("'fortran_order' is not True or False".into())),
+        _ => {
+            return Err(NpyError::BadHeader(
+                "'fortran_order' is not True or False".into(),
+            ));
+        }
     };
     let shape = match shape.ok_or_else(|| missing("shape"))? {
         PyValue::Tuple(items) => items
@@ -385,7 +405,12 @@ fn parse_header(text: &str) -> Result<Header, NpyError> {
             .collect::<Result<Vec<usize>, _>>()?,
         _ => return Err(NpyError::BadHeader("'shape' is not a tuple".into())),
     };
-    Ok(Header { dtype, big_endian, fortran_order, shape })
+    Ok(Header {
+        dtype,
+        big_endian,
+        fortran_order,
+        shape,
+    })
 }
 
 /// Maps a NumPy type string such as `<f4` to a dtype and whether its bytes are big-endian.
@@ -571,7 +596,9 @@ impl Parser<'_> {
             }
         }
         // The input is a &str and we split only at ASCII bytes, so this is valid UTF-8.
-        String::from_utf8(out).map(PyValue::Str).map_err(|_| self.err("invalid string"))
+        String::from_utf8(out)
+            .map(PyValue::Str)
+            .map_err(|_| self.err("invalid string"))
     }
 
     fn int(&mut self) -> Result<PyValue, NpyError> {
@@ -602,7 +629,11 @@ impl Parser<'_> {
         if matches!(self.s.get(self.pos), Some(b'L' | b'l')) {
             self.pos += 1;
         }
-        if self.s.get(self.pos).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.') {
+        if self
+            .s
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
+        {
             return Err(self.err("not an integer"));
         }
         Ok(PyValue::Int(if negative { -n } else { n }))
@@ -618,7 +649,7 @@ mod tests {
     fn hand_npy(version: u8, dict: &str, data: &[u8]) -> Vec<u8> {
         let prelude = if version == 1 { 10 } else { 12 };
         let mut header = dict.as_bytes().to_vec();
-        while (prelude + header.len() + 1) % 64 != 0 {
+        while !(prelude + header.len() + 1).is_multiple_of(64) {
             header.push(b' ');
         }
         header.push(b'\n');
@@ -671,7 +702,11 @@ mod tests {
         assert!(header.ends_with("}\n") || header.ends_with(" \n"));
         assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }"));
         let bytes = write_npy(&sample(DType::U8, &[7])).unwrap();
-        assert!(std::str::from_utf8(&bytes[10..64]).unwrap().contains("'shape': (7,)"));
+        assert!(
+            std::str::from_utf8(&bytes[10..64])
+                .unwrap()
+                .contains("'shape': (7,)")
+        );
         let bytes = write_npy(&sample(DType::Bool, &[])).unwrap();
         let header = std::str::from_utf8(&bytes[10..64]).unwrap();
         assert!(header.contains("'descr': '|b1'") && header.contains("'shape': ()"));
@@ -687,8 +722,18 @@ mod tests {
 
     #[test]
     fn write_rejects_inconsistent_tensor() {
-        let t = HostTensor { dtype: DType::I32, shape: vec![3], data: vec![0; 8] };
-        assert!(matches!(write_npy(&t), Err(NpyError::SizeMismatch { expected: 12, found: 8 })));
+        let t = HostTensor {
+            dtype: DType::I32,
+            shape: vec![3],
+            data: vec![0; 8],
+        };
+        assert!(matches!(
+            write_npy(&t),
+            Err(NpyError::SizeMismatch {
+                expected: 12,
+                found: 8
+            })
+        ));
     }
 
     #[test]
@@ -719,12 +764,22 @@ mod tests {
     fn reads_versions_2_and_3_and_odd_spellings() {
         let data = i32_bytes(&[7, -8]);
         for (version, dict) in [
-            (2, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }"),
-            (3, "{\"shape\": (2,), \"descr\": \"=i4\", \"fortran_order\": False}"),
+            (
+                2,
+                "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }",
+            ),
+            (
+                3,
+                "{\"shape\": (2,), \"descr\": \"=i4\", \"fortran_order\": False}",
+            ),
             (1, "{'descr':'<i4','fortran_order':False,'shape':(2L,)}"),
-            (1, "{u'descr': u'<i4', u'fortran_order': False, u'shape': ( 2 , ) }"),
+            (
+                1,
+                "{u'descr': u'<i4', u'fortran_order': False, u'shape': ( 2 , ) }",
+            ),
         ] {
-            let t = read_npy(&hand_npy(version, dict, &data)).unwrap_or_else(|e| panic!("{dict}: {e}"));
+            let t =
+                read_npy(&hand_npy(version, dict, &data)).unwrap_or_else(|e| panic!("{dict}: {e}"));
             assert_eq!(t.shape, vec![2], "{dict}");
             assert_eq!(t.to_f64(), vec![7.0, -8.0], "{dict}");
         }
@@ -733,7 +788,10 @@ mod tests {
     #[test]
     fn big_endian_is_swapped() {
         let dict = "{'descr': '>f4', 'fortran_order': False, 'shape': (3,), }";
-        let data: Vec<u8> = [1.5f32, -2.0, 1e-3].iter().flat_map(|x| x.to_be_bytes()).collect();
+        let data: Vec<u8> = [1.5f32, -2.0, 1e-3]
+            .iter()
+            .flat_map(|x| x.to_be_bytes())
+            .collect();
         let t = read_npy(&hand_npy(1, dict, &data)).unwrap();
         assert_eq!(t.to_f64(), vec![1.5, -2.0, 1e-3f32 as f64]);
 
@@ -779,11 +837,17 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = write_npy(&sample(DType::F64, &[3, 2])).unwrap();
         for n in 0..bytes.len() {
-            assert!(read_npy(&bytes[..n]).is_err(), "prefix of {n} bytes was accepted");
+            assert!(
+                read_npy(&bytes[..n]).is_err(),
+                "prefix of {n} bytes was accepted"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(read_npy(&longer), Err(NpyError::SizeMismatch { .. })));
+        assert!(matches!(
+            read_npy(&longer),
+            Err(NpyError::SizeMismatch { .. })
+        ));
     }
 
     #[test]
@@ -812,10 +876,20 @@ mod tests {
             let r = read_npy(&hand_npy(1, dict, &data));
             assert!(r.is_err(), "accepted {dict:?}");
         }
-        assert!(matches!(read_npy(b"PK\x03\x04 a zip file"), Err(NpyError::NotNpy)));
-        let mut v = hand_npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,)}", &data);
+        assert!(matches!(
+            read_npy(b"PK\x03\x04 a zip file"),
+            Err(NpyError::NotNpy)
+        ));
+        let mut v = hand_npy(
+            1,
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (2,)}",
+            &data,
+        );
         v[6] = 4;
-        assert!(matches!(read_npy(&v), Err(NpyError::UnsupportedVersion { major: 4, .. })));
+        assert!(matches!(
+            read_npy(&v),
+            Err(NpyError::UnsupportedVersion { major: 4, .. })
+        ));
         // A header length pointing past the end of the file.
         v[6] = 1;
         v[8] = 0xff;
@@ -840,11 +914,19 @@ mod tests {
 
     #[test]
     fn random_corruption_never_panics() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x6e70_79);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x006e_7079);
         let good = [
             write_npy(&sample(DType::F32, &[3, 4])).unwrap(),
-            hand_npy(1, "{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3), }", &[1; 12]),
-            hand_npy(3, "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }", &[9; 8]),
+            hand_npy(
+                1,
+                "{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3), }",
+                &[1; 12],
+            ),
+            hand_npy(
+                3,
+                "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }",
+                &[9; 8],
+            ),
         ];
         for i in 0..20_000 {
             let mut v = good[i % good.len()].clone();
@@ -884,7 +966,10 @@ mod tests {
 
         let missing = temp_path("does-not-exist.npy");
         let msg = read_npy_file(&missing).unwrap_err().to_string();
-        assert!(msg.contains("does-not-exist.npy") && msg.contains("read"), "{msg}");
+        assert!(
+            msg.contains("does-not-exist.npy") && msg.contains("read"),
+            "{msg}"
+        );
         let msg = write_npy_file(temp_path("no-such-dir").join("x.npy"), &t).unwrap_err();
         assert!(msg.to_string().contains("no-such-dir"), "{msg}");
     }
@@ -908,12 +993,18 @@ mod tests {
              np.save({:?}, np.asfortranarray(a))\n",
             from_numpy.to_str().unwrap()
         );
-        let ok = std::process::Command::new("python3").args(["-c", &script]).status().unwrap();
+        let ok = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
         assert!(ok.success());
         let t = read_npy_file(&from_numpy).unwrap();
         std::fs::remove_file(&from_numpy).unwrap();
         assert_eq!(t.shape, vec![2, 3, 4]);
-        assert_eq!(t.to_f64(), (0..24).map(|i| (i * 3 - 5) as f64).collect::<Vec<_>>());
+        assert_eq!(
+            t.to_f64(),
+            (0..24).map(|i| (i * 3 - 5) as f64).collect::<Vec<_>>()
+        );
 
         // We write, NumPy reads.
         for dtype in DType::ALL.into_iter().filter(|d| *d != DType::BF16) {
@@ -931,7 +1022,10 @@ mod tests {
                 descr_of(dtype).unwrap(),
                 expected.join(", ")
             );
-            let ok = std::process::Command::new("python3").args(["-c", &script]).status().unwrap();
+            let ok = std::process::Command::new("python3")
+                .args(["-c", &script])
+                .status()
+                .unwrap();
             std::fs::remove_file(&path).unwrap();
             assert!(ok.success(), "numpy disagrees on {dtype}");
         }

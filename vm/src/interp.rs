@@ -363,7 +363,10 @@ impl Machine<'_, '_> {
             Op::Broadcast(a) => broadcast(get(env, *a)?, value_shape(kernel, *a), shape_of(ty)),
             Op::Select { cond, a, b } => {
                 let (c, x, y) = (get(env, *cond)?, get(env, *a)?, get(env, *b)?);
-                c.iter().zip(x.iter().zip(y)).map(|(&c, (&x, &y))| if c != 0.0 { x } else { y }).collect()
+                c.iter()
+                    .zip(x.iter().zip(y))
+                    .map(|(&c, (&x, &y))| if c != 0.0 { x } else { y })
+                    .collect()
             }
             Op::Load { param, offsets, pad } => {
                 let offsets = offsets.iter().map(|o| get_scalar(env, *o).map(|v| v as i64));
@@ -636,16 +639,20 @@ fn broadcast(x: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
     let from_strides = strides(from);
     let mut out = Vec::with_capacity(to.iter().product());
     for_each_index(to, |idx| {
-        let src: usize = (0..to.len())
-            .map(|d| if from[d] == 1 { 0 } else { idx[d] * from_strides[d] })
-            .sum();
+        let src: usize =
+            (0..to.len()).map(|d| if from[d] == 1 { 0 } else { idx[d] * from_strides[d] }).sum();
         out.push(x[src]);
     });
     out
 }
 
 /// The flat index of tile element `idx` at `offsets` in a tensor of `shape`, if in bounds.
-fn global_index(shape: &[usize], strides: &[usize], offsets: &[i64], idx: &[usize]) -> Option<usize> {
+fn global_index(
+    shape: &[usize],
+    strides: &[usize],
+    offsets: &[i64],
+    idx: &[usize],
+) -> Option<usize> {
     let mut flat = 0;
     for d in 0..shape.len() {
         let g = offsets[d].checked_add(idx[d] as i64)?;
@@ -725,7 +732,13 @@ fn dot(
 /// lower precision, so comparisons need tolerances); integer sums are exact and must fit;
 /// a bool `sum` is "any". `max`/`min` ignore NaNs like [`max_num`]/[`min_num`]. An empty
 /// dim gives 0 for `sum` and NaN (0 for integers) for `max`/`min`.
-fn reduce(op: ReduceOp, d: DType, x: &[f64], shape: &[usize], dim: usize) -> Result<Vec<f64>, Fault> {
+fn reduce(
+    op: ReduceOp,
+    d: DType,
+    x: &[f64],
+    shape: &[usize],
+    dim: usize,
+) -> Result<Vec<f64>, Fault> {
     if dim >= shape.len() {
         return Err(Fault::Internal(format!("reduce dim {dim} of a rank-{} tile", shape.len())));
     }
@@ -864,8 +877,10 @@ mod tests {
         let size = i32c(&mut k, &mut b, BLOCK as i64);
         let off = emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Mul, bx, size));
         let tile = tt(dtype, &[BLOCK]);
-        let x = emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: 0.0 });
-        let y = emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: 0.0 });
+        let x =
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: 0.0 });
+        let y =
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: 0.0 });
         let s = emit(&mut k, &mut b, tile, Op::Binary(BinaryOp::Add, x, y));
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 3, value: s, offsets: vec![off] });
         k.body = b;
@@ -910,8 +925,10 @@ mod tests {
         let mut k = new_kernel("pad", params, [c(1), c(1), c(1)]);
         let mut b = vec![];
         let (m2, p5) = (i32c(&mut k, &mut b, -2), i32c(&mut k, &mut b, 5));
-        let (z, p3, m1) = (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 3), i32c(&mut k, &mut b, -1));
-        let t = emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad });
+        let (z, p3, m1) =
+            (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 3), i32c(&mut k, &mut b, -1));
+        let t =
+            emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad });
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: t, offsets: vec![z, z] });
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: t, offsets: vec![p3, m1] });
         k.body = b;
@@ -940,7 +957,8 @@ mod tests {
             for c in 0..7i64 {
                 // dst[r][c] = tile[r - 3][c + 1] where that tile element exists.
                 let (i, j) = (r - 3, c + 1);
-                let want = if (0..4).contains(&i) && (0..4).contains(&j) { tile(i, j) } else { f64::NAN };
+                let want =
+                    if (0..4).contains(&i) && (0..4).contains(&j) { tile(i, j) } else { f64::NAN };
                 assert!(same(dst[(r * 7 + c) as usize], want), "dst[{r}][{c}]");
             }
         }
@@ -976,7 +994,11 @@ mod tests {
         let mut b = vec![];
         let bx = emit(&mut k, &mut b, i32t.clone(), Op::BlockIdx(0));
         let by = emit(&mut k, &mut b, i32t.clone(), Op::BlockIdx(1));
-        let (cbm, cbn, cbk) = (i32c(&mut k, &mut b, BM as i64), i32c(&mut k, &mut b, BN as i64), i32c(&mut k, &mut b, BK as i64));
+        let (cbm, cbn, cbk) = (
+            i32c(&mut k, &mut b, BM as i64),
+            i32c(&mut k, &mut b, BN as i64),
+            i32c(&mut k, &mut b, BK as i64),
+        );
         let (zero, one) = (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 1));
         let row = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, by, cbm));
         let col = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, bx, cbn));
@@ -990,14 +1012,29 @@ mod tests {
         let index = k.add_value(i32t.clone(), Op::LoopIndex, Span::default());
         let mut lb = vec![];
         let kof = emit(&mut k, &mut lb, i32t.clone(), bin(BinaryOp::Mul, index, cbk));
-        let at = emit(&mut k, &mut lb, tt(h, &[BM, BK]), Op::Load { param: 3, offsets: vec![row, kof], pad: 0.0 });
-        let bt = emit(&mut k, &mut lb, tt(h, &[BK, BN]), Op::Load { param: 4, offsets: vec![kof, col], pad: 0.0 });
+        let at = emit(
+            &mut k,
+            &mut lb,
+            tt(h, &[BM, BK]),
+            Op::Load { param: 3, offsets: vec![row, kof], pad: 0.0 },
+        );
+        let bt = emit(
+            &mut k,
+            &mut lb,
+            tt(h, &[BK, BN]),
+            Op::Load { param: 4, offsets: vec![kof, col], pad: 0.0 },
+        );
         let cur = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::ReadVar(acc));
         let d = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::Dot { a: at, b: bt, c: cur });
         lb.push(Stmt::Assign(acc, d));
         b.push(Stmt::For { index, start: zero, end: tiles, body: lb });
         let fin = emit(&mut k, &mut b, tt(f, &[BM, BN]), Op::ReadVar(acc));
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 5, value: fin, offsets: vec![row, col] });
+        emit(
+            &mut k,
+            &mut b,
+            Type::Unit,
+            Op::Store { param: 5, value: fin, offsets: vec![row, col] },
+        );
         k.body = b;
         verified(k)
     }
@@ -1048,10 +1085,30 @@ mod tests {
         let mut k = new_kernel("reduce", params, [c(1), c(1), c(1)]);
         let mut b = vec![];
         let z = i32c(&mut k, &mut b, 0);
-        let x = emit(&mut k, &mut b, tt(d, &[4, 6]), Op::Load { param: 0, offsets: vec![z, z], pad: 0.0 });
-        let s = emit(&mut k, &mut b, tt(d, &[4, 1]), Op::Reduce { op: ReduceOp::Sum, value: x, dim: 1 });
-        let mx = emit(&mut k, &mut b, tt(d, &[1, 6]), Op::Reduce { op: ReduceOp::Max, value: x, dim: 0 });
-        let mn = emit(&mut k, &mut b, tt(d, &[4, 1]), Op::Reduce { op: ReduceOp::Min, value: x, dim: 1 });
+        let x = emit(
+            &mut k,
+            &mut b,
+            tt(d, &[4, 6]),
+            Op::Load { param: 0, offsets: vec![z, z], pad: 0.0 },
+        );
+        let s = emit(
+            &mut k,
+            &mut b,
+            tt(d, &[4, 1]),
+            Op::Reduce { op: ReduceOp::Sum, value: x, dim: 1 },
+        );
+        let mx = emit(
+            &mut k,
+            &mut b,
+            tt(d, &[1, 6]),
+            Op::Reduce { op: ReduceOp::Max, value: x, dim: 0 },
+        );
+        let mn = emit(
+            &mut k,
+            &mut b,
+            tt(d, &[4, 1]),
+            Op::Reduce { op: ReduceOp::Min, value: x, dim: 1 },
+        );
         for (param, v) in [(1, s), (2, mx), (3, mn)] {
             emit(&mut k, &mut b, Type::Unit, Op::Store { param, value: v, offsets: vec![z, z] });
         }
@@ -1069,8 +1126,11 @@ mod tests {
         ];
         launch(&k, &mut args).unwrap();
         let x = tensor_arg(&args, 0).to_f64();
-        let (sum, max, min) =
-            (tensor_arg(&args, 1).to_f64(), tensor_arg(&args, 2).to_f64(), tensor_arg(&args, 3).to_f64());
+        let (sum, max, min) = (
+            tensor_arg(&args, 1).to_f64(),
+            tensor_arg(&args, 2).to_f64(),
+            tensor_arg(&args, 3).to_f64(),
+        );
         let real = |v: &f64| !v.is_nan();
         for r in 0..4 {
             let row = &x[r * 6..r * 6 + 6];
@@ -1100,19 +1160,40 @@ mod tests {
         let mut b = vec![];
         let bx = emit(&mut k, &mut b, sc(i), Op::BlockIdx(0));
         let z = i32c(&mut k, &mut b, 0);
-        let v = emit(&mut k, &mut b, tt(f, &[1, 1, 5]), Op::Load { param: 1, offsets: vec![z, z, z], pad: 0.0 });
+        let v = emit(
+            &mut k,
+            &mut b,
+            tt(f, &[1, 1, 5]),
+            Op::Load { param: 1, offsets: vec![z, z, z], pad: 0.0 },
+        );
         let vb = emit(&mut k, &mut b, tt(f, &[1, 2, 5]), Op::Broadcast(v));
         let first = emit(&mut k, &mut b, sc(DType::Bool), Op::Binary(BinaryOp::Eq, bx, z));
         let (mut then_b, mut else_b) = (vec![], vec![]);
         let t = emit(&mut k, &mut then_b, sc(f), Op::Param(0));
         let tb = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Splat(t));
-        let gt = emit(&mut k, &mut then_b, tt(DType::Bool, &[1, 2, 5]), Op::Binary(BinaryOp::Gt, vb, tb));
+        let gt = emit(
+            &mut k,
+            &mut then_b,
+            tt(DType::Bool, &[1, 2, 5]),
+            Op::Binary(BinaryOp::Gt, vb, tb),
+        );
         let neg = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Unary(UnaryOp::Neg, vb));
-        let sel = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Select { cond: gt, a: vb, b: neg });
+        let sel =
+            emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Select { cond: gt, a: vb, b: neg });
         let ci = emit(&mut k, &mut then_b, tt(i, &[1, 2, 5]), Op::Cast(sel));
-        emit(&mut k, &mut then_b, Type::Unit, Op::Store { param: 2, value: ci, offsets: vec![bx, z, z] });
+        emit(
+            &mut k,
+            &mut then_b,
+            Type::Unit,
+            Op::Store { param: 2, value: ci, offsets: vec![bx, z, z] },
+        );
         let ce = emit(&mut k, &mut else_b, tt(i, &[1, 2, 5]), Op::Cast(vb));
-        emit(&mut k, &mut else_b, Type::Unit, Op::Store { param: 2, value: ce, offsets: vec![bx, z, z] });
+        emit(
+            &mut k,
+            &mut else_b,
+            Type::Unit,
+            Op::Store { param: 2, value: ce, offsets: vec![bx, z, z] },
+        );
         b.push(Stmt::If { cond: first, then_body: then_b, else_body: else_b });
         k.body = b;
         let k = verified(k);
@@ -1130,7 +1211,11 @@ mod tests {
                 for (j, &x) in vals.iter().enumerate() {
                     let x = f.round(x);
                     let want = if blk == 0 && x <= 1.0 { -x } else { x };
-                    assert_eq!(out[blk * 10 + r * 5 + j], want.round_ties_even(), "[{blk}][{r}][{j}]");
+                    assert_eq!(
+                        out[blk * 10 + r * 5 + j],
+                        want.round_ties_even(),
+                        "[{blk}][{r}][{j}]"
+                    );
                 }
             }
         }
@@ -1149,7 +1234,10 @@ mod tests {
         assert_eq!(bin(BinaryOp::And, -4.0, 7.0), Ok(4.0));
         assert_eq!(bin(BinaryOp::Or, -8.0, 3.0), Ok(-5.0));
         assert_eq!(bin(BinaryOp::Lt, -1.0, 0.0), Ok(1.0));
-        assert_eq!(binary(BinaryOp::Sub, DType::U8, 3.0, 5.0), Err(Fault::IntegerOverflow(DType::U8)));
+        assert_eq!(
+            binary(BinaryOp::Sub, DType::U8, 3.0, 5.0),
+            Err(Fault::IntegerOverflow(DType::U8))
+        );
         assert_eq!(unary(UnaryOp::Not, i, 5.0), Ok(-6.0));
         assert_eq!(unary(UnaryOp::Not, DType::U8, 5.0), Ok(250.0));
         assert_eq!(unary(UnaryOp::Neg, DType::I8, -128.0), Err(Fault::IntegerOverflow(DType::I8)));
@@ -1242,7 +1330,10 @@ mod tests {
     #[test]
     fn grid_limits() {
         assert_eq!(eval_grid(&empty_kernel([c(3), c(2), c(0)]), &[]).unwrap(), [3, 2, 0]);
-        assert_eq!(eval_grid(&empty_kernel([c(1 << 31), c(1), c(1)]), &[]).unwrap(), [1 << 31, 1, 1]);
+        assert_eq!(
+            eval_grid(&empty_kernel([c(1 << 31), c(1), c(1)]), &[]).unwrap(),
+            [1 << 31, 1, 1]
+        );
         let cases = [[c(-1), c(1), c(1)], [c(1 << 20), c(1 << 12), c(1)], [c(0), c(1 << 40), c(1)]];
         for grid in cases {
             let e = launch(&empty_kernel(grid), &mut []).unwrap_err();
@@ -1285,7 +1376,10 @@ mod tests {
         let k = scalar_op_kernel(BinaryOp::Mul);
         let mut args = vec![Arg::Scalar(1e9), out()];
         let e = launch(&k, &mut args).unwrap_err();
-        assert!(matches!(e, VmError::Exec { fault: Fault::IntegerOverflow(DType::I32), .. }), "{e}");
+        assert!(
+            matches!(e, VmError::Exec { fault: Fault::IntegerOverflow(DType::I32), .. }),
+            "{e}"
+        );
     }
 
     /// A variable assigned only in block 0 is uninitialized again in block 1.
@@ -1327,7 +1421,8 @@ mod tests {
     fn loop_with_an_accumulator_runs_start_to_end() {
         // acc = 0; for i in s .. e { acc = acc + i }; out[0] = acc
         let i = DType::I32;
-        let params = vec![scalar_param("s", i), scalar_param("e", i), global("out", i, vec![c(1)], true)];
+        let params =
+            vec![scalar_param("s", i), scalar_param("e", i), global("out", i, vec![c(1)], true)];
         let mut k = new_kernel("loop", params, [c(1), c(1), c(1)]);
         k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, span: Span::default() });
         let mut b = vec![];
@@ -1347,7 +1442,11 @@ mod tests {
         k.body = b;
         let k = verified(k);
         for (s, e, want) in [(-3, 5, 4.0), (2, 2, 0.0), (5, 1, 0.0), (0, 100, 4950.0)] {
-            let mut args = vec![Arg::Scalar(s as f64), Arg::Scalar(e as f64), HostTensor::zeros(i, &[1]).into()];
+            let mut args = vec![
+                Arg::Scalar(s as f64),
+                Arg::Scalar(e as f64),
+                HostTensor::zeros(i, &[1]).into(),
+            ];
             launch(&k, &mut args).unwrap();
             assert_eq!(tensor_arg(&args, 2).get(0), want, "{s}..{e}");
         }

@@ -1,1 +1,329 @@
-fn main() {}
+//! `tlc`: check, compile and run `.tl` kernels.
+//!
+//! Exit codes: 0 success, 1 a compile error or a failed check, 2 a usage error.
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::PathBuf;
+use tl_compiler::syntax::{lexer, parser};
+use tl_runtime::{Arch, Arg, Backend, Module, RuntimeError, npy, reference};
+
+const USAGE: &str = "usage:
+  tlc check FILE
+  tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
+              [--arch sm_80|sm_90a] [-o OUT]
+  tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
+              [--seed N] [--input NAME=FILE.npy]... [--output NAME=FILE.npy]... [--against vm|simt]";
+
+struct Usage(String);
+
+#[derive(Default)]
+struct Options {
+    command: String,
+    file: Option<PathBuf>,
+    kernel: Option<String>,
+    consts: Vec<(String, i64)>,
+    emit: Option<String>,
+    arch: Option<Arch>,
+    out: Option<PathBuf>,
+    backend: Option<Backend>,
+    against: Option<Backend>,
+    sizes: Vec<(String, i64)>,
+    seed: u64,
+    inputs: Vec<(String, PathBuf)>,
+    outputs: Vec<(String, PathBuf)>,
+}
+
+fn name_value(s: &str, flag: &str) -> Result<(String, String), Usage> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| Usage(format!("{flag} expects NAME=VALUE, found `{s}`")))
+}
+
+fn parse_int(s: &str, what: &str) -> Result<i64, Usage> {
+    s.parse().map_err(|_| Usage(format!("{what}: `{s}` is not an integer")))
+}
+
+fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
+    let mut o = Options::default();
+    let mut it = args.into_iter();
+    o.command = it.next().ok_or_else(|| Usage("missing command".into()))?;
+    if !["check", "compile", "run"].contains(&o.command.as_str()) {
+        return Err(Usage(format!("unknown command `{}`", o.command)));
+    }
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().ok_or_else(|| Usage(format!("{flag} needs a value")));
+        match a.as_str() {
+            "--kernel" => o.kernel = Some(value("--kernel")?),
+            "-D" => {
+                let (n, v) = name_value(&value("-D")?, "-D")?;
+                let v = parse_int(&v, &n)?;
+                o.consts.push((n, v));
+            }
+            "--emit" => o.emit = Some(value("--emit")?),
+            "--arch" => {
+                let v = value("--arch")?;
+                o.arch = Some(Arch::parse(&v).ok_or_else(|| Usage(format!("unknown arch `{v}` (sm_80 or sm_90a)")))?);
+            }
+            "-o" => o.out = Some(PathBuf::from(value("-o")?)),
+            "--backend" | "--against" => {
+                let v = value(&a)?;
+                let b = Backend::parse(&v).ok_or_else(|| Usage(format!("unknown backend `{v}` (vm, simt or cuda)")))?;
+                if a == "--backend" { o.backend = Some(b) } else { o.against = Some(b) }
+            }
+            "--arg" => {
+                let (n, v) = name_value(&value("--arg")?, "--arg")?;
+                let v = parse_int(&v, &n)?;
+                o.sizes.push((n, v));
+            }
+            "--seed" => o.seed = parse_int(&value("--seed")?, "--seed")? as u64,
+            "--input" | "--output" => {
+                let (n, v) = name_value(&value(&a)?, &a)?;
+                if a == "--input" { o.inputs.push((n, v.into())) } else { o.outputs.push((n, v.into())) }
+            }
+            "-h" | "--help" => return Err(Usage(String::new())),
+            s if s.starts_with('-') => return Err(Usage(format!("unknown option `{s}`"))),
+            s => {
+                if o.file.replace(PathBuf::from(s)).is_some() {
+                    return Err(Usage("only one FILE may be given".into()));
+                }
+            }
+        }
+    }
+    if o.file.is_none() {
+        return Err(Usage("missing FILE".into()));
+    }
+    Ok(o)
+}
+
+/// Outcome of a command: `Ok(true)` success, `Ok(false)` a failed check or compile error
+/// (already printed), `Err` anything else.
+fn run(o: Options) -> Result<bool> {
+    let path = o.file.clone().expect("checked");
+    match o.command.as_str() {
+        "check" => {
+            let module = match Module::from_file(&path) {
+                Ok(m) => m,
+                Err(e @ RuntimeError::Compile { .. }) => {
+                    eprint!("{e}");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("{}: ok ({} kernel(s): {})", path.display(), module.kernel_names().len(), module.kernel_names().join(", "));
+            Ok(true)
+        }
+        "compile" => compile(&o, &path),
+        _ => run_kernel(&o, &path),
+    }
+}
+
+fn write_out(o: &Options, text: &str) -> Result<()> {
+    match &o.out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
+    let emit = o.emit.clone().unwrap_or_else(|| "ptx".into());
+    let arch = o.arch.unwrap_or(Arch::Sm80);
+    if emit == "tokens" || emit == "ast" {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let name = path.display().to_string();
+        let source = match parser::decode_source(&bytes) {
+            Ok(s) => s,
+            Err(d) => {
+                eprint!("{}", tl_compiler::diagnostics::render_all(&[d], &name, &String::from_utf8_lossy(&bytes)));
+                return Ok(false);
+            }
+        };
+        let text = if emit == "tokens" {
+            let mut out = String::new();
+            for (start, tok, end) in lexer::lex(source) {
+                let (line, col, _) = tl_compiler::diagnostics::line_col(source, start);
+                match tok {
+                    Ok(t) => out.push_str(&format!("{line}:{col}\t{start}..{end}\t{t}\n")),
+                    Err(e) => out.push_str(&format!("{line}:{col}\t{start}..{end}\terror: {e}\n")),
+                }
+            }
+            out
+        } else {
+            let (file, diags) = parser::parse(source);
+            if !diags.is_empty() {
+                eprint!("{}", tl_compiler::diagnostics::render_all(&diags, &name, source));
+                return Ok(false);
+            }
+            format!("{file:#?}\n")
+        };
+        write_out(o, &text)?;
+        return Ok(true);
+    }
+    let module = match Module::from_file(path) {
+        Ok(m) => m,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            eprint!("{e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
+        Ok(k) => k,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            eprint!("{e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = match emit.as_str() {
+        "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
+        "lir" => kernel.compiled.lir.to_string(),
+        "llvm" => tl_compiler::backend::lir_to_llvm_ir(&kernel.compiled.lir, arch)?,
+        "ptx" => kernel.ptx(arch)?.to_string(),
+        other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm or ptx)"),
+    };
+    write_out(o, &text)?;
+    Ok(true)
+}
+
+fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
+    let backend = o.backend.unwrap_or(Backend::Vm);
+    let module = match Module::from_file(path) {
+        Ok(m) => m,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            eprint!("{e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
+        Ok(k) => k,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            eprint!("{e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let params = &kernel.compiled.kernel.params;
+    let mut args = kernel.random_args(o.seed, &o.sizes)?;
+    for (name, file) in &o.inputs {
+        let index = params
+            .iter()
+            .position(|p| &p.name == name)
+            .ok_or_else(|| anyhow!("kernel `{}` has no parameter `{name}`", kernel.name()))?;
+        let t = npy::read_npy_file(file)?;
+        match &args[index] {
+            Arg::Tensor(old) if old.shape != t.shape || old.dtype != t.dtype => bail!(
+                "`{}` holds {}{:?}, but `{name}` needs {}{:?} for these sizes (set sizes with --arg)",
+                file.display(),
+                t.dtype,
+                t.shape,
+                old.dtype,
+                old.shape
+            ),
+            Arg::Tensor(_) => args[index] = Arg::Tensor(t),
+            Arg::Scalar(_) => bail!("`{name}` is a scalar: give it with --arg {name}=VALUE"),
+        }
+    }
+    let inputs = args.clone();
+    let has_reference = kernel.reference.is_some();
+    let sizes: Vec<String> = params
+        .iter()
+        .zip(&args)
+        .filter_map(|(p, a)| if let Arg::Scalar(v) = a { Some(format!("{}={v}", p.name)) } else { None })
+        .collect();
+    let mut ok = true;
+    let report = if has_reference {
+        let r = kernel.check(backend, &mut args)?;
+        for out in &r.outputs {
+            let c = &out.comparison;
+            let status = if c.mismatches == 0 { "PASS" } else { "FAIL" };
+            ok &= c.mismatches == 0;
+            println!(
+                "{status} {} backend={} {} output={} vs reference: max_abs_err={:.3e} max_rel_err={:.3e} (rtol {:.0e}) mismatches={}",
+                kernel.name(),
+                backend.name(),
+                sizes.join(" "),
+                out.name,
+                c.max_abs_error,
+                c.max_scaled_error,
+                out.rtol,
+                c.mismatches
+            );
+            if let Some((i, got, want)) = c.first_mismatch {
+                println!("  first mismatch at flat index {i}: got {got}, expected {want}");
+            }
+        }
+        r.launch
+    } else {
+        println!("note: kernel `{}` has no reference block; not checked", kernel.name());
+        kernel.launch(backend, &mut args)?
+    };
+    if let Some(ms) = report.kernel_ms {
+        println!("  kernel time {ms:.3} ms, grid {:?}", report.grid);
+    }
+    if let Some(other) = o.against {
+        let mut other_args = inputs.clone();
+        kernel.launch(other, &mut other_args)?;
+        for (i, p) in params.iter().enumerate() {
+            let (Arg::Tensor(a), Arg::Tensor(b)) = (&args[i], &other_args[i]) else { continue };
+            if !matches!(p.kind, tl_compiler::ir::ParamKind::Global { mutable: true, .. }) {
+                continue;
+            }
+            let c = reference::compare(&a.to_f64(), &b.to_f64(), reference::tolerance(a.dtype));
+            let status = if c.mismatches == 0 { "PASS" } else { "FAIL" };
+            ok &= c.mismatches == 0;
+            println!(
+                "{status} {} backend={} vs {} output={}: max_abs_err={:.3e} max_rel_err={:.3e} mismatches={}",
+                kernel.name(),
+                backend.name(),
+                other.name(),
+                p.name,
+                c.max_abs_error,
+                c.max_scaled_error,
+                c.mismatches
+            );
+        }
+    }
+    for (name, file) in &o.outputs {
+        let index = params
+            .iter()
+            .position(|p| &p.name == name)
+            .ok_or_else(|| anyhow!("kernel `{}` has no parameter `{name}`", kernel.name()))?;
+        let Arg::Tensor(t) = &args[index] else { bail!("`{name}` is a scalar, not a tensor") };
+        npy::write_npy_file(file, t)?;
+    }
+    Ok(ok)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse_args(args) {
+        Ok(o) => o,
+        Err(Usage(msg)) => {
+            if msg.is_empty() {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            eprintln!("error: {msg}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    // Recursive passes over a statement of up to MAX_STATEMENT_TOKENS tokens need more stack
+    // than a default main thread guarantees everywhere.
+    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(options));
+    let result = match worker.map(|h| h.join()) {
+        Ok(Ok(r)) => r,
+        _ => Err(anyhow!("internal error: the compiler thread failed")),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
