@@ -1221,4 +1221,20 @@ mod tests {
             assert!(matches!(lir_to_llvm_ir(&p, Arch::Sm90a), Err(BackendError::InvalidProgram { .. })));
         }
     }
+
+    #[test]
+    fn zz_dump() {
+        let cases = [(Ty::I32, Ty::I8, false, false), (Ty::I32, Ty::I8, true, true), (Ty::I32, Ty::I8, false, true),(Ty::I8, Ty::I32, false, true),(Ty::I64, Ty::I64, true, false),(Ty::I32,Ty::BF16,false,false),(Ty::BF16,Ty::I8,false,true),(Ty::F16,Ty::BF16,false,false),(Ty::F64,Ty::I1,false,false),(Ty::I1,Ty::BF16,false,false), (Ty::I16, Ty::I64, true, false)];
+        for (from, to, fu, tu) in cases {
+            let mut p = kernel("c", vec![global("x", dtype_of(from)), global("y", dtype_of(to))], 32, 0);
+            let tid = cast(Ty::I64, Expr::ThreadIdx);
+            p.body.push(Stmt::StoreGlobal { param: 1, index: tid.clone(), value: Expr::Cast { to, value: b(load(0, tid, from)), from_unsigned: fu, to_unsigned: tu } });
+            let ir = lir_to_llvm_ir(&p, Arch::Sm80).unwrap();
+            let body: Vec<&str> = ir.lines().skip_while(|l| !l.starts_with("define")).take_while(|l| !l.starts_with("}")).collect();
+            println!("==== {from:?}->{to:?} fu={fu} tu={tu}\n{}", body.join("\n"));
+            let ptx = lir_to_ptx(&p, Arch::Sm80).unwrap();
+            let b2: Vec<&str> = ptx.lines().skip_while(|l| !l.starts_with("{")).collect();
+            println!("{}", b2.join("\n"));
+        }
+    }
 }
