@@ -110,6 +110,8 @@ enum Binding {
     TensorParam(usize),
     Value(ValueId),
     Var(VarId),
+    /// A name whose definition had an error (already reported): uses stay silent.
+    Poisoned,
 }
 
 /// The result of analysing an expression.
@@ -350,10 +352,13 @@ impl Sema {
                     return;
                 }
                 let binding = match op {
-                    Operand::Error => return,
+                    Operand::Error => Binding::Poisoned,
                     Operand::Int(v) if !self.assigned.contains(&name.name) => Binding::Const(v),
                     other => {
-                        let Some(v) = self.materialize_default(other, value.span, body) else { return };
+                        let Some(v) = self.materialize_default(other, value.span, body) else {
+                            self.bind(name, Binding::Poisoned);
+                            return;
+                        };
                         if self.assigned.contains(&name.name) {
                             let ty = self.ty(v).clone();
                             self.k.vars.push(ir::VarData { name: name.name.clone(), ty, layout: None, span: name.span });
@@ -376,6 +381,7 @@ impl Sema {
                             body.push(Stmt::Assign(var, v));
                         }
                     }
+                    Some(Binding::Poisoned) => {}
                     Some(_) => self.error(format!("`{}` cannot be assigned: only `let` variables can", name.name), name.span),
                     None => self.error(format!("unknown name `{}`", name.name), name.span),
                 }
@@ -588,6 +594,7 @@ impl Sema {
                     let ty = self.k.var(var).ty.clone();
                     Operand::Value(self.emit(body, ty, Op::ReadVar(var), e.span))
                 }
+                Some(Binding::Poisoned) => Operand::Error,
                 None if n == "block" => {
                     self.error("`block` needs a field: `block.x`, `block.y` or `block.z`", e.span);
                     Operand::Error

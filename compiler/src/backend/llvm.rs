@@ -740,13 +740,35 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             }
         };
         if to == Ty::BF16 {
-            // On sm_80 LLVM converts int→bf16 through f32, rounding twice. Integers up to 32 bits
-            // are exact in f64, and LLVM's f64→bf16 rounds once (round-to-odd, then to even).
+            // NVPTX on sm_80 converts int→bf16 through f32 with two roundings, and InstCombine
+            // folds a plain int→f64→bf16 back into that. So: int→f64 (exact up to 32 bits; for
+            // i64 beyond 2^53 this rounds, like a conversion through f64 does), f64→f32 rounded
+            // to odd, then f32→bf16 to nearest even, which is then rounded once: f32 keeps more
+            // than bf16's 8 bits plus 2.
             let wide = convert(self.context.f64_type())?;
-            Ok(self.builder.build_float_trunc(wide, float_type(self.context, to), "to_bf16")?)
+            let odd = self.f64_to_f32_round_to_odd(wide)?;
+            Ok(self.builder.build_float_trunc(odd, float_type(self.context, to), "to_bf16")?)
         } else {
             Ok(convert(float_type(self.context, to))?)
         }
+    }
+
+    /// f64→f32 rounding to odd: truncate toward zero, and set the last bit when inexact.
+    fn f64_to_f32_round_to_odd(&self, x: FloatValue<'ctx>) -> Result<FloatValue<'ctx>, BackendError> {
+        let bld = &self.builder;
+        let (f32_type, i32_type) = (self.context.f32_type(), self.context.i32_type());
+        let nearest = bld.build_float_trunc(x, f32_type, "nearest")?;
+        let back = bld.build_float_ext(nearest, x.get_type(), "back")?;
+        let inexact = bld.build_float_compare(FloatPredicate::ONE, x, back, "inexact")?;
+        let magnitude = |v: FloatValue<'ctx>| -> Result<FloatValue<'ctx>, BackendError> {
+            Ok(self.call_float_intrinsic("llvm.fabs", Ty::F64, &[v.into()])?.v.into_float_value())
+        };
+        let rounded_away = bld.build_float_compare(FloatPredicate::OGT, magnitude(back)?, magnitude(x)?, "away")?;
+        // A non-zero float's bit pattern minus one is the next float toward zero.
+        let bits = bld.build_bit_cast(nearest, i32_type, "bits")?.into_int_value();
+        let toward_zero = bld.build_int_sub(bits, bld.build_int_z_extend(rounded_away, i32_type, "away")?, "rz")?;
+        let odd = bld.build_or(toward_zero, bld.build_int_z_extend(inexact, i32_type, "sticky")?, "odd")?;
+        Ok(bld.build_bit_cast(odd, f32_type, "round_to_odd")?.into_float_value())
     }
 
     fn int_to_int(

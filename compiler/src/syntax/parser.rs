@@ -31,6 +31,7 @@ pub fn decode_source(bytes: &[u8]) -> Result<&str, Diagnostic> {
 pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut tokens = Vec::new();
+    let mut lex_error_starts = Vec::new();
     for (start, tok, end) in lexer::lex(source) {
         match tok {
             Ok(t) => tokens.push((start, t, end)),
@@ -43,6 +44,7 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
                     other => other.to_string(),
                 };
                 diagnostics.push(Diagnostic::error(message, Span::new(start, end)));
+                lex_error_starts.push(start);
             }
         }
     }
@@ -50,19 +52,31 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
         diagnostics.push(d);
         return (File { items: Vec::new() }, diagnostics);
     }
+    let semicolons: Vec<usize> =
+        tokens.iter().filter(|t| t.1 == Tok::Semi).map(|t| t.0).collect();
     let mut recovered = Vec::new();
     let eof = source.len();
     let result = FileParser::new().parse(&mut recovered, tokens.into_iter());
-    for r in recovered {
-        diagnostics.push(parse_error_to_diagnostic(r.error, eof));
-    }
-    match result {
-        Ok(file) => (file, diagnostics),
+    let mut parse_errors: Vec<Diagnostic> =
+        recovered.into_iter().map(|r| parse_error_to_diagnostic(r.error, eof)).collect();
+    let file = match result {
+        Ok(file) => file,
         Err(e) => {
-            diagnostics.push(parse_error_to_diagnostic(e, eof));
-            (File { items: Vec::new() }, diagnostics)
+            parse_errors.push(parse_error_to_diagnostic(e, eof));
+            File { items: Vec::new() }
         }
-    }
+    };
+    // A token dropped by the lexer usually makes its statement unparsable; that parse error
+    // says nothing new, so only the lexer's error is reported for the statement.
+    parse_errors.retain(|d| {
+        let at = d.span.map_or(eof, |s| s.start);
+        !lex_error_starts.iter().any(|&l| {
+            l <= at && !semicolons.iter().any(|&s| l < s && s < at)
+        })
+    });
+    diagnostics.extend(parse_errors);
+    diagnostics.sort_by_key(|d| d.span.map_or(usize::MAX, |s| s.start));
+    (file, diagnostics)
 }
 
 fn check_nesting(tokens: &[(usize, Tok, usize)]) -> Option<Diagnostic> {
