@@ -24,12 +24,10 @@ fn locate_ptxas() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TL_PTXAS").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(found) =
-            std::env::split_paths(&path).map(|dir| dir.join("ptxas")).find(|p| p.is_file())
-        {
-            return Some(found);
-        }
+    if let Some(found) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join("ptxas")).find(|p| p.is_file())
+    }) {
+        return Some(found);
     }
     let output = Command::new("python3")
         .args([
@@ -78,7 +76,11 @@ fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch) -> Result<String, 
     if output.status.success() {
         Ok(text)
     } else {
-        Err(format!("ptxas ({}) failed for {arch} with {}:\n{text}", ptxas.display(), output.status))
+        Err(format!(
+            "ptxas ({}) failed for {arch} with {}:\n{text}",
+            ptxas.display(),
+            output.status
+        ))
     }
 }
 
