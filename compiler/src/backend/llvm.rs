@@ -10,10 +10,13 @@
 //! * `.maxntid block_threads`; shared memory is one `.shared .align 16` byte array;
 //! * `bool` tensors hold one byte per element (0 or 1 on store, any non-zero reads as true);
 //! * every arithmetic operation rounds on its own (no mul+add contraction), except `Fma`;
-//! * casts follow DESIGN.md §4 value semantics (see [`Codegen::cast`]);
-//! * `Exp`, `Exp2`, `Log`, `Tanh` and (below f64) `Rsqrt` use the f32 hardware approximations
-//!   (`ex2.approx`, `lg2.approx`, `tanh.approx`, `rsqrt.approx`) for every float type, f64
-//!   included; `Sqrt` is correctly rounded; f64 `Rsqrt` is `1 / sqrt(x)` in f64.
+//! * casts follow DESIGN.md §4 value semantics, rounding once (see [`Codegen::cast`]);
+//! * `Exp`, `Exp2`, `Log` and `Tanh` use the f32 hardware approximations (`ex2.approx`,
+//!   `lg2.approx`, `tanh.approx`) for every float type, f64 included (through f32); so does
+//!   `Rsqrt` (`rsqrt.approx`) except on f64, where it is `1 / sqrt(x)`; `Sqrt` is correctly
+//!   rounded for every type;
+//! * float `Min`/`Max` return the other operand when one is NaN (IEEE minNum, PTX `min`);
+//! * integer `Div`/`Rem` by zero give an unspecified value (LLVM treats them as undefined).
 
 use super::{Arch, BackendError};
 use crate::dtype::DType;
