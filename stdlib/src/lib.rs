@@ -2,7 +2,7 @@
 //! Rust program can compile them without reading files.
 //!
 //! ```
-//! let module = tl_stdlib::module("softmax").unwrap();
+//! let module = tl_stdlib::module("softmax").unwrap().unwrap();
 //! assert_eq!(module.kernel_names(), vec!["softmax".to_string()]);
 //! ```
 
