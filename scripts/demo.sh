@@ -87,7 +87,7 @@ for f in "${files[@]}"; do
             res[vm]=FAIL
             failures=$((failures + 1))
         fi
-        err="$(grep -oE 'max_err=[^ ]+' "$LOGS/$name.vm.log" | tail -n 1)"
+        err="$(grep -oE 'max_rel_err=[^ ]+' "$LOGS/$name.vm.log" | tail -n 1)"
         [ -n "$err" ] && detail="$detail vm:$err"
         if [ "$GPU" -eq 1 ]; then
             if logged "$LOGS/$name.cuda.log" "$TLC" run "$f" --kernel "$k" --backend cuda --against vm; then
@@ -96,7 +96,7 @@ for f in "${files[@]}"; do
                 res[cuda]=FAIL
                 failures=$((failures + 1))
             fi
-            err="$(grep -oE 'max_err=[^ ]+' "$LOGS/$name.cuda.log" | tail -n 1)"
+            err="$(grep -oE 'max_rel_err=[^ ]+' "$LOGS/$name.cuda.log" | tail -n 1)"
             [ -n "$err" ] && detail="$detail cuda:$err"
         else
             res[cuda]=skip

@@ -66,7 +66,7 @@ for f in examples/*.tl stdlib/kernels/*.tl; do
                 echo "--- $f $k seed=$s (exit $rc)" >&2
                 printf '%s\n' "$out" | tail -n 20 | sed 's/^/  | /' >&2
             fi
-            err="$(printf '%s\n' "$out" | grep -oE 'max_err=[^ ]+' | tail -n 1)"
+            err="$(printf '%s\n' "$out" | grep -oE 'max_rel_err=[^ ]+' | tail -n 1)"
             rows+=("$(printf '%-28s %-16s %-6s %-6s %s' "$f" "$k" "$s" "$result" "$err")")
         done
     done

@@ -143,10 +143,11 @@ pub enum Expr {
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// `a * b + c` for floats, fused.
     Fma(Box<Expr>, Box<Expr>, Box<Expr>),
-    /// Conversion with the semantics of DESIGN.md §4: float→float rounds to nearest even;
-    /// float→int rounds to nearest even and saturates (NaN → 0); int→int sign- or
-    /// zero-extends (by `from_unsigned`) or saturates into the narrower type (by `to_unsigned`
-    /// for the target range); int→float rounds to nearest even; anything→i1 is `!= 0`.
+    /// Conversion with the semantics of DESIGN.md §4 (the same as `DType::round`): the source
+    /// is read as unsigned when `from_unsigned`, signed otherwise; float→float and int→float
+    /// round to nearest even; float→int rounds to nearest even and saturates (NaN → 0);
+    /// int→int clamps the source value into the target's range (unsigned when `to_unsigned`),
+    /// so widening is an extension and narrowing saturates; anything→i1 is `!= 0`.
     Cast { to: Ty, value: Box<Expr>, from_unsigned: bool, to_unsigned: bool },
     /// Element `index` (i64) of global tensor parameter `param`, read as `ty`.
     LoadGlobal { param: usize, index: Box<Expr>, ty: Ty },

@@ -334,27 +334,7 @@ impl Block<'_> {
             Expr::Cmp(op, a, b) => {
                 let ty = p.ty(a);
                 let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
-                let r = if ty.is_float() {
-                    let (x, y) = (x.f(), y.f());
-                    match op {
-                        CmpOp::Lt => x < y,
-                        CmpOp::Le => x <= y,
-                        CmpOp::Gt => x > y,
-                        CmpOp::Ge => x >= y,
-                        CmpOp::Eq => x == y,
-                        CmpOp::Ne => x != y && !x.is_nan() && !y.is_nan(),
-                    }
-                } else {
-                    let (x, y) = (x.i(), y.i());
-                    match op {
-                        CmpOp::Lt => x < y,
-                        CmpOp::Le => x <= y,
-                        CmpOp::Gt => x > y,
-                        CmpOp::Ge => x >= y,
-                        CmpOp::Eq => x == y,
-                        CmpOp::Ne => x != y,
-                    }
-                };
+                let r = if ty.is_float() { ordered(*op, x.f(), y.f()) } else { ordered(*op, x.i(), y.i()) };
                 V::I(r as i64)
             }
             Expr::Select(c, a, b) => {
@@ -384,6 +364,18 @@ impl Block<'_> {
                 decode(*ty, &self.shared[range])
             }
         })
+    }
+}
+
+/// An ordered comparison: false whenever an operand is NaN, `Ne` included.
+fn ordered<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
+    match op {
+        CmpOp::Lt => x < y,
+        CmpOp::Le => x <= y,
+        CmpOp::Gt => x > y,
+        CmpOp::Ge => x >= y,
+        CmpOp::Eq => x == y,
+        CmpOp::Ne => x < y || x > y,
     }
 }
 

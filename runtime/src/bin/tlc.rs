@@ -127,6 +127,19 @@ fn write_out(o: &Options, text: &str) -> Result<()> {
     }
 }
 
+/// Compiles the selected kernel; `None` when the source has errors (already printed).
+fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>> {
+    let compiled = Module::from_file(path).and_then(|m| m.kernel(o.kernel.as_deref(), &o.consts));
+    match compiled {
+        Ok(k) => Ok(Some(k)),
+        Err(e @ RuntimeError::Compile { .. }) => {
+            eprint!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     let emit = o.emit.clone().unwrap_or_else(|| "ptx".into());
     let arch = o.arch.unwrap_or(Arch::Sm80);
@@ -161,22 +174,7 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         write_out(o, &text)?;
         return Ok(true);
     }
-    let module = match Module::from_file(path) {
-        Ok(m) => m,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            eprint!("{e}");
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
-        Ok(k) => k,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            eprint!("{e}");
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
     let text = match emit.as_str() {
         "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
         "lir" => kernel.compiled.lir.to_string(),
@@ -190,22 +188,7 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
 
 fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
     let backend = o.backend.unwrap_or(Backend::Vm);
-    let module = match Module::from_file(path) {
-        Ok(m) => m,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            eprint!("{e}");
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
-        Ok(k) => k,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            eprint!("{e}");
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
     let params = &kernel.compiled.kernel.params;
     let mut args = kernel.random_args(o.seed, &o.sizes)?;
     for (name, file) in &o.inputs {
