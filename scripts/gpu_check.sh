@@ -13,7 +13,8 @@
 # On the GPU machine:
 #     mkdir tl && tar xzf tl-gpu.tgz -C tl && cd tl && bash scripts/gpu_check.sh
 # No CUDA toolkit is needed there: tlc loads the driver (libcuda.so) at run time and hands it
-# PTX. The binary links LLVM statically; `ldd bin/tlc` lists the few shared libraries it needs.
+# PTX. The binary links LLVM statically; it needs a glibc at least as new as the build machine's
+# and libstdc++, libz, libzstd and libffi.so.8 (`ldd bin/tlc` lists them).
 #
 # Usage: scripts/gpu_check.sh [DIR_WITH_TLC]
 #   DIR_WITH_TLC defaults to bin/ next to scripts/, else target/release/.

@@ -47,6 +47,9 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     let mut o = Options::default();
     let mut it = args.into_iter();
     o.command = it.next().ok_or_else(|| Usage("missing command".into()))?;
+    if o.command == "-h" || o.command == "--help" {
+        return Err(Usage(String::new()));
+    }
     if !["check", "compile", "run"].contains(&o.command.as_str()) {
         return Err(Usage(format!("unknown command `{}`", o.command)));
     }
