@@ -726,6 +726,13 @@ impl Sema {
             self.error(format!("`{}` does not apply to bool", op.symbol()), span);
             return Operand::Error;
         }
+        // The LIR has no unsigned division, remainder or ordering yet; refuse rather than
+        // compute them as signed.
+        let ordered_or_divides = matches!(op, BinOp::Div | BinOp::Rem | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
+        if dtype.is_int() && !dtype.is_signed_int() && ordered_or_divides {
+            self.error(format!("`{}` on unsigned {dtype} is not supported yet (cast to a signed type first)", op.symbol()), span);
+            return Operand::Error;
+        }
         if op == BinOp::Rem && dtype.is_float() {
             self.error("`%` needs integer operands", span);
             return Operand::Error;
@@ -1028,6 +1035,10 @@ impl Sema {
                     return Operand::Int(if name == "max" { *p.max(q) } else { *p.min(q) });
                 }
                 let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
+                if ty.dtype().is_some_and(|d| d.is_int() && !d.is_signed_int()) {
+                    self.error(format!("`{name}` on unsigned integers is not supported yet"), e.span);
+                    return Operand::Error;
+                }
                 if ty.dtype() == Some(DType::Bool) {
                     self.error(format!("`{name}` does not apply to bool"), e.span);
                     return Operand::Error;
