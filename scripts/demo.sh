@@ -57,6 +57,23 @@ files=(examples/*.tl stdlib/kernels/*.tl)
 rows=()
 failures=0
 count=0
+# run_step COLUMN TLC_RUN_ARGS...: `tlc run` of the current kernel; records PASS/FAIL in
+# res[COLUMN] and the reported max_rel_err in detail.
+run_step() {
+    local column="$1"
+    shift
+    if logged "$LOGS/$name.$column.log" "$TLC" run "$f" --kernel "$k" "$@"; then
+        res[$column]=PASS
+    else
+        res[$column]=FAIL
+        failures=$((failures + 1))
+    fi
+    local err
+    err="$(grep -oE 'max_rel_err=[^ ]+' "$LOGS/$name.$column.log" | tail -n 1)"
+    [ -n "$err" ] && detail="$detail $column:$err"
+    return 0
+}
+
 for f in "${files[@]}"; do
     [ -f "$f" ] || continue
     base="$(basename "$f" .tl)"
@@ -81,23 +98,9 @@ for f in "${files[@]}"; do
                 failures=$((failures + 1))
             fi
         done
-        if logged "$LOGS/$name.vm.log" "$TLC" run "$f" --kernel "$k" --backend vm; then
-            res[vm]=PASS
-        else
-            res[vm]=FAIL
-            failures=$((failures + 1))
-        fi
-        err="$(grep -oE 'max_rel_err=[^ ]+' "$LOGS/$name.vm.log" | tail -n 1)"
-        [ -n "$err" ] && detail="$detail vm:$err"
+        run_step vm --backend vm
         if [ "$GPU" -eq 1 ]; then
-            if logged "$LOGS/$name.cuda.log" "$TLC" run "$f" --kernel "$k" --backend cuda --against vm; then
-                res[cuda]=PASS
-            else
-                res[cuda]=FAIL
-                failures=$((failures + 1))
-            fi
-            err="$(grep -oE 'max_rel_err=[^ ]+' "$LOGS/$name.cuda.log" | tail -n 1)"
-            [ -n "$err" ] && detail="$detail cuda:$err"
+            run_step cuda --backend cuda --against vm
         else
             res[cuda]=skip
         fi

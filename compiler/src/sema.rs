@@ -818,6 +818,19 @@ impl Sema {
         Some(out)
     }
 
+    /// The global tensor parameter a `load`/`store` names as its first argument: its index,
+    /// dtype, symbolic shape and writability.
+    fn global_param(&mut self, func: &str, op: Operand, span: Span) -> Option<(usize, DType, Vec<SymExpr>, bool)> {
+        let Operand::Tensor(param) = op else {
+            self.error(format!("the first argument of `{func}` must be a global tensor parameter"), span);
+            return None;
+        };
+        let ParamKind::Global { dtype, shape, mutable } = self.k.params[param].kind.clone() else {
+            unreachable!("tensor bindings name global parameters")
+        };
+        Some((param, dtype, shape, mutable))
+    }
+
     fn call(&mut self, e: &ast::Expr, callee: &ast::Ident, dtype: Option<(DType, Span)>, args: &[ast::Arg], body: &mut Vec<Stmt>) -> Operand {
         let name = callee.name.as_str();
         // Split positional and named arguments; analyse every argument once.
@@ -872,11 +885,7 @@ impl Sema {
                 let (t, ts) = it.next().expect("3");
                 let (offs, os) = it.next().expect("3");
                 let (shape, ss) = it.next().expect("3");
-                let Operand::Tensor(param) = t else {
-                    self.error("the first argument of `load` must be a global tensor parameter", ts);
-                    return Operand::Error;
-                };
-                let ParamKind::Global { dtype, shape: pshape, .. } = self.k.params[param].kind.clone() else { unreachable!("tensor") };
+                let Some((param, dtype, pshape, _)) = self.global_param(name, t, ts) else { return Operand::Error };
                 let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
                 if shape.len() != pshape.len() {
                     self.error(format!("tile rank {} does not match the tensor's rank {}", shape.len(), pshape.len()), ss);
@@ -909,11 +918,7 @@ impl Sema {
                 let (t, ts) = it.next().expect("3");
                 let (val, vs) = it.next().expect("3");
                 let (offs, os) = it.next().expect("3");
-                let Operand::Tensor(param) = t else {
-                    self.error("the first argument of `store` must be a global tensor parameter", ts);
-                    return Operand::Error;
-                };
-                let ParamKind::Global { dtype, shape: pshape, mutable } = self.k.params[param].kind.clone() else { unreachable!("tensor") };
+                let Some((param, dtype, pshape, mutable)) = self.global_param(name, t, ts) else { return Operand::Error };
                 if !mutable {
                     self.diags.push(
                         Diagnostic::error(format!("`{}` is not writable", self.k.params[param].name), ts)
