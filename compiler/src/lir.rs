@@ -43,17 +43,22 @@ impl Ty {
 
     /// The register type that holds values of `dtype` (unsigned integers share the signed
     /// register of their width; their signedness lives in [`Expr::Cast`]'s `from_unsigned`).
+    ///
+    /// Low-precision dtypes live in an `i8` container: integers below 8 bits hold their value
+    /// (sign- or zero-extended), every low-precision float holds its code in the low bits.
     pub fn of(dtype: DType) -> Ty {
         match dtype {
             DType::Bool => Ty::I1,
-            DType::I8 | DType::U8 => Ty::I8,
-            DType::I16 | DType::U16 => Ty::I16,
-            DType::I32 | DType::U32 => Ty::I32,
-            DType::I64 | DType::U64 => Ty::I64,
             DType::F16 => Ty::F16,
             DType::BF16 => Ty::BF16,
             DType::F32 => Ty::F32,
             DType::F64 => Ty::F64,
+            d if d.bits() <= 8 => Ty::I8,
+            d => match d.bits() {
+                16 => Ty::I16,
+                32 => Ty::I32,
+                _ => Ty::I64,
+            },
         }
     }
 

@@ -195,9 +195,7 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
 /// exactly as many bytes as the PTX parameter declares from this slot, so a parameter of any
 /// size up to 8 reads the value's own bytes and never reads past the slot.
 fn scalar_slot(value: f64, dtype: DType) -> u64 {
-    let mut bytes = [0u8; 8];
-    dtype.encode(value, &mut bytes);
-    u64::from_le_bytes(bytes)
+    dtype.encode(value) & tl_compiler::dtype::mask(dtype.bytes() as u32 * 8)
 }
 
 /// Checks everything that can be checked without a driver.

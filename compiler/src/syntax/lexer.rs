@@ -81,7 +81,8 @@ pub enum Tok {
     False,
     #[token("inf")]
     Inf,
-    #[regex(r"(bool|i8|i16|i32|i64|u8|u16|u32|u64|f16|bf16|f32|f64)", |lex| DType::from_name(lex.slice()), priority = 10)]
+    /// A dtype name (`f16`, `u4`, `f6e3m2`, ...). Produced from identifiers after lexing, so
+    /// every name [`DType::from_name`] accepts is a dtype and nothing else is.
     DType(DType),
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_string())]
     Ident(String),
@@ -213,15 +214,26 @@ pub fn lex(source: &str) -> Vec<Spanned> {
         .spanned()
         .map(|(tok, span)| (span.start, tok, span.end))
         .collect();
+    for t in tokens.iter_mut() {
+        if let Ok(Tok::Ident(name)) = &t.1 {
+            if let Some(d) = DType::from_name(name) {
+                t.1 = Ok(Tok::DType(d));
+            }
+        }
+    }
     mark_generic_brackets(&mut tokens);
     tokens
 }
 
 fn mark_generic_brackets(tokens: &mut [Spanned]) {
     for i in 0..tokens.len().saturating_sub(3) {
+        // `name<dtype>` always; `name<Name>(` too, for dtype parameters (`a < b > (c)` is not
+        // an expression, because comparisons do not chain).
         let is_generic = matches!(tokens[i].1, Ok(Tok::Ident(_)))
             && matches!(tokens[i + 1].1, Ok(Tok::Lt))
-            && matches!(tokens[i + 2].1, Ok(Tok::DType(_)))
+            && (matches!(tokens[i + 2].1, Ok(Tok::DType(_)))
+                || (matches!(tokens[i + 2].1, Ok(Tok::Ident(_)))
+                    && matches!(tokens.get(i + 4).map(|t| &t.1), Some(Ok(Tok::LParen)))))
             && matches!(tokens[i + 3].1, Ok(Tok::Gt));
         if is_generic {
             tokens[i + 1].1 = Ok(Tok::GenericOpen);
@@ -246,13 +258,17 @@ mod tests {
     #[test]
     fn keywords_dtypes_and_names() {
         assert_eq!(
-            toks("kernel f16 f16x bf16 in_"),
+            toks("kernel f16 f16x bf16 in_ u4 f6e3m2 f1 i9"),
             vec![
                 Ok(Tok::Kernel),
                 Ok(Tok::DType(DType::F16)),
                 Ok(Tok::Ident("f16x".into())),
                 Ok(Tok::DType(DType::BF16)),
-                Ok(Tok::Ident("in_".into()))
+                Ok(Tok::Ident("in_".into())),
+                Ok(Tok::DType(DType::U4)),
+                Ok(Tok::DType(DType::F6E3M2)),
+                Ok(Tok::Ident("f1".into())),
+                Ok(Tok::Ident("i9".into())),
             ]
         );
     }
