@@ -118,6 +118,18 @@ pub enum BinaryOp {
     /// Bitwise on integers, logical on i1.
     And,
     Or,
+    Xor,
+    /// Shifts; the amount has the operand's type and is below its bit width.
+    Shl,
+    /// Logical (zero-filling) right shift.
+    LShr,
+    /// Arithmetic (sign-filling) right shift.
+    AShr,
+    /// Unsigned integer division, remainder, minimum and maximum.
+    UDiv,
+    URem,
+    UMin,
+    UMax,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,6 +140,11 @@ pub enum CmpOp {
     Ge,
     Eq,
     Ne,
+    /// Unsigned integer comparisons.
+    ULt,
+    ULe,
+    UGt,
+    UGe,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,8 +171,14 @@ pub enum Expr {
     /// int→int clamps the source value into the target's range (unsigned when `to_unsigned`),
     /// so widening is an extension and narrowing saturates; anything→i1 is `!= 0`.
     Cast { to: Ty, value: Box<Expr>, from_unsigned: bool, to_unsigned: bool },
+    /// Reinterprets the bits of `value` as `to` (same size).
+    Bitcast { to: Ty, value: Box<Expr> },
     /// Element `index` (i64) of global tensor parameter `param`, read as `ty`.
     LoadGlobal { param: usize, index: Box<Expr>, ty: Ty },
+    /// The `bits` (1..=8) bits starting at bit `bit_index` (i64) of global tensor parameter
+    /// `param`'s buffer, counted LSB first from byte 0 (a packed sub-byte element; it may
+    /// straddle two bytes, and only the bytes that hold it are read). Gives i32, zero-extended.
+    LoadGlobalBits { param: usize, bit_index: Box<Expr>, bits: u32 },
     /// `ty` at byte `offset` (i32) of the shared buffer.
     LoadShared { offset: Box<Expr>, ty: Ty },
 }
@@ -166,6 +189,11 @@ pub enum Stmt {
     /// Writes `value` (of the parameter's register type) to element `index` (i64).
     StoreGlobal { param: usize, index: Expr, value: Expr },
     StoreShared { offset: Expr, value: Expr },
+    /// Replaces the `bits` (1..=8) bits at bit `bit_index` (i64) of global parameter `param`'s
+    /// buffer with the low bits of `value` (i32). Other bits of the bytes it touches are kept,
+    /// also when other threads write neighbouring elements of the same bytes at the same time
+    /// (the backend uses atomic and/or).
+    StoreGlobalBits { param: usize, bit_index: Expr, bits: u32, value: Expr },
     If { cond: Expr, then_body: Vec<Stmt>, else_body: Vec<Stmt> },
     /// `for var in start .. end` over i32, step 1; bounds are evaluated once, block-uniform.
     For { var: Var, start: Expr, end: Expr, body: Vec<Stmt> },
@@ -207,7 +235,8 @@ impl Program {
             Expr::Cmp(..) => Ty::I1,
             Expr::Select(_, a, _) => self.ty(a),
             Expr::Fma(a, _, _) => self.ty(a),
-            Expr::Cast { to, .. } => *to,
+            Expr::Cast { to, .. } | Expr::Bitcast { to, .. } => *to,
+            Expr::LoadGlobalBits { .. } => Ty::I32,
             Expr::LoadGlobal { ty, .. } | Expr::LoadShared { ty, .. } => *ty,
         }
     }
@@ -250,6 +279,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::StoreGlobal { param, index, value } => {
                 let _ = writeln!(out, "{pad}st.global p{param}[{}] = {}", expr_str(index), expr_str(value));
+            }
+            Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
+                let _ = writeln!(out, "{pad}st.global.b{bits} p{param}[bit {}] = {}", expr_str(bit_index), expr_str(value));
             }
             Stmt::StoreShared { offset, value } => {
                 let _ = writeln!(out, "{pad}st.shared [{}] = {}", expr_str(offset), expr_str(value));
@@ -302,6 +334,10 @@ pub fn expr_str(e: &Expr) -> String {
         ),
         Expr::LoadGlobal { param, index, ty } => {
             format!("ld.global.{} p{param}[{}]", ty.name(), expr_str(index))
+        }
+        Expr::Bitcast { to, value } => format!("bitcast.{}({})", to.name(), expr_str(value)),
+        Expr::LoadGlobalBits { param, bit_index, bits } => {
+            format!("ld.global.b{bits} p{param}[bit {}]", expr_str(bit_index))
         }
         Expr::LoadShared { offset, ty } => format!("ld.shared.{} [{}]", ty.name(), expr_str(offset)),
     }

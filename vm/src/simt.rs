@@ -162,12 +162,23 @@ impl Block<'_> {
                             let x = self.eval(value, t)?;
                             let ty = self.program.ty(value);
                             let tensor = self.tensor(*param, i, t, "store")?;
-                            let v = match x {
-                                V::F(f) => f,
-                                V::I(n) if tensor.dtype.is_int() && !tensor.dtype.is_signed_int() => unsigned_of(ty, n) as f64,
-                                V::I(n) => n as f64,
-                            };
-                            tensor.set(i as usize, v);
+                            // Registers of integer type hold the code (low-precision floats in
+                            // i8 containers included); floats hold values.
+                            match x {
+                                V::F(f) => tensor.set(i as usize, f),
+                                V::I(n) if tensor.dtype == DType::Bool => tensor.set(i as usize, (n != 0) as u8 as f64),
+                                V::I(n) => tensor.set_code(i as usize, unsigned_of(ty, n) as u64),
+                            }
+                        }
+                    }
+                }
+                Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let bit = self.eval(bit_index, t)?.i();
+                            let code = self.eval(value, t)?.i() as u64;
+                            let buffer = self.packed_buffer(*param, bit, *bits, t, "store")?;
+                            write_packed_at(buffer, bit as usize, *bits, code);
                         }
                     }
                 }
@@ -248,6 +259,26 @@ impl Block<'_> {
         }
     }
 
+    /// The byte buffer of tensor `param`, after checking that bits `[bit, bit + bits)` lie in
+    /// it (a packed access is out of bounds when any of its bits is).
+    fn packed_buffer(&mut self, param: usize, bit: i64, bits: u32, thread: usize, what: &'static str) -> Result<&mut Vec<u8>, SimtError> {
+        let name = match &self.program.params[param] {
+            Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+        };
+        let block = self.block;
+        match &mut self.args[param] {
+            Arg::Tensor(t) => {
+                let total_bits = t.len() * t.dtype.bits() as usize;
+                if !(1..=8).contains(&bits) || bit < 0 || bit as usize + bits as usize > total_bits {
+                    let element = bit.div_euclid(t.dtype.bits() as i64);
+                    return Err(SimtError::GlobalOutOfBounds { block, thread, what, param: name, index: element, len: t.len() });
+                }
+                Ok(&mut t.data)
+            }
+            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name, message: "not a tensor".into() }),
+        }
+    }
+
     fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, SimtError> {
         let size = ty.bytes();
         if offset < 0 || offset as usize + size > self.shared.len() {
@@ -310,12 +341,12 @@ impl Block<'_> {
                         BinaryOp::Rem => x % y,
                         BinaryOp::Min => x.min(y),
                         BinaryOp::Max => x.max(y),
-                        BinaryOp::And | BinaryOp::Or => f64::NAN,
+                        _ => f64::NAN,
                     };
                     V::F(round_float(ty, r))
                 } else {
                     let (x, y) = (x.i(), y.i());
-                    if matches!(op, BinaryOp::Div | BinaryOp::Rem) && y == 0 {
+                    if matches!(op, BinaryOp::Div | BinaryOp::Rem | BinaryOp::UDiv | BinaryOp::URem) && y == 0 {
                         return Err(SimtError::DivisionByZero { block: self.block, thread: t });
                     }
                     V::I(wrap(ty, match op {
@@ -328,13 +359,33 @@ impl Block<'_> {
                         BinaryOp::Max => x.max(y),
                         BinaryOp::And => x & y,
                         BinaryOp::Or => x | y,
+                        BinaryOp::Xor => x ^ y,
+                        BinaryOp::Shl => x.wrapping_shl(unsigned_of(ty, y) as u32),
+                        BinaryOp::LShr => ((unsigned_of(ty, x) as u64) >> (unsigned_of(ty, y) as u32 & 63)) as i64,
+                        BinaryOp::AShr => x >> (unsigned_of(ty, y) as u32 & 63),
+                        BinaryOp::UDiv => ((unsigned_of(ty, x) as u64) / (unsigned_of(ty, y) as u64)) as i64,
+                        BinaryOp::URem => ((unsigned_of(ty, x) as u64) % (unsigned_of(ty, y) as u64)) as i64,
+                        BinaryOp::UMin => (unsigned_of(ty, x) as u64).min(unsigned_of(ty, y) as u64) as i64,
+                        BinaryOp::UMax => (unsigned_of(ty, x) as u64).max(unsigned_of(ty, y) as u64) as i64,
                     }))
                 }
             }
             Expr::Cmp(op, a, b) => {
                 let ty = p.ty(a);
                 let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
-                let r = if ty.is_float() { ordered(*op, x.f(), y.f()) } else { ordered(*op, x.i(), y.i()) };
+                let r = match op {
+                    CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => {
+                        let (x, y) = (unsigned_of(ty, x.i()) as u64, unsigned_of(ty, y.i()) as u64);
+                        match op {
+                            CmpOp::ULt => x < y,
+                            CmpOp::ULe => x <= y,
+                            CmpOp::UGt => x > y,
+                            _ => x >= y,
+                        }
+                    }
+                    _ if ty.is_float() => ordered(*op, x.f(), y.f()),
+                    _ => ordered(*op, x.i(), y.i()),
+                };
                 V::I(r as i64)
             }
             Expr::Select(c, a, b) => {
@@ -352,11 +403,27 @@ impl Block<'_> {
                 let x = self.eval(value, t)?;
                 cast(x, from, *to, *from_unsigned, *to_unsigned)
             }
+            Expr::Bitcast { to, value } => {
+                let from = p.ty(value);
+                let x = self.eval(value, t)?;
+                bitcast(x, from, *to)
+            }
             Expr::LoadGlobal { param, index, ty } => {
                 let i = self.eval(index, t)?.i();
                 let tensor = self.tensor(*param, i, t, "load")?;
-                let v = tensor.get(i as usize);
-                if ty.is_float() { V::F(round_float(*ty, v)) } else { V::I(wrap(*ty, v as i64)) }
+                if ty.is_float() {
+                    V::F(round_float(*ty, tensor.get(i as usize)))
+                } else if tensor.dtype == DType::Bool {
+                    V::I((tensor.get(i as usize) != 0.0) as i64)
+                } else {
+                    // Integer registers hold codes (also of low-precision floats).
+                    V::I(wrap(*ty, tensor.code(i as usize) as i64))
+                }
+            }
+            Expr::LoadGlobalBits { param, bit_index, bits } => {
+                let bit = self.eval(bit_index, t)?.i();
+                let buffer = self.packed_buffer(*param, bit, *bits, t, "load")?;
+                V::I(read_packed_at(buffer, bit as usize, *bits) as i64)
             }
             Expr::LoadShared { offset, ty } => {
                 let off = self.eval(offset, t)?.i();
@@ -376,6 +443,8 @@ fn ordered<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
         CmpOp::Ge => x >= y,
         CmpOp::Eq => x == y,
         CmpOp::Ne => x < y || x > y,
+        // Unsigned comparisons never get here: `eval` compares them as u64.
+        CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => unreachable!("unsigned comparison"),
     }
 }
 
@@ -404,6 +473,30 @@ fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
     // Exact integer path for 64-bit values that f64 cannot hold.
     let n = if !from.is_float() && bits(from) == 64 && b == 64 { x.i() } else if to_unsigned && b == 64 { r as u64 as i64 } else { r as i128 as i64 };
     V::I(wrap(to, n))
+}
+
+/// Bits `[bit, bit + bits)` of a byte buffer, LSB first (written here from the definition, not
+/// through the dtype module, so the simulator checks the packing of the compiler's output).
+fn read_packed_at(buffer: &[u8], bit: usize, bits: u32) -> u64 {
+    (0..bits as usize).fold(0u64, |acc, k| {
+        let b = bit + k;
+        acc | ((((buffer[b / 8] >> (b % 8)) & 1) as u64) << k)
+    })
+}
+
+fn write_packed_at(buffer: &mut [u8], bit: usize, bits: u32, code: u64) {
+    for k in 0..bits as usize {
+        let b = bit + k;
+        let one = ((code >> k) & 1) as u8;
+        buffer[b / 8] = (buffer[b / 8] & !(1 << (b % 8))) | (one << (b % 8));
+    }
+}
+
+/// Reinterprets register bits; the caller guarantees equal sizes.
+fn bitcast(x: V, from: Ty, to: Ty) -> V {
+    let mut bytes = vec![0u8; from.bytes()];
+    encode(from, x, &mut bytes);
+    decode(to, &bytes)
 }
 
 fn encode(ty: Ty, x: V, out: &mut [u8]) {

@@ -35,7 +35,7 @@ use inkwell::values::{
     BasicMetadataValueEnum, BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, IntValue,
     PointerValue,
 };
-use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
+use inkwell::{AddressSpace, AtomicOrdering, AtomicRMWBinOp, FloatPredicate, IntPredicate, OptimizationLevel};
 use std::sync::Once;
 
 const TRIPLE: &str = "nvptx64-nvidia-cuda";
@@ -257,6 +257,12 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let addr = self.element_address(base, dtype, index)?;
                 self.store(addr, value)?;
             }
+            Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
+                let (base, _) = self.global_param(*param)?;
+                let bit_index = self.expr_of(bit_index, Ty::I64, "a global bit index")?;
+                let value = self.expr_of(value, Ty::I32, "a packed value stored to global memory")?;
+                self.store_bits(base, bit_index.v.into_int_value(), *bits, value.v.into_int_value())?;
+            }
             Stmt::StoreShared { offset, value } => {
                 let addr = self.shared_address(offset)?;
                 let value = self.expr(value)?;
@@ -394,6 +400,108 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// Stores a register value; i1 goes to memory as one byte, 0 or 1.
+    /// Address of byte `byte_index` (i64) of a global buffer.
+    fn byte_address(
+        &self,
+        base: PointerValue<'ctx>,
+        byte_index: IntValue<'ctx>,
+    ) -> Result<PointerValue<'ctx>, BackendError> {
+        // SAFETY (inkwell's `unsafe`): an i64 index into an i8 buffer; LIR guards every access.
+        Ok(unsafe {
+            self.builder.build_in_bounds_gep(self.context.i8_type(), base, &[byte_index], "byte")?
+        })
+    }
+
+    /// `bits` bits at `bit_index` of a packed buffer, zero-extended to i32. The second byte is
+    /// read only when the element straddles into it, so no byte past the element is touched.
+    fn load_bits(
+        &mut self,
+        base: PointerValue<'ctx>,
+        bit_index: IntValue<'ctx>,
+        bits: u32,
+    ) -> Result<IntValue<'ctx>, BackendError> {
+        if !(1..=8).contains(&bits) {
+            return Err(self.invalid(format!("a packed load of {bits} bits (1 to 8 are allowed)")));
+        }
+        let (i32t, i64t) = (self.context.i32_type(), self.context.i64_type());
+        let bld = &self.builder;
+        let byte_index = bld.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
+        let shift64 = bld.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
+        let shift = bld.build_int_truncate(shift64, i32t, "shift")?;
+        let first_ptr = self.byte_address(base, byte_index)?;
+        let first = self.builder.build_load(self.context.i8_type(), first_ptr, "b0")?.into_int_value();
+        let mut word = self.builder.build_int_z_extend(first, i32t, "w0")?;
+        if 8 % bits != 0 {
+            // Straddles when shift + bits > 8.
+            let end = self.builder.build_int_add(shift, i32t.const_int(bits as u64, false), "end")?;
+            let straddles = self.builder.build_int_compare(IntPredicate::UGT, end, i32t.const_int(8, false), "straddles")?;
+            let entry = self.builder.get_insert_block().expect("inside a function");
+            let second_block = self.context.append_basic_block(self.function, "second_byte");
+            let join = self.context.append_basic_block(self.function, "bits_join");
+            self.builder.build_conditional_branch(straddles, second_block, join)?;
+            self.builder.position_at_end(second_block);
+            let next = self.builder.build_int_add(byte_index, i64t.const_int(1, false), "next_byte")?;
+            let second_ptr = self.byte_address(base, next)?;
+            let second = self.builder.build_load(self.context.i8_type(), second_ptr, "b1")?.into_int_value();
+            let second = self.builder.build_int_z_extend(second, i32t, "w1")?;
+            let high = self.builder.build_left_shift(second, i32t.const_int(8, false), "w1s")?;
+            let both = self.builder.build_or(word, high, "w01")?;
+            self.builder.build_unconditional_branch(join)?;
+            self.builder.position_at_end(join);
+            let phi = self.builder.build_phi(i32t, "word")?;
+            phi.add_incoming(&[(&word, entry), (&both, second_block)]);
+            word = phi.as_basic_value().into_int_value();
+        }
+        let shifted = self.builder.build_right_shift(word, shift, false, "field")?;
+        Ok(self.builder.build_and(shifted, i32t.const_int((1u64 << bits) - 1, false), "code")?)
+    }
+
+    /// Replaces `bits` bits at `bit_index` with the low bits of `value`, with atomic `and` then
+    /// `or` on each byte touched, so threads writing neighbouring elements do not race.
+    fn store_bits(
+        &mut self,
+        base: PointerValue<'ctx>,
+        bit_index: IntValue<'ctx>,
+        bits: u32,
+        value: IntValue<'ctx>,
+    ) -> Result<(), BackendError> {
+        if !(1..=8).contains(&bits) {
+            return Err(self.invalid(format!("a packed store of {bits} bits (1 to 8 are allowed)")));
+        }
+        let (i8t, i32t, i64t) = (self.context.i8_type(), self.context.i32_type(), self.context.i64_type());
+        let byte_index = self.builder.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
+        let shift64 = self.builder.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
+        let shift = self.builder.build_int_truncate(shift64, i32t, "shift")?;
+        let field_mask = i32t.const_int((1u64 << bits) - 1, false);
+        let code = self.builder.build_and(value, field_mask, "code")?;
+        // 16-bit window of the (at most two) bytes holding the element.
+        let mask16 = self.builder.build_left_shift(field_mask, shift, "mask16")?;
+        let bits16 = self.builder.build_left_shift(code, shift, "bits16")?;
+        for (byte, offset) in [(0u64, 0u64), (1, 8)] {
+            if byte == 1 && 8 % bits == 0 {
+                break; // never straddles
+            }
+            let sh = i32t.const_int(offset, false);
+            let m = self.builder.build_right_shift(mask16, sh, false, "mask_byte")?;
+            let m8 = self.builder.build_int_truncate(m, i8t, "mask8")?;
+            let v = self.builder.build_right_shift(bits16, sh, false, "bits_byte")?;
+            let v8 = self.builder.build_int_truncate(v, i8t, "bits8")?;
+            let touched = self.builder.build_int_compare(IntPredicate::NE, m8, i8t.const_zero(), "touched")?;
+            let write_block = self.context.append_basic_block(self.function, "write_byte");
+            let join = self.context.append_basic_block(self.function, "write_join");
+            self.builder.build_conditional_branch(touched, write_block, join)?;
+            self.builder.position_at_end(write_block);
+            let index = self.builder.build_int_add(byte_index, i64t.const_int(byte, false), "idx")?;
+            let ptr = self.byte_address(base, index)?;
+            let keep = self.builder.build_not(m8, "keep")?;
+            self.builder.build_atomicrmw(AtomicRMWBinOp::And, ptr, keep, AtomicOrdering::Monotonic)?;
+            self.builder.build_atomicrmw(AtomicRMWBinOp::Or, ptr, v8, AtomicOrdering::Monotonic)?;
+            self.builder.build_unconditional_branch(join)?;
+            self.builder.position_at_end(join);
+        }
+        Ok(())
+    }
+
     fn store(&self, addr: PointerValue<'ctx>, value: Val<'ctx>) -> Result<(), BackendError> {
         let stored = if value.ty == Ty::I1 {
             self.builder
@@ -522,6 +630,20 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             Expr::Cast { to, value, from_unsigned, to_unsigned } => {
                 let value = self.expr(value)?;
                 self.cast(value, *to, *from_unsigned, *to_unsigned)
+            }
+            Expr::Bitcast { to, value } => {
+                let value = self.expr(value)?;
+                if value.ty.bytes() != to.bytes() || value.ty == Ty::I1 || *to == Ty::I1 {
+                    return Err(self.invalid(format!("bitcast from {} to {}", value.ty.name(), to.name())));
+                }
+                let v = self.builder.build_bit_cast(value.v, llvm_type(self.context, *to), "bitcast")?;
+                Ok(Val { v, ty: *to })
+            }
+            Expr::LoadGlobalBits { param, bit_index, bits } => {
+                let (base, _) = self.global_param(*param)?;
+                let bit_index = self.expr_of(bit_index, Ty::I64, "a global bit index")?;
+                let v = self.load_bits(base, bit_index.v.into_int_value(), *bits)?;
+                Ok(Val { v: v.into(), ty: Ty::I32 })
             }
             Expr::LoadGlobal { param, index, ty } => {
                 let (base, dtype) = self.global_param(*param)?;
@@ -705,7 +827,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 BinaryOp::Max => {
                     return self.call_float_intrinsic("llvm.maxnum", a.ty, &[a.v, b.v]);
                 }
-                BinaryOp::And | BinaryOp::Or => {
+                _ => {
                     return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
                 }
             }
@@ -724,6 +846,14 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 BinaryOp::Max => self.int_intrinsic("llvm.smax", x, y)?.into(),
                 BinaryOp::And => bld.build_and(x, y, "and")?.into(),
                 BinaryOp::Or => bld.build_or(x, y, "or")?.into(),
+                BinaryOp::Xor => bld.build_xor(x, y, "xor")?.into(),
+                BinaryOp::Shl => bld.build_left_shift(x, y, "shl")?.into(),
+                BinaryOp::LShr => bld.build_right_shift(x, y, false, "lshr")?.into(),
+                BinaryOp::AShr => bld.build_right_shift(x, y, true, "ashr")?.into(),
+                BinaryOp::UDiv => bld.build_int_unsigned_div(x, y, "udiv")?.into(),
+                BinaryOp::URem => bld.build_int_unsigned_rem(x, y, "urem")?.into(),
+                BinaryOp::UMin => self.int_intrinsic("llvm.umin", x, y)?.into(),
+                BinaryOp::UMax => self.int_intrinsic("llvm.umax", x, y)?.into(),
             }
         };
         Ok(Val { v, ty: a.ty })
@@ -739,6 +869,9 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 CmpOp::Ge => FloatPredicate::OGE,
                 CmpOp::Eq => FloatPredicate::OEQ,
                 CmpOp::Ne => FloatPredicate::ONE,
+                CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => {
+                    return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
+                }
             };
             self.builder.build_float_compare(
                 predicate,
@@ -759,6 +892,10 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 CmpOp::Ge => IntPredicate::SGE,
                 CmpOp::Eq => IntPredicate::EQ,
                 CmpOp::Ne => IntPredicate::NE,
+                CmpOp::ULt => IntPredicate::ULT,
+                CmpOp::ULe => IntPredicate::ULE,
+                CmpOp::UGt => IntPredicate::UGT,
+                CmpOp::UGe => IntPredicate::UGE,
             };
             self.builder.build_int_compare(
                 predicate,
