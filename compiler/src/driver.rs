@@ -49,7 +49,7 @@ pub struct Compiled {
 }
 
 /// Block IR of one kernel (layouts not yet assigned).
-pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, i64)]) -> Result<Kernel, CompileError> {
+pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Kernel, CompileError> {
     let k = sema::find_kernel(file, kernel)?;
     Ok(sema::lower_kernel(k, consts)?)
 }
@@ -68,7 +68,7 @@ pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
 }
 
 /// Source → block IR with layouts → LIR.
-pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, i64)]) -> Result<Compiled, CompileError> {
+pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Compiled, CompileError> {
     let kernel = optimize(block_ir(file, kernel, consts)?)?;
     let lir = lower::lower(&kernel).map_err(|e| Diagnostic::error_nowhere(e.to_string()))?;
     Ok(Compiled { kernel, lir })

@@ -72,11 +72,12 @@ pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
 }
 
 /// Lowers one kernel to block IR, with `overrides` replacing compile-time parameter defaults.
-pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, i64)]) -> Result<Kernel, Vec<Diagnostic>> {
+pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]) -> Result<Kernel, Vec<Diagnostic>> {
     let mut cx = Sema {
         k: Kernel {
             name: kernel.name.name.clone(),
             const_params: Vec::new(),
+            dtype_params: Vec::new(),
             params: Vec::new(),
             grid: [SymExpr::Const(1), SymExpr::Const(1), SymExpr::Const(1)],
             warps: 1,
@@ -106,6 +107,8 @@ pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, i64)]) -> Result
 #[derive(Clone, Debug)]
 enum Binding {
     Const(i64),
+    /// A compile-time dtype parameter.
+    DType(DType),
     ScalarParam(usize),
     TensorParam(usize),
     Value(ValueId),
@@ -180,7 +183,26 @@ impl Sema {
 
     // ----- the kernel signature -------------------------------------------------------------
 
-    fn kernel(&mut self, kernel: &ast::Kernel, overrides: &[(String, i64)]) {
+    /// The dtype a source dtype stands for; a name must be a dtype parameter.
+    fn resolve_dtype(&mut self, d: &ast::DTypeRef) -> Option<DType> {
+        match d {
+            ast::DTypeRef::Known(d, _) => Some(*d),
+            ast::DTypeRef::Named(name) => match self.lookup(&name.name) {
+                Some(Binding::DType(d)) => Some(*d),
+                Some(Binding::Poisoned) => None,
+                Some(_) => {
+                    self.error(format!("`{}` is not a dtype", name.name), name.span);
+                    None
+                }
+                None => {
+                    self.error(format!("unknown dtype `{}`", name.name), name.span);
+                    None
+                }
+            },
+        }
+    }
+
+    fn kernel(&mut self, kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]) {
         for (name, _) in overrides {
             if !kernel.const_params.iter().any(|c| &c.name.name == name) {
                 let known: Vec<&str> = kernel.const_params.iter().map(|c| c.name.name.as_str()).collect();
@@ -198,13 +220,49 @@ impl Sema {
                 self.error(format!("`{}` is declared twice", cp.name.name), cp.name.span);
                 continue;
             }
-            let value = match overrides.iter().find(|(n, _)| *n == cp.name.name) {
-                Some((_, v)) => Some(*v),
-                None => self.const_int(&cp.default),
-            };
-            if let Some(v) = value {
-                self.k.const_params.push((cp.name.name.clone(), v));
-                self.bind(&cp.name, Binding::Const(v));
+            let given = overrides.iter().find(|(n, _)| *n == cp.name.name).map(|(_, v)| *v);
+            match &cp.default {
+                ast::ConstDefault::Int(default) => {
+                    let value = match given {
+                        Some(ir::ConstValue::Int(v)) => Some(v),
+                        Some(ir::ConstValue::DType(d)) => {
+                            self.diags.push(Diagnostic::error_nowhere(format!(
+                                "compile-time parameter `{}` is an integer, but the override gives the dtype {d}",
+                                cp.name.name
+                            )));
+                            None
+                        }
+                        None => self.const_int(default),
+                    };
+                    if let Some(v) = value {
+                        self.k.const_params.push((cp.name.name.clone(), v));
+                        self.bind(&cp.name, Binding::Const(v));
+                    } else {
+                        self.bind(&cp.name, Binding::Poisoned);
+                    }
+                }
+                ast::ConstDefault::DType { kind, default } => {
+                    if kind.name != "dtype" {
+                        self.error(format!("unknown kind of compile-time parameter `{}` (write `{}: dtype = u4`)", kind.name, cp.name.name), kind.span);
+                    }
+                    let value = match given {
+                        Some(ir::ConstValue::DType(d)) => Some(d),
+                        Some(ir::ConstValue::Int(v)) => {
+                            self.diags.push(Diagnostic::error_nowhere(format!(
+                                "compile-time parameter `{}` is a dtype, but the override gives the integer {v}",
+                                cp.name.name
+                            )));
+                            None
+                        }
+                        None => self.resolve_dtype(default),
+                    };
+                    if let Some(d) = value {
+                        self.k.dtype_params.push((cp.name.name.clone(), d));
+                        self.bind(&cp.name, Binding::DType(d));
+                    } else {
+                        self.bind(&cp.name, Binding::Poisoned);
+                    }
+                }
             }
         }
         let mut declared: HashMap<&str, Span> = HashMap::new();
@@ -227,11 +285,16 @@ impl Sema {
             let kind = match &p.ty {
                 ast::TypeExpr::Scalar { dtype, .. } => {
                     self.bind(&p.name, Binding::ScalarParam(i));
-                    ParamKind::Scalar(*dtype)
+                    let dtype = self.resolve_dtype(dtype).unwrap_or(DType::I32);
+                    if dtype.is_low_precision() {
+                        self.error(format!("a runtime scalar cannot be {dtype} (use an 8-bit or wider type)"), p.ty.span());
+                    }
+                    ParamKind::Scalar(dtype)
                 }
                 ast::TypeExpr::Global { dtype, mutable, .. } => {
                     self.bind(&p.name, Binding::TensorParam(i));
-                    ParamKind::Global { dtype: *dtype, shape: Vec::new(), mutable: *mutable }
+                    let dtype = self.resolve_dtype(dtype).unwrap_or(DType::F32);
+                    ParamKind::Global { dtype, shape: Vec::new(), mutable: *mutable }
                 }
             };
             self.k.params.push(ir::Param { name: p.name.name.clone(), kind, span: p.name.span });
@@ -595,6 +658,10 @@ impl Sema {
                     Operand::Value(self.emit(body, ty, Op::ReadVar(var), e.span))
                 }
                 Some(Binding::Poisoned) => Operand::Error,
+                Some(Binding::DType(d)) => {
+                    self.error(format!("`{n}` is a dtype ({d}), not a value"), e.span);
+                    Operand::Error
+                }
                 None if n == "block" => {
                     self.error("`block` needs a field: `block.x`, `block.y` or `block.z`", e.span);
                     Operand::Error
@@ -656,7 +723,16 @@ impl Sema {
                 let y = self.expr(b, body);
                 self.binary(*op, x, a.span, y, b.span, e.span, body)
             }
-            ExprKind::Call { callee, dtype, args } => self.call(e, callee, *dtype, args, body),
+            ExprKind::Call { callee, dtype, args } => {
+                let dtype = match dtype {
+                    Some(d) => match self.resolve_dtype(d) {
+                        Some(resolved) => Some((resolved, d.span())),
+                        None => return Operand::Error,
+                    },
+                    None => None,
+                };
+                self.call(e, callee, dtype, args, body)
+            }
         }
     }
 

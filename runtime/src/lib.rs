@@ -6,7 +6,7 @@
 //! ```no_run
 //! use tl_runtime::{Backend, Module, Arg, HostTensor, DType};
 //! let module = Module::from_file("examples/vector_add.tl")?;
-//! let kernel = module.kernel(None, &[("BLOCK".into(), 256)])?;
+//! let kernel = module.kernel(None, &[("BLOCK".into(), 256.into())])?;
 //! let n = 1000;
 //! let a = HostTensor::from_f64(DType::F32, &[n], &vec![1.0; n]);
 //! let b = HostTensor::from_f64(DType::F32, &[n], &vec![2.0; n]);
@@ -24,6 +24,7 @@ pub use tl_compiler::backend::Arch;
 pub use tl_compiler::dtype::DType;
 pub use tl_vm::{Arg, HostTensor};
 
+pub use tl_compiler::ir::ConstValue;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tl_compiler::diagnostics::{Diagnostic, render_all};
@@ -115,7 +116,7 @@ impl Module {
     }
 
     /// Compiles kernel `name` (the first when `None`) with compile-time parameter overrides.
-    pub fn kernel(&self, name: Option<&str>, consts: &[(String, i64)]) -> Result<Kernel, RuntimeError> {
+    pub fn kernel(&self, name: Option<&str>, consts: &[(String, ConstValue)]) -> Result<Kernel, RuntimeError> {
         let compiled = driver::compile(&self.ast, name, consts).map_err(|e| self.render(e.diagnostics))?;
         let reference = self.ast.items.iter().find_map(|i| match i {
             ast::Item::Reference(r) if r.kernel.name == compiled.kernel.name => Some(r.clone()),

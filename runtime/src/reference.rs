@@ -42,23 +42,26 @@ fn err<T>(message: impl Into<String>, span: Span) -> Result<T, Diagnostic> {
 
 /// Evaluates `reference`; returns `(parameter index, value)` for each assigned output.
 pub fn evaluate(reference: &ast::Reference, kernel: &Kernel, args: &[RefArg]) -> Result<Vec<(usize, Array)>, Diagnostic> {
-    let mut env: HashMap<String, Array> = HashMap::new();
+    let mut env = Env {
+        values: HashMap::new(),
+        dtypes: kernel.dtype_params.iter().cloned().collect(),
+    };
     for (name, v) in &kernel.const_params {
-        env.insert(name.clone(), Array::scalar(*v as f64));
+        env.values.insert(name.clone(), Array::scalar(*v as f64));
     }
     for (p, a) in kernel.params.iter().zip(args) {
         let value = match a {
             RefArg::Scalar(v) => Array::scalar(*v),
             RefArg::Tensor(t) => Array { shape: t.shape.clone(), data: t.to_f64() },
         };
-        env.insert(p.name.clone(), value);
+        env.values.insert(p.name.clone(), value);
     }
     let mut outputs: Vec<(usize, Array)> = Vec::new();
     for stmt in &reference.body {
         match &stmt.kind {
             StmtKind::Let { name, value } => {
                 let v = eval(value, &env)?;
-                env.insert(name.name.clone(), v);
+                env.values.insert(name.name.clone(), v);
             }
             StmtKind::Assign { name, value } => {
                 let v = eval(value, &env)?;
@@ -148,12 +151,18 @@ fn reduce(a: &Array, dim: usize, init: f64, f: impl Fn(f64, f64) -> f64) -> Arra
     Array { shape, data }
 }
 
-fn eval(e: &ast::Expr, env: &HashMap<String, Array>) -> Result<Array, Diagnostic> {
+/// Names visible to a reference: values, and the kernel's dtype parameters.
+struct Env {
+    values: HashMap<String, Array>,
+    dtypes: HashMap<String, tl_compiler::dtype::DType>,
+}
+
+fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
     match &e.kind {
         ExprKind::Int(v) => Ok(Array::scalar(*v as f64)),
         ExprKind::Float(v) => Ok(Array::scalar(*v)),
         ExprKind::Bool(b) => Ok(Array::scalar(*b as u8 as f64)),
-        ExprKind::Name(n) => env.get(n).cloned().ok_or_else(|| Diagnostic::error(format!("unknown name `{n}`"), e.span)),
+        ExprKind::Name(n) => env.values.get(n).cloned().ok_or_else(|| Diagnostic::error(format!("unknown name `{n}`"), e.span)),
         ExprKind::Unary(UnOp::Neg, a) => Ok(eval(a, env)?.map(|x| -x)),
         ExprKind::Unary(UnOp::Not, a) => Ok(eval(a, env)?.map(|x| (x == 0.0) as u8 as f64)),
         ExprKind::Binary(op, a, b) => {
@@ -246,7 +255,14 @@ fn eval(e: &ast::Expr, env: &HashMap<String, Array>) -> Result<Array, Diagnostic
                 }
                 "cast" => {
                     want(1)?;
-                    let Some((d, _)) = dtype else { return err("`cast` needs a dtype: `cast<f16>(x)`", callee.span) };
+                    let d = match dtype {
+                        None => return err("`cast` needs a dtype: `cast<f16>(x)`", callee.span),
+                        Some(ast::DTypeRef::Known(d, _)) => *d,
+                        Some(ast::DTypeRef::Named(name)) => match env.dtypes.get(&name.name) {
+                            Some(d) => *d,
+                            None => return err(format!("unknown dtype `{}`", name.name), name.span),
+                        },
+                    };
                     Ok(positional[0].map(|x| d.round(x)))
                 }
                 "matmul" => {

@@ -805,6 +805,7 @@ mod tests {
         Kernel {
             name: name.into(),
             const_params: vec![],
+            dtype_params: vec![],
             params,
             grid,
             warps: 4,

@@ -327,11 +327,60 @@ pub enum Stmt {
     If { cond: ValueId, then_body: Vec<Stmt>, else_body: Vec<Stmt> },
 }
 
+/// The value of a compile-time parameter override (`-D NAME=VALUE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstValue {
+    Int(i64),
+    DType(DType),
+}
+
+impl ConstValue {
+    /// Parses `16`, `-3`, `0x10` as an integer and a dtype name as a dtype.
+    pub fn parse(text: &str) -> Option<ConstValue> {
+        let t = text.trim();
+        if let Some(d) = DType::from_name(t) {
+            return Some(ConstValue::DType(d));
+        }
+        let (negative, digits) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+            Some(hex) => i64::from_str_radix(hex, 16).ok()?,
+            None => digits.parse::<i64>().ok()?,
+        };
+        Some(ConstValue::Int(if negative { -magnitude } else { magnitude }))
+    }
+}
+
+impl From<i64> for ConstValue {
+    fn from(v: i64) -> Self {
+        ConstValue::Int(v)
+    }
+}
+
+impl From<DType> for ConstValue {
+    fn from(d: DType) -> Self {
+        ConstValue::DType(d)
+    }
+}
+
+impl std::fmt::Display for ConstValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConstValue::Int(v) => write!(f, "{v}"),
+            ConstValue::DType(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     pub name: String,
-    /// Compile-time parameters with the values this kernel was specialized for.
+    /// Compile-time integer parameters with the values this kernel was specialized for.
     pub const_params: Vec<(String, i64)>,
+    /// Compile-time dtype parameters (`W: dtype = u4`) with the dtypes chosen.
+    pub dtype_params: Vec<(String, DType)>,
     pub params: Vec<Param>,
     /// Grid extents (x, y, z).
     pub grid: [SymExpr; 3],

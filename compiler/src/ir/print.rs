@@ -49,7 +49,7 @@ fn ids(v: &[ValueId]) -> String {
 pub fn kernel_to_string(kernel: &Kernel) -> String {
     let mut out = String::new();
     let consts: Vec<String> =
-        kernel.const_params.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+        kernel.const_params.iter().map(|(n, v)| format!("{n} = {v}")).chain(kernel.dtype_params.iter().map(|(n, d)| format!("{n}: dtype = {d}"))).collect();
     let params: Vec<String> = kernel
         .params
         .iter()

@@ -34,11 +34,35 @@ pub struct Kernel {
     pub span: Span,
 }
 
-/// A compile-time integer parameter with its default value.
+/// A compile-time parameter with its default value: an integer (`BM = 16`) or a dtype
+/// (`W: dtype = u4`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConstParam {
     pub name: Ident,
-    pub default: Expr,
+    pub default: ConstDefault,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstDefault {
+    Int(Expr),
+    /// `NAME: kind = dtype`; `kind` must be the word `dtype` (sema checks it).
+    DType { kind: Ident, default: DTypeRef },
+}
+
+/// A dtype written in the source: a dtype name, or the name of a dtype parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DTypeRef {
+    Known(DType, Span),
+    Named(Ident),
+}
+
+impl DTypeRef {
+    pub fn span(&self) -> Span {
+        match self {
+            DTypeRef::Known(_, span) => *span,
+            DTypeRef::Named(ident) => ident.span,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,9 +74,9 @@ pub struct Param {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeExpr {
     /// A runtime scalar: `n: i32`.
-    Scalar { dtype: DType, span: Span },
+    Scalar { dtype: DTypeRef, span: Span },
     /// A tensor in global memory: `a: global mut f16[m, k]`.
-    Global { dtype: DType, shape: Vec<Expr>, mutable: bool, span: Span },
+    Global { dtype: DTypeRef, shape: Vec<Expr>, mutable: bool, span: Span },
 }
 
 impl TypeExpr {
@@ -165,7 +189,7 @@ pub enum ExprKind {
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// `name(args)` or `name<dtype>(args)`.
-    Call { callee: Ident, dtype: Option<(DType, Span)>, args: Vec<Arg> },
+    Call { callee: Ident, dtype: Option<DTypeRef>, args: Vec<Arg> },
     /// `[a, b, c]`: offsets and shapes.
     List(Vec<Expr>),
     /// An expression the parser could not read; its error was already reported.

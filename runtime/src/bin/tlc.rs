@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a compile error or a failed check, 2 a usage error.
 
+use tl_compiler::ir::ConstValue;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::PathBuf;
 use tl_compiler::syntax::{lexer, parser};
@@ -21,7 +22,7 @@ struct Options {
     command: String,
     file: Option<PathBuf>,
     kernel: Option<String>,
-    consts: Vec<(String, i64)>,
+    consts: Vec<(String, ConstValue)>,
     emit: Option<String>,
     arch: Option<Arch>,
     out: Option<PathBuf>,
@@ -59,7 +60,8 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
             "--kernel" => o.kernel = Some(value("--kernel")?),
             "-D" => {
                 let (n, v) = name_value(&value("-D")?, "-D")?;
-                let v = parse_int(&v, &n)?;
+                let v = ConstValue::parse(&v)
+                    .ok_or_else(|| Usage(format!("-D {n}: `{v}` is neither an integer nor a dtype name")))?;
                 o.consts.push((n, v));
             }
             "--emit" => o.emit = Some(value("--emit")?),
