@@ -10,6 +10,7 @@ pub mod syntax;
 pub mod ir;
 pub mod layout;
 pub mod lower;
+pub mod lower_numerics;
 pub mod lir;
 pub mod passes;
 pub mod sema;

@@ -72,6 +72,93 @@ struct Lower<'k> {
     extents: HashMap<usize, (Vec<Var>, Vec<Var>)>,
 }
 
+/// The LIR of a unary operation on one element (`ty` is the element's register type).
+fn unary_expr(op: UnaryOp, x: Expr, ty: Ty) -> Expr {
+    let u = |o| Expr::Unary(o, Box::new(x.clone()));
+    match op {
+        UnaryOp::Neg => u(lir::UnaryOp::Neg),
+        UnaryOp::Not => u(lir::UnaryOp::Not),
+        UnaryOp::Abs => u(lir::UnaryOp::Abs),
+        UnaryOp::Exp => u(lir::UnaryOp::Exp),
+        UnaryOp::Exp2 => u(lir::UnaryOp::Exp2),
+        UnaryOp::Log => u(lir::UnaryOp::Log),
+        UnaryOp::Sqrt => u(lir::UnaryOp::Sqrt),
+        UnaryOp::Rsqrt => u(lir::UnaryOp::Rsqrt),
+        UnaryOp::Tanh => u(lir::UnaryOp::Tanh),
+        // 1 / (1 + exp(-x))
+        UnaryOp::Sigmoid => bin(
+            lir::BinaryOp::Div,
+            Expr::Float(ty, 1.0),
+            bin(
+                lir::BinaryOp::Add,
+                Expr::Float(ty, 1.0),
+                Expr::Unary(lir::UnaryOp::Exp, Box::new(Expr::Unary(lir::UnaryOp::Neg, Box::new(x.clone())))),
+            ),
+        ),
+    }
+}
+
+/// The LIR of a binary operation on one element of a signed or float dtype.
+fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
+    use lir::BinaryOp as B;
+    match op {
+        BinaryOp::Add => bin(B::Add, x, y),
+        BinaryOp::Sub => bin(B::Sub, x, y),
+        BinaryOp::Mul => bin(B::Mul, x, y),
+        BinaryOp::Div => bin(B::Div, x, y),
+        BinaryOp::Rem => bin(B::Rem, x, y),
+        BinaryOp::Max => bin(B::Max, x, y),
+        BinaryOp::Min => bin(B::Min, x, y),
+        BinaryOp::And => bin(B::And, x, y),
+        BinaryOp::Or => bin(B::Or, x, y),
+        BinaryOp::Lt => cmp(CmpOp::Lt, x, y),
+        BinaryOp::Le => cmp(CmpOp::Le, x, y),
+        BinaryOp::Gt => cmp(CmpOp::Gt, x, y),
+        BinaryOp::Ge => cmp(CmpOp::Ge, x, y),
+        BinaryOp::Eq => cmp(CmpOp::Eq, x, y),
+        BinaryOp::Ne => cmp(CmpOp::Ne, x, y),
+    }
+}
+
+/// Element `index` of a packed sub-byte tensor, as the register of its dtype: integers are
+/// sign- or zero-extended values, floats keep their code.
+fn packed_load(param: usize, index: Expr, dtype: DType) -> Expr {
+    let bits = dtype.bits();
+    let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64));
+    let code = Expr::LoadGlobalBits { param, bit_index: Box::new(bit_index), bits };
+    let value = if dtype.is_signed_int() {
+        let up = int(Ty::I32, 32 - bits as i64);
+        bin(lir::BinaryOp::AShr, bin(lir::BinaryOp::Shl, code, up.clone()), up)
+    } else {
+        code
+    };
+    Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }
+}
+
+/// Stores a register of a packed sub-byte dtype as element `index`.
+fn packed_store(param: usize, index: Expr, dtype: DType, register: Expr) -> lir::Stmt {
+    let bits = dtype.bits();
+    let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64));
+    let code = crate::lower_numerics::container_to_code(register, dtype);
+    lir::Stmt::StoreGlobalBits { param, bit_index, bits, value: code }
+}
+
+/// The operations whose LIR differs for unsigned integers; `None` for the others.
+fn unsigned_binary(op: BinaryOp, x: Expr, y: Expr) -> Option<Expr> {
+    use lir::BinaryOp as B;
+    Some(match op {
+        BinaryOp::Div => bin(B::UDiv, x, y),
+        BinaryOp::Rem => bin(B::URem, x, y),
+        BinaryOp::Max => bin(B::UMax, x, y),
+        BinaryOp::Min => bin(B::UMin, x, y),
+        BinaryOp::Lt => cmp(CmpOp::ULt, x, y),
+        BinaryOp::Le => cmp(CmpOp::ULe, x, y),
+        BinaryOp::Gt => cmp(CmpOp::UGt, x, y),
+        BinaryOp::Ge => cmp(CmpOp::UGe, x, y),
+        _ => return None,
+    })
+}
+
 fn int(ty: Ty, v: i64) -> Expr {
     Expr::Int(ty, v)
 }
@@ -283,6 +370,94 @@ impl Lower<'_> {
         self.regs.insert(id, regs);
     }
 
+    /// Unary and binary operations on low-precision operands: each operand is widened to its
+    /// dtype's compute type (f32 or i32), the operation runs there, and the result is converted
+    /// back with the cast rules (comparisons give bool directly).
+    fn low_precision_elementwise(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
+        let data = self.k.value(id).clone();
+        let operands: Vec<ValueId> = match &data.op {
+            Op::Unary(_, a) => vec![*a],
+            Op::Binary(_, a, b) => vec![*a, *b],
+            _ => unreachable!("called for unary and binary operations"),
+        };
+        let d = self.dtype(operands[0]);
+        let compute = d.compute_type();
+        let cty = Ty::of(compute);
+        let result = data.ty.dtype().expect("typed");
+        let n = match &data.ty {
+            Type::Tensor { .. } => self.layout(id).local_size(),
+            _ => 1,
+        };
+        let mut out = Vec::new();
+        for i in 0..n {
+            let wide: Vec<Expr> = operands
+                .iter()
+                .map(|&v| {
+                    let r = if self.regs(v).len() == 1 { self.regs(v)[0] } else { self.regs(v)[i] };
+                    self.cast_into(body, var(r), d, compute)
+                })
+                .map(var)
+                .collect();
+            let e = match &data.op {
+                Op::Unary(op, _) => unary_expr(*op, wide[0].clone(), cty),
+                Op::Binary(op, _, _) => {
+                    let (x, y) = (wide[0].clone(), wide[1].clone());
+                    binary_expr(*op, x, y)
+                }
+                _ => unreachable!(),
+            };
+            let r = self.assign(body, Ty::of(if result == DType::Bool { DType::Bool } else { compute }), e);
+            out.push(if result == DType::Bool { r } else { self.cast_into(body, var(r), compute, result) });
+        }
+        self.regs.insert(id, out);
+    }
+
+    /// Converts `e` (a register of `from`) to `to` with the cast semantics, through
+    /// statements; returns the register holding the result. Handles low-precision formats:
+    /// floats decode to f32 and encode from f32, integers below 8 bits widen to i32 and
+    /// saturate back.
+    fn cast_into(&mut self, body: &mut Vec<lir::Stmt>, e: Expr, from: DType, to: DType) -> Var {
+        use crate::lower_numerics::{code_to_container, container_to_code, decode_float, encode_float};
+        if from == to {
+            return self.assign(body, Ty::of(to), e);
+        }
+        // Widen the source to a standard dtype.
+        let (wide, wide_dtype) = match from.float_format() {
+            Some(f) if from.is_low_precision() => {
+                let code = self.assign(body, Ty::I32, container_to_code(e, from));
+                (self.assign(body, Ty::F32, decode_float(var(code), f)), DType::F32)
+            }
+            _ if from.is_low_precision() => {
+                let widened = Expr::Cast { to: Ty::I32, value: Box::new(e), from_unsigned: false, to_unsigned: false };
+                (self.assign(body, Ty::I32, widened), DType::I32)
+            }
+            _ => (self.assign(body, Ty::of(from), e), from),
+        };
+        if !to.is_low_precision() {
+            let converted = self.cast_expr(var(wide), wide_dtype, to);
+            return self.assign(body, Ty::of(to), converted);
+        }
+        match to.float_format() {
+            Some(f) => {
+                let as_f32 = self.cast_expr(var(wide), wide_dtype, DType::F32);
+                let x = self.assign(body, Ty::F32, as_f32);
+                let code = self.assign(body, Ty::I32, encode_float(var(x), f));
+                self.assign(body, Ty::I8, code_to_container(var(code)))
+            }
+            None => {
+                let as_i32 = self.cast_expr(var(wide), wide_dtype, DType::I32);
+                let (lo, hi) = to.int_range().expect("integer");
+                let clamped = bin(
+                    lir::BinaryOp::Min,
+                    bin(lir::BinaryOp::Max, as_i32, int(Ty::I32, lo as i64)),
+                    int(Ty::I32, hi as i64),
+                );
+                let narrowed = Expr::Cast { to: Ty::I8, value: Box::new(clamped), from_unsigned: false, to_unsigned: false };
+                self.assign(body, Ty::I8, narrowed)
+            }
+        }
+    }
+
     fn cast_expr(&self, e: Expr, from: DType, to: DType) -> Expr {
         if from == to {
             return e;
@@ -302,6 +477,12 @@ impl Lower<'_> {
     fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let dtype = data.ty.dtype();
+        if let Op::Unary(_, a) | Op::Binary(_, a, _) = &data.op {
+            if self.dtype(*a).is_low_precision() {
+                self.low_precision_elementwise(id, body);
+                return;
+            }
+        }
         match &data.op {
             Op::Const(c) => {
                 let c = *c;
@@ -330,60 +511,31 @@ impl Lower<'_> {
             Op::Unary(op, a) => {
                 let (op, a) = (*op, *a);
                 let ty = Ty::of(dtype.expect("typed"));
-                self.elementwise(id, body, |s, i| {
-                    let x = var(s.regs(a)[i]);
-                    let u = |o| Expr::Unary(o, Box::new(x.clone()));
-                    match op {
-                        UnaryOp::Neg => u(lir::UnaryOp::Neg),
-                        UnaryOp::Not => u(lir::UnaryOp::Not),
-                        UnaryOp::Abs => u(lir::UnaryOp::Abs),
-                        UnaryOp::Exp => u(lir::UnaryOp::Exp),
-                        UnaryOp::Exp2 => u(lir::UnaryOp::Exp2),
-                        UnaryOp::Log => u(lir::UnaryOp::Log),
-                        UnaryOp::Sqrt => u(lir::UnaryOp::Sqrt),
-                        UnaryOp::Rsqrt => u(lir::UnaryOp::Rsqrt),
-                        UnaryOp::Tanh => u(lir::UnaryOp::Tanh),
-                        // 1 / (1 + exp(-x))
-                        UnaryOp::Sigmoid => bin(
-                            lir::BinaryOp::Div,
-                            Expr::Float(ty, 1.0),
-                            bin(
-                                lir::BinaryOp::Add,
-                                Expr::Float(ty, 1.0),
-                                Expr::Unary(lir::UnaryOp::Exp, Box::new(Expr::Unary(lir::UnaryOp::Neg, Box::new(x.clone())))),
-                            ),
-                        ),
-                    }
-                });
+                self.elementwise(id, body, |s, i| unary_expr(op, var(s.regs(a)[i]), ty));
             }
             Op::Binary(op, a, b) => {
                 let (op, a, b) = (*op, *a, *b);
+                let unsigned = self.dtype(a).is_unsigned_int();
                 self.elementwise(id, body, |s, i| {
                     let (x, y) = (var(s.regs(a)[i]), var(s.regs(b)[i]));
-                    use lir::BinaryOp as B;
-                    match op {
-                        BinaryOp::Add => bin(B::Add, x, y),
-                        BinaryOp::Sub => bin(B::Sub, x, y),
-                        BinaryOp::Mul => bin(B::Mul, x, y),
-                        BinaryOp::Div => bin(B::Div, x, y),
-                        BinaryOp::Rem => bin(B::Rem, x, y),
-                        BinaryOp::Max => bin(B::Max, x, y),
-                        BinaryOp::Min => bin(B::Min, x, y),
-                        BinaryOp::And => bin(B::And, x, y),
-                        BinaryOp::Or => bin(B::Or, x, y),
-                        BinaryOp::Lt => cmp(CmpOp::Lt, x, y),
-                        BinaryOp::Le => cmp(CmpOp::Le, x, y),
-                        BinaryOp::Gt => cmp(CmpOp::Gt, x, y),
-                        BinaryOp::Ge => cmp(CmpOp::Ge, x, y),
-                        BinaryOp::Eq => cmp(CmpOp::Eq, x, y),
-                        BinaryOp::Ne => cmp(CmpOp::Ne, x, y),
+                    if unsigned {
+                        if let Some(e) = unsigned_binary(op, x.clone(), y.clone()) {
+                            return e;
+                        }
                     }
+                    binary_expr(op, x, y)
                 });
             }
             Op::Cast(a) => {
                 let a = *a;
                 let (from, to) = (self.dtype(a), dtype.expect("typed"));
-                self.elementwise(id, body, |s, i| s.cast_expr(var(s.regs(a)[i]), from, to));
+                if from.is_low_precision() || to.is_low_precision() {
+                    let regs: Vec<Var> = self.regs(a).to_vec();
+                    let out = regs.into_iter().map(|r| self.cast_into(body, var(r), from, to)).collect();
+                    self.regs.insert(id, out);
+                } else {
+                    self.elementwise(id, body, |s, i| s.cast_expr(var(s.regs(a)[i]), from, to));
+                }
             }
             Op::Splat(a) => {
                 let a = *a;
@@ -485,15 +637,27 @@ impl Lower<'_> {
 
     fn load(&mut self, id: ValueId, param: usize, offsets: &[ValueId], pad: f64, body: &mut Vec<lir::Stmt>) {
         let layout = self.layout(id).clone();
-        let ty = Ty::of(self.dtype(id));
+        let dtype = self.dtype(id);
+        let ty = Ty::of(dtype);
+        // The register of the pad: low-precision floats hold a code.
+        let pad = if dtype.is_float() && dtype.is_low_precision() {
+            crate::lower_numerics::code_to_container(int(Ty::I32, dtype.encode(pad) as i64))
+        } else {
+            float_or_int(ty, pad)
+        };
         let mut regs = Vec::new();
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, offsets, i);
             let r = self.new_var(ty);
+            let loaded = if dtype.bits() < 8 {
+                packed_load(param, index, dtype)
+            } else {
+                Expr::LoadGlobal { param, index: Box::new(index), ty }
+            };
             body.push(lir::Stmt::If {
                 cond: inb,
-                then_body: vec![lir::Stmt::Assign(r, Expr::LoadGlobal { param, index: Box::new(index), ty })],
-                else_body: vec![lir::Stmt::Assign(r, float_or_int(ty, pad))],
+                then_body: vec![lir::Stmt::Assign(r, loaded)],
+                else_body: vec![lir::Stmt::Assign(r, pad.clone())],
             });
             regs.push(r);
         }
@@ -502,12 +666,17 @@ impl Lower<'_> {
 
     fn store(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
         let layout = self.layout(value).clone();
+        let dtype = self.dtype(value);
         let first = self.is_first_replica(&layout);
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, offsets, i);
             body.push(lir::Stmt::If {
                 cond: bin(lir::BinaryOp::And, first.clone(), inb),
-                then_body: vec![lir::Stmt::StoreGlobal { param, index, value: var(self.regs(value)[i]) }],
+                then_body: vec![if dtype.bits() < 8 {
+                    packed_store(param, index, dtype, var(self.regs(value)[i]))
+                } else {
+                    lir::Stmt::StoreGlobal { param, index, value: var(self.regs(value)[i]) }
+                }],
                 else_body: Vec::new(),
             });
         }

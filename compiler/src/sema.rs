@@ -802,13 +802,6 @@ impl Sema {
             self.error(format!("`{}` does not apply to bool", op.symbol()), span);
             return Operand::Error;
         }
-        // The LIR has no unsigned division, remainder or ordering yet; refuse rather than
-        // compute them as signed.
-        let ordered_or_divides = matches!(op, BinOp::Div | BinOp::Rem | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
-        if dtype.is_int() && !dtype.is_signed_int() && ordered_or_divides {
-            self.error(format!("`{}` on unsigned {dtype} is not supported yet (cast to a signed type first)", op.symbol()), span);
-            return Operand::Error;
-        }
         if op == BinOp::Rem && dtype.is_float() {
             self.error("`%` needs integer operands", span);
             return Operand::Error;
@@ -1096,6 +1089,13 @@ impl Sema {
                     self.error(format!("`{name}` does not reduce bool tiles"), xs);
                     return Operand::Error;
                 }
+                if dtype.is_low_precision() {
+                    self.error(
+                        format!("`{name}` does not reduce {dtype} tiles: cast to {} first", dtype.compute_type()),
+                        xs,
+                    );
+                    return Operand::Error;
+                }
                 let mut out = shape.clone();
                 out[dim] = 1;
                 let op = match name {
@@ -1116,10 +1116,6 @@ impl Sema {
                     return Operand::Int(if name == "max" { *p.max(q) } else { *p.min(q) });
                 }
                 let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
-                if ty.dtype().is_some_and(|d| d.is_int() && !d.is_signed_int()) {
-                    self.error(format!("`{name}` on unsigned integers is not supported yet"), e.span);
-                    return Operand::Error;
-                }
                 if ty.dtype() == Some(DType::Bool) {
                     self.error(format!("`{name}` does not apply to bool"), e.span);
                     return Operand::Error;
@@ -1221,6 +1217,15 @@ impl Sema {
                 if !tc.dtype().is_some_and(DType::is_float) && !tc.dtype().is_some_and(DType::is_int) {
                     self.error("the accumulator of `dot` must be a number tile", c.1);
                     return Operand::Error;
+                }
+                for (t, span) in [(&ta, a.1), (&tc, c.1)] {
+                    if let Some(d) = t.dtype().filter(|d| d.is_low_precision()) {
+                        self.error(
+                            format!("`dot` does not take {d} tiles: dequantize them with `cast<f16>(...)` first"),
+                            span,
+                        );
+                        return Operand::Error;
+                    }
                 }
                 Operand::Value(self.emit(body, tc, Op::Dot { a: a.0, b: b.0, c: c.0 }, e.span))
             }

@@ -286,6 +286,20 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     }
                     Ok(Array { shape: vec![m, n], data })
                 }
+                "repeat_rows" => {
+                    // repeat_rows(x, r, rows): out[i, j] = x[i / r, j] for i < rows (per-group
+                    // scales expanded to the rows they scale).
+                    want(3)?;
+                    let x = &positional[0];
+                    let (r, rows) = (positional[1].data.first().copied().unwrap_or(0.0), positional[2].data.first().copied().unwrap_or(0.0));
+                    let [groups, n] = x.shape.as_slice() else { return err("`repeat_rows` takes a 2-D array", e.span) };
+                    if r < 1.0 || rows < 0.0 || (rows as usize).div_ceil(r as usize) > *groups {
+                        return err(format!("`repeat_rows`: {groups} groups of {r} rows do not cover {rows} rows"), e.span);
+                    }
+                    let (r, rows, n) = (r as usize, rows as usize, *n);
+                    let data = (0..rows * n).map(|i| x.data[(i / n / r) * n + i % n]).collect();
+                    Ok(Array { shape: vec![rows, n], data })
+                }
                 _ => err(format!("unknown function `{name}` in a reference"), callee.span),
             }
         }

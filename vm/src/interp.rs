@@ -194,7 +194,7 @@ pub fn check_args(kernel: &Kernel, args: &[Arg]) -> Result<Vec<Option<i64>>, VmE
         }
         // `HostTensor` fields are public: make sure the buffer really holds the shape, so
         // element accesses cannot go out of the buffer.
-        let bytes = t.shape.iter().try_fold(t.dtype.bytes(), |acc, &e| acc.checked_mul(e));
+        let bytes = HostTensor::byte_len(t.dtype, &t.shape);
         if bytes != Some(t.data.len()) {
             return Err(bad(
                 i,
@@ -357,7 +357,7 @@ impl Machine<'_, '_> {
             }
             Op::Cast(a) => {
                 let d = dtype()?;
-                get(env, *a)?.iter().map(|&x| d.round(x)).collect()
+                get(env, *a)?.iter().map(|&x| convert(d, x)).collect()
             }
             Op::Splat(a) => vec![get_scalar(env, *a)?; n],
             Op::Broadcast(a) => broadcast(get(env, *a)?, value_shape(kernel, *a), shape_of(ty)),
@@ -483,6 +483,23 @@ fn class(d: DType) -> Class {
     }
 }
 
+/// A value converted to `d` as `cast` does. Low-precision floats are reached through f32 (the
+/// generated code encodes from f32), which is exact from every format with at most 24
+/// significand bits; from f64 and wide integers it rounds twice.
+fn convert(d: DType, x: f64) -> f64 {
+    if d.is_float() && d.is_low_precision() {
+        d.round(DType::F32.round(x))
+    } else {
+        d.round(x)
+    }
+}
+
+/// The result of arithmetic on `d` from its exact value: low-precision dtypes compute in
+/// their [`DType::compute_type`] (f32, or i32 with saturation back into `d`), the others round once.
+fn arithmetic_result(d: DType, r: f64) -> f64 {
+    convert(d, r)
+}
+
 fn bool_value(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
@@ -528,7 +545,7 @@ fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
                 UnaryOp::Tanh => x.tanh(),
                 UnaryOp::Not => return Err(Fault::Unsupported(format!("`not` of a {d} value"))),
             };
-            Ok(d.round(r))
+            Ok(arithmetic_result(d, r))
         }
         Class::Int => {
             let v = x as i128;
@@ -540,7 +557,7 @@ fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
                 UnaryOp::Not => d.int_range().expect("integer dtype").1 - v,
                 _ => return Err(Fault::Unsupported(format!("`{}` of a {d} value", op.name()))),
             };
-            fit_int(d, r)
+            if d.is_low_precision() { Ok(arithmetic_result(d, r as f64)) } else { fit_int(d, r) }
         }
         Class::Bool => match op {
             UnaryOp::Not => Ok(1.0 - x),
@@ -580,7 +597,7 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
             BinaryOp::Min => min_num(x, y),
             _ => return Err(Fault::Unsupported(format!("`{}` of {d} values", op.name()))),
         };
-        return Ok(d.round(r));
+        return Ok(arithmetic_result(d, r));
     }
     let (a, b) = (x as i128, y as i128);
     if matches!(op, BinaryOp::Div | BinaryOp::Rem) && b == 0 {
@@ -599,6 +616,11 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
         _ => unreachable!("comparisons are handled above"),
     };
     let r = r.ok_or(Fault::IntegerOverflow(d))?;
+    if d.is_low_precision() {
+        // Computed in i32 and saturated back (i32 cannot overflow on values of at most 7 bits,
+        // except a product of two i7 extremes, which still fits).
+        return Ok(arithmetic_result(d, r as f64));
+    }
     if d == DType::Bool { Ok(bool_value(r != 0)) } else { fit_int(d, r) }
 }
 
@@ -677,7 +699,7 @@ fn load(t: &HostTensor, offsets: &[i64], tile: &[usize], pad: f64) -> Result<Vec
     let st = strides(&t.shape);
     let mut out = Vec::with_capacity(tile.iter().product());
     for_each_index(tile, |idx| {
-        out.push(global_index(&t.shape, &st, offsets, idx).map_or(pad, |i| t.get(i)));
+        out.push(global_index(&t.shape, &st, offsets, idx).map_or(t.dtype.round(pad), |i| t.get(i)));
     });
     Ok(out)
 }

@@ -1,0 +1,181 @@
+//! LIR expressions that decode and encode low-precision number formats.
+//!
+//! Expects: the register conventions of [`Ty::of`] — a low-precision float lives in an `i8`
+//! container holding its code in the low bits, an integer below 8 bits holds its value.
+//! Guarantees: [`decode_float`] gives the exact value as f32 (every format of at most 8 bits
+//! is exact in f32); [`encode_float`] rounds an f32 to nearest with ties to the even code and
+//! applies the overflow, NaN and sign rules of `dtype` (the same as `DType::encode`, checked
+//! by the simulator against the VM). Everything is integer and bit arithmetic on the f32
+//! pattern, so the generated code needs no tables and no conversion instructions that older
+//! GPUs lack.
+//!
+//! The builders clone their input expression several times: callers pass a variable (or a
+//! constant), never a large tree.
+
+use crate::dtype::{DType, FloatFormat, Specials};
+use crate::lir::{BinaryOp, CmpOp, Expr, Ty};
+
+fn i32c(v: i64) -> Expr {
+    Expr::Int(Ty::I32, v)
+}
+
+fn bin(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+    Expr::Binary(op, Box::new(a), Box::new(b))
+}
+
+fn cmp(op: CmpOp, a: Expr, b: Expr) -> Expr {
+    Expr::Cmp(op, Box::new(a), Box::new(b))
+}
+
+fn select(c: Expr, a: Expr, b: Expr) -> Expr {
+    Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+}
+
+fn pow2(e: i32) -> f64 {
+    2f64.powi(e)
+}
+
+/// The code (0..2^bits) in an i32, from an i8 container.
+pub fn container_to_code(container: Expr, dtype: DType) -> Expr {
+    let widened = Expr::Cast { to: Ty::I32, value: Box::new(container), from_unsigned: true, to_unsigned: false };
+    bin(BinaryOp::And, widened, i32c(((1u64 << dtype.bits()) - 1) as i64))
+}
+
+/// An i8 container from a code in an i32 (0..256): codes of 128 and more wrap to negative i8.
+pub fn code_to_container(code: Expr) -> Expr {
+    let wrapped = select(cmp(CmpOp::Gt, code.clone(), i32c(127)), bin(BinaryOp::Sub, code.clone(), i32c(256)), code);
+    Expr::Cast { to: Ty::I8, value: Box::new(wrapped), from_unsigned: false, to_unsigned: false }
+}
+
+/// The f32 value of a code held in an i32 (`code` must be a variable or constant).
+pub fn decode_float(code: Expr, f: FloatFormat) -> Expr {
+    let (e_bits, m_bits) = (f.exponent_bits as i64, f.mantissa_bits as i64);
+    let nan = Expr::Float(Ty::F32, f64::NAN);
+    if f.specials == Specials::PowersOfTwo {
+        // 2^(code − bias): the f32 exponent field when the biases agree (e8m0: 127), with the
+        // one code below the f32 normal range written out.
+        let bias = f.bias() as i64;
+        let shifted = bin(BinaryOp::Shl, bin(BinaryOp::Add, code.clone(), i32c(127 - bias)), i32c(23));
+        let normal = Expr::Bitcast { to: Ty::F32, value: Box::new(shifted) };
+        let all_ones = (1i64 << e_bits) - 1;
+        let below_normal = cmp(CmpOp::Le, bin(BinaryOp::Add, code.clone(), i32c(127 - bias)), i32c(0));
+        let tiny = Expr::Float(Ty::F32, pow2(-(bias as i32)));
+        return select(
+            cmp(CmpOp::Eq, code.clone(), i32c(all_ones)),
+            nan,
+            select(below_normal, tiny, normal),
+        );
+    }
+    let magnitude_mask = (1i64 << (e_bits + m_bits)) - 1;
+    let magnitude = bin(BinaryOp::And, code.clone(), i32c(magnitude_mask));
+    let exponent = bin(BinaryOp::LShr, magnitude.clone(), i32c(m_bits));
+    let mantissa = bin(BinaryOp::And, code.clone(), i32c((1i64 << m_bits) - 1));
+    let bias = f.bias() as i64;
+    let normal_bits = bin(
+        BinaryOp::Or,
+        bin(BinaryOp::Shl, bin(BinaryOp::Add, exponent.clone(), i32c(127 - bias)), i32c(23)),
+        bin(BinaryOp::Shl, mantissa.clone(), i32c(23 - m_bits)),
+    );
+    let normal = Expr::Bitcast { to: Ty::F32, value: Box::new(normal_bits) };
+    let subnormal = bin(
+        BinaryOp::Mul,
+        Expr::Cast { to: Ty::F32, value: Box::new(mantissa.clone()), from_unsigned: false, to_unsigned: false },
+        Expr::Float(Ty::F32, pow2(1 - bias as i32 - m_bits as i32)),
+    );
+    let mut value = select(cmp(CmpOp::Eq, exponent.clone(), i32c(0)), subnormal, normal);
+    let exponent_all_ones = (1i64 << e_bits) - 1;
+    match f.specials {
+        Specials::Ieee => {
+            let special = select(cmp(CmpOp::Eq, mantissa, i32c(0)), Expr::Float(Ty::F32, f64::INFINITY), nan);
+            value = select(cmp(CmpOp::Eq, exponent, i32c(exponent_all_ones)), special, value);
+        }
+        Specials::NanAtAllOnes => {
+            value = select(cmp(CmpOp::Eq, magnitude, i32c(magnitude_mask)), nan, value);
+        }
+        Specials::Finite | Specials::PowersOfTwo => {}
+    }
+    if f.signed {
+        let sign = bin(BinaryOp::And, bin(BinaryOp::LShr, code, i32c(e_bits + m_bits)), i32c(1));
+        value = select(cmp(CmpOp::Ne, sign, i32c(0)), Expr::Unary(crate::lir::UnaryOp::Neg, Box::new(value.clone())), value);
+    }
+    value
+}
+
+/// The code (in an i32) of an f32 value rounded into `f` (`x` must be a variable).
+pub fn encode_float(x: Expr, f: FloatFormat) -> Expr {
+    let bits = Expr::Bitcast { to: Ty::I32, value: Box::new(x) };
+    let abs = bin(BinaryOp::And, bits.clone(), i32c(0x7fff_ffff));
+    let negative = cmp(CmpOp::Lt, bits.clone(), i32c(0));
+    let is_nan = cmp(CmpOp::Gt, abs.clone(), i32c(0x7f80_0000));
+    let nan_code = f.nan_code().unwrap_or(0) as i64;
+    if f.specials == Specials::PowersOfTwo {
+        // Nearest power of two, ties up: add half of the f32 mantissa range and keep the
+        // exponent field. At most 2^-127 gives code 0; (2^-127, 2^-126) rounds up to code 1.
+        let rounded = bin(BinaryOp::LShr, bin(BinaryOp::Add, abs.clone(), i32c(0x0040_0000)), i32c(23));
+        let clamped = bin(BinaryOp::Min, rounded, i32c(f.max_finite_code() as i64));
+        let code = select(
+            cmp(CmpOp::Le, abs.clone(), i32c(0x0040_0000)),
+            i32c(0),
+            select(cmp(CmpOp::Lt, abs.clone(), i32c(0x0080_0000)), i32c(1), clamped),
+        );
+        return select(bin(BinaryOp::Or, negative, is_nan), i32c(nan_code), code);
+    }
+    let m_bits = f.mantissa_bits as i64;
+    let e_bits = f.exponent_bits as i64;
+    let bias = f.bias() as i64;
+    let min_exponent = 1 - bias;
+    // Normal range: round the f32 pattern at the target's last mantissa bit, ties to the even
+    // code (the kept bit), then rebias the exponent field.
+    let shift = 23 - m_bits;
+    let lsb = bin(BinaryOp::And, bin(BinaryOp::LShr, abs.clone(), i32c(shift)), i32c(1));
+    let rounded = bin(
+        BinaryOp::LShr,
+        bin(BinaryOp::Add, bin(BinaryOp::Add, abs.clone(), i32c((1i64 << (shift - 1)) - 1)), lsb),
+        i32c(shift),
+    );
+    let normal = bin(BinaryOp::Sub, rounded, i32c((127 - bias) << m_bits));
+    // Below the smallest normal: count quanta of the subnormal spacing, rounding to nearest
+    // even through the float-to-int conversion (exact: it only scales by a power of two).
+    let abs_float = Expr::Bitcast { to: Ty::F32, value: Box::new(abs.clone()) };
+    let scaled = bin(BinaryOp::Mul, abs_float, Expr::Float(Ty::F32, pow2((m_bits - min_exponent) as i32)));
+    let subnormal = Expr::Cast { to: Ty::I32, value: Box::new(scaled), from_unsigned: false, to_unsigned: false };
+    let min_normal_bits = (min_exponent + 127) << 23;
+    let code = select(cmp(CmpOp::Ge, abs.clone(), i32c(min_normal_bits)), normal, subnormal);
+    let max_code = f.max_finite_code() as i64;
+    let overflow = f.infinity_code().unwrap_or(max_code as u64) as i64;
+    let code = select(cmp(CmpOp::Gt, code.clone(), i32c(max_code)), i32c(overflow), code);
+    let code = if f.signed {
+        let sign = bin(BinaryOp::Shl, bin(BinaryOp::LShr, bits.clone(), i32c(31)), i32c(e_bits + m_bits));
+        bin(BinaryOp::Or, code, sign)
+    } else {
+        // Unsigned formats: a negative number (not −0) has no code but NaN.
+        let negative_nonzero = bin(BinaryOp::And, negative, cmp(CmpOp::Ne, abs.clone(), i32c(0)));
+        select(negative_nonzero, i32c(nan_code), code)
+    };
+    select(is_nan, i32c(nan_code), code)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The builders are checked end to end by the simulator tests (they run the LIR against
+    //! the VM); here only the shape of the output.
+    use super::*;
+    use crate::lir::Var;
+
+    #[test]
+    fn builders_produce_i32_codes_and_f32_values() {
+        let program = crate::lir::Program {
+            name: "t".into(),
+            params: vec![],
+            block_threads: 32,
+            shared_bytes: 0,
+            vars: vec![Ty::F32, Ty::I32],
+            body: vec![],
+        };
+        for d in [DType::F4E2M1, DType::F8E4M3FN, DType::F8E5M2, DType::E8M0, DType::UE4M3] {
+            let f = d.float_format().unwrap();
+            assert_eq!(program.ty(&encode_float(Expr::Var(Var(0)), f)), Ty::I32);
+            assert_eq!(program.ty(&decode_float(Expr::Var(Var(1)), f)), Ty::F32);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The quantized matmul of the standard library (`stdlib/kernels/qmatmul.tl`), one kernel for
+//! every weight format: on the VM against an f64 host product of the dequantized weights at
+//! random shapes (M ∈ {1, 16, 33}, N and K not multiples of the tiles), with the tolerance of
+//! f32 accumulation plus the final f16 rounding; and its PTX assembles for every format.
+
+use tl_compiler::backend::{Arch, ptxas};
+use tl_compiler::dtype::DType;
+use tl_compiler::ir::ConstValue;
+use tl_runtime::{Arg, Backend, HostTensor, Module};
+use tl_tests::repo_root;
+
+/// Every weight format the kernel is checked with (integers and floats of at most 8 bits).
+fn weight_formats() -> Vec<DType> {
+    [
+        "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f3e1m1", "f4e2m1",
+        "f5e2m2", "f5e3m1", "f6e2m3", "f6e3m2", "f7e3m3", "f7e4m2", "f8e4m3fn", "f8e5m2", "f8e4m3", "f8e3m4",
+    ]
+    .iter()
+    .map(|n| DType::from_name(n).unwrap_or_else(|| panic!("{n}")))
+    .collect()
+}
+
+fn module() -> Module {
+    Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+/// Random finite weight codes (NaN and infinity codes excluded, every other code possible).
+fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
+    let codes: Vec<u64> = (0..k * n)
+        .map(|_| loop {
+            let c = rng.next();
+            if w.decode(c).is_finite() {
+                break c;
+            }
+        })
+        .collect();
+    HostTensor::from_codes(w, &[k, n], &codes)
+}
+
+fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
+    const G: usize = 64;
+    let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
+    let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+    let mut rng = Rng(seed | 1);
+    let groups = k.div_ceil(G);
+    let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
+    let b = weights(&mut rng, w, k, n);
+    // Scales near 1/max so dequantized weights are O(1); e8m0 scales are powers of two.
+    let scale_of = |rng: &mut Rng| (1.0 + rng.unit().abs()) / w.max_value().abs().max(1.0);
+    let scales = HostTensor::from_f64(s, &[groups, n], &(0..groups * n).map(|_| scale_of(&mut rng)).collect::<Vec<_>>());
+    let zero = if w.is_unsigned_int() { (w.max_value() / 2.0).round() } else { 0.0 };
+    let zero_points = HostTensor::from_f64(DType::F16, &[groups, n], &vec![zero; groups * n]);
+    let c = HostTensor::filled(DType::F16, &[m, n], f64::NAN);
+    let mut args = vec![
+        Arg::Scalar(m as f64),
+        Arg::Scalar(n as f64),
+        Arg::Scalar(k as f64),
+        a.clone().into(),
+        b.clone().into(),
+        scales.clone().into(),
+        zero_points.clone().into(),
+        c.into(),
+    ];
+    kernel.launch(Backend::Vm, &mut args).unwrap_or_else(|e| panic!("{w}: {e}"));
+    let got = args[7].tensor().unwrap();
+    for i in 0..m {
+        for j in 0..n {
+            let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let g = p / G;
+                let weight = (b.get(p * n + j) - zero_points.get(g * n + j)) * scales.get(g * n + j);
+                exact += a.get(i * k + p) * weight;
+                magnitude += (a.get(i * k + p) * weight).abs();
+            }
+            // f32 accumulation: at most k roundings of 2^-24 relative to the running sums;
+            // then one f16 rounding of the result (2^-11 relative, plus half the smallest
+            // subnormal step).
+            let tolerance = k as f64 * 2f64.powi(-24) * magnitude * 2.0 + exact.abs() * 2f64.powi(-11) + 2f64.powi(-25);
+            let value = got.get(i * n + j);
+            assert!(
+                (value - exact).abs() <= tolerance,
+                "{w} with {s} scales, m={m} n={n} k={k}: c[{i}, {j}] = {value}, reference {exact} (tolerance {tolerance:e})"
+            );
+        }
+    }
+}
+
+#[test]
+fn quantized_matmul_matches_the_dequantized_product_for_every_format() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for w in weight_formats() {
+        for m in [1, 16, 33] {
+            let n = 33 + (rng.next() % 30) as usize; // never a multiple of BN = 32
+            let k = 64 * (1 + (rng.next() % 2) as usize) + 1 + (rng.next() % 62) as usize; // ragged k
+            check(w, DType::F16, m, n, k, rng.next());
+        }
+    }
+}
+
+#[test]
+fn mx_block_scaled_matmul_with_e8m0_scales() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for w in [DType::F4E2M1, DType::F6E2M3, DType::F6E3M2, DType::F8E4M3FN, DType::F8E5M2] {
+        check(w, DType::E8M0, 16, 41, 97, rng.next());
+    }
+}
+
+#[test]
+fn qmatmul_ptx_assembles_for_every_format() {
+    if ptxas::find_ptxas().is_none() {
+        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+        return;
+    }
+    let module = module();
+    let mut formats: Vec<(DType, DType)> = weight_formats().into_iter().map(|w| (w, DType::F16)).collect();
+    formats.push((DType::F4E2M1, DType::E8M0));
+    for (w, s) in formats {
+        let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
+        let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+        for arch in Arch::ALL {
+            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
+            ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul W={w} S={s} for {}: {e}", arch.name()));
+        }
+    }
+}
