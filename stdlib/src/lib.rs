@@ -6,6 +6,8 @@
 //! assert_eq!(module.kernel_names(), vec!["softmax".to_string()]);
 //! ```
 
+pub mod quant;
+
 use tl_runtime::{Module, RuntimeError};
 
 /// `(name, source)` of every stdlib kernel file.
