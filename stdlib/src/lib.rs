@@ -13,6 +13,7 @@ use tl_runtime::{Module, RuntimeError};
 /// `(name, source)` of every stdlib kernel file.
 pub const KERNELS: &[(&str, &str)] = &[
     ("matmul", include_str!("../kernels/matmul.tl")),
+    ("qmatmul", include_str!("../kernels/qmatmul.tl")),
     ("silu", include_str!("../kernels/silu.tl")),
     ("softmax", include_str!("../kernels/softmax.tl")),
 ];
