@@ -137,3 +137,49 @@ fn qmatmul_ptx_assembles_for_every_format() {
         }
     }
 }
+
+/// End to end with the host quantizer: quantize an f32 matrix (per-group symmetric integer
+/// codes, and MX block scaling), run the kernel on the VM, compare with `a · dequantize(q)`.
+#[test]
+fn host_quantized_weights_run_through_the_kernel() {
+    use tl_stdlib::quant::{self, Group, MxScheme, QuantScheme};
+    const G: usize = 64;
+    let (m, n, k) = (5, 37, 129);
+    let mut rng = Rng(0x0dd_ba11);
+    let weights: Vec<f32> = (0..k * n).map(|_| rng.unit() as f32).collect();
+    let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
+    let schemes = [
+        quant::quantize(&weights, [k, n], &QuantScheme::symmetric(DType::U4, Group::Size(G), DType::F16)).unwrap(),
+        quant::quantize(&weights, [k, n], &QuantScheme::symmetric(DType::I3, Group::Size(G), DType::F16)).unwrap(),
+        quant::mx_quantize(&weights, [k, n], &MxScheme { block_size: G, ..MxScheme::ocp(DType::F4E2M1) }).unwrap(),
+    ];
+    for q in schemes {
+        let (w, s) = (q.codes().dtype, q.scales().dtype);
+        let groups = q.group_count();
+        let zero_points: Vec<f64> = (0..groups * n).map(|i| q.zero_point(i / n, i % n)).collect();
+        let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
+        let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+        let mut args = vec![
+            Arg::Scalar(m as f64),
+            Arg::Scalar(n as f64),
+            Arg::Scalar(k as f64),
+            a.clone().into(),
+            q.codes().clone().into(),
+            q.scales().clone().into(),
+            HostTensor::from_f64(DType::F16, &[groups, n], &zero_points).into(),
+            HostTensor::filled(DType::F16, &[m, n], f64::NAN).into(),
+        ];
+        kernel.launch(Backend::Vm, &mut args).unwrap_or_else(|e| panic!("{w}: {e}"));
+        let dequantized = quant::dequantize(&q);
+        let got = args[7].tensor().unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|p| a.get(i * k + p) * dequantized[p * n + j]).sum();
+                let magnitude: f64 = (0..k).map(|p| (a.get(i * k + p) * dequantized[p * n + j]).abs()).sum();
+                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + exact.abs() * 2f64.powi(-11) + 2f64.powi(-25);
+                let value = got.get(i * n + j);
+                assert!((value - exact).abs() <= tolerance, "{w}/{s}: c[{i}, {j}] = {value}, reference {exact}");
+            }
+        }
+    }
+}
