@@ -2,9 +2,10 @@
 //! driver library loaded at run time).
 //!
 //! Expects: PTX text containing a `.entry` for the kernel, and kernel arguments in the kernel's
-//! parameter order: every tensor is passed as one 64-bit device pointer to a dense copy of its
-//! bytes, every scalar as a value of its dtype. No CUDA toolkit is needed: the driver JIT-compiles
-//! the PTX for whatever GPU is present.
+//! parameter order: every tensor is passed as one 64-bit device pointer to a copy of its bytes
+//! (packed: elements of fewer than 8 bits share bytes, `HostTensor::byte_len`), every scalar as
+//! a value in the register type of its dtype (`lir::Ty::of`: low-precision dtypes in 8 bits).
+//! No CUDA toolkit is needed: the driver JIT-compiles the PTX for whatever GPU is present.
 //!
 //! Guarantees:
 //! * Nothing here panics when there is no GPU. cudarc's `CudaContext::new` panics when
@@ -12,9 +13,9 @@
 //!   `cudarc::driver::sys::is_culib_present()` and returns [`CudaError::NoDriver`]; as a second
 //!   guard every call into cudarc runs under `catch_unwind`, so a panic inside cudarc (e.g. a
 //!   driver too old to have a symbol it needs) becomes [`CudaError::Panicked`].
-//! * Arguments are checked before the driver is touched: launch shape, tensor byte lengths, and
-//!   (when the PTX parameter list can be read) the number and sizes of the kernel's parameters,
-//!   since a mismatch there is undefined behaviour in `cuLaunchKernel`, not an error.
+//! * Arguments are checked before the driver is touched: launch shape, packed tensor byte
+//!   lengths, and (when the PTX parameter list can be read) the number and sizes of the kernel's
+//!   parameters, since a mismatch there is undefined behaviour in `cuLaunchKernel`, not an error.
 //! * [`launch`] copies every tensor to the device, launches, synchronizes (so kernel faults are
 //!   reported by this call), and copies every tensor back; the caller decides which are outputs.
 //! * The CUDA context and loaded modules are cached for the life of the process (creating a
@@ -191,11 +192,25 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
     Ok(LaunchReport { kernel_ms })
 }
 
-/// The bytes of `value` as `dtype`, little-endian, zero-padded to 8 bytes. The driver copies
-/// exactly as many bytes as the PTX parameter declares from this slot, so a parameter of any
-/// size up to 8 reads the value's own bytes and never reads past the slot.
+/// The bytes of `value` as the kernel's register for `dtype` holds it (`lir::Ty::of`),
+/// little-endian, zero-padded to 8 bytes. The driver copies exactly as many bytes as the PTX
+/// parameter declares from this slot, so a parameter of any size up to 8 reads the value's own
+/// bytes and never reads past the slot.
+///
+/// Low-precision dtypes travel in an 8-bit container: integers below 8 bits as their value
+/// (sign-extended for signed ones, so `i4` −1 is 0xff, not 0x0f), low-precision floats as their
+/// code in the low bits.
 fn scalar_slot(value: f64, dtype: DType) -> u64 {
-    dtype.encode(value) & tl_compiler::dtype::mask(dtype.bytes() as u32 * 8)
+    let code = match dtype {
+        DType::Int { bits, .. } if bits < 8 => DType::I8.encode(dtype.round(value)),
+        _ => dtype.encode(value),
+    };
+    code & tl_compiler::dtype::mask(container_bytes(dtype) as u32 * 8)
+}
+
+/// Bytes of the register that holds a scalar of `dtype` in the generated code.
+fn container_bytes(dtype: DType) -> usize {
+    tl_compiler::lir::Ty::of(dtype).bytes()
 }
 
 /// Checks everything that can be checked without a driver.
@@ -225,17 +240,26 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
     }
     for (i, arg) in args.iter().enumerate() {
         if let KernelArg::Tensor(t) = arg {
-            let expected = t
-                .shape
-                .iter()
-                .try_fold(t.dtype.bytes(), |a, &d| a.checked_mul(d));
-            if expected != Some(t.data.len()) {
-                return bad(format!(
-                    "argument {i}: a {} tensor of shape {:?} holds {} bytes",
-                    t.dtype,
-                    t.shape,
-                    t.data.len()
-                ));
+            // Tensors travel packed (sub-byte elements share bytes), exactly as the host holds
+            // them; the device buffer is a copy of `data`, so its length is what the kernel's
+            // bounds assume.
+            match HostTensor::byte_len(t.dtype, &t.shape) {
+                Some(expected) if expected == t.data.len() => {}
+                Some(expected) => {
+                    return bad(format!(
+                        "argument {i}: a {} tensor of shape {:?} holds {} bytes, but its packed \
+                         size is {expected} bytes",
+                        t.dtype,
+                        t.shape,
+                        t.data.len()
+                    ));
+                }
+                None => {
+                    return bad(format!(
+                        "argument {i}: a {} tensor of shape {:?} is larger than the address space",
+                        t.dtype, t.shape
+                    ));
+                }
             }
         }
     }
@@ -270,10 +294,14 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
                     "argument {i} is a tensor (a 64-bit pointer) but parameter {i} has {size} bytes"
                 ));
             }
-            // The sizes must match, except that LLVM may widen sub-word integers to 32 bits.
+            // The sizes must match the register that holds the dtype, except that LLVM may
+            // widen sub-word integer registers (bool, the 8-bit container of low-precision
+            // dtypes, 16-bit integers) to 32 bits.
             KernelArg::Scalar { dtype, .. }
-                if size != dtype.bytes()
-                    && !(dtype.bytes() < 4 && !dtype.is_float() && size == 4) =>
+                if size != container_bytes(*dtype)
+                    && !(container_bytes(*dtype) < 4
+                        && !tl_compiler::lir::Ty::of(*dtype).is_float()
+                        && size == 4) =>
             {
                 return bad(format!(
                     "argument {i} is a {dtype} scalar but parameter {i} has {size} bytes"
@@ -534,6 +562,43 @@ DONE:
         assert_eq!(scalar_slot(1.5, DType::F32), 1.5f32.to_bits() as u64);
         assert_eq!(scalar_slot(0.1, DType::F64), 0.1f64.to_bits());
         assert_eq!(scalar_slot(5.0, DType::Bool), 1);
+        // Low-precision dtypes in their 8-bit container.
+        assert_eq!(scalar_slot(-1.0, DType::I4), 0xff);
+        assert_eq!(scalar_slot(-100.0, DType::I4), 0xf8);
+        assert_eq!(scalar_slot(100.0, DType::U3), 7);
+        assert_eq!(scalar_slot(-6.0, DType::F4E2M1), 0xf);
+        assert_eq!(scalar_slot(448.0, DType::F8E4M3FN), 0x7e);
+        assert_eq!(scalar_slot(1.0, DType::E8M0), 127);
+    }
+
+    #[test]
+    fn tensor_sizes_are_checked_packed() {
+        let spec = LaunchSpec {
+            ptx: ".version 7.0\n.target sm_50\n.address_size 64\n.visible .entry k(.param .u64 k_param_0)\n{ ret; }",
+            kernel_name: "k",
+            grid: [1, 1, 1],
+            block_threads: 32,
+            shared_bytes: 0,
+        };
+        // A packed f4e2m1 tensor of 5 elements holds 3 bytes; 5 bytes (one per element) is
+        // refused before the driver is touched.
+        let mut unpacked = HostTensor { dtype: DType::F4E2M1, shape: vec![5], data: vec![0; 5] };
+        match launch(&spec, &mut [KernelArg::Tensor(&mut unpacked)]) {
+            Err(CudaError::BadArgument(m)) => assert!(m.contains("packed size is 3 bytes"), "{m}"),
+            other => panic!("expected BadArgument, got {other:?}"),
+        }
+        let mut huge = HostTensor { dtype: DType::U4, shape: vec![usize::MAX, 4], data: vec![] };
+        match launch(&spec, &mut [KernelArg::Tensor(&mut huge)]) {
+            Err(CudaError::BadArgument(m)) => assert!(m.contains("address space"), "{m}"),
+            other => panic!("expected BadArgument, got {other:?}"),
+        }
+        // The packed size passes validation (and then needs a driver).
+        let mut packed = HostTensor::zeros(DType::F6E3M2, &[5]);
+        assert_eq!(packed.data.len(), 4);
+        assert!(!matches!(
+            launch(&spec, &mut [KernelArg::Tensor(&mut packed)]),
+            Err(CudaError::BadArgument(_))
+        ));
     }
 
     #[test]

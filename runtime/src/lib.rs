@@ -19,6 +19,7 @@
 pub mod cuda;
 pub mod npy;
 pub mod reference;
+pub mod tensor_file;
 
 pub use tl_compiler::backend::Arch;
 pub use tl_compiler::dtype::DType;
@@ -211,8 +212,8 @@ impl Kernel {
     }
 
     /// Seeded random arguments: integer scalars from `sizes` or drawn from 1..=160, tensors of
-    /// the resulting shapes with random values (never all zero), outputs (`global mut`)
-    /// poisoned with NaN or the dtype's largest value so that unwritten elements show.
+    /// the resulting shapes with random values ([`random_tensor`]), outputs (`global mut`)
+    /// poisoned ([`poisoned_tensor`]) so that unwritten elements show.
     pub fn random_args(&self, seed: u64, sizes: &[(String, i64)]) -> Result<Vec<Arg>, RuntimeError> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -251,21 +252,7 @@ impl Kernel {
                 }
                 dims.push(v as usize);
             }
-            let n: usize = dims.iter().product();
-            let t = if *mutable {
-                let poison = if dtype.is_float() { f64::NAN } else { dtype.int_range().map_or(0.0, |r| r.1 as f64) };
-                HostTensor::filled(*dtype, &dims, poison)
-            } else {
-                let data: Vec<f64> = (0..n)
-                    .map(|_| match dtype {
-                        d if d.is_float() => rng.random_range(-2.0..2.0),
-                        DType::Bool => rng.random_range(0..2) as f64,
-                        d if d.is_signed_int() => rng.random_range(-8..8) as f64,
-                        _ => rng.random_range(0..16) as f64,
-                    })
-                    .collect();
-                HostTensor::from_f64(*dtype, &dims, &data)
-            };
+            let t = if *mutable { poisoned_tensor(*dtype, &dims) } else { random_tensor(&mut rng, *dtype, &dims) };
             args[i] = Arg::Tensor(t);
         }
         Ok(args)
@@ -306,6 +293,79 @@ impl Kernel {
     }
 }
 
+/// The e8m0 codes [`random_tensor`] draws from: 2^-4 ..= 2^4 (bias 127). Scales multiply data
+/// that is then summed, often into f16 (max 65504): with 2^8, a k = 130 sum of 4-bit weights
+/// times scales already overflowed f16 in `qmatmul`; 2^4 keeps such sums finite while still
+/// covering scales below and above 1.
+pub const RANDOM_E8M0_CODES: std::ops::RangeInclusive<u64> = 123..=131;
+
+/// A tensor of random elements, the inputs of [`Kernel::random_args`].
+///
+/// * Standard dtypes: floats uniform in [-2, 2) rounded to the dtype, signed integers in
+///   -8..8, unsigned in 0..16, booleans 0 or 1 (small values keep sums and products exact).
+/// * Low-precision dtypes ([`DType::is_low_precision`]): uniformly random *codes*, so that every
+///   value the format has is exercised (subnormals, ±0, the largest magnitudes) and not just
+///   those near [-2, 2). Float codes that decode to NaN or infinity are redrawn, since a
+///   reference comparison cannot tell an expected NaN from a wrong one; `e8m0` draws from
+///   [`RANDOM_E8M0_CODES`], since its full range (2^-127 ..= 2^127) overflows f32 products.
+pub fn random_tensor(rng: &mut impl rand::Rng, dtype: DType, shape: &[usize]) -> HostTensor {
+    let n: usize = shape.iter().product();
+    if dtype.is_low_precision() {
+        let codes: Vec<u64> = (0..n).map(|_| random_code(rng, dtype)).collect();
+        return HostTensor::from_codes(dtype, shape, &codes);
+    }
+    // The order of draws is part of what a seed means: keep it for the standard dtypes.
+    let data: Vec<f64> = (0..n)
+        .map(|_| match dtype {
+            d if d.is_float() => rng.random_range(-2.0..2.0),
+            DType::Bool => rng.random_range(0..2) as f64,
+            d if d.is_signed_int() => rng.random_range(-8..8) as f64,
+            _ => rng.random_range(0..16) as f64,
+        })
+        .collect();
+    HostTensor::from_f64(dtype, shape, &data)
+}
+
+/// One uniformly random code of a low-precision dtype whose value is finite.
+fn random_code(rng: &mut impl rand::Rng, dtype: DType) -> u64 {
+    if dtype == DType::E8M0 {
+        return rng.random_range(RANDOM_E8M0_CODES);
+    }
+    let limit = 1u64 << dtype.bits();
+    loop {
+        let code = rng.random_range(0..limit);
+        // At most a few codes of any format are NaN or infinite (for an 8-bit IEEE-style
+        // format with a 1-bit exponent, half of them), so this ends after a few draws.
+        if dtype.decode(code).is_finite() {
+            return code;
+        }
+    }
+}
+
+/// An output tensor before a launch: every element a value the kernel never computes by
+/// accident, so that elements it fails to write show up in the comparison.
+///
+/// Floats hold NaN where the format has one, and the largest finite value otherwise (the
+/// sub-byte `fNeXmY` formats, whose NaN would encode as +0, a value kernels do write);
+/// integers hold their largest value; booleans 1.
+pub fn poisoned_tensor(dtype: DType, shape: &[usize]) -> HostTensor {
+    // Codes, not values: the largest u64 or i64 is not an f64, and rounding it into the
+    // dtype from f64 does not give it back.
+    let code = match (dtype.float_format(), dtype) {
+        // An IEEE-style `f8e7m0` has no mantissa bit to tell NaN from infinity; its all-ones
+        // exponent is infinity only, so it gets the largest value like the formats without NaN.
+        (Some(f), _) => f.nan_code().filter(|&c| f.decode(c).is_nan()).unwrap_or_else(|| f.max_finite_code()),
+        (None, DType::Int { signed: true, bits }) => tl_compiler::dtype::mask(bits as u32 - 1),
+        (None, DType::Int { signed: false, bits }) => tl_compiler::dtype::mask(bits as u32),
+        (None, _) => 1,
+    };
+    let mut t = HostTensor::zeros(dtype, shape);
+    for i in 0..t.len() {
+        t.set_code(i, code);
+    }
+    t
+}
+
 /// One output compared with its reference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputCheck {
@@ -323,5 +383,69 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn passed(&self) -> bool {
         self.outputs.iter().all(|o| o.comparison.mismatches == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_low_bit_tensors_draw_finite_codes_across_the_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for dtype in DType::all().into_iter().filter(|d| d.is_low_precision()) {
+            let t = random_tensor(&mut rng, dtype, &[4096]);
+            assert_eq!(Some(t.data.len()), HostTensor::byte_len(dtype, &[4096]));
+            let codes: std::collections::BTreeSet<u64> = (0..t.len()).map(|i| t.code(i)).collect();
+            assert!(t.to_f64().iter().all(|v| v.is_finite()), "{dtype}: a NaN or infinite input");
+            if dtype == DType::E8M0 {
+                assert_eq!(codes, RANDOM_E8M0_CODES.collect(), "{dtype}");
+                assert!(t.to_f64().iter().all(|v| (1.0 / 16.0..=16.0).contains(v)));
+                continue;
+            }
+            // Every finite code of a format of at most 8 bits shows up in 4096 draws.
+            let finite: std::collections::BTreeSet<u64> =
+                (0..1u64 << dtype.bits()).filter(|c| dtype.decode(*c).is_finite()).collect();
+            assert_eq!(codes, finite, "{dtype}");
+        }
+    }
+
+    #[test]
+    fn random_standard_tensors_keep_small_values() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        for dtype in DType::STANDARD {
+            let values = random_tensor(&mut rng, dtype, &[257]).to_f64();
+            let (lo, hi) = match dtype {
+                DType::Bool => (0.0, 1.0),
+                d if d.is_float() => (-2.0, 2.0),
+                d if d.is_signed_int() => (-8.0, 7.0),
+                _ => (0.0, 15.0),
+            };
+            assert!(values.iter().all(|v| (lo..=hi).contains(v)), "{dtype}: {values:?}");
+            assert!(values.iter().any(|v| *v != 0.0), "{dtype}");
+        }
+    }
+
+    #[test]
+    fn poison_is_nan_where_the_format_has_one_and_the_maximum_otherwise() {
+        for dtype in DType::all() {
+            let t = poisoned_tensor(dtype, &[5]);
+            let has_nan = dtype.is_float()
+                && (dtype.bits() > 16 || (0..1u64 << dtype.bits()).any(|c| dtype.decode(c).is_nan()));
+            for v in t.to_f64() {
+                if has_nan {
+                    assert!(v.is_nan(), "{dtype}: {v}");
+                } else {
+                    assert_eq!(v, dtype.max_value(), "{dtype}");
+                }
+            }
+        }
+        assert_eq!(poisoned_tensor(DType::F4E2M1, &[2]).to_f64(), vec![6.0, 6.0]);
+        assert!(poisoned_tensor(DType::E8M0, &[1]).get(0).is_nan());
+        assert_eq!(poisoned_tensor(DType::I4, &[1]).get(0), 7.0);
+        assert_eq!(poisoned_tensor(DType::I64, &[1]).code(0), i64::MAX as u64);
+        assert_eq!(poisoned_tensor(DType::U64, &[1]).code(0), u64::MAX);
+        assert_eq!(poisoned_tensor(DType::Bool, &[1]).data, vec![1]);
     }
 }

@@ -19,7 +19,9 @@
 //! * `bf16` is rejected on write with [`NpyError::UnsupportedDtype`]: NumPy has no standard
 //!   descriptor for it (ml_dtypes' `bfloat16` is stored as an opaque `<V2`, which loses the
 //!   dtype), and silently writing it as `<u2` or `<f2` would be read back as the wrong numbers.
-//!   Low-bit formats will get their own file form.
+//! * Low-bit formats (`u4`, `f6e3m2`, `f8e4m3fn`, `e8m0`, ...) are rejected on write the same
+//!   way. Tensors of those dtypes and of `bf16` go to tensor files (`.tlt`,
+//!   [`crate::tensor_file`]), and every error says so.
 
 use std::path::{Path, PathBuf};
 
@@ -162,17 +164,10 @@ fn descr_of(dtype: DType) -> Result<&'static str, NpyError> {
         DType::F16 => "<f2",
         DType::F32 => "<f4",
         DType::F64 => "<f8",
-        DType::BF16 => {
-            return Err(NpyError::UnsupportedDtype(
-                "bf16 has no standard NumPy descriptor, so it cannot be written as .npy \
-                 (convert it to f32 first)"
-                    .into(),
-            ));
-        }
         other => {
             return Err(NpyError::UnsupportedDtype(format!(
-                "{other} has no standard NumPy descriptor, so it cannot be written as .npy \
-                 (use the packed tensor file form, or convert it to f32 first)"
+                "{other} has no standard NumPy descriptor, so it cannot be written as .npy; \
+                 use a tensor file (`.tlt`), which holds every dtype"
             )));
         }
     })
@@ -724,6 +719,18 @@ mod tests {
         let err = write_npy(&t).unwrap_err();
         assert!(matches!(err, NpyError::UnsupportedDtype(_)), "{err}");
         assert!(err.to_string().contains("bf16"));
+        assert!(err.to_string().contains(".tlt"));
+    }
+
+    #[test]
+    fn low_bit_dtypes_are_rejected_with_a_pointer_to_tlt() {
+        for dtype in DType::all().into_iter().filter(|d| !DType::STANDARD.contains(d)) {
+            let t = HostTensor::zeros(dtype, &[3]);
+            let err = write_npy(&t).unwrap_err();
+            assert!(matches!(err, NpyError::UnsupportedDtype(_)), "{dtype}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&dtype.name()) && msg.contains(".tlt"), "{msg}");
+        }
     }
 
     #[test]

@@ -91,3 +91,119 @@ fn cuda_backend_without_a_driver_is_a_clear_error() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("libcuda"), "{err}");
 }
+
+/// A copy kernel over any dtype: `c = a`, with the format chosen by `-D W=...`.
+const COPY_KERNEL: &str = "// c = a for a tensor of any dtype W.
+kernel copy<W: dtype = u4, BLOCK = 64>(
+    n: i32,
+    a: global W[n],
+    c: global mut W[n],
+) grid(cdiv(n, BLOCK)) warps(1) {
+    store(c, load(a, [block.x * BLOCK], [BLOCK]), [block.x * BLOCK]);
+}
+
+reference copy {
+    c = a;
+}
+";
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tlc-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn codes(t: &tl_runtime::HostTensor) -> Vec<u64> {
+    (0..t.len()).map(|i| t.code(i)).collect()
+}
+
+#[test]
+fn run_reads_and_writes_tlt_files_of_every_format() {
+    let dir = temp_dir("tlt");
+    let kernel = dir.join("copy.tl");
+    std::fs::write(&kernel, COPY_KERNEL).unwrap();
+    let kernel = kernel.to_str().unwrap();
+    for format in ["u1", "i3", "u4", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2", "e8m0", "ue4m3", "bf16", "f32"] {
+        let dtype = tl_runtime::DType::from_name(format).unwrap();
+        let (a, c, c2) = (dir.join(format!("a-{format}.tlt")), dir.join(format!("c-{format}.tlt")), dir.join(format!("c2-{format}.tlt")));
+        let w = format!("W={format}");
+        // Random inputs (random codes for the low-bit formats), both tensors written out.
+        let (code, out, err) = tlc(&["run", kernel, "-D", &w, "--arg", "n=77", "--seed", "5", "--against", "simt",
+            "--output", &format!("a={}", a.display()), "--output", &format!("c={}", c.display())]);
+        assert_eq!(code, 0, "{format}: {out}{err}");
+        assert!(out.contains("PASS copy backend=vm n=77") && out.contains("vs simt"), "{format}: {out}");
+        let (ta, tc) = (tl_runtime::tensor_file::read_tlt_file(&a).unwrap(), tl_runtime::tensor_file::read_tlt_file(&c).unwrap());
+        assert_eq!((ta.dtype, ta.shape.clone()), (dtype, vec![77]), "{format}");
+        assert_eq!(codes(&tc), codes(&ta), "{format}: the copy differs from its input");
+        assert!(codes(&ta).iter().collect::<std::collections::BTreeSet<_>>().len() > 1, "{format}: inputs are not random");
+        // The output fed back as the input, on the simulator: the same codes come out again.
+        let (code, out, err) = tlc(&["run", kernel, "-D", &w, "--arg", "n=77", "--backend", "simt",
+            "--input", &format!("a={}", c.display()), "--output", &format!("c={}", c2.display())]);
+        assert_eq!(code, 0, "{format}: {out}{err}");
+        assert_eq!(std::fs::read(&c2).unwrap(), std::fs::read(&c).unwrap(), "{format}");
+    }
+    // Standard dtypes go through .npy as before, and both forms mix in one run.
+    let npy = dir.join("a.npy");
+    let (code, out, err) = tlc(&["run", kernel, "-D", "W=f16", "--arg", "n=9", "--output", &format!("a={}", npy.display())]);
+    assert_eq!(code, 0, "{out}{err}");
+    let tlt = dir.join("c-from-npy.tlt");
+    let (code, out, err) = tlc(&["run", kernel, "-D", "W=f16", "--arg", "n=9", "--input", &format!("a={}", npy.display()), "--output", &format!("c={}", tlt.display())]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (from_npy, from_tlt) = (tl_runtime::npy::read_npy_file(&npy).unwrap(), tl_runtime::tensor_file::read_tlt_file(&tlt).unwrap());
+    assert_eq!(from_npy, from_tlt);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_reports_tensor_file_mismatches_clearly() {
+    let dir = temp_dir("tlt-errors");
+    let kernel = dir.join("copy.tl");
+    std::fs::write(&kernel, COPY_KERNEL).unwrap();
+    let kernel = kernel.to_str().unwrap();
+    let f4 = dir.join("a.tlt");
+    let (code, out, err) = tlc(&["run", kernel, "-D", "W=f4e2m1", "--arg", "n=10", "--output", &format!("a={}", f4.display())]);
+    assert_eq!(code, 0, "{out}{err}");
+    let input = format!("a={}", f4.display());
+
+    // A dtype mismatch names the parameter and both dtypes.
+    let (code, _, err) = tlc(&["run", kernel, "-D", "W=f6e3m2", "--arg", "n=10", "--input", &input]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("parameter `a` is a f6e3m2 tensor, but the file holds f4e2m1"), "{err}");
+    // A shape mismatch says what is needed.
+    let (code, _, err) = tlc(&["run", kernel, "-D", "W=f4e2m1", "--arg", "n=11", "--input", &input]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("needs f4e2m1[11]"), "{err}");
+    // .npy cannot hold a low-bit tensor: refused before the run, pointing at .tlt.
+    let (code, out, err) = tlc(&["run", kernel, "-D", "W=u4", "--arg", "n=10", "--output", &format!("c={}", dir.join("c.npy").display())]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "the kernel ran: {out}");
+    assert!(err.contains("u4") && err.contains(".tlt"), "{err}");
+    assert!(!dir.join("c.npy").exists());
+    // Unknown extensions, corrupt files and missing files name the file, once.
+    let (code, _, err) = tlc(&["run", kernel, "--arg", "n=10", "--input", "a=weights.bin"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("weights.bin") && err.contains(".npy") && err.contains(".tlt"), "{err}");
+    let corrupt = dir.join("corrupt.tlt");
+    let mut bytes = std::fs::read(&f4).unwrap();
+    bytes.pop();
+    std::fs::write(&corrupt, bytes).unwrap();
+    let (code, _, err) = tlc(&["run", kernel, "-D", "W=f4e2m1", "--arg", "n=10", "--input", &format!("a={}", corrupt.display())]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("corrupt.tlt") && err.contains("truncated"), "{err}");
+    let (code, _, err) = tlc(&["run", kernel, "--arg", "n=10", "--input", "a=missing.tlt"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot read `missing.tlt`"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    // A scalar is not a tensor.
+    let (code, _, err) = tlc(&["run", kernel, "--arg", "n=10", "--output", &format!("n={}", dir.join("n.tlt").display())]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`n` is a scalar"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_describes_both_tensor_file_forms() {
+    let (code, out, _) = tlc(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--input NAME=TENSOR") && out.contains("*.npy") && out.contains("*.tlt"), "{out}");
+}

@@ -2,18 +2,27 @@
 //!
 //! Exit codes: 0 success, 1 a compile error or a failed check, 2 a usage error.
 
-use tl_compiler::ir::ConstValue;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::PathBuf;
+use tl_compiler::ir::{ConstValue, ParamKind};
 use tl_compiler::syntax::{lexer, parser};
-use tl_runtime::{Arch, Arg, Backend, Module, RuntimeError, npy, reference};
+use tl_runtime::tensor_file::{self, TensorFileKind};
+use tl_runtime::{Arch, Arg, Backend, DType, Module, RuntimeError, reference};
 
 const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
               [--arch sm_80|sm_90a] [-o OUT]
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
-              [--seed N] [--input NAME=FILE.npy]... [--output NAME=FILE.npy]... [--against vm|simt]";
+              [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
+
+  tlc run fills every tensor parameter with seeded random values (outputs with NaN or the
+  largest value) unless --input gives it; --output writes a parameter after the run.
+  TENSOR is a file whose extension picks its form:
+    *.npy  NumPy array: bool, i8..i64, u8..u64, f16, f32, f64
+    *.tlt  tensor file: every dtype (u4, f6e3m2, f8e4m3fn, e8m0, bf16, ...), packed
+           (format: docs/language.md, section Tensor files)
+  An input file must hold exactly the parameter's dtype and shape.";
 
 struct Usage(String);
 
@@ -191,29 +200,73 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     Ok(true)
 }
 
+/// The dtype of tensor parameter `name`, or an error when there is no such tensor parameter.
+fn tensor_param(kernel: &tl_runtime::Kernel, name: &str) -> Result<(usize, DType)> {
+    let params = &kernel.compiled.kernel.params;
+    let index = params
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| anyhow!("kernel `{}` has no parameter `{name}`", kernel.name()))?;
+    match &params[index].kind {
+        ParamKind::Global { dtype, .. } => Ok((index, *dtype)),
+        ParamKind::Scalar(_) => bail!("`{name}` is a scalar, not a tensor: give it with --arg {name}=VALUE"),
+    }
+}
+
+/// Whether `.npy` has a descriptor for `dtype` (see `tl_runtime::npy`).
+fn npy_holds(dtype: DType) -> bool {
+    DType::STANDARD.contains(&dtype) && dtype != DType::BF16
+}
+
+/// Checks a `--input`/`--output` file name against parameter `name` before anything runs, so
+/// that a run is not wasted on an output that cannot be written.
+fn check_tensor_path(flag: &str, name: &str, dtype: DType, file: &std::path::Path) -> Result<()> {
+    match TensorFileKind::of_path(file) {
+        None => bail!(
+            "{flag} {name}=`{}`: unknown tensor file type; name it `*.npy` (NumPy) or `*.tlt` (tensor file, every dtype)",
+            file.display()
+        ),
+        Some(TensorFileKind::Npy) if !npy_holds(dtype) => bail!(
+            "{flag} {name}=`{}`: `{name}` is a {dtype} tensor, which .npy cannot hold; use a `.tlt` tensor file",
+            file.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
     let backend = o.backend.unwrap_or(Backend::Vm);
     let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
     let params = &kernel.compiled.kernel.params;
+    for (name, file) in &o.outputs {
+        let (_, dtype) = tensor_param(&kernel, name)?;
+        check_tensor_path("--output", name, dtype, file)?;
+    }
     let mut args = kernel.random_args(o.seed, &o.sizes)?;
     for (name, file) in &o.inputs {
-        let index = params
-            .iter()
-            .position(|p| &p.name == name)
-            .ok_or_else(|| anyhow!("kernel `{}` has no parameter `{name}`", kernel.name()))?;
-        let t = npy::read_npy_file(file)?;
-        match &args[index] {
-            Arg::Tensor(old) if old.shape != t.shape || old.dtype != t.dtype => bail!(
+        let (index, dtype) = tensor_param(&kernel, name)?;
+        check_tensor_path("--input", name, dtype, file)?;
+        let t = tensor_file::read_tensor_file(file)?;
+        let Arg::Tensor(old) = &args[index] else { unreachable!("random_args makes a tensor for every tensor parameter") };
+        if t.dtype != dtype {
+            bail!(
+                "--input {name}=`{}`: parameter `{name}` is a {dtype} tensor, but the file holds {} \
+                 (write the file as {dtype}; a .tlt tensor file holds every dtype)",
+                file.display(),
+                t.dtype
+            );
+        }
+        if old.shape != t.shape {
+            bail!(
                 "`{}` holds {}{:?}, but `{name}` needs {}{:?} for these sizes (set sizes with --arg)",
                 file.display(),
                 t.dtype,
                 t.shape,
                 old.dtype,
                 old.shape
-            ),
-            Arg::Tensor(_) => args[index] = Arg::Tensor(t),
-            Arg::Scalar(_) => bail!("`{name}` is a scalar: give it with --arg {name}=VALUE"),
+            );
         }
+        args[index] = Arg::Tensor(t);
     }
     let inputs = args.clone();
     let has_reference = kernel.reference.is_some();
@@ -257,7 +310,7 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
         kernel.launch(other, &mut other_args)?;
         for (i, p) in params.iter().enumerate() {
             let (Arg::Tensor(a), Arg::Tensor(b)) = (&args[i], &other_args[i]) else { continue };
-            if !matches!(p.kind, tl_compiler::ir::ParamKind::Global { mutable: true, .. }) {
+            if !matches!(p.kind, ParamKind::Global { mutable: true, .. }) {
                 continue;
             }
             let c = reference::compare(&a.to_f64(), &b.to_f64(), reference::tolerance(a.dtype));
@@ -276,14 +329,28 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
         }
     }
     for (name, file) in &o.outputs {
-        let index = params
-            .iter()
-            .position(|p| &p.name == name)
-            .ok_or_else(|| anyhow!("kernel `{}` has no parameter `{name}`", kernel.name()))?;
-        let Arg::Tensor(t) = &args[index] else { bail!("`{name}` is a scalar, not a tensor") };
-        npy::write_npy_file(file, t)?;
+        let (index, _) = tensor_param(&kernel, name)?;
+        let Arg::Tensor(t) = &args[index] else { unreachable!("tensor parameters hold tensors") };
+        tensor_file::write_tensor_file(file, t)?;
     }
     Ok(ok)
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message before it
+/// already contains (the I/O errors of this crate name their cause in their own message, as
+/// `cannot read `x`: No such file`, and also return it as their `source`).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn main() {
@@ -310,7 +377,7 @@ fn main() {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::exit(1);
         }
     }
