@@ -12,7 +12,7 @@
 //! * Sub-byte floats `fNeXmY` for 3 ≤ N ≤ 7, X ≥ 1, X + Y = N − 1: bias 2^(X−1) − 1,
 //!   subnormals, every code finite (no infinity, no NaN). OCP FP4/FP6 are `f4e2m1`, `f6e2m3`,
 //!   `f6e3m2`.
-//! * 8-bit floats `f8eXmY` (X + Y = 7) are IEEE-style: the all-ones exponent holds infinity and
+//! * 8-bit floats `f8eXmY` (X + Y = 7, X, Y ≥ 1) are IEEE-style: the all-ones exponent holds infinity and
 //!   NaN (`f8e5m2`, `f8e4m3` with max 240, `f8e3m4`). `f8eXmYfn` has no infinity and one NaN
 //!   magnitude, all ones (OCP `f8e4m3fn`, max 448).
 //! * Unsigned floats `ueXmY` (X, Y ≥ 1, X + Y ≤ 8): no sign bit, subnormals, the all-ones code is NaN, no
@@ -196,7 +196,8 @@ impl DType {
                 }
                 match (f.signed, f.specials) {
                     (true, Specials::Finite) => (3..=7).contains(&n) && f.exponent_bits >= 1,
-                    (true, Specials::Ieee | Specials::NanAtAllOnes) => n == 8 && f.exponent_bits >= 1,
+                    // An 8-bit IEEE-style format needs a mantissa bit to tell NaN from infinity.
+                    (true, Specials::Ieee | Specials::NanAtAllOnes) => n == 8 && f.exponent_bits >= 1 && f.mantissa_bits >= 1,
                     (false, Specials::NanAtAllOnes) => (2..=8).contains(&n) && f.exponent_bits >= 1 && f.mantissa_bits >= 1,
                     (false, Specials::PowersOfTwo) => self == DType::E8M0,
                     _ => false,
@@ -407,7 +408,17 @@ impl DType {
             DType::F32 => (value as f32).to_bits() as u64,
             DType::Float(f) => f.encode(value),
             DType::Bool | DType::Int { .. } => {
-                let v = self.round(value) as i128;
+                // Clamp in i128: the f64 of the largest i64/u64 rounds up to 2^63/2^64, which
+                // would wrap if converted directly.
+                let (lo, hi) = self.int_range().expect("integer or bool");
+                let r = self.round(value);
+                let v = if r >= hi as f64 {
+                    hi
+                } else if r <= lo as f64 {
+                    lo
+                } else {
+                    r as i128
+                };
                 (v as u64) & mask(self.bits())
             }
         }
@@ -698,7 +709,7 @@ mod tests {
             assert!(d.is_valid(), "{d:?}");
             assert_eq!(DType::from_name(&d.name()), Some(d), "{}", d.name());
         }
-        for bad in ["f17", "i9", "u0", "f8e4m4", "f4e2m1fn", "f9e4m4", "f16e5m10", "ue0m3", "f1", "i04", "e8m1"] {
+        for bad in ["f17", "i9", "u0", "f8e4m4", "f4e2m1fn", "f9e4m4", "f16e5m10", "ue0m3", "f1", "i04", "e8m1", "f8e7m0"] {
             assert_eq!(DType::from_name(bad), None, "{bad}");
         }
         assert_eq!(DType::from_name("f8e4m3fn"), Some(DType::F8E4M3FN));
@@ -761,6 +772,10 @@ mod tests {
         assert_eq!(DType::U8.round(-1.0), 0.0);
         assert_eq!(DType::I4.encode(-1.0), 0xf);
         assert_eq!(DType::I4.decode(0xf), -1.0);
+        assert_eq!(DType::U64.encode(u64::MAX as f64), u64::MAX);
+        assert_eq!(DType::I64.encode(i64::MAX as f64), i64::MAX as u64);
+        assert_eq!(DType::I64.encode(-1e300), i64::MIN as u64);
+        assert_eq!(DType::U64.encode(-5.0), 0);
     }
 
     #[test]
