@@ -56,7 +56,10 @@ pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::C
 
 /// Runs the block-IR passes, verifying after each one.
 pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
-    passes::assign_layouts::assign_layouts(&mut kernel);
+    let diagnostics = passes::assign_layouts::assign_layouts(&mut kernel);
+    if !diagnostics.is_empty() {
+        return Err(diagnostics.into());
+    }
     if let Err(errors) = ir::verify::verify(&kernel, true) {
         return Err(Diagnostic::error_nowhere(format!(
             "internal compiler error after layout assignment: {}",

@@ -412,6 +412,80 @@ impl Lower<'_> {
         self.regs.insert(id, out);
     }
 
+    /// `view`: the thread's registers of `a`, as codes concatenated LSB first in local order,
+    /// re-sliced into the registers of `id`. Every destination element is an OR of constant
+    /// shifts of the (at most a few) source codes it overlaps; no memory is involved.
+    fn view(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
+        use crate::lower_numerics::{code_to_container, container_to_code};
+        let (from, to) = (self.dtype(a), self.dtype(id));
+        let (b_src, b_dst) = (from.bits() as i64, to.bits() as i64);
+        let sources: Vec<Var> = self.regs(a).to_vec();
+        let count = self.layout(id).local_size();
+        debug_assert_eq!(sources.len() as i64 * b_src, count as i64 * b_dst, "checked by layout assignment");
+        // Source codes as i32 (bits above the width are zero).
+        let codes: Vec<Var> = sources
+            .iter()
+            .map(|&r| {
+                let e = match Ty::of(from) {
+                    Ty::I8 => container_to_code(var(r), from),
+                    Ty::I16 | Ty::F16 | Ty::BF16 => {
+                        let raw = if Ty::of(from) == Ty::I16 { var(r) } else { Expr::Bitcast { to: Ty::I16, value: Box::new(var(r)) } };
+                        Expr::Cast { to: Ty::I32, value: Box::new(raw), from_unsigned: true, to_unsigned: false }
+                    }
+                    Ty::F32 => Expr::Bitcast { to: Ty::I32, value: Box::new(var(r)) },
+                    _ => var(r),
+                };
+                self.assign(body, Ty::I32, e)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for j in 0..count as i64 {
+            let (lo, hi) = (j * b_dst, (j + 1) * b_dst);
+            let mut code: Option<Expr> = None;
+            for (i, &c) in codes.iter().enumerate() {
+                let (s_lo, s_hi) = (i as i64 * b_src, (i as i64 + 1) * b_src);
+                if s_hi <= lo || s_lo >= hi {
+                    continue;
+                }
+                // Bits [max(lo, s_lo), min(hi, s_hi)) move from source offset (x − s_lo) to
+                // destination offset (x − lo).
+                let part = if s_lo >= lo {
+                    bin(lir::BinaryOp::Shl, var(c), int(Ty::I32, s_lo - lo))
+                } else {
+                    bin(lir::BinaryOp::LShr, var(c), int(Ty::I32, lo - s_lo))
+                };
+                code = Some(match code {
+                    None => part,
+                    Some(prev) => bin(lir::BinaryOp::Or, prev, part),
+                });
+            }
+            let code = code.unwrap_or(int(Ty::I32, 0));
+            let masked = if b_dst < 32 { bin(lir::BinaryOp::And, code, int(Ty::I32, (1i64 << b_dst) - 1)) } else { code };
+            let code = self.assign(body, Ty::I32, masked);
+            let register = match Ty::of(to) {
+                Ty::I8 if to.is_signed_int() => {
+                    let up = int(Ty::I32, 32 - b_dst);
+                    let extended = bin(lir::BinaryOp::AShr, bin(lir::BinaryOp::Shl, var(code), up.clone()), up);
+                    Expr::Cast { to: Ty::I8, value: Box::new(extended), from_unsigned: false, to_unsigned: false }
+                }
+                Ty::I8 => code_to_container(var(code)),
+                Ty::I16 | Ty::F16 | Ty::BF16 => {
+                    let wrapped = Expr::Select(
+                        Box::new(cmp(CmpOp::Gt, var(code), int(Ty::I32, 32767))),
+                        Box::new(bin(lir::BinaryOp::Sub, var(code), int(Ty::I32, 65536))),
+                        Box::new(var(code)),
+                    );
+                    let narrow = Expr::Cast { to: Ty::I16, value: Box::new(wrapped), from_unsigned: false, to_unsigned: false };
+                    if Ty::of(to) == Ty::I16 { narrow } else { Expr::Bitcast { to: Ty::of(to), value: Box::new(narrow) } }
+                }
+                Ty::F32 => Expr::Bitcast { to: Ty::F32, value: Box::new(var(code)) },
+                _ => var(code),
+            };
+            out.push(self.assign(body, Ty::of(to), register));
+        }
+        self.regs.insert(id, out);
+    }
+
     /// Converts `e` (a register of `from`) to `to` with the cast semantics, through
     /// statements; returns the register holding the result. Handles low-precision formats:
     /// floats decode to f32 and encode from f32, integers below 8 bits widen to i32 and
@@ -540,6 +614,10 @@ impl Lower<'_> {
             Op::Splat(a) => {
                 let a = *a;
                 self.elementwise(id, body, |s, _| var(s.scalar(a)));
+            }
+            Op::View(a) => {
+                let a = *a;
+                self.view(id, a, body);
             }
             Op::Select { cond, a, b } => {
                 let (c, a, b) = (*cond, *a, *b);

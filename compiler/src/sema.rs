@@ -926,7 +926,7 @@ impl Sema {
                 return Operand::Error;
             }
         }
-        let takes_dtype = matches!(name, "cast" | "zeros" | "full");
+        let takes_dtype = matches!(name, "cast" | "zeros" | "full" | "view");
         if takes_dtype != dtype.is_some() {
             let span = dtype.map_or(callee.span, |d| d.1);
             if takes_dtype {
@@ -1042,6 +1042,41 @@ impl Sema {
                     _ => Type::Scalar(to),
                 };
                 Operand::Value(self.emit(body, ty, Op::Cast(v), e.span))
+            }
+            "view" => {
+                let to = dtype.expect("checked").0;
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (x, xs) = positional.into_iter().next().expect("1");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                let Type::Tensor { dtype: from, shape } = self.ty(v).clone() else {
+                    self.error("`view` reinterprets a tile, not a scalar", xs);
+                    return Operand::Error;
+                };
+                for d in [from, to] {
+                    if d == DType::Bool || d.bits() > 32 {
+                        self.error(format!("`view` works on dtypes of 1 to 32 bits, not {d}"), if d == from { xs } else { e.span });
+                        return Operand::Error;
+                    }
+                }
+                // The last dimension absorbs the change of width: [.., n] of b bits becomes
+                // [.., n·b / b'].
+                let last = *shape.last().expect("tiles have rank >= 1");
+                let total_bits = last * from.bits() as usize;
+                if total_bits % to.bits() as usize != 0 {
+                    self.error(
+                        format!(
+                            "`view<{to}>` of a {from}{shape:?} tile: the last dimension holds {total_bits} bits, not a multiple of {}",
+                            to.bits()
+                        ),
+                        e.span,
+                    );
+                    return Operand::Error;
+                }
+                let mut out = shape.clone();
+                *out.last_mut().expect("rank >= 1") = total_bits / to.bits() as usize;
+                Operand::Value(self.emit(body, Type::Tensor { dtype: to, shape: out }, Op::View(v), e.span))
             }
             "exp" | "exp2" | "log" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "abs" => {
                 if !arity(self, 1) {

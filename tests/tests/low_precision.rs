@@ -104,3 +104,126 @@ fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
     }
     println!("{pairs} format pairs agree");
 }
+
+/// `view` between formats of equal bits per thread: VM (through the layouts) and SIMT (the
+/// generated shifts) agree bit for bit, and viewing back gives the input codes.
+#[test]
+fn view_reinterprets_bits_per_thread_and_round_trips() {
+    let source = |columns: usize| {
+        format!(
+            "kernel reinterpret<W: dtype = u8, V: dtype = u4, R = 4, C = {columns}, D = 1>(
+                x: global W[R, C], y: global mut V[R, D], z: global mut W[R, C],
+            ) grid(1) warps(1) {{
+                let t = load(x, [0, 0], [R, C]);
+                let v = view<V>(t);
+                store(y, v, [0, 0]);
+                store(z, view<W>(v), [0, 0]);
+            }}"
+        )
+    };
+    let names = ["u8", "i8", "u4", "i4", "u3", "u2", "f6e3m2", "f4e2m1", "f8e4m3fn", "e8m0", "f16", "bf16", "i16", "u1", "f32", "i32"];
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let (mut ran, mut refused, mut round_tripped) = (0, 0, 0);
+    for (columns, from_name) in [(48usize, names), (96, names)].iter().flat_map(|(c, ns)| ns.iter().map(move |n| (*c, *n))) {
+        for to_name in names {
+            let (w, v) = (DType::from_name(from_name).unwrap(), DType::from_name(to_name).unwrap());
+            let total = columns * w.bits() as usize;
+            if total % v.bits() as usize != 0 {
+                continue;
+            }
+            let d = total / v.bits() as usize;
+            let module = Module::from_source("view.tl", &source(columns)).unwrap_or_else(|e| panic!("{e}"));
+            let consts = [
+                ("W".to_string(), ConstValue::DType(w)),
+                ("V".to_string(), ConstValue::DType(v)),
+                ("D".to_string(), ConstValue::Int(d as i64)),
+            ];
+            let kernel = match module.kernel(None, &consts) {
+                Ok(k) => k,
+                Err(e) => {
+                    // Unequal bits per thread under the assigned layouts: a diagnostic at the view.
+                    assert!(e.to_string().contains("`view` needs equal bits per thread"), "{w} -> {v}: {e}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            // Random codes, NaN codes excluded (the VM holds values, so NaN payloads are not kept).
+            let codes: Vec<u64> = (0..4 * columns)
+                .map(|_| loop {
+                    let c = rng.next();
+                    if !w.decode(c).is_nan() {
+                        break c;
+                    }
+                })
+                .collect();
+            let x = HostTensor::from_codes(w, &[4, columns], &codes);
+            let args = vec![x.clone().into(), poisoned(v, 4 * d).into(), poisoned(w, 4 * columns).into()];
+            let (mut vm_args, mut simt_args) = (args.clone(), args);
+            for a in [&mut vm_args, &mut simt_args] {
+                if let Arg::Tensor(t) = &mut a[1] {
+                    t.shape = vec![4, d];
+                }
+                if let Arg::Tensor(t) = &mut a[2] {
+                    t.shape = vec![4, columns];
+                }
+            }
+            kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} vm: {e}"));
+            kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} simt: {e}"));
+            let (vm_y, simt_y) = (vm_args[1].tensor().unwrap(), simt_args[1].tensor().unwrap());
+            for i in 0..4 * d {
+                assert!(same_bits(vm_y, simt_y, i), "{w} -> {v}: y[{i}] vm {:#x} simt {:#x}", vm_y.code(i), simt_y.code(i));
+            }
+            // The VM holds values, and the simulator holds float registers as values too, so a
+            // NaN in the middle loses its payload (it becomes the canonical NaN): round trips are
+            // exact only without NaN in between (the GPU keeps the bits).
+            let kept_bits = (0..4 * d).all(|i| !vm_y.get(i).is_nan());
+            let round_trips: Vec<&Arg> = if kept_bits { vec![&vm_args[2], &simt_args[2]] } else { vec![] };
+            round_tripped += kept_bits as usize;
+            for out in round_trips {
+                let z = out.tensor().unwrap();
+                for i in 0..4 * columns {
+                    assert!(same_bits(z, &x, i), "{w} -> {v} -> {w}: z[{i}] = {:#x}, input {:#x}", z.code(i), x.code(i));
+                }
+            }
+            ran += 1;
+        }
+    }
+    println!("view: {ran} format pairs ran ({round_tripped} round trips checked), {refused} refused for unequal bits per thread");
+    assert!(ran >= 100 && round_tripped >= 100, "only {ran} view pairs ran, {round_tripped} round trips checked");
+    assert!(refused >= 1, "no pair exercised the bits-per-thread diagnostic");
+}
+
+/// The generated code of packed loads and stores (atomic and/or on bytes), the bit-level
+/// decoders and encoders and `view` assembles with ptxas for both architectures.
+#[test]
+fn low_precision_kernels_assemble_with_ptxas() {
+    use tl_compiler::backend::{Arch, ptxas};
+    if ptxas::find_ptxas().is_none() {
+        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+        return;
+    }
+    let convert = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let view = Module::from_source(
+        "view.tl",
+        "kernel v<W: dtype = u8, V: dtype = u4>(x: global W[4, 48], y: global mut V[4, 96]) grid(1) warps(1) {
+            store(y, view<V>(load(x, [0, 0], [4, 48])), [0, 0]);
+        }",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (w, v) in [("u3", "f8e4m3fn"), ("f6e3m2", "e8m0"), ("i4", "f16"), ("e8m0", "ue4m3"), ("f4e2m1", "f8e5m2")] {
+        let consts = [
+            ("W".to_string(), ConstValue::DType(DType::from_name(w).unwrap())),
+            ("V".to_string(), ConstValue::DType(DType::from_name(v).unwrap())),
+        ];
+        let kernel = convert.kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+        for arch in Arch::ALL {
+            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{w} -> {v}: {e}"));
+            ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected convert {w} -> {v} for {}: {e}", arch.name()));
+        }
+    }
+    let consts = [("W".to_string(), ConstValue::DType(DType::U8)), ("V".to_string(), ConstValue::DType(DType::U4))];
+    let kernel = view.kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+    for arch in Arch::ALL {
+        ptxas::assemble(kernel.ptx(arch).unwrap(), arch).unwrap_or_else(|e| panic!("ptxas rejected view for {}: {e}", arch.name()));
+    }
+}

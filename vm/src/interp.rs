@@ -361,6 +361,14 @@ impl Machine<'_, '_> {
             }
             Op::Splat(a) => vec![get_scalar(env, *a)?; n],
             Op::Broadcast(a) => broadcast(get(env, *a)?, value_shape(kernel, *a), shape_of(ty)),
+            Op::View(a) => {
+                let source = &kernel.values[a.index()];
+                let (Some(src_layout), Some(dst_layout)) = (&source.layout, &data.layout) else {
+                    return Err(internal("`view` needs layouts: run layout assignment first"));
+                };
+                let from = source.ty.dtype().ok_or_else(|| internal("view of an untyped value"))?;
+                view(get(env, *a)?, value_shape(kernel, *a), from, src_layout, shape_of(ty), dtype()?, dst_layout)?
+            }
             Op::Select { cond, a, b } => {
                 let (c, x, y) = (get(env, *cond)?, get(env, *a)?, get(env, *b)?);
                 c.iter()
@@ -462,6 +470,7 @@ fn op_name(op: &Op) -> String {
         Op::Dot { .. } => "dot".into(),
         Op::Reduce { op, .. } => format!("reduce_{}", op.name()),
         Op::Select { .. } => "select".into(),
+        Op::View(_) => "view".into(),
     }
 }
 
@@ -622,6 +631,53 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
         return Ok(arithmetic_result(d, r as f64));
     }
     if d == DType::Bool { Ok(bool_value(r != 0)) } else { fit_int(d, r) }
+}
+
+/// `view`: for every thread, the codes of its elements of `x` (in the local order of
+/// `src_layout`) are concatenated LSB first and split into its elements of the result (in the
+/// local order of `dst_layout`). Replicas of a result element must agree.
+fn view(
+    x: &[f64],
+    src_shape: &[usize],
+    from: DType,
+    src_layout: &tl_compiler::layout::Layout,
+    dst_shape: &[usize],
+    to: DType,
+    dst_layout: &tl_compiler::layout::Layout,
+) -> Result<Vec<f64>, Fault> {
+    let (b_src, b_dst) = (from.bits() as usize, to.bits() as usize);
+    let threads = src_layout.num_threads();
+    if threads != dst_layout.num_threads() || src_layout.local_size() * b_src != dst_layout.local_size() * b_dst {
+        return Err(Fault::Unsupported(format!(
+            "`view` from {from} to {to} with unequal bits per thread ({} × {b_src} vs {} × {b_dst})",
+            src_layout.local_size(),
+            dst_layout.local_size()
+        )));
+    }
+    let (src_strides, dst_strides) = (strides(src_shape), strides(dst_shape));
+    let flat = |coords: &[usize], st: &[usize]| coords.iter().zip(st).map(|(c, s)| c * s).sum::<usize>();
+    let mut out: Vec<Option<u64>> = vec![None; dst_shape.iter().product()];
+    let mut bits = vec![0u8; (src_layout.local_size() * b_src).div_ceil(8)];
+    for t in 0..threads {
+        bits.iter_mut().for_each(|b| *b = 0);
+        for i in 0..src_layout.local_size() {
+            let code = from.encode(x[flat(&src_layout.coords(t, i), &src_strides)]);
+            tl_compiler::dtype::write_packed(&mut bits, b_src as u32, i, code);
+        }
+        for j in 0..dst_layout.local_size() {
+            let code = tl_compiler::dtype::read_packed(&bits, b_dst as u32, j);
+            let slot = &mut out[flat(&dst_layout.coords(t, j), &dst_strides)];
+            match slot {
+                Some(prev) if *prev != code => {
+                    return Err(Fault::Unsupported("`view` gives replicas of one element different bits".into()));
+                }
+                _ => *slot = Some(code),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|c| c.map(|c| to.decode(c)).ok_or_else(|| Fault::Internal("`view` left an element unset".into())))
+        .collect()
 }
 
 /// Row-major strides of `shape`.

@@ -296,6 +296,11 @@ pub enum Op {
     Reduce { op: ReduceOp, value: ValueId, dim: usize },
     /// Elementwise `cond ? a : b` (`cond` is bool, same shape).
     Select { cond: ValueId, a: ValueId, b: ValueId },
+    /// Reinterprets the bits each thread holds as the value's dtype and layout: thread t's
+    /// codes of the operand, concatenated in local order (LSB first), are split into the
+    /// result's local elements. Legal when both layouts have equal bits per thread (checked
+    /// after layout assignment). The one layout-dependent operation.
+    View(ValueId),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -414,7 +419,7 @@ impl Kernel {
 pub fn operands(op: &Op) -> Vec<ValueId> {
     match op {
         Op::Const(_) | Op::Param(_) | Op::BlockIdx(_) | Op::LoopIndex | Op::ReadVar(_) => vec![],
-        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) => vec![*a],
+        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) => vec![*a],
         Op::Reduce { value, .. } => vec![*value],
         Op::Binary(_, a, b) => vec![*a, *b],
         Op::Load { offsets, .. } => offsets.clone(),

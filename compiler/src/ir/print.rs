@@ -134,6 +134,7 @@ fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Unary(u, a) => format!("{} %{}", u.name(), a.0),
         Op::Binary(b, x, y) => format!("{} %{}, %{}", b.name(), x.0, y.0),
         Op::Cast(a) => format!("cast %{}", a.0),
+        Op::View(a) => format!("view %{}", a.0),
         Op::Splat(a) => format!("splat %{}", a.0),
         Op::Broadcast(a) => format!("broadcast %{}", a.0),
         Op::Load { param, offsets, pad } => {

@@ -249,6 +249,18 @@ impl Verifier<'_> {
                     self.err(format!("%{}: reduce shapes are wrong", id.0));
                 }
             }
+            Op::View(a) => {
+                let at = self.ty(*a).clone();
+                let bits = |t: &Type| t.dtype().map(|d| d.bits() as usize * t.num_elements());
+                let ok = matches!((&at, &ty), (Type::Tensor { shape: s, .. }, Type::Tensor { shape: r, .. })
+                    if s.len() == r.len() && s[..s.len() - 1] == r[..r.len() - 1])
+                    && bits(&at) == bits(&ty)
+                    && at.dtype().is_some_and(|d| d != DType::Bool)
+                    && ty.dtype().is_some_and(|d| d != DType::Bool);
+                if !ok {
+                    self.err(format!("%{}: view changes more than the dtype and the last dimension", id.0));
+                }
+            }
             Op::Select { cond, a, b } => {
                 let (ct, at, bt) = (self.ty(*cond).clone(), self.ty(*a).clone(), self.ty(*b).clone());
                 if at != bt || at != ty || ct.dtype() != Some(DType::Bool) || ct.shape() != ty.shape() {
