@@ -48,6 +48,15 @@ logged() {
     return 1
 }
 
+# Compile-time parameter sets each kernel runs with (one per line; empty = the defaults). The
+# quantized matmul runs for several weight formats, MX block scaling included.
+variants_for() {
+    case "$1" in
+        qmatmul) printf '%s\n' "" "-D W=i3" "-D W=u8" "-D W=f6e3m2" "-D W=f4e2m1 -D S=e8m0 -D G=32" ;;
+        *) printf '%s\n' "" ;;
+    esac
+}
+
 # Names of the kernels a .tl file defines, in order.
 kernels_in() {
     sed -nE 's/^[[:space:]]*kernel[[:space:]]+([A-Za-z_][A-Za-z0-9_]*).*/\1/p' "$1"
@@ -62,7 +71,8 @@ count=0
 run_step() {
     local column="$1"
     shift
-    if logged "$LOGS/$name.$column.log" "$TLC" run "$f" --kernel "$k" "$@"; then
+    # shellcheck disable=SC2086 # $defs is a list of -D options
+    if logged "$LOGS/$name.$column.log" "$TLC" run "$f" --kernel "$k" $defs "$@"; then
         res[$column]=PASS
     else
         res[$column]=FAIL
@@ -78,15 +88,18 @@ for f in "${files[@]}"; do
     [ -f "$f" ] || continue
     base="$(basename "$f" .tl)"
     for k in $(kernels_in "$f"); do
+      while IFS= read -r defs; do
         count=$((count + 1))
         name="$base"
         [ "$k" = "$base" ] || name="$base.$k"
+        [ -z "$defs" ] || name="$name[$(echo "$defs" | sed -E 's/-D //g; s/ /,/g')]"
         echo "demo: $f ($k)"
         detail=""
         declare -A res=()
         for arch in sm_80 sm_90a; do
             ptx="$OUT/$name.$arch.ptx"
-            if logged "$LOGS/$name.compile.$arch.log" "$TLC" compile "$f" --kernel "$k" --emit ptx --arch "$arch" -o "$ptx" &&
+            # shellcheck disable=SC2086
+            if logged "$LOGS/$name.compile.$arch.log" "$TLC" compile "$f" --kernel "$k" $defs --emit ptx --arch "$arch" -o "$ptx" &&
                logged "$LOGS/$name.ptxas.$arch.log" "$PTXAS" -v --gpu-name "$arch" "$ptx" -o "$OUT/$name.$arch.cubin"; then
                 res[$arch]=ok
                 if [ "$arch" = sm_80 ]; then
@@ -104,14 +117,15 @@ for f in "${files[@]}"; do
         else
             res[cuda]=skip
         fi
-        rows+=("$(printf '%-28s %-6s %-6s %-6s %-6s %s' "$name" "${res[sm_80]}" "${res[sm_90a]}" "${res[vm]}" "${res[cuda]}" "$detail")")
+        rows+=("$(printf '%-34s %-6s %-6s %-6s %-6s %s' "$name" "${res[sm_80]}" "${res[sm_90a]}" "${res[vm]}" "${res[cuda]}" "$detail")")
         unset res
+      done < <(variants_for "$k")
     done
 done
 
 echo
-printf '%-28s %-6s %-6s %-6s %-6s %s\n' kernel sm_80 sm_90a vm cuda detail
-printf '%-28s %-6s %-6s %-6s %-6s %s\n' ---------------------------- ------ ------ ------ ------ ------
+printf '%-34s %-6s %-6s %-6s %-6s %s\n' kernel sm_80 sm_90a vm cuda detail
+printf '%-34s %-6s %-6s %-6s %-6s %s\n' ---------------------------------- ------ ------ ------ ------ ------
 for r in "${rows[@]}"; do
     echo "$r"
 done
