@@ -10,6 +10,22 @@
 //! This is the skeleton's layout system (local, spatial and their product); the full algebra
 //! (canonical modes, division, reduce, GF(2) views) will replace it behind the same queries.
 
+pub mod analysis;
+pub mod error;
+pub mod gf2;
+pub mod register;
+pub mod shared;
+pub mod swizzle;
+pub mod view;
+
+pub use analysis::{classify_conversion, vector_width, ConversionKind};
+pub use error::LayoutError;
+pub use gf2::F2Layout;
+pub use register::{RegisterLayout, SpatialEntry};
+pub use shared::SharedLayout;
+pub use swizzle::Swizzle;
+pub use view::{view_bits, RegisterView};
+
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
