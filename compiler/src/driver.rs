@@ -51,18 +51,18 @@ pub struct Compiled {
 /// Block IR of one kernel (layouts not yet assigned).
 pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Kernel, CompileError> {
     let k = sema::find_kernel(file, kernel)?;
-    Ok(sema::lower_kernel(k, consts)?)
+    Ok(sema::lower_kernel_in(file, k, consts)?)
 }
 
 /// Runs the block-IR passes, verifying after each one.
 pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
-    let diagnostics = passes::assign_layouts::assign_layouts(&mut kernel);
+    let diagnostics = passes::infer_layouts::infer_layouts(&mut kernel);
     if !diagnostics.is_empty() {
         return Err(diagnostics.into());
     }
     if let Err(errors) = ir::verify::verify(&kernel, true) {
         return Err(Diagnostic::error_nowhere(format!(
-            "internal compiler error after layout assignment: {}",
+            "internal compiler error after layout inference: {}",
             errors.join("; ")
         ))
         .into());

@@ -53,8 +53,20 @@ pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
                             .with_label(prev, "first defined here"),
                     );
                 }
-                if let Err(mut e) = lower_kernel(k, &[]) {
+                if let Err(mut e) = lower_kernel_in(file, k, &[]) {
                     diags.append(&mut e);
+                }
+            }
+            ast::Item::Layout(def) => {
+                let first = file.items.iter().find_map(|i| match i {
+                    ast::Item::Layout(d) if d.name.name == def.name.name => Some(d.name.span),
+                    _ => None,
+                });
+                if let Some(first) = first.filter(|s| *s != def.name.span) {
+                    diags.push(
+                        Diagnostic::error(format!("layout `{}` is defined twice", def.name.name), def.name.span)
+                            .with_label(first, "first defined here"),
+                    );
                 }
             }
             ast::Item::Reference(r) => {
@@ -71,8 +83,27 @@ pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
     diags
 }
 
+/// Lowers one kernel of `file` to block IR: as [`lower_kernel`], with the file's top-level
+/// `layout` definitions in scope.
+pub fn lower_kernel_in(file: &ast::File, kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]) -> Result<Kernel, Vec<Diagnostic>> {
+    let layouts: Vec<ast::LayoutDef> = file
+        .items
+        .iter()
+        .filter_map(|i| if let ast::Item::Layout(d) = i { Some(d.clone()) } else { None })
+        .collect();
+    lower_kernel_with_layouts(kernel, &layouts, overrides)
+}
+
 /// Lowers one kernel to block IR, with `overrides` replacing compile-time parameter defaults.
 pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]) -> Result<Kernel, Vec<Diagnostic>> {
+    lower_kernel_with_layouts(kernel, &[], overrides)
+}
+
+fn lower_kernel_with_layouts(
+    kernel: &ast::Kernel,
+    layouts: &[ast::LayoutDef],
+    overrides: &[(String, ir::ConstValue)],
+) -> Result<Kernel, Vec<Diagnostic>> {
     let mut cx = Sema {
         k: Kernel {
             name: kernel.name.name.clone(),
@@ -89,6 +120,11 @@ pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]
         diags: Vec::new(),
         assigned: HashSet::new(),
     };
+    // Top-level layouts are expanded where they are used, so they may name the kernel's
+    // compile-time parameters.
+    for def in layouts {
+        cx.bind(&def.name, Binding::Layout(def.value.clone()));
+    }
     cx.kernel(kernel, overrides);
     if cx.diags.is_empty() {
         if let Err(errors) = ir::verify::verify(&cx.k, false) {
@@ -107,6 +143,8 @@ pub fn lower_kernel(kernel: &ast::Kernel, overrides: &[(String, ir::ConstValue)]
 #[derive(Clone, Debug)]
 enum Binding {
     Const(i64),
+    /// A named layout (expanded where it is used).
+    Layout(ast::LayoutExpr),
     /// A compile-time dtype parameter.
     DType(DType),
     ScalarParam(usize),
@@ -182,6 +220,128 @@ impl Sema {
     }
 
     // ----- the kernel signature -------------------------------------------------------------
+
+    /// Checks `let name: reg DTYPE[shape] @ LAYOUT = value`: the value must be a tile of that
+    /// dtype and shape; returns the evaluated layout, if one is written.
+    fn check_annotation(&mut self, a: &ast::TileAnnotation, v: ValueId) -> Result<Option<ir::LayoutAnnotation>, ()> {
+        let dtype = self.resolve_dtype(&a.dtype).ok_or(())?;
+        let mut shape = Vec::new();
+        for d in &a.shape {
+            match self.const_int(d) {
+                Some(x) if x > 0 => shape.push(x as usize),
+                Some(x) => {
+                    self.error(format!("a tile extent must be positive, not {x}"), d.span);
+                    return Err(());
+                }
+                None => return Err(()),
+            }
+        }
+        let want = Type::Tensor { dtype, shape: shape.clone() };
+        let have = self.ty(v).clone();
+        if have != want {
+            self.diags.push(
+                Diagnostic::error(format!("the annotation says {}, but the value is {}", crate::ir::print::type_str(&want), crate::ir::print::type_str(&have)), a.span)
+                    .with_label(self.k.value(v).span, "the value is computed here"),
+            );
+            return Err(());
+        }
+        let Some(layout) = &a.layout else { return Ok(None) };
+        let layout = self.layout_annotation(layout).ok_or(())?;
+        // The layout must cover the tile exactly.
+        let mut covered = vec![1usize; shape.len()];
+        for (func, args) in &layout.factors {
+            if *func == ir::LayoutFunc::Replicate {
+                continue;
+            }
+            if args.len() != shape.len() {
+                self.error(
+                    format!("`{}` has {} extents but the tile has rank {}", func.name(), args.len(), shape.len()),
+                    layout.span,
+                );
+                return Err(());
+            }
+            for (c, x) in covered.iter_mut().zip(args) {
+                *c *= x;
+            }
+        }
+        if covered != shape {
+            self.error(format!("the layout `{layout}` covers a {covered:?} tile, not {shape:?}"), layout.span);
+            return Err(());
+        }
+        Ok(Some(layout))
+    }
+
+    /// Records a user layout on a value; a different layout already required there is a
+    /// conflict reported at both places.
+    fn annotate_value(&mut self, v: ValueId, layout: ir::LayoutAnnotation) {
+        match self.k.values[v.index()].annotation.clone() {
+            Some(prev) if prev.factors != layout.factors => {
+                self.diags.push(
+                    Diagnostic::error(format!("conflicting layouts for one tile: `{layout}` here"), layout.span)
+                        .with_label(prev.span, format!("and `{prev}` here")),
+                );
+            }
+            _ => self.k.values[v.index()].annotation = Some(layout),
+        }
+    }
+
+    /// Evaluates a layout expression: constructors with compile-time integer arguments,
+    /// named layouts and products.
+    fn layout_annotation(&mut self, e: &ast::LayoutExpr) -> Option<ir::LayoutAnnotation> {
+        let mut factors = Vec::new();
+        self.layout_factors(e, &mut factors, 0)?;
+        Some(ir::LayoutAnnotation { factors, span: e.span() })
+    }
+
+    fn layout_factors(&mut self, e: &ast::LayoutExpr, out: &mut Vec<(ir::LayoutFunc, Vec<usize>)>, depth: usize) -> Option<()> {
+        if depth > 32 {
+            self.error("named layouts refer to each other too deeply (is one defined through itself?)", e.span());
+            return None;
+        }
+        match e {
+            ast::LayoutExpr::Product(a, b, _) => {
+                self.layout_factors(a, out, depth)?;
+                self.layout_factors(b, out, depth)
+            }
+            ast::LayoutExpr::Named(name) => match self.lookup(&name.name).cloned() {
+                Some(Binding::Layout(def)) => self.layout_factors(&def, out, depth + 1),
+                Some(_) => {
+                    self.error(format!("`{}` is not a layout", name.name), name.span);
+                    None
+                }
+                None => {
+                    self.error(format!("unknown layout `{}`", name.name), name.span);
+                    None
+                }
+            },
+            ast::LayoutExpr::Call { func, args, span } => {
+                let Some(f) = ir::LayoutFunc::from_name(&func.name) else {
+                    self.error(
+                        format!("unknown layout constructor `{}` (local, spatial, column_local, column_spatial, replicate)", func.name),
+                        func.span,
+                    );
+                    return None;
+                };
+                if args.is_empty() || (f == ir::LayoutFunc::Replicate && args.len() != 1) {
+                    self.error(format!("`{}` takes {}", f.name(), if f == ir::LayoutFunc::Replicate { "one count" } else { "one extent per dimension" }), *span);
+                    return None;
+                }
+                let mut values = Vec::new();
+                for a in args {
+                    match self.const_int(a) {
+                        Some(x) if (1..=1 << 20).contains(&x) => values.push(x as usize),
+                        Some(x) => {
+                            self.error(format!("a layout extent must be between 1 and 2^20, not {x}"), a.span);
+                            return None;
+                        }
+                        None => return None,
+                    }
+                }
+                out.push((f, values));
+                Some(())
+            }
+        }
+    }
 
     /// The dtype a source dtype stands for; a name must be a dtype parameter.
     fn resolve_dtype(&mut self, d: &ast::DTypeRef) -> Option<DType> {
@@ -408,7 +568,16 @@ impl Sema {
     fn stmt(&mut self, s: &ast::Stmt, body: &mut Vec<Stmt>) {
         match &s.kind {
             StmtKind::Error => {}
-            StmtKind::Let { name, value } => {
+            StmtKind::Layout(def) => {
+                if self.lookup(&def.name.name).is_some_and(|b| !matches!(b, Binding::Layout(_))) {
+                    self.error(format!("`{}` is already defined", def.name.name), def.name.span);
+                    return;
+                }
+                // Check it now (errors are reported where it is defined), expand it at each use.
+                self.layout_annotation(&def.value);
+                self.bind(&def.name, Binding::Layout(def.value.clone()));
+            }
+            StmtKind::Let { name, annotation, value } => {
                 let op = self.expr(value, body);
                 if name.name == "block" {
                     self.error("`block` is reserved for the block index", name.span);
@@ -416,19 +585,32 @@ impl Sema {
                 }
                 let binding = match op {
                     Operand::Error => Binding::Poisoned,
-                    Operand::Int(v) if !self.assigned.contains(&name.name) => Binding::Const(v),
+                    Operand::Int(v) if !self.assigned.contains(&name.name) && annotation.is_none() => Binding::Const(v),
                     other => {
                         let Some(v) = self.materialize_default(other, value.span, body) else {
                             self.bind(name, Binding::Poisoned);
                             return;
                         };
+                        let layout = match annotation {
+                            Some(a) => match self.check_annotation(a, v) {
+                                Ok(layout) => layout,
+                                Err(()) => {
+                                    self.bind(name, Binding::Poisoned);
+                                    return;
+                                }
+                            },
+                            None => None,
+                        };
                         if self.assigned.contains(&name.name) {
                             let ty = self.ty(v).clone();
-                            self.k.vars.push(ir::VarData { name: name.name.clone(), ty, layout: None, span: name.span });
+                            self.k.vars.push(ir::VarData { name: name.name.clone(), ty, layout: None, annotation: layout, span: name.span });
                             let var = VarId(self.k.vars.len() as u32 - 1);
                             body.push(Stmt::Assign(var, v));
                             Binding::Var(var)
                         } else {
+                            if let Some(layout) = layout {
+                                self.annotate_value(v, layout);
+                            }
                             Binding::Value(v)
                         }
                     }
@@ -660,6 +842,10 @@ impl Sema {
                 Some(Binding::Poisoned) => Operand::Error,
                 Some(Binding::DType(d)) => {
                     self.error(format!("`{n}` is a dtype ({d}), not a value"), e.span);
+                    Operand::Error
+                }
+                Some(Binding::Layout(_)) => {
+                    self.error(format!("`{n}` is a layout, not a value (layouts go after `@` in a `let` annotation)"), e.span);
                     Operand::Error
                 }
                 None if n == "block" => {

@@ -59,7 +59,7 @@ pub fn evaluate(reference: &ast::Reference, kernel: &Kernel, args: &[RefArg]) ->
     let mut outputs: Vec<(usize, Array)> = Vec::new();
     for stmt in &reference.body {
         match &stmt.kind {
-            StmtKind::Let { name, value } => {
+            StmtKind::Let { name, value, .. } => {
                 let v = eval(value, &env)?;
                 env.values.insert(name.name.clone(), v);
             }

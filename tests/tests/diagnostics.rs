@@ -2,7 +2,8 @@
 //!
 //! Each `tests/cases/errors/*.tl` marks expected errors with `// error: TEXT` comments on the
 //! offending line (several per line allowed). The runner checks that every marked error is
-//! reported on its line and that nothing else is reported, then compares the rendered output
+//! reported on its line and that nothing else is reported (files that pass sema are compiled, so
+//! layout inference reports too), then compares the rendered output
 //! with the `.stderr` file beside the case; `TL_BLESS=1` rewrites those files.
 
 use tl_compiler::diagnostics::{line_col, render_all};
@@ -12,7 +13,18 @@ use tl_tests::repo_root;
 fn diagnostics_of(source: &str) -> Vec<tl_compiler::diagnostics::Diagnostic> {
     match driver::parse(source) {
         Err(e) => e.diagnostics,
-        Ok(file) => sema::check_file(&file),
+        Ok(file) => {
+            let diagnostics = sema::check_file(&file);
+            if !diagnostics.is_empty() {
+                return diagnostics;
+            }
+            // Sema is clean: the later stages (layout inference) report their own errors.
+            file.items
+                .iter()
+                .filter_map(|i| if let tl_compiler::syntax::ast::Item::Kernel(k) = i { Some(k.name.name.clone()) } else { None })
+                .flat_map(|name| driver::compile(&file, Some(&name), &[]).err().map(|e| e.diagnostics).unwrap_or_default())
+                .collect()
+        }
     }
 }
 

@@ -1065,6 +1065,7 @@ mod tests {
             name: "acc".into(),
             ty: tt(f, &[BM, BN]),
             layout: None,
+            annotation: None,
             span: Span::default(),
         });
         let acc = VarId(0);
@@ -1467,7 +1468,7 @@ mod tests {
         let i = DType::I32;
         let params = vec![global("out", i, vec![c(2)], true)];
         let mut k = new_kernel("uninit", params, [c(2), c(1), c(1)]);
-        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, span: Span::default() });
+        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, annotation: None, span: Span::default() });
         let mut b = vec![];
         let bx = emit(&mut k, &mut b, sc(i), Op::BlockIdx(0));
         let z = i32c(&mut k, &mut b, 0);
@@ -1503,7 +1504,7 @@ mod tests {
         let params =
             vec![scalar_param("s", i), scalar_param("e", i), global("out", i, vec![c(1)], true)];
         let mut k = new_kernel("loop", params, [c(1), c(1), c(1)]);
-        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, span: Span::default() });
+        k.vars.push(VarData { name: "acc".into(), ty: sc(i), layout: None, annotation: None, span: Span::default() });
         let mut b = vec![];
         let z = i32c(&mut k, &mut b, 0);
         b.push(Stmt::Assign(VarId(0), z));

@@ -303,12 +303,68 @@ pub enum Op {
     View(ValueId),
 }
 
+/// A constructor of a register layout written in the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayoutFunc {
+    Local,
+    Spatial,
+    ColumnLocal,
+    ColumnSpatial,
+    /// `replicate(n)`: n copies of the layout over n times the threads.
+    Replicate,
+}
+
+impl LayoutFunc {
+    pub fn from_name(name: &str) -> Option<LayoutFunc> {
+        Some(match name {
+            "local" => LayoutFunc::Local,
+            "spatial" => LayoutFunc::Spatial,
+            "column_local" => LayoutFunc::ColumnLocal,
+            "column_spatial" => LayoutFunc::ColumnSpatial,
+            "replicate" => LayoutFunc::Replicate,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LayoutFunc::Local => "local",
+            LayoutFunc::Spatial => "spatial",
+            LayoutFunc::ColumnLocal => "column_local",
+            LayoutFunc::ColumnSpatial => "column_spatial",
+            LayoutFunc::Replicate => "replicate",
+        }
+    }
+}
+
+/// A user's layout annotation with its compile-time arguments evaluated: the product of
+/// `factors`, outermost first (named layouts are expanded).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LayoutAnnotation {
+    pub factors: Vec<(LayoutFunc, Vec<usize>)>,
+    /// The annotation in the source.
+    pub span: Span,
+}
+
+impl std::fmt::Display for LayoutAnnotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .factors
+            .iter()
+            .map(|(func, args)| format!("{}({})", func.name(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")))
+            .collect();
+        f.write_str(&parts.join(" * "))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValueData {
     pub ty: Type,
     pub op: Op,
     /// The register layout of a tensor value; `None` until layout assignment.
     pub layout: Option<Layout>,
+    /// The layout the user wrote for this value (`let t: reg f16[..] @ L = ...`).
+    pub annotation: Option<LayoutAnnotation>,
     pub span: Span,
 }
 
@@ -317,6 +373,8 @@ pub struct VarData {
     pub name: String,
     pub ty: Type,
     pub layout: Option<Layout>,
+    /// The layout the user wrote for this variable.
+    pub annotation: Option<LayoutAnnotation>,
     pub span: Span,
 }
 
@@ -410,7 +468,7 @@ impl Kernel {
 
     /// Appends a value to the arena (it still needs a `Stmt::Eval` to be computed).
     pub fn add_value(&mut self, ty: Type, op: Op, span: Span) -> ValueId {
-        self.values.push(ValueData { ty, op, layout: None, span });
+        self.values.push(ValueData { ty, op, layout: None, annotation: None, span });
         ValueId(self.values.len() as u32 - 1)
     }
 }

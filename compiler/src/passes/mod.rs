@@ -1,3 +1,3 @@
 //! Passes over the block IR, one per file, run in the order `driver.rs` gives.
 
-pub mod assign_layouts;
+pub mod infer_layouts;

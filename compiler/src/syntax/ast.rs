@@ -18,6 +18,8 @@ pub struct File {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     Kernel(Kernel),
+    /// `layout NAME = LAYOUT;` at the top level: usable by every kernel of the file.
+    Layout(LayoutDef),
     Reference(Reference),
 }
 
@@ -107,9 +109,49 @@ pub struct Stmt {
     pub span: Span,
 }
 
+/// `layout NAME = LAYOUT;`
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayoutDef {
+    pub name: Ident,
+    pub value: LayoutExpr,
+    pub span: Span,
+}
+
+/// A register layout written in the source: `local(2, 1) * spatial(8, 4) * NAME`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayoutExpr {
+    /// A constructor (`local`, `spatial`, `column_local`, `column_spatial`, `replicate`) with
+    /// compile-time integer arguments.
+    Call { func: Ident, args: Vec<Expr>, span: Span },
+    /// A named layout.
+    Named(Ident),
+    /// The product `outer * inner`.
+    Product(Box<LayoutExpr>, Box<LayoutExpr>, Span),
+}
+
+impl LayoutExpr {
+    pub fn span(&self) -> Span {
+        match self {
+            LayoutExpr::Call { span, .. } | LayoutExpr::Product(_, _, span) => *span,
+            LayoutExpr::Named(name) => name.span,
+        }
+    }
+}
+
+/// `reg DTYPE[d0, ...] @ LAYOUT` on a `let`: the tile's type, and optionally its layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TileAnnotation {
+    pub dtype: DTypeRef,
+    pub shape: Vec<Expr>,
+    pub layout: Option<LayoutExpr>,
+    pub span: Span,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum StmtKind {
-    Let { name: Ident, value: Expr },
+    Let { name: Ident, annotation: Option<TileAnnotation>, value: Expr },
+    /// `layout NAME = LAYOUT;` inside a kernel (it may use compile-time parameters).
+    Layout(LayoutDef),
     Assign { name: Ident, value: Expr },
     For { var: Ident, start: Expr, end: Expr, body: Block },
     If { cond: Expr, then_block: Block, else_block: Option<Block> },

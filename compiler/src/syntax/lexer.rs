@@ -57,6 +57,12 @@ pub enum Tok {
     Kernel,
     #[token("reference")]
     Reference,
+    #[token("layout")]
+    Layout,
+    #[token("reg")]
+    Reg,
+    #[token("@")]
+    At,
     #[token("let")]
     Let,
     #[token("for")]
@@ -159,6 +165,9 @@ impl fmt::Display for Tok {
                 let text = match other {
                     Tok::Kernel => "kernel",
                     Tok::Reference => "reference",
+                    Tok::Layout => "layout",
+                    Tok::Reg => "reg",
+                    Tok::At => "@",
                     Tok::Let => "let",
                     Tok::For => "for",
                     Tok::In => "in",

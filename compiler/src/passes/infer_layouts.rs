@@ -1,0 +1,215 @@
+//! Layout inference: gives every register tensor value and variable a layout.
+//!
+//! Expects a verified kernel without layouts; values and variables may carry the user's layout
+//! annotations (`let t: reg f16[16, 64] @ local(2, 2) * spatial(8, 4) = ...`).
+//!
+//! Rules:
+//! 1. **Same-layout constraints.** An undirected graph (petgraph) has a node per tensor value
+//!    and per tensor variable, and an edge between two nodes that must share a layout, because
+//!    the lowering pairs their registers one to one without moving data between threads:
+//!    elementwise operations (`unary`, `binary`, `cast`, `select`) join their result with each
+//!    tensor operand; `Assign(var, v)` joins `var` and `v`; a read of `var` joins the result
+//!    with `var`. Loads, stores, broadcasts, reductions, `dot` and `view` accept any layouts on
+//!    their two sides (the lowering addresses memory through each side's own layout).
+//! 2. **User annotations win.** Every connected component takes the layout annotated on one of
+//!    its nodes. Two different annotations in one component are a conflict: the diagnostic names
+//!    both places. An annotation must cover the tile and use exactly the block's threads.
+//! 3. **Defaults.** A component without an annotation takes `Layout::auto(shape, threads)`.
+//! 4. **`view`** needs equal bits per thread on its two sides; otherwise a diagnostic at the
+//!    `view` names both layouts.
+//!
+//! Guarantees: every tensor value and variable has a layout covering its shape with exactly the
+//! block's thread count (checked by `ir::verify` with `require_layouts`), and the nodes of one
+//! component have equal layouts.
+
+use crate::diagnostics::Diagnostic;
+use crate::ir::{Kernel, LayoutAnnotation, LayoutFunc, Op, Stmt, ValueId, VarId};
+use crate::layout::{Layout, Primitive};
+use petgraph::graph::{NodeIndex, UnGraph};
+use std::collections::HashMap;
+
+/// A node of the constraint graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Node {
+    Value(ValueId),
+    Var(VarId),
+}
+
+pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
+    let threads = kernel.num_threads();
+    let mut graph: UnGraph<Node, ()> = UnGraph::new_undirected();
+    let mut index: HashMap<Node, NodeIndex> = HashMap::new();
+    for (i, v) in kernel.values.iter().enumerate() {
+        if v.ty.shape().is_some() {
+            let n = Node::Value(ValueId(i as u32));
+            index.insert(n, graph.add_node(n));
+        }
+    }
+    for (i, v) in kernel.vars.iter().enumerate() {
+        if v.ty.shape().is_some() {
+            let n = Node::Var(VarId(i as u32));
+            index.insert(n, graph.add_node(n));
+        }
+    }
+    let join = |graph: &mut UnGraph<Node, ()>, a: Node, b: Node| {
+        if let (Some(&x), Some(&y)) = (index.get(&a), index.get(&b)) {
+            graph.add_edge(x, y, ());
+        }
+    };
+    for (i, v) in kernel.values.iter().enumerate() {
+        let me = Node::Value(ValueId(i as u32));
+        match &v.op {
+            Op::Unary(_, a) | Op::Cast(a) => join(&mut graph, me, Node::Value(*a)),
+            Op::Binary(_, a, b) => {
+                join(&mut graph, me, Node::Value(*a));
+                join(&mut graph, me, Node::Value(*b));
+            }
+            Op::Select { cond, a, b } => {
+                for o in [cond, a, b] {
+                    join(&mut graph, me, Node::Value(*o));
+                }
+            }
+            Op::ReadVar(var) => join(&mut graph, me, Node::Var(*var)),
+            _ => {}
+        }
+    }
+    fn assigns(body: &[Stmt], out: &mut Vec<(VarId, ValueId)>) {
+        for s in body {
+            match s {
+                Stmt::Assign(var, v) => out.push((*var, *v)),
+                Stmt::For { body, .. } => assigns(body, out),
+                Stmt::If { then_body, else_body, .. } => {
+                    assigns(then_body, out);
+                    assigns(else_body, out);
+                }
+                Stmt::Eval(_) => {}
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    assigns(&kernel.body, &mut pairs);
+    for (var, v) in pairs {
+        join(&mut graph, Node::Var(var), Node::Value(v));
+    }
+
+    // Components, each with the annotation that decides it.
+    let mut diagnostics = Vec::new();
+    let mut component_of: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut components: Vec<Vec<Node>> = Vec::new();
+    for start in graph.node_indices() {
+        if component_of.contains_key(&start) {
+            continue;
+        }
+        let id = components.len();
+        let mut members = Vec::new();
+        let mut stack = vec![start];
+        component_of.insert(start, id);
+        while let Some(n) = stack.pop() {
+            members.push(graph[n]);
+            for m in graph.neighbors(n) {
+                if let std::collections::hash_map::Entry::Vacant(e) = component_of.entry(m) {
+                    e.insert(id);
+                    stack.push(m);
+                }
+            }
+        }
+        components.push(members);
+    }
+    for members in components {
+        let annotation_of = |n: &Node| match n {
+            Node::Value(v) => kernel.values[v.index()].annotation.clone(),
+            Node::Var(v) => kernel.vars[v.index()].annotation.clone(),
+        };
+        let mut chosen: Option<LayoutAnnotation> = None;
+        for n in &members {
+            let Some(a) = annotation_of(n) else { continue };
+            match &chosen {
+                None => chosen = Some(a),
+                Some(prev) if prev.factors != a.factors => diagnostics.push(
+                    Diagnostic::error(format!("conflicting layouts: `{a}` is required here"), a.span)
+                        .with_label(prev.span, format!("but `{prev}` here, for a tile that shares its registers"))
+                        .with_note("elementwise operations and assignments keep one layout; convert explicitly where they must differ"),
+                ),
+                Some(_) => {}
+            }
+        }
+        let shape = match members[0] {
+            Node::Value(v) => kernel.values[v.index()].ty.shape().map(|s| s.to_vec()),
+            Node::Var(v) => kernel.vars[v.index()].ty.shape().map(|s| s.to_vec()),
+        }
+        .expect("tensor nodes only");
+        let layout = match chosen {
+            Some(a) => match from_annotation(&a, threads) {
+                Ok(l) => l,
+                Err(d) => {
+                    diagnostics.push(d);
+                    Layout::auto(&shape, threads)
+                }
+            },
+            None => Layout::auto(&shape, threads),
+        };
+        for n in members {
+            match n {
+                Node::Value(v) => kernel.values[v.index()].layout = Some(layout.clone()),
+                Node::Var(v) => kernel.vars[v.index()].layout = Some(layout.clone()),
+            }
+        }
+    }
+    diagnostics.extend(check_views(kernel));
+    diagnostics
+}
+
+/// The layout an annotation stands for, on `threads` threads.
+fn from_annotation(a: &LayoutAnnotation, threads: usize) -> Result<Layout, Diagnostic> {
+    let mut factors = Vec::new();
+    let mut replicas = 1;
+    for (func, args) in &a.factors {
+        match func {
+            LayoutFunc::Local => factors.push(Primitive::Local(args.clone())),
+            LayoutFunc::Spatial => factors.push(Primitive::Spatial(args.clone())),
+            LayoutFunc::Replicate => replicas *= args[0],
+            LayoutFunc::ColumnLocal | LayoutFunc::ColumnSpatial => {
+                return Err(Diagnostic::error(
+                    format!("`{}` layouts are not supported by the code generator yet", func.name()),
+                    a.span,
+                ));
+            }
+        }
+    }
+    let layout = Layout { factors, replicas };
+    if layout.num_threads() != threads {
+        return Err(Diagnostic::error(
+            format!("the layout `{a}` spreads the tile over {} threads, but the block has {threads}", layout.num_threads()),
+            a.span,
+        )
+        .with_note("the thread count is 32 × warps; add `spatial` factors or `replicate(n)` to use every thread"));
+    }
+    Ok(layout)
+}
+
+/// `view` needs equal bits per thread on both sides.
+fn check_views(kernel: &Kernel) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for v in &kernel.values {
+        let Op::View(a) = v.op else { continue };
+        let source = &kernel.values[a.index()];
+        let (Some(src_layout), Some(dst_layout)) = (&source.layout, &v.layout) else { continue };
+        let (Some(src_dtype), Some(dst_dtype)) = (source.ty.dtype(), v.ty.dtype()) else { continue };
+        let src_bits = src_layout.local_size() * src_dtype.bits() as usize;
+        let dst_bits = dst_layout.local_size() * dst_dtype.bits() as usize;
+        if src_bits != dst_bits || src_layout.replicas != dst_layout.replicas {
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "`view` needs equal bits per thread: each thread holds {} × {src_dtype} = {src_bits} bits of the operand (layout {src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result (layout {dst_layout})",
+                        src_layout.local_size(),
+                        dst_layout.local_size()
+                    ),
+                    v.span,
+                )
+                .with_note("annotate the two sides with layouts of equal bits per thread, or give the tile more elements per thread"),
+            );
+        }
+    }
+    diagnostics
+}
