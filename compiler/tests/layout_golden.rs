@@ -3,15 +3,15 @@
 //! value by value (PTX fragment formulas, Tilus mappings, divisions, canonical forms, swizzle
 //! tables, the linear-layout examples).
 
+use SpatialEntry::{Mode, Replicate};
 use tl_compiler::layout::analysis::{
     bank_wavefronts, classify_conversion_brute_force, shared_access_wavefronts, shared_access_wavefronts_f2,
     vector_width_brute_force,
 };
 use tl_compiler::layout::{
-    classify_conversion, vector_width, ConversionKind, F2Layout, Layout, RegisterLayout, SharedLayout, SpatialEntry,
-    Swizzle,
+    ConversionKind, F2Layout, Layout, RegisterLayout, SharedLayout, SpatialEntry, Swizzle, classify_conversion,
+    vector_width,
 };
-use SpatialEntry::{Mode, Replicate};
 
 fn local(s: &[usize]) -> RegisterLayout {
     RegisterLayout::local(s).unwrap()
@@ -130,7 +130,10 @@ fn division_examples() {
     assert_eq!(mma_c().divide_right(&atom), Some(local(&[2, 1])));
     // Replication split at the boundary: [-6] / [-3] = [-2].
     let r6 = RegisterLayout::replicate(&[1], 6).unwrap();
-    assert_eq!(r6.divide_right(&RegisterLayout::replicate(&[1], 3).unwrap()), Some(RegisterLayout::replicate(&[1], 2).unwrap()));
+    assert_eq!(
+        r6.divide_right(&RegisterLayout::replicate(&[1], 3).unwrap()),
+        Some(RegisterLayout::replicate(&[1], 2).unwrap())
+    );
 }
 
 #[test]
@@ -145,7 +148,8 @@ fn canonicalization_examples() {
     assert_eq!(split, merged);
     assert_eq!(merged.spatial_modes(), &[Replicate(6), Mode(0)]);
     // Size-1 modes and replication vanish.
-    let ones = RegisterLayout::from_modes(&[2, 1], &[vec![1, 2, 1], vec![1]], &[Replicate(1), Mode(3)], &[1, 0, 2]).unwrap();
+    let ones =
+        RegisterLayout::from_modes(&[2, 1], &[vec![1, 2, 1], vec![1]], &[Replicate(1), Mode(3)], &[1, 0, 2]).unwrap();
     assert_eq!(ones, local(&[2, 1]));
     assert_eq!(ones.mode_shape(), &[2]);
     // Modes adjacent in the dimension but not in the list stay apart; in the list but not the
@@ -159,7 +163,10 @@ fn canonicalization_examples() {
     assert_eq!(l.reshape(&[6]).unwrap(), local(&[6]));
     assert_eq!(l.reshape(&[6]).unwrap().reshape(&[2, 3]).unwrap(), l);
     // Column-major spatial(2,2) == spatial in the reversed order.
-    assert_eq!(RegisterLayout::column_spatial(&[2, 2]).unwrap(), RegisterLayout::spatial_in_order(&[2, 2], &[1, 0]).unwrap());
+    assert_eq!(
+        RegisterLayout::column_spatial(&[2, 2]).unwrap(),
+        RegisterLayout::spatial_in_order(&[2, 2], &[1, 0]).unwrap()
+    );
 }
 
 #[test]
@@ -184,7 +191,9 @@ fn constructors_reject_bad_input() {
 
 #[test]
 fn auto_local_spatial_matches_skeleton() {
-    for (shape, threads) in [(vec![16, 64], 128), (vec![3, 5], 32), (vec![256], 128), (vec![1, 8], 64), (vec![64, 64], 128)] {
+    for (shape, threads) in
+        [(vec![16, 64], 128), (vec![3, 5], 32), (vec![256], 128), (vec![1, 8], 64), (vec![64, 64], 128)]
+    {
         let l = RegisterLayout::auto_local_spatial(&shape, threads).unwrap();
         assert_eq!(l, RegisterLayout::from_skeleton(&Layout::auto(&shape, threads)).unwrap());
         assert_eq!(l.num_threads(), threads);
@@ -210,9 +219,9 @@ fn swizzle_3_3_3_table_on_f16_rows_of_64() {
     assert_eq!(table[1], vec![1, 0, 3, 2, 5, 4, 7, 6]);
     assert_eq!(table[2], vec![2, 3, 0, 1, 6, 7, 4, 5]);
     assert_eq!(table[7], vec![7, 6, 5, 4, 3, 2, 1, 0]);
-    for r in 0..8 {
-        for c in 0..8 {
-            assert_eq!(table[r][c], c ^ r);
+    for (r, row) in table.iter().enumerate() {
+        for (c, &chunk) in row.iter().enumerate() {
+            assert_eq!(chunk, c ^ r);
             // 16-byte vectors stay contiguous.
             for e in 0..8 {
                 assert_eq!(swizzled.offset(&[r, 8 * c + e]).unwrap(), swizzled.offset(&[r, 8 * c]).unwrap() + e);
@@ -227,7 +236,8 @@ fn swizzle_3_3_3_table_on_f16_rows_of_64() {
     // ldmatrix: 8 lanes read logical chunk c of rows 0..8 (16 bytes each): one wavefront when
     // swizzled, eight when not.
     for c in 0..8 {
-        let addresses = |l: &SharedLayout| (0..8).map(|r| 2 * l.offset(&[r, 8 * c]).unwrap() as u64).collect::<Vec<_>>();
+        let addresses =
+            |l: &SharedLayout| (0..8).map(|r| 2 * l.offset(&[r, 8 * c]).unwrap() as u64).collect::<Vec<_>>();
         assert_eq!(bank_wavefronts(&addresses(&swizzled), 16).unwrap(), 1);
         assert_eq!(bank_wavefronts(&addresses(&plain), 16).unwrap(), 8);
     }

@@ -69,7 +69,10 @@ pub fn classify_conversion(src: &RegisterLayout, dst: &RegisterLayout) -> Result
 }
 
 /// [`classify_conversion`] by comparing ownership sets element by element.
-pub fn classify_conversion_brute_force(src: &RegisterLayout, dst: &RegisterLayout) -> Result<ConversionKind, LayoutError> {
+pub fn classify_conversion_brute_force(
+    src: &RegisterLayout,
+    dst: &RegisterLayout,
+) -> Result<ConversionKind, LayoutError> {
     check_same_tile(src, dst)?;
     let shape = src.shape();
     // `group(t)` is the thread group that must hold dst's elements: the thread itself, or its warp.
@@ -83,7 +86,8 @@ pub fn classify_conversion_brute_force(src: &RegisterLayout, dst: &RegisterLayou
             }
         }
         (0..dst.num_threads()).all(|t| {
-            (0..dst.local_size()).all(|l| dst.coord(t, l).is_some_and(|c| have.contains(&(group(t), linear_index(&c, shape)))))
+            (0..dst.local_size())
+                .all(|l| dst.coord(t, l).is_some_and(|c| have.contains(&(group(t), linear_index(&c, shape)))))
         })
     };
     Ok(if holds(&|t| t) {
@@ -146,7 +150,12 @@ fn vector_bytes_ok(v: usize, elem_bits: u32, max_bytes: usize) -> bool {
 
 /// The vector width of accesses from register layout `reg` to memory laid out by `mem` (see the
 /// module contract); GF(2) when both are powers of two, brute force otherwise.
-pub fn vector_width(reg: &RegisterLayout, mem: &SharedLayout, elem_bits: u32, max_bytes: usize) -> Result<usize, LayoutError> {
+pub fn vector_width(
+    reg: &RegisterLayout,
+    mem: &SharedLayout,
+    elem_bits: u32,
+    max_bytes: usize,
+) -> Result<usize, LayoutError> {
     check_vector_args(elem_bits, max_bytes)?;
     if reg.shape() != mem.shape() {
         return Err(LayoutError::ShapeMismatch(reg.shape().to_vec(), mem.shape().to_vec()));
@@ -179,7 +188,9 @@ pub fn vector_width_brute_force(
     let works = |v: usize| {
         local.is_multiple_of(v)
             && vector_bytes_ok(v, elem_bits, max_bytes)
-            && offsets.chunks(v).all(|block| block[0].is_multiple_of(v) && block.iter().enumerate().all(|(i, &o)| o == block[0] + i))
+            && offsets
+                .chunks(v)
+                .all(|block| block[0].is_multiple_of(v) && block.iter().enumerate().all(|(i, &o)| o == block[0] + i))
     };
     let mut best = 1;
     let mut v = 2;
@@ -308,7 +319,8 @@ pub fn shared_access_wavefronts(
     if vector == 0 || !reg.local_size().is_multiple_of(vector) {
         return Err(LayoutError::InvalidAccess(format!("vector {vector} does not divide the local size")));
     }
-    let access = u32::try_from(vector as u64 * elem_bytes).map_err(|_| LayoutError::InvalidAccess("vector too wide".into()))?;
+    let access =
+        u32::try_from(vector as u64 * elem_bytes).map_err(|_| LayoutError::InvalidAccess("vector too wide".into()))?;
     let mut worst = 0;
     for warp_start in (0..reg.num_threads()).step_by(WARP_SIZE) {
         let lanes = (reg.num_threads() - warp_start).min(WARP_SIZE);
@@ -337,7 +349,8 @@ pub fn shared_access_wavefronts_f2(
     if vector == 0 || !reg.local_size().is_multiple_of(vector) {
         return Err(LayoutError::InvalidAccess(format!("vector {vector} does not divide the local size")));
     }
-    let access = u32::try_from(vector as u64 * elem_bytes).map_err(|_| LayoutError::InvalidAccess("vector too wide".into()))?;
+    let access =
+        u32::try_from(vector as u64 * elem_bytes).map_err(|_| LayoutError::InvalidAccess("vector too wide".into()))?;
     let map = reg.to_f2()?.compose(&mem.to_f2()?)?;
     let thread = map.dim_columns("thread");
     let lanes = thread.len().min(WARP_SIZE.trailing_zeros() as usize);

@@ -121,7 +121,7 @@ impl Echelon {
         self.rows.push((p, r, x));
         // Rows are reduced in descending pivot order by `reduce`; the form being fully reduced
         // makes the order irrelevant, but keep it sorted for determinism.
-        self.rows.sort_by(|a, b| b.0.cmp(&a.0));
+        self.rows.sort_by_key(|row| std::cmp::Reverse(row.0));
     }
 
     fn rank(&self) -> u32 {
@@ -156,10 +156,7 @@ impl F2Layout {
 
     /// A layout from Triton-style bases: `bases[i][j]` is the image of bit `j` of input dimension
     /// `i`, given as one value per output dimension. The number of bases sets each input's width.
-    pub fn from_bases(
-        in_dims: &[(&str, Vec<Vec<u64>>)],
-        out_dims: &[(&str, u32)],
-    ) -> Result<F2Layout, LayoutError> {
+    pub fn from_bases(in_dims: &[(&str, Vec<Vec<u64>>)], out_dims: &[(&str, u32)]) -> Result<F2Layout, LayoutError> {
         let out: Vec<F2Dim> = out_dims.iter().map(|(n, b)| (n.to_string(), *b)).collect();
         let out_offsets = offsets(&out);
         let mut columns = Vec::new();
@@ -219,7 +216,8 @@ impl F2Layout {
                 SpatialEntry::Replicate(r) => columns.extend(std::iter::repeat_n(0, log2(r) as usize)),
             }
         }
-        let in_dims = vec![("local".to_string(), log2(layout.local_size())), ("thread".to_string(), log2(layout.num_threads()))];
+        let in_dims =
+            vec![("local".to_string(), log2(layout.local_size())), ("thread".to_string(), log2(layout.num_threads()))];
         F2Layout::new(in_dims, out_dims, columns)
     }
 
@@ -263,7 +261,11 @@ impl F2Layout {
     /// Apply to one value per input dimension; returns one value per output dimension.
     pub fn apply_dims(&self, inputs: &[u64]) -> Result<Vec<u64>, LayoutError> {
         if inputs.len() != self.in_dims.len() {
-            return Err(LayoutError::F2DimMismatch(format!("{} inputs for {} dimensions", inputs.len(), self.in_dims.len())));
+            return Err(LayoutError::F2DimMismatch(format!(
+                "{} inputs for {} dimensions",
+                inputs.len(),
+                self.in_dims.len()
+            )));
         }
         let mut packed = 0u64;
         for ((v, (_, bits)), o) in inputs.iter().zip(&self.in_dims).zip(offsets(&self.in_dims)) {
@@ -439,9 +441,7 @@ impl F2Layout {
     /// input bits available.
     pub fn pseudo_invert(&self) -> F2Layout {
         let e = Echelon::of(&self.columns);
-        let columns = (0..self.out_bits())
-            .map(|i| e.rows.iter().find(|r| r.0 == i).map_or(0, |r| r.2))
-            .collect();
+        let columns = (0..self.out_bits()).map(|i| e.rows.iter().find(|r| r.0 == i).map_or(0, |r| r.2)).collect();
         F2Layout { in_dims: self.out_dims.clone(), out_dims: self.in_dims.clone(), columns }
     }
 

@@ -48,7 +48,7 @@
 use std::fmt;
 use std::ops::{Mul, Range};
 
-use super::error::{capped_mul, capped_product, LayoutError};
+use super::error::{LayoutError, capped_mul, capped_product};
 
 /// One entry of the spatial (thread) list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -320,7 +320,8 @@ impl RegisterLayout {
             mode_sizes.extend_from_slice(modes);
             mode_dims.extend(std::iter::repeat_n(d, modes.len()));
         }
-        let raw = Raw { shape: shape.to_vec(), mode_sizes, mode_dims, spatial: spatial.to_vec(), local: local.to_vec() };
+        let raw =
+            Raw { shape: shape.to_vec(), mode_sizes, mode_dims, spatial: spatial.to_vec(), local: local.to_vec() };
         validate(&raw)?;
         Ok(raw.canonical())
     }
@@ -564,18 +565,24 @@ impl RegisterLayout {
         if thread >= self.num_threads() || local >= self.local_size() {
             return None;
         }
-        let mut digits = vec![0; self.mode_sizes.len()];
-        for (entry, digit) in self.spatial.iter().zip(unravel(thread, &self.spatial_shape())) {
-            if let SpatialEntry::Mode(m) = entry {
-                digits[*m] = digit;
+        // Peel digits off the least significant end of each list; each lands in its dimension
+        // scaled by the weight of its mode there.
+        let weights = self.mode_weights();
+        let mut coord = vec![0; self.rank()];
+        let mut rest = thread;
+        for entry in self.spatial.iter().rev() {
+            match *entry {
+                SpatialEntry::Mode(m) => {
+                    coord[self.mode_dims[m]] += (rest % self.mode_sizes[m]) * weights[m];
+                    rest /= self.mode_sizes[m];
+                }
+                SpatialEntry::Replicate(r) => rest /= r,
             }
         }
-        for (&m, digit) in self.local.iter().zip(unravel(local, &self.local_shape())) {
-            digits[m] = digit;
-        }
-        let mut coord = vec![0; self.rank()];
-        for ((m, digit), weight) in digits.into_iter().enumerate().zip(self.mode_weights()) {
-            coord[self.mode_dims[m]] += digit * weight;
+        let mut rest = local;
+        for &m in self.local.iter().rev() {
+            coord[self.mode_dims[m]] += (rest % self.mode_sizes[m]) * weights[m];
+            rest /= self.mode_sizes[m];
         }
         Some(coord)
     }
@@ -736,7 +743,7 @@ impl RegisterLayout {
             let (boundary, want) = (tail[0], inner.mode_sizes[inner_modes[0]]);
             let size = raw.mode_sizes[boundary];
             if size != want {
-                if size % want != 0 {
+                if !size.is_multiple_of(want) {
                     return None;
                 }
                 raw.split_mode(boundary, size / want, want);
@@ -750,7 +757,7 @@ impl RegisterLayout {
         if let Some(&SpatialEntry::Replicate(want)) = inner.spatial.first() {
             let at = raw.spatial.len() - p;
             let SpatialEntry::Replicate(have) = raw.spatial[at] else { return None };
-            if have % want != 0 {
+            if !have.is_multiple_of(want) {
                 return None;
             }
             if have != want {
@@ -809,7 +816,7 @@ impl RegisterLayout {
             let (boundary, want) = (modes[k - 1], outer.mode_sizes[outer_modes[k - 1]]);
             let size = raw.mode_sizes[boundary];
             if size != want {
-                if size % want != 0 {
+                if !size.is_multiple_of(want) {
                     return None;
                 }
                 raw.split_mode(boundary, want, size / want);
@@ -821,7 +828,7 @@ impl RegisterLayout {
         }
         if let Some(&SpatialEntry::Replicate(want)) = outer.spatial.last() {
             let SpatialEntry::Replicate(have) = raw.spatial[p - 1] else { return None };
-            if have % want != 0 {
+            if !have.is_multiple_of(want) {
                 return None;
             }
             if have != want {
@@ -860,7 +867,8 @@ impl RegisterLayout {
             (SpatialEntry::Replicate(a), SpatialEntry::Replicate(b)) => a == b,
             _ => false,
         });
-        let corresponds = corresponds && raw.local[local_range.clone()].iter().zip(&part.local).all(|(a, b)| matched[*b] == *a);
+        let corresponds =
+            corresponds && raw.local[local_range.clone()].iter().zip(&part.local).all(|(a, b)| matched[*b] == *a);
         if !corresponds {
             return None;
         }
@@ -903,10 +911,10 @@ impl RegisterLayout {
         let mut raw = Raw::from_layout(self);
         let gone: Vec<bool> = raw.mode_dims.iter().map(|&d| selected[d]).collect();
         for e in &mut raw.spatial {
-            if let SpatialEntry::Mode(m) = *e {
-                if gone[m] {
-                    *e = SpatialEntry::Replicate(raw.mode_sizes[m]);
-                }
+            if let SpatialEntry::Mode(m) = *e
+                && gone[m]
+            {
+                *e = SpatialEntry::Replicate(raw.mode_sizes[m]);
             }
         }
         raw.local.retain(|&m| !gone[m]);

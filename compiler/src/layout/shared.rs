@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use super::error::{capped_mul, capped_product, LayoutError, MAX_LAYOUT_SIZE};
+use super::error::{LayoutError, MAX_LAYOUT_SIZE, capped_mul, capped_product};
 use super::gf2::{F2Dim, F2Layout};
 use super::register::gcd;
 use super::swizzle::Swizzle;
@@ -56,13 +56,20 @@ impl SharedLayout {
             SharedLayout { shape: shape.to_vec(), mode_sizes: vec![], mode_dims: vec![], strides: vec![], swizzle };
         for (d, (modes, strides)) in dim_modes.iter().zip(dim_strides).enumerate() {
             if modes.len() != strides.len() {
-                return Err(LayoutError::InvalidShared(format!("dimension {d} has {} modes and {} strides", modes.len(), strides.len())));
+                return Err(LayoutError::InvalidShared(format!(
+                    "dimension {d} has {} modes and {} strides",
+                    modes.len(),
+                    strides.len()
+                )));
             }
             if modes.contains(&0) || strides.contains(&0) {
                 return Err(LayoutError::InvalidShared(format!("dimension {d} has a zero mode or stride")));
             }
             if capped_product(modes.iter().copied())? != shape[d] {
-                return Err(LayoutError::InvalidShared(format!("the modes of dimension {d} do not multiply to {}", shape[d])));
+                return Err(LayoutError::InvalidShared(format!(
+                    "the modes of dimension {d} do not multiply to {}",
+                    shape[d]
+                )));
             }
             for (&m, &s) in modes.iter().zip(strides) {
                 capped_mul(m, s)?;
@@ -72,9 +79,11 @@ impl SharedLayout {
             }
         }
         // The largest unswizzled offset must fit the cap too.
-        let top = layout.mode_sizes.iter().zip(&layout.strides).try_fold(1usize, |acc, (m, s)| {
-            acc.checked_add((m - 1) * s).filter(|&v| v <= MAX_LAYOUT_SIZE)
-        });
+        let top = layout
+            .mode_sizes
+            .iter()
+            .zip(&layout.strides)
+            .try_fold(1usize, |acc, (m, s)| acc.checked_add((m - 1) * s).filter(|&v| v <= MAX_LAYOUT_SIZE));
         if top.is_none() {
             return Err(LayoutError::TooLarge);
         }
@@ -315,10 +324,10 @@ impl SharedLayout {
         let (outer_shape, outer_dims) = pad(outer);
         let (inner_shape, inner_dims) = pad(inner);
         let scale = inner.count_size();
-        if let Some(sw) = inner.swizzle {
-            if !scale.is_power_of_two() || scale < 1usize << sw.span().min(63) {
-                return Err(LayoutError::InvalidShared("the inner swizzle would reach the outer offsets".into()));
-            }
+        if let Some(sw) = inner.swizzle
+            && (!scale.is_power_of_two() || scale < 1usize << sw.span().min(63))
+        {
+            return Err(LayoutError::InvalidShared("the inner swizzle would reach the outer offsets".into()));
         }
         let mut dim_modes = vec![Vec::new(); rank];
         let mut dim_strides = vec![Vec::new(); rank];
@@ -338,7 +347,8 @@ impl SharedLayout {
     /// Reorder dimensions: dimension `j` of the result is dimension `perm[j]` of `self`.
     pub fn permute(&self, perm: &[usize]) -> Result<SharedLayout, LayoutError> {
         let mut seen = vec![false; self.rank()];
-        if perm.len() != self.rank() || perm.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true)) {
+        if perm.len() != self.rank() || perm.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true))
+        {
             return Err(LayoutError::NotAPermutation(perm.to_vec()));
         }
         let mut dim_modes = Vec::new();
@@ -396,7 +406,8 @@ impl SharedLayout {
             }
         }
         let width = usize::BITS - (self.count_size() - 1).leading_zeros();
-        let in_dims: Vec<F2Dim> = (0..self.rank()).rev().map(|d| (format!("dim{d}"), self.shape[d].trailing_zeros())).collect();
+        let in_dims: Vec<F2Dim> =
+            (0..self.rank()).rev().map(|d| (format!("dim{d}"), self.shape[d].trailing_zeros())).collect();
         F2Layout::new(in_dims, vec![("offset".to_string(), width)], columns)
     }
 }
@@ -405,7 +416,13 @@ impl SharedLayout {
 impl fmt::Display for SharedLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
-        write!(f, "shared(shape=[{}], modes=[{}], strides=[{}]", list(&self.shape), list(&self.mode_sizes), list(&self.strides))?;
+        write!(
+            f,
+            "shared(shape=[{}], modes=[{}], strides=[{}]",
+            list(&self.shape),
+            list(&self.mode_sizes),
+            list(&self.strides)
+        )?;
         if let Some(sw) = self.swizzle {
             write!(f, ", swizzle={sw}")?;
         }

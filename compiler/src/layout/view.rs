@@ -41,7 +41,12 @@ pub struct BitPiece {
 
 /// The view from `src` holding `src_bits`-bit elements to `dst` holding `dst_bits`-bit elements,
 /// or an error if the thread counts or the bits per thread differ, or a width is not in 1..=64.
-pub fn view_bits(src: &RegisterLayout, src_bits: u32, dst: &RegisterLayout, dst_bits: u32) -> Result<RegisterView, LayoutError> {
+pub fn view_bits(
+    src: &RegisterLayout,
+    src_bits: u32,
+    dst: &RegisterLayout,
+    dst_bits: u32,
+) -> Result<RegisterView, LayoutError> {
     for bits in [src_bits, dst_bits] {
         if bits == 0 || bits > 64 {
             return Err(LayoutError::BadElementBits(bits));
