@@ -1013,3 +1013,62 @@ proptest! {
         prop_assert!(view_bits(&more, src_bits, &dst, dst_bits).is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Robustness: bad input is an error, never a panic
+// ---------------------------------------------------------------------------------------------
+
+fn junk_size() -> impl Strategy<Value = usize> {
+    prop_oneof![0usize..10, Just(usize::MAX), Just(1usize << 40), any::<usize>()]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn constructors_and_operations_never_panic(
+        shape in prop::collection::vec(junk_size(), 0..4),
+        dim_modes in prop::collection::vec(prop::collection::vec(junk_size(), 0..3), 0..4),
+        spatial in prop::collection::vec(prop_oneof![(0usize..8).prop_map(Mode), junk_size().prop_map(Replicate)], 0..4),
+        local in prop::collection::vec(0usize..8, 0..4),
+        dims in prop::collection::vec(0usize..5, 0..3),
+        swizzle in (0u32..70, 0u32..70, 0u32..70),
+        threads in junk_size(),
+        bits in 0u32..200,
+        l in layout_strategy(SMALL),
+    ) {
+        let _ = RegisterLayout::from_modes(&shape, &dim_modes, &spatial, &local);
+        let _ = RegisterLayout::local(&shape);
+        let _ = RegisterLayout::spatial(&shape);
+        let _ = RegisterLayout::replicate(&shape, threads);
+        let _ = RegisterLayout::auto_local_spatial(&shape, threads);
+        let _ = RegisterLayout::spatial_in_order(&shape, &dims);
+        let _ = l.reshape(&shape);
+        let _ = l.permute(&dims);
+        let _ = l.squeeze(&dims);
+        let _ = l.unsqueeze(&dims);
+        let _ = l.reduce(&dims);
+        let _ = l.replicated(threads);
+        let _ = l.coord(threads, threads);
+        let _ = l.owners(&shape);
+        let _ = l.local_of(&shape);
+        let _ = l.replica_index(threads);
+        let sw = Swizzle::new(swizzle.0, swizzle.1, swizzle.2);
+        let _ = sw.clone().map(|s| s.in_bytes(bits));
+        let _ = SharedLayout::row_major(&shape);
+        let _ = SharedLayout::column_major(&shape);
+        let _ = SharedLayout::from_dims(&shape, &local);
+        let _ = SharedLayout::row_major_swizzled(&shape, threads);
+        let _ = SharedLayout::from_modes(&shape, &dim_modes, &dim_modes, sw.clone().ok());
+        if let Ok(s) = SharedLayout::row_major(l.shape()) {
+            let _ = vector_width(&l, &s, bits, threads);
+            let _ = shared_access_wavefronts(&l, &s, bits, threads.min(64));
+            let _ = s.with_swizzle(sw.clone().ok()).is_injective();
+            let _ = s.prepend_dim(threads);
+            let _ = s.permute(&dims);
+        }
+        let _ = view_bits(&l, bits, &l, bits);
+        let _ = F2Layout::identity("a", "b", bits);
+        let _ = F2Layout::new(vec![("a".into(), bits)], vec![("b".into(), bits / 2)], local.iter().map(|&x| x as u64).collect());
+    }
+}

@@ -194,7 +194,7 @@ pub fn vector_width_brute_force(
     };
     let mut best = 1;
     let mut v = 2;
-    while v <= local && v * elem_bits as usize <= max_bytes * 8 {
+    while v <= local && v * elem_bits as usize <= max_bytes.saturating_mul(8) {
         if works(v) {
             best = v;
         }
@@ -224,7 +224,7 @@ pub fn vector_width_f2(reg_to_offset: &F2Layout, elem_bits: u32, max_bytes: usiz
     let mut best = 1;
     for j in 1..=k {
         let v = 1usize << j;
-        if v * elem_bits as usize > max_bytes * 8 {
+        if v * elem_bits as usize > max_bytes.saturating_mul(8) {
             break;
         }
         if vector_bytes_ok(v, elem_bits, max_bytes) {

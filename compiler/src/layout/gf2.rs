@@ -40,6 +40,16 @@ fn total_bits(dims: &[F2Dim]) -> u32 {
     dims.iter().map(|(_, b)| b).sum()
 }
 
+/// `v << s`, and 0 once every bit is shifted out (a zero-width dimension can sit at offset 64).
+fn shl(v: u64, s: u32) -> u64 {
+    v.checked_shl(s).unwrap_or(0)
+}
+
+/// `v >> s`, and 0 once every bit is shifted out.
+fn shr(v: u64, s: u32) -> u64 {
+    v.checked_shr(s).unwrap_or(0)
+}
+
 fn low_mask(bits: u32) -> u64 {
     if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
 }
@@ -158,6 +168,7 @@ impl F2Layout {
     /// `i`, given as one value per output dimension. The number of bases sets each input's width.
     pub fn from_bases(in_dims: &[(&str, Vec<Vec<u64>>)], out_dims: &[(&str, u32)]) -> Result<F2Layout, LayoutError> {
         let out: Vec<F2Dim> = out_dims.iter().map(|(n, b)| (n.to_string(), *b)).collect();
+        check_dims(&out)?;
         let out_offsets = offsets(&out);
         let mut columns = Vec::new();
         let mut ins = Vec::new();
@@ -172,7 +183,7 @@ impl F2Layout {
                     if v & !low_mask(*bits) != 0 {
                         return Err(LayoutError::F2DimMismatch(format!("basis value {v} exceeds {bits} bits")));
                     }
-                    c |= v << o;
+                    c |= shl(*v, *o);
                 }
                 columns.push(c);
             }
@@ -182,6 +193,9 @@ impl F2Layout {
 
     /// The identity on one dimension of `2^bits` values, renamed from `input` to `output`.
     pub fn identity(input: &str, output: &str, bits: u32) -> Result<F2Layout, LayoutError> {
+        if bits > 64 {
+            return Err(LayoutError::TooManyBits(bits as usize));
+        }
         F2Layout::new(vec![(input.into(), bits)], vec![(output.into(), bits)], (0..bits).map(|j| 1u64 << j).collect())
     }
 
@@ -272,10 +286,15 @@ impl F2Layout {
             if v & !low_mask(*bits) != 0 {
                 return Err(LayoutError::F2DimMismatch(format!("input {v} exceeds {bits} bits")));
             }
-            packed |= v << o;
+            packed |= shl(*v, o);
         }
         let y = self.apply(packed);
-        Ok(self.out_dims.iter().zip(offsets(&self.out_dims)).map(|((_, bits), o)| (y >> o) & low_mask(*bits)).collect())
+        Ok(self
+            .out_dims
+            .iter()
+            .zip(offsets(&self.out_dims))
+            .map(|((_, bits), o)| shr(y, o) & low_mask(*bits))
+            .collect())
     }
 
     /// `x -> next(self(x))`; `self`'s outputs must be `next`'s inputs (names and widths).
@@ -313,10 +332,10 @@ impl F2Layout {
         let repack = |value: u64, part: &F2Layout, is_outer: bool| -> u64 {
             let mut y = 0;
             for ((name, bits), o) in part.out_dims.iter().zip(offsets(&part.out_dims)) {
-                let v = (value >> o) & low_mask(*bits);
+                let v = shr(value, o) & low_mask(*bits);
                 let i = find(&out_dims, name).unwrap_or(0);
                 let shift = if is_outer { find(&inner.out_dims, name).map_or(0, |k| inner.out_dims[k].1) } else { 0 };
-                y |= v << (out_offsets[i] + shift);
+                y |= shl(v, out_offsets[i] + shift);
             }
             y
         };
@@ -355,8 +374,8 @@ impl F2Layout {
                 let mut out_o = 0;
                 for (k, (oname, obits)) in self.out_dims.iter().enumerate() {
                     let low = find(&inner.out_dims, oname).map_or(0, |i| inner.out_dims[i].1);
-                    let v = (c >> self_out_offsets[k]) & low_mask(*obits);
-                    y |= (v >> low) << out_o;
+                    let v = shr(c, self_out_offsets[k]) & low_mask(*obits);
+                    y |= shl(shr(v, low), out_o);
                     out_o += obits - low;
                 }
                 columns.push(y);
@@ -390,8 +409,8 @@ impl F2Layout {
                 let mut y = 0;
                 let mut out_o = 0;
                 for (k, (_, keep_out)) in out_dims.iter().enumerate() {
-                    let v = (c >> self_out_offsets[k]) & low_mask(*keep_out);
-                    y |= v << out_o;
+                    let v = shr(c, self_out_offsets[k]) & low_mask(*keep_out);
+                    y |= shl(v, out_o);
                     out_o += keep_out;
                 }
                 columns.push(y);

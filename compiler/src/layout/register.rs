@@ -707,7 +707,9 @@ impl RegisterLayout {
         Ok(Raw { shape, mode_sizes, mode_dims, spatial, local }.canonical())
     }
 
-    /// Right division: the `Q` with `self == Q * inner`, or `None` if there is none.
+    /// Right division: the `Q` with `self == Q * inner`, or `None` if there is none (also when
+    /// `inner` has a higher rank than `self`; a lower-rank `inner` is padded with leading
+    /// extent-1 dimensions, as in the product).
     ///
     /// `Q` is unique when it exists (`Q(t, l) = self(t * T_inner, l * L_inner) / S_inner`).
     /// Per dimension inner's modes must be a suffix of self's, and inner's lists suffixes of

@@ -166,7 +166,7 @@ impl SharedLayout {
     /// Rank-1 shapes get plain row-major.
     pub fn row_major_swizzled(shape: &[usize], elem_bytes: usize) -> Result<SharedLayout, LayoutError> {
         if !elem_bytes.is_power_of_two() || elem_bytes > 16 {
-            return Err(LayoutError::BadElementBits((elem_bytes * 8).min(u32::MAX as usize) as u32));
+            return Err(LayoutError::BadElementBits(elem_bytes.saturating_mul(8).min(u32::MAX as usize) as u32));
         }
         if shape.contains(&0) {
             return Err(LayoutError::ZeroExtent { what: "shape", extents: shape.to_vec() });
@@ -287,14 +287,15 @@ impl SharedLayout {
 
     /// Whether distinct coordinates get distinct offsets (brute force over the shape).
     pub fn is_injective(&self) -> bool {
-        let mut seen = vec![false; self.storage_size()];
+        // A set rather than a bitmap over the storage: a large swizzle base can make the
+        // storage size far larger than the tile.
+        let mut seen = std::collections::HashSet::with_capacity(self.num_elements());
         let mut coord = vec![0; self.rank()];
         for _ in 0..self.num_elements() {
             let Some(o) = self.offset(&coord) else { return false };
-            if o >= seen.len() || seen[o] {
+            if !seen.insert(o) {
                 return false;
             }
-            seen[o] = true;
             for d in (0..self.rank()).rev() {
                 coord[d] += 1;
                 if coord[d] < self.shape[d] {

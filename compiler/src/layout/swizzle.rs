@@ -69,7 +69,7 @@ impl Swizzle {
     /// bytes.
     pub fn in_bytes(&self, unit_bytes: u32) -> Result<Swizzle, LayoutError> {
         if !unit_bytes.is_power_of_two() {
-            return Err(LayoutError::BadElementBits(unit_bytes * 8));
+            return Err(LayoutError::BadElementBits(unit_bytes.saturating_mul(8)));
         }
         Swizzle::new(self.bits, self.base + unit_bytes.trailing_zeros(), self.shift)
     }
