@@ -25,8 +25,9 @@
 //! * Beyond the largest finite value: IEEE-style formats overflow to infinity as IEEE 754 says
 //!   (at max + ½ulp); every other format saturates to ±max (PTX `.satfinite`); infinities
 //!   saturate the same way.
-//! * NaN becomes the format's canonical NaN (IEEE: quiet, sign clear; `fn`/`ue`/`e8m0`: the
-//!   all-ones code). Formats without NaN (the sub-byte `fNeXmY`) encode NaN as +0.
+//! * NaN becomes the format's canonical NaN (IEEE formats below 32 bits: quiet, sign clear;
+//!   `fn`/`ue`/`e8m0`: the all-ones code; f32 and f64 keep the NaN's own bits). Formats
+//!   without NaN (the sub-byte `fNeXmY`) encode NaN as +0.
 //! * Unsigned float formats encode negative numbers as NaN; −0 is +0, except in `e8m0`, which
 //!   has no zero: there −0 is NaN, +0 and positive values below 2^−127 become 2^−127.
 //! * `e8m0` rounds to the nearest power of two with ties up (1.5·2^k → 2^(k+1)), and every value

@@ -120,6 +120,16 @@ fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
     }
 }
 
+/// The register holding the constant `value` of dtype `d`: low-precision floats hold the code
+/// of the rounded value, everything else the value.
+fn constant_register(d: DType, value: f64) -> Expr {
+    if d.is_float() && d.is_low_precision() {
+        crate::lower_numerics::code_to_container(int(Ty::I32, d.encode(value) as i64))
+    } else {
+        float_or_int(Ty::of(d), value)
+    }
+}
+
 /// Element `index` of a packed sub-byte tensor, as the register of its dtype: integers are
 /// sign- or zero-extended values, floats keep their code.
 fn packed_load(param: usize, index: Expr, dtype: DType) -> Expr {
@@ -399,6 +409,10 @@ impl Lower<'_> {
                 .map(var)
                 .collect();
             let e = match &data.op {
+                // `!` on unsigned integers flips the dtype's own bits (in i32 it would flip 32).
+                Op::Unary(UnaryOp::Not, _) if d.is_unsigned_int() => {
+                    bin(lir::BinaryOp::Xor, wide[0].clone(), int(Ty::I32, d.int_range().expect("integer").1 as i64))
+                }
                 Op::Unary(op, _) => unary_expr(*op, wide[0].clone(), cty),
                 Op::Binary(op, _, _) => {
                     let (x, y) = (wide[0].clone(), wide[1].clone());
@@ -513,8 +527,7 @@ impl Lower<'_> {
         }
         match to.float_format() {
             Some(f) => {
-                let as_f32 = self.cast_expr(var(wide), wide_dtype, DType::F32);
-                let x = self.assign(body, Ty::F32, as_f32);
+                let x = self.to_f32_for_encoding(body, wide, wide_dtype);
                 let code = self.assign(body, Ty::I32, encode_float(var(x), f));
                 self.assign(body, Ty::I8, code_to_container(var(code)))
             }
@@ -530,6 +543,41 @@ impl Lower<'_> {
                 self.assign(body, Ty::I8, narrowed)
             }
         }
+    }
+
+    /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision
+    /// format exactly like the value itself: exact conversions stay as they are; f64 (and
+    /// integers, through f64) are narrowed by rounding to odd, which makes the later rounding
+    /// into a format of at most 11 significand bits a single correct rounding.
+    fn to_f32_for_encoding(&mut self, body: &mut Vec<lir::Stmt>, wide: Var, wide_dtype: DType) -> Var {
+        let exact_in_f32 = wide_dtype == DType::F32
+            || (wide_dtype.is_float() && wide_dtype.bits() <= 16)
+            || (wide_dtype.is_int() && wide_dtype.bits() <= 16)
+            || wide_dtype == DType::Bool;
+        if exact_in_f32 {
+            let e = self.cast_expr(var(wide), wide_dtype, DType::F32);
+            return self.assign(body, Ty::F32, e);
+        }
+        let as_f64 = self.cast_expr(var(wide), wide_dtype, DType::F64);
+        let x = self.assign(body, Ty::F64, as_f64);
+        let nearest = Expr::Cast { to: Ty::F32, value: Box::new(var(x)), from_unsigned: false, to_unsigned: false };
+        let t = self.assign(body, Ty::F32, nearest);
+        let back = Expr::Cast { to: Ty::F64, value: Box::new(var(t)), from_unsigned: false, to_unsigned: false };
+        let back = self.assign(body, Ty::F64, back);
+        // Inexact: step to the f32 below in magnitude if nearest rounded away from zero, then
+        // set the last bit (round to odd). NaN compares unequal and keeps its (odd or even) bits
+        // harmlessly: every NaN encodes to the format's NaN.
+        let bits = self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(t)) });
+        let away = cmp(
+            CmpOp::Gt,
+            Expr::Unary(lir::UnaryOp::Abs, Box::new(var(back))),
+            Expr::Unary(lir::UnaryOp::Abs, Box::new(var(x))),
+        );
+        let toward_zero = Expr::Select(Box::new(away), Box::new(bin(lir::BinaryOp::Sub, var(bits), int(Ty::I32, 1))), Box::new(var(bits)));
+        let odd = bin(lir::BinaryOp::Or, toward_zero, int(Ty::I32, 1));
+        let exact = cmp(CmpOp::Eq, var(back), var(x));
+        let chosen = Expr::Select(Box::new(exact), Box::new(var(bits)), Box::new(odd));
+        self.assign(body, Ty::F32, Expr::Bitcast { to: Ty::F32, value: Box::new(chosen) })
     }
 
     fn cast_expr(&self, e: Expr, from: DType, to: DType) -> Expr {
@@ -560,8 +608,9 @@ impl Lower<'_> {
         match &data.op {
             Op::Const(c) => {
                 let c = *c;
-                let ty = Ty::of(dtype.expect("typed"));
-                self.elementwise(id, body, |_, _| float_or_int(ty, c));
+                let d = dtype.expect("typed");
+                let constant = constant_register(d, c);
+                self.elementwise(id, body, |_, _| constant.clone());
             }
             Op::Param(i) => {
                 let i = *i;

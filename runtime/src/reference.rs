@@ -293,7 +293,8 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let x = &positional[0];
                     let (r, rows) = (positional[1].data.first().copied().unwrap_or(0.0), positional[2].data.first().copied().unwrap_or(0.0));
                     let [groups, n] = x.shape.as_slice() else { return err("`repeat_rows` takes a 2-D array", e.span) };
-                    if r < 1.0 || rows < 0.0 || (rows as usize).div_ceil(r as usize) > *groups {
+                    let whole = |v: f64| v.is_finite() && v.fract() == 0.0 && (0.0..=1e15).contains(&v);
+                    if !whole(r) || !whole(rows) || r < 1.0 || (rows as usize).div_ceil(r as usize) > *groups {
                         return err(format!("`repeat_rows`: {groups} groups of {r} rows do not cover {rows} rows"), e.span);
                     }
                     let (r, rows, n) = (r as usize, rows as usize, *n);

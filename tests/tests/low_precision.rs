@@ -61,11 +61,33 @@ fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
             let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w} -> {v}: {e}"));
             let n = 150 + (rng.next() % 100) as usize; // ragged: not a multiple of the block
             let (x, y) = (random_codes(&mut rng, w, n), random_codes(&mut rng, w, n));
+            // f64 inputs: random values around the format's range, some exactly on ties of
+            // the target (decoded codes plus half a step), some off by one f64 ulp from them.
+            let f64_values: Vec<f64> = (0..n)
+                .map(|k| {
+                    let a = w.decode(rng.next());
+                    let b = w.decode(rng.next());
+                    let mid = if a.is_finite() && b.is_finite() { (a + b) / 2.0 } else { 1.0 };
+                    match k % 3 {
+                        0 => mid,
+                        1 => f64::from_bits(mid.to_bits().wrapping_add(1)),
+                        _ => mid * (1.0 + 2f64.powi(-30)),
+                    }
+                })
+                .collect();
+            let f = HostTensor::from_f64(DType::F64, &[n], &f64_values);
+            let i32_values: Vec<f64> = (0..n).map(|_| ((rng.next() as i64) >> (rng.next() % 60)) as i32 as f64).collect();
+            let i = HostTensor::from_f64(DType::I32, &[n], &i32_values);
             let args = vec![
                 Arg::Scalar(n as f64),
                 x.clone().into(),
                 y.clone().into(),
+                f.clone().into(),
+                i.clone().into(),
                 poisoned(v, n).into(),
+                poisoned(w, n).into(),
+                poisoned(w, n).into(),
+                poisoned(w, n).into(),
                 poisoned(w, n).into(),
                 poisoned(w, n).into(),
             ];
@@ -73,36 +95,67 @@ fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
             kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} vm: {e}"));
             let mut simt_args = args.clone();
             kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} simt: {e}"));
-            for (slot, what) in [(3, "wide"), (4, "back"), (5, "product")] {
+            for (slot, what) in [(5, "wide"), (6, "back"), (7, "product"), (8, "literals"), (9, "from_f64"), (10, "from_i32")] {
                 let (a, b) = (vm_args[slot].tensor().unwrap(), simt_args[slot].tensor().unwrap());
-                for i in 0..n {
+                for k in 0..n {
                     assert!(
-                        same_bits(a, b, i),
-                        "{w} -> {v}, output {what}[{i}] (x = {}, y = {}): vm code {:#x} ({}), simt code {:#x} ({})",
-                        x.get(i),
-                        y.get(i),
-                        a.code(i),
-                        a.get(i),
-                        b.code(i),
-                        b.get(i)
+                        same_bits(a, b, k),
+                        "{w} -> {v}, output {what}[{k}] (x = {}, y = {}, f = {:e}, i = {}): vm code {:#x} ({}), simt code {:#x} ({})",
+                        x.get(k),
+                        y.get(k),
+                        f.get(k),
+                        i.get(k),
+                        a.code(k),
+                        a.get(k),
+                        b.code(k),
+                        b.get(k)
                     );
                 }
             }
-            // The conversions against the format definitions directly.
-            let wide = vm_args[3].tensor().unwrap();
-            let back = vm_args[4].tensor().unwrap();
-            for i in 0..n {
-                let via_f32 = |d: DType, value: f64| if d.is_low_precision() && d.is_float() { DType::F32.round(value) } else { value };
-                let expected = v.encode(via_f32(v, x.get(i)));
-                let got = wide.code(i);
-                assert!(got == expected || (wide.get(i).is_nan() && v.decode(expected).is_nan()), "{w} -> {v}: wide[{i}] of {}", x.get(i));
-                let expected = w.encode(DType::F32.round(DType::F32.round(y.get(i)) * 3.0 - 0.5));
-                assert!(back.code(i) == expected || (back.get(i).is_nan() && w.decode(expected).is_nan()), "{w}: back[{i}] of {}", y.get(i));
+            // The conversions against the format definitions directly (one rounding each).
+            let (wide, back) = (vm_args[5].tensor().unwrap(), vm_args[6].tensor().unwrap());
+            let (from_f64, from_i32) = (vm_args[9].tensor().unwrap(), vm_args[10].tensor().unwrap());
+            let agrees = |t: &HostTensor, d: DType, k: usize, expected: u64| t.code(k) == expected || (t.get(k).is_nan() && d.decode(expected).is_nan());
+            for k in 0..n {
+                assert!(agrees(wide, v, k, v.encode(x.get(k))), "{w} -> {v}: wide[{k}] of {}", x.get(k));
+                let expected = w.encode(DType::F32.round(DType::F32.round(y.get(k)) * 3.0 - 0.5));
+                assert!(agrees(back, w, k, expected), "{w}: back[{k}] of {}", y.get(k));
+                assert!(agrees(from_f64, w, k, w.encode(f.get(k))), "{w}: from_f64[{k}] of {:e}", f.get(k));
+                assert!(agrees(from_i32, w, k, w.encode(i.get(k))), "{w}: from_i32[{k}] of {}", i.get(k));
             }
             pairs += 1;
         }
     }
     println!("{pairs} format pairs agree");
+}
+
+#[test]
+fn integer_operations_on_sub_byte_integers_agree() {
+    let module = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = Rng(0x0bad_cafe_1234_5679);
+    for name in ["u1", "u2", "u3", "u4", "u7", "i2", "i3", "i4", "i7"] {
+        let w = DType::from_name(name).unwrap();
+        let kernel = module.kernel(Some("integer_ops"), &[("W".to_string(), ConstValue::DType(w))]).unwrap_or_else(|e| panic!("{e}"));
+        let n = 200;
+        let (x, y) = (random_codes(&mut rng, w, n), random_codes(&mut rng, w, n));
+        let args = vec![Arg::Scalar(n as f64), x.clone().into(), y.clone().into(), poisoned(w, n).into(), poisoned(w, n).into(), poisoned(w, n).into()];
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} vm: {e}"));
+        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} simt: {e}"));
+        let (lo, hi) = w.int_range().unwrap();
+        for k in 0..n {
+            let (a, b) = (x.get(k) as i128, y.get(k) as i128);
+            // Host expectations: `!` flips the dtype's bits; results saturate into the range.
+            let flipped = if w.is_signed_int() { !a } else { hi - a };
+            let expected = [flipped, a.max(b), (a - b).clamp(lo, hi)];
+            for (slot, want) in [3usize, 4, 5].into_iter().zip(expected) {
+                for (backend, out) in [("vm", &vm_args), ("simt", &simt_args)] {
+                    let got = out[slot].tensor().unwrap().get(k);
+                    assert_eq!(got, want as f64, "{w} on {backend}: output {slot} at {k} for x = {a}, y = {b}");
+                }
+            }
+        }
+    }
 }
 
 /// `view` between formats of equal bits per thread: VM (through the layouts) and SIMT (the

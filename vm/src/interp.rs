@@ -492,21 +492,20 @@ fn class(d: DType) -> Class {
     }
 }
 
-/// A value converted to `d` as `cast` does. Low-precision floats are reached through f32 (the
-/// generated code encodes from f32), which is exact from every format with at most 24
-/// significand bits; from f64 and wide integers it rounds twice.
+/// A value converted to `d` as `cast` does: one correct rounding (DESIGN.md §4).
 fn convert(d: DType, x: f64) -> f64 {
-    if d.is_float() && d.is_low_precision() {
-        d.round(DType::F32.round(x))
-    } else {
-        d.round(x)
-    }
+    d.round(x)
 }
 
-/// The result of arithmetic on `d` from its exact value: low-precision dtypes compute in
-/// their [`DType::compute_type`] (f32, or i32 with saturation back into `d`), the others round once.
+/// The result of arithmetic on `d` from its exact value: low-precision floats compute in f32
+/// (the result is rounded to f32, then into `d`), integers below 8 bits in i32 with
+/// saturation back into `d`; the others round once.
 fn arithmetic_result(d: DType, r: f64) -> f64 {
-    convert(d, r)
+    if d.is_float() && d.is_low_precision() {
+        d.round(DType::F32.round(r))
+    } else {
+        d.round(r)
+    }
 }
 
 fn bool_value(b: bool) -> f64 {
