@@ -12,8 +12,9 @@ use tl_tests::repo_root;
 /// Every weight format the kernel is checked with (integers and floats of at most 8 bits).
 fn weight_formats() -> Vec<DType> {
     [
-        "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f3e1m1", "f4e2m1",
-        "f5e2m2", "f5e3m1", "f6e2m3", "f6e3m2", "f7e3m3", "f7e4m2", "f8e4m3fn", "f8e5m2", "f8e4m3", "f8e3m4",
+        "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f3e1m1", "f3e2m0",
+        "f4e2m1", "f4e1m2", "f4e3m0", "f5e2m2", "f5e3m1", "f6e2m3", "f6e3m2", "f7e3m3", "f7e4m2", "f7e5m1", "f8e4m3fn",
+        "f8e5m2", "f8e4m3", "f8e3m4", "f8e2m5", "f8e6m1", "f8e5m2fn",
     ]
     .iter()
     .map(|n| DType::from_name(n).unwrap_or_else(|| panic!("{n}")))
@@ -52,6 +53,10 @@ fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
 }
 
 fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
+    check_on(w, s, m, n, k, seed, Backend::Vm)
+}
+
+fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend) {
     const G: usize = 64;
     let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
     let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
@@ -75,7 +80,7 @@ fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
         zero_points.clone().into(),
         c.into(),
     ];
-    kernel.launch(Backend::Vm, &mut args).unwrap_or_else(|e| panic!("{w}: {e}"));
+    kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{w} on {}: {e}", backend.name()));
     let got = args[7].tensor().unwrap();
     for i in 0..m {
         for j in 0..n {
@@ -108,6 +113,17 @@ fn quantized_matmul_matches_the_dequantized_product_for_every_format() {
             let k = 64 * (1 + (rng.next() % 2) as usize) + 1 + (rng.next() % 62) as usize; // ragged k
             check(w, DType::F16, m, n, k, rng.next());
         }
+    }
+}
+
+/// The generated per-thread code (packed loads, bit-level decoders) on the SIMT simulator,
+/// for a sample of formats, and with NVFP4-style `ue4m3` scales.
+#[test]
+fn quantized_matmul_on_the_simulator() {
+    let mut rng = Rng(0x7777_1234_5555_9999);
+    for (w, s) in [("u4", "f16"), ("i3", "f16"), ("f6e3m2", "f16"), ("f8e4m3fn", "f16"), ("f4e2m1", "e8m0"), ("f4e2m1", "ue4m3"), ("u7", "ue4m3")] {
+        let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
+        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt);
     }
 }
 
