@@ -15,7 +15,7 @@
 
 use crate::dtype::DType;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
-use crate::layout::Layout;
+use crate::layout::RegisterLayout;
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
 use std::collections::HashMap;
 
@@ -208,7 +208,7 @@ impl Lower<'_> {
         v
     }
 
-    fn layout(&self, v: ValueId) -> &Layout {
+    fn layout(&self, v: ValueId) -> &RegisterLayout {
         self.k.value(v).layout.as_ref().expect("verified: tensors have layouts")
     }
 
@@ -302,7 +302,7 @@ impl Lower<'_> {
     }
 
     /// The i32 coordinates held by register `local` of the current thread under `layout`.
-    fn coords(&self, layout: &Layout, local: usize) -> Vec<Expr> {
+    fn coords(&self, layout: &RegisterLayout, local: usize) -> Vec<Expr> {
         let base = layout.local_coords(local);
         let mut coords: Vec<Expr> = base.iter().map(|c| int(Ty::I32, *c as i64)).collect();
         for t in layout.thread_terms() {
@@ -317,13 +317,22 @@ impl Lower<'_> {
         coords
     }
 
-    /// `tid < spatial_size`: the thread belongs to replica 0 and owns its elements' stores.
-    fn is_first_replica(&self, layout: &Layout) -> Expr {
-        if layout.replicas == 1 {
-            int(Ty::I1, 1)
-        } else {
-            cmp(CmpOp::Lt, Expr::ThreadIdx, int(Ty::I32, layout.spatial_size() as i64))
-        }
+    /// Whether the thread holds the primary copy of its elements (all replication digits of
+    /// its index are zero): only that copy stores.
+    fn is_first_replica(&self, layout: &RegisterLayout) -> Expr {
+        let conds: Vec<Expr> = layout
+            .replication_digits()
+            .into_iter()
+            .map(|(stride, extent)| {
+                let digit = bin(
+                    lir::BinaryOp::Rem,
+                    bin(lir::BinaryOp::Div, Expr::ThreadIdx, int(Ty::I32, stride as i64)),
+                    int(Ty::I32, extent as i64),
+                );
+                cmp(CmpOp::Eq, digit, int(Ty::I32, 0))
+            })
+            .collect();
+        if conds.is_empty() { int(Ty::I1, 1) } else { and_all(conds) }
     }
 
     fn block(&mut self, stmts: &[Stmt], body: &mut Vec<lir::Stmt>) {
@@ -744,7 +753,7 @@ impl Lower<'_> {
 
     /// Global coordinates (i64), the in-bounds predicate and the element index of register
     /// `local` of a tile at `offsets` in tensor `param`.
-    fn global_access(&self, param: usize, layout: &Layout, offsets: &[ValueId], local: usize) -> (Expr, Expr) {
+    fn global_access(&self, param: usize, layout: &RegisterLayout, offsets: &[ValueId], local: usize) -> (Expr, Expr) {
         let (extents, strides) = &self.extents[&param];
         let coords = self.coords(layout, local);
         let mut conds = Vec::new();

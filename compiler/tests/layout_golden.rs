@@ -9,7 +9,7 @@ use tl_compiler::layout::analysis::{
     vector_width_brute_force,
 };
 use tl_compiler::layout::{
-    ConversionKind, F2Layout, Layout, RegisterLayout, SharedLayout, SpatialEntry, Swizzle, classify_conversion,
+    ConversionKind, F2Layout, RegisterLayout, SharedLayout, SpatialEntry, Swizzle, classify_conversion,
     vector_width,
 };
 
@@ -73,9 +73,8 @@ fn mma_m16n8_accumulator_matches_ptx() {
             assert_eq!(c.owners(&want), vec![(lane, i)]);
         }
     }
-    // The skeleton's layout of the same product agrees.
-    let skeleton = Layout::local(&[2, 1]).product(&Layout::spatial(&[8, 4])).product(&Layout::local(&[1, 2]));
-    assert_eq!(RegisterLayout::from_skeleton(&skeleton).unwrap(), c);
+    // Written as the product local(2, 1) * spatial(8, 4) * local(1, 2).
+    assert_eq!(local(&[2, 1]).with_spatial(&[8, 4]).unwrap().with_local(&[1, 2]).unwrap(), c);
 }
 
 #[test]
@@ -190,12 +189,26 @@ fn constructors_reject_bad_input() {
 }
 
 #[test]
-fn auto_local_spatial_matches_skeleton() {
+fn auto_local_spatial_spreads_threads_from_the_last_dimension() {
     for (shape, threads) in
         [(vec![16, 64], 128), (vec![3, 5], 32), (vec![256], 128), (vec![1, 8], 64), (vec![64, 64], 128)]
     {
         let l = RegisterLayout::auto_local_spatial(&shape, threads).unwrap();
-        assert_eq!(l, RegisterLayout::from_skeleton(&Layout::auto(&shape, threads)).unwrap());
+        // local(shape / spatial) * spatial(spatial), replicated over the threads left, where
+        // spatial takes gcd(remaining threads, extent) from the last dimension backwards.
+        let mut spatial_shape = vec![1; shape.len()];
+        let mut remaining = threads;
+        for d in (0..shape.len()).rev() {
+            let mut g = remaining.min(shape[d]);
+            while remaining % g != 0 || shape[d] % g != 0 {
+                g -= 1;
+            }
+            spatial_shape[d] = g;
+            remaining /= g;
+        }
+        let local_shape: Vec<usize> = shape.iter().zip(&spatial_shape).map(|(s, t)| s / t).collect();
+        let expected = local(&local_shape).with_spatial(&spatial_shape).unwrap().replicated(remaining).unwrap();
+        assert_eq!(l, expected, "{shape:?} on {threads}");
         assert_eq!(l.num_threads(), threads);
         assert_eq!(l.shape(), &shape[..]);
     }
@@ -203,6 +216,47 @@ fn auto_local_spatial_matches_skeleton() {
     assert_eq!(l, local(&[8, 1]).with_spatial(&[2, 64]).unwrap());
     let l = RegisterLayout::auto_local_spatial(&[1, 8], 64).unwrap();
     assert_eq!(l.to_string(), "layout(shape=[1, 8], modes=[8], spatial=[-8, 0], local=[])");
+}
+
+#[test]
+fn layouts_print_as_products() {
+    assert_eq!(mma_c().readable(), "local(2, 1) * spatial(8, 4) * local(1, 2)");
+    let l = RegisterLayout::auto_local_spatial(&[1, 8], 64).unwrap();
+    assert_eq!(l.readable(), "replicate(8) * spatial(1, 8)");
+    let l = RegisterLayout::column_spatial(&[4, 8]).unwrap().with_local(&[2, 1]).unwrap();
+    assert_eq!(l.readable(), "spatial(1, 8) * spatial(4, 1) * local(2, 1)");
+    assert_eq!(RegisterLayout::unit(2).readable(), "local(1, 1)");
+    // Every product of primitives prints as a product that builds it back.
+    for l in [
+        local(&[3, 4]).with_spatial(&[2, 3]).unwrap(),
+        spatial(&[2, 4]).replicated(2).unwrap().with_spatial(&[2, 2]).unwrap().with_local(&[3, 1]).unwrap(),
+        local(&[1, 2]).with_spatial(&[2, 2]).unwrap().with_local(&[2, 1]).unwrap().with_spatial(&[8, 4]).unwrap(),
+    ] {
+        assert!(l.product_form().is_some(), "{l}");
+    }
+}
+
+#[test]
+fn thread_terms_and_local_coords_agree_with_coord() {
+    let layouts = [
+        local(&[2, 1]).with_spatial(&[8, 4]).unwrap().with_local(&[1, 2]).unwrap(),
+        RegisterLayout::auto_local_spatial(&[3, 5], 32).unwrap(),
+        RegisterLayout::column_spatial(&[4, 8]).unwrap().with_local(&[2, 1]).unwrap(),
+        spatial(&[2, 4]).replicated(2).unwrap().with_spatial(&[2, 2]).unwrap().with_local(&[3, 1]).unwrap(),
+    ];
+    for l in layouts {
+        for t in 0..l.num_threads() {
+            for i in 0..l.local_size() {
+                let mut c = l.local_coords(i);
+                for term in l.thread_terms() {
+                    c[term.dim] += ((t / term.stride) % term.extent) * term.multiplier;
+                }
+                assert_eq!(Some(c), l.coord(t, i), "{l} thread {t} local {i}");
+                let primary = l.replication_digits().iter().all(|(stride, extent)| (t / stride) % extent == 0);
+                assert_eq!(primary, l.replica_index(t) == Some(0), "{l} thread {t}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub mod verify;
 
 use crate::diagnostics::Span;
 use crate::dtype::DType;
-use crate::layout::Layout;
+use crate::layout::RegisterLayout;
 
 /// Index of a value in [`Kernel::values`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -362,7 +362,7 @@ pub struct ValueData {
     pub ty: Type,
     pub op: Op,
     /// The register layout of a tensor value; `None` until layout assignment.
-    pub layout: Option<Layout>,
+    pub layout: Option<RegisterLayout>,
     /// The layout the user wrote for this value (`let t: reg f16[..] @ L = ...`).
     pub annotation: Option<LayoutAnnotation>,
     pub span: Span,
@@ -372,7 +372,7 @@ pub struct ValueData {
 pub struct VarData {
     pub name: String,
     pub ty: Type,
-    pub layout: Option<Layout>,
+    pub layout: Option<RegisterLayout>,
     /// The layout the user wrote for this variable.
     pub annotation: Option<LayoutAnnotation>,
     pub span: Span,

@@ -77,7 +77,7 @@ pub fn kernel_to_string(kernel: &Kernel) -> String {
         kernel.warps
     );
     for (i, var) in kernel.vars.iter().enumerate() {
-        let layout = var.layout.as_ref().map(|l| format!(" @ {l}")).unwrap_or_default();
+        let layout = var.layout.as_ref().map(|l| format!(" @ {}", l.readable())).unwrap_or_default();
         let _ = writeln!(out, "  var ${i} {}: {}{layout}", var.name, type_str(&var.ty));
     }
     print_body(kernel, &kernel.body, 1, &mut out);
@@ -92,7 +92,7 @@ fn print_body(kernel: &Kernel, body: &[Stmt], depth: usize, out: &mut String) {
             Stmt::Eval(id) => {
                 let v = kernel.value(*id);
                 let text = op_str(kernel, &v.op);
-                let layout = v.layout.as_ref().map(|l| format!(" @ {l}")).unwrap_or_default();
+                let layout = v.layout.as_ref().map(|l| format!(" @ {}", l.readable())).unwrap_or_default();
                 if v.ty == Type::Unit {
                     let _ = writeln!(out, "{pad}{text}");
                 } else {

@@ -126,7 +126,7 @@ impl Verifier<'_> {
         }
     }
 
-    fn check_layout(&mut self, what: &str, ty: &Type, layout: Option<&Layout>) {
+    fn check_layout(&mut self, what: &str, ty: &Type, layout: Option<&RegisterLayout>) {
         let Type::Tensor { shape, .. } = ty else { return };
         match layout {
             None => self.err(format!("{what} has no layout")),

@@ -1049,19 +1049,61 @@ impl RegisterLayout {
         };
         Ok(raw.canonical())
     }
+}
 
-    /// The layout of the skeleton's [`super::Layout`] (a product of primitives with replicas),
-    /// so that code built on the skeleton can be checked against this algebra.
-    pub fn from_skeleton(layout: &super::Layout) -> Result<RegisterLayout, LayoutError> {
-        let mut result = RegisterLayout::unit(layout.rank());
-        for factor in &layout.factors {
-            let f = match factor {
-                super::Primitive::Local(s) => RegisterLayout::local(s)?,
-                super::Primitive::Spatial(s) => RegisterLayout::spatial(s)?,
-            };
-            result = result.product(&f)?;
+/// One thread-dependent term of a coordinate:
+/// `coord[dim] += ((thread / stride) % extent) * multiplier`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadTerm {
+    pub dim: usize,
+    pub stride: usize,
+    pub extent: usize,
+    pub multiplier: usize,
+}
+
+/// The queries code generation uses: a coordinate is a constant per local index plus one term
+/// per spatial mode, so generated code computes the thread's digits once and adds them.
+impl RegisterLayout {
+    /// The thread-dependent terms of the coordinates (one per spatial mode; replication digits
+    /// select no data and have none).
+    pub fn thread_terms(&self) -> Vec<ThreadTerm> {
+        let weights = self.mode_weights();
+        let mut terms = Vec::new();
+        let mut stride = 1;
+        for entry in self.spatial.iter().rev() {
+            match *entry {
+                SpatialEntry::Mode(m) => {
+                    let extent = self.mode_sizes[m];
+                    terms.push(ThreadTerm { dim: self.mode_dims[m], stride, extent, multiplier: weights[m] });
+                    stride *= extent;
+                }
+                SpatialEntry::Replicate(r) => stride *= r,
+            }
         }
-        result.replicated(layout.replicas)
+        terms
+    }
+
+    /// The replication digits of the thread index as `(stride, extent)`: a thread holds the
+    /// primary copy of its elements when all of them are zero.
+    pub fn replication_digits(&self) -> Vec<(usize, usize)> {
+        let mut digits = Vec::new();
+        let mut stride = 1;
+        for entry in self.spatial.iter().rev() {
+            match *entry {
+                SpatialEntry::Mode(m) => stride *= self.mode_sizes[m],
+                SpatialEntry::Replicate(r) => {
+                    digits.push((stride, r));
+                    stride *= r;
+                }
+            }
+        }
+        digits
+    }
+
+    /// The thread-independent part of the coordinate of local index `local`: the coordinate
+    /// thread 0 holds there. Panics if `local >= local_size()`.
+    pub fn local_coords(&self, local: usize) -> Vec<usize> {
+        self.coord(0, local).expect("local index in range")
     }
 }
 
@@ -1088,6 +1130,135 @@ impl Mul for RegisterLayout {
 
 /// Text form, e.g. `layout(shape=[16, 8], modes=[2, 8, 4, 2], spatial=[1, 2], local=[0, 3])`:
 /// the canonical parts, replication digits written as negative numbers (as in Tilus).
+/// One factor of a product form: `local`, `spatial` or `replicate` with its extents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ProductFactor {
+    Local(Vec<usize>),
+    Spatial(Vec<usize>),
+    Replicate(usize),
+}
+
+impl RegisterLayout {
+    /// The layout written as a product of `local(..)`, `spatial(..)` and `replicate(n)`
+    /// factors, outermost first (`local(2, 1) * spatial(8, 4) * local(1, 2)`), or `None` when
+    /// the mode orders admit no such product. The result is checked: building it back gives
+    /// this layout.
+    pub fn product_form(&self) -> Option<String> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Item {
+            Mode(usize),
+            Replicate(usize),
+        }
+        let rank = self.rank();
+        let mut items: Vec<Item> = (0..self.mode_sizes.len()).map(Item::Mode).collect();
+        let mut replicate_ids = Vec::new();
+        for e in &self.spatial {
+            if let SpatialEntry::Replicate(_) = e {
+                replicate_ids.push(items.len());
+                items.push(Item::Replicate(0));
+            }
+        }
+        // Item index of each σ entry and λ entry.
+        let mut r = 0;
+        let sigma: Vec<usize> = self
+            .spatial
+            .iter()
+            .map(|e| match *e {
+                SpatialEntry::Mode(m) => m,
+                SpatialEntry::Replicate(n) => {
+                    let id = replicate_ids[r];
+                    items[id] = Item::Replicate(n);
+                    r += 1;
+                    id
+                }
+            })
+            .collect();
+        let lambda: Vec<usize> = self.local.clone();
+        // Precedence: consecutive modes of a dimension, of σ and of λ.
+        let n = items.len();
+        let mut preds = vec![Vec::new(); n];
+        for m in 1..self.mode_sizes.len() {
+            if self.mode_dims[m] == self.mode_dims[m - 1] {
+                preds[m].push(m - 1);
+            }
+        }
+        for w in sigma.windows(2).chain(lambda.windows(2)) {
+            preds[w[1]].push(w[0]);
+        }
+        let is_spatial = |i: usize| matches!(items[i], Item::Replicate(_)) || sigma.contains(&i);
+        let mut done = vec![false; n];
+        let mut order = Vec::new();
+        while order.len() < n {
+            let ready: Vec<usize> = (0..n).filter(|&i| !done[i] && preds[i].iter().all(|&p| done[p])).collect();
+            let last_kind = order.last().map(|&i| is_spatial(i));
+            let pick = ready.iter().copied().find(|&i| Some(is_spatial(i)) == last_kind).or(ready.first().copied())?;
+            done[pick] = true;
+            order.push(pick);
+        }
+        // Group runs of one kind over increasing dimensions into one factor.
+        let mut factors: Vec<ProductFactor> = Vec::new();
+        let mut last_dim: Option<usize> = None;
+        for &i in &order {
+            match items[i] {
+                Item::Replicate(count) => {
+                    factors.push(ProductFactor::Replicate(count));
+                    last_dim = None;
+                }
+                Item::Mode(m) => {
+                    let (dim, size) = (self.mode_dims[m], self.mode_sizes[m]);
+                    let spatial = is_spatial(i);
+                    let extend = match (factors.last_mut(), last_dim) {
+                        (Some(ProductFactor::Spatial(e)), Some(d)) if spatial && dim > d => Some(e),
+                        (Some(ProductFactor::Local(e)), Some(d)) if !spatial && dim > d => Some(e),
+                        _ => None,
+                    };
+                    match extend {
+                        Some(e) => e[dim] = size,
+                        None => {
+                            let mut e = vec![1; rank];
+                            e[dim] = size;
+                            factors.push(if spatial { ProductFactor::Spatial(e) } else { ProductFactor::Local(e) });
+                        }
+                    }
+                    last_dim = Some(dim);
+                }
+            }
+        }
+        // Build it back; only a product that reproduces the layout is printed.
+        let mut rebuilt = RegisterLayout::unit(rank);
+        for f in &factors {
+            rebuilt = match f {
+                ProductFactor::Local(e) => rebuilt.with_local(e).ok()?,
+                ProductFactor::Spatial(e) => rebuilt.with_spatial(e).ok()?,
+                ProductFactor::Replicate(c) => rebuilt.product(&RegisterLayout::replicate(&vec![1; rank], *c).ok()?).ok()?,
+            };
+        }
+        if rebuilt.shape != self.shape {
+            rebuilt = RegisterLayout::from_modes(&self.shape, &rebuilt.dim_modes(), &rebuilt.spatial, &rebuilt.local).ok()?;
+        }
+        if rebuilt != *self {
+            return None;
+        }
+        let list = |e: &[usize]| e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        let parts: Vec<String> = factors
+            .iter()
+            .map(|f| match f {
+                ProductFactor::Local(e) => format!("local({})", list(e)),
+                ProductFactor::Spatial(e) => format!("spatial({})", list(e)),
+                ProductFactor::Replicate(c) => format!("replicate({c})"),
+            })
+            .collect();
+        Some(if parts.is_empty() { format!("local({})", list(&vec![1; rank])) } else { parts.join(" * ") })
+    }
+}
+
+impl RegisterLayout {
+    /// The product form when there is one, else the mode form: how layouts are shown to users.
+    pub fn readable(&self) -> String {
+        self.product_form().unwrap_or_else(|| self.to_string())
+    }
+}
+
 impl fmt::Display for RegisterLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let join = |items: Vec<String>| items.join(", ");

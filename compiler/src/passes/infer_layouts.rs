@@ -14,7 +14,16 @@
 //! 2. **User annotations win.** Every connected component takes the layout annotated on one of
 //!    its nodes. Two different annotations in one component are a conflict: the diagnostic names
 //!    both places. An annotation must cover the tile and use exactly the block's threads.
-//! 3. **Defaults.** A component without an annotation takes `Layout::auto(shape, threads)`.
+//! 3. **Preferences** decide a component without an annotation, first match wins:
+//!    * it holds the accumulator of a `dot` with f16/bf16 operands, M a multiple of 16 and N of
+//!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
+//!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
+//!      (`spatial(wm, wn)`), and `local(..)` repeats outside;
+//!    * it holds a loaded tile or a stored value: each thread holds `v` consecutive elements of
+//!      the last dimension, `v` the largest power of two with `v · bits ≤ 128` (one 16-byte
+//!      access) dividing that extent and leaving work for every thread; the rest is spread as
+//!      `auto_local_spatial`;
+//!    * otherwise `auto_local_spatial(shape, threads)`.
 //! 4. **`view`** needs equal bits per thread on its two sides; otherwise a diagnostic at the
 //!    `view` names both layouts.
 //!
@@ -23,8 +32,9 @@
 //! component have equal layouts.
 
 use crate::diagnostics::Diagnostic;
+use crate::dtype::DType;
 use crate::ir::{Kernel, LayoutAnnotation, LayoutFunc, Op, Stmt, ValueId, VarId};
-use crate::layout::{Layout, Primitive};
+use crate::layout::{LayoutError, RegisterLayout};
 use petgraph::graph::{NodeIndex, UnGraph};
 use std::collections::HashMap;
 
@@ -140,13 +150,24 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
         .expect("tensor nodes only");
         let layout = match chosen {
             Some(a) => match from_annotation(&a, threads) {
-                Ok(l) => l,
+                Ok(l) => Some(l),
                 Err(d) => {
                     diagnostics.push(d);
-                    Layout::auto(&shape, threads)
+                    None
                 }
             },
-            None => Layout::auto(&shape, threads),
+            None => preferred(kernel, &members, &shape, threads),
+        };
+        let layout = match layout.map_or_else(|| RegisterLayout::auto_local_spatial(&shape, threads), Ok) {
+            Ok(l) => l,
+            Err(e) => {
+                let span = match members[0] {
+                    Node::Value(v) => kernel.values[v.index()].span,
+                    Node::Var(v) => kernel.vars[v.index()].span,
+                };
+                diagnostics.push(Diagnostic::error(format!("no register layout for a {shape:?} tile on {threads} threads: {e}"), span));
+                continue;
+            }
         };
         for n in members {
             match n {
@@ -160,23 +181,22 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
 }
 
 /// The layout an annotation stands for, on `threads` threads.
-fn from_annotation(a: &LayoutAnnotation, threads: usize) -> Result<Layout, Diagnostic> {
-    let mut factors = Vec::new();
-    let mut replicas = 1;
-    for (func, args) in &a.factors {
-        match func {
-            LayoutFunc::Local => factors.push(Primitive::Local(args.clone())),
-            LayoutFunc::Spatial => factors.push(Primitive::Spatial(args.clone())),
-            LayoutFunc::Replicate => replicas *= args[0],
-            LayoutFunc::ColumnLocal | LayoutFunc::ColumnSpatial => {
-                return Err(Diagnostic::error(
-                    format!("`{}` layouts are not supported by the code generator yet", func.name()),
-                    a.span,
-                ));
-            }
+fn from_annotation(a: &LayoutAnnotation, threads: usize) -> Result<RegisterLayout, Diagnostic> {
+    let rank = a.factors.iter().find(|(f, _)| *f != LayoutFunc::Replicate).map_or(1, |(_, args)| args.len());
+    let build = || -> Result<RegisterLayout, LayoutError> {
+        let mut layout = RegisterLayout::unit(rank);
+        for (func, args) in &a.factors {
+            layout = match func {
+                LayoutFunc::Local => layout.with_local(args)?,
+                LayoutFunc::Spatial => layout.with_spatial(args)?,
+                LayoutFunc::ColumnLocal => layout.with_column_local(args)?,
+                LayoutFunc::ColumnSpatial => layout.with_column_spatial(args)?,
+                LayoutFunc::Replicate => layout.product(&RegisterLayout::replicate(&vec![1; rank], args[0])?)?,
+            };
         }
-    }
-    let layout = Layout { factors, replicas };
+        Ok(layout)
+    };
+    let layout = build().map_err(|e| Diagnostic::error(format!("the layout `{a}` is not valid: {e}"), a.span))?;
     if layout.num_threads() != threads {
         return Err(Diagnostic::error(
             format!("the layout `{a}` spreads the tile over {} threads, but the block has {threads}", layout.num_threads()),
@@ -185,6 +205,87 @@ fn from_annotation(a: &LayoutAnnotation, threads: usize) -> Result<Layout, Diagn
         .with_note("the thread count is 32 × warps; add `spatial` factors or `replicate(n)` to use every thread"));
     }
     Ok(layout)
+}
+
+/// The layout a component without an annotation prefers (rule 3), if any applies.
+fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize) -> Option<RegisterLayout> {
+    let values = || members.iter().filter_map(|n| if let Node::Value(v) = n { Some(*v) } else { None });
+    for v in values() {
+        if let Op::Dot { a, .. } = kernel.values[v.index()].op {
+            let operand = kernel.values[a.index()].ty.dtype();
+            if matches!(operand, Some(DType::F16 | DType::BF16)) {
+                if let Some(l) = mma_accumulator(shape, threads) {
+                    return Some(l);
+                }
+            }
+        }
+    }
+    let stored: Vec<ValueId> = kernel
+        .values
+        .iter()
+        .filter_map(|d| if let Op::Store { value, .. } = d.op { Some(value) } else { None })
+        .collect();
+    for v in values() {
+        let data = &kernel.values[v.index()];
+        if matches!(data.op, Op::Load { .. }) || stored.contains(&v) {
+            let bits = data.ty.dtype().map_or(32, |d| d.bits() as usize);
+            if let Some(l) = vectorized(shape, threads, bits) {
+                return Some(l);
+            }
+        }
+    }
+    None
+}
+
+/// The `mma.m16n8` accumulator layout of an [M, N] tile (M % 16 == 0, N % 8 == 0) over the
+/// block's warps, or `None` when the tile does not fit it.
+fn mma_accumulator(shape: &[usize], threads: usize) -> Option<RegisterLayout> {
+    let [m, n] = shape else { return None };
+    let warps = threads / 32;
+    if threads % 32 != 0 || m % 16 != 0 || n % 8 != 0 {
+        return None;
+    }
+    let (tiles_m, tiles_n) = (m / 16, n / 8);
+    // Spread the warps over the tile, as square as the tile allows.
+    let mut best: Option<(usize, usize)> = None;
+    for wm in 1..=warps {
+        let wn = warps / wm;
+        if wm * wn != warps || tiles_m % wm != 0 || tiles_n % wn != 0 {
+            continue;
+        }
+        let balance = (tiles_m / wm).abs_diff(tiles_n / wn);
+        if best.is_none_or(|(bm, bn)| balance < (tiles_m / bm).abs_diff(tiles_n / bn)) {
+            best = Some((wm, wn));
+        }
+    }
+    let (wm, wn) = best?;
+    RegisterLayout::local(&[tiles_m / wm, tiles_n / wn])
+        .and_then(|l| l.with_spatial(&[wm, wn]))
+        .and_then(|l| l.with_local(&[2, 1]))
+        .and_then(|l| l.with_spatial(&[8, 4]))
+        .and_then(|l| l.with_local(&[1, 2]))
+        .ok()
+}
+
+/// Each thread holds `v` consecutive elements of the last dimension (one access of at most 16
+/// bytes), the rest spread as `auto_local_spatial`; `None` when no `v > 1` fits.
+fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
+    let last = *shape.last()?;
+    let total: usize = shape.iter().product();
+    // The largest power of two with v · bits ≤ 128.
+    let cap = (128 / bits.max(1)).max(1);
+    let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
+    while v > 1 && (last % v != 0 || total / v < threads) {
+        v /= 2;
+    }
+    if v <= 1 {
+        return None;
+    }
+    let mut outer = shape.to_vec();
+    *outer.last_mut()? = last / v;
+    let mut inner = vec![1; shape.len()];
+    *inner.last_mut()? = v;
+    RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
 }
 
 /// `view` needs equal bits per thread on both sides.
@@ -197,13 +298,15 @@ fn check_views(kernel: &Kernel) -> Vec<Diagnostic> {
         let (Some(src_dtype), Some(dst_dtype)) = (source.ty.dtype(), v.ty.dtype()) else { continue };
         let src_bits = src_layout.local_size() * src_dtype.bits() as usize;
         let dst_bits = dst_layout.local_size() * dst_dtype.bits() as usize;
-        if src_bits != dst_bits || src_layout.replicas != dst_layout.replicas {
+        if src_bits != dst_bits || src_layout.num_threads() != dst_layout.num_threads() {
             diagnostics.push(
                 Diagnostic::error(
                     format!(
-                        "`view` needs equal bits per thread: each thread holds {} × {src_dtype} = {src_bits} bits of the operand (layout {src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result (layout {dst_layout})",
+                        "`view` needs equal bits per thread: each thread holds {} × {src_dtype} = {src_bits} bits of the operand ({src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result ({dst_layout})",
                         src_layout.local_size(),
-                        dst_layout.local_size()
+                        dst_layout.local_size(),
+                        src_layout = src_layout.readable(),
+                        dst_layout = dst_layout.readable(),
                     ),
                     v.span,
                 )
