@@ -5,10 +5,12 @@
 //!
 //! * a scalar IR value becomes one register (the same in every thread);
 //! * a tensor value with layout `L` becomes `L.local_size()` registers; register `i` of thread
-//!   `t` holds element `L.coords(t, i)`. Equal shapes have equal layouts (see
-//!   `passes::assign_layouts`), so elementwise instructions work register by register;
+//!   `t` holds element `L.coord(t, i)`. Operands of elementwise instructions share the result's
+//!   layout (`passes::infer_layouts` guarantees it), so they work register by register;
 //! * loads and stores are predicated per element on the tensor bounds (out-of-bounds loads
-//!   give the pad value); only replica 0 of a replicated layout stores;
+//!   give the pad value); only the primary copy of a replicated layout stores;
+//! * `view` re-slices each thread's register bits (equal bits per thread, checked by
+//!   inference); low-precision values live in i8 containers (see `lir::Ty::of`);
 //! * instructions that move data between threads (broadcast, reduce, dot) stage their
 //!   operands through the shared buffer, row-major, with a barrier after writing and another
 //!   after reading so that the buffer can be reused by the next one.
