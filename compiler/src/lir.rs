@@ -199,6 +199,10 @@ pub enum Stmt {
     For { var: Var, start: Expr, end: Expr, body: Vec<Stmt> },
     /// `bar.sync 0`: every thread of the block waits; shared-memory writes become visible.
     Barrier,
+    /// The statements that follow, up to the next `Source`, implement the block-IR
+    /// instruction `what` written at `span` in the kernel source (for error messages of the
+    /// simulator; code generation ignores it).
+    Source { span: crate::diagnostics::Span, what: String },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -302,6 +306,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::Barrier => {
                 let _ = writeln!(out, "{pad}barrier");
+            }
+            Stmt::Source { span, what } => {
+                let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);
             }
         }
     }

@@ -610,6 +610,12 @@ impl Lower<'_> {
     fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let dtype = data.ty.dtype();
+        // Instructions that touch memory or move data between threads say where they come
+        // from, so the simulator can name the source of a fault or a race.
+        if matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_)) {
+            let what = crate::ir::print::op_str(self.k, &data.op);
+            body.push(lir::Stmt::Source { span: data.span, what });
+        }
         if let Op::Unary(_, a) | Op::Binary(_, a, _) = &data.op {
             if self.dtype(*a).is_low_precision() {
                 self.low_precision_elementwise(id, body);

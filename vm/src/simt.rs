@@ -233,6 +233,7 @@ impl Block<'_> {
                         self.exec(body, mask)?;
                     }
                 }
+                Stmt::Source { .. } => {}
                 Stmt::Barrier => {
                     if !mask.iter().all(|b| *b) {
                         return Err(SimtError::DivergentBarrier { block: self.block });

@@ -293,6 +293,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 self.builder.position_at_end(merge_block);
             }
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
+            Stmt::Source { .. } => {}
             Stmt::Barrier => {
                 // `barrier.sync.aligned 0` is printed as `bar.sync 0`. The aligned form is right
                 // because LIR never puts a barrier under a thread-dependent `If`.

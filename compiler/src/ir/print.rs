@@ -124,7 +124,8 @@ fn param_name(kernel: &Kernel, i: usize) -> &str {
     kernel.params.get(i).map_or("?", |p| p.name.as_str())
 }
 
-fn op_str(kernel: &Kernel, op: &Op) -> String {
+/// The text of one operation, as `--emit ir` prints it (`load x[%2, %5] pad 0.0`).
+pub fn op_str(kernel: &Kernel, op: &Op) -> String {
     match op {
         Op::Const(v) => format!("const {}", float_str(*v)),
         Op::Param(i) => format!("param {}", param_name(kernel, *i)),
