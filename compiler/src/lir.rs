@@ -183,6 +183,13 @@ pub enum Expr {
     LoadShared { offset: Box<Expr>, ty: Ty },
 }
 
+/// The operand type of an `Mma`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MmaKind {
+    F16,
+    BF16,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     Assign(Var, Expr),
@@ -199,6 +206,13 @@ pub enum Stmt {
     For { var: Var, start: Expr, end: Expr, body: Vec<Stmt> },
     /// `bar.sync 0`: every thread of the block waits; shared-memory writes become visible.
     Barrier,
+    /// Warp-wide `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32`: in every
+    /// warp each lane passes its fragments with the lane maps of the PTX ISA (`groupID` =
+    /// lane / 4, `tig` = lane % 4): `a` is four i32, each two 16-bit values (low half first)
+    /// of the 16×16 A tile, `b` two i32 of the 16×8 B tile, and `c` four f32 registers of the
+    /// 16×8 accumulator, updated in place: C += A·B. Every thread of the block executes it
+    /// (never under an `If`).
+    Mma { kind: MmaKind, a: [Expr; 4], b: [Expr; 2], c: [Var; 4] },
     /// The statements that follow, up to the next `Source`, implement the block-IR
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
@@ -306,6 +320,18 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::Barrier => {
                 let _ = writeln!(out, "{pad}barrier");
+            }
+            Stmt::Mma { kind, a, b, c } => {
+                let list = |v: &[Expr]| v.iter().map(expr_str).collect::<Vec<_>>().join(", ");
+                let cs: Vec<String> = c.iter().map(|v| format!("r{}", v.0)).collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}mma.m16n8k16.{} {{{}}} += {{{}}} * {{{}}}",
+                    if *kind == MmaKind::F16 { "f16" } else { "bf16" },
+                    cs.join(", "),
+                    list(a),
+                    list(b)
+                );
             }
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);

@@ -3,6 +3,7 @@
 
 pub mod interp;
 pub mod simt;
+pub mod warp;
 pub mod tensor;
 
 pub use interp::{Arg, VmError, launch};

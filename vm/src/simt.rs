@@ -234,6 +234,7 @@ impl Block<'_> {
                     }
                 }
                 Stmt::Source { .. } => {}
+                Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c, mask)?,
                 Stmt::Barrier => {
                     if !mask.iter().all(|b| *b) {
                         return Err(SimtError::DivergentBarrier { block: self.block });
@@ -286,6 +287,37 @@ impl Block<'_> {
             return Err(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len() });
         }
         Ok(offset as usize..offset as usize + size)
+    }
+
+    /// `mma.sync` for every warp of the block ([`crate::warp::mma_m16n8k16`]); all threads
+    /// must take part.
+    fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[tl_compiler::lir::Var; 4], mask: &[bool]) -> Result<(), SimtError> {
+        use crate::warp::{mma_m16n8k16, WARP};
+        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
+            return Err(SimtError::DivergentBarrier { block: self.block });
+        }
+        for warp in 0..self.threads / WARP {
+            let (mut fa, mut fb, mut fc) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP], [[0f32; 4]; WARP]);
+            for lane in 0..WARP {
+                let t = warp * WARP + lane;
+                for (i, e) in a.iter().enumerate() {
+                    fa[lane][i] = self.eval(e, t)?.i() as u32;
+                }
+                for (i, e) in b.iter().enumerate() {
+                    fb[lane][i] = self.eval(e, t)?.i() as u32;
+                }
+                for (i, v) in c.iter().enumerate() {
+                    fc[lane][i] = self.regs[t][v.0 as usize].f() as f32;
+                }
+            }
+            mma_m16n8k16(kind, &fa, &fb, &mut fc);
+            for lane in 0..WARP {
+                for (i, v) in c.iter().enumerate() {
+                    self.regs[warp * WARP + lane][v.0 as usize] = V::F(fc[lane][i] as f64);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn eval(&mut self, e: &Expr, t: usize) -> Result<V, SimtError> {

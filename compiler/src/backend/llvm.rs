@@ -294,6 +294,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             }
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
+            Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c)?,
             Stmt::Barrier => {
                 // `barrier.sync.aligned 0` is printed as `bar.sync 0`. The aligned form is right
                 // because LIR never puts a barrier under a thread-dependent `If`.
@@ -304,6 +305,51 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                     "",
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    /// `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32` through the NVVM
+    /// intrinsic. The fragments arrive as i32 and are bitcast to whatever the intrinsic's
+    /// parameters are (`<2 x half>` for f16, i32 for bf16).
+    fn mma(&mut self, kind: crate::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[Var; 4]) -> Result<(), BackendError> {
+        let names: &[&str] = match kind {
+            crate::lir::MmaKind::F16 => &["llvm.nvvm.mma.m16n8k16.row.col.f32.f32"],
+            crate::lir::MmaKind::BF16 => &["llvm.nvvm.mma.m16n8k16.row.col.bf16"],
+        };
+        let function = names
+            .iter()
+            .find_map(|n| self.intrinsic(n, &[]).ok())
+            .ok_or_else(|| BackendError::MissingIntrinsic(names.join(" or ")))?;
+        let params = function.get_type().get_param_types();
+        if params.len() != 10 {
+            return Err(self.invalid(format!("mma intrinsic with {} parameters", params.len())));
+        }
+        let mut args: Vec<BasicMetadataValueEnum> = Vec::new();
+        for (i, e) in a.iter().chain(b.iter()).enumerate() {
+            let v = self.expr_of(e, Ty::I32, "an mma fragment")?;
+            let target = BasicTypeEnum::try_from(params[i]).map_err(|_| self.invalid("mma parameter type"))?;
+            args.push(self.builder.build_bit_cast(v.v, target, "frag")?.into());
+        }
+        let mut ptrs = Vec::new();
+        for var in c {
+            let (ptr, ty) = self.var(*var)?;
+            if ty != Ty::F32 {
+                return Err(self.invalid(format!("mma accumulator r{} is {}, not f32", var.0, ty.name())));
+            }
+            let v = self.builder.build_load(self.context.f32_type(), ptr, "acc")?;
+            args.push(v.into());
+            ptrs.push(ptr);
+        }
+        let call = self.builder.build_call(function, &args, "mma")?;
+        let result = call
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| BackendError::Builder("the mma intrinsic returns no value".into()))?
+            .into_struct_value();
+        for (i, ptr) in ptrs.into_iter().enumerate() {
+            let d = self.builder.build_extract_value(result, i as u32, "d")?;
+            self.builder.build_store(ptr, d)?;
         }
         Ok(())
     }

@@ -1,0 +1,97 @@
+//! `dot` on tensor cores: when the accumulator's layout divides by the `mma.m16n8` fragment,
+//! the lowering emits `mma.sync.m16n8k16`. The simulator runs it from the PTX ISA's fragment
+//! tables (independent of the layout code), so agreement with the VM and with an f64 host
+//! product checks the fragment layouts; ptxas checks the instruction.
+
+use tl_compiler::backend::{Arch, ptxas};
+use tl_compiler::dtype::DType;
+use tl_compiler::ir::ConstValue;
+use tl_runtime::{Arg, Backend, HostTensor, Module};
+use tl_tests::repo_root;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+fn configs() -> Vec<(DType, [i64; 4])> {
+    let mut out = Vec::new();
+    for t in [DType::F16, DType::BF16] {
+        // [BM, BN, BK, WARPS]
+        for tile in [[32, 32, 32, 4], [16, 8, 16, 1], [64, 32, 16, 4], [32, 64, 48, 2], [16, 16, 32, 2]] {
+            out.push((t, tile));
+        }
+    }
+    out
+}
+
+fn consts(t: DType, tile: [i64; 4]) -> Vec<(String, ConstValue)> {
+    let mut c = vec![("T".to_string(), ConstValue::DType(t))];
+    for (name, v) in ["BM", "BN", "BK", "WARPS"].iter().zip(tile) {
+        c.push((name.to_string(), ConstValue::Int(v)));
+    }
+    c
+}
+
+#[test]
+fn tensor_core_dot_matches_the_vm_and_the_host_product() {
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = Rng(0x1f2e_3d4c_5b6a_7988);
+    for (t, tile) in configs() {
+        let kernel = module.kernel(None, &consts(t, tile)).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
+        let lir = kernel.compiled.lir.to_string();
+        assert!(lir.contains("mma.m16n8k16"), "{t} {tile:?}: the accumulator layout should divide by the mma fragment");
+        let (m, n, k) = (tile[0] as usize * 2 - 3, tile[1] as usize + 5, tile[2] as usize * 2 + 7);
+        let a = HostTensor::from_f64(t, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
+        let b = HostTensor::from_f64(t, &[k, n], &(0..k * n).map(|_| rng.unit()).collect::<Vec<_>>());
+        let args = vec![
+            Arg::Scalar(m as f64),
+            Arg::Scalar(n as f64),
+            Arg::Scalar(k as f64),
+            a.clone().into(),
+            b.clone().into(),
+            HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
+        ];
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
+        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
+        let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|p| a.get(i * k + p) * b.get(p * n + j)).sum();
+                let magnitude: f64 = (0..k).map(|p| (a.get(i * k + p) * b.get(p * n + j)).abs()).sum();
+                // f32 accumulation: one rounding per step of 16 on the simulator, per product on the VM.
+                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + 1e-30;
+                for (who, out) in [("vm", vm), ("simt", simt)] {
+                    let got = out.get(i * n + j);
+                    assert!((got - exact).abs() <= tolerance, "{t} {tile:?} {who}: c[{i}, {j}] = {got}, exact {exact}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tensor_core_dot_assembles() {
+    if ptxas::find_ptxas().is_none() {
+        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+        return;
+    }
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    for (t, tile) in configs() {
+        let kernel = module.kernel(None, &consts(t, tile)).unwrap_or_else(|e| panic!("{e}"));
+        for arch in Arch::ALL {
+            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
+            assert!(ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32"), "{t} {tile:?}: no mma in the PTX");
+            ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {t} {tile:?} for {}: {e}", arch.name()));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Warp-wide tensor-core instructions, from their definitions in the PTX ISA.
+//!
+//! Written from the ISA's fragment tables (not from the compiler's layout code), so that the
+//! simulator checks the layouts the compiler chooses for `mma` operands and accumulators.
+
+use tl_compiler::lir::MmaKind;
+
+/// Lanes of a warp.
+pub const WARP: usize = 32;
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32` for one warp.
+///
+/// Fragments per lane (`groupID = lane / 4`, `tig = lane % 4`; a 32-bit register holds two
+/// 16-bit elements, the lower-numbered one in the low half):
+/// * A (16×16, row-major): element `a_i`, i in 0..8, is at row `groupID + 8·((i / 2) % 2)`,
+///   column `2·tig + (i % 2) + 8·(i / 4)`;
+/// * B (16×8, column-major): `b_i`, i in 0..4, is at row `2·tig + (i % 2) + 8·(i / 2)`, column
+///   `groupID`;
+/// * C and D (16×8): `c_i`, i in 0..4, is at row `groupID + 8·(i / 2)`, column
+///   `2·tig + (i % 2)`.
+///
+/// D = A·B + C, each element summed exactly (in f64) and rounded once to f32.
+pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
+    let element = |bits: u16| -> f64 {
+        match kind {
+            MmaKind::F16 => half::f16::from_bits(bits).to_f64(),
+            MmaKind::BF16 => half::bf16::from_bits(bits).to_f64(),
+        }
+    };
+    let half_of = |reg: u32, high: bool| -> u16 { if high { (reg >> 16) as u16 } else { reg as u16 } };
+    let mut matrix_a = [[0f64; 16]; 16];
+    let mut matrix_b = [[0f64; 8]; 16];
+    let mut matrix_c = [[0f64; 8]; 16];
+    for lane in 0..WARP {
+        let (group, tig) = (lane / 4, lane % 4);
+        for i in 0..8 {
+            let (row, col) = (group + 8 * ((i / 2) % 2), 2 * tig + (i % 2) + 8 * (i / 4));
+            matrix_a[row][col] = element(half_of(a[lane][i / 2], i % 2 == 1));
+        }
+        for i in 0..4 {
+            let (row, col) = (2 * tig + (i % 2) + 8 * (i / 2), group);
+            matrix_b[row][col] = element(half_of(b[lane][i / 2], i % 2 == 1));
+        }
+        for i in 0..4 {
+            let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
+            matrix_c[row][col] = c[lane][i] as f64;
+        }
+    }
+    for lane in 0..WARP {
+        let (group, tig) = (lane / 4, lane % 4);
+        for i in 0..4 {
+            let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
+            let sum: f64 = (0..16).map(|k| matrix_a[row][k] * matrix_b[k][col]).sum::<f64>() + matrix_c[row][col];
+            c[lane][i] = sum as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts matrices into fragments with the same tables, runs the instruction, and compares
+    /// with a plain matrix product.
+    #[test]
+    fn mma_computes_the_matrix_product() {
+        let value = |r: usize, c: usize, s: usize| ((r * 7 + c * 3 + s) % 11) as f32 - 5.0;
+        let a_m: Vec<Vec<f32>> = (0..16).map(|r| (0..16).map(|c| value(r, c, 1) / 4.0).collect()).collect();
+        let b_m: Vec<Vec<f32>> = (0..16).map(|r| (0..8).map(|c| value(r, c, 2) / 2.0).collect()).collect();
+        let c_m: Vec<Vec<f32>> = (0..16).map(|r| (0..8).map(|c| value(r, c, 3)).collect()).collect();
+        let bits = |v: f32| half::f16::from_f32(v).to_bits() as u32;
+        let (mut a, mut b, mut c) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP], [[0f32; 4]; WARP]);
+        for lane in 0..WARP {
+            let (g, t) = (lane / 4, lane % 4);
+            for i in 0..8 {
+                let (row, col) = (g + 8 * ((i / 2) % 2), 2 * t + (i % 2) + 8 * (i / 4));
+                a[lane][i / 2] |= bits(a_m[row][col]) << (16 * (i % 2));
+            }
+            for i in 0..4 {
+                let (row, col) = (2 * t + (i % 2) + 8 * (i / 2), g);
+                b[lane][i / 2] |= bits(b_m[row][col]) << (16 * (i % 2));
+            }
+            for i in 0..4 {
+                c[lane][i] = c_m[g + 8 * (i / 2)][2 * t + (i % 2)];
+            }
+        }
+        mma_m16n8k16(MmaKind::F16, &a, &b, &mut c);
+        for lane in 0..WARP {
+            let (g, t) = (lane / 4, lane % 4);
+            for i in 0..4 {
+                let (row, col) = (g + 8 * (i / 2), 2 * t + (i % 2));
+                let want: f32 = (0..16).map(|k| a_m[row][k] * b_m[k][col]).sum::<f32>() + c_m[row][col];
+                assert_eq!(c[lane][i], want, "lane {lane} c{i}");
+            }
+        }
+    }
+}
