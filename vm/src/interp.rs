@@ -639,10 +639,10 @@ fn view(
     x: &[f64],
     src_shape: &[usize],
     from: DType,
-    src_layout: &tl_compiler::layout::Layout,
+    src_layout: &tl_compiler::layout::RegisterLayout,
     dst_shape: &[usize],
     to: DType,
-    dst_layout: &tl_compiler::layout::Layout,
+    dst_layout: &tl_compiler::layout::RegisterLayout,
 ) -> Result<Vec<f64>, Fault> {
     let (b_src, b_dst) = (from.bits() as usize, to.bits() as usize);
     let threads = src_layout.num_threads();
@@ -660,12 +660,14 @@ fn view(
     for t in 0..threads {
         bits.iter_mut().for_each(|b| *b = 0);
         for i in 0..src_layout.local_size() {
-            let code = from.encode(x[flat(&src_layout.coords(t, i), &src_strides)]);
+            let coord = src_layout.coord(t, i).ok_or_else(|| Fault::Internal("layout coordinate".into()))?;
+            let code = from.encode(x[flat(&coord, &src_strides)]);
             tl_compiler::dtype::write_packed(&mut bits, b_src as u32, i, code);
         }
         for j in 0..dst_layout.local_size() {
             let code = tl_compiler::dtype::read_packed(&bits, b_dst as u32, j);
-            let slot = &mut out[flat(&dst_layout.coords(t, j), &dst_strides)];
+            let coord = dst_layout.coord(t, j).ok_or_else(|| Fault::Internal("layout coordinate".into()))?;
+            let slot = &mut out[flat(&coord, &dst_strides)];
             match slot {
                 Some(prev) if *prev != code => {
                     return Err(Fault::Unsupported("`view` gives replicas of one element different bits".into()));
