@@ -213,6 +213,10 @@ pub enum Stmt {
     /// 16×8 accumulator, updated in place: C += A·B. Every thread of the block executes it
     /// (never under an `If`).
     Mma { kind: MmaKind, a: [Expr; 4], b: [Expr; 2], c: [Var; 4] },
+    /// Warp-wide `shfl.sync.bfly` over all 32 lanes: `dst` of each thread becomes `src` of the
+    /// thread whose lane is `lane ^ lane_mask` in the same warp. `src` and `dst` are f32 or
+    /// i32. Every thread of the block executes it (never under an `If`).
+    ShuffleXor { dst: Var, src: Var, lane_mask: u32 },
     /// The statements that follow, up to the next `Source`, implement the block-IR
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
@@ -332,6 +336,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                     list(a),
                     list(b)
                 );
+            }
+            Stmt::ShuffleXor { dst, src, lane_mask } => {
+                let _ = writeln!(out, "{pad}r{} = shfl.bfly r{}, {lane_mask}", dst.0, src.0);
             }
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);

@@ -835,6 +835,9 @@ impl Lower<'_> {
     }
 
     fn reduce(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) {
+        if self.reduce_in_warps(id, op, value, dim, body) {
+            return;
+        }
         let shape = self.k.value(value).ty.shape().expect("tensor").to_vec();
         let dtype = self.dtype(value);
         let ty = Ty::of(dtype);
@@ -859,11 +862,7 @@ impl Lower<'_> {
                 _ => init,
             };
             let acc = self.assign(body, acc_ty, init);
-            let combine = match op {
-                ReduceOp::Sum => lir::BinaryOp::Add,
-                ReduceOp::Max => lir::BinaryOp::Max,
-                ReduceOp::Min => lir::BinaryOp::Min,
-            };
+            let combine = reduce_combine(op, dtype);
             body.push(lir::Stmt::For {
                 var: j,
                 start: int(Ty::I32, 0),
@@ -917,6 +916,60 @@ impl Lower<'_> {
 }
 
 impl Lower<'_> {
+    /// A reduction without shared memory, when the result's layout is the operand's with the
+    /// reduced dimension's modes removed (what inference prefers) and the threads that share
+    /// a result lie in one warp: each thread first combines its own elements, then a butterfly
+    /// of `shfl.bfly` over the lane bits of the reduced dimension leaves the result in every
+    /// one of those threads. Returns false (and emits nothing) otherwise.
+    fn reduce_in_warps(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) -> bool {
+        let dtype = self.dtype(value);
+        let acc_ty = Self::accumulator_ty(dtype);
+        if !matches!(acc_ty, Ty::F32 | Ty::I32) || dtype.is_unsigned_int() {
+            return false;
+        }
+        let (input, output) = (self.layout(value).clone(), self.layout(id).clone());
+        if input.reduce_keep_dims(&[dim]).ok().as_ref() != Some(&output) {
+            return false;
+        }
+        let terms: Vec<_> = input.thread_terms().into_iter().filter(|t| t.dim == dim).collect();
+        let in_warp = |t: &crate::layout::ThreadTerm| t.extent.is_power_of_two() && t.stride.is_power_of_two() && t.stride * t.extent <= 32;
+        if !terms.iter().all(in_warp) {
+            return false;
+        }
+        let combine = reduce_combine(op, dtype);
+        let wide = acc_dtype(acc_ty, dtype);
+        // Each output register collects the input registers of its coordinates.
+        let mut partial: Vec<Option<Var>> = vec![None; output.local_size()];
+        for i in 0..input.local_size() {
+            let mut c = input.local_coords(i);
+            c[dim] = 0;
+            let Some(j) = output.local_of(&c) else { return false };
+            let x = self.cast_expr(var(self.regs(value)[i]), dtype, wide);
+            let next = match partial[j] {
+                None => x,
+                Some(acc) => bin(combine, var(acc), x),
+            };
+            partial[j] = Some(self.assign(body, acc_ty, next));
+        }
+        let mut regs = Vec::new();
+        for acc in partial {
+            let Some(mut acc) = acc else { return false };
+            for t in &terms {
+                let mut mask = t.stride;
+                while mask < t.stride * t.extent {
+                    let other = self.new_var(acc_ty);
+                    body.push(lir::Stmt::ShuffleXor { dst: other, src: acc, lane_mask: mask as u32 });
+                    acc = self.assign(body, acc_ty, bin(combine, var(acc), var(other)));
+                    mask *= 2;
+                }
+            }
+            let out = self.cast_expr(var(acc), wide, dtype);
+            regs.push(self.assign(body, Ty::of(dtype), out));
+        }
+        self.regs.insert(id, regs);
+        true
+    }
+
     /// `dot` on tensor cores, chosen by layout division: when the accumulator's layout is
     /// `Q * local(2, 1) * spatial(8, 4) * local(1, 2)` (the `mma.m16n8` accumulator fragment as
     /// the innermost factor, whole warps in `Q`), each local index of `Q` is one 16×8 tile of
@@ -1001,6 +1054,18 @@ impl Lower<'_> {
         body.push(lir::Stmt::Barrier);
         self.regs.insert(id, acc);
         true
+    }
+}
+
+/// The LIR operation that combines two partial results of a reduction of `dtype`.
+fn reduce_combine(op: ReduceOp, dtype: DType) -> lir::BinaryOp {
+    let unsigned = dtype.is_unsigned_int();
+    match op {
+        ReduceOp::Sum => lir::BinaryOp::Add,
+        ReduceOp::Max if unsigned => lir::BinaryOp::UMax,
+        ReduceOp::Min if unsigned => lir::BinaryOp::UMin,
+        ReduceOp::Max => lir::BinaryOp::Max,
+        ReduceOp::Min => lir::BinaryOp::Min,
     }
 }
 

@@ -295,6 +295,25 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
             Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c)?,
+            Stmt::ShuffleXor { dst, src, lane_mask } => {
+                let (src_ptr, ty) = self.var(*src)?;
+                let (dst_ptr, dst_ty) = self.var(*dst)?;
+                let name = match (ty, dst_ty) {
+                    (Ty::F32, Ty::F32) => "llvm.nvvm.shfl.sync.bfly.f32",
+                    (Ty::I32, Ty::I32) => "llvm.nvvm.shfl.sync.bfly.i32",
+                    _ => return Err(self.invalid(format!("shuffle of {} into {}", ty.name(), dst_ty.name()))),
+                };
+                let i32_type = self.context.i32_type();
+                let value = self.builder.build_load(llvm_type(self.context, ty), src_ptr, "shfl_src")?;
+                let args = [
+                    i32_type.const_int(0xffff_ffff, false).into(),
+                    value.into(),
+                    i32_type.const_int(*lane_mask as u64, false).into(),
+                    i32_type.const_int(0x1f, false).into(),
+                ];
+                let result = self.call_intrinsic(name, &[], &args)?;
+                self.builder.build_store(dst_ptr, result)?;
+            }
             Stmt::Barrier => {
                 // `barrier.sync.aligned 0` is printed as `bar.sync 0`. The aligned form is right
                 // because LIR never puts a barrier under a thread-dependent `If`.

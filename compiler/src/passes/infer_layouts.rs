@@ -15,6 +15,9 @@
 //!    its nodes. Two different annotations in one component are a conflict: the diagnostic names
 //!    both places. An annotation must cover the tile and use exactly the block's threads.
 //! 3. **Preferences** decide a component without an annotation, first match wins:
+//!    * it holds a reduction's result: the operand's layout with the reduced dimension's modes
+//!      removed (`reduce_keep_dims`; its spatial modes become replication), decided after the
+//!      operand's component;
 //!    * it holds the accumulator of a `dot` with f16/bf16 operands, M a multiple of 16 and N of
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
@@ -125,59 +128,116 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
         }
         components.push(members);
     }
-    for members in components {
-        let annotation_of = |n: &Node| match n {
-            Node::Value(v) => kernel.values[v.index()].annotation.clone(),
-            Node::Var(v) => kernel.vars[v.index()].annotation.clone(),
-        };
-        let mut chosen: Option<LayoutAnnotation> = None;
-        for n in &members {
-            let Some(a) = annotation_of(n) else { continue };
-            match &chosen {
-                None => chosen = Some(a),
-                Some(prev) if prev.factors != a.factors => diagnostics.push(
-                    Diagnostic::error(format!("conflicting layouts: `{a}` is required here"), a.span)
-                        .with_label(prev.span, format!("but `{prev}` here, for a tile that shares its registers"))
-                        .with_note("elementwise operations and assignments keep one layout; convert explicitly where they must differ"),
-                ),
-                Some(_) => {}
+    // Components are decided in rounds: one holding a reduction's result waits until the
+    // reduction's operand has its layout (it prefers that layout, reduced), unless nothing
+    // else can progress.
+    let mut pending: Vec<Vec<Node>> = components;
+    let mut force = false;
+    while !pending.is_empty() {
+        let mut progressed = false;
+        let mut waiting = Vec::new();
+        for members in std::mem::take(&mut pending) {
+            match decide(kernel, &members, threads, force, &mut diagnostics) {
+                Decision::Wait => waiting.push(members),
+                Decision::Done => progressed = true,
             }
         }
-        let shape = match members[0] {
-            Node::Value(v) => kernel.values[v.index()].ty.shape().map(|s| s.to_vec()),
-            Node::Var(v) => kernel.vars[v.index()].ty.shape().map(|s| s.to_vec()),
-        }
-        .expect("tensor nodes only");
-        let layout = match chosen {
-            Some(a) => match from_annotation(&a, threads) {
-                Ok(l) => Some(l),
-                Err(d) => {
-                    diagnostics.push(d);
-                    None
-                }
-            },
-            None => preferred(kernel, &members, &shape, threads),
-        };
-        let layout = match layout.map_or_else(|| RegisterLayout::auto_local_spatial(&shape, threads), Ok) {
-            Ok(l) => l,
-            Err(e) => {
-                let span = match members[0] {
-                    Node::Value(v) => kernel.values[v.index()].span,
-                    Node::Var(v) => kernel.vars[v.index()].span,
-                };
-                diagnostics.push(Diagnostic::error(format!("no register layout for a {shape:?} tile on {threads} threads: {e}"), span));
-                continue;
-            }
-        };
-        for n in members {
-            match n {
-                Node::Value(v) => kernel.values[v.index()].layout = Some(layout.clone()),
-                Node::Var(v) => kernel.vars[v.index()].layout = Some(layout.clone()),
-            }
-        }
+        force = !progressed;
+        pending = waiting;
     }
     diagnostics.extend(check_views(kernel));
     diagnostics
+}
+
+
+enum Decision {
+    Wait,
+    Done,
+}
+
+/// Decides the layout of one component (rules 2 and 3); waits while a reduction's operand it
+/// prefers to follow has no layout yet (unless `force`).
+fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, diagnostics: &mut Vec<Diagnostic>) -> Decision {
+    let annotation_of = |n: &Node| match n {
+        Node::Value(v) => kernel.values[v.index()].annotation.clone(),
+        Node::Var(v) => kernel.vars[v.index()].annotation.clone(),
+    };
+    let mut chosen: Option<LayoutAnnotation> = None;
+    for n in members {
+        let Some(a) = annotation_of(n) else { continue };
+        match &chosen {
+            None => chosen = Some(a),
+            Some(prev) if prev.factors != a.factors => diagnostics.push(
+                Diagnostic::error(format!("conflicting layouts: `{a}` is required here"), a.span)
+                    .with_label(prev.span, format!("but `{prev}` here, for a tile that shares its registers"))
+                    .with_note("elementwise operations and assignments keep one layout; convert explicitly where they must differ"),
+            ),
+            Some(_) => {}
+        }
+    }
+    let shape = match members[0] {
+        Node::Value(v) => kernel.values[v.index()].ty.shape().map(|s| s.to_vec()),
+        Node::Var(v) => kernel.vars[v.index()].ty.shape().map(|s| s.to_vec()),
+    }
+    .expect("tensor nodes only");
+    let layout = match chosen {
+        Some(a) => match from_annotation(&a, threads) {
+            Ok(l) => Some(l),
+            Err(d) => {
+                diagnostics.push(d);
+                None
+            }
+        },
+        None => match reduced_operand_layout(kernel, members) {
+            ReduceLayout::Wait if !force => return Decision::Wait,
+            ReduceLayout::Follow(l) => Some(l),
+            _ => preferred(kernel, members, &shape, threads),
+        },
+    };
+    let layout = match layout.map_or_else(|| RegisterLayout::auto_local_spatial(&shape, threads), Ok) {
+        Ok(l) => l,
+        Err(e) => {
+            let span = match members[0] {
+                Node::Value(v) => kernel.values[v.index()].span,
+                Node::Var(v) => kernel.vars[v.index()].span,
+            };
+            diagnostics.push(Diagnostic::error(format!("no register layout for a {shape:?} tile on {threads} threads: {e}"), span));
+            return Decision::Done;
+        }
+    };
+    for n in members {
+        match *n {
+            Node::Value(v) => kernel.values[v.index()].layout = Some(layout.clone()),
+            Node::Var(v) => kernel.vars[v.index()].layout = Some(layout.clone()),
+        }
+    }
+    Decision::Done
+}
+
+enum ReduceLayout {
+    /// No reduction result in the component.
+    None,
+    /// A reduction's operand has no layout yet.
+    Wait,
+    /// The operand's layout with the reduced dimension's modes removed (spatial ones become
+    /// replication): every thread keeps the results of the elements it held, so the lowering
+    /// can reduce across threads with warp shuffles.
+    Follow(RegisterLayout),
+}
+
+fn reduced_operand_layout(kernel: &Kernel, members: &[Node]) -> ReduceLayout {
+    for n in members {
+        let Node::Value(v) = *n else { continue };
+        let Op::Reduce { value, dim, .. } = kernel.values[v.index()].op else { continue };
+        return match &kernel.values[value.index()].layout {
+            None => ReduceLayout::Wait,
+            Some(l) => match l.reduce_keep_dims(&[dim]) {
+                Ok(r) => ReduceLayout::Follow(r),
+                Err(_) => ReduceLayout::None,
+            },
+        };
+    }
+    ReduceLayout::None
 }
 
 /// The layout an annotation stands for, on `threads` threads.
