@@ -72,8 +72,11 @@ pub enum RuntimeError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Vm(#[from] tl_vm::VmError),
-    #[error(transparent)]
-    Simt(#[from] tl_vm::simt::SimtError),
+    /// A fault of the thread-level simulator; `rendered` shows the instruction's source
+    /// location like a compiler diagnostic (without the leading `error: `, which whoever prints
+    /// it adds) when the simulator knows it, and is the error's own text otherwise.
+    #[error("{rendered}")]
+    Simt { error: tl_vm::simt::SimtError, rendered: String },
     #[error(transparent)]
     Cuda(#[from] cuda::CudaError),
     #[error(transparent)]
@@ -129,6 +132,54 @@ impl Module {
     fn render(&self, diagnostics: Vec<Diagnostic>) -> RuntimeError {
         render(&self.file_name, &self.source, diagnostics)
     }
+
+    /// A simulator error of a kernel of this module, rendered against its source.
+    pub fn simt_error(&self, error: tl_vm::simt::SimtError) -> RuntimeError {
+        let rendered = render_simt_error(&error, &self.file_name, &self.source);
+        RuntimeError::Simt { error, rendered }
+    }
+}
+
+/// Renders a simulator error like a compiler diagnostic: the message, then the source line of
+/// the instruction it happened in (for a race, the later access, with the earlier one as a
+/// secondary label) and notes naming the block-IR instructions. Without a location, the
+/// error's own text. The leading `error: ` is left out (the printer adds it).
+pub fn render_simt_error(error: &tl_vm::simt::SimtError, file_name: &str, source: &str) -> String {
+    use tl_vm::simt::{AccessKind, SimtError};
+    let verb = |kind: AccessKind, present: bool| match (kind, present) {
+        (AccessKind::Read, true) => "reads",
+        (AccessKind::Read, false) => "read",
+        (AccessKind::Write, true) => "writes",
+        (AccessKind::Write, false) => "wrote",
+    };
+    let diagnostic = match error {
+        SimtError::SharedRace { first, second, .. } => {
+            let primary = second.at.as_ref().or(first.at.as_ref());
+            primary.map(|(span, _)| {
+                let mut d = Diagnostic::error(error.message(), *span);
+                if let Some((s, what)) = &second.at {
+                    d = d.with_note(format!("thread {} {} in `{what}`", second.thread, verb(second.kind, true)));
+                    if let Some((f, _)) = &first.at {
+                        if f != s {
+                            d = d.with_label(*f, format!("thread {} {} here", first.thread, verb(first.kind, false)));
+                        }
+                    }
+                }
+                if let Some((_, what)) = &first.at {
+                    d = d.with_note(format!("thread {} {} in `{what}`", first.thread, verb(first.kind, false)));
+                }
+                d.with_note("a barrier (`sync`) between the two accesses orders them")
+            })
+        }
+        e => e.location().map(|(span, what)| Diagnostic::error(e.message(), *span).with_note(format!("in `{what}`"))),
+    };
+    match diagnostic {
+        Some(d) => {
+            let text = d.render(file_name, source);
+            text.strip_prefix("error: ").unwrap_or(&text).trim_end().to_string()
+        }
+        None => error.to_string(),
+    }
 }
 
 fn render(file_name: &str, source: &str, diagnostics: Vec<Diagnostic>) -> RuntimeError {
@@ -179,7 +230,9 @@ impl Kernel {
         }
         match backend {
             Backend::Vm => tl_vm::launch(kernel, args)?,
-            Backend::Simt => tl_vm::simt::launch(&self.compiled.lir, grid, args)?,
+            Backend::Simt => {
+                tl_vm::simt::launch(&self.compiled.lir, grid, args).map_err(|e| self.module.simt_error(e))?
+            }
             Backend::Cuda => {
                 if !cuda::driver_available() {
                     return Err(cuda::CudaError::NoDriver.into());

@@ -3,8 +3,19 @@
 //!
 //! Expects a LIR program from `tl_compiler::lower` and arguments already checked against the
 //! kernel's signature (see `interp::check_args`). Guarantees that any access outside a global
-//! tensor or the shared buffer, a division by zero, loop bounds that differ between threads
-//! and a barrier reached by only some threads are reported as [`SimtError`]s, never panics.
+//! tensor or the shared buffer, a division by zero, loop bounds that differ between threads,
+//! a barrier reached by only some threads and a shared-memory race are reported as
+//! [`SimtError`]s, never panics.
+//!
+//! Every error raised by an instruction carries its [`Location`]: the span and text of the
+//! block-IR instruction named by the last [`Stmt::Source`] executed before it (threads run in
+//! lockstep, so this is the same for the whole block).
+//!
+//! Shared-memory races: between two barriers, a thread reading a byte that another thread
+//! wrote, a thread writing a byte that another thread read, or two threads writing the same
+//! byte, is a race (the order in which this simulator happens to run the threads is one of
+//! many the hardware may choose). The first race is reported with both threads, the byte and
+//! the locations of both accesses. A thread reading back its own write is fine.
 //!
 //! Arithmetic follows the LIR's register types: integers wrap at their width, float results
 //! are rounded to their type (transcendentals are computed exactly in f64 and then rounded,
@@ -13,23 +24,131 @@
 
 use crate::interp::Arg;
 use crate::tensor::HostTensor;
+use std::collections::HashMap;
+use std::fmt;
+use tl_compiler::diagnostics::Span;
 use tl_compiler::dtype::DType;
 use tl_compiler::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp};
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Where an instruction comes from: the span of the block-IR instruction in the kernel source
+/// and its IR text (from the last [`Stmt::Source`] before it); `None` before the first one.
+pub type Location = Option<(Span, String)>;
+
+/// What a thread did to a shared byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessKind {
+    Read,
+    Write,
+}
+
+/// One side of a shared-memory race.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    pub thread: usize,
+    pub kind: AccessKind,
+    pub at: Location,
+}
+
+#[derive(Debug, PartialEq)]
 pub enum SimtError {
-    #[error("block {block:?}, thread {thread}: {what} index {index} is outside `{param}` ({len} elements)")]
-    GlobalOutOfBounds { block: [u32; 3], thread: usize, what: &'static str, param: String, index: i64, len: usize },
-    #[error("block {block:?}, thread {thread}: shared-memory access at byte {offset} (+{size}) is outside the {bytes}-byte buffer")]
-    SharedOutOfBounds { block: [u32; 3], thread: usize, offset: i64, size: usize, bytes: usize },
-    #[error("block {block:?}, thread {thread}: integer division by zero")]
-    DivisionByZero { block: [u32; 3], thread: usize },
-    #[error("block {block:?}: loop bounds differ between threads")]
-    DivergentLoop { block: [u32; 3] },
-    #[error("block {block:?}: a barrier is reached by only some threads")]
-    DivergentBarrier { block: [u32; 3] },
-    #[error("argument {index} (`{name}`): {message}")]
+    GlobalOutOfBounds { block: [u32; 3], thread: usize, what: &'static str, param: String, index: i64, len: usize, at: Location },
+    SharedOutOfBounds { block: [u32; 3], thread: usize, offset: i64, size: usize, bytes: usize, at: Location },
+    DivisionByZero { block: [u32; 3], thread: usize, at: Location },
+    DivergentLoop { block: [u32; 3], at: Location },
+    DivergentBarrier { block: [u32; 3], at: Location },
+    /// A warp-wide instruction (`mma.sync`, `shfl.sync`) not executed by every thread, or in a
+    /// block whose size is not a multiple of the warp.
+    DivergentWarpInstruction { block: [u32; 3], what: &'static str, at: Location },
+    /// `second` touched shared byte `byte` after `first` did, with no barrier between them,
+    /// from another thread, and at least one of the two wrote it.
+    SharedRace { block: [u32; 3], byte: usize, first: Access, second: Access },
+    /// A LIR statement the simulator does not implement yet.
+    Unsupported { block: [u32; 3], what: String, at: Location },
     BadArgument { index: usize, name: String, message: String },
+}
+
+impl SimtError {
+    /// The message without the location.
+    pub fn message(&self) -> String {
+        match self {
+            SimtError::GlobalOutOfBounds { block, thread, what, param, index, len, .. } => {
+                format!("{what} index {index} is outside `{param}` ({len} elements) in block {block:?}, thread {thread}")
+            }
+            SimtError::SharedOutOfBounds { block, thread, offset, size, bytes, .. } => format!(
+                "shared-memory access at byte {offset} (+{size}) is outside the {bytes}-byte buffer in block {block:?}, thread {thread}"
+            ),
+            SimtError::DivisionByZero { block, thread, .. } => {
+                format!("integer division by zero in block {block:?}, thread {thread}")
+            }
+            SimtError::DivergentLoop { block, .. } => format!("loop bounds differ between the threads of block {block:?}"),
+            SimtError::DivergentBarrier { block, .. } => {
+                format!("a barrier is reached by only some threads of block {block:?}")
+            }
+            SimtError::DivergentWarpInstruction { block, what, .. } => {
+                format!("the warp-wide `{what}` is executed by only some threads of block {block:?} (or the block is not whole warps)")
+            }
+            SimtError::SharedRace { block, byte, first, second } => {
+                let (verb, past) = match (second.kind, first.kind) {
+                    (AccessKind::Read, _) => ("reads", "wrote"),
+                    (AccessKind::Write, AccessKind::Read) => ("writes", "read"),
+                    (AccessKind::Write, AccessKind::Write) => ("writes", "wrote"),
+                };
+                format!(
+                    "shared-memory race: thread {} {verb} byte {byte} that thread {} {past} since the last barrier (block {block:?})",
+                    second.thread, first.thread
+                )
+            }
+            SimtError::Unsupported { block, what, .. } => format!("the simulator does not implement `{what}` yet (block {block:?})"),
+            SimtError::BadArgument { index, name, message } => format!("argument {index} (`{name}`): {message}"),
+        }
+    }
+
+    /// The location of the faulting instruction (for a race, the later access).
+    pub fn location(&self) -> Option<&(Span, String)> {
+        match self {
+            SimtError::GlobalOutOfBounds { at, .. }
+            | SimtError::SharedOutOfBounds { at, .. }
+            | SimtError::DivisionByZero { at, .. }
+            | SimtError::DivergentLoop { at, .. }
+            | SimtError::DivergentBarrier { at, .. }
+            | SimtError::DivergentWarpInstruction { at, .. }
+            | SimtError::Unsupported { at, .. } => at.as_ref(),
+            SimtError::SharedRace { second, .. } => second.at.as_ref(),
+            SimtError::BadArgument { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for SimtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())?;
+        let place = |a: &Location| match a {
+            Some((span, what)) => format!("`{what}` (source bytes {}..{})", span.start, span.end),
+            None => "an unknown instruction".to_string(),
+        };
+        match self {
+            SimtError::SharedRace { first, second, .. } => {
+                write!(f, ", at {}; the other access at {}", place(&second.at), place(&first.at))
+            }
+            e => match e.location() {
+                Some(_) => write!(f, ", at {}", place(&e.location().cloned())),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+impl std::error::Error for SimtError {}
+
+/// What a launch executed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// LIR statements executed, summed over threads (a statement run by 128 active threads
+    /// counts 128; `Source` markers do not count).
+    pub thread_instructions: u64,
+    /// Barriers executed (per block).
+    pub barriers: u64,
+    pub blocks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,6 +211,25 @@ fn unsigned_of(ty: Ty, v: i64) -> i64 {
     }
 }
 
+/// No thread.
+const NONE: u32 = u32::MAX;
+
+/// What happened to one shared byte since the last barrier: accesses stamped with an older
+/// epoch than the block's current one are forgotten (so a barrier costs nothing per byte).
+/// One writer is enough (a second one is a race), and two distinct readers (any writer then
+/// differs from at least one of them). `*_loc` are location ids (0: none).
+#[derive(Clone, Copy, Default)]
+struct ByteState {
+    write_epoch: u32,
+    writer: u32,
+    write_loc: u32,
+    read_epoch: u32,
+    reader: u32,
+    read_loc: u32,
+    reader2: u32,
+    read_loc2: u32,
+}
+
 struct Block<'a> {
     program: &'a Program,
     block: [u32; 3],
@@ -99,10 +237,25 @@ struct Block<'a> {
     regs: Vec<Vec<V>>,
     shared: Vec<u8>,
     args: &'a mut [Arg],
+    /// Race-detection state of every shared byte.
+    shadow: Vec<ByteState>,
+    /// Advances at every barrier and every block.
+    epoch: u32,
+    /// The id of the current location (0: none yet in this block).
+    cur: u32,
+    /// Location ids of the `Source` statements, by address; `locs[id - 1]` is the location.
+    source_ids: HashMap<*const Stmt, u32>,
+    locs: Vec<(Span, &'a str)>,
+    stats: Stats,
 }
 
 /// Runs `program` over the whole grid.
 pub fn launch(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<(), SimtError> {
+    launch_counted(program, grid, args).map(|_| ())
+}
+
+/// Runs `program` over the whole grid and says how much it executed.
+pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<Stats, SimtError> {
     if args.len() != program.params.len() {
         return Err(SimtError::BadArgument {
             index: args.len(),
@@ -123,29 +276,142 @@ pub fn launch(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<(),
             return Err(SimtError::BadArgument { index: i, name, message: "wrong kind or dtype".into() });
         }
     }
+    let threads = program.block_threads as usize;
+    let mut b = Block {
+        program,
+        block: [0; 3],
+        threads,
+        regs: vec![vec![V::I(0); program.vars.len()]; threads],
+        shared: vec![0; program.shared_bytes],
+        args,
+        shadow: vec![ByteState::default(); program.shared_bytes],
+        epoch: 0,
+        cur: 0,
+        source_ids: HashMap::new(),
+        locs: Vec::new(),
+        stats: Stats::default(),
+    };
+    b.collect_sources(&program.body);
+    let mask = vec![true; threads];
     for z in 0..grid[2] {
         for y in 0..grid[1] {
             for x in 0..grid[0] {
-                let threads = program.block_threads as usize;
-                let mut b = Block {
-                    program,
-                    block: [x, y, z],
-                    threads,
-                    regs: vec![vec![V::I(0); program.vars.len()]; threads],
-                    shared: vec![0; program.shared_bytes],
-                    args: &mut *args,
-                };
-                let mask = vec![true; threads];
-                b.exec(&program.body, &mask)?;
+                b.block = [x, y, z];
+                if x | y | z != 0 {
+                    b.regs.iter_mut().for_each(|r| r.fill(V::I(0)));
+                    b.shared.fill(0);
+                }
+                b.cur = 0;
+                b.next_epoch();
+                b.stats.blocks += 1;
+                b.exec(&program.body, &mask, threads as u64)?;
             }
         }
     }
-    Ok(())
+    Ok(b.stats)
 }
 
-impl Block<'_> {
-    fn exec(&mut self, body: &[Stmt], mask: &[bool]) -> Result<(), SimtError> {
+impl<'a> Block<'a> {
+    fn collect_sources(&mut self, body: &'a [Stmt]) {
         for s in body {
+            match s {
+                Stmt::Source { span, what } => {
+                    self.locs.push((*span, what.as_str()));
+                    self.source_ids.insert(s as *const Stmt, self.locs.len() as u32);
+                }
+                Stmt::If { then_body, else_body, .. } => {
+                    self.collect_sources(then_body);
+                    self.collect_sources(else_body);
+                }
+                Stmt::For { body, .. } => self.collect_sources(body),
+                _ => {}
+            }
+        }
+    }
+
+    /// Forgets every shared access (a barrier, or a new block).
+    fn next_epoch(&mut self) {
+        if self.epoch == u32::MAX {
+            self.shadow.fill(ByteState::default());
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+    }
+
+    fn location(&self, id: u32) -> Location {
+        (id > 0).then(|| {
+            let (span, what) = self.locs[id as usize - 1];
+            (span, what.to_string())
+        })
+    }
+
+    /// The location of the instruction being executed.
+    fn at(&self) -> Location {
+        self.location(self.cur)
+    }
+
+    fn race(&self, byte: usize, first: (u32, AccessKind, u32), second: (usize, AccessKind)) -> SimtError {
+        SimtError::SharedRace {
+            block: self.block,
+            byte,
+            first: Access { thread: first.0 as usize, kind: first.1, at: self.location(first.2) },
+            second: Access { thread: second.0, kind: second.1, at: self.at() },
+        }
+    }
+
+    /// Records thread `t` reading `range` of shared memory; a race if another thread wrote
+    /// a byte of it since the last barrier.
+    fn shared_read(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), SimtError> {
+        let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
+        for b in range {
+            let mut s = self.shadow[b];
+            if s.write_epoch == epoch && s.writer != me {
+                return Err(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Read)));
+            }
+            if s.read_epoch != epoch {
+                s.read_epoch = epoch;
+                s.reader = me;
+                s.read_loc = loc;
+                s.reader2 = NONE;
+            } else if s.reader != me && s.reader2 == NONE {
+                s.reader2 = me;
+                s.read_loc2 = loc;
+            }
+            self.shadow[b] = s;
+        }
+        Ok(())
+    }
+
+    /// Records thread `t` writing `range` of shared memory; a race if another thread read or
+    /// wrote a byte of it since the last barrier.
+    fn shared_write(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), SimtError> {
+        let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
+        for b in range {
+            let mut s = self.shadow[b];
+            if s.write_epoch == epoch && s.writer != me {
+                return Err(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Write)));
+            }
+            if s.read_epoch == epoch {
+                if s.reader != me {
+                    return Err(self.race(b, (s.reader, AccessKind::Read, s.read_loc), (t, AccessKind::Write)));
+                }
+                if s.reader2 != NONE {
+                    return Err(self.race(b, (s.reader2, AccessKind::Read, s.read_loc2), (t, AccessKind::Write)));
+                }
+            }
+            s.write_epoch = epoch;
+            s.writer = me;
+            s.write_loc = loc;
+            self.shadow[b] = s;
+        }
+        Ok(())
+    }
+
+    fn exec(&mut self, body: &'a [Stmt], mask: &[bool], active: u64) -> Result<(), SimtError> {
+        for s in body {
+            if !matches!(s, Stmt::Source { .. }) {
+                self.stats.thread_instructions += active;
+            }
             match s {
                 Stmt::Assign(v, e) => {
                     for t in 0..self.threads {
@@ -183,12 +449,13 @@ impl Block<'_> {
                     }
                 }
                 Stmt::StoreShared { offset, value } => {
+                    let ty = self.program.ty(value);
                     for t in 0..self.threads {
                         if mask[t] {
                             let off = self.eval(offset, t)?.i();
                             let x = self.eval(value, t)?;
-                            let ty = self.program.ty(value);
                             let range = self.shared_range(off, ty, t)?;
+                            self.shared_write(range.clone(), t)?;
                             encode(ty, x, &mut self.shared[range]);
                         }
                     }
@@ -196,20 +463,23 @@ impl Block<'_> {
                 Stmt::If { cond, then_body, else_body } => {
                     let mut then_mask = vec![false; self.threads];
                     let mut else_mask = vec![false; self.threads];
+                    let (mut then_active, mut else_active) = (0u64, 0u64);
                     for t in 0..self.threads {
                         if mask[t] {
                             if self.eval(cond, t)?.i() != 0 {
                                 then_mask[t] = true;
+                                then_active += 1;
                             } else {
                                 else_mask[t] = true;
+                                else_active += 1;
                             }
                         }
                     }
-                    if then_mask.iter().any(|b| *b) {
-                        self.exec(then_body, &then_mask)?;
+                    if then_active > 0 {
+                        self.exec(then_body, &then_mask, then_active)?;
                     }
-                    if else_mask.iter().any(|b| *b) {
-                        self.exec(else_body, &else_mask)?;
+                    if else_active > 0 {
+                        self.exec(else_body, &else_mask, else_active)?;
                     }
                 }
                 Stmt::For { var, start, end, body } => {
@@ -218,7 +488,7 @@ impl Block<'_> {
                         if mask[t] {
                             let b = (self.eval(start, t)?.i(), self.eval(end, t)?.i());
                             if bounds.is_some_and(|x| x != b) {
-                                return Err(SimtError::DivergentLoop { block: self.block });
+                                return Err(SimtError::DivergentLoop { block: self.block, at: self.at() });
                             }
                             bounds = Some(b);
                         }
@@ -230,71 +500,91 @@ impl Block<'_> {
                                 self.regs[t][var.0 as usize] = V::I(wrap(Ty::I32, i));
                             }
                         }
-                        self.exec(body, mask)?;
+                        self.exec(body, mask, active)?;
                     }
                 }
-                Stmt::Source { .. } => {}
+                Stmt::Source { .. } => {
+                    self.cur = self.source_ids.get(&(s as *const Stmt)).copied().unwrap_or(0);
+                }
                 Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c, mask)?,
+                Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle_xor(*dst, *src, *lane_mask, mask)?,
                 Stmt::Barrier => {
-                    if !mask.iter().all(|b| *b) {
-                        return Err(SimtError::DivergentBarrier { block: self.block });
+                    if active != self.threads as u64 {
+                        return Err(SimtError::DivergentBarrier { block: self.block, at: self.at() });
                     }
+                    self.stats.barriers += 1;
+                    self.next_epoch();
+                }
+                // Statements added to the LIR after this simulator was written.
+                #[allow(unreachable_patterns)]
+                other => {
+                    let what = format!("{other:?}");
+                    let what = what.split([' ', '{', '(']).next().unwrap_or("").to_string();
+                    return Err(SimtError::Unsupported { block: self.block, what, at: self.at() });
                 }
             }
         }
         Ok(())
     }
 
-    fn tensor(&mut self, param: usize, index: i64, thread: usize, what: &'static str) -> Result<&mut HostTensor, SimtError> {
+    fn not_a_tensor(&self, param: usize) -> SimtError {
         let name = match &self.program.params[param] {
             Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
         };
-        let block = self.block;
+        SimtError::BadArgument { index: param, name, message: "not a tensor".into() }
+    }
+
+    fn out_of_bounds(&self, param: usize, index: i64, len: usize, thread: usize, what: &'static str) -> SimtError {
+        let name = match &self.program.params[param] {
+            Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+        };
+        SimtError::GlobalOutOfBounds { block: self.block, thread, what, param: name, index, len, at: self.at() }
+    }
+
+    fn tensor(&mut self, param: usize, index: i64, thread: usize, what: &'static str) -> Result<&mut HostTensor, SimtError> {
+        let len = match &self.args[param] {
+            Arg::Tensor(t) => t.len(),
+            Arg::Scalar(_) => return Err(self.not_a_tensor(param)),
+        };
+        if index < 0 || index as usize >= len {
+            return Err(self.out_of_bounds(param, index, len, thread, what));
+        }
         match &mut self.args[param] {
-            Arg::Tensor(t) => {
-                if index < 0 || index as usize >= t.len() {
-                    return Err(SimtError::GlobalOutOfBounds { block, thread, what, param: name, index, len: t.len() });
-                }
-                Ok(t)
-            }
-            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name, message: "not a tensor".into() }),
+            Arg::Tensor(t) => Ok(t),
+            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() }),
         }
     }
 
     /// The byte buffer of tensor `param`, after checking that bits `[bit, bit + bits)` lie in
     /// it (a packed access is out of bounds when any of its bits is).
     fn packed_buffer(&mut self, param: usize, bit: i64, bits: u32, thread: usize, what: &'static str) -> Result<&mut Vec<u8>, SimtError> {
-        let name = match &self.program.params[param] {
-            Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+        let (len, dtype_bits) = match &self.args[param] {
+            Arg::Tensor(t) => (t.len(), t.dtype.bits() as usize),
+            Arg::Scalar(_) => return Err(self.not_a_tensor(param)),
         };
-        let block = self.block;
+        if !(1..=8).contains(&bits) || bit < 0 || bit as usize + bits as usize > len * dtype_bits {
+            let index = bit.div_euclid(dtype_bits as i64);
+            return Err(self.out_of_bounds(param, index, len, thread, what));
+        }
         match &mut self.args[param] {
-            Arg::Tensor(t) => {
-                let total_bits = t.len() * t.dtype.bits() as usize;
-                if !(1..=8).contains(&bits) || bit < 0 || bit as usize + bits as usize > total_bits {
-                    let element = bit.div_euclid(t.dtype.bits() as i64);
-                    return Err(SimtError::GlobalOutOfBounds { block, thread, what, param: name, index: element, len: t.len() });
-                }
-                Ok(&mut t.data)
-            }
-            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name, message: "not a tensor".into() }),
+            Arg::Tensor(t) => Ok(&mut t.data),
+            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() }),
         }
     }
 
     fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, SimtError> {
         let size = ty.bytes();
         if offset < 0 || offset as usize + size > self.shared.len() {
-            return Err(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len() });
+            return Err(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len(), at: self.at() });
         }
         Ok(offset as usize..offset as usize + size)
     }
-
     /// `mma.sync` for every warp of the block ([`crate::warp::mma_m16n8k16`]); all threads
     /// must take part.
     fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[tl_compiler::lir::Var; 4], mask: &[bool]) -> Result<(), SimtError> {
         use crate::warp::{mma_m16n8k16, WARP};
         if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(SimtError::DivergentBarrier { block: self.block });
+            return Err(SimtError::DivergentWarpInstruction { block: self.block, what: "mma.sync", at: self.at() });
         }
         for warp in 0..self.threads / WARP {
             let (mut fa, mut fb, mut fc) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP], [[0f32; 4]; WARP]);
@@ -315,6 +605,23 @@ impl Block<'_> {
                 for (i, v) in c.iter().enumerate() {
                     self.regs[warp * WARP + lane][v.0 as usize] = V::F(fc[lane][i] as f64);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `shfl.sync.bfly` over all 32 lanes of every warp: each thread's `dst` becomes `src` of
+    /// lane `lane ^ lane_mask` (all reads happen before any write); all threads must take part.
+    fn shuffle_xor(&mut self, dst: tl_compiler::lir::Var, src: tl_compiler::lir::Var, lane_mask: u32, mask: &[bool]) -> Result<(), SimtError> {
+        use crate::warp::WARP;
+        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
+            return Err(SimtError::DivergentWarpInstruction { block: self.block, what: "shfl.sync", at: self.at() });
+        }
+        let (dst, src, lane_mask) = (dst.0 as usize, src.0 as usize, lane_mask as usize % WARP);
+        for warp in (0..self.threads).step_by(WARP) {
+            let values: Vec<V> = (0..WARP).map(|lane| self.regs[warp + (lane ^ lane_mask)][src]).collect();
+            for (lane, v) in values.into_iter().enumerate() {
+                self.regs[warp + lane][dst] = v;
             }
         }
         Ok(())
@@ -380,7 +687,7 @@ impl Block<'_> {
                 } else {
                     let (x, y) = (x.i(), y.i());
                     if matches!(op, BinaryOp::Div | BinaryOp::Rem | BinaryOp::UDiv | BinaryOp::URem) && y == 0 {
-                        return Err(SimtError::DivisionByZero { block: self.block, thread: t });
+                        return Err(SimtError::DivisionByZero { block: self.block, thread: t, at: self.at() });
                     }
                     V::I(wrap(ty, match op {
                         BinaryOp::Add => x.wrapping_add(y),
@@ -461,6 +768,7 @@ impl Block<'_> {
             Expr::LoadShared { offset, ty } => {
                 let off = self.eval(offset, t)?.i();
                 let range = self.shared_range(off, *ty, t)?;
+                self.shared_read(range.clone(), t)?;
                 decode(*ty, &self.shared[range])
             }
         })
