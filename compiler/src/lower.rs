@@ -853,8 +853,10 @@ impl Lower<'_> {
             let element = self.cast_expr(Expr::LoadShared { offset: Box::new(offset), ty }, dtype, acc_dtype(acc_ty, dtype));
             let init = match op {
                 ReduceOp::Sum => float_or_int(acc_ty, 0.0),
-                ReduceOp::Max => float_or_int(acc_ty, if acc_ty.is_float() { f64::NEG_INFINITY } else { i64::MIN as f64 }),
-                ReduceOp::Min => float_or_int(acc_ty, if acc_ty.is_float() { f64::INFINITY } else { i64::MAX as f64 }),
+                // NaN is the identity of maxNum/minNum (a NaN operand yields the other one), so
+                // a row of NaN reduces to NaN, as in the VM; ±inf would turn it into ∓inf.
+                ReduceOp::Max => float_or_int(acc_ty, if acc_ty.is_float() { f64::NAN } else { i64::MIN as f64 }),
+                ReduceOp::Min => float_or_int(acc_ty, if acc_ty.is_float() { f64::NAN } else { i64::MAX as f64 }),
             };
             let init = match (op, acc_ty.is_float(), dtype.int_range()) {
                 (ReduceOp::Max, false, Some((lo, _))) => int(acc_ty, lo as i64),
