@@ -213,6 +213,13 @@ pub enum Stmt {
     /// 16×8 accumulator, updated in place: C += A·B. Every thread of the block executes it
     /// (never under an `If`).
     Mma { kind: MmaKind, a: [Expr; 4], b: [Expr; 2], c: [Var; 4] },
+    /// Warp-wide `ldmatrix.sync.aligned.m8n8.x{1,2,4}{.trans}.shared.b16`: `dst.len()` (1, 2
+    /// or 4) 8×8 matrices of 16-bit elements; lanes 8i..8i+7 give, in `row_offset` (i32 byte
+    /// offset into the shared buffer, 16-byte aligned), the rows of matrix i. Lane l receives
+    /// in `dst[i]` the elements (row l/4, columns 2·(l%4) and 2·(l%4)+1) of matrix i, or with
+    /// `trans` those of its transpose; the lower column goes to the low half. Every thread of
+    /// the block executes it (never under an `If`).
+    LdMatrix { dst: Vec<Var>, row_offset: Expr, trans: bool },
     /// Warp-wide `shfl.sync.bfly` over all 32 lanes: `dst` of each thread becomes `src` of the
     /// thread whose lane is `lane ^ lane_mask` in the same warp. `src` and `dst` are f32 or
     /// i32. Every thread of the block executes it (never under an `If`).
@@ -335,6 +342,17 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                     cs.join(", "),
                     list(a),
                     list(b)
+                );
+            }
+            Stmt::LdMatrix { dst, row_offset, trans } => {
+                let ds: Vec<String> = dst.iter().map(|v| format!("r{}", v.0)).collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}{{{}}} = ldmatrix.x{}{} [{}]",
+                    ds.join(", "),
+                    dst.len(),
+                    if *trans { ".trans" } else { "" },
+                    expr_str(row_offset)
                 );
             }
             Stmt::ShuffleXor { dst, src, lane_mask } => {

@@ -976,8 +976,9 @@ impl Lower<'_> {
     /// `Q * local(2, 1) * spatial(8, 4) * local(1, 2)` (the `mma.m16n8` accumulator fragment as
     /// the innermost factor, whole warps in `Q`), each local index of `Q` is one 16×8 tile of
     /// one warp, and the k extent is walked in steps of 16 with `mma.sync.m16n8k16`. The
-    /// operands are staged row-major in shared memory, from where each lane reads its
-    /// fragments. Returns false (and emits nothing) when the dot does not fit.
+    /// operands are staged row-major in shared memory (16-byte aligned rows, since K is a
+    /// multiple of 16 and N of 8), from where `ldmatrix` loads the fragments. Returns false
+    /// (and emits nothing) when the dot does not fit.
     fn dot_mma(&mut self, id: ValueId, a: ValueId, b: ValueId, c: ValueId, body: &mut Vec<lir::Stmt>) -> bool {
         let kind = match (self.dtype(a), self.dtype(c)) {
             (DType::F16, DType::F32) => lir::MmaKind::F16,
@@ -1008,7 +1009,6 @@ impl Lower<'_> {
         let tig = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 4)));
         let acc: Vec<Var> = self.regs(c).iter().map(|&r| r).collect::<Vec<_>>();
         let acc: Vec<Var> = acc.into_iter().map(|r| self.assign(body, Ty::F32, var(r))).collect();
-        let half = |v: Expr| Expr::Cast { to: Ty::I32, value: Box::new(v), from_unsigned: true, to_unsigned: false };
         for q in 0..quotient.local_size() {
             // The tile's origin: register q·4 holds (origin_m + group, origin_n + 2·tig).
             let first = self.coords(&layout, q * 4);
@@ -1020,33 +1020,30 @@ impl Lower<'_> {
             );
             for step in 0..k_extent / 16 {
                 let k0 = (step * 16) as i64;
-                // Row of A / column of B of this lane, and its first k.
-                let row = bin(lir::BinaryOp::Add, var(origin_m), var(group));
-                let col = bin(lir::BinaryOp::Add, var(origin_n), var(group));
-                let k_lane = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 2)));
-                let a_at = |s: &Self, dr: i64, dk: i64| {
-                    let r = bin(lir::BinaryOp::Add, row.clone(), int(Ty::I32, dr));
-                    let k = bin(lir::BinaryOp::Add, k_lane.clone(), int(Ty::I32, dk));
-                    let off = s.shared_offset(bases[0], &[r, k], &a_shape, 2, false);
-                    half(Expr::LoadShared { offset: Box::new(off), ty: Ty::I16 })
-                };
-                let b_at = |s: &Self, dk: i64| {
-                    let k = bin(lir::BinaryOp::Add, k_lane.clone(), int(Ty::I32, dk));
-                    let off = s.shared_offset(bases[1], &[k, col.clone()], &b_shape, 2, false);
-                    half(Expr::LoadShared { offset: Box::new(off), ty: Ty::I16 })
-                };
-                let pack = |lo: Expr, hi: Expr| bin(lir::BinaryOp::Or, lo, bin(lir::BinaryOp::Shl, hi, int(Ty::I32, 16)));
-                // PTX fragment order: a0a1 (row, k..k+1), a2a3 (row+8), a4a5 (k+8), a6a7 (both).
-                let mut a_regs = Vec::new();
-                for (dr, dk) in [(0, 0), (8, 0), (0, 8), (8, 8)] {
-                    let packed = pack(a_at(self, dr, dk), a_at(self, dr, dk + 1));
-                    a_regs.push(var(self.assign(body, Ty::I32, packed)));
-                }
-                let mut b_regs = Vec::new();
-                for dk in [0, 8] {
-                    let packed = pack(b_at(self, dk), b_at(self, dk + 1));
-                    b_regs.push(var(self.assign(body, Ty::I32, packed)));
-                }
+                // Fragments straight from shared memory with ldmatrix: A (row-major [M, K]) as
+                // four 8×8 matrices, lane l giving row l % 8 of matrix l / 8 (matrices: rows
+                // +0/+8, columns +0/+8, in the order of the A fragment registers); B (row-major
+                // [K, N]) as two transposed 8×8 matrices of k rows +0..7 and +8..15.
+                let a_regs: Vec<Var> = (0..4).map(|_| self.new_var(Ty::I32)).collect();
+                let matrix = bin(lir::BinaryOp::Div, var(lane), int(Ty::I32, 8));
+                let a_row = bin(
+                    lir::BinaryOp::Add,
+                    bin(lir::BinaryOp::Add, var(origin_m), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 8))),
+                    bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Rem, matrix.clone(), int(Ty::I32, 2)), int(Ty::I32, 8)),
+                );
+                let a_col = bin(
+                    lir::BinaryOp::Add,
+                    int(Ty::I32, k0),
+                    bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Div, matrix, int(Ty::I32, 2)), int(Ty::I32, 8)),
+                );
+                let a_offset = self.shared_offset(bases[0], &[a_row, a_col], &a_shape, 2, false);
+                body.push(lir::Stmt::LdMatrix { dst: a_regs.clone(), row_offset: a_offset, trans: false });
+                let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
+                let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
+                let b_offset = self.shared_offset(bases[1], &[b_row, var(origin_n)], &b_shape, 2, false);
+                body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
+                let a_regs: Vec<Expr> = a_regs.into_iter().map(var).collect();
+                let b_regs: Vec<Expr> = b_regs.into_iter().map(var).collect();
                 let c_regs = [acc[q * 4], acc[q * 4 + 1], acc[q * 4 + 2], acc[q * 4 + 3]];
                 let a_regs: [Expr; 4] = a_regs.try_into().expect("four");
                 let b_regs: [Expr; 2] = b_regs.try_into().expect("two");

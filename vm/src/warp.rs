@@ -56,9 +56,56 @@ pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c
     }
 }
 
+/// `ldmatrix.sync.aligned.m8n8.x{count}{.trans}.b16` for one warp. `rows[lane]` holds the
+/// eight 16-bit elements at the row address lane `lane` gave; lanes `8i..8i+7` give the rows of
+/// matrix `i` (the others are ignored). Lane `l` receives in register `i` the elements
+/// (row `l / 4`, columns `2·(l % 4)` and `2·(l % 4) + 1`) of matrix `i`, or with `trans` those
+/// at (rows `2·(l % 4)` and `2·(l % 4) + 1`, column `l / 4`); the first goes to the low half.
+pub fn ldmatrix(count: usize, trans: bool, rows: &[[u16; 8]; WARP]) -> [[u32; 4]; WARP] {
+    let mut out = [[0u32; 4]; WARP];
+    for (lane, regs) in out.iter_mut().enumerate() {
+        for (i, reg) in regs.iter_mut().enumerate().take(count) {
+            let at = |row: usize, col: usize| rows[8 * i + row][col] as u32;
+            let (first, second) = if trans {
+                (at(2 * (lane % 4), lane / 4), at(2 * (lane % 4) + 1, lane / 4))
+            } else {
+                (at(lane / 4, 2 * (lane % 4)), at(lane / 4, 2 * (lane % 4) + 1))
+            };
+            *reg = first | (second << 16);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ldmatrix_distributes_rows_and_transposes() {
+        // Element (matrix i, row r, column c) = i·64 + r·8 + c.
+        let mut rows = [[0u16; 8]; WARP];
+        for (lane, row) in rows.iter_mut().enumerate() {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = ((lane / 8) * 64 + (lane % 8) * 8 + c) as u16;
+            }
+        }
+        let plain = ldmatrix(4, false, &rows);
+        let trans = ldmatrix(2, true, &rows);
+        for lane in 0..WARP {
+            for i in 0..4 {
+                let (r, c) = (lane / 4, 2 * (lane % 4));
+                let want = (i * 64 + r * 8 + c) as u32 | (((i * 64 + r * 8 + c + 1) as u32) << 16);
+                assert_eq!(plain[lane][i], want, "lane {lane} matrix {i}");
+            }
+            for i in 0..2 {
+                let (r, c) = (2 * (lane % 4), lane / 4);
+                let want = (i * 64 + r * 8 + c) as u32 | (((i * 64 + (r + 1) * 8 + c) as u32) << 16);
+                assert_eq!(trans[lane][i], want, "lane {lane} matrix {i} transposed");
+            }
+            assert_eq!(trans[lane][2], 0);
+        }
+    }
 
     /// Puts matrices into fragments with the same tables, runs the instruction, and compares
     /// with a plain matrix product.

@@ -295,6 +295,31 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
             Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c)?,
+            Stmt::LdMatrix { dst, row_offset, trans } => {
+                let count = dst.len();
+                if ![1, 2, 4].contains(&count) {
+                    return Err(self.invalid(format!("ldmatrix of {count} matrices")));
+                }
+                let name = format!("llvm.nvvm.ldmatrix.sync.aligned.m8n8.x{count}{}.b16", if *trans { ".trans" } else { "" });
+                let addr = self.shared_address(row_offset)?;
+                // Newer LLVMs overload ldmatrix on the pointer type; older ones do not.
+                let result = match self.call_intrinsic(&name, &[addr.get_type().into()], &[addr.into()]) {
+                    Ok(r) => r,
+                    Err(_) => self.call_intrinsic(&name, &[], &[addr.into()])?,
+                };
+                for (i, v) in dst.iter().enumerate() {
+                    let (ptr, ty) = self.var(*v)?;
+                    if ty != Ty::I32 {
+                        return Err(self.invalid(format!("ldmatrix destination r{} is {}, not i32", v.0, ty.name())));
+                    }
+                    let value = if count == 1 {
+                        result
+                    } else {
+                        self.builder.build_extract_value(result.into_struct_value(), i as u32, "ldm")?
+                    };
+                    self.builder.build_store(ptr, value)?;
+                }
+            }
             Stmt::ShuffleXor { dst, src, lane_mask } => {
                 let (src_ptr, ty) = self.var(*src)?;
                 let (dst_ptr, dst_ty) = self.var(*dst)?;
