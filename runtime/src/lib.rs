@@ -445,6 +445,60 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn simulator_errors_render_like_diagnostics_with_both_sides_of_a_race() {
+        use tl_compiler::diagnostics::Span;
+        use tl_vm::simt::{Access, AccessKind, SimtError};
+        let source = "kernel k() {\n    let a = stage(x);\n    let b = read(a);\n}\n";
+        let span = |text: &str| {
+            let start = source.find(text).unwrap();
+            Span::new(start, start + text.len())
+        };
+        let race = SimtError::SharedRace {
+            block: [1, 0, 0],
+            byte: 16,
+            first: Access { thread: 5, kind: AccessKind::Write, at: Some((span("stage(x)"), "%1 = stage %0".into())) },
+            second: Access { thread: 3, kind: AccessKind::Read, at: Some((span("read(a)"), "%2 = read %1".into())) },
+        };
+        assert_eq!(
+            render_simt_error(&race, "k.tl", source),
+            "shared-memory race: thread 3 reads byte 16 that thread 5 wrote since the last barrier (block [1, 0, 0])
+ --> k.tl:3:13
+  |
+3 |     let b = read(a);
+  |             ^^^^^^^
+ ::: k.tl:2:13
+  |
+2 |     let a = stage(x);
+  |             -------- thread 5 wrote here
+  = note: thread 3 reads in `%2 = read %1`
+  = note: thread 5 wrote in `%1 = stage %0`
+  = note: a barrier (`sync`) between the two accesses orders them"
+        );
+        let oob = SimtError::GlobalOutOfBounds {
+            block: [0, 0, 0],
+            thread: 7,
+            what: "load",
+            param: "x".into(),
+            index: 9,
+            len: 8,
+            at: Some((span("stage(x)"), "%1 = stage %0".into())),
+        };
+        assert_eq!(
+            render_simt_error(&oob, "k.tl", source),
+            "load index 9 is outside `x` (8 elements) in block [0, 0, 0], thread 7
+ --> k.tl:2:13
+  |
+2 |     let a = stage(x);
+  |             ^^^^^^^^
+  = note: in `%1 = stage %0`"
+        );
+        // Without a location: the error's own text.
+        let nowhere = SimtError::DivergentBarrier { block: [0, 0, 0], at: None };
+        assert_eq!(render_simt_error(&nowhere, "k.tl", source), nowhere.to_string());
+        assert_eq!(nowhere.to_string(), "a barrier is reached by only some threads of block [0, 0, 0]");
+    }
+
+    #[test]
     fn random_low_bit_tensors_draw_finite_codes_across_the_range() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for dtype in DType::all().into_iter().filter(|d| d.is_low_precision()) {

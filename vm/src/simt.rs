@@ -211,6 +211,9 @@ fn unsigned_of(ty: Ty, v: i64) -> i64 {
     }
 }
 
+/// Errors inside the simulator are boxed: every `eval` returns a `Result`, which stays small.
+type Fault = Box<SimtError>;
+
 /// No thread.
 const NONE: u32 = u32::MAX;
 
@@ -304,7 +307,7 @@ pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Re
                 b.cur = 0;
                 b.next_epoch();
                 b.stats.blocks += 1;
-                b.exec(&program.body, &mask, threads as u64)?;
+                b.exec(&program.body, &mask, threads as u64).map_err(|e| *e)?;
             }
         }
     }
@@ -361,12 +364,12 @@ impl<'a> Block<'a> {
 
     /// Records thread `t` reading `range` of shared memory; a race if another thread wrote
     /// a byte of it since the last barrier.
-    fn shared_read(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), SimtError> {
+    fn shared_read(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
         let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
         for b in range {
             let mut s = self.shadow[b];
             if s.write_epoch == epoch && s.writer != me {
-                return Err(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Read)));
+                return Err(Box::new(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Read))));
             }
             if s.read_epoch != epoch {
                 s.read_epoch = epoch;
@@ -384,19 +387,19 @@ impl<'a> Block<'a> {
 
     /// Records thread `t` writing `range` of shared memory; a race if another thread read or
     /// wrote a byte of it since the last barrier.
-    fn shared_write(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), SimtError> {
+    fn shared_write(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
         let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
         for b in range {
             let mut s = self.shadow[b];
             if s.write_epoch == epoch && s.writer != me {
-                return Err(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Write)));
+                return Err(Box::new(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Write))));
             }
             if s.read_epoch == epoch {
                 if s.reader != me {
-                    return Err(self.race(b, (s.reader, AccessKind::Read, s.read_loc), (t, AccessKind::Write)));
+                    return Err(Box::new(self.race(b, (s.reader, AccessKind::Read, s.read_loc), (t, AccessKind::Write))));
                 }
                 if s.reader2 != NONE {
-                    return Err(self.race(b, (s.reader2, AccessKind::Read, s.read_loc2), (t, AccessKind::Write)));
+                    return Err(Box::new(self.race(b, (s.reader2, AccessKind::Read, s.read_loc2), (t, AccessKind::Write))));
                 }
             }
             s.write_epoch = epoch;
@@ -407,7 +410,7 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    fn exec(&mut self, body: &'a [Stmt], mask: &[bool], active: u64) -> Result<(), SimtError> {
+    fn exec(&mut self, body: &'a [Stmt], mask: &[bool], active: u64) -> Result<(), Fault> {
         for s in body {
             if !matches!(s, Stmt::Source { .. }) {
                 self.stats.thread_instructions += active;
@@ -488,7 +491,7 @@ impl<'a> Block<'a> {
                         if mask[t] {
                             let b = (self.eval(start, t)?.i(), self.eval(end, t)?.i());
                             if bounds.is_some_and(|x| x != b) {
-                                return Err(SimtError::DivergentLoop { block: self.block, at: self.at() });
+                                return Err(Box::new(SimtError::DivergentLoop { block: self.block, at: self.at() }));
                             }
                             bounds = Some(b);
                         }
@@ -508,9 +511,10 @@ impl<'a> Block<'a> {
                 }
                 Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c, mask)?,
                 Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle_xor(*dst, *src, *lane_mask, mask)?,
+                Stmt::LdMatrix { dst, row_offset, trans } => self.ldmatrix(dst, row_offset, *trans, mask)?,
                 Stmt::Barrier => {
                     if active != self.threads as u64 {
-                        return Err(SimtError::DivergentBarrier { block: self.block, at: self.at() });
+                        return Err(Box::new(SimtError::DivergentBarrier { block: self.block, at: self.at() }));
                     }
                     self.stats.barriers += 1;
                     self.next_epoch();
@@ -520,7 +524,7 @@ impl<'a> Block<'a> {
                 other => {
                     let what = format!("{other:?}");
                     let what = what.split([' ', '{', '(']).next().unwrap_or("").to_string();
-                    return Err(SimtError::Unsupported { block: self.block, what, at: self.at() });
+                    return Err(Box::new(SimtError::Unsupported { block: self.block, what, at: self.at() }));
                 }
             }
         }
@@ -541,50 +545,50 @@ impl<'a> Block<'a> {
         SimtError::GlobalOutOfBounds { block: self.block, thread, what, param: name, index, len, at: self.at() }
     }
 
-    fn tensor(&mut self, param: usize, index: i64, thread: usize, what: &'static str) -> Result<&mut HostTensor, SimtError> {
+    fn tensor(&mut self, param: usize, index: i64, thread: usize, what: &'static str) -> Result<&mut HostTensor, Fault> {
         let len = match &self.args[param] {
             Arg::Tensor(t) => t.len(),
-            Arg::Scalar(_) => return Err(self.not_a_tensor(param)),
+            Arg::Scalar(_) => return Err(Box::new(self.not_a_tensor(param))),
         };
         if index < 0 || index as usize >= len {
-            return Err(self.out_of_bounds(param, index, len, thread, what));
+            return Err(Box::new(self.out_of_bounds(param, index, len, thread, what)));
         }
         match &mut self.args[param] {
             Arg::Tensor(t) => Ok(t),
-            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() }),
+            Arg::Scalar(_) => Err(Box::new(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() })),
         }
     }
 
     /// The byte buffer of tensor `param`, after checking that bits `[bit, bit + bits)` lie in
     /// it (a packed access is out of bounds when any of its bits is).
-    fn packed_buffer(&mut self, param: usize, bit: i64, bits: u32, thread: usize, what: &'static str) -> Result<&mut Vec<u8>, SimtError> {
+    fn packed_buffer(&mut self, param: usize, bit: i64, bits: u32, thread: usize, what: &'static str) -> Result<&mut Vec<u8>, Fault> {
         let (len, dtype_bits) = match &self.args[param] {
             Arg::Tensor(t) => (t.len(), t.dtype.bits() as usize),
-            Arg::Scalar(_) => return Err(self.not_a_tensor(param)),
+            Arg::Scalar(_) => return Err(Box::new(self.not_a_tensor(param))),
         };
         if !(1..=8).contains(&bits) || bit < 0 || bit as usize + bits as usize > len * dtype_bits {
             let index = bit.div_euclid(dtype_bits as i64);
-            return Err(self.out_of_bounds(param, index, len, thread, what));
+            return Err(Box::new(self.out_of_bounds(param, index, len, thread, what)));
         }
         match &mut self.args[param] {
             Arg::Tensor(t) => Ok(&mut t.data),
-            Arg::Scalar(_) => Err(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() }),
+            Arg::Scalar(_) => Err(Box::new(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() })),
         }
     }
 
-    fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, SimtError> {
+    fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, Fault> {
         let size = ty.bytes();
         if offset < 0 || offset as usize + size > self.shared.len() {
-            return Err(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len(), at: self.at() });
+            return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len(), at: self.at() }));
         }
         Ok(offset as usize..offset as usize + size)
     }
     /// `mma.sync` for every warp of the block ([`crate::warp::mma_m16n8k16`]); all threads
     /// must take part.
-    fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[tl_compiler::lir::Var; 4], mask: &[bool]) -> Result<(), SimtError> {
+    fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[tl_compiler::lir::Var; 4], mask: &[bool]) -> Result<(), Fault> {
         use crate::warp::{mma_m16n8k16, WARP};
         if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(SimtError::DivergentWarpInstruction { block: self.block, what: "mma.sync", at: self.at() });
+            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "mma.sync", at: self.at() }));
         }
         for warp in 0..self.threads / WARP {
             let (mut fa, mut fb, mut fc) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP], [[0f32; 4]; WARP]);
@@ -612,10 +616,44 @@ impl<'a> Block<'a> {
 
     /// `shfl.sync.bfly` over all 32 lanes of every warp: each thread's `dst` becomes `src` of
     /// lane `lane ^ lane_mask` (all reads happen before any write); all threads must take part.
-    fn shuffle_xor(&mut self, dst: tl_compiler::lir::Var, src: tl_compiler::lir::Var, lane_mask: u32, mask: &[bool]) -> Result<(), SimtError> {
+    /// `ldmatrix` for every warp ([`crate::warp::ldmatrix`]): each lane that gives a row reads
+    /// its 16 bytes of shared memory (bounds- and race-checked like any shared read).
+    fn ldmatrix(&mut self, dst: &[tl_compiler::lir::Var], row_offset: &Expr, trans: bool, mask: &[bool]) -> Result<(), Fault> {
+        use crate::warp::{ldmatrix, WARP};
+        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
+            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "ldmatrix", at: self.at() }));
+        }
+        let count = dst.len();
+        for warp in (0..self.threads).step_by(WARP) {
+            let mut rows = [[0u16; 8]; WARP];
+            for (lane, row) in rows.iter_mut().enumerate().take(8 * count) {
+                let t = warp + lane;
+                let offset = self.eval(row_offset, t)?.i();
+                // A 16-byte row, 16-byte aligned (the hardware requires it).
+                let range = self.shared_range(offset, Ty::I64, t)?;
+                let range = range.start..range.start + 16;
+                if offset % 16 != 0 || range.end > self.shared.len() {
+                    return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset, size: 16, bytes: self.shared.len(), at: self.at() }));
+                }
+                self.shared_read(range.clone(), t)?;
+                for (c, x) in row.iter_mut().enumerate() {
+                    *x = u16::from_le_bytes([self.shared[range.start + 2 * c], self.shared[range.start + 2 * c + 1]]);
+                }
+            }
+            let regs = ldmatrix(count, trans, &rows);
+            for lane in 0..WARP {
+                for (i, v) in dst.iter().enumerate() {
+                    self.regs[warp + lane][v.0 as usize] = V::I(regs[lane][i] as i32 as i64);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shuffle_xor(&mut self, dst: tl_compiler::lir::Var, src: tl_compiler::lir::Var, lane_mask: u32, mask: &[bool]) -> Result<(), Fault> {
         use crate::warp::WARP;
         if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(SimtError::DivergentWarpInstruction { block: self.block, what: "shfl.sync", at: self.at() });
+            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "shfl.sync", at: self.at() }));
         }
         let (dst, src, lane_mask) = (dst.0 as usize, src.0 as usize, lane_mask as usize % WARP);
         for warp in (0..self.threads).step_by(WARP) {
@@ -627,7 +665,7 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    fn eval(&mut self, e: &Expr, t: usize) -> Result<V, SimtError> {
+    fn eval(&mut self, e: &Expr, t: usize) -> Result<V, Fault> {
         let p = self.program;
         Ok(match e {
             Expr::Int(ty, v) => V::I(wrap(*ty, *v)),
@@ -687,7 +725,7 @@ impl<'a> Block<'a> {
                 } else {
                     let (x, y) = (x.i(), y.i());
                     if matches!(op, BinaryOp::Div | BinaryOp::Rem | BinaryOp::UDiv | BinaryOp::URem) && y == 0 {
-                        return Err(SimtError::DivisionByZero { block: self.block, thread: t, at: self.at() });
+                        return Err(Box::new(SimtError::DivisionByZero { block: self.block, thread: t, at: self.at() }));
                     }
                     V::I(wrap(ty, match op {
                         BinaryOp::Add => x.wrapping_add(y),
@@ -805,14 +843,16 @@ fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
     }
     // To an integer: round to nearest even, saturate to the target range, NaN → 0.
     let b = bits(to);
+    // (The largest values round up to a power of two for 64 bits; the conversions below
+    // saturate there.)
     let (lo, hi) = if to_unsigned {
-        (0f64, ((1u128 << b) - 1) as f64)
+        (0f64, (u64::MAX >> (64 - b)) as f64)
     } else {
-        (-((1u128 << (b - 1)) as f64), ((1u128 << (b - 1)) - 1) as f64)
+        (-((1u64 << (b - 1)) as f64), (i64::MAX >> (64 - b)) as f64)
     };
     let r = if value.is_nan() { 0.0 } else { value.round_ties_even().clamp(lo, hi) };
     // Exact integer path for 64-bit values that f64 cannot hold.
-    let n = if !from.is_float() && bits(from) == 64 && b == 64 { x.i() } else if to_unsigned && b == 64 { r as u64 as i64 } else { r as i128 as i64 };
+    let n = if !from.is_float() && bits(from) == 64 && b == 64 { x.i() } else if to_unsigned && b == 64 { r as u64 as i64 } else { r as i64 };
     V::I(wrap(to, n))
 }
 
