@@ -610,9 +610,10 @@ impl Lower<'_> {
     fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let dtype = data.ty.dtype();
-        // Instructions that touch memory or move data between threads say where they come
-        // from, so the simulator can name the source of a fault or a race.
-        if matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_)) {
+        // Instructions that touch memory, move data between threads or divide integers say
+        // where they come from, so the simulator can name the source of a fault or a race.
+        let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
+        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
         }
