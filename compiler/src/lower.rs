@@ -613,7 +613,7 @@ impl Lower<'_> {
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
-        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_)) {
+        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
         }
@@ -713,7 +713,55 @@ impl Lower<'_> {
             }
             Op::Reduce { op, value, dim } => self.reduce(id, *op, *value, *dim, body),
             Op::Dot { a, b, c } => self.dot(id, *a, *b, *c, body),
+            Op::Permute { value, perm } => {
+                let (value, perm) = (*value, perm.clone());
+                self.rearrange(id, value, Some(&perm), body);
+            }
+            Op::Reshape(value) => {
+                let value = *value;
+                self.rearrange(id, value, None, body);
+            }
         }
+    }
+
+    /// `permute` (with `perm`) and `reshape` (without). When the result's layout is the
+    /// operand's layout permuted or reshaped (what inference prefers), every thread already
+    /// holds its elements at the same local indices and the registers are reused; otherwise
+    /// the tile goes through shared memory (row-major, which a reshape leaves unchanged).
+    fn rearrange(&mut self, id: ValueId, value: ValueId, perm: Option<&[usize]>, body: &mut Vec<lir::Stmt>) {
+        let from = self.layout(value).clone();
+        let to = self.layout(id).clone();
+        let shape = self.k.value(id).ty.shape().expect("tensor").to_vec();
+        let same = match perm {
+            Some(p) => from.permute(p).ok(),
+            None => from.reshape(&shape).ok(),
+        };
+        if same.as_ref() == Some(&to) {
+            let regs = self.regs(value).to_vec();
+            self.regs.insert(id, regs);
+            return;
+        }
+        let source_shape = self.k.value(value).ty.shape().expect("tensor").to_vec();
+        let base = self.stage(&[value], body)[0];
+        let ty = Ty::of(self.dtype(id));
+        let mut regs = Vec::new();
+        for i in 0..to.local_size() {
+            let coords = self.coords(&to, i);
+            let offset = match perm {
+                // Result dimension d is operand dimension perm[d].
+                Some(p) => {
+                    let mut source = vec![int(Ty::I32, 0); p.len()];
+                    for (d, &q) in p.iter().enumerate() {
+                        source[q] = coords[d].clone();
+                    }
+                    self.shared_offset(base, &source, &source_shape, ty.bytes() as i64, false)
+                }
+                None => self.shared_offset(base, &coords, &shape, ty.bytes() as i64, false),
+            };
+            regs.push(self.assign(body, ty, Expr::LoadShared { offset: Box::new(offset), ty }));
+        }
+        body.push(lir::Stmt::Barrier);
+        self.regs.insert(id, regs);
     }
 
     /// Byte offset of element `coords` in a row-major staged tile of `shape` at `base`.

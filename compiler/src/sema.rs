@@ -1229,6 +1229,49 @@ impl Sema {
                 };
                 Operand::Value(self.emit(body, ty, Op::Cast(v), e.span))
             }
+            "transpose" | "reshape" => {
+                let want = if name == "transpose" { 1 } else { 2 };
+                if !arity(self, want) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (x, xs) = it.next().expect("one");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                let Type::Tensor { dtype: d, shape } = self.ty(v).clone() else {
+                    self.error(format!("`{name}` takes a tile, not a scalar"), xs);
+                    return Operand::Error;
+                };
+                if name == "transpose" {
+                    if shape.len() != 2 {
+                        self.error(format!("`transpose` swaps the two dimensions of a 2-D tile; this one has rank {}", shape.len()), xs);
+                        return Operand::Error;
+                    }
+                    let out = vec![shape[1], shape[0]];
+                    return Operand::Value(self.emit(body, Type::Tensor { dtype: d, shape: out }, Op::Permute { value: v, perm: vec![1, 0] }, e.span));
+                }
+                let (list, ls) = it.next().expect("two");
+                let Operand::List(items) = list else {
+                    self.error("`reshape` needs the new shape as a list: `reshape(x, [4, 8])`", ls);
+                    return Operand::Error;
+                };
+                let mut out = Vec::new();
+                for (item, span) in items {
+                    match item {
+                        Operand::Int(x) if x > 0 => out.push(x as usize),
+                        Operand::Error => return Operand::Error,
+                        _ => {
+                            self.error("a tile extent must be a positive compile-time integer", span);
+                            return Operand::Error;
+                        }
+                    }
+                }
+                let (have, want): (usize, usize) = (shape.iter().product(), out.iter().product());
+                if out.is_empty() || have != want {
+                    self.error(format!("`reshape` of a {shape:?} tile ({have} elements) to {out:?} ({want} elements)"), ls);
+                    return Operand::Error;
+                }
+                Operand::Value(self.emit(body, Type::Tensor { dtype: d, shape: out }, Op::Reshape(v), e.span))
+            }
             "view" => {
                 let to = dtype.expect("checked").0;
                 if !arity(self, 1) {

@@ -95,3 +95,34 @@ fn tensor_core_dot_assembles() {
         }
     }
 }
+
+/// `transpose` and `reshape` on the VM and the simulator, against the host: in registers when
+/// the layouts follow, through shared memory when an annotation forces another layout.
+#[test]
+fn transpose_and_reshape_move_the_right_elements() {
+    let module = Module::from_file(repo_root().join("tests/kernels/rearrange.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let lir = kernel.compiled.lir.to_string();
+    // One staging for the annotated transpose only (the others reuse registers).
+    assert_eq!(lir.matches("barrier").count(), 2, "{lir}");
+    let mut rng = Rng(0xabcdef);
+    let x = HostTensor::from_f64(DType::F32, &[8, 16], &(0..128).map(|_| rng.unit()).collect::<Vec<_>>());
+    for backend in [Backend::Vm, Backend::Simt] {
+        let mut args = vec![
+            x.clone().into(),
+            HostTensor::filled(DType::F32, &[16, 8], f64::NAN).into(),
+            HostTensor::filled(DType::F32, &[16, 8], f64::NAN).into(),
+            HostTensor::filled(DType::F32, &[4, 32], f64::NAN).into(),
+        ];
+        kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{e}"));
+        let (t, u, r) = (args[1].tensor().unwrap(), args[2].tensor().unwrap(), args[3].tensor().unwrap());
+        for i in 0..8 {
+            for j in 0..16 {
+                let v = x.get(i * 16 + j);
+                assert_eq!(t.get(j * 8 + i), v * 2.0, "{} t[{j}, {i}]", backend.name());
+                assert_eq!(u.get(j * 8 + i), v, "{} u[{j}, {i}]", backend.name());
+                assert_eq!(r.get(i * 16 + j), DType::F32.round(v + 1.0), "{} r", backend.name());
+            }
+        }
+    }
+}

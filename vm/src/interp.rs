@@ -361,6 +361,19 @@ impl Machine<'_, '_> {
             }
             Op::Splat(a) => vec![get_scalar(env, *a)?; n],
             Op::Broadcast(a) => broadcast(get(env, *a)?, value_shape(kernel, *a), shape_of(ty)),
+            Op::Reshape(a) => get(env, *a)?.to_vec(),
+            Op::Permute { value, perm } => {
+                let (x, from) = (get(env, *value)?, value_shape(kernel, *value));
+                let to = shape_of(ty);
+                let from_strides = strides(from);
+                let mut out = Vec::with_capacity(n);
+                for_each_index(to, |idx| {
+                    // Result index idx is operand index idx' with idx'[perm[d]] = idx[d].
+                    let flat: usize = perm.iter().enumerate().map(|(d, &p)| idx[d] * from_strides[p]).sum();
+                    out.push(x[flat]);
+                });
+                out
+            }
             Op::View(a) => {
                 let source = &kernel.values[a.index()];
                 let (Some(src_layout), Some(dst_layout)) = (&source.layout, &data.layout) else {
@@ -471,6 +484,8 @@ fn op_name(op: &Op) -> String {
         Op::Reduce { op, .. } => format!("reduce_{}", op.name()),
         Op::Select { .. } => "select".into(),
         Op::View(_) => "view".into(),
+        Op::Permute { .. } => "permute".into(),
+        Op::Reshape(_) => "reshape".into(),
     }
 }
 

@@ -301,6 +301,11 @@ pub enum Op {
     /// result's local elements. Legal when both layouts have equal bits per thread (checked
     /// after layout assignment). The one layout-dependent operation.
     View(ValueId),
+    /// The tile with its dimensions permuted: result dimension `i` is operand dimension
+    /// `perm[i]`.
+    Permute { value: ValueId, perm: Vec<usize> },
+    /// The tile's elements, in row-major order, in the value's shape (same element count).
+    Reshape(ValueId),
 }
 
 /// A constructor of a register layout written in the source.
@@ -477,7 +482,8 @@ impl Kernel {
 pub fn operands(op: &Op) -> Vec<ValueId> {
     match op {
         Op::Const(_) | Op::Param(_) | Op::BlockIdx(_) | Op::LoopIndex | Op::ReadVar(_) => vec![],
-        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) => vec![*a],
+        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) | Op::Reshape(a) => vec![*a],
+        Op::Permute { value, .. } => vec![*value],
         Op::Reduce { value, .. } => vec![*value],
         Op::Binary(_, a, b) => vec![*a, *b],
         Op::Load { offsets, .. } => offsets.clone(),

@@ -136,6 +136,8 @@ pub fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Binary(b, x, y) => format!("{} %{}, %{}", b.name(), x.0, y.0),
         Op::Cast(a) => format!("cast %{}", a.0),
         Op::View(a) => format!("view %{}", a.0),
+        Op::Permute { value, perm } => format!("permute %{}, {perm:?}", value.0),
+        Op::Reshape(a) => format!("reshape %{}", a.0),
         Op::Splat(a) => format!("splat %{}", a.0),
         Op::Broadcast(a) => format!("broadcast %{}", a.0),
         Op::Load { param, offsets, pad } => {

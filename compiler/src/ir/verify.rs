@@ -201,6 +201,28 @@ impl Verifier<'_> {
                     self.err(format!("%{}: splat needs a scalar of the same dtype", id.0));
                 }
             }
+            Op::Permute { value, perm } => {
+                let vt = self.ty(*value).clone();
+                let ok = match (vt.shape(), ty.shape()) {
+                    (Some(from), Some(to)) => {
+                        let mut seen = perm.clone();
+                        seen.sort();
+                        seen == (0..from.len()).collect::<Vec<_>>()
+                            && to.len() == from.len()
+                            && perm.iter().enumerate().all(|(i, &p)| to[i] == from[p])
+                    }
+                    _ => false,
+                };
+                if !ok || vt.dtype() != ty.dtype() {
+                    self.err(format!("%{}: permute shapes are wrong", id.0));
+                }
+            }
+            Op::Reshape(a) => {
+                let at = self.ty(*a).clone();
+                if !matches!((&at, &ty), (Type::Tensor { .. }, Type::Tensor { .. })) || at.num_elements() != ty.num_elements() || at.dtype() != ty.dtype() {
+                    self.err(format!("%{}: reshape changes the element count or dtype", id.0));
+                }
+            }
             Op::Broadcast(a) => {
                 let ok = match (self.ty(*a).shape(), ty.shape()) {
                     (Some(from), Some(to)) => {

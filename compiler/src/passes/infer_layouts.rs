@@ -17,7 +17,8 @@
 //! 3. **Preferences** decide a component without an annotation, first match wins:
 //!    * it holds a reduction's result: the operand's layout with the reduced dimension's modes
 //!      removed (`reduce_keep_dims`; its spatial modes become replication), decided after the
-//!      operand's component;
+//!      operand's component; likewise a `permute`/`reshape` result takes its operand's layout
+//!      permuted/reshaped (free: no data moves);
 //!    * it holds the accumulator of a `dot` with f16/bf16 operands, M a multiple of 16 and N of
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
@@ -225,13 +226,30 @@ enum ReduceLayout {
     Follow(RegisterLayout),
 }
 
+/// A component holding the result of a reduction, a permute or a reshape follows its
+/// operand's layout, transformed the same way, so the lowering moves no data for it.
 fn reduced_operand_layout(kernel: &Kernel, members: &[Node]) -> ReduceLayout {
     for n in members {
         let Node::Value(v) = *n else { continue };
-        let Op::Reduce { value, dim, .. } = kernel.values[v.index()].op else { continue };
+        let data = &kernel.values[v.index()];
+        let (value, transform): (ValueId, Box<dyn Fn(&RegisterLayout) -> Result<RegisterLayout, LayoutError>>) = match &data.op {
+            Op::Reduce { value, dim, .. } => {
+                let dim = *dim;
+                (*value, Box::new(move |l| l.reduce_keep_dims(&[dim])))
+            }
+            Op::Permute { value, perm } => {
+                let perm = perm.clone();
+                (*value, Box::new(move |l| l.permute(&perm)))
+            }
+            Op::Reshape(value) => {
+                let shape = data.ty.shape().map(|s| s.to_vec()).unwrap_or_default();
+                (*value, Box::new(move |l| l.reshape(&shape)))
+            }
+            _ => continue,
+        };
         return match &kernel.values[value.index()].layout {
             None => ReduceLayout::Wait,
-            Some(l) => match l.reduce_keep_dims(&[dim]) {
+            Some(l) => match transform(l) {
                 Ok(r) => ReduceLayout::Follow(r),
                 Err(_) => ReduceLayout::None,
             },
