@@ -397,7 +397,8 @@ impl DType {
                     return 0.0;
                 }
                 let (lo, hi) = self.int_range().expect("integer dtype");
-                value.round_ties_even().clamp(lo as f64, hi as f64)
+                // `+ 0.0` turns the -0.0 of rounding a small negative value into the integer 0.
+                value.round_ties_even().clamp(lo as f64, hi as f64) + 0.0
             }
         }
     }

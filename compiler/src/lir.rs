@@ -160,7 +160,8 @@ pub enum Expr {
     BlockIdx(u8),
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
-    /// Signed comparison for integers, ordered comparison for floats; gives i1.
+    /// Signed comparison for integers; for floats ordered comparisons, except `Ne`, which is
+    /// IEEE `!=` (true when either operand is NaN); gives i1.
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// `a * b + c` for floats, fused.

@@ -652,7 +652,9 @@ impl Lower<'_> {
             Op::Unary(op, a) => {
                 let (op, a) = (*op, *a);
                 let ty = Ty::of(dtype.expect("typed"));
-                self.elementwise(id, body, |s, i| unary_expr(op, var(s.regs(a)[i]), ty));
+                // `abs` of an unsigned integer is the value itself (the register is signed).
+                let identity = op == UnaryOp::Abs && self.dtype(a).is_unsigned_int();
+                self.elementwise(id, body, |s, i| if identity { var(s.regs(a)[i]) } else { unary_expr(op, var(s.regs(a)[i]), ty) });
             }
             Op::Binary(op, a, b) => {
                 let (op, a, b) = (*op, *a, *b);

@@ -821,7 +821,8 @@ fn ordered<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
         CmpOp::Gt => x > y,
         CmpOp::Ge => x >= y,
         CmpOp::Eq => x == y,
-        CmpOp::Ne => x < y || x > y,
+        // IEEE `!=`: true when either operand is NaN (the generated code uses `fcmp une`).
+        CmpOp::Ne => x != y,
         // Unsigned comparisons never get here: `eval` compares them as u64.
         CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => unreachable!("unsigned comparison"),
     }

@@ -959,7 +959,8 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 CmpOp::Gt => FloatPredicate::OGT,
                 CmpOp::Ge => FloatPredicate::OGE,
                 CmpOp::Eq => FloatPredicate::OEQ,
-                CmpOp::Ne => FloatPredicate::ONE,
+                // IEEE `!=` (the VM's): true when either operand is NaN.
+                CmpOp::Ne => FloatPredicate::UNE,
                 CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => {
                     return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
                 }

@@ -8,9 +8,10 @@
 //!    and per tensor variable, and an edge between two nodes that must share a layout, because
 //!    the lowering pairs their registers one to one without moving data between threads:
 //!    elementwise operations (`unary`, `binary`, `cast`, `select`) join their result with each
-//!    tensor operand; `Assign(var, v)` joins `var` and `v`; a read of `var` joins the result
-//!    with `var`. Loads, stores, broadcasts, reductions, `dot` and `view` accept any layouts on
-//!    their two sides (the lowering addresses memory through each side's own layout).
+//!    tensor operand; `dot` joins its result with its accumulator; `Assign(var, v)` joins
+//!    `var` and `v`; a read of `var` joins the result with `var`. Loads, stores, broadcasts,
+//!    reductions, `dot`'s operands and `view` accept any layouts on their two sides (the
+//!    lowering addresses memory through each side's own layout).
 //! 2. **User annotations win.** Every connected component takes the layout annotated on one of
 //!    its nodes. Two different annotations in one component are a conflict: the diagnostic names
 //!    both places. An annotation must cover the tile and use exactly the block's threads.
@@ -84,6 +85,8 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
                 }
             }
             Op::ReadVar(var) => join(&mut graph, me, Node::Var(*var)),
+            // The accumulator and the result of `dot` pair their registers.
+            Op::Dot { c, .. } => join(&mut graph, me, Node::Value(*c)),
             _ => {}
         }
     }
@@ -376,11 +379,14 @@ fn check_views(kernel: &Kernel) -> Vec<Diagnostic> {
         let (Some(src_dtype), Some(dst_dtype)) = (source.ty.dtype(), v.ty.dtype()) else { continue };
         let src_bits = src_layout.local_size() * src_dtype.bits() as usize;
         let dst_bits = dst_layout.local_size() * dst_dtype.bits() as usize;
-        if src_bits != dst_bits || src_layout.num_threads() != dst_layout.num_threads() {
+        // Threads that hold copies of the same operand bits must also hold copies of the same
+        // result elements: the replication digits must agree.
+        let same_copies = src_layout.replication_digits() == dst_layout.replication_digits();
+        if src_bits != dst_bits || src_layout.num_threads() != dst_layout.num_threads() || !same_copies {
             diagnostics.push(
                 Diagnostic::error(
                     format!(
-                        "`view` needs equal bits per thread: each thread holds {} × {src_dtype} = {src_bits} bits of the operand ({src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result ({dst_layout})",
+                        "`view` needs equal bits per thread and the same replication: each thread holds {} × {src_dtype} = {src_bits} bits of the operand ({src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result ({dst_layout})",
                         src_layout.local_size(),
                         dst_layout.local_size(),
                         src_layout = src_layout.readable(),
