@@ -32,7 +32,8 @@
 //!   has no zero: there −0 is NaN, +0 and positive values below 2^−127 become 2^−127.
 //! * `e8m0` rounds to the nearest power of two with ties up (1.5·2^k → 2^(k+1)), and every value
 //!   strictly between 2^−127 and 2^−126 rounds up to 2^−126 (this matches the reference vectors).
-//! * Integers round to nearest even and saturate; NaN becomes 0. `bool` is `value != 0`.
+//! * Integers round to nearest even and saturate; NaN becomes 0. `bool` is `value != 0`
+//!   (NaN is true).
 //!
 //! # Storage
 //!
@@ -385,8 +386,9 @@ impl DType {
             DType::F64 => value,
             DType::F32 => value as f32 as f64,
             DType::Float(_) => self.decode(self.encode(value)),
+            // `value != 0` as IEEE says: NaN is true.
             DType::Bool => {
-                if value != 0.0 && !value.is_nan() {
+                if value != 0.0 {
                     1.0
                 } else {
                     0.0

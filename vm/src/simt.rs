@@ -852,8 +852,20 @@ fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
         (-((1u64 << (b - 1)) as f64), (i64::MAX >> (64 - b)) as f64)
     };
     let r = if value.is_nan() { 0.0 } else { value.round_ties_even().clamp(lo, hi) };
-    // Exact integer path for 64-bit values that f64 cannot hold.
-    let n = if !from.is_float() && bits(from) == 64 && b == 64 { x.i() } else if to_unsigned && b == 64 { r as u64 as i64 } else { r as i64 };
+    // Exact integer path for 64-bit values that f64 cannot hold, saturating between signed
+    // and unsigned: a negative i64 becomes 0 in u64, a u64 of 2^63 or more i64::MAX.
+    let n = if !from.is_float() && bits(from) == 64 && b == 64 {
+        let v = x.i();
+        match (from_unsigned, to_unsigned) {
+            (false, true) => v.max(0),
+            (true, false) if v < 0 => i64::MAX,
+            _ => v,
+        }
+    } else if to_unsigned && b == 64 {
+        r as u64 as i64
+    } else {
+        r as i64
+    };
     V::I(wrap(to, n))
 }
 

@@ -1002,7 +1002,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     // ---------------------------------------------------------------- casts
 
     /// Converts with the value semantics of DESIGN.md §4 (what `DType::round` computes):
-    /// * to i1: `!= 0` (a float NaN gives false); from i1: 0 or 1;
+    /// * to i1: `!= 0` (IEEE: a float NaN gives true); from i1: 0 or 1;
     /// * float→float: round to nearest even;
     /// * float→int: round to nearest even, then saturate to the target range, NaN → 0;
     /// * int→float: round to nearest even;
@@ -1021,7 +1021,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             if from.is_float() {
                 let x = a.v.into_float_value();
                 bld.build_float_compare(
-                    FloatPredicate::ONE,
+                    FloatPredicate::UNE,
                     x,
                     x.get_type().const_zero(),
                     "nonzero",
