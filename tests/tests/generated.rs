@@ -358,9 +358,11 @@ fn saturate(d: DType, lo: i128, hi: i128) -> (i128, i128) {
     (lo.clamp(a, b), hi.clamp(a, b))
 }
 
+/// Whether `lo..=hi` fits `d` (and, for 64-bit integers, the VM's exact range: it holds
+/// values as f64, exact up to 2^53, as documented in vm/src/interp.rs).
 fn fits(d: DType, lo: i128, hi: i128) -> bool {
     let (a, b) = d.int_range().expect("integer dtype");
-    a <= lo && hi <= b
+    a <= lo && hi <= b && (d.bits() < 64 || (-(1i128 << 53) <= lo && hi <= 1i128 << 53))
 }
 
 /// Broadcast of two shapes (scalars combine with anything); `None` if they do not broadcast.
@@ -454,6 +456,9 @@ fn input_dtypes() -> Vec<(DType, u32)> {
         ("i16", 1),
         ("u16", 1),
         ("u32", 1),
+        ("f64", 1),
+        ("i64", 1),
+        ("u64", 1),
         ("bool", 1),
         ("u4", 2),
         ("i3", 2),
@@ -969,6 +974,16 @@ impl Gen {
         if !fd.is_float() && to.is_float() && i.negzero {
             return None;
         }
+        // KNOWN BUG: the simulator does not saturate casts between i64 and u64
+        // (tests/generated_failures/cast_i64_u64.tl): no negative i64 into u64.
+        if fd == DType::I64 && to == DType::U64 && i.lo < 0 {
+            return None;
+        }
+        // KNOWN BUG: `cast<bool>(NaN)` is false in the VM but true (`x != 0`, as documented) in
+        // the generated code (tests/generated_failures/nan_to_bool.tl).
+        if to == DType::Bool && fd.is_float() && i.nan {
+            return None;
+        }
         // A zero of unknown sign: -0 is NaN in an unsigned float format (see ZERO_SIGN).
         if i.zsign && is_unsigned_float(to) {
             return None;
@@ -989,7 +1004,11 @@ impl Gen {
             };
             // NaN converts to 0.
             let (lo, hi) = if i.nan { (lo.min(0), hi.max(0)) } else { (lo, hi) };
-            Info { negzero: fd.is_float() || i.negzero, ..Info::int(lo.clamp(tlo, thi), hi.clamp(tlo, thi)) }
+            let (lo, hi) = (lo.clamp(tlo, thi), hi.clamp(tlo, thi));
+            if !fits(to, lo, hi) {
+                return None; // 64-bit integers beyond 2^53
+            }
+            Info { negzero: fd.is_float() || i.negzero, ..Info::int(lo, hi) }
         } else if fd.is_float() {
             let err = full_err(i, fd);
             if err > 0.0 && (is_unsigned_float(to) || i.mag + err > to.max_value() / 2.0) {
@@ -1357,7 +1376,8 @@ impl Gen {
             return NotApplicable;
         };
         let n = self.values[b].shape.as_ref().unwrap()[1];
-        if m * n > 1024 || m * n * k > 8192 {
+        // The simulator's cost grows with m·n·k (per thread of the result).
+        if m * n > 1024 || m * n * k > 4096 {
             return NotApplicable;
         }
         // The accumulator: an existing [m, n] value of the accumulator's dtype, or zeros / full.
@@ -1421,6 +1441,9 @@ impl Gen {
         let d = weighted(&mut self.rng, &[(DType::F16, 3), (DType::BF16, 2), (DType::F32, f32_weight)]);
         let (m, n, k) = (self.m, self.n, self.k);
         let steps = self.rng.random_range(1..=3usize);
+        if m * n * k * steps > 4096 {
+            return NotApplicable;
+        }
         let (ia, ib) = (self.rng.random_range(0..self.inputs.len()), self.rng.random_range(0..self.inputs.len()));
         let operand = |g: &mut Gen, input: usize, offsets: String, shape: [usize; 2]| -> Option<(String, Info)> {
             let x = &g.inputs[input];
@@ -1536,7 +1559,7 @@ impl Gen {
         let cands: Vec<(DType, u32)> = cast_dtypes()
             .into_iter()
             .filter(|(d, _)| *d != DType::Bool && d.bits() <= 32 && total.is_multiple_of(d.bits() as usize))
-            .filter(|(d, _)| shape.iter().product::<usize>() / last * (total / d.bits() as usize) <= 2048)
+            .filter(|(d, _)| shape.iter().product::<usize>() / last * (total / d.bits() as usize) <= 1024)
             .collect();
         if cands.is_empty() {
             return NotApplicable;
