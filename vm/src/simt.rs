@@ -717,8 +717,8 @@ impl<'a> Block<'a> {
                         BinaryOp::Mul => x * y,
                         BinaryOp::Div => x / y,
                         BinaryOp::Rem => x % y,
-                        BinaryOp::Min => x.min(y),
-                        BinaryOp::Max => x.max(y),
+                        BinaryOp::Min => minimum_number(x, y),
+                        BinaryOp::Max => maximum_number(x, y),
                         _ => f64::NAN,
                     };
                     V::F(round_float(ty, r))
@@ -867,6 +867,16 @@ fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
         r as i64
     };
     V::I(wrap(to, n))
+}
+
+/// IEEE 754-2019 `maximumNumber`: a NaN operand yields the other one; +0 is above -0.
+fn maximum_number(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y > x || (x == y && x.is_sign_negative()) { y } else { x }
+}
+
+/// IEEE 754-2019 `minimumNumber`: a NaN operand yields the other one; -0 is below +0.
+fn minimum_number(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y < x || (x == y && y.is_sign_negative()) { y } else { x }
 }
 
 /// Bits `[bit, bit + bits)` of a byte buffer, LSB first (written here from the definition, not

@@ -911,12 +911,13 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 BinaryOp::Mul => bld.build_float_mul(x, y, "mul")?.into(),
                 BinaryOp::Div => bld.build_float_div(x, y, "div")?.into(),
                 BinaryOp::Rem => bld.build_float_rem(x, y, "rem")?.into(),
-                // IEEE minNum/maxNum: a NaN operand yields the other one, like PTX `min`/`max`.
+                // IEEE 754-2019 minimumNumber/maximumNumber (the VM's): a NaN operand yields the
+                // other one, and -0 < +0.
                 BinaryOp::Min => {
-                    return self.call_float_intrinsic("llvm.minnum", a.ty, &[a.v, b.v]);
+                    return self.call_float_intrinsic("llvm.minimumnum", a.ty, &[a.v, b.v]);
                 }
                 BinaryOp::Max => {
-                    return self.call_float_intrinsic("llvm.maxnum", a.ty, &[a.v, b.v]);
+                    return self.call_float_intrinsic("llvm.maximumnum", a.ty, &[a.v, b.v]);
                 }
                 _ => {
                     return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
