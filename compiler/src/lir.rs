@@ -189,6 +189,8 @@ pub enum Expr {
 pub enum MmaKind {
     F16,
     BF16,
+    /// `m16n8k32.s32.s8.s8.s32`: `a`/`b` hold four s8 per register, `c` is i32 (wrapping).
+    S8,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -338,8 +340,12 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                 let cs: Vec<String> = c.iter().map(|v| format!("r{}", v.0)).collect();
                 let _ = writeln!(
                     out,
-                    "{pad}mma.m16n8k16.{} {{{}}} += {{{}}} * {{{}}}",
-                    if *kind == MmaKind::F16 { "f16" } else { "bf16" },
+                    "{pad}mma.{} {{{}}} += {{{}}} * {{{}}}",
+                    match kind {
+                        MmaKind::F16 => "m16n8k16.f16",
+                        MmaKind::BF16 => "m16n8k16.bf16",
+                        MmaKind::S8 => "m16n8k32.s8",
+                    },
                     cs.join(", "),
                     list(a),
                     list(b)

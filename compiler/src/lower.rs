@@ -1026,21 +1026,26 @@ impl Lower<'_> {
     /// `dot` on tensor cores, chosen by layout division: when the accumulator's layout is
     /// `Q * local(2, 1) * spatial(8, 4) * local(1, 2)` (the `mma.m16n8` accumulator fragment as
     /// the innermost factor, whole warps in `Q`), each local index of `Q` is one 16×8 tile of
-    /// one warp, and the k extent is walked in steps of 16 with `mma.sync.m16n8k16`. The
+    /// one warp, and the k extent is walked in steps of 16 with `mma.sync.m16n8k16` (f16/bf16
+    /// into f32), or of 32 with `mma.sync.m16n8k32` (s8 into s32). The
     /// operands are staged row-major in shared memory (16-byte aligned rows, since K is a
     /// multiple of 16 and N of 8), from where `ldmatrix` loads the fragments. Returns false
     /// (and emits nothing) when the dot does not fit.
     fn dot_mma(&mut self, id: ValueId, a: ValueId, b: ValueId, c: ValueId, body: &mut Vec<lir::Stmt>) -> bool {
-        let kind = match (self.dtype(a), self.dtype(c)) {
-            (DType::F16, DType::F32) => lir::MmaKind::F16,
-            (DType::BF16, DType::F32) => lir::MmaKind::BF16,
+        let (kind, acc_ty) = match (self.dtype(a), self.dtype(c)) {
+            (DType::F16, DType::F32) => (lir::MmaKind::F16, Ty::F32),
+            (DType::BF16, DType::F32) => (lir::MmaKind::BF16, Ty::F32),
+            (DType::I8, DType::I32) => (lir::MmaKind::S8, Ty::I32),
             _ => return false,
         };
+        // Element bytes, and the k of one mma (16 for 16-bit operands, 32 for s8).
+        let element_bytes: i64 = if kind == lir::MmaKind::S8 { 1 } else { 2 };
+        let k_step = 32 / element_bytes as usize;
         let a_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
         let b_shape = self.k.value(b).ty.shape().expect("tensor").to_vec();
         let k_extent = a_shape[1];
         let layout = self.layout(id).clone();
-        if k_extent % 16 != 0 || *self.layout(c) != layout {
+        if k_extent % k_step != 0 || *self.layout(c) != layout {
             return false;
         }
         let Some(atom) = RegisterLayout::local(&[2, 1])
@@ -1059,7 +1064,7 @@ impl Lower<'_> {
         let group = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, var(lane), int(Ty::I32, 4)));
         let tig = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 4)));
         let acc: Vec<Var> = self.regs(c).iter().map(|&r| r).collect::<Vec<_>>();
-        let acc: Vec<Var> = acc.into_iter().map(|r| self.assign(body, Ty::F32, var(r))).collect();
+        let acc: Vec<Var> = acc.into_iter().map(|r| self.assign(body, acc_ty, var(r))).collect();
         for q in 0..quotient.local_size() {
             // The tile's origin: register q·4 holds (origin_m + group, origin_n + 2·tig).
             let first = self.coords(&layout, q * 4);
@@ -1069,8 +1074,8 @@ impl Lower<'_> {
                 Ty::I32,
                 bin(lir::BinaryOp::Sub, first[1].clone(), bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 2))),
             );
-            for step in 0..k_extent / 16 {
-                let k0 = (step * 16) as i64;
+            for step in 0..k_extent / k_step {
+                let k0 = (step * k_step) as i64;
                 // Fragments straight from shared memory with ldmatrix: A (row-major [M, K]) as
                 // four 8×8 matrices, lane l giving row l % 8 of matrix l / 8 (matrices: rows
                 // +0/+8, columns +0/+8, in the order of the A fragment registers); B (row-major
@@ -1082,19 +1087,47 @@ impl Lower<'_> {
                     bin(lir::BinaryOp::Add, var(origin_m), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 8))),
                     bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Rem, matrix.clone(), int(Ty::I32, 2)), int(Ty::I32, 8)),
                 );
+                // A matrix row is 16 bytes: 8 elements of 16 bits, or 16 of s8 (whose fragment
+                // is the same bytes, four per register).
                 let a_col = bin(
                     lir::BinaryOp::Add,
                     int(Ty::I32, k0),
-                    bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Div, matrix, int(Ty::I32, 2)), int(Ty::I32, 8)),
+                    bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Div, matrix, int(Ty::I32, 2)), int(Ty::I32, 16 / element_bytes)),
                 );
-                let a_offset = self.shared_offset(bases[0], &[a_row, a_col], &a_shape, 2, false);
+                let a_offset = self.shared_offset(bases[0], &[a_row, a_col], &a_shape, element_bytes, false);
                 body.push(lir::Stmt::LdMatrix { dst: a_regs.clone(), row_offset: a_offset, trans: false });
-                let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
-                let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
-                let b_offset = self.shared_offset(bases[1], &[b_row, var(origin_n)], &b_shape, 2, false);
-                body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
+                let b_regs: Vec<Expr> = if kind == lir::MmaKind::S8 {
+                    // B of m16n8k32.s8: b_i at k = 4·tig + (i % 4) + 16·(i / 4), n = groupID,
+                    // four bytes per register; ldmatrix cannot transpose bytes, so gather them.
+                    let col = bin(lir::BinaryOp::Add, var(origin_n), var(group));
+                    let mut regs = Vec::new();
+                    for half in 0..2i64 {
+                        let mut packed: Option<Expr> = None;
+                        for byte in 0..4i64 {
+                            let k = bin(
+                                lir::BinaryOp::Add,
+                                int(Ty::I32, k0 + 16 * half + byte),
+                                bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 4)),
+                            );
+                            let off = self.shared_offset(bases[1], &[k, col.clone()], &b_shape, 1, false);
+                            let value = Expr::Cast { to: Ty::I32, value: Box::new(Expr::LoadShared { offset: Box::new(off), ty: Ty::I8 }), from_unsigned: true, to_unsigned: false };
+                            let shifted = if byte == 0 { value } else { bin(lir::BinaryOp::Shl, value, int(Ty::I32, 8 * byte)) };
+                            packed = Some(match packed {
+                                None => shifted,
+                                Some(p) => bin(lir::BinaryOp::Or, p, shifted),
+                            });
+                        }
+                        regs.push(var(self.assign(body, Ty::I32, packed.expect("four bytes"))));
+                    }
+                    regs
+                } else {
+                    let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
+                    let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
+                    let b_offset = self.shared_offset(bases[1], &[b_row, var(origin_n)], &b_shape, 2, false);
+                    body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
+                    b_regs.into_iter().map(var).collect()
+                };
                 let a_regs: Vec<Expr> = a_regs.into_iter().map(var).collect();
-                let b_regs: Vec<Expr> = b_regs.into_iter().map(var).collect();
                 let c_regs = [acc[q * 4], acc[q * 4 + 1], acc[q * 4 + 2], acc[q * 4 + 3]];
                 let a_regs: [Expr; 4] = a_regs.try_into().expect("four");
                 let b_regs: [Expr; 2] = b_regs.try_into().expect("two");

@@ -126,3 +126,46 @@ fn transpose_and_reshape_move_the_right_elements() {
         }
     }
 }
+
+/// `dot` of i8 tiles into i32 on tensor cores (`mma.sync.m16n8k32.s8`): exact, so the VM, the
+/// simulator and the host agree bit for bit; ptxas accepts it.
+#[test]
+fn integer_tensor_core_dot_is_exact() {
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = Rng(0x5a5a_1234_9876_0001);
+    for tile in [[32i64, 32, 64, 4], [16, 8, 32, 1], [64, 32, 32, 4]] {
+        let consts: Vec<(String, ConstValue)> =
+            ["BM", "BN", "BK", "WARPS"].iter().zip(tile).map(|(n, v)| (n.to_string(), ConstValue::Int(v))).collect();
+        let kernel = module.kernel(Some("mma_matmul_s8"), &consts).unwrap_or_else(|e| panic!("{tile:?}: {e}"));
+        assert!(kernel.compiled.lir.to_string().contains("mma.m16n8k32.s8"), "{tile:?}: no s8 mma");
+        let (m, n, k) = (tile[0] as usize + 5, tile[1] as usize * 2 - 3, tile[2] as usize * 2 + 9);
+        let random = |rng: &mut Rng, len: usize| (0..len).map(|_| (rng.next() % 256) as i64 as f64 - 128.0).collect::<Vec<_>>();
+        let a = HostTensor::from_f64(DType::I8, &[m, k], &random(&mut rng, m * k));
+        let b = HostTensor::from_f64(DType::I8, &[k, n], &random(&mut rng, k * n));
+        let args = vec![
+            Arg::Scalar(m as f64),
+            Arg::Scalar(n as f64),
+            Arg::Scalar(k as f64),
+            a.clone().into(),
+            b.clone().into(),
+            HostTensor::filled(DType::I32, &[m, n], -12345.0).into(),
+        ];
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
+        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|p| a.get(i * k + p) * b.get(p * n + j)).sum();
+                assert_eq!(vm_args[5].tensor().unwrap().get(i * n + j), exact, "{tile:?} vm c[{i}, {j}]");
+                assert_eq!(simt_args[5].tensor().unwrap().get(i * n + j), exact, "{tile:?} simt c[{i}, {j}]");
+            }
+        }
+        if ptxas::find_ptxas().is_some() {
+            for arch in Arch::ALL {
+                let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{tile:?}: {e}"));
+                assert!(ptx.contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"), "{tile:?}: no s8 mma in the PTX");
+                ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected s8 {tile:?} for {}: {e}", arch.name()));
+            }
+        }
+    }
+}

@@ -590,8 +590,10 @@ impl<'a> Block<'a> {
         if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
             return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "mma.sync", at: self.at() }));
         }
+        let integer = kind == tl_compiler::lir::MmaKind::S8;
         for warp in 0..self.threads / WARP {
-            let (mut fa, mut fb, mut fc) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP], [[0f32; 4]; WARP]);
+            let (mut fa, mut fb) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP]);
+            let (mut fc, mut ic) = ([[0f32; 4]; WARP], [[0i32; 4]; WARP]);
             for lane in 0..WARP {
                 let t = warp * WARP + lane;
                 for (i, e) in a.iter().enumerate() {
@@ -601,13 +603,22 @@ impl<'a> Block<'a> {
                     fb[lane][i] = self.eval(e, t)?.i() as u32;
                 }
                 for (i, v) in c.iter().enumerate() {
-                    fc[lane][i] = self.regs[t][v.0 as usize].f() as f32;
+                    let r = self.regs[t][v.0 as usize];
+                    if integer {
+                        ic[lane][i] = r.i() as i32;
+                    } else {
+                        fc[lane][i] = r.f() as f32;
+                    }
                 }
             }
-            mma_m16n8k16(kind, &fa, &fb, &mut fc);
+            if integer {
+                crate::warp::mma_m16n8k32_s8(&fa, &fb, &mut ic);
+            } else {
+                mma_m16n8k16(kind, &fa, &fb, &mut fc);
+            }
             for lane in 0..WARP {
                 for (i, v) in c.iter().enumerate() {
-                    self.regs[warp * WARP + lane][v.0 as usize] = V::F(fc[lane][i] as f64);
+                    self.regs[warp * WARP + lane][v.0 as usize] = if integer { V::I(ic[lane][i] as i64) } else { V::F(fc[lane][i] as f64) };
                 }
             }
         }

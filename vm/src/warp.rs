@@ -25,6 +25,7 @@ pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c
         match kind {
             MmaKind::F16 => half::f16::from_bits(bits).to_f64(),
             MmaKind::BF16 => half::bf16::from_bits(bits).to_f64(),
+            MmaKind::S8 => unreachable!("s8 is mma_m16n8k32_s8"),
         }
     };
     let half_of = |reg: u32, high: bool| -> u16 { if high { (reg >> 16) as u16 } else { reg as u16 } };
@@ -52,6 +53,41 @@ pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c
             let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
             let sum: f64 = (0..16).map(|k| matrix_a[row][k] * matrix_b[k][col]).sum::<f64>() + matrix_c[row][col];
             c[lane][i] = sum as f32;
+        }
+    }
+}
+
+/// `mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32` for one warp (four s8 per register,
+/// the lowest-numbered element in the lowest byte):
+/// * A (16×32): `a_i`, i in 0..16, at row `groupID + 8·((i / 4) % 2)`, column
+///   `4·tig + (i % 4) + 16·(i / 8)`;
+/// * B (32×8): `b_i`, i in 0..8, at row `4·tig + (i % 4) + 16·(i / 4)`, column `groupID`;
+/// * C and D (16×8, s32): as for m16n8k16.
+///
+/// D = A·B + C with wrapping 32-bit arithmetic (no `.satfinite`).
+pub fn mma_m16n8k32_s8(a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[i32; 4]; WARP]) {
+    let byte = |reg: u32, k: usize| (reg >> (8 * k)) as u8 as i8 as i32;
+    let mut matrix_a = [[0i32; 32]; 16];
+    let mut matrix_b = [[0i32; 8]; 32];
+    let mut matrix_c = [[0i32; 8]; 16];
+    for lane in 0..WARP {
+        let (group, tig) = (lane / 4, lane % 4);
+        for i in 0..16 {
+            matrix_a[group + 8 * ((i / 4) % 2)][4 * tig + (i % 4) + 16 * (i / 8)] = byte(a[lane][i / 4], i % 4);
+        }
+        for i in 0..8 {
+            matrix_b[4 * tig + (i % 4) + 16 * (i / 4)][group] = byte(b[lane][i / 4], i % 4);
+        }
+        for i in 0..4 {
+            matrix_c[group + 8 * (i / 2)][2 * tig + (i % 2)] = c[lane][i];
+        }
+    }
+    for lane in 0..WARP {
+        let (group, tig) = (lane / 4, lane % 4);
+        for i in 0..4 {
+            let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
+            let sum = (0..32).fold(matrix_c[row][col], |acc, k| acc.wrapping_add(matrix_a[row][k].wrapping_mul(matrix_b[k][col])));
+            c[lane][i] = sum;
         }
     }
 }

@@ -360,6 +360,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         let names: &[&str] = match kind {
             crate::lir::MmaKind::F16 => &["llvm.nvvm.mma.m16n8k16.row.col.f32.f32"],
             crate::lir::MmaKind::BF16 => &["llvm.nvvm.mma.m16n8k16.row.col.bf16"],
+            crate::lir::MmaKind::S8 => &["llvm.nvvm.mma.m16n8k32.row.col.s8"],
+        };
+        let (acc_ty, acc_llvm): (Ty, BasicTypeEnum) = match kind {
+            crate::lir::MmaKind::S8 => (Ty::I32, self.context.i32_type().into()),
+            _ => (Ty::F32, self.context.f32_type().into()),
         };
         let function = names
             .iter()
@@ -378,10 +383,10 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         let mut ptrs = Vec::new();
         for var in c {
             let (ptr, ty) = self.var(*var)?;
-            if ty != Ty::F32 {
-                return Err(self.invalid(format!("mma accumulator r{} is {}, not f32", var.0, ty.name())));
+            if ty != acc_ty {
+                return Err(self.invalid(format!("mma accumulator r{} is {}, not {}", var.0, ty.name(), acc_ty.name())));
             }
-            let v = self.builder.build_load(self.context.f32_type(), ptr, "acc")?;
+            let v = self.builder.build_load(acc_llvm, ptr, "acc")?;
             args.push(v.into());
             ptrs.push(ptr);
         }

@@ -20,7 +20,7 @@
 //!      removed (`reduce_keep_dims`; its spatial modes become replication), decided after the
 //!      operand's component; likewise a `permute`/`reshape` result takes its operand's layout
 //!      permuted/reshaped (free: no data moves);
-//!    * it holds the accumulator of a `dot` with f16/bf16 operands, M a multiple of 16 and N of
+//!    * it holds the accumulator of a `dot` with f16/bf16/i8 operands, M a multiple of 16 and N of
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
 //!      (`spatial(wm, wn)`), and `local(..)` repeats outside;
@@ -294,7 +294,7 @@ fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize)
     for v in values() {
         if let Op::Dot { a, .. } = kernel.values[v.index()].op {
             let operand = kernel.values[a.index()].ty.dtype();
-            if matches!(operand, Some(DType::F16 | DType::BF16)) {
+            if matches!(operand, Some(DType::F16 | DType::BF16 | DType::I8)) {
                 if let Some(l) = mma_accumulator(shape, threads) {
                     return Some(l);
                 }
