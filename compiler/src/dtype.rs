@@ -568,7 +568,7 @@ impl FloatFormat {
         let min_exponent = 1 - self.bias();
         // a = 2^e · f with f in [1, 2); below the normal range the quantum stays that of the
         // smallest binade (subnormals).
-        let e = exponent_of(a).max(min_exponent);
+        let e = floor_log2(a).max(min_exponent);
         let quantum_exponent = e - m_bits;
         // a / 2^quantum_exponent is exact in f64 for every format here (it only scales).
         let scaled = a * pow2(-quantum_exponent);
@@ -609,7 +609,7 @@ impl FloatFormat {
         let e = if a < pow2(1 - bias) {
             1 - bias
         } else {
-            let e = exponent_of(a);
+            let e = floor_log2(a);
             let frac = a * pow2(-e); // in [1, 2)
             if frac >= 1.5 {
                 e + 1
@@ -622,7 +622,7 @@ impl FloatFormat {
 }
 
 /// ⌊log2 a⌋ for finite a > 0 (exact, also for subnormal f64).
-fn exponent_of(a: f64) -> i32 {
+pub fn floor_log2(a: f64) -> i32 {
     let bits = a.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i32;
     if biased == 0 {

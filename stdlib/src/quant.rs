@@ -667,17 +667,7 @@ fn encode_saturating(dtype: DType, value: f64) -> u64 {
     dtype.encode(value.clamp(-max, max))
 }
 
-/// ⌊log2 a⌋ for finite a > 0, exact (read from the bits, subnormal f64 included).
-fn floor_log2(a: f64) -> i32 {
-    let bits = a.to_bits();
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    if biased == 0 {
-        let mantissa = bits & ((1u64 << 52) - 1);
-        -1022 - (mantissa.leading_zeros() as i32 - 12) - 1
-    } else {
-        biased - 1023
-    }
-}
+use tl_compiler::dtype::floor_log2;
 
 /// 2^e as f64, exact over the f64 range (0 below it, infinity above).
 fn pow2(e: i32) -> f64 {

@@ -23,3 +23,20 @@ pub fn shipped_kernel_files() -> Vec<PathBuf> {
     assert!(!files.is_empty(), "no shipped kernels found");
     files
 }
+
+/// A small deterministic generator (xorshift64) for test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}

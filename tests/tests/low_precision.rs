@@ -7,7 +7,7 @@
 use tl_compiler::dtype::DType;
 use tl_compiler::ir::ConstValue;
 use tl_runtime::{Arg, Backend, HostTensor, Module};
-use tl_tests::repo_root;
+use tl_tests::{repo_root, Rng};
 
 fn formats() -> Vec<DType> {
     [
@@ -19,15 +19,6 @@ fn formats() -> Vec<DType> {
     .collect()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn random_codes(rng: &mut Rng, dtype: DType, n: usize) -> HostTensor {
     let codes: Vec<u64> = (0..n).map(|_| rng.next()).collect();

@@ -7,20 +7,8 @@ use tl_compiler::backend::{Arch, ptxas};
 use tl_compiler::dtype::DType;
 use tl_compiler::ir::ConstValue;
 use tl_runtime::{Arg, Backend, HostTensor, Module};
-use tl_tests::repo_root;
+use tl_tests::{repo_root, Rng};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
 
 fn configs() -> Vec<(DType, [i64; 4])> {
     let mut out = Vec::new();

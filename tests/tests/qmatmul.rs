@@ -7,7 +7,7 @@ use tl_compiler::backend::{Arch, ptxas};
 use tl_compiler::dtype::DType;
 use tl_compiler::ir::ConstValue;
 use tl_runtime::{Arg, Backend, HostTensor, Module};
-use tl_tests::repo_root;
+use tl_tests::{repo_root, Rng};
 
 /// Every weight format the kernel is checked with (integers and floats of at most 8 bits).
 fn weight_formats() -> Vec<DType> {
@@ -25,19 +25,6 @@ fn module() -> Module {
     Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
 
 /// Random finite weight codes (NaN and infinity codes excluded, every other code possible).
 fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
