@@ -1,7 +1,9 @@
 //! The quantized matmul of the standard library (`stdlib/kernels/qmatmul.tl`), one kernel for
 //! every weight format: on the VM against an f64 host product of the dequantized weights at
 //! random shapes (M ∈ {1, 16, 33}, N and K not multiples of the tiles), with the tolerance of
-//! f32 accumulation plus the final f16 rounding; and its PTX assembles for every format.
+//! f32 accumulation plus the final f16 rounding (the reference rounds each dequantized weight
+//! to f16 as the kernel does before its tensor-core product); and its PTX assembles for every
+//! format.
 
 use tl_compiler::backend::{Arch, ptxas};
 use tl_compiler::dtype::DType;
@@ -74,7 +76,10 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
             let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
             for p in 0..k {
                 let g = p / G;
-                let weight = (b.get(p * n + j) - zero_points.get(g * n + j)) * scales.get(g * n + j);
+                // The kernel's dequantized weight: (q - z)·s in f32, rounded once to f16.
+                let weight = DType::F16.round(DType::F32.round(
+                    DType::F32.round(b.get(p * n + j) - zero_points.get(g * n + j)) * scales.get(g * n + j),
+                ));
                 exact += a.get(i * k + p) * weight;
                 magnitude += (a.get(i * k + p) * weight).abs();
             }
@@ -179,7 +184,9 @@ fn host_quantized_weights_run_through_the_kernel() {
             for j in 0..n {
                 let exact: f64 = (0..k).map(|p| a.get(i * k + p) * dequantized[p * n + j]).sum();
                 let magnitude: f64 = (0..k).map(|p| (a.get(i * k + p) * dequantized[p * n + j]).abs()).sum();
-                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + exact.abs() * 2f64.powi(-11) + 2f64.powi(-25);
+                // The kernel rounds each dequantized weight to f16 (relative error at most 2^-11),
+                // accumulates in f32 and rounds the result to f16.
+                let tolerance = magnitude * 2f64.powi(-11) + k as f64 * 2f64.powi(-23) * magnitude + exact.abs() * 2f64.powi(-11) + 2f64.powi(-25);
                 let value = got.get(i * n + j);
                 assert!((value - exact).abs() <= tolerance, "{w}/{s}: c[{i}, {j}] = {value}, reference {exact}");
             }
