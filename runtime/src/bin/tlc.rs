@@ -22,7 +22,10 @@ const USAGE: &str = "usage:
     *.npy  NumPy array: bool, i8..i64, u8..u64, f16, f32, f64
     *.tlt  tensor file: every dtype (u4, f6e3m2, f8e4m3fn, e8m0, bf16, ...), packed
            (format: docs/language.md, section Tensor files)
-  An input file must hold exactly the parameter's dtype and shape.";
+  An input file must hold exactly the parameter's dtype and shape.
+
+  -D NAME=VALUE sets a compile-time parameter: an integer (-D BM=64) or, for a dtype
+  parameter (`<W: dtype = u4>`), a dtype name (-D W=f6e3m2).";
 
 struct Usage(String);
 
