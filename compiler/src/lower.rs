@@ -138,12 +138,7 @@ fn packed_load(param: usize, index: Expr, dtype: DType) -> Expr {
     let bits = dtype.bits();
     let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64));
     let code = Expr::LoadGlobalBits { param, bit_index: Box::new(bit_index), bits };
-    let value = if dtype.is_signed_int() {
-        let up = int(Ty::I32, 32 - bits as i64);
-        bin(lir::BinaryOp::AShr, bin(lir::BinaryOp::Shl, code, up.clone()), up)
-    } else {
-        code
-    };
+    let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(code, bits) } else { code };
     Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }
 }
 
@@ -228,19 +223,11 @@ impl Lower<'_> {
 
     fn prologue(&mut self, body: &mut Vec<lir::Stmt>) {
         let mut parts = Vec::new();
-        for v in &self.k.values {
-            if let Some(l) = &v.layout {
-                for t in l.thread_terms() {
-                    parts.push((t.stride, t.extent));
-                }
-            }
-        }
-        for v in &self.k.vars {
-            if let Some(l) = &v.layout {
-                for t in l.thread_terms() {
-                    parts.push((t.stride, t.extent));
-                }
-            }
+        // Every thread digit a layout uses, for coordinates and for the primary-copy test.
+        let layouts = self.k.values.iter().filter_map(|v| v.layout.as_ref()).chain(self.k.vars.iter().filter_map(|v| v.layout.as_ref()));
+        for l in layouts {
+            parts.extend(l.thread_terms().into_iter().map(|t| (t.stride, t.extent)));
+            parts.extend(l.replication_digits());
         }
         parts.sort();
         parts.dedup();
@@ -325,14 +312,7 @@ impl Lower<'_> {
         let conds: Vec<Expr> = layout
             .replication_digits()
             .into_iter()
-            .map(|(stride, extent)| {
-                let digit = bin(
-                    lir::BinaryOp::Rem,
-                    bin(lir::BinaryOp::Div, Expr::ThreadIdx, int(Ty::I32, stride as i64)),
-                    int(Ty::I32, extent as i64),
-                );
-                cmp(CmpOp::Eq, digit, int(Ty::I32, 0))
-            })
+            .map(|digit| cmp(CmpOp::Eq, var(self.thread_parts[&digit]), int(Ty::I32, 0)))
             .collect();
         if conds.is_empty() { int(Ty::I1, 1) } else { and_all(conds) }
     }
@@ -441,7 +421,7 @@ impl Lower<'_> {
     /// re-sliced into the registers of `id`. Every destination element is an OR of constant
     /// shifts of the (at most a few) source codes it overlaps; no memory is involved.
     fn view(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
-        use crate::lower_numerics::{code_to_container, container_to_code};
+        use crate::lower_numerics::{container_to_code, narrow_code, sign_extend};
         let (from, to) = (self.dtype(a), self.dtype(id));
         let (b_src, b_dst) = (from.bits() as i64, to.bits() as i64);
         let sources: Vec<Var> = self.regs(a).to_vec();
@@ -489,20 +469,12 @@ impl Lower<'_> {
             let code = self.assign(body, Ty::I32, masked);
             let register = match Ty::of(to) {
                 Ty::I8 if to.is_signed_int() => {
-                    let up = int(Ty::I32, 32 - b_dst);
-                    let extended = bin(lir::BinaryOp::AShr, bin(lir::BinaryOp::Shl, var(code), up.clone()), up);
+                    let extended = sign_extend(var(code), b_dst as u32);
                     Expr::Cast { to: Ty::I8, value: Box::new(extended), from_unsigned: false, to_unsigned: false }
                 }
-                Ty::I8 => code_to_container(var(code)),
-                Ty::I16 | Ty::F16 | Ty::BF16 => {
-                    let wrapped = Expr::Select(
-                        Box::new(cmp(CmpOp::Gt, var(code), int(Ty::I32, 32767))),
-                        Box::new(bin(lir::BinaryOp::Sub, var(code), int(Ty::I32, 65536))),
-                        Box::new(var(code)),
-                    );
-                    let narrow = Expr::Cast { to: Ty::I16, value: Box::new(wrapped), from_unsigned: false, to_unsigned: false };
-                    if Ty::of(to) == Ty::I16 { narrow } else { Expr::Bitcast { to: Ty::of(to), value: Box::new(narrow) } }
-                }
+                Ty::I8 => narrow_code(var(code), Ty::I8),
+                Ty::I16 => narrow_code(var(code), Ty::I16),
+                Ty::F16 | Ty::BF16 => Expr::Bitcast { to: Ty::of(to), value: Box::new(narrow_code(var(code), Ty::I16)) },
                 Ty::F32 => Expr::Bitcast { to: Ty::F32, value: Box::new(var(code)) },
                 _ => var(code),
             };

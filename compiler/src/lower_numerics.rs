@@ -43,8 +43,21 @@ pub fn container_to_code(container: Expr, dtype: DType) -> Expr {
 
 /// An i8 container from a code in an i32 (0..256): codes of 128 and more wrap to negative i8.
 pub fn code_to_container(code: Expr) -> Expr {
-    let wrapped = select(cmp(CmpOp::Gt, code.clone(), i32c(127)), bin(BinaryOp::Sub, code.clone(), i32c(256)), code);
-    Expr::Cast { to: Ty::I8, value: Box::new(wrapped), from_unsigned: false, to_unsigned: false }
+    narrow_code(code, Ty::I8)
+}
+
+/// The `bits`-bit two's complement code in an i32 (`code` a variable), sign-extended.
+pub fn sign_extend(code: Expr, bits: u32) -> Expr {
+    let up = i32c(32 - bits as i64);
+    bin(BinaryOp::AShr, bin(BinaryOp::Shl, code, up.clone()), up)
+}
+
+/// An i8 or i16 register holding the low bits of an unsigned code in an i32 (`code` a
+/// variable): codes at or above half the range wrap to negative, since casts saturate.
+pub fn narrow_code(code: Expr, to: Ty) -> Expr {
+    let half = 1i64 << (to.bytes() * 8 - 1);
+    let wrapped = select(cmp(CmpOp::Gt, code.clone(), i32c(half - 1)), bin(BinaryOp::Sub, code.clone(), i32c(2 * half)), code);
+    Expr::Cast { to, value: Box::new(wrapped), from_unsigned: false, to_unsigned: false }
 }
 
 /// The f32 value of a code held in an i32 (`code` must be a variable or constant).

@@ -587,9 +587,7 @@ impl<'a> Block<'a> {
     /// must take part.
     fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[tl_compiler::lir::Var; 4], mask: &[bool]) -> Result<(), Fault> {
         use crate::warp::{mma_m16n8k16, WARP};
-        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "mma.sync", at: self.at() }));
-        }
+        self.whole_warps(mask, "mma.sync")?;
         let integer = kind == tl_compiler::lir::MmaKind::S8;
         for warp in 0..self.threads / WARP {
             let (mut fa, mut fb) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP]);
@@ -631,9 +629,7 @@ impl<'a> Block<'a> {
     /// its 16 bytes of shared memory (bounds- and race-checked like any shared read).
     fn ldmatrix(&mut self, dst: &[tl_compiler::lir::Var], row_offset: &Expr, trans: bool, mask: &[bool]) -> Result<(), Fault> {
         use crate::warp::{ldmatrix, WARP};
-        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "ldmatrix", at: self.at() }));
-        }
+        self.whole_warps(mask, "ldmatrix")?;
         let count = dst.len();
         for warp in (0..self.threads).step_by(WARP) {
             let mut rows = [[0u16; 8]; WARP];
@@ -661,11 +657,17 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
+    /// Warp instructions need every thread of the block, in whole warps.
+    fn whole_warps(&self, mask: &[bool], what: &'static str) -> Result<(), Fault> {
+        if !mask.iter().all(|m| *m) || self.threads % crate::warp::WARP != 0 {
+            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what, at: self.at() }));
+        }
+        Ok(())
+    }
+
     fn shuffle_xor(&mut self, dst: tl_compiler::lir::Var, src: tl_compiler::lir::Var, lane_mask: u32, mask: &[bool]) -> Result<(), Fault> {
         use crate::warp::WARP;
-        if !mask.iter().all(|m| *m) || self.threads % WARP != 0 {
-            return Err(Box::new(SimtError::DivergentWarpInstruction { block: self.block, what: "shfl.sync", at: self.at() }));
-        }
+        self.whole_warps(mask, "shfl.sync")?;
         let (dst, src, lane_mask) = (dst.0 as usize, src.0 as usize, lane_mask as usize % WARP);
         for warp in (0..self.threads).step_by(WARP) {
             let values: Vec<V> = (0..WARP).map(|lane| self.regs[warp + (lane ^ lane_mask)][src]).collect();
