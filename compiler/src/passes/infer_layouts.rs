@@ -192,9 +192,9 @@ fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, di
                 None
             }
         },
-        None => match reduced_operand_layout(kernel, members) {
-            ReduceLayout::Wait if !force => return Decision::Wait,
-            ReduceLayout::Follow(l) => Some(l),
+        None => match operand_layout_to_follow(kernel, members) {
+            FollowOperand::Wait if !force => return Decision::Wait,
+            FollowOperand::Follow(l) => Some(l),
             _ => preferred(kernel, members, &shape, threads),
         },
     };
@@ -218,20 +218,20 @@ fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, di
     Decision::Done
 }
 
-enum ReduceLayout {
-    /// No reduction result in the component.
+enum FollowOperand {
+    /// No result of a reduction, permute or reshape in the component.
     None,
-    /// A reduction's operand has no layout yet.
+    /// Such a result's operand has no layout yet.
     Wait,
-    /// The operand's layout with the reduced dimension's modes removed (spatial ones become
-    /// replication): every thread keeps the results of the elements it held, so the lowering
-    /// can reduce across threads with warp shuffles.
+    /// The operand's layout transformed like the data (for a reduction: the reduced
+    /// dimension's modes removed, spatial ones becoming replication), so every thread keeps
+    /// the elements it held and the lowering moves none between threads.
     Follow(RegisterLayout),
 }
 
 /// A component holding the result of a reduction, a permute or a reshape follows its
 /// operand's layout, transformed the same way, so the lowering moves no data for it.
-fn reduced_operand_layout(kernel: &Kernel, members: &[Node]) -> ReduceLayout {
+fn operand_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand {
     for n in members {
         let Node::Value(v) = *n else { continue };
         let data = &kernel.values[v.index()];
@@ -251,14 +251,14 @@ fn reduced_operand_layout(kernel: &Kernel, members: &[Node]) -> ReduceLayout {
             _ => continue,
         };
         return match &kernel.values[value.index()].layout {
-            None => ReduceLayout::Wait,
+            None => FollowOperand::Wait,
             Some(l) => match transform(l) {
-                Ok(r) => ReduceLayout::Follow(r),
-                Err(_) => ReduceLayout::None,
+                Ok(r) => FollowOperand::Follow(r),
+                Err(_) => FollowOperand::None,
             },
         };
     }
-    ReduceLayout::None
+    FollowOperand::None
 }
 
 /// The layout an annotation stands for, on `threads` threads.
