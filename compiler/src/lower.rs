@@ -1035,8 +1035,7 @@ impl Lower<'_> {
         let lane = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, Expr::ThreadIdx, int(Ty::I32, 32)));
         let group = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, var(lane), int(Ty::I32, 4)));
         let tig = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 4)));
-        let acc: Vec<Var> = self.regs(c).iter().map(|&r| r).collect::<Vec<_>>();
-        let acc: Vec<Var> = acc.into_iter().map(|r| self.assign(body, acc_ty, var(r))).collect();
+        let acc: Vec<Var> = self.regs(c).to_vec().into_iter().map(|r| self.assign(body, acc_ty, var(r))).collect();
         for q in 0..quotient.local_size() {
             // The tile's origin: register q·4 holds (origin_m + group, origin_n + 2·tig).
             let first = self.coords(&layout, q * 4);

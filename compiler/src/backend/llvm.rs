@@ -508,6 +508,14 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         })
     }
 
+    /// The byte (i64) and the bit within it (i32) of bit `bit_index` of a packed buffer.
+    fn bit_position(&self, bit_index: IntValue<'ctx>) -> Result<(IntValue<'ctx>, IntValue<'ctx>), BackendError> {
+        let (i32t, i64t) = (self.context.i32_type(), self.context.i64_type());
+        let byte_index = self.builder.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
+        let shift64 = self.builder.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
+        Ok((byte_index, self.builder.build_int_truncate(shift64, i32t, "shift")?))
+    }
+
     /// `bits` bits at `bit_index` of a packed buffer, zero-extended to i32. The second byte is
     /// read only when the element straddles into it, so no byte past the element is touched.
     fn load_bits(
@@ -520,10 +528,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             return Err(self.invalid(format!("a packed load of {bits} bits (1 to 8 are allowed)")));
         }
         let (i32t, i64t) = (self.context.i32_type(), self.context.i64_type());
-        let bld = &self.builder;
-        let byte_index = bld.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
-        let shift64 = bld.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
-        let shift = bld.build_int_truncate(shift64, i32t, "shift")?;
+        let (byte_index, shift) = self.bit_position(bit_index)?;
         let first_ptr = self.byte_address(base, byte_index)?;
         let first = self.builder.build_load(self.context.i8_type(), first_ptr, "b0")?.into_int_value();
         let mut word = self.builder.build_int_z_extend(first, i32t, "w0")?;
@@ -565,9 +570,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             return Err(self.invalid(format!("a packed store of {bits} bits (1 to 8 are allowed)")));
         }
         let (i8t, i32t, i64t) = (self.context.i8_type(), self.context.i32_type(), self.context.i64_type());
-        let byte_index = self.builder.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
-        let shift64 = self.builder.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
-        let shift = self.builder.build_int_truncate(shift64, i32t, "shift")?;
+        let (byte_index, shift) = self.bit_position(bit_index)?;
         let field_mask = i32t.const_int((1u64 << bits) - 1, false);
         let code = self.builder.build_and(value, field_mask, "code")?;
         // 16-bit window of the (at most two) bytes holding the element.

@@ -1233,9 +1233,6 @@ impl RegisterLayout {
                 ProductFactor::Replicate(c) => rebuilt.product(&RegisterLayout::replicate(&vec![1; rank], *c).ok()?).ok()?,
             };
         }
-        if rebuilt.shape != self.shape {
-            rebuilt = RegisterLayout::from_modes(&self.shape, &rebuilt.dim_modes(), &rebuilt.spatial, &rebuilt.local).ok()?;
-        }
         if rebuilt != *self {
             return None;
         }
