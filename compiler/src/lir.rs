@@ -227,6 +227,19 @@ pub enum Stmt {
     /// thread whose lane is `lane ^ lane_mask` in the same warp. `src` and `dst` are f32 or
     /// i32. Every thread of the block executes it (never under an `If`).
     ShuffleXor { dst: Var, src: Var, lane_mask: u32 },
+    /// `cp.async` of `bytes` (4, 8 or 16) bytes from byte `byte_index` (i64) of global tensor
+    /// parameter `param`'s buffer to byte `offset` (i32) of the shared buffer; only the first
+    /// `src_bytes` (i32, 0..=bytes) are read, the rest are written as zero. Both addresses are
+    /// multiples of `bytes`. The copy joins the thread's group that the next `CommitGroup`
+    /// closes and lands when a `WaitGroup` retires it; until then neither byte range may be
+    /// touched. When `src_bytes` is 0 nothing is read, but `byte_index` is still a valid address.
+    CopyAsync { offset: Expr, param: usize, byte_index: Expr, bytes: u32, src_bytes: Expr },
+    /// `cp.async.commit_group`: closes this thread's group of copies started since the last one.
+    CommitGroup,
+    /// `cp.async.wait_group n`: waits until at most `n` of this thread's committed groups are
+    /// unfinished; the copies of the others have landed (visible to this thread; other
+    /// threads see them after a `Barrier`).
+    WaitGroup(u32),
     /// The statements that follow, up to the next `Source`, implement the block-IR
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
@@ -364,6 +377,21 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::ShuffleXor { dst, src, lane_mask } => {
                 let _ = writeln!(out, "{pad}r{} = shfl.bfly r{}, {lane_mask}", dst.0, src.0);
+            }
+            Stmt::CopyAsync { offset, param, byte_index, bytes, src_bytes } => {
+                let _ = writeln!(
+                    out,
+                    "{pad}cp.async.{bytes} [{}], p{param}[byte {}], src_bytes {}",
+                    expr_str(offset),
+                    expr_str(byte_index),
+                    expr_str(src_bytes)
+                );
+            }
+            Stmt::CommitGroup => {
+                let _ = writeln!(out, "{pad}cp.async.commit_group");
+            }
+            Stmt::WaitGroup(n) => {
+                let _ = writeln!(out, "{pad}cp.async.wait_group {n}");
             }
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);

@@ -54,7 +54,11 @@ pub fn lower(kernel: &Kernel) -> Result<Program, LowerError> {
         var_regs: HashMap::new(),
         thread_parts: HashMap::new(),
         extents: HashMap::new(),
+        shared_bases: HashMap::new(),
+        scratch_base: 0,
+        copy_layouts: HashMap::new(),
     };
+    cx.plan_shared();
     let mut body = Vec::new();
     cx.prologue(&mut body);
     cx.block(&kernel.body, &mut body);
@@ -72,6 +76,13 @@ struct Lower<'k> {
     thread_parts: HashMap<(usize, usize), Var>,
     /// i64 extents and row-major strides of each global tensor parameter.
     extents: HashMap<usize, (Vec<Var>, Vec<Var>)>,
+    /// Byte offset of each shared tensor in the shared buffer.
+    shared_bases: HashMap<ValueId, usize>,
+    /// Where scratch space for moving tiles between threads starts (after the shared tensors).
+    scratch_base: usize,
+    /// The thread layout of each `copy_async`'s tile and its run length (elements each thread
+    /// copies with one access).
+    copy_layouts: HashMap<ValueId, (RegisterLayout, usize)>,
 }
 
 /// The LIR of a unary operation on one element (`ty` is the element's register type).
@@ -224,7 +235,13 @@ impl Lower<'_> {
     fn prologue(&mut self, body: &mut Vec<lir::Stmt>) {
         let mut parts = Vec::new();
         // Every thread digit a layout uses, for coordinates and for the primary-copy test.
-        let layouts = self.k.values.iter().filter_map(|v| v.layout.as_ref()).chain(self.k.vars.iter().filter_map(|v| v.layout.as_ref()));
+        let layouts = self
+            .k
+            .values
+            .iter()
+            .filter_map(|v| v.layout.as_ref())
+            .chain(self.k.vars.iter().filter_map(|v| v.layout.as_ref()))
+            .chain(self.copy_layouts.values().map(|(l, _)| l));
         for l in layouts {
             parts.extend(l.thread_terms().into_iter().map(|t| (t.stride, t.extent)));
             parts.extend(l.replication_digits());
@@ -585,7 +602,7 @@ impl Lower<'_> {
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
-        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
+        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
         }
@@ -668,6 +685,16 @@ impl Lower<'_> {
                 });
             }
             Op::Load { param, offsets, pad } => self.load(id, *param, offsets, *pad, body),
+            // Allocated by `plan_shared`.
+            Op::SharedAlloc => {}
+            Op::LoadShared { shared, offsets } => self.load_shared(id, *shared, offsets, body),
+            Op::StoreShared { shared, value, offsets } => self.store_shared(*shared, *value, offsets, body),
+            Op::CopyAsync { shared, dst_offsets, param, src_offsets } => {
+                self.copy_async(id, *shared, dst_offsets, *param, src_offsets, body)
+            }
+            Op::Commit => body.push(lir::Stmt::CommitGroup),
+            Op::Wait(n) => body.push(lir::Stmt::WaitGroup(*n)),
+            Op::Sync => body.push(lir::Stmt::Barrier),
             Op::Store { param, value, offsets } => self.store(*param, *value, offsets, body),
             Op::Broadcast(a) => {
                 let a = *a;
@@ -753,11 +780,217 @@ impl Lower<'_> {
         bin(lir::BinaryOp::Add, int(Ty::I32, base as i64), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
     }
 
+    /// Places the shared tensors (row-major, one element per byte for sub-byte formats, each
+    /// 16-byte aligned) at the start of the shared buffer, with the scratch space after them,
+    /// and chooses the thread layout of every `copy_async`.
+    fn plan_shared(&mut self) {
+        let mut offset = 0usize;
+        let threads = self.k.num_threads();
+        for (i, v) in self.k.values.iter().enumerate() {
+            match (&v.op, &v.ty) {
+                (Op::SharedAlloc, Type::Shared { dtype, shape }) => {
+                    self.shared_bases.insert(ValueId(i as u32), offset);
+                    let bytes = shape.iter().product::<usize>() * Ty::of(*dtype).bytes();
+                    offset += bytes.div_ceil(16) * 16;
+                }
+                (Op::CopyAsync { shared, param, .. }, _) => {
+                    let Type::Shared { dtype, shape } = &self.k.value(*shared).ty else { continue };
+                    let ParamKind::Global { shape: global_shape, .. } = &self.k.params[*param].kind else { continue };
+                    let tile = &shape[shape.len() - global_shape.len()..];
+                    // Runs of whole bytes from the packed global buffer are not runs in the
+                    // byte-per-element shared tensor: sub-byte formats copy element by element.
+                    let bits = if dtype.bits() < 8 { 128 } else { dtype.bits() as usize };
+                    if let Some(layout) = crate::passes::infer_layouts::copy_layout(tile, threads, bits) {
+                        let run = Self::contiguous_run(&layout);
+                        self.copy_layouts.insert(ValueId(i as u32), (layout, run));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.scratch_base = offset;
+        self.p.shared_bytes = offset;
+    }
+
+    /// The number of consecutive local elements that every thread holds at consecutive
+    /// positions of the last dimension, starting at a multiple of that number (1 when the
+    /// layout has no such runs).
+    fn contiguous_run(layout: &RegisterLayout) -> usize {
+        let shape = layout.shape();
+        let last = shape.len() - 1;
+        let n = layout.local_size();
+        let mut run = n.min(shape[last]);
+        while run > 1 {
+            let thread_aligned = layout.thread_terms().iter().all(|t| t.dim != last || t.multiplier % run == 0);
+            let runs_ok = n % run == 0
+                && (0..n / run).all(|r| {
+                    let first = layout.local_coords(r * run);
+                    first[last] % run == 0
+                        && (1..run).all(|j| {
+                            let c = layout.local_coords(r * run + j);
+                            c[last] == first[last] + j && (0..last).all(|d| c[d] == first[d])
+                        })
+                });
+            if thread_aligned && runs_ok {
+                return run;
+            }
+            run /= 2;
+        }
+        1
+    }
+
+    /// Byte offset (i32) in the shared buffer of the element at `offsets` (one per dim of
+    /// shared tensor `shared`) plus `tile_coords` (over its trailing dims).
+    fn shared_element(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
+        let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+        let lead = shape.len() - tile_coords.len();
+        let mut flat: Option<Expr> = None;
+        for d in 0..shape.len() {
+            let c = if d < lead {
+                offsets[d].clone()
+            } else {
+                match &offsets[d] {
+                    Expr::Int(_, 0) => tile_coords[d - lead].clone(),
+                    o => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
+                }
+            };
+            flat = Some(match flat {
+                None => c,
+                Some(f) => bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Mul, f, int(Ty::I32, shape[d] as i64)), c),
+            });
+        }
+        let bytes = Ty::of(*dtype).bytes() as i64;
+        let base = self.shared_bases[&shared] as i64;
+        bin(lir::BinaryOp::Add, int(Ty::I32, base), bin(lir::BinaryOp::Mul, flat.expect("rank >= 1"), int(Ty::I32, bytes)))
+    }
+
+    fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(id).clone();
+        let ty = Ty::of(self.dtype(id));
+        let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let coords = self.coords(&layout, i);
+            let offset = self.shared_element(shared, &offsets, &coords);
+            regs.push(self.assign(body, ty, Expr::LoadShared { offset: Box::new(offset), ty }));
+        }
+        self.regs.insert(id, regs);
+    }
+
+    fn store_shared(&mut self, shared: ValueId, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(value).clone();
+        let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        let mut stores = Vec::new();
+        for i in 0..layout.local_size() {
+            let coords = self.coords(&layout, i);
+            let offset = self.shared_element(shared, &offsets, &coords);
+            stores.push(lir::Stmt::StoreShared { offset, value: var(self.regs(value)[i]) });
+        }
+        let guard = self.is_first_replica(&layout);
+        if matches!(guard, Expr::Int(_, 1)) {
+            body.extend(stores);
+        } else {
+            body.push(lir::Stmt::If { cond: guard, then_body: stores, else_body: Vec::new() });
+        }
+    }
+
+    /// `copy_async`: each thread (primary copies only) moves its runs of the tile. When a run
+    /// is 4, 8 or 16 bytes and the source rows and offsets turn out to be aligned at run time
+    /// (a block-uniform test), each run is one `cp.async` that zero-fills what lies outside
+    /// the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
+    /// shared memory directly, which is already complete when the group's `wait` returns.
+    fn copy_async(&mut self, id: ValueId, shared: ValueId, dst_offsets: &[ValueId], param: usize, src_offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let Some((layout, run)) = self.copy_layouts.get(&id).cloned() else {
+            unreachable!("every copy_async has a layout (plan_shared)")
+        };
+        let dtype = self.dtype(shared);
+        let ty = Ty::of(dtype);
+        let rank = src_offsets.len();
+        let mut dst: Vec<Expr> = dst_offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        dst.extend((0..rank).map(|_| int(Ty::I32, 0)));
+        let element_bytes = ty.bytes() as i64;
+        // The synchronous path, element by element.
+        let mut slow = Vec::new();
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, src_offsets, i);
+            let loaded = if dtype.bits() < 8 { packed_load(param, index, dtype) } else { Expr::LoadGlobal { param, index: Box::new(index), ty } };
+            let r = self.new_var(ty);
+            // All-zero bits outside the tensor, as `cp.async` zero-fills.
+            let zero = if ty.is_float() { Expr::Float(ty, 0.0) } else { int(ty, 0) };
+            slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, loaded)], else_body: vec![lir::Stmt::Assign(r, zero)] });
+            let offset = self.shared_element(shared, &dst, &self.coords(&layout, i));
+            slow.push(lir::Stmt::StoreShared { offset, value: var(r) });
+        }
+        let run_bytes = run as i64 * element_bytes;
+        let vector = dtype.bits() >= 8 && matches!(run_bytes, 4 | 8 | 16);
+        let copies = if !vector {
+            slow
+        } else {
+            let (extents, strides) = self.extents[&param].clone();
+            let mut fast = Vec::new();
+            for r in 0..layout.local_size() / run {
+                let coords = self.coords(&layout, r * run);
+                let mut lead_in_bounds = Vec::new();
+                let mut index: Option<Expr> = None;
+                let mut last_g = None;
+                for (d, c) in coords.iter().enumerate() {
+                    let g = self.assign(&mut fast, Ty::I64, to_i64(bin(lir::BinaryOp::Add, var(self.scalar(src_offsets[d])), c.clone())));
+                    if d + 1 < rank {
+                        lead_in_bounds.push(cmp(CmpOp::Ge, var(g), int(Ty::I64, 0)));
+                        lead_in_bounds.push(cmp(CmpOp::Lt, var(g), var(extents[d])));
+                    } else {
+                        last_g = Some(g);
+                    }
+                    let term = bin(lir::BinaryOp::Mul, var(g), var(strides[d]));
+                    index = Some(match index {
+                        None => term,
+                        Some(i) => bin(lir::BinaryOp::Add, i, term),
+                    });
+                }
+                let last_g = last_g.expect("rank >= 1");
+                // Elements of the run inside the tensor: clamp(extent - g, 0, run), or none
+                // when g < 0 (runs are aligned, so a run never straddles 0) or a leading
+                // coordinate is outside.
+                let left = bin(lir::BinaryOp::Sub, var(extents[rank - 1]), var(last_g));
+                let left = bin(lir::BinaryOp::Min, bin(lir::BinaryOp::Max, left, int(Ty::I64, 0)), int(Ty::I64, run as i64));
+                lead_in_bounds.push(cmp(CmpOp::Ge, var(last_g), int(Ty::I64, 0)));
+                let inside = self.assign(&mut fast, Ty::I1, and_all(lead_in_bounds));
+                let count = Expr::Select(Box::new(var(inside)), Box::new(left), Box::new(int(Ty::I64, 0)));
+                let count = Expr::Cast { to: Ty::I32, value: Box::new(count), from_unsigned: false, to_unsigned: false };
+                let src_bytes = self.assign(&mut fast, Ty::I32, bin(lir::BinaryOp::Mul, count, int(Ty::I32, element_bytes)));
+                // A run with nothing to read still needs a valid address: the tensor's start.
+                let byte_index = bin(lir::BinaryOp::Mul, index.expect("rank >= 1"), int(Ty::I64, element_bytes));
+                let reads = cmp(CmpOp::Gt, var(src_bytes), int(Ty::I32, 0));
+                let byte_index = Expr::Select(Box::new(reads), Box::new(byte_index), Box::new(int(Ty::I64, 0)));
+                let offset = self.shared_element(shared, &dst, &coords);
+                fast.push(lir::Stmt::CopyAsync { offset, param, byte_index, bytes: run_bytes as u32, src_bytes: var(src_bytes) });
+            }
+            // Aligned when the source offset along the last dim and the row length (for
+            // rank > 1) are multiples of the run.
+            let (extents, _) = &self.extents[&param];
+            let mut aligned = vec![cmp(
+                CmpOp::Eq,
+                bin(lir::BinaryOp::Rem, to_i64(var(self.scalar(src_offsets[rank - 1]))), int(Ty::I64, run as i64)),
+                int(Ty::I64, 0),
+            )];
+            if rank > 1 {
+                aligned.push(cmp(CmpOp::Eq, bin(lir::BinaryOp::Rem, var(extents[rank - 1]), int(Ty::I64, run as i64)), int(Ty::I64, 0)));
+            }
+            vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
+        };
+        let guard = self.is_first_replica(&layout);
+        if matches!(guard, Expr::Int(_, 1)) {
+            body.extend(copies);
+        } else {
+            body.push(lir::Stmt::If { cond: guard, then_body: copies, else_body: Vec::new() });
+        }
+    }
+
     /// Writes tensors to the shared buffer (row-major, one after another, 16-byte aligned) and
     /// waits for every thread. Returns each tensor's base offset.
     fn stage(&mut self, values: &[ValueId], body: &mut Vec<lir::Stmt>) -> Vec<usize> {
         let mut bases = Vec::new();
-        let mut offset = 0usize;
+        let mut offset = self.scratch_base;
         for &v in values {
             let shape = self.k.value(v).ty.shape().expect("tensor").to_vec();
             let bytes = Ty::of(self.dtype(v)).bytes();

@@ -20,6 +20,8 @@ use std::collections::{HashMap, HashSet};
 pub const MAX_TILE_ELEMENTS: usize = 1 << 16;
 /// Warps per block allowed by `warps(n)`.
 pub const MAX_WARPS: i64 = 32;
+/// Static shared memory a kernel may declare (the limit without opting in to more).
+pub const MAX_SHARED_BYTES: usize = 48 * 1024;
 
 /// Finds a kernel by name (or the only/first one when `name` is `None`).
 pub fn find_kernel<'f>(file: &'f ast::File, name: Option<&str>) -> Result<&'f ast::Kernel, Diagnostic> {
@@ -119,6 +121,8 @@ fn lower_kernel_with_layouts(
         scopes: vec![HashMap::new()],
         diags: Vec::new(),
         assigned: HashSet::new(),
+        kernel_scope_depth: 0,
+        shared_bytes: 0,
     };
     // Top-level layouts are expanded where they are used, so they may name the kernel's
     // compile-time parameters.
@@ -165,6 +169,8 @@ enum Operand {
     Bool(bool),
     Value(ValueId),
     Tensor(usize),
+    /// A shared tensor (a value of `Type::Shared`): only `load`, `store` and `copy_async` take it.
+    Shared(ValueId),
     List(Vec<(Operand, Span)>),
     /// Already reported.
     Error,
@@ -176,6 +182,10 @@ struct Sema {
     diags: Vec<Diagnostic>,
     /// Names that some statement assigns to: their `let`s become variables.
     assigned: HashSet<String>,
+    /// The scope depth of the kernel body's top level (shared tensors are allocated only there).
+    kernel_scope_depth: usize,
+    /// Bytes of shared memory the kernel's shared tensors need so far.
+    shared_bytes: usize,
 }
 
 fn collect_assigned(stmts: &[ast::Stmt], out: &mut HashSet<String>) {
@@ -486,6 +496,7 @@ impl Sema {
             }
         }
         collect_assigned(&kernel.body.stmts, &mut self.assigned);
+        self.kernel_scope_depth = self.scopes.len();
         let mut body = Vec::new();
         self.block(&kernel.body.stmts, &mut body);
         self.k.body = body;
@@ -585,6 +596,17 @@ impl Sema {
                 }
                 let binding = match op {
                     Operand::Error => Binding::Poisoned,
+                    Operand::Shared(v) => {
+                        if annotation.is_some() {
+                            self.error("a shared tensor has no register layout to annotate", name.span);
+                            Binding::Poisoned
+                        } else if self.assigned.contains(&name.name) {
+                            self.error(format!("`{}` names a shared tensor, which cannot be reassigned", name.name), name.span);
+                            Binding::Poisoned
+                        } else {
+                            Binding::Value(v)
+                        }
+                    }
                     Operand::Int(v) if !self.assigned.contains(&name.name) && annotation.is_none() => Binding::Const(v),
                     other => {
                         let Some(v) = self.materialize_default(other, value.span, body) else {
@@ -664,10 +686,11 @@ impl Sema {
                 }
             }
             StmtKind::Expr(e) => {
-                let is_store = matches!(&e.kind, ExprKind::Call { callee, .. } if callee.name == "store");
+                let stands_alone = matches!(&e.kind, ExprKind::Call { callee, .. }
+                    if matches!(callee.name.as_str(), "store" | "copy_async" | "commit" | "wait" | "sync"));
                 let op = self.expr(e, body);
-                if !is_store && !matches!(op, Operand::Error) {
-                    self.error("this expression's value is unused (only `store(...)` stands alone)", e.span);
+                if !stands_alone && !matches!(op, Operand::Error) {
+                    self.error("this expression's value is unused (only `store`, `copy_async`, `commit`, `wait` and `sync` stand alone)", e.span);
                 }
             }
         }
@@ -683,7 +706,11 @@ impl Sema {
             Operand::Bool(_) => self.coerce_to(op, &Type::Scalar(DType::Bool), span, body),
             Operand::Value(v) => Some(v),
             Operand::Tensor(_) => {
-                self.error("a global tensor can only be used through `load` and `store`", span);
+                self.error("a global tensor can only be used through `load`, `store` and `copy_async`", span);
+                None
+            }
+            Operand::Shared(_) => {
+                self.error("a shared tensor can only be used through `load`, `store` and `copy_async`", span);
                 None
             }
             Operand::List(_) => {
@@ -834,6 +861,7 @@ impl Sema {
                     Operand::Value(self.emit(body, Type::Scalar(d), Op::Param(i), e.span))
                 }
                 Some(Binding::TensorParam(i)) => Operand::Tensor(i),
+                Some(Binding::Value(v)) if matches!(self.k.value(v).ty, Type::Shared { .. }) => Operand::Shared(v),
                 Some(Binding::Value(v)) => Operand::Value(v),
                 Some(Binding::Var(var)) => {
                     let ty = self.k.var(var).ty.clone();
@@ -1086,6 +1114,57 @@ impl Sema {
         Some((param, dtype, shape, mutable))
     }
 
+    /// `load(s, offsets, shape)` and `store(s, tile, offsets)` on shared tensor `s`: one offset
+    /// per dim of `s`; the tile spans the trailing dims of `s`.
+    fn shared_access(&mut self, name: &str, positional: Vec<(Operand, Span)>, span: Span, body: &mut Vec<Stmt>) -> Operand {
+        let mut it = positional.into_iter();
+        let (Operand::Shared(shared), _) = it.next().expect("3") else { unreachable!("checked by the caller") };
+        let Type::Shared { dtype, shape: sshape } = self.ty(shared).clone() else { unreachable!("shared operand") };
+        let (second, second_span) = it.next().expect("3");
+        let (third, third_span) = it.next().expect("3");
+        let check_tile = |s: &mut Self, tile: &[usize], at: Span| -> bool {
+            let trailing = &sshape[sshape.len().saturating_sub(tile.len())..];
+            if tile.len() > sshape.len() || tile.iter().zip(trailing).any(|(t, e)| t > e) {
+                s.error(format!("a {tile:?} tile does not fit the trailing dims of the shared tensor {sshape:?}"), at);
+                return false;
+            }
+            true
+        };
+        if name == "load" {
+            let Some(shape) = self.shape_list(third, third_span) else { return Operand::Error };
+            if !check_tile(self, &shape, third_span) {
+                return Operand::Error;
+            }
+            let Some(offsets) = self.offsets(second, sshape.len(), second_span, body) else { return Operand::Error };
+            return Operand::Value(self.emit(body, Type::Tensor { dtype, shape }, Op::LoadShared { shared, offsets }, span));
+        }
+        let Some(v) = self.materialize_default(second, second_span, body) else { return Operand::Error };
+        let tile = match self.ty(v).clone() {
+            Type::Tensor { dtype: d, shape } if d == dtype => shape,
+            Type::Tensor { dtype: d, .. } => {
+                self.error(format!("storing {d} values into a {dtype} shared tensor (use `cast<{dtype}>(...)`)"), second_span);
+                return Operand::Error;
+            }
+            other => {
+                self.error(format!("`store` needs a tile, found {}", ir::print::type_str(&other)), second_span);
+                return Operand::Error;
+            }
+        };
+        if !check_tile(self, &tile, second_span) {
+            return Operand::Error;
+        }
+        if dtype.bits() < 8 {
+            self.error(
+                format!("storing a {dtype} tile into shared memory is not supported yet; fill shared tensors of sub-byte formats with `copy_async`"),
+                second_span,
+            );
+            return Operand::Error;
+        }
+        let Some(offsets) = self.offsets(third, sshape.len(), third_span, body) else { return Operand::Error };
+        self.emit(body, Type::Unit, Op::StoreShared { shared, value: v, offsets }, span);
+        Operand::Error // a store has no value
+    }
+
     fn call(&mut self, e: &ast::Expr, callee: &ast::Ident, dtype: Option<(DType, Span)>, args: &[ast::Arg], body: &mut Vec<Stmt>) -> Operand {
         let name = callee.name.as_str();
         // Split positional and named arguments; analyse every argument once.
@@ -1112,7 +1191,7 @@ impl Sema {
                 return Operand::Error;
             }
         }
-        let takes_dtype = matches!(name, "cast" | "zeros" | "full" | "view");
+        let takes_dtype = matches!(name, "cast" | "zeros" | "full" | "view" | "shared");
         if takes_dtype != dtype.is_some() {
             let span = dtype.map_or(callee.span, |d| d.1);
             if takes_dtype {
@@ -1131,7 +1210,109 @@ impl Sema {
             }
         };
         let dim_arg = named.iter().find(|(n, _, _)| n.name == "dim").map(|(_, o, s)| (o.clone(), *s));
+        let first_is_shared = matches!(positional.first(), Some((Operand::Shared(_), _)));
         match name {
+            "load" | "store" if first_is_shared => {
+                if !arity(self, 3) || !named.is_empty() {
+                    if !named.is_empty() {
+                        self.error("a load from shared memory takes no `pad`: every element must lie inside the shared tensor", named[0].2);
+                    }
+                    return Operand::Error;
+                }
+                self.shared_access(name, positional, e.span, body)
+            }
+            "shared" => {
+                let dtype = dtype.expect("checked").0;
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                if self.scopes.len() != self.kernel_scope_depth {
+                    self.error("shared tensors are allocated once per block: write `shared<...>(...)` at the top level of the kernel body, not inside `for` or `if`", e.span);
+                    return Operand::Error;
+                }
+                let (shape, ss) = positional.into_iter().next().expect("1");
+                let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
+                let elements: usize = shape.iter().product();
+                // Elements narrower than a byte take one byte each in shared memory.
+                let bytes = elements.saturating_mul(dtype.bits().div_ceil(8) as usize);
+                self.shared_bytes = self.shared_bytes.saturating_add(bytes.div_ceil(16).saturating_mul(16));
+                if self.shared_bytes > MAX_SHARED_BYTES {
+                    self.error(
+                        format!("the kernel's shared tensors need {} bytes; at most {MAX_SHARED_BYTES} bytes of static shared memory are available", self.shared_bytes),
+                        e.span,
+                    );
+                    return Operand::Error;
+                }
+                Operand::Shared(self.emit(body, Type::Shared { dtype, shape }, Op::SharedAlloc, e.span))
+            }
+            "copy_async" => {
+                if !arity(self, 4) {
+                    return Operand::Error;
+                }
+                let mut it = positional.into_iter();
+                let (dst, ds) = it.next().expect("4");
+                let (dst_offs, dos) = it.next().expect("4");
+                let (src, srcs) = it.next().expect("4");
+                let (src_offs, sos) = it.next().expect("4");
+                let Operand::Shared(shared) = dst else {
+                    self.error("the first argument of `copy_async` must be a shared tensor (`let s = shared<f16>([...]);`)", ds);
+                    return Operand::Error;
+                };
+                let Some((param, gdtype, gshape, _)) = self.global_param(name, src, srcs) else { return Operand::Error };
+                let Type::Shared { dtype: sdtype, shape: sshape } = self.ty(shared).clone() else { unreachable!("shared operand") };
+                if gdtype != sdtype {
+                    self.error(format!("copying {gdtype} elements into a {sdtype} shared tensor"), srcs);
+                    return Operand::Error;
+                }
+                if gshape.len() > sshape.len() {
+                    self.error(
+                        format!("the global tensor has rank {}, more than the shared tensor's {}", gshape.len(), sshape.len()),
+                        srcs,
+                    );
+                    return Operand::Error;
+                }
+                // The destination offsets select the leading dims; the tile is the rest, whole.
+                let lead = sshape.len() - gshape.len();
+                if let Operand::List(items) = &dst_offs {
+                    if items.len() != lead {
+                        self.error(
+                            format!(
+                                "`copy_async` fills the trailing {} dims of the {sshape:?} shared tensor whole; give {lead} offset{} for its leading dims, found {}",
+                                gshape.len(),
+                                if lead == 1 { "" } else { "s" },
+                                items.len()
+                            ),
+                            dos,
+                        );
+                        return Operand::Error;
+                    }
+                }
+                let Some(dst_offsets) = self.offsets(dst_offs, sshape.len() - gshape.len(), dos, body) else { return Operand::Error };
+                let Some(src_offsets) = self.offsets(src_offs, gshape.len(), sos, body) else { return Operand::Error };
+                self.emit(body, Type::Unit, Op::CopyAsync { shared, dst_offsets, param, src_offsets }, e.span);
+                Operand::Error // no value: a statement
+            }
+            "commit" | "sync" => {
+                if !arity(self, 0) {
+                    return Operand::Error;
+                }
+                let op = if name == "commit" { Op::Commit } else { Op::Sync };
+                self.emit(body, Type::Unit, op, e.span);
+                Operand::Error
+            }
+            "wait" => {
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (n, ns) = positional.into_iter().next().expect("1");
+                match n {
+                    Operand::Int(n) if (0..=7).contains(&n) => {
+                        self.emit(body, Type::Unit, Op::Wait(n as u32), e.span);
+                    }
+                    _ => self.error("`wait(n)` takes the number of groups that may stay in flight, a compile-time integer from 0 to 7", ns),
+                }
+                Operand::Error
+            }
             "load" => {
                 if !arity(self, 3) {
                     return Operand::Error;

@@ -26,6 +26,7 @@
 //!   Only `cast` saturates. Integer division by zero is a [`Fault::DivisionByZero`].
 //! * Integers are exact up to 2^53 in magnitude; `i64`/`u64` values beyond that lose low bits.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use thiserror::Error;
@@ -87,6 +88,15 @@ pub enum Fault {
     /// An operation the verifier admits but that has no meaning (e.g. `not` of a float).
     #[error("{0}")]
     Unsupported(String),
+    /// A shared-memory access outside the shared tensor.
+    #[error("element {index:?} is outside shared tensor %{shared} of shape {shape:?}")]
+    SharedOutOfBounds { shared: u32, index: Vec<i64>, shape: Vec<usize> },
+    /// A read of a shared element that nothing has written yet in this block.
+    #[error("element {index:?} of shared tensor %{shared} is read before anything writes it")]
+    SharedUninitialized { shared: u32, index: Vec<usize> },
+    /// An access to a shared element that an unfinished `copy_async` will still write.
+    #[error("element {index:?} of shared tensor %{shared} is {access} while a `copy_async` into it is still in flight (`commit` the copy and `wait` for its group first)")]
+    CopyInFlight { shared: u32, index: Vec<usize>, access: &'static str },
     /// An inconsistency that a verified kernel cannot have.
     #[error("internal error: {0}")]
     Internal(String),
@@ -131,6 +141,9 @@ pub fn launch(kernel: &Kernel, args: &mut [Arg]) -> Result<(), VmError> {
         block: [0; 3],
         env: vec![None; kernel.values.len()],
         vars: vec![None; kernel.vars.len()],
+        shared: HashMap::new(),
+        uncommitted: Vec::new(),
+        groups: VecDeque::new(),
     };
     for z in 0..grid[2] {
         for y in 0..grid[1] {
@@ -267,14 +280,68 @@ struct Machine<'k, 'a> {
     block: [u32; 3],
     env: Vec<Option<Vec<f64>>>,
     vars: Vec<Option<Vec<f64>>>,
+    /// The contents of each shared tensor of the block (`None`: not written yet) and how many
+    /// unfinished copies target each element.
+    shared: HashMap<ValueId, SharedTensor>,
+    /// Copies started since the last `commit`.
+    uncommitted: Vec<PendingCopy>,
+    /// Committed groups of copies, oldest first, not yet retired by a `wait`.
+    groups: VecDeque<Vec<PendingCopy>>,
+}
+
+struct SharedTensor {
+    shape: Vec<usize>,
+    data: Vec<Option<f64>>,
+    in_flight: Vec<u32>,
+}
+
+/// One element of a `copy_async`: its source is read when the copy starts, and lands in the
+/// shared tensor when a `wait` retires its group.
+struct PendingCopy {
+    shared: ValueId,
+    index: usize,
+    value: f64,
+}
+
+impl SharedTensor {
+    /// The flat index of `offsets + tile_index` (tile over the trailing dims), checked.
+    fn flat(&self, id: ValueId, offsets: &[i64], tile_index: &[usize]) -> Result<usize, Fault> {
+        let lead = self.shape.len() - tile_index.len();
+        let mut flat = 0usize;
+        let mut coords = Vec::with_capacity(self.shape.len());
+        for d in 0..self.shape.len() {
+            let t = if d < lead { 0 } else { tile_index[d - lead] as i64 };
+            coords.push(offsets[d].saturating_add(t));
+        }
+        for (d, &c) in coords.iter().enumerate() {
+            if c < 0 || c >= self.shape[d] as i64 {
+                return Err(Fault::SharedOutOfBounds { shared: id.0, index: coords, shape: self.shape.clone() });
+            }
+            flat = flat * self.shape[d] + c as usize;
+        }
+        Ok(flat)
+    }
+
+    fn unflatten(&self, mut flat: usize) -> Vec<usize> {
+        let mut index = vec![0; self.shape.len()];
+        for d in (0..self.shape.len()).rev() {
+            index[d] = flat % self.shape[d];
+            flat /= self.shape[d];
+        }
+        index
+    }
 }
 
 impl Machine<'_, '_> {
     fn run_block(&mut self, block: [u32; 3]) -> Result<(), VmError> {
         self.block = block;
-        // Each block starts with no values and uninitialized variables.
+        // Each block starts with no values, uninitialized variables, no shared memory and no
+        // copies in flight.
         self.env.iter_mut().for_each(|v| *v = None);
         self.vars.iter_mut().for_each(|v| *v = None);
+        self.shared.clear();
+        self.uncommitted.clear();
+        self.groups.clear();
         let kernel = self.kernel;
         self.run_body(&kernel.body)
     }
@@ -410,6 +477,117 @@ impl Machine<'_, '_> {
                 store(tensor, &offsets, value_shape(kernel, *value), get(env, *value)?)?;
                 Vec::new()
             }
+            Op::SharedAlloc => {
+                let Type::Shared { shape, .. } = ty else { return Err(internal("shared_alloc of a non-shared type")) };
+                let n: usize = shape.iter().product();
+                self.shared.insert(id, SharedTensor { shape: shape.clone(), data: vec![None; n], in_flight: vec![0; n] });
+                Vec::new()
+            }
+            Op::LoadShared { shared, offsets } => {
+                let offsets = scalars_of(env, offsets)?;
+                let tensor = self.shared.get(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
+                let mut out = Vec::with_capacity(n);
+                let mut fault = None;
+                for_each_index(shape_of(ty), |idx| {
+                    if fault.is_some() {
+                        return;
+                    }
+                    let read = tensor.flat(*shared, &offsets, idx).and_then(|i| {
+                        if tensor.in_flight[i] > 0 {
+                            return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "read" });
+                        }
+                        tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })
+                    });
+                    match read {
+                        Ok(v) => out.push(v),
+                        Err(f) => fault = Some(f),
+                    }
+                });
+                if let Some(f) = fault {
+                    return Err(f);
+                }
+                out
+            }
+            Op::StoreShared { shared, value, offsets } => {
+                let offsets = scalars_of(env, offsets)?;
+                let x = get(env, *value)?;
+                let tile = value_shape(kernel, *value);
+                let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
+                let mut targets = Vec::with_capacity(x.len());
+                let mut fault = None;
+                for_each_index(tile, |idx| {
+                    if fault.is_none() {
+                        match tensor.flat(*shared, &offsets, idx) {
+                            Ok(i) => targets.push(i),
+                            Err(f) => fault = Some(f),
+                        }
+                    }
+                });
+                if let Some(f) = fault {
+                    return Err(f);
+                }
+                if let Some(&i) = targets.iter().find(|&&i| tensor.in_flight[i] > 0) {
+                    return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "written" });
+                }
+                for (&i, &v) in targets.iter().zip(x) {
+                    tensor.data[i] = Some(v);
+                }
+                Vec::new()
+            }
+            Op::CopyAsync { shared, dst_offsets, param, src_offsets } => {
+                let dst_offsets = scalars_of(env, dst_offsets)?;
+                let src_offsets = scalars_of(env, src_offsets)?;
+                let source = self.args.get(*param).and_then(Arg::tensor);
+                let source = source.ok_or_else(|| internal("`copy_async` names a scalar parameter"))?;
+                let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
+                // The tile: the trailing dims of the shared tensor, whole; the destination
+                // offsets select the leading dims.
+                let rank = source.shape.len();
+                let lead = tensor.shape.len() - rank;
+                let tile = tensor.shape[lead..].to_vec();
+                let values = load(source, &src_offsets, &tile, 0.0)?;
+                let mut k = 0;
+                let mut fault = None;
+                let mut copies = Vec::with_capacity(values.len());
+                for_each_index(&tile, |idx| {
+                    if fault.is_none() {
+                        let mut at = dst_offsets.clone();
+                        at.extend(idx.iter().map(|&i| i as i64));
+                        match tensor.flat(*shared, &at, &[]) {
+                            Ok(i) => copies.push(PendingCopy { shared: *shared, index: i, value: values[k] }),
+                            Err(f) => fault = Some(f),
+                        }
+                    }
+                    k += 1;
+                });
+                if let Some(f) = fault {
+                    return Err(f);
+                }
+                for c in &copies {
+                    tensor.in_flight[c.index] += 1;
+                }
+                self.uncommitted.extend(copies);
+                Vec::new()
+            }
+            Op::Commit => {
+                let group = std::mem::take(&mut self.uncommitted);
+                self.groups.push_back(group);
+                Vec::new()
+            }
+            Op::Wait(keep) => {
+                while self.groups.len() > *keep as usize {
+                    let group = self.groups.pop_front().expect("non-empty");
+                    for c in group {
+                        let tensor = self.shared.get_mut(&c.shared).ok_or_else(|| internal("shared tensor not allocated"))?;
+                        tensor.data[c.index] = Some(c.value);
+                        tensor.in_flight[c.index] -= 1;
+                    }
+                }
+                Vec::new()
+            }
+            // The VM executes every instruction for the whole block at once: a barrier changes
+            // nothing here (the simulator checks that the program has the barriers it needs).
+            Op::Sync => Vec::new(),
             Op::Dot { a, b, c } => {
                 let (a_shape, b_shape) = (value_shape(kernel, *a), value_shape(kernel, *b));
                 let &[m, k] = a_shape else { return Err(internal("dot operand is not 2-d")) };
@@ -439,6 +617,11 @@ impl Machine<'_, '_> {
 }
 
 /// The elements of an already computed value.
+/// The values of scalar offsets, as integers.
+fn scalars_of(env: &[Option<Vec<f64>>], ids: &[ValueId]) -> Result<Vec<i64>, Fault> {
+    ids.iter().map(|o| get_scalar(env, *o).map(|v| v as i64)).collect()
+}
+
 fn get(env: &[Option<Vec<f64>>], id: ValueId) -> Result<&[f64], Fault> {
     env.get(id.index())
         .and_then(|v| v.as_deref())
@@ -483,6 +666,13 @@ fn op_name(op: &Op) -> String {
         Op::Dot { .. } => "dot".into(),
         Op::Reduce { op, .. } => format!("reduce_{}", op.name()),
         Op::Select { .. } => "select".into(),
+        Op::SharedAlloc => "shared".into(),
+        Op::LoadShared { .. } => "load (shared)".into(),
+        Op::StoreShared { .. } => "store (shared)".into(),
+        Op::CopyAsync { .. } => "copy_async".into(),
+        Op::Commit => "commit".into(),
+        Op::Wait(_) => "wait".into(),
+        Op::Sync => "sync".into(),
         Op::View(_) => "view".into(),
         Op::Permute { .. } => "permute".into(),
         Op::Reshape(_) => "reshape".into(),

@@ -62,6 +62,12 @@ pub enum SimtError {
     /// `second` touched shared byte `byte` after `first` did, with no barrier between them,
     /// from another thread, and at least one of the two wrote it.
     SharedRace { block: [u32; 3], byte: usize, first: Access, second: Access },
+    /// A shared byte accessed while a `cp.async` started by `copier` (and not yet retired by
+    /// its `cp.async.wait_group`) will still write it.
+    CopyInFlight { block: [u32; 3], thread: usize, byte: usize, copier: usize, at: Location },
+    /// A `cp.async` whose size is not 4, 8 or 16 bytes, whose addresses are not multiples of
+    /// it, or whose source-size is outside `0..=size`.
+    BadCopy { block: [u32; 3], thread: usize, message: String, at: Location },
     /// A LIR statement the simulator does not implement yet.
     Unsupported { block: [u32; 3], what: String, at: Location },
     BadArgument { index: usize, name: String, message: String },
@@ -98,6 +104,10 @@ impl SimtError {
                     second.thread, first.thread
                 )
             }
+            SimtError::CopyInFlight { block, thread, byte, copier, .. } => format!(
+                "thread {thread} accesses shared byte {byte} while a cp.async of thread {copier} into it is still in flight (block {block:?}): wait for its group first"
+            ),
+            SimtError::BadCopy { block, thread, message, .. } => format!("cp.async in block {block:?}, thread {thread}: {message}"),
             SimtError::Unsupported { block, what, .. } => format!("the simulator does not implement `{what}` yet (block {block:?})"),
             SimtError::BadArgument { index, name, message } => format!("argument {index} (`{name}`): {message}"),
         }
@@ -112,6 +122,8 @@ impl SimtError {
             | SimtError::DivergentLoop { at, .. }
             | SimtError::DivergentBarrier { at, .. }
             | SimtError::DivergentWarpInstruction { at, .. }
+            | SimtError::CopyInFlight { at, .. }
+            | SimtError::BadCopy { at, .. }
             | SimtError::Unsupported { at, .. } => at.as_ref(),
             SimtError::SharedRace { second, .. } => second.at.as_ref(),
             SimtError::BadArgument { .. } => None,
@@ -250,6 +262,25 @@ struct Block<'a> {
     source_ids: HashMap<*const Stmt, u32>,
     locs: Vec<(Span, &'a str)>,
     stats: Stats,
+    /// Per thread: copies started since its last commit, and its committed groups, oldest
+    /// first.
+    copies: Vec<ThreadCopies>,
+    /// Per shared byte: the thread + 1 of an unfinished copy into it (0: none).
+    in_flight: Vec<u32>,
+}
+
+/// One `cp.async`: the bytes it read from global memory when it started, and where they go.
+struct PendingCopy {
+    offset: usize,
+    data: Vec<u8>,
+    /// The location id of the `cp.async`.
+    loc: u32,
+}
+
+#[derive(Default)]
+struct ThreadCopies {
+    open: Vec<PendingCopy>,
+    groups: std::collections::VecDeque<Vec<PendingCopy>>,
 }
 
 /// Runs `program` over the whole grid.
@@ -293,6 +324,8 @@ pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Re
         source_ids: HashMap::new(),
         locs: Vec::new(),
         stats: Stats::default(),
+        copies: (0..threads).map(|_| ThreadCopies::default()).collect(),
+        in_flight: vec![0; program.shared_bytes],
     };
     b.collect_sources(&program.body);
     let mask = vec![true; threads];
@@ -303,6 +336,9 @@ pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Re
                 if x | y | z != 0 {
                     b.regs.iter_mut().for_each(|r| r.fill(V::I(0)));
                     b.shared.fill(0);
+                    // Copies a block leaves unfinished are dropped with it.
+                    b.copies.iter_mut().for_each(|c| *c = ThreadCopies::default());
+                    b.in_flight.fill(0);
                 }
                 b.cur = 0;
                 b.next_epoch();
@@ -365,6 +401,7 @@ impl<'a> Block<'a> {
     /// Records thread `t` reading `range` of shared memory; a race if another thread wrote
     /// a byte of it since the last barrier.
     fn shared_read(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
+        self.check_not_in_flight(range.clone(), t)?;
         let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
         for b in range {
             let mut s = self.shadow[b];
@@ -388,6 +425,26 @@ impl<'a> Block<'a> {
     /// Records thread `t` writing `range` of shared memory; a race if another thread read or
     /// wrote a byte of it since the last barrier.
     fn shared_write(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
+        self.check_not_in_flight(range.clone(), t)?;
+        self.record_write(range, t)
+    }
+
+    /// An error if an unfinished `cp.async` will still write a byte of `range`.
+    fn check_not_in_flight(&self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
+        match range.clone().find(|&b| self.in_flight[b] != 0) {
+            Some(byte) => Err(Box::new(SimtError::CopyInFlight {
+                block: self.block,
+                thread: t,
+                byte,
+                copier: self.in_flight[byte] as usize - 1,
+                at: self.at(),
+            })),
+            None => Ok(()),
+        }
+    }
+
+    /// Race detection for thread `t` writing `range` (a store, or a copy landing).
+    fn record_write(&mut self, range: std::ops::Range<usize>, t: usize) -> Result<(), Fault> {
         let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
         for b in range {
             let mut s = self.shadow[b];
@@ -512,6 +569,33 @@ impl<'a> Block<'a> {
                 Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c, mask)?,
                 Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle_xor(*dst, *src, *lane_mask, mask)?,
                 Stmt::LdMatrix { dst, row_offset, trans } => self.ldmatrix(dst, row_offset, *trans, mask)?,
+                Stmt::CopyAsync { offset, param, byte_index, bytes, src_bytes } => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            self.copy_async(t, offset, *param, byte_index, *bytes, src_bytes)?;
+                        }
+                    }
+                }
+                Stmt::CommitGroup => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let open = std::mem::take(&mut self.copies[t].open);
+                            self.copies[t].groups.push_back(open);
+                        }
+                    }
+                }
+                Stmt::WaitGroup(n) => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            while self.copies[t].groups.len() > *n as usize {
+                                let group = self.copies[t].groups.pop_front().expect("non-empty");
+                                for copy in group {
+                                    self.land(t, copy)?;
+                                }
+                            }
+                        }
+                    }
+                }
                 Stmt::Barrier => {
                     if active != self.threads as u64 {
                         return Err(Box::new(SimtError::DivergentBarrier { block: self.block, at: self.at() }));
@@ -528,6 +612,64 @@ impl<'a> Block<'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Thread `t` starts a `cp.async`: reads its source now (`src_bytes` bytes, zeros after
+    /// them) and marks its destination bytes in flight until a `cp.async.wait_group` lands it.
+    fn copy_async(&mut self, t: usize, offset: &Expr, param: usize, byte_index: &Expr, bytes: u32, src_bytes: &Expr) -> Result<(), Fault> {
+        let off = self.eval(offset, t)?.i();
+        let index = self.eval(byte_index, t)?.i();
+        let read = self.eval(src_bytes, t)?.i();
+        let bad = |s: &Self, message: String| Box::new(SimtError::BadCopy { block: s.block, thread: t, message, at: s.at() });
+        if !matches!(bytes, 4 | 8 | 16) {
+            return Err(bad(self, format!("a copy of {bytes} bytes (4, 8 or 16 are allowed)")));
+        }
+        let size = bytes as i64;
+        if off.rem_euclid(size) != 0 || index.rem_euclid(size) != 0 {
+            return Err(bad(self, format!("shared byte {off} or global byte {index} is not a multiple of the copy size {bytes}")));
+        }
+        if !(0..=size).contains(&read) {
+            return Err(bad(self, format!("source size {read} is outside 0..={bytes}")));
+        }
+        let mut data = vec![0u8; bytes as usize];
+        if read > 0 {
+            let buffer = match &self.args[param] {
+                Arg::Tensor(tensor) => &tensor.data,
+                Arg::Scalar(_) => return Err(Box::new(self.not_a_tensor(param))),
+            };
+            if index < 0 || (index + read) as usize > buffer.len() {
+                let len = buffer.len();
+                return Err(Box::new(self.out_of_bounds(param, index, len, t, "cp.async byte")));
+            }
+            data[..read as usize].copy_from_slice(&buffer[index as usize..(index + read) as usize]);
+        }
+        if off < 0 || (off + size) as usize > self.shared.len() {
+            return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset: off, size: bytes as usize, bytes: self.shared.len(), at: self.at() }));
+        }
+        let range = off as usize..(off + size) as usize;
+        // Another access or copy to these bytes before the copy lands is a bug either way.
+        self.check_not_in_flight(range.clone(), t)?;
+        for b in range {
+            self.in_flight[b] = t as u32 + 1;
+        }
+        let loc = self.cur;
+        self.copies[t].open.push(PendingCopy { offset: off as usize, data, loc });
+        Ok(())
+    }
+
+    /// A copy of thread `t` lands: its bytes become a write by `t` (visible to other threads
+    /// after the next barrier), attributed to the `cp.async` that started it.
+    fn land(&mut self, t: usize, copy: PendingCopy) -> Result<(), Fault> {
+        let range = copy.offset..copy.offset + copy.data.len();
+        for b in range.clone() {
+            self.in_flight[b] = 0;
+        }
+        let wait_loc = std::mem::replace(&mut self.cur, copy.loc);
+        let recorded = self.record_write(range.clone(), t);
+        self.cur = wait_loc;
+        recorded?;
+        self.shared[range].copy_from_slice(&copy.data);
         Ok(())
     }
 

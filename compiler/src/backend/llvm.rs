@@ -294,6 +294,30 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             }
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
+            Stmt::CopyAsync { offset, param, byte_index, bytes, src_bytes } => {
+                // 16-byte copies bypass L1 (`.cg`); smaller ones must go through it (`.ca`).
+                let name = match bytes {
+                    4 | 8 => format!("llvm.nvvm.cp.async.ca.shared.global.{bytes}.s"),
+                    16 => "llvm.nvvm.cp.async.cg.shared.global.16.s".to_string(),
+                    _ => return Err(self.invalid(format!("cp.async of {bytes} bytes"))),
+                };
+                let dst = self.shared_address(offset)?;
+                let (base, _) = self.global_param(*param)?;
+                let byte_index = self.expr_of(byte_index, Ty::I64, "a global byte index")?;
+                let src = self.byte_address(base, byte_index.v.into_int_value())?;
+                let src_bytes = self.expr_of(src_bytes, Ty::I32, "the bytes a cp.async reads")?;
+                let function = self.intrinsic(&name, &[])?;
+                self.builder.build_call(function, &[dst.into(), src.into(), src_bytes.v.into()], "")?;
+            }
+            Stmt::CommitGroup => {
+                let function = self.intrinsic("llvm.nvvm.cp.async.commit.group", &[])?;
+                self.builder.build_call(function, &[], "")?;
+            }
+            Stmt::WaitGroup(n) => {
+                let function = self.intrinsic("llvm.nvvm.cp.async.wait.group", &[])?;
+                let n = self.context.i32_type().const_int(*n as u64, false);
+                self.builder.build_call(function, &[n.into()], "")?;
+            }
             Stmt::Mma { kind, a, b, c } => self.mma(*kind, a, b, c)?,
             Stmt::LdMatrix { dst, row_offset, trans } => {
                 let count = dst.len();

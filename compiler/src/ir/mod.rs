@@ -44,6 +44,9 @@ pub enum Type {
     Scalar(DType),
     /// A register tile with a static shape.
     Tensor { dtype: DType, shape: Vec<usize> },
+    /// A tensor in shared memory with a static shape, allocated once per block (`shared<f16>([2, 16, 32])`).
+    /// Only `load`, `store` and `copy_async` use it.
+    Shared { dtype: DType, shape: Vec<usize> },
     /// The result of an instruction that produces nothing (`store`).
     Unit,
 }
@@ -51,7 +54,7 @@ pub enum Type {
 impl Type {
     pub fn dtype(&self) -> Option<DType> {
         match self {
-            Type::Scalar(d) | Type::Tensor { dtype: d, .. } => Some(*d),
+            Type::Scalar(d) | Type::Tensor { dtype: d, .. } | Type::Shared { dtype: d, .. } => Some(*d),
             Type::Unit => None,
         }
     }
@@ -71,7 +74,7 @@ impl Type {
         match self {
             Type::Tensor { shape, .. } => shape.iter().product(),
             Type::Scalar(_) => 1,
-            Type::Unit => 0,
+            Type::Shared { .. } | Type::Unit => 0,
         }
     }
 }
@@ -292,6 +295,29 @@ pub enum Op {
     Store { param: usize, value: ValueId, offsets: Vec<ValueId> },
     /// `c + a @ b` for `a: [M, K]`, `b: [K, N]`, `c: [M, N]`; products and sums in `c`'s dtype.
     Dot { a: ValueId, b: ValueId, c: ValueId },
+    /// A shared tensor of the value's type (`Type::Shared`), allocated for the whole block; its
+    /// elements are undefined until written.
+    SharedAlloc,
+    /// A tile of the value's shape from shared tensor `shared`: `offsets` has one i32 scalar
+    /// per dim of the shared tensor, the tile spans its trailing dims (leading dims are fixed
+    /// at their offsets). Every element must lie inside the shared tensor.
+    LoadShared { shared: ValueId, offsets: Vec<ValueId> },
+    /// Writes a tile into shared tensor `shared` at `offsets` (as `LoadShared`). Produces
+    /// `Type::Unit`.
+    StoreShared { shared: ValueId, value: ValueId, offsets: Vec<ValueId> },
+    /// Starts an asynchronous copy of a tile from global tensor parameter `param` at
+    /// `src_offsets` into shared tensor `shared`. The tile is the trailing dims of the shared
+    /// tensor, as many as the global tensor has, whole; `dst_offsets` (i32 scalars) select the
+    /// leading dims. Elements outside the global tensor are written as zero. The copy belongs
+    /// to the group the next `Commit` closes and lands when a `Wait` retires that group.
+    /// Produces `Type::Unit`.
+    CopyAsync { shared: ValueId, dst_offsets: Vec<ValueId>, param: usize, src_offsets: Vec<ValueId> },
+    /// Closes the group of copies started since the previous `Commit`.
+    Commit,
+    /// Waits until at most `n` committed groups are still in flight.
+    Wait(u32),
+    /// Block-wide barrier: shared-memory writes before it are visible to every thread after it.
+    Sync,
     /// Reduction over `dim`, which stays with extent 1.
     Reduce { op: ReduceOp, value: ValueId, dim: usize },
     /// Elementwise `cond ? a : b` (`cond` is bool, same shape).
@@ -482,6 +508,12 @@ impl Kernel {
 pub fn operands(op: &Op) -> Vec<ValueId> {
     match op {
         Op::Const(_) | Op::Param(_) | Op::BlockIdx(_) | Op::LoopIndex | Op::ReadVar(_) => vec![],
+        Op::SharedAlloc | Op::Commit | Op::Wait(_) | Op::Sync => vec![],
+        Op::LoadShared { shared, offsets } => std::iter::once(*shared).chain(offsets.iter().copied()).collect(),
+        Op::StoreShared { shared, value, offsets } => [*shared, *value].into_iter().chain(offsets.iter().copied()).collect(),
+        Op::CopyAsync { shared, dst_offsets, src_offsets, .. } => {
+            std::iter::once(*shared).chain(dst_offsets.iter().copied()).chain(src_offsets.iter().copied()).collect()
+        }
         Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) | Op::Reshape(a) => vec![*a],
         Op::Permute { value, .. } => vec![*value],
         Op::Reduce { value, .. } => vec![*value],

@@ -29,6 +29,10 @@ pub fn type_str(ty: &Type) -> String {
             let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
             format!("{dtype}[{}]", dims.join(", "))
         }
+        Type::Shared { dtype, shape } => {
+            let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+            format!("shared {dtype}[{}]", dims.join(", "))
+        }
         Type::Unit => "()".to_string(),
     }
 }
@@ -146,6 +150,19 @@ pub fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Store { param, value, offsets } => {
             format!("store {}[{}], %{}", param_name(kernel, *param), ids(offsets), value.0)
         }
+        Op::SharedAlloc => "shared_alloc".into(),
+        Op::LoadShared { shared, offsets } => format!("load_shared %{}[{}]", shared.0, ids(offsets)),
+        Op::StoreShared { shared, value, offsets } => format!("store_shared %{}[{}], %{}", shared.0, ids(offsets), value.0),
+        Op::CopyAsync { shared, dst_offsets, param, src_offsets } => format!(
+            "copy_async %{}[{}], {}[{}]",
+            shared.0,
+            ids(dst_offsets),
+            param_name(kernel, *param),
+            ids(src_offsets)
+        ),
+        Op::Commit => "commit".into(),
+        Op::Wait(n) => format!("wait {n}"),
+        Op::Sync => "sync".into(),
         Op::Dot { a, b, c } => format!("dot %{}, %{}, %{}", a.0, b.0, c.0),
         Op::Reduce { op, value, dim } => format!("reduce_{} %{}, dim {dim}", op.name(), value.0),
         Op::Select { cond, a, b } => format!("select %{}, %{}, %{}", cond.0, a.0, b.0),

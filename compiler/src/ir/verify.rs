@@ -244,6 +244,40 @@ impl Verifier<'_> {
                 let offsets = offsets.clone();
                 self.check_access(id, *param, &offsets, vt.dtype(), vt.shape().map(|s| s.len()), true);
             }
+            Op::SharedAlloc => {
+                if !matches!(&ty, Type::Shared { shape, .. } if !shape.is_empty()) {
+                    self.err(format!("%{}: shared_alloc must have a shared tensor type", id.0));
+                }
+            }
+            Op::LoadShared { shared, offsets } => {
+                let offsets = offsets.clone();
+                self.check_shared_access(id, *shared, &offsets, &ty);
+            }
+            Op::StoreShared { shared, value, offsets } => {
+                let vt = self.ty(*value).clone();
+                let offsets = offsets.clone();
+                self.check_shared_access(id, *shared, &offsets, &vt);
+            }
+            Op::CopyAsync { shared, dst_offsets, param, src_offsets } => {
+                let st = self.ty(*shared).clone();
+                let Type::Shared { dtype, shape } = &st else {
+                    self.err(format!("%{}: copy_async into a value that is not a shared tensor", id.0));
+                    return;
+                };
+                match k.params.get(*param).map(|p| &p.kind) {
+                    Some(ParamKind::Global { dtype: gd, shape: gs, .. })
+                        if gd == dtype && gs.len() <= shape.len() && src_offsets.len() == gs.len() && dst_offsets.len() == shape.len() - gs.len() => {}
+                    _ => self.err(format!("%{}: copy_async source or offsets do not match the shared tensor", id.0)),
+                }
+                for o in dst_offsets.iter().chain(src_offsets) {
+                    self.scalar_of(id, *o, DType::I32);
+                }
+            }
+            Op::Commit | Op::Wait(_) | Op::Sync => {
+                if ty != Type::Unit {
+                    self.err(format!("%{}: commit, wait and sync produce nothing", id.0));
+                }
+            }
             Op::Dot { a, b, c } => {
                 let (at, bt, ct) = (self.ty(*a).clone(), self.ty(*b).clone(), self.ty(*c).clone());
                 let ok = match (at.shape(), bt.shape(), ct.shape()) {
@@ -289,6 +323,27 @@ impl Verifier<'_> {
                     self.err(format!("%{}: select operand types are wrong", id.0));
                 }
             }
+        }
+    }
+
+    /// A tile `tile` at `offsets` of shared tensor `shared`: same dtype, rank at most the shared
+    /// tensor's, one i32 offset per shared dim.
+    fn check_shared_access(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], tile: &Type) {
+        let Type::Shared { dtype, shape } = self.ty(shared).clone() else {
+            self.err(format!("%{}: %{} is not a shared tensor", id.0, shared.0));
+            return;
+        };
+        match tile {
+            Type::Tensor { dtype: d, shape: s } if *d == dtype && s.len() <= shape.len() && offsets.len() == shape.len() => {
+                let trailing = &shape[shape.len() - s.len()..];
+                if s.iter().zip(trailing).any(|(t, e)| t > e) {
+                    self.err(format!("%{}: tile {s:?} is larger than shared tensor {shape:?}", id.0));
+                }
+            }
+            _ => self.err(format!("%{}: tile dtype or rank does not match shared tensor %{}", id.0, shared.0)),
+        }
+        for o in offsets {
+            self.scalar_of(id, *o, DType::I32);
         }
     }
 

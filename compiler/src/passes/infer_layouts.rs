@@ -304,11 +304,14 @@ fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize)
     let stored: Vec<ValueId> = kernel
         .values
         .iter()
-        .filter_map(|d| if let Op::Store { value, .. } = d.op { Some(value) } else { None })
+        .filter_map(|d| match d.op {
+            Op::Store { value, .. } | Op::StoreShared { value, .. } => Some(value),
+            _ => None,
+        })
         .collect();
     for v in values() {
         let data = &kernel.values[v.index()];
-        if matches!(data.op, Op::Load { .. }) || stored.contains(&v) {
+        if matches!(data.op, Op::Load { .. } | Op::LoadShared { .. }) || stored.contains(&v) {
             let bits = data.ty.dtype().map_or(32, |d| d.bits() as usize);
             if let Some(l) = vectorized(shape, threads, bits) {
                 return Some(l);
@@ -361,6 +364,24 @@ fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLa
     }
     if v <= 1 {
         return None;
+    }
+    let mut outer = shape.to_vec();
+    *outer.last_mut()? = last / v;
+    let mut inner = vec![1; shape.len()];
+    *inner.last_mut()? = v;
+    RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
+}
+
+/// The layout that distributes a `copy_async` of a tile of `shape` over `threads`: each thread
+/// moves runs of `v` consecutive elements of the last dimension, the largest power of two with
+/// `v · bits ≤ 128` that divides it, so that aligned runs become one 16-byte (or 8-, 4-byte)
+/// copy. Threads beyond the tile's runs hold replicas (only the first replica copies).
+pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
+    let last = *shape.last()?;
+    let cap = (128 / bits.max(1)).max(1);
+    let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
+    while v > 1 && last % v != 0 {
+        v /= 2;
     }
     let mut outer = shape.to_vec();
     *outer.last_mut()? = last / v;
