@@ -72,6 +72,10 @@ pub enum RuntimeError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Vm(#[from] tl_vm::VmError),
+    /// A fault of the VM while executing an instruction; `rendered` shows its source location
+    /// like a compiler diagnostic (without the leading `error: `).
+    #[error("{rendered}")]
+    VmFault { error: tl_vm::VmError, rendered: String },
     /// A fault of the thread-level simulator; `rendered` shows the instruction's source
     /// location like a compiler diagnostic (without the leading `error: `, which whoever prints
     /// it adds) when the simulator knows it, and is the error's own text otherwise.
@@ -134,6 +138,19 @@ impl Module {
     }
 
     /// A simulator error of a kernel of this module, rendered against its source.
+    /// A VM error, with an instruction's fault rendered at its source location.
+    pub fn vm_error(&self, error: tl_vm::VmError) -> RuntimeError {
+        match &error {
+            tl_vm::VmError::Exec { block, instr, span, fault } => {
+                let d = Diagnostic::error(format!("{fault} (block {block})"), *span).with_note(format!("in `{instr}`"));
+                let text = d.render(&self.file_name, &self.source);
+                let rendered = text.strip_prefix("error: ").unwrap_or(&text).trim_end().to_string();
+                RuntimeError::VmFault { error, rendered }
+            }
+            _ => RuntimeError::Vm(error),
+        }
+    }
+
     pub fn simt_error(&self, error: tl_vm::simt::SimtError) -> RuntimeError {
         let rendered = render_simt_error(&error, &self.file_name, &self.source);
         RuntimeError::Simt { error, rendered }
@@ -229,7 +246,7 @@ impl Kernel {
             return Ok(report);
         }
         match backend {
-            Backend::Vm => tl_vm::launch(kernel, args)?,
+            Backend::Vm => tl_vm::launch(kernel, args).map_err(|e| self.module.vm_error(e))?,
             Backend::Simt => {
                 tl_vm::simt::launch(&self.compiled.lir, grid, args).map_err(|e| self.module.simt_error(e))?
             }

@@ -160,6 +160,8 @@ pub struct Stats {
     pub thread_instructions: u64,
     /// Barriers executed (per block).
     pub barriers: u64,
+    /// `cp.async` copies started, summed over threads.
+    pub async_copies: u64,
     pub blocks: u64,
 }
 
@@ -573,6 +575,7 @@ impl<'a> Block<'a> {
                     for t in 0..self.threads {
                         if mask[t] {
                             self.copy_async(t, offset, *param, byte_index, *bytes, src_bytes)?;
+                            self.stats.async_copies += 1;
                         }
                     }
                 }
@@ -648,8 +651,11 @@ impl<'a> Block<'a> {
             return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset: off, size: bytes as usize, bytes: self.shared.len(), at: self.at() }));
         }
         let range = off as usize..(off + size) as usize;
-        // Another access or copy to these bytes before the copy lands is a bug either way.
+        // Another access or copy to these bytes before the copy lands is a bug either way. The
+        // bytes may be written at any moment from now until the copy lands: a write now, for
+        // race detection, and another when it lands.
         self.check_not_in_flight(range.clone(), t)?;
+        self.record_write(range.clone(), t)?;
         for b in range {
             self.in_flight[b] = t as u32 + 1;
         }

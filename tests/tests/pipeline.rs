@@ -1,0 +1,173 @@
+//! Shared tensors and the `copy_async` pipeline (`tests/kernels/pipeline.tl`): the VM and the
+//! simulator against the f64 reference and each other at aligned shapes (where the copies are
+//! real `cp.async`s) and ragged ones (where they fall back to loads and stores), and the
+//! mistakes a pipeline can make: a missing `wait` (the VM and the simulator both refuse to
+//! read a tile whose copy is in flight) and a missing `sync` (a race in the simulator), each
+//! reported at the source line of the instruction.
+
+use tl_compiler::lir::Stmt;
+use tl_runtime::{Arg, Backend, Kernel, Module, RuntimeError};
+use tl_tests::repo_root;
+use tl_vm::simt::SimtError;
+
+fn source() -> String {
+    std::fs::read_to_string(repo_root().join("tests/kernels/pipeline.tl")).unwrap()
+}
+
+fn kernel_from(text: &str, consts: &[(&str, i64)]) -> Kernel {
+    let module = Module::from_source("pipeline.tl", text).unwrap_or_else(|e| panic!("{e}"));
+    let consts: Vec<(String, tl_compiler::ir::ConstValue)> = consts.iter().map(|(n, v)| (n.to_string(), (*v).into())).collect();
+    module.kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn sizes(m: i64, n: i64, k: i64) -> Vec<(String, i64)> {
+    vec![("m".into(), m), ("n".into(), n), ("k".into(), k)]
+}
+
+fn output(args: &[Arg]) -> Vec<f64> {
+    let t = args.last().unwrap().tensor().unwrap();
+    (0..t.len()).map(|i| t.get(i)).collect()
+}
+
+#[test]
+fn the_pipelined_matmul_matches_its_reference_on_vm_and_simt_at_aligned_and_ragged_shapes() {
+    for (stages, warps) in [(2, 4), (3, 4), (4, 2)] {
+        let kernel = kernel_from(&source(), &[("STAGES", stages), ("WARPS", warps)]);
+        for (seed, (m, n, k)) in [(64, 64, 128), (32, 96, 256), (37, 45, 77), (5, 33, 31), (64, 40, 200)].into_iter().enumerate() {
+            let args = kernel.random_args(seed as u64, &sizes(m, n, k)).unwrap();
+            let mut vm_args = args.clone();
+            let vm = kernel.check(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("vm: {e}"));
+            assert!(vm.passed(), "STAGES={stages} {m}x{n}x{k} on vm: {vm:?}");
+            let mut simt_args = args.clone();
+            let simt = kernel.check(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("simt: {e}"));
+            assert!(simt.passed(), "STAGES={stages} {m}x{n}x{k} on simt: {simt:?}");
+            // Both accumulate in f32 but in different orders: agree to accumulation tolerance.
+            for (x, y) in output(&vm_args).iter().zip(output(&simt_args)) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "STAGES={stages} {m}x{n}x{k}: vm {x} simt {y}");
+            }
+        }
+    }
+}
+
+/// Runs the simulator and returns how many `cp.async`s it started.
+fn async_copies(kernel: &Kernel, m: i64, n: i64, k: i64) -> u64 {
+    let mut args = kernel.random_args(7, &sizes(m, n, k)).unwrap();
+    let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &args).unwrap();
+    let stats = tl_vm::simt::launch_counted(&kernel.compiled.lir, grid, &mut args).unwrap_or_else(|e| panic!("{e}"));
+    stats.async_copies
+}
+
+#[test]
+fn aligned_rows_copy_with_cp_async_and_ragged_rows_fall_back() {
+    let kernel = kernel_from(&source(), &[]);
+    let lir = kernel.compiled.lir.to_string();
+    assert!(lir.contains("cp.async.16") && lir.contains("cp.async.commit_group") && lir.contains("cp.async.wait_group 2"), "{lir}");
+    // 64 × 64 × 128, 32 × 32 × 32 tiles, 128 threads: a and b tiles of 2 KiB are 16 bytes per
+    // thread each; 4 blocks × 4 k tiles × 2 copies × 128 threads.
+    assert_eq!(async_copies(&kernel, 64, 64, 128), 4 * 4 * 2 * 128);
+    // k = 77: rows of `a` are 154 bytes, not a multiple of 16, so `a` goes element by element;
+    // n = 64: rows of `b` are 128 bytes, so `b` still uses cp.async (3 k tiles).
+    assert_eq!(async_copies(&kernel, 64, 64, 77), 4 * 3 * 128);
+    // n = 45 as well: nothing is aligned.
+    assert_eq!(async_copies(&kernel, 64, 45, 77), 0);
+}
+
+#[test]
+fn a_missing_wait_is_caught_by_the_vm_and_the_simulator_at_the_read() {
+    let text = source().replace("        wait(STAGES - 1);\n", "");
+    assert_ne!(text, source());
+    let kernel = kernel_from(&text, &[]);
+    let line = text[..text.find("let ta = load(sa").unwrap()].matches('\n').count() + 1;
+    let mut args = kernel.random_args(1, &sizes(32, 32, 64)).unwrap();
+    let e = kernel.launch(Backend::Vm, &mut args).unwrap_err().to_string();
+    assert!(e.contains("while a `copy_async` into it is still in flight"), "{e}");
+    assert!(e.contains(&format!("pipeline.tl:{line}:")), "{e}");
+    let mut args = kernel.random_args(1, &sizes(32, 32, 64)).unwrap();
+    let e = kernel.launch(Backend::Simt, &mut args).unwrap_err();
+    let text_e = e.to_string();
+    assert!(matches!(&e, RuntimeError::Simt { error: SimtError::CopyInFlight { .. }, .. }), "{e:?}");
+    assert!(text_e.contains("while a cp.async of thread") && text_e.contains(&format!("pipeline.tl:{line}:")), "{text_e}");
+    println!("error: {text_e}");
+}
+
+/// The pipeline with `ta` read in a layout whose threads hold other elements than the ones
+/// they copied (the copies give each thread 8 consecutive elements of a row, 4 threads per
+/// row; here 32 consecutive threads share a column group). As written, each thread reads back
+/// only what it copied itself, which needs no barrier.
+fn crosswise() -> String {
+    let text = source().replace("let ta = load(sa,", "let ta: reg f16[BM, BK] @ column_spatial(32, 4) * local(1, 8) = load(sa,");
+    assert_ne!(text, source());
+    text
+}
+
+#[test]
+fn the_crosswise_pipeline_is_race_free_as_written() {
+    let kernel = kernel_from(&crosswise(), &[]);
+    for (m, n, k) in [(64, 64, 128), (37, 45, 77)] {
+        let mut args = kernel.random_args(5, &sizes(m, n, k)).unwrap();
+        let report = kernel.check(Backend::Simt, &mut args).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.passed(), "{report:?}");
+    }
+}
+
+#[test]
+fn a_missing_sync_after_the_wait_is_a_race_in_the_simulator() {
+    // Without the first `sync()` a thread reads bytes another thread's copy wrote; the VM,
+    // which runs the block as one, cannot see it.
+    let text = crosswise().replacen("        sync();\n        let ta", "        let ta", 1);
+    assert_ne!(text, source());
+    let kernel = kernel_from(&text, &[]);
+    let mut args = kernel.random_args(2, &sizes(32, 32, 64)).unwrap();
+    assert!(kernel.check(Backend::Vm, &mut args).unwrap().passed());
+    let mut args = kernel.random_args(2, &sizes(32, 32, 64)).unwrap();
+    let e = kernel.launch(Backend::Simt, &mut args).unwrap_err();
+    let RuntimeError::Simt { error: SimtError::SharedRace { first, second, .. }, rendered } = &e else { panic!("{e:?}") };
+    assert!(first.at.as_ref().unwrap().1.starts_with("copy_async"), "{rendered}");
+    assert!(second.at.as_ref().unwrap().1.starts_with("load_shared"), "{rendered}");
+    println!("error: {e}");
+}
+
+#[test]
+fn a_missing_trailing_sync_lets_the_next_copy_overwrite_a_tile_still_being_read() {
+    // With `dot`, the tensor-core staging inside it has barriers of its own that happen to
+    // order the reads before the next copy; an elementwise use of the tiles has none, so the
+    // trailing `sync()` is what keeps iteration kb + 1's copy out of the slot iteration kb
+    // reads.
+    let body = crosswise().replace("acc = dot(ta, tb, acc);", "acc = acc + cast<f32>(ta) + cast<f32>(tb);");
+    let with_sync = kernel_from(&body, &[("STAGES", 2)]);
+    let mut args = with_sync.random_args(2, &sizes(32, 32, 128)).unwrap();
+    with_sync.launch(Backend::Simt, &mut args).unwrap_or_else(|e| panic!("{e}"));
+    let text = body.replacen("acc = acc + cast<f32>(ta) + cast<f32>(tb);\n        sync();\n", "acc = acc + cast<f32>(ta) + cast<f32>(tb);\n", 1);
+    assert_ne!(text, body);
+    let kernel = kernel_from(&text, &[("STAGES", 2)]);
+    let mut args = kernel.random_args(2, &sizes(32, 32, 128)).unwrap();
+    let e = kernel.launch(Backend::Simt, &mut args).unwrap_err();
+    let RuntimeError::Simt { error: SimtError::SharedRace { first, second, .. }, rendered } = &e else { panic!("{e:?}") };
+    assert_eq!((first.kind, second.kind), (tl_vm::simt::AccessKind::Read, tl_vm::simt::AccessKind::Write), "{rendered}");
+    assert!(second.at.as_ref().unwrap().1.starts_with("copy_async"), "{rendered}");
+    println!("error: {e}");
+}
+
+#[test]
+fn every_kernel_with_copies_in_its_lir_assembles() {
+    let kernel = kernel_from(&source(), &[]);
+    fn has_copy(body: &[Stmt]) -> bool {
+        body.iter().any(|s| match s {
+            Stmt::CopyAsync { .. } => true,
+            Stmt::If { then_body, else_body, .. } => has_copy(then_body) || has_copy(else_body),
+            Stmt::For { body, .. } => has_copy(body),
+            _ => false,
+        })
+    }
+    assert!(has_copy(&kernel.compiled.lir.body));
+    for arch in [tl_compiler::backend::Arch::Sm80, tl_compiler::backend::Arch::Sm90a] {
+        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ptx.contains("cp.async.cg.shared.global") && ptx.contains("cp.async.wait_group"), "{ptx}");
+        if tl_compiler::backend::ptxas::find_ptxas().is_none() {
+            println!("skipping ptxas: not found (set TL_PTXAS or run scripts/setup.sh)");
+            continue;
+        }
+        let report = tl_compiler::backend::ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("{e}"));
+        println!("{arch:?}: {report}");
+    }
+}
