@@ -240,6 +240,11 @@ pub enum Stmt {
     /// unfinished; the copies of the others have landed (visible to this thread; other
     /// threads see them after a `Barrier`).
     WaitGroup(u32),
+    /// Prints one line, `block (X, Y, Z): LABEL[C0, C1, ..] = VALUE` (no brackets when
+    /// `coords` is empty), with the i32 `coords` in decimal and `value`, which is f64 or i64,
+    /// formatted by [`format_print_value`] (C's `%.8e` and `%lld`). The order of lines from
+    /// different threads is unspecified.
+    Print { label: String, coords: Vec<Expr>, value: Expr },
     /// The statements that follow, up to the next `Source`, implement the block-IR
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
@@ -387,6 +392,10 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                     expr_str(src_bytes)
                 );
             }
+            Stmt::Print { label, coords, value } => {
+                let cs: Vec<String> = coords.iter().map(expr_str).collect();
+                let _ = writeln!(out, "{pad}print {label:?} [{}] = {}", cs.join(", "), expr_str(value));
+            }
             Stmt::CommitGroup => {
                 let _ = writeln!(out, "{pad}cp.async.commit_group");
             }
@@ -434,4 +443,39 @@ pub fn expr_str(e: &Expr) -> String {
         }
         Expr::LoadShared { offset, ty } => format!("ld.shared.{} [{}]", ty.name(), expr_str(offset)),
     }
+}
+
+/// A printed value as `Stmt::Print` shows it: floats like C's `printf("%.8e")` (nine
+/// significant digits, enough to tell any two f32 apart; `inf`, `-inf`, `nan`), integers in
+/// decimal. Every backend prints the same text for the same value.
+pub fn format_print_value(value: PrintValue) -> String {
+    match value {
+        PrintValue::Int(i) => i.to_string(),
+        PrintValue::Float(x) if x.is_nan() => if x.is_sign_negative() { "-nan".into() } else { "nan".into() },
+        PrintValue::Float(x) if x.is_infinite() => if x < 0.0 { "-inf".into() } else { "inf".into() },
+        PrintValue::Float(x) => {
+            let text = format!("{x:.8e}");
+            let (mantissa, exponent) = text.split_once('e').expect("exponent form");
+            let exponent: i32 = exponent.parse().expect("an integer exponent");
+            let sign = if exponent < 0 { '-' } else { '+' };
+            format!("{mantissa}e{sign}{:02}", exponent.abs())
+        }
+    }
+}
+
+/// A value for [`format_print_value`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrintValue {
+    Int(i64),
+    Float(f64),
+}
+
+/// The line a `Stmt::Print` (and the VM's `print`) produces, without the newline.
+pub fn format_print_line(block: [u32; 3], label: &str, coords: &[i64], value: PrintValue) -> String {
+    let index = if coords.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", coords.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))
+    };
+    format!("block ({}, {}, {}): {label}{index} = {}", block[0], block[1], block[2], format_print_value(value))
 }

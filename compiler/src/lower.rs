@@ -695,6 +695,7 @@ impl Lower<'_> {
             Op::Commit => body.push(lir::Stmt::CommitGroup),
             Op::Wait(n) => body.push(lir::Stmt::WaitGroup(*n)),
             Op::Sync => body.push(lir::Stmt::Barrier),
+            Op::Print { value, label } => self.print(*value, label, body),
             Op::Store { param, value, offsets } => self.store(*param, *value, offsets, body),
             Op::Broadcast(a) => {
                 let a = *a;
@@ -983,6 +984,52 @@ impl Lower<'_> {
             body.extend(copies);
         } else {
             body.push(lir::Stmt::If { cond: guard, then_body: copies, else_body: Vec::new() });
+        }
+    }
+
+    /// `print`: each element once, from the thread that holds its primary copy (a scalar from
+    /// thread 0), as an f64 (floats, low-precision codes decoded) or an i64 (integers, bool).
+    fn print(&mut self, value: ValueId, label: &str, body: &mut Vec<lir::Stmt>) {
+        use crate::lower_numerics::{container_to_code, decode_float};
+        let dtype = self.dtype(value);
+        let printed = |s: &mut Self, out: &mut Vec<lir::Stmt>, register: Var| -> Expr {
+            let to_f64 = |e: Expr| Expr::Cast { to: Ty::F64, value: Box::new(e), from_unsigned: false, to_unsigned: false };
+            match dtype.float_format() {
+                Some(f) if dtype.is_low_precision() => {
+                    let code = s.assign(out, Ty::I32, container_to_code(var(register), dtype));
+                    let x = s.assign(out, Ty::F32, decode_float(var(code), f));
+                    to_f64(var(x))
+                }
+                Some(_) if dtype == DType::F64 => var(register),
+                Some(_) => to_f64(var(register)),
+                None => Expr::Cast {
+                    to: Ty::I64,
+                    value: Box::new(var(register)),
+                    from_unsigned: dtype == DType::Bool || !dtype.is_signed_int(),
+                    to_unsigned: false,
+                },
+            }
+        };
+        let mut lines = Vec::new();
+        let guard = if self.k.value(value).ty.is_scalar() {
+            let register = self.scalar(value);
+            let v = printed(self, &mut lines, register);
+            lines.push(lir::Stmt::Print { label: label.to_string(), coords: Vec::new(), value: v });
+            cmp(CmpOp::Eq, Expr::ThreadIdx, int(Ty::I32, 0))
+        } else {
+            let layout = self.layout(value).clone();
+            for i in 0..layout.local_size() {
+                let coords = self.coords(&layout, i);
+                let register = self.regs(value)[i];
+                let v = printed(self, &mut lines, register);
+                lines.push(lir::Stmt::Print { label: label.to_string(), coords, value: v });
+            }
+            self.is_first_replica(&layout)
+        };
+        if matches!(guard, Expr::Int(_, 1)) {
+            body.extend(lines);
+        } else {
+            body.push(lir::Stmt::If { cond: guard, then_body: lines, else_body: Vec::new() });
         }
     }
 

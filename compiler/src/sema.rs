@@ -123,6 +123,7 @@ fn lower_kernel_with_layouts(
         assigned: HashSet::new(),
         kernel_scope_depth: 0,
         shared_bytes: 0,
+        statement_call: false,
     };
     // Top-level layouts are expanded where they are used, so they may name the kernel's
     // compile-time parameters.
@@ -186,6 +187,9 @@ struct Sema {
     kernel_scope_depth: usize,
     /// Bytes of shared memory the kernel's shared tensors need so far.
     shared_bytes: usize,
+    /// Set while analysing the call that an expression statement consists of: only there may
+    /// a call that produces no value appear.
+    statement_call: bool,
 }
 
 fn collect_assigned(stmts: &[ast::Stmt], out: &mut HashSet<String>) {
@@ -687,10 +691,12 @@ impl Sema {
             }
             StmtKind::Expr(e) => {
                 let stands_alone = matches!(&e.kind, ExprKind::Call { callee, .. }
-                    if matches!(callee.name.as_str(), "store" | "copy_async" | "commit" | "wait" | "sync"));
+                    if matches!(callee.name.as_str(), "store" | "copy_async" | "commit" | "wait" | "sync" | "print"));
+                self.statement_call = stands_alone;
                 let op = self.expr(e, body);
+                self.statement_call = false;
                 if !stands_alone && !matches!(op, Operand::Error) {
-                    self.error("this expression's value is unused (only `store`, `copy_async`, `commit`, `wait` and `sync` stand alone)", e.span);
+                    self.error("this expression's value is unused (only `store`, `copy_async`, `commit`, `wait`, `sync` and `print` stand alone)", e.span);
                 }
             }
         }
@@ -1167,6 +1173,11 @@ impl Sema {
 
     fn call(&mut self, e: &ast::Expr, callee: &ast::Ident, dtype: Option<(DType, Span)>, args: &[ast::Arg], body: &mut Vec<Stmt>) -> Operand {
         let name = callee.name.as_str();
+        let as_statement = std::mem::take(&mut self.statement_call);
+        if matches!(name, "store" | "copy_async" | "commit" | "wait" | "sync" | "print") && !as_statement {
+            self.error(format!("`{name}(...)` produces no value: write it as a statement of its own"), e.span);
+            return Operand::Error;
+        }
         // Split positional and named arguments; analyse every argument once.
         let mut positional: Vec<(Operand, Span)> = Vec::new();
         let mut named: Vec<(&ast::Ident, Operand, Span)> = Vec::new();
@@ -1290,6 +1301,21 @@ impl Sema {
                 let Some(dst_offsets) = self.offsets(dst_offs, sshape.len() - gshape.len(), dos, body) else { return Operand::Error };
                 let Some(src_offsets) = self.offsets(src_offs, gshape.len(), sos, body) else { return Operand::Error };
                 self.emit(body, Type::Unit, Op::CopyAsync { shared, dst_offsets, param, src_offsets }, e.span);
+                Operand::Error // no value: a statement
+            }
+            "print" => {
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                // The name labels every printed line.
+                let ExprKind::Name(label) = &args[0].value.kind else {
+                    self.error("`print` takes a name (bind the value with `let` first): its lines are labelled with it", args[0].value.span);
+                    return Operand::Error;
+                };
+                let label = label.clone();
+                let (x, xs) = positional.into_iter().next().expect("1");
+                let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
+                self.emit(body, Type::Unit, Op::Print { value: v, label }, e.span);
                 Operand::Error // no value: a statement
             }
             "commit" | "sync" => {

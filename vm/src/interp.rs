@@ -118,8 +118,23 @@ pub enum VmError {
 }
 
 /// Runs `kernel` on `args` (one per parameter, in order) with the reference semantics.
-/// Stores write into the tensors of `args`; on error, stores done so far stay written.
+/// Stores write into the tensors of `args`; on error, stores done so far stay written. The
+/// lines of `print` go to standard output.
 pub fn launch(kernel: &Kernel, args: &mut [Arg]) -> Result<(), VmError> {
+    let output = launch_with_output(kernel, args)?;
+    if !output.is_empty() {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in output {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(())
+}
+
+/// [`launch`], returning the lines `print` produced (blocks in launch order, each block's
+/// lines in program order, a tile's elements in row-major order) instead of printing them.
+pub fn launch_with_output(kernel: &Kernel, args: &mut [Arg]) -> Result<Vec<String>, VmError> {
     verify(kernel, false)
         .map_err(|errors| VmError::InvalidKernel { kernel: kernel.name.clone(), errors })?;
     let params = check_args(kernel, args)?;
@@ -144,6 +159,7 @@ pub fn launch(kernel: &Kernel, args: &mut [Arg]) -> Result<(), VmError> {
         shared: HashMap::new(),
         uncommitted: Vec::new(),
         groups: VecDeque::new(),
+        output: Vec::new(),
     };
     for z in 0..grid[2] {
         for y in 0..grid[1] {
@@ -152,7 +168,7 @@ pub fn launch(kernel: &Kernel, args: &mut [Arg]) -> Result<(), VmError> {
             }
         }
     }
-    Ok(())
+    Ok(machine.output)
 }
 
 /// Checks `args` against the kernel's parameters (count, scalar or tensor, dtype, shape, that
@@ -287,6 +303,8 @@ struct Machine<'k, 'a> {
     uncommitted: Vec<PendingCopy>,
     /// Committed groups of copies, oldest first, not yet retired by a `wait`.
     groups: VecDeque<Vec<PendingCopy>>,
+    /// Lines printed so far.
+    output: Vec<String>,
 }
 
 struct SharedTensor {
@@ -588,6 +606,24 @@ impl Machine<'_, '_> {
             // The VM executes every instruction for the whole block at once: a barrier changes
             // nothing here (the simulator checks that the program has the barriers it needs).
             Op::Sync => Vec::new(),
+            Op::Print { value, label } => {
+                use tl_compiler::lir::{format_print_line, PrintValue};
+                let d = value_dtype(kernel, *value)?;
+                let x = get(env, *value)?;
+                let shape = value_shape(kernel, *value).to_vec();
+                let print_value = |v: f64| if d.is_float() { PrintValue::Float(v) } else { PrintValue::Int(v as i64) };
+                if kernel.values[value.index()].ty.is_scalar() {
+                    self.output.push(format_print_line(self.block, label, &[], print_value(x[0])));
+                } else {
+                    let mut k = 0;
+                    for_each_index(&shape, |idx| {
+                        let coords: Vec<i64> = idx.iter().map(|&c| c as i64).collect();
+                        self.output.push(format_print_line(self.block, label, &coords, print_value(x[k])));
+                        k += 1;
+                    });
+                }
+                Vec::new()
+            }
             Op::Dot { a, b, c } => {
                 let (a_shape, b_shape) = (value_shape(kernel, *a), value_shape(kernel, *b));
                 let &[m, k] = a_shape else { return Err(internal("dot operand is not 2-d")) };
@@ -673,6 +709,7 @@ fn op_name(op: &Op) -> String {
         Op::Commit => "commit".into(),
         Op::Wait(_) => "wait".into(),
         Op::Sync => "sync".into(),
+        Op::Print { .. } => "print".into(),
         Op::View(_) => "view".into(),
         Op::Permute { .. } => "permute".into(),
         Op::Reshape(_) => "reshape".into(),

@@ -269,6 +269,8 @@ struct Block<'a> {
     copies: Vec<ThreadCopies>,
     /// Per shared byte: the thread + 1 of an unfinished copy into it (0: none).
     in_flight: Vec<u32>,
+    /// Lines printed so far (threads in order within each `Print`).
+    output: Vec<String>,
 }
 
 /// One `cp.async`: the bytes it read from global memory when it started, and where they go.
@@ -290,8 +292,23 @@ pub fn launch(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<(),
     launch_counted(program, grid, args).map(|_| ())
 }
 
-/// Runs `program` over the whole grid and says how much it executed.
+/// Runs `program` over the whole grid and says how much it executed; printed lines go to
+/// standard output.
 pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<Stats, SimtError> {
+    let (stats, output) = launch_with_output(program, grid, args)?;
+    if !output.is_empty() {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in output {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(stats)
+}
+
+/// [`launch_counted`], returning the printed lines (in the order the threads ran) instead of
+/// printing them.
+pub fn launch_with_output(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Result<(Stats, Vec<String>), SimtError> {
     if args.len() != program.params.len() {
         return Err(SimtError::BadArgument {
             index: args.len(),
@@ -328,6 +345,7 @@ pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Re
         stats: Stats::default(),
         copies: (0..threads).map(|_| ThreadCopies::default()).collect(),
         in_flight: vec![0; program.shared_bytes],
+        output: Vec::new(),
     };
     b.collect_sources(&program.body);
     let mask = vec![true; threads];
@@ -349,7 +367,7 @@ pub fn launch_counted(program: &Program, grid: [u32; 3], args: &mut [Arg]) -> Re
             }
         }
     }
-    Ok(b.stats)
+    Ok((b.stats, b.output))
 }
 
 impl<'a> Block<'a> {
@@ -576,6 +594,22 @@ impl<'a> Block<'a> {
                         if mask[t] {
                             self.copy_async(t, offset, *param, byte_index, *bytes, src_bytes)?;
                             self.stats.async_copies += 1;
+                        }
+                    }
+                }
+                Stmt::Print { label, coords, value } => {
+                    use tl_compiler::lir::{format_print_line, PrintValue};
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let mut cs = Vec::with_capacity(coords.len());
+                            for c in coords {
+                                cs.push(self.eval(c, t)?.i());
+                            }
+                            let v = match self.eval(value, t)? {
+                                V::F(x) => PrintValue::Float(x),
+                                V::I(i) => PrintValue::Int(i),
+                            };
+                            self.output.push(format_print_line(self.block, label, &cs, v));
                         }
                     }
                 }

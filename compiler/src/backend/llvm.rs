@@ -133,6 +133,8 @@ struct Codegen<'ctx, 'a> {
     body_block: BasicBlock<'ctx>,
     vars: Vec<PointerValue<'ctx>>,
     shared: Option<PointerValue<'ctx>>,
+    /// The `vprintf` format strings emitted so far, one global each.
+    print_formats: std::collections::HashMap<String, inkwell::values::GlobalValue<'ctx>>,
 }
 
 impl<'ctx, 'a> Codegen<'ctx, 'a> {
@@ -221,6 +223,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             body_block,
             vars,
             shared,
+            print_formats: std::collections::HashMap::new(),
         })
     }
 
@@ -309,6 +312,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let function = self.intrinsic(&name, &[])?;
                 self.builder.build_call(function, &[dst.into(), src.into(), src_bytes.v.into()], "")?;
             }
+            Stmt::Print { label, coords, value } => self.print(label, coords, value)?,
             Stmt::CommitGroup => {
                 let function = self.intrinsic("llvm.nvvm.cp.async.commit.group", &[])?;
                 self.builder.build_call(function, &[], "")?;
@@ -1192,6 +1196,62 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             std::cmp::Ordering::Less => self.builder.build_int_truncate(v, target, "trunc")?,
             std::cmp::Ordering::Equal => v,
         })
+    }
+
+    /// `Stmt::Print` through CUDA's `vprintf(format, args)`: the format string is a global
+    /// constant, the arguments a local struct laid out as C varargs (i32 block indices and
+    /// coordinates, then the value as f64 or i64).
+    fn print(&mut self, label: &str, coords: &[Expr], value: &Expr) -> Result<(), BackendError> {
+        let value_ty = self.program.ty(value);
+        let value_format = match value_ty {
+            Ty::F64 => "%.8e",
+            Ty::I64 => "%lld",
+            t => return Err(self.invalid(format!("print of a {} value (f64 or i64 expected)", t.name()))),
+        };
+        let index = if coords.is_empty() { String::new() } else { format!("[{}]", vec!["%d"; coords.len()].join(", ")) };
+        let format = format!("block (%d, %d, %d): {label}{index} = {value_format}\n");
+        let generic = self.context.ptr_type(AddressSpace::default());
+        let global = match self.print_formats.get(&format) {
+            Some(g) => *g,
+            None => {
+                let text = self.context.const_string(format.as_bytes(), true);
+                let g = self.module.add_global(text.get_type(), Some(AddressSpace::from(GLOBAL_SPACE)), "print_format");
+                g.set_linkage(Linkage::Private);
+                g.set_constant(true);
+                g.set_initializer(&text);
+                self.print_formats.insert(format.clone(), g);
+                g
+            }
+        };
+        let format_ptr = self.builder.build_address_space_cast(global.as_pointer_value(), generic, "format")?;
+
+        let i32_type = self.context.i32_type();
+        let mut fields: Vec<BasicValueEnum> = Vec::new();
+        for axis in 0..3u8 {
+            fields.push(self.expr_of(&Expr::BlockIdx(axis), Ty::I32, "a block index")?.v);
+        }
+        for c in coords {
+            fields.push(self.expr_of(c, Ty::I32, "a printed coordinate")?.v);
+        }
+        fields.push(self.expr_of(value, value_ty, "a printed value")?.v);
+        let field_types: Vec<BasicTypeEnum> = fields.iter().map(|f| f.get_type()).collect();
+        let args_type = self.context.struct_type(&field_types, false);
+        let slot = self.alloca_builder.build_alloca(args_type, "print_args")?;
+        for (i, f) in fields.iter().enumerate() {
+            let field = self.builder.build_struct_gep(args_type, slot, i as u32, "print_arg")?;
+            self.builder.build_store(field, *f)?;
+        }
+        let args_ptr = if slot.get_type().get_address_space() == AddressSpace::default() {
+            slot
+        } else {
+            self.builder.build_address_space_cast(slot, generic, "print_args_generic")?
+        };
+        let vprintf = match self.module.get_function("vprintf") {
+            Some(f) => f,
+            None => self.module.add_function("vprintf", i32_type.fn_type(&[generic.into(), generic.into()], false), None),
+        };
+        self.builder.build_call(vprintf, &[format_ptr.into(), args_ptr.into()], "")?;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- intrinsics

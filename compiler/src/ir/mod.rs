@@ -318,6 +318,9 @@ pub enum Op {
     Wait(u32),
     /// Block-wide barrier: shared-memory writes before it are visible to every thread after it.
     Sync,
+    /// Prints every element of a tile (or a scalar) with its index, one line each:
+    /// `block (x, y, z): LABEL[i, j] = VALUE`. Produces `Type::Unit`.
+    Print { value: ValueId, label: String },
     /// Reduction over `dim`, which stays with extent 1.
     Reduce { op: ReduceOp, value: ValueId, dim: usize },
     /// Elementwise `cond ? a : b` (`cond` is bool, same shape).
@@ -515,7 +518,7 @@ pub fn operands(op: &Op) -> Vec<ValueId> {
             std::iter::once(*shared).chain(dst_offsets.iter().copied()).chain(src_offsets.iter().copied()).collect()
         }
         Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) | Op::Reshape(a) => vec![*a],
-        Op::Permute { value, .. } => vec![*value],
+        Op::Permute { value, .. } | Op::Print { value, .. } => vec![*value],
         Op::Reduce { value, .. } => vec![*value],
         Op::Binary(_, a, b) => vec![*a, *b],
         Op::Load { offsets, .. } => offsets.clone(),

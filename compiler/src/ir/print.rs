@@ -163,6 +163,7 @@ pub fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Commit => "commit".into(),
         Op::Wait(n) => format!("wait {n}"),
         Op::Sync => "sync".into(),
+        Op::Print { value, label } => format!("print %{} {label:?}", value.0),
         Op::Dot { a, b, c } => format!("dot %{}, %{}, %{}", a.0, b.0, c.0),
         Op::Reduce { op, value, dim } => format!("reduce_{} %{}, dim {dim}", op.name(), value.0),
         Op::Select { cond, a, b } => format!("select %{}, %{}, %{}", cond.0, a.0, b.0),

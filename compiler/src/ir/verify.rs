@@ -273,6 +273,11 @@ impl Verifier<'_> {
                     self.scalar_of(id, *o, DType::I32);
                 }
             }
+            Op::Print { value, .. } => {
+                if !matches!(self.ty(*value), Type::Scalar(_) | Type::Tensor { .. }) || ty != Type::Unit {
+                    self.err(format!("%{}: print takes a scalar or a tile and produces nothing", id.0));
+                }
+            }
             Op::Commit | Op::Wait(_) | Op::Sync => {
                 if ty != Type::Unit {
                     self.err(format!("%{}: commit, wait and sync produce nothing", id.0));
