@@ -1311,7 +1311,23 @@ impl Lower<'_> {
         if quotient.replication() != 1 || quotient.num_threads() * 32 != self.k.num_threads() {
             return false;
         }
-        let bases = self.stage(&[a, b], body);
+        // Operands loaded from a shared tensor are read there by ldmatrix when its rows are
+        // 16-byte aligned; the others are staged row-major in scratch space.
+        let direct: Vec<Option<(ValueId, Vec<Expr>)>> = [a, b]
+            .iter()
+            .map(|&x| if kind == lir::MmaKind::S8 { None } else { self.shared_operand(x, id, element_bytes) })
+            .collect();
+        let staged: Vec<ValueId> = [a, b].into_iter().zip(&direct).filter(|(_, d)| d.is_none()).map(|(x, _)| x).collect();
+        let staged_bases = if staged.is_empty() { Vec::new() } else { self.stage(&staged, body) };
+        let mut next_base = staged_bases.into_iter();
+        let bases: Vec<usize> = direct.iter().map(|d| if d.is_none() { next_base.next().expect("staged") } else { 0 }).collect();
+        // The byte offset of operand `i`'s element (row, col).
+        let operand_offset = |s: &Self, i: usize, row: Expr, col: Expr| -> Expr {
+            match &direct[i] {
+                Some((shared, offsets)) => s.shared_element(*shared, offsets, &[row, col]),
+                None => s.shared_offset(bases[i], &[row, col], if i == 0 { &a_shape } else { &b_shape }, element_bytes, false),
+            }
+        };
         let lane = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, Expr::ThreadIdx, int(Ty::I32, 32)));
         let group = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, var(lane), int(Ty::I32, 4)));
         let tig = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 4)));
@@ -1345,7 +1361,7 @@ impl Lower<'_> {
                     int(Ty::I32, k0),
                     bin(lir::BinaryOp::Mul, bin(lir::BinaryOp::Div, matrix, int(Ty::I32, 2)), int(Ty::I32, 16 / element_bytes)),
                 );
-                let a_offset = self.shared_offset(bases[0], &[a_row, a_col], &a_shape, element_bytes, false);
+                let a_offset = operand_offset(self, 0, a_row, a_col);
                 body.push(lir::Stmt::LdMatrix { dst: a_regs.clone(), row_offset: a_offset, trans: false });
                 let b_regs: Vec<Expr> = if kind == lir::MmaKind::S8 {
                     // B of m16n8k32.s8: b_i at k = 4·tig + (i % 4) + 16·(i / 4), n = groupID,
@@ -1374,7 +1390,7 @@ impl Lower<'_> {
                 } else {
                     let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
                     let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
-                    let b_offset = self.shared_offset(bases[1], &[b_row, var(origin_n)], &b_shape, 2, false);
+                    let b_offset = operand_offset(self, 1, b_row, var(origin_n));
                     body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
                     b_regs.into_iter().map(var).collect()
                 };
@@ -1385,9 +1401,62 @@ impl Lower<'_> {
                 body.push(lir::Stmt::Mma { kind, a: a_regs, b: b_regs, c: c_regs });
             }
         }
-        body.push(lir::Stmt::Barrier);
+        // Scratch space is reused by the next staging: wait until every warp has read it.
+        if !staged.is_empty() {
+            body.push(lir::Stmt::Barrier);
+        }
         self.regs.insert(id, acc);
         true
+    }
+
+    /// When `operand` of `dot` is a `load` from a shared tensor whose rows ldmatrix can read in
+    /// place (row length and column offset multiples of 16 bytes), and nothing between the
+    /// load and the `dot` (in one statement list) can change the tensor (a store or copy into
+    /// it, or any `wait`): the shared tensor and the load's offsets.
+    fn shared_operand(&self, operand: ValueId, dot: ValueId, element_bytes: i64) -> Option<(ValueId, Vec<Expr>)> {
+        let Op::LoadShared { shared, offsets } = &self.k.value(operand).op else { return None };
+        let Type::Shared { shape, .. } = &self.k.value(*shared).ty else { return None };
+        let row_bytes = *shape.last()? as i64 * element_bytes;
+        let column = match &self.k.value(*offsets.last()?).op {
+            Op::Const(c) => *c as i64,
+            _ => return None,
+        };
+        if row_bytes % 16 != 0 || (column * element_bytes) % 16 != 0 || self.k.value(operand).ty.shape()?.len() != 2 {
+            return None;
+        }
+        if !unchanged_between(&self.k.body, operand, dot, *shared, self.k) {
+            return None;
+        }
+        Some((*shared, offsets.iter().map(|o| var(self.scalar(*o))).collect()))
+    }
+}
+
+/// Whether `from` and `to` are evaluated in the same statement list, `from` first, with no
+/// statement between them (nested ones included) that can change shared tensor `shared`.
+fn unchanged_between(body: &[Stmt], from: ValueId, to: ValueId, shared: ValueId, kernel: &Kernel) -> bool {
+    let position = |v: ValueId| body.iter().position(|s| matches!(s, Stmt::Eval(x) if *x == v));
+    if let (Some(i), Some(j)) = (position(from), position(to)) {
+        return i < j && body[i + 1..j].iter().all(|s| !may_change(s, shared, kernel));
+    }
+    body.iter().any(|s| match s {
+        Stmt::For { body, .. } => unchanged_between(body, from, to, shared, kernel),
+        Stmt::If { then_body, else_body, .. } => {
+            unchanged_between(then_body, from, to, shared, kernel) || unchanged_between(else_body, from, to, shared, kernel)
+        }
+        _ => false,
+    })
+}
+
+fn may_change(stmt: &Stmt, shared: ValueId, kernel: &Kernel) -> bool {
+    match stmt {
+        Stmt::Eval(v) => match &kernel.value(*v).op {
+            Op::StoreShared { shared: s, .. } | Op::CopyAsync { shared: s, .. } => *s == shared,
+            Op::Wait(_) => true,
+            _ => false,
+        },
+        Stmt::Assign(..) => false,
+        Stmt::For { body, .. } => body.iter().any(|s| may_change(s, shared, kernel)),
+        Stmt::If { then_body, else_body, .. } => then_body.iter().chain(else_body).any(|s| may_change(s, shared, kernel)),
     }
 }
 

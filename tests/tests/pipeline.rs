@@ -62,6 +62,10 @@ fn aligned_rows_copy_with_cp_async_and_ragged_rows_fall_back() {
     let kernel = kernel_from(&source(), &[]);
     let lir = kernel.compiled.lir.to_string();
     assert!(lir.contains("cp.async.16") && lir.contains("cp.async.commit_group") && lir.contains("cp.async.wait_group 2"), "{lir}");
+    // `dot` reads both tiles in place with ldmatrix, without staging them: the only barriers
+    // are the kernel's two `sync()`s.
+    assert_eq!(lir.matches("barrier").count(), 2, "{lir}");
+    assert!(lir.contains("ldmatrix.x4") && lir.contains("ldmatrix.x2.trans"), "{lir}");
     // 64 × 64 × 128, 32 × 32 × 32 tiles, 128 threads: a and b tiles of 2 KiB are 16 bytes per
     // thread each; 4 blocks × 4 k tiles × 2 copies × 128 threads.
     assert_eq!(async_copies(&kernel, 64, 64, 128), 4 * 4 * 2 * 128);
