@@ -217,7 +217,7 @@ pub struct Kernel {
     /// PTX of the unspecialized variant, per architecture.
     ptx: [OnceLock<String>; 2],
     /// The largest power of two (as log2) launches specialize on; 0 runs the unspecialized
-    /// variant always. Defaults to 4 (divisibility by up to 16).
+    /// variant (`compiled.lir`) always. Defaults to 4 (divisibility by up to 16).
     pub specialize_log2: u32,
     variants: Mutex<HashMap<Assumptions, Arc<tl_compiler::lir::Program>>>,
     variant_ptx: Mutex<HashMap<(Assumptions, Arch), Arc<String>>>,
@@ -271,8 +271,12 @@ impl Kernel {
         Assumptions::parse(&self.compiled.kernel, items).map_err(|e| RuntimeError::Usage(e.to_string()))
     }
 
-    /// The LIR of the variant for `assumptions`, lowered once and cached.
+    /// The LIR of the variant for `assumptions`, lowered once and cached; the unspecialized
+    /// one is `compiled.lir` as it is now.
     pub fn variant(&self, assumptions: &Assumptions) -> Result<Arc<tl_compiler::lir::Program>, RuntimeError> {
+        if assumptions.is_none() {
+            return Ok(Arc::new(self.compiled.lir.clone()));
+        }
         if let Some(p) = self.variants.lock().map_err(|_| poisoned())?.get(assumptions) {
             return Ok(p.clone());
         }
