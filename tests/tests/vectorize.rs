@@ -110,6 +110,11 @@ fn shipped_kernels_specialized_and_unspecialized_on_the_simulator() {
                     })
                     .collect();
                 assert_eq!(signature.log2, expected, "{name} {sizes:?}");
+                let vectors = vector_accesses(&kernel.variant(&signature).unwrap());
+                match unit {
+                    1 => assert!(vectors.is_empty(), "{name} {sizes:?}: odd sizes prove nothing, yet {vectors:?}"),
+                    _ => assert!(!vectors.is_empty(), "{name} {sizes:?}: no vector access in the {signature} variant"),
+                }
                 println!("{name} {sizes:?}: variant {}", signature.describe(&kernel.compiled.kernel));
             }
         }
