@@ -3,8 +3,9 @@
 //! Everything is per thread: variables are registers (mutable, typed), expressions are trees,
 //! control flow is structured and block-uniform except for `If`, whose condition may differ
 //! between threads (it guards memory accesses; it never contains a `Barrier`). Global memory is
-//! addressed by element index into a tensor parameter; shared memory by byte offset into one
-//! static, 16-byte aligned buffer of `shared_bytes` bytes.
+//! addressed by element index into a tensor parameter (by bit index for packed sub-byte
+//! elements, by byte offset for vector accesses, whose offset is a multiple of their size);
+//! shared memory by byte offset into one static, 16-byte aligned buffer of `shared_bytes` bytes.
 //!
 //! Types of expressions are determined bottom-up by [`Program::ty`]; the lowering guarantees
 //! that operands of a binary operation have equal types, indices of global accesses are i64,
