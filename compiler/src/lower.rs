@@ -965,7 +965,7 @@ impl Lower<'_> {
             let bit = j as u32 * bits;
             let word = var(words[(bit / word_bits) as usize]);
             let word = if word_ty == Ty::I32 { word } else { Expr::Cast { to: Ty::I32, value: Box::new(word), from_unsigned: true, to_unsigned: false } };
-            let shifted = if bit % word_bits == 0 { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
+            let shifted = if bit.is_multiple_of(word_bits) { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
             let code = self.new_var(Ty::I32);
             out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));
             let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };

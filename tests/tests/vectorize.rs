@@ -207,7 +207,7 @@ fn check_copy(kernel: &Kernel, m: i64, n: i64, seed: u64) -> Assumptions {
     let total_bits = (m * n) as usize * bits;
     // Whole bytes, then the bits of the last partial byte.
     assert_eq!(a.data[..total_bits / 8], b.data[..total_bits / 8], "{} {m}x{n} {signature}", a.dtype);
-    if total_bits % 8 != 0 {
+    if !total_bits.is_multiple_of(8) {
         let mask = (1u8 << (total_bits % 8)) - 1;
         assert_eq!(a.data[total_bits / 8] & mask, b.data[total_bits / 8] & mask);
     }

@@ -192,9 +192,7 @@ pub fn analyze(kernel: &Kernel, assumptions: &Assumptions) -> Divisibility {
 fn value_log2(kernel: &Kernel, d: &Divisibility, vars: &[u32], op: &Op) -> u32 {
     let of = |v: &ValueId| d.value(*v);
     match op {
-        Op::Const(c) => {
-            if c.fract() == 0.0 && c.abs() < 9.0e18 { log2_of(*c as i64) } else { 0 }
-        }
+        Op::Const(c) if c.fract() == 0.0 && c.abs() < 9.0e18 => log2_of(*c as i64),
         Op::Param(i) => d.assumptions.of(*i),
         Op::BlockIdx(_) | Op::LoopIndex => 0,
         Op::ReadVar(v) => vars.get(v.index()).copied().unwrap_or(0),
