@@ -217,7 +217,16 @@ fn check_copy(kernel: &Kernel, m: i64, n: i64, seed: u64) -> Assumptions {
 
 #[test]
 fn sub_byte_tiles_move_as_whole_bytes_and_words() {
-    for (dtype, word_bytes) in [("u4", 8), ("u2", 4), ("u1", 2), ("u8", 16), ("f4e2m1", 8), ("i2", 4), ("f16", 16)] {
+    let cases = [
+        ("u4", 8, "ld.global.v2.b32"),
+        ("u2", 4, "ld.global.b32"),
+        ("u1", 2, "ld.global.b16"),
+        ("u8", 16, "ld.global.v4.b32"),
+        ("f4e2m1", 8, "ld.global.v2.b32"),
+        ("i2", 4, "ld.global.b32"),
+        ("f16", 16, "ld.global.v4.b32"),
+    ];
+    for (dtype, word_bytes, ptx_load) in cases {
         let kernel = copy_kernel("copy", dtype);
         let n16 = kernel.assumptions(&["n%16".into()]).unwrap();
         let vectors = vector_accesses(&kernel.variant(&n16).unwrap());
@@ -231,7 +240,9 @@ fn sub_byte_tiles_move_as_whole_bytes_and_words() {
         if ptxas::find_ptxas().is_some() {
             for arch in [Arch::Sm80, Arch::Sm90a] {
                 let ptx = kernel.variant_ptx(&n16, arch).unwrap();
-                assert!(ptx.contains("ld.global.") && !ptx.contains("atom.global"), "{dtype}: packed stores of whole words need no atomics\n{ptx}");
+                assert!(ptx.contains(&format!("{ptx_load} ")), "{dtype}: expected {ptx_load}\n{ptx}");
+                assert!(ptx.contains(&format!("{} ", ptx_load.replace("ld.", "st."))), "{dtype}\n{ptx}");
+                assert!(!ptx.contains("atom.global"), "{dtype}: packed stores of whole words need no atomics\n{ptx}");
                 ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected copy<{dtype}> n%16 for {}: {e}", arch.name()));
             }
         }
