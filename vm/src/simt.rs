@@ -4,8 +4,10 @@
 //! Expects a LIR program from `tl_compiler::lower` and arguments already checked against the
 //! kernel's signature (see `interp::check_args`). Guarantees that any access outside a global
 //! tensor or the shared buffer, a division by zero, loop bounds that differ between threads,
-//! a barrier reached by only some threads and a shared-memory race are reported as
-//! [`SimtError`]s, never panics.
+//! a barrier reached by only some threads, a shared-memory race and a vector access whose byte
+//! offset is not a multiple of its size are reported as [`SimtError`]s, never panics. Global
+//! buffers are modelled as starting 256-byte aligned (as device allocations do), so a vector
+//! access is aligned exactly when its byte offset in the buffer is a multiple of its size.
 //!
 //! Every error raised by an instruction carries its [`Location`]: the span and text of the
 //! block-IR instruction named by the last [`Stmt::Source`] executed before it (threads run in
