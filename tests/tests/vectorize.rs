@@ -335,3 +335,49 @@ fn a_variant_launched_against_its_assumptions_is_refused_and_a_misaligned_vector
     assert!(rendered.contains("--> copy.tl:4:"), "{rendered}");
     assert!(rendered.contains("let t = load(a, [block.x * BM, block.y * BN], [BM, BN]);"), "{rendered}");
 }
+
+/// Random tile configurations, element types and sizes (divisible and ragged), with an offset
+/// in the last dimension that is a multiple of a random power of two: the simulator running
+/// the variant for the launch's signature writes exactly what the VM writes.
+#[test]
+fn random_tiles_and_sizes_simulator_equals_vm() {
+    const SOURCE: &str = "
+kernel shift_copy<T: dtype = f16, BM = 4, BN = 64, W = 1, S = 8>(m: i32, n: i32, a: global T[m, n], b: global mut T[m, n])
+    grid(cdiv(m, BM), cdiv(n, BN)) warps(W) {
+    let t = load(a, [block.x * BM, block.y * BN + S], [BM, BN]);
+    store(b, t, [block.x * BM, block.y * BN]);
+}";
+    let module = Module::from_source("shift_copy.tl", SOURCE).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = Rng(0x0bad_cafe_1234_5678);
+    let dtypes = ["f16", "f32", "u8", "u4", "u2", "u1", "i4", "f8e4m3fn", "f64", "u3"];
+    let mut vectorized = 0;
+    for round in 0..40u64 {
+        let dtype = dtypes[(rng.next() % dtypes.len() as u64) as usize];
+        let bm = 1i64 << (rng.next() % 4);
+        let bn = 1i64 << (3 + rng.next() % 5);
+        let warps = 1i64 << (rng.next() % 3);
+        let shift = [0, 1, 2, 4, 8, 16][(rng.next() % 6) as usize];
+        let consts = [
+            ("T".to_string(), ConstValue::DType(DType::from_name(dtype).unwrap())),
+            ("BM".to_string(), ConstValue::Int(bm)),
+            ("BN".to_string(), ConstValue::Int(bn)),
+            ("W".to_string(), ConstValue::Int(warps)),
+            ("S".to_string(), ConstValue::Int(shift)),
+        ];
+        let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+        let unit = [1, 2, 4, 8, 16, 32][(rng.next() % 6) as usize];
+        let m = 1 + (rng.next() % 20) as i64;
+        let n = unit * (1 + (rng.next() % (200 / unit as u64)) as i64);
+        let args = kernel.random_args(round, &[("m".into(), m), ("n".into(), n)]).unwrap();
+        let signature = kernel.signature(&args);
+        if !vector_accesses(&kernel.variant(&signature).unwrap()).is_empty() {
+            vectorized += 1;
+        }
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        kernel.launch(Backend::Vm, &mut vm_args).unwrap();
+        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{dtype} BM={bm} BN={bn} W={warps} S={shift} {m}x{n}: {e}"));
+        let (Arg::Tensor(x), Arg::Tensor(y)) = (&vm_args[3], &simt_args[3]) else { panic!() };
+        assert!(x.data == y.data, "{dtype} BM={bm} BN={bn} W={warps} S={shift} {m}x{n} ({signature}): simulator and VM differ");
+    }
+    assert!(vectorized >= 10, "only {vectorized} of 40 configurations vectorized");
+}
