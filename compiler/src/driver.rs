@@ -45,7 +45,19 @@ pub fn check(source: &str) -> Result<ast::File, CompileError> {
 pub struct Compiled {
     /// Block IR with layouts assigned.
     pub kernel: Kernel,
+    /// The unspecialized variant (assumes nothing about the runtime scalars).
     pub lir: Program,
+}
+
+impl Compiled {
+    /// The LIR of the variant that may rely on `assumptions` about the runtime integer scalars
+    /// (see `passes::divisibility`); the unspecialized one when nothing is assumed.
+    pub fn variant(&self, assumptions: &passes::divisibility::Assumptions) -> Result<Program, CompileError> {
+        if assumptions.is_none() {
+            return Ok(self.lir.clone());
+        }
+        lower::lower_with(&self.kernel, assumptions).map_err(|e| Diagnostic::error_nowhere(e.to_string()).into())
+    }
 }
 
 /// Block IR of one kernel (layouts not yet assigned).

@@ -3,8 +3,9 @@
 //! Everything is per thread: variables are registers (mutable, typed), expressions are trees,
 //! control flow is structured and block-uniform except for `If`, whose condition may differ
 //! between threads (it guards memory accesses; it never contains a `Barrier`). Global memory is
-//! addressed by element index into a tensor parameter; shared memory by byte offset into one
-//! static, 16-byte aligned buffer of `shared_bytes` bytes.
+//! addressed by element index into a tensor parameter (by bit index for packed sub-byte
+//! elements, by byte offset for vector accesses, whose offset is a multiple of their size);
+//! shared memory by byte offset into one static, 16-byte aligned buffer of `shared_bytes` bytes.
 //!
 //! Types of expressions are determined bottom-up by [`Program::ty`]; the lowering guarantees
 //! that operands of a binary operation have equal types, indices of global accesses are i64,
@@ -249,6 +250,18 @@ pub enum Stmt {
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
     Source { span: crate::diagnostics::Span, what: String },
+    /// One vector load from global tensor parameter `param`'s buffer: `dst.len()` consecutive
+    /// values of `ty` starting at byte `byte_offset` (i64), raw bits into `dst` in order (floats
+    /// their encoding, integers their bits; packed sub-byte elements arrive as whole bytes or
+    /// words, element k of a word in its bits `[k·n, (k+1)·n)`). The access is
+    /// `dst.len() · ty.bytes()` bytes, a power of two from 1 to 16, and `byte_offset` must be a
+    /// multiple of it (buffers start 256-byte aligned); `ty` is not `i1`.
+    LoadGlobalVector { dst: Vec<Var>, param: usize, byte_offset: Expr, ty: Ty },
+    /// One vector store: `values` (each of type `ty`) to consecutive `ty`-sized slots starting at
+    /// byte `byte_offset` (i64) of `param`'s buffer, with the size and alignment rules of
+    /// `LoadGlobalVector`. Sub-byte elements are stored as whole bytes or words, so the thread
+    /// must own every element they hold.
+    StoreGlobalVector { param: usize, byte_offset: Expr, values: Vec<Expr>, ty: Ty },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -404,6 +417,28 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);
+            }
+            Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
+                let ds: Vec<String> = dst.iter().map(|v| format!("r{}", v.0)).collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}{{{}}} = ld.global.v{}.{} p{param}[byte {}]",
+                    ds.join(", "),
+                    dst.len(),
+                    ty.name(),
+                    expr_str(byte_offset)
+                );
+            }
+            Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
+                let vs: Vec<String> = values.iter().map(expr_str).collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}st.global.v{}.{} p{param}[byte {}] = {{{}}}",
+                    values.len(),
+                    ty.name(),
+                    expr_str(byte_offset),
+                    vs.join(", ")
+                );
             }
         }
     }

@@ -9,6 +9,14 @@
 //!   layout (`passes::infer_layouts` guarantees it), so they work register by register;
 //! * loads and stores are predicated per element on the tensor bounds (out-of-bounds loads
 //!   give the pad value); only the primary copy of a replicated layout stores;
+//! * vectorization: when each thread's consecutive local indices come in groups of `v`
+//!   consecutive elements of the last (contiguous) dimension, starting at multiples of `v`, and
+//!   the divisibility analysis (`passes::divisibility`, under the variant's assumptions about
+//!   the runtime scalars) proves that the tile offset and the tensor's last extent are
+//!   multiples of `v`, each group is one `LoadGlobalVector`/`StoreGlobalVector` of `v`
+//!   elements (2 to 16 bytes; sub-byte elements as whole bytes or words) under one bounds
+//!   predicate: the group is then aligned to its size and either wholly inside the tensor or
+//!   wholly outside. Otherwise the per-element path stays;
 //! * `view` re-slices each thread's register bits (equal bits per thread, checked by
 //!   inference); low-precision values live in i8 containers (see `lir::Ty::of`);
 //! * instructions that move data between threads (broadcast, reduce, dot) stage their
@@ -19,6 +27,7 @@ use crate::dtype::DType;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
 use crate::layout::RegisterLayout;
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
+use crate::passes::divisibility::{self, Assumptions, Divisibility};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +36,20 @@ pub enum LowerError {
     Internal { kernel: String, message: String },
 }
 
-/// Lowers a kernel whose layouts are assigned.
+/// Lowers a kernel whose layouts are assigned, assuming nothing about its runtime scalars.
 pub fn lower(kernel: &Kernel) -> Result<Program, LowerError> {
+    lower_with(kernel, &Assumptions::none(kernel))
+}
+
+/// Lowers a kernel whose layouts are assigned into the variant that may rely on `assumptions`
+/// about its runtime integer scalars (it must only be launched with values satisfying them).
+pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program, LowerError> {
+    if assumptions.log2.len() != kernel.params.len() {
+        return Err(LowerError::Internal {
+            kernel: kernel.name.clone(),
+            message: format!("{} assumptions for {} parameters", assumptions.log2.len(), kernel.params.len()),
+        });
+    }
     if let Err(errors) = ir::verify::verify(kernel, true) {
         return Err(LowerError::Internal { kernel: kernel.name.clone(), message: errors.join("; ") });
     }
@@ -57,6 +78,7 @@ pub fn lower(kernel: &Kernel) -> Result<Program, LowerError> {
         shared_bases: HashMap::new(),
         scratch_base: 0,
         copy_layouts: HashMap::new(),
+        div: divisibility::analyze(kernel, assumptions),
     };
     cx.plan_shared();
     let mut body = Vec::new();
@@ -83,6 +105,8 @@ struct Lower<'k> {
     /// The thread layout of each `copy_async`'s tile and its run length (elements each thread
     /// copies with one access).
     copy_layouts: HashMap<ValueId, (RegisterLayout, usize)>,
+    /// What the variant knows about the divisibility of scalars and extents.
+    div: Divisibility,
 }
 
 /// The LIR of a unary operation on one element (`ty` is the element's register type).
@@ -1092,6 +1116,21 @@ impl Lower<'_> {
         } else {
             float_or_int(ty, pad)
         };
+        let v = self.vector_width(param, &layout, offsets, dtype);
+        if v > 1 {
+            let mut regs = Vec::new();
+            for group in 0..layout.local_size() / v {
+                // One predicate for the group: it is wholly inside or wholly outside.
+                let (inb, index) = self.global_access(param, &layout, offsets, group * v);
+                let dst: Vec<Var> = (0..v).map(|_| self.new_var(ty)).collect();
+                let then_body = self.vector_load(param, index, dtype, &dst);
+                let else_body = dst.iter().map(|r| lir::Stmt::Assign(*r, pad.clone())).collect();
+                body.push(lir::Stmt::If { cond: inb, then_body, else_body });
+                regs.extend(dst);
+            }
+            self.regs.insert(id, regs);
+            return;
+        }
         let mut regs = Vec::new();
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, offsets, i);
@@ -1115,6 +1154,16 @@ impl Lower<'_> {
         let layout = self.layout(value).clone();
         let dtype = self.dtype(value);
         let first = self.is_first_replica(&layout);
+        let v = self.vector_width(param, &layout, offsets, dtype);
+        if v > 1 {
+            for group in 0..layout.local_size() / v {
+                let (inb, index) = self.global_access(param, &layout, offsets, group * v);
+                let sources: Vec<Var> = self.regs(value)[group * v..(group + 1) * v].to_vec();
+                let then_body = self.vector_store(param, index, dtype, &sources);
+                body.push(lir::Stmt::If { cond: bin(lir::BinaryOp::And, first.clone(), inb), then_body, else_body: Vec::new() });
+            }
+            return;
+        }
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, offsets, i);
             body.push(lir::Stmt::If {
@@ -1127,6 +1176,116 @@ impl Lower<'_> {
                 else_body: Vec::new(),
             });
         }
+    }
+
+    /// The number of elements `v` each vector access of a load or store of `layout` at
+    /// `offsets` into global tensor `param` moves (1: per-element accesses). `v` qualifies when
+    /// every group of `v` consecutive local indices holds `v` consecutive elements along the
+    /// last dimension starting at a multiple of `v` (for every thread: the thread terms of that
+    /// dimension step by multiples of `v`), the group is a power-of-two number of whole bytes
+    /// of at most 16, and the analysis proves the tile offset and the tensor's last extent
+    /// (hence every row stride) multiples of `v`. Then each group starts at an element index
+    /// that is a multiple of `v` (its byte address a multiple of its size), and, the extent
+    /// being a multiple of `v`, its elements are all inside the bounds or all outside.
+    fn vector_width(&self, param: usize, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> usize {
+        let ParamKind::Global { shape, .. } = &self.k.params[param].kind else { return 1 };
+        if dtype == DType::Bool || layout.rank() == 0 || shape.len() != layout.rank() || offsets.len() != layout.rank() {
+            return 1;
+        }
+        let last = layout.rank() - 1;
+        let bits = dtype.bits() as usize;
+        let local = layout.local_size();
+        let known = self.div.value(offsets[last]).min(self.div.sym(&shape[last]));
+        let coords: Vec<Vec<usize>> = (0..local).map(|i| layout.local_coords(i)).collect();
+        let terms = layout.thread_terms();
+        let mut best = 1;
+        let mut v = 2usize;
+        while v <= local && v * bits <= 128 {
+            let whole_bytes = (v * bits).is_multiple_of(8) && (v * bits / 8).is_power_of_two();
+            let proven = v.trailing_zeros() <= known;
+            let threads_aligned = terms.iter().all(|t| t.dim != last || t.multiplier.is_multiple_of(v));
+            let groups = local.is_multiple_of(v)
+                && coords.chunks(v).all(|g| {
+                    g[0][last].is_multiple_of(v)
+                        && g.iter().enumerate().all(|(j, c)| c[last] == g[0][last] + j && (0..last).all(|d| c[d] == g[0][d]))
+                });
+            if whole_bytes && proven && threads_aligned && groups {
+                best = v;
+            }
+            v *= 2;
+        }
+        best
+    }
+
+    /// The register type and count of the words that carry `v` packed sub-byte elements of
+    /// `bits` bits (`v · bits / 8` bytes, a power of two from 1 to 16).
+    fn packed_words(v: usize, bits: u32) -> (Ty, usize) {
+        match v * bits as usize / 8 {
+            1 => (Ty::I8, 1),
+            2 => (Ty::I16, 1),
+            4 => (Ty::I32, 1),
+            bytes => (Ty::I32, bytes / 4),
+        }
+    }
+
+    /// The statements of a vector load of `dst.len()` elements of `dtype` from element `index`
+    /// (a multiple of the vector, inside the bounds) into the registers `dst`.
+    fn vector_load(&mut self, param: usize, index: Expr, dtype: DType, dst: &[Var]) -> Vec<lir::Stmt> {
+        let bits = dtype.bits();
+        if bits >= 8 {
+            let byte_offset = bin(lir::BinaryOp::Mul, index, int(Ty::I64, (bits / 8) as i64));
+            return vec![lir::Stmt::LoadGlobalVector { dst: dst.to_vec(), param, byte_offset, ty: Ty::of(dtype) }];
+        }
+        let (word_ty, count) = Self::packed_words(dst.len(), bits);
+        let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
+        let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
+        let mut out = vec![lir::Stmt::LoadGlobalVector { dst: words.clone(), param, byte_offset, ty: word_ty }];
+        let word_bits = word_ty.bytes() as u32 * 8;
+        for (j, r) in dst.iter().enumerate() {
+            let bit = j as u32 * bits;
+            let word = var(words[(bit / word_bits) as usize]);
+            let word = if word_ty == Ty::I32 { word } else { Expr::Cast { to: Ty::I32, value: Box::new(word), from_unsigned: true, to_unsigned: false } };
+            let shifted = if bit.is_multiple_of(word_bits) { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
+            let code = self.new_var(Ty::I32);
+            out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));
+            let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };
+            out.push(lir::Stmt::Assign(*r, Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }));
+        }
+        out
+    }
+
+    /// The statements of a vector store of the registers `sources` (elements of `dtype`) to
+    /// element `index` (a multiple of the vector, inside the bounds).
+    fn vector_store(&mut self, param: usize, index: Expr, dtype: DType, sources: &[Var]) -> Vec<lir::Stmt> {
+        let bits = dtype.bits();
+        if bits >= 8 {
+            let byte_offset = bin(lir::BinaryOp::Mul, index, int(Ty::I64, (bits / 8) as i64));
+            let values = sources.iter().map(|r| var(*r)).collect();
+            return vec![lir::Stmt::StoreGlobalVector { param, byte_offset, values, ty: Ty::of(dtype) }];
+        }
+        let (word_ty, count) = Self::packed_words(sources.len(), bits);
+        let word_bits = word_ty.bytes() as u32 * 8;
+        let per_word = (word_bits / bits) as usize;
+        let mut out = Vec::new();
+        let mut values = Vec::new();
+        for w in 0..count {
+            let mut packed: Option<Expr> = None;
+            for (j, r) in sources.iter().enumerate().skip(w * per_word).take(per_word) {
+                let code = crate::lower_numerics::container_to_code(var(*r), dtype);
+                let shift = (j as u32 * bits) % word_bits;
+                let part = if shift == 0 { code } else { bin(lir::BinaryOp::Shl, code, int(Ty::I32, shift as i64)) };
+                packed = Some(match packed {
+                    None => part,
+                    Some(p) => bin(lir::BinaryOp::Or, p, part),
+                });
+            }
+            let word32 = self.new_var(Ty::I32);
+            out.push(lir::Stmt::Assign(word32, packed.unwrap_or(int(Ty::I32, 0))));
+            values.push(if word_ty == Ty::I32 { var(word32) } else { crate::lower_numerics::narrow_code(var(word32), word_ty) });
+        }
+        let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
+        out.push(lir::Stmt::StoreGlobalVector { param, byte_offset, values, ty: word_ty });
+        out
     }
 
     /// The type a reduction or dot accumulates in: f32 for narrow floats, else the dtype.

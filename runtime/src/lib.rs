@@ -26,8 +26,10 @@ pub use tl_compiler::dtype::DType;
 pub use tl_vm::{Arg, HostTensor};
 
 pub use tl_compiler::ir::ConstValue;
+pub use tl_compiler::passes::divisibility::Assumptions;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use tl_compiler::diagnostics::{Diagnostic, render_all};
 use tl_compiler::driver::{self, Compiled};
 use tl_compiler::ir::ParamKind;
@@ -130,7 +132,15 @@ impl Module {
             ast::Item::Reference(r) if r.kernel.name == compiled.kernel.name => Some(r.clone()),
             _ => None,
         });
-        Ok(Kernel { module: self.clone(), compiled, reference, ptx: Default::default() })
+        Ok(Kernel {
+            module: self.clone(),
+            compiled,
+            reference,
+            ptx: Default::default(),
+            specialize_log2: tl_compiler::passes::divisibility::DEFAULT_CAP_LOG2,
+            variants: Default::default(),
+            variant_ptx: Default::default(),
+        })
     }
 
     fn render(&self, diagnostics: Vec<Diagnostic>) -> RuntimeError {
@@ -199,18 +209,35 @@ pub fn render_simt_error(error: &tl_vm::simt::SimtError, file_name: &str, source
     }
 }
 
+fn poisoned() -> RuntimeError {
+    RuntimeError::Usage("a kernel's variant cache was poisoned by a panic in another thread".into())
+}
+
 fn render(file_name: &str, source: &str, diagnostics: Vec<Diagnostic>) -> RuntimeError {
     RuntimeError::Compile { rendered: render_all(&diagnostics, file_name, source), diagnostics }
 }
 
 /// A compiled kernel, ready to launch.
+///
+/// Launches on `simt` and `cuda` run a variant specialized for the launch's *signature*: for
+/// each integer scalar parameter, the largest power of two (up to `2^specialize_log2`) that
+/// divides its value ([`Kernel::signature`]). A variant may vectorize global accesses the
+/// unspecialized code cannot prove aligned. Variants are lowered once per signature and their
+/// PTX generated once per signature and architecture. The `vm` backend has one semantics and
+/// needs none.
 #[derive(Debug)]
 pub struct Kernel {
     pub module: Module,
     pub compiled: Compiled,
     /// The `reference` block for this kernel, if the source has one.
     pub reference: Option<ast::Reference>,
+    /// PTX of the unspecialized variant, per architecture.
     ptx: [OnceLock<String>; 2],
+    /// The largest power of two (as log2) launches specialize on; 0 runs the unspecialized
+    /// variant (`compiled.lir`) always. Defaults to 4 (divisibility by up to 16).
+    pub specialize_log2: u32,
+    variants: Mutex<HashMap<Assumptions, Arc<tl_compiler::lir::Program>>>,
+    variant_ptx: Mutex<HashMap<(Assumptions, Arch), Arc<String>>>,
 }
 
 /// What a launch measured.
@@ -236,10 +263,79 @@ impl Kernel {
         Ok(slot.get_or_init(|| ptx))
     }
 
-    /// Runs the kernel over its grid. Tensors of `args` are updated in place.
+    /// The values of the integer scalar parameters in `args` (`None` for the others).
+    fn scalar_values(&self, args: &[Arg]) -> Vec<Option<i64>> {
+        self.compiled
+            .kernel
+            .params
+            .iter()
+            .zip(args)
+            .map(|(p, a)| match (&p.kind, a) {
+                (ParamKind::Scalar(d), Arg::Scalar(v)) if d.is_int() && v.is_finite() => Some(*v as i64),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The signature of a launch with `args`: what its variant may assume about each integer
+    /// scalar (the largest power of two dividing it, at most `2^specialize_log2`).
+    pub fn signature(&self, args: &[Arg]) -> Assumptions {
+        Assumptions::from_values(&self.compiled.kernel, &self.scalar_values(args), self.specialize_log2)
+    }
+
+    /// Parses assumptions written `NAME%K` (e.g. `["n%8", "k%16"]`) for this kernel.
+    pub fn assumptions(&self, items: &[String]) -> Result<Assumptions, RuntimeError> {
+        Assumptions::parse(&self.compiled.kernel, items).map_err(|e| RuntimeError::Usage(e.to_string()))
+    }
+
+    /// The LIR of the variant for `assumptions`, lowered once and cached; the unspecialized
+    /// one is `compiled.lir` as it is now.
+    pub fn variant(&self, assumptions: &Assumptions) -> Result<Arc<tl_compiler::lir::Program>, RuntimeError> {
+        if assumptions.is_none() {
+            return Ok(Arc::new(self.compiled.lir.clone()));
+        }
+        if let Some(p) = self.variants.lock().map_err(|_| poisoned())?.get(assumptions) {
+            return Ok(p.clone());
+        }
+        let program = Arc::new(self.compiled.variant(assumptions).map_err(|e| self.module.render(e.diagnostics))?);
+        let mut cache = self.variants.lock().map_err(|_| poisoned())?;
+        Ok(cache.entry(assumptions.clone()).or_insert(program).clone())
+    }
+
+    /// PTX of the variant for `assumptions` and `arch`, generated once per pair.
+    pub fn variant_ptx(&self, assumptions: &Assumptions, arch: Arch) -> Result<Arc<String>, RuntimeError> {
+        if assumptions.is_none() {
+            return Ok(Arc::new(self.ptx(arch)?.to_string()));
+        }
+        let key = (assumptions.clone(), arch);
+        if let Some(p) = self.variant_ptx.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(p.clone());
+        }
+        let program = self.variant(assumptions)?;
+        let ptx = Arc::new(tl_compiler::backend::lir_to_ptx(&program, arch)?);
+        let mut cache = self.variant_ptx.lock().map_err(|_| poisoned())?;
+        Ok(cache.entry(key).or_insert(ptx).clone())
+    }
+
+    /// Runs the kernel over its grid. Tensors of `args` are updated in place. `simt` and `cuda`
+    /// run the variant of the launch's [`signature`](Kernel::signature).
     pub fn launch(&self, backend: Backend, args: &mut [Arg]) -> Result<LaunchReport, RuntimeError> {
+        let signature = self.signature(args);
+        self.launch_variant(backend, args, &signature)
+    }
+
+    /// Runs the variant for `assumptions` (checked against the arguments: a variant launched
+    /// with values it does not assume would compute the wrong thing).
+    pub fn launch_variant(&self, backend: Backend, args: &mut [Arg], assumptions: &Assumptions) -> Result<LaunchReport, RuntimeError> {
         let kernel = &self.compiled.kernel;
         tl_vm::interp::check_args(kernel, args)?;
+        if !assumptions.holds_for(&self.scalar_values(args)) {
+            return Err(RuntimeError::Usage(format!(
+                "the arguments of `{}` do not satisfy the variant's assumptions ({})",
+                kernel.name,
+                assumptions.describe(kernel)
+            )));
+        }
         let grid = tl_vm::interp::eval_grid(kernel, args)?;
         let mut report = LaunchReport { grid, kernel_ms: None };
         if grid.contains(&0) {
@@ -248,7 +344,8 @@ impl Kernel {
         match backend {
             Backend::Vm => tl_vm::launch(kernel, args).map_err(|e| self.module.vm_error(e))?,
             Backend::Simt => {
-                tl_vm::simt::launch(&self.compiled.lir, grid, args).map_err(|e| self.module.simt_error(e))?
+                let program = self.variant(assumptions)?;
+                tl_vm::simt::launch(&program, grid, args).map_err(|e| self.module.simt_error(e))?
             }
             Backend::Cuda => {
                 if !cuda::driver_available() {
@@ -258,7 +355,8 @@ impl Kernel {
                     (9, _) => Arch::Sm90a,
                     _ => Arch::Sm80,
                 };
-                let ptx = self.ptx(arch)?.to_string();
+                let ptx = self.variant_ptx(assumptions, arch)?;
+                let program = self.variant(assumptions)?;
                 let mut kargs: Vec<cuda::KernelArg> = Vec::new();
                 for (p, a) in kernel.params.iter().zip(args.iter_mut()) {
                     match (a, &p.kind) {
@@ -268,11 +366,11 @@ impl Kernel {
                     }
                 }
                 let spec = cuda::LaunchSpec {
-                    ptx: &ptx,
+                    ptx: ptx.as_str(),
                     kernel_name: &kernel.name,
                     grid,
-                    block_threads: self.compiled.lir.block_threads,
-                    shared_bytes: self.compiled.lir.shared_bytes as u32,
+                    block_threads: program.block_threads,
+                    shared_bytes: program.shared_bytes as u32,
                 };
                 let r = cuda::launch(&spec, &mut kargs)?;
                 report.kernel_ms = Some(r.kernel_ms);

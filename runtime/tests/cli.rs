@@ -60,6 +60,26 @@ fn emits_every_stage() {
 }
 
 #[test]
+fn assume_selects_a_specialized_variant() {
+    let (code, plain, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "ptx"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!plain.contains("ld.global.v"), "unspecialized by default: {plain}");
+    let (code, v16, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "ptx", "--assume", "n%16"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v16.contains("ld.global.v4.") && v16.contains("st.global.v4."), "{v16}");
+    let (code, lir, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "lir", "--assume", "n%2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(lir.contains("ld.global.v2.f32"), "{lir}");
+    let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--assume", "n%3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("power of two"), "{err}");
+    let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--assume", "q%4"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no integer scalar parameter `q`"), "{err}");
+    assert_eq!(tlc(&["run", "examples/vector_add.tl", "--assume", "n%4"]).0, 2);
+}
+
+#[test]
 fn run_checks_against_the_reference_and_reads_and_writes_npy() {
     let (code, out, err) = tlc(&["run", "stdlib/kernels/softmax.tl", "--backend", "vm", "--arg", "m=5", "--arg", "n=300", "--against", "simt"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -139,9 +139,13 @@ fn qmatmul_ptx_assembles_for_every_format() {
     for (w, s) in formats {
         let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
         let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+        // The unspecialized variant and the one for m, n, k multiples of 16 (vector accesses).
+        let v16 = kernel.assumptions(&["m%16,n%16,k%16".into()]).unwrap();
         for arch in Arch::ALL {
             let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
             ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul W={w} S={s} for {}: {e}", arch.name()));
+            let ptx = kernel.variant_ptx(&v16, arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
+            ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul W={w} S={s} (m, n, k % 16) for {}: {e}", arch.name()));
         }
     }
 }

@@ -4,8 +4,10 @@
 //! Expects a LIR program from `tl_compiler::lower` and arguments already checked against the
 //! kernel's signature (see `interp::check_args`). Guarantees that any access outside a global
 //! tensor or the shared buffer, a division by zero, loop bounds that differ between threads,
-//! a barrier reached by only some threads and a shared-memory race are reported as
-//! [`SimtError`]s, never panics.
+//! a barrier reached by only some threads, a shared-memory race and a vector access whose byte
+//! offset is not a multiple of its size are reported as [`SimtError`]s, never panics. Global
+//! buffers are modelled as starting 256-byte aligned (as device allocations do), so a vector
+//! access is aligned exactly when its byte offset in the buffer is a multiple of its size.
 //!
 //! Every error raised by an instruction carries its [`Location`]: the span and text of the
 //! block-IR instruction named by the last [`Stmt::Source`] executed before it (threads run in
@@ -71,6 +73,9 @@ pub enum SimtError {
     /// A LIR statement the simulator does not implement yet.
     Unsupported { block: [u32; 3], what: String, at: Location },
     BadArgument { index: usize, name: String, message: String },
+    /// A vector access whose byte offset is not a multiple of its size (buffers are modelled
+    /// as starting 256-byte aligned, like device allocations, so the offset decides).
+    GlobalMisaligned { block: [u32; 3], thread: usize, what: &'static str, param: String, byte_offset: i64, size: usize, at: Location },
 }
 
 impl SimtError {
@@ -110,6 +115,9 @@ impl SimtError {
             SimtError::BadCopy { block, thread, message, .. } => format!("cp.async in block {block:?}, thread {thread}: {message}"),
             SimtError::Unsupported { block, what, .. } => format!("the simulator does not implement `{what}` yet (block {block:?})"),
             SimtError::BadArgument { index, name, message } => format!("argument {index} (`{name}`): {message}"),
+            SimtError::GlobalMisaligned { block, thread, what, param, byte_offset, size, .. } => format!(
+                "misaligned {what} of {size} bytes at byte {byte_offset} of `{param}` (not a multiple of {size}) in block {block:?}, thread {thread}"
+            ),
         }
     }
 
@@ -124,7 +132,8 @@ impl SimtError {
             | SimtError::DivergentWarpInstruction { at, .. }
             | SimtError::CopyInFlight { at, .. }
             | SimtError::BadCopy { at, .. }
-            | SimtError::Unsupported { at, .. } => at.as_ref(),
+            | SimtError::Unsupported { at, .. }
+            | SimtError::GlobalMisaligned { at, .. } => at.as_ref(),
             SimtError::SharedRace { second, .. } => second.at.as_ref(),
             SimtError::BadArgument { .. } => None,
         }
@@ -633,6 +642,35 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
+                Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
+                    let width = ty.bytes();
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let off = self.eval(byte_offset, t)?.i();
+                            let range = self.vector_range(*param, off, dst.len() * width, t, "vector load")?;
+                            let buffer = self.buffer(*param)?;
+                            let values: Vec<V> =
+                                buffer[range].chunks(width).map(|b| decode(*ty, b)).collect();
+                            for (v, x) in dst.iter().zip(values) {
+                                self.regs[t][v.0 as usize] = x;
+                            }
+                        }
+                    }
+                }
+                Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
+                    let width = ty.bytes();
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let off = self.eval(byte_offset, t)?.i();
+                            let xs = values.iter().map(|e| self.eval(e, t)).collect::<Result<Vec<V>, Fault>>()?;
+                            let range = self.vector_range(*param, off, values.len() * width, t, "vector store")?;
+                            let buffer = self.buffer(*param)?;
+                            for (chunk, x) in buffer[range].chunks_mut(width).zip(xs) {
+                                encode(*ty, x, chunk);
+                            }
+                        }
+                    }
+                }
                 Stmt::Barrier => {
                     if active != self.threads as u64 {
                         return Err(Box::new(SimtError::DivergentBarrier { block: self.block, at: self.at() }));
@@ -756,6 +794,41 @@ impl<'a> Block<'a> {
             Arg::Tensor(t) => Ok(&mut t.data),
             Arg::Scalar(_) => Err(Box::new(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() })),
         }
+    }
+
+    /// The byte buffer of tensor `param`.
+    fn buffer(&mut self, param: usize) -> Result<&mut Vec<u8>, Fault> {
+        if let Arg::Scalar(_) = &self.args[param] {
+            return Err(Box::new(self.not_a_tensor(param)));
+        }
+        match &mut self.args[param] {
+            Arg::Tensor(t) => Ok(&mut t.data),
+            Arg::Scalar(_) => Err(Box::new(SimtError::BadArgument { index: param, name: String::new(), message: "not a tensor".into() })),
+        }
+    }
+
+    /// Checks a vector access of `size` bytes at byte `offset` of tensor `param`: the size is
+    /// a power of two up to 16, the offset a multiple of it (misaligned otherwise) and the bytes
+    /// inside the buffer (out of bounds otherwise, reported at the first element's index).
+    fn vector_range(&mut self, param: usize, offset: i64, size: usize, thread: usize, what: &'static str) -> Result<std::ops::Range<usize>, Fault> {
+        let (bytes, len, bits) = match &self.args[param] {
+            Arg::Tensor(t) => (t.data.len(), t.len(), t.dtype.bits() as i64),
+            Arg::Scalar(_) => return Err(Box::new(self.not_a_tensor(param))),
+        };
+        if !(1..=16).contains(&size) || !size.is_power_of_two() {
+            return Err(Box::new(SimtError::Unsupported { block: self.block, what: format!("{what} of {size} bytes"), at: self.at() }));
+        }
+        if offset.rem_euclid(size as i64) != 0 {
+            let name = match &self.program.params[param] {
+                Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+            };
+            return Err(Box::new(SimtError::GlobalMisaligned { block: self.block, thread, what, param: name, byte_offset: offset, size, at: self.at() }));
+        }
+        if offset < 0 || offset as usize + size > bytes {
+            let index = (offset * 8).div_euclid(bits.max(1));
+            return Err(Box::new(self.out_of_bounds(param, index, len, thread, what)));
+        }
+        Ok(offset as usize..offset as usize + size)
     }
 
     fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, Fault> {

@@ -16,7 +16,10 @@
 //!   `Rsqrt` (`rsqrt.approx`) except on f64, where it is `1 / sqrt(x)`; `Sqrt` is correctly
 //!   rounded for every type;
 //! * float `Min`/`Max` return the other operand when one is NaN (IEEE minNum, PTX `min`);
-//! * integer `Div`/`Rem` by zero give an unspecified value (LLVM treats them as undefined).
+//! * integer `Div`/`Rem` by zero give an unspecified value (LLVM treats them as undefined);
+//! * `LoadGlobalVector`/`StoreGlobalVector` are one access of their size (`<4 x i32>`,
+//!   `<2 x i32>`, `i32`, `i16` or `i8` with the alignment of the size), which the NVPTX back end
+//!   emits as `ld.global.v4.u32`, `ld.global.v2.u32`, ... (or the same with the element type).
 
 use super::{Arch, BackendError};
 use crate::dtype::DType;
@@ -32,7 +35,7 @@ use inkwell::targets::{
 };
 use inkwell::types::{BasicMetadataTypeEnum, BasicTypeEnum, FloatType, IntType};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, IntValue,
+    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, IntValue,
     PointerValue,
 };
 use inkwell::{AddressSpace, AtomicOrdering, AtomicRMWBinOp, FloatPredicate, IntPredicate, OptimizationLevel};
@@ -367,6 +370,53 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let result = self.call_intrinsic(name, &[], &args)?;
                 self.builder.build_store(dst_ptr, result)?;
             }
+            Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
+                let (addr, memory, vector, size) = self.vector_access(*param, byte_offset, dst.len(), *ty)?;
+                let raw = self.builder.build_load(memory, addr, "vld")?;
+                if let Some(i) = raw.as_instruction_value() {
+                    i.set_alignment(size).map_err(|e| self.invalid(format!("vector load alignment: {e}")))?;
+                }
+                let elements = self.builder.build_bit_cast(raw, vector, "vlanes")?;
+                for (i, v) in dst.iter().enumerate() {
+                    let (ptr, reg_ty) = self.var(*v)?;
+                    if reg_ty != *ty {
+                        return Err(self.invalid(format!("vector load into r{} of type {}, not {}", v.0, reg_ty.name(), ty.name())));
+                    }
+                    let value = if dst.len() == 1 {
+                        elements
+                    } else {
+                        let lane = self.context.i32_type().const_int(i as u64, false);
+                        self.builder.build_extract_element(elements.into_vector_value(), lane, "vlane")?
+                    };
+                    self.builder.build_store(ptr, value)?;
+                }
+            }
+            Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
+                let (addr, memory, vector, size) = self.vector_access(*param, byte_offset, values.len(), *ty)?;
+                let mut packed = match vector {
+                    BasicTypeEnum::VectorType(v) => Some(v.get_undef()),
+                    _ => None,
+                };
+                let mut single = None;
+                for (i, e) in values.iter().enumerate() {
+                    let x = self.expr_of(e, *ty, "a value of a vector store")?;
+                    match packed {
+                        Some(p) => {
+                            let lane = self.context.i32_type().const_int(i as u64, false);
+                            packed = Some(self.builder.build_insert_element(p, x.v, lane, "vpack")?);
+                        }
+                        None => single = Some(x.v),
+                    }
+                }
+                let whole: BasicValueEnum = match (packed, single) {
+                    (Some(p), _) => p.into(),
+                    (None, Some(x)) => x,
+                    (None, None) => return Err(self.invalid("an empty vector store")),
+                };
+                let raw = self.builder.build_bit_cast(whole, memory, "vraw")?;
+                let store = self.builder.build_store(addr, raw)?;
+                store.set_alignment(size).map_err(|e| self.invalid(format!("vector store alignment: {e}")))?;
+            }
             Stmt::Barrier => {
                 // `barrier.sync.aligned 0` is printed as `bar.sync 0`. The aligned form is right
                 // because LIR never puts a barrier under a thread-dependent `If`.
@@ -534,6 +584,40 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         Ok(unsafe {
             self.builder.build_in_bounds_gep(self.context.i8_type(), base, &[byte_index], "byte")?
         })
+    }
+
+    /// The address, memory type (one integer or integer vector of the access's size), lane
+    /// type (`<count x ty>`, or `ty` for one lane) and size in bytes of a vector access of
+    /// `count` values of `ty` at byte `byte_offset` of global parameter `param`.
+    fn vector_access(
+        &mut self,
+        param: usize,
+        byte_offset: &Expr,
+        count: usize,
+        ty: Ty,
+    ) -> Result<(PointerValue<'ctx>, BasicTypeEnum<'ctx>, BasicTypeEnum<'ctx>, u32), BackendError> {
+        let size = count * ty.bytes();
+        if count == 0 || ty == Ty::I1 || !size.is_power_of_two() || size > 16 {
+            return Err(self.invalid(format!("a vector access of {count} × {} ({size} bytes; 1 to 16, a power of two)", ty.name())));
+        }
+        let (base, _) = self.global_param(param)?;
+        let offset = self.expr_of(byte_offset, Ty::I64, "a vector byte offset")?;
+        let addr = self.byte_address(base, offset.v.into_int_value())?;
+        let (i8t, i16t, i32t) = (self.context.i8_type(), self.context.i16_type(), self.context.i32_type());
+        let memory: BasicTypeEnum = match size {
+            1 => i8t.into(),
+            2 => i16t.into(),
+            4 => i32t.into(),
+            _ => i32t.vec_type((size / 4) as u32).into(),
+        };
+        let lanes: BasicTypeEnum = if count == 1 {
+            llvm_type(self.context, ty)
+        } else if ty.is_float() {
+            float_type(self.context, ty).vec_type(count as u32).into()
+        } else {
+            int_type(self.context, ty).vec_type(count as u32).into()
+        };
+        Ok((addr, memory, lanes, size as u32))
     }
 
     /// The byte (i64) and the bit within it (i32) of bit `bit_index` of a packed buffer.

@@ -1,3 +1,4 @@
 //! Passes over the block IR, one per file, run in the order `driver.rs` gives.
 
 pub mod infer_layouts;
+pub mod divisibility;

@@ -12,7 +12,7 @@ use tl_runtime::{Arch, Arg, Backend, DType, Module, RuntimeError, reference};
 const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
-              [--arch sm_80|sm_90a] [-o OUT]
+              [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
 
@@ -25,7 +25,14 @@ const USAGE: &str = "usage:
   An input file must hold exactly the parameter's dtype and shape.
 
   -D NAME=VALUE sets a compile-time parameter: an integer (-D BM=64) or, for a dtype
-  parameter (`<W: dtype = u4>`), a dtype name (-D W=f6e3m2).";
+  parameter (`<W: dtype = u4>`), a dtype name (-D W=f6e3m2).
+
+  --assume NAME%K compiles the variant specialized for runtime integer scalar NAME being a
+  multiple of K (a power of two), e.g. --assume n%16 or --assume m%8,k%16; global loads and
+  stores it proves aligned become vector accesses of up to 16 bytes. Without --assume,
+  compile emits the unspecialized variant (assumes nothing). tlc run (simt, cuda) picks the
+  variant from the argument values itself: each integer scalar's largest power-of-two
+  divisor, up to 16.";
 
 struct Usage(String);
 
@@ -44,6 +51,7 @@ struct Options {
     seed: u64,
     inputs: Vec<(String, PathBuf)>,
     outputs: Vec<(String, PathBuf)>,
+    assume: Vec<String>,
 }
 
 fn name_value(s: &str, flag: &str) -> Result<(String, String), Usage> {
@@ -92,6 +100,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 let v = parse_int(&v, &n)?;
                 o.sizes.push((n, v));
             }
+            "--assume" => o.assume.push(value("--assume")?),
             "--seed" => o.seed = parse_int(&value("--seed")?, "--seed")? as u64,
             "--input" | "--output" => {
                 let (n, v) = name_value(&value(&a)?, &a)?;
@@ -108,6 +117,9 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     }
     if o.file.is_none() {
         return Err(Usage("missing FILE".into()));
+    }
+    if !o.assume.is_empty() && o.command != "compile" {
+        return Err(Usage("--assume applies to `tlc compile` (`tlc run` specializes on the argument values itself)".into()));
     }
     Ok(o)
 }
@@ -192,11 +204,12 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         return Ok(true);
     }
     let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
+    let assumptions = kernel.assumptions(&o.assume)?;
     let text = match emit.as_str() {
         "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
-        "lir" => kernel.compiled.lir.to_string(),
-        "llvm" => tl_compiler::backend::lir_to_llvm_ir(&kernel.compiled.lir, arch)?,
-        "ptx" => kernel.ptx(arch)?.to_string(),
+        "lir" => kernel.variant(&assumptions)?.to_string(),
+        "llvm" => tl_compiler::backend::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
+        "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
         other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm or ptx)"),
     };
     write_out(o, &text)?;
