@@ -492,6 +492,11 @@ impl Lower<'_> {
         if from == to {
             return self.assign(body, Ty::of(to), e);
         }
+        if crate::lower_numerics::half_magic(from, to).is_some() {
+            let r = self.assign(body, Ty::of(from), e);
+            let out = self.cast_to_half_fast(body, &[r], from, to).expect("half_magic applies");
+            return out[0];
+        }
         // Widen the source to a standard dtype.
         let (wide, wide_dtype) = match from.float_format() {
             Some(f) if from.is_low_precision() => {
@@ -526,6 +531,35 @@ impl Lower<'_> {
                 self.assign(body, Ty::I8, narrowed)
             }
         }
+    }
+
+    /// Fast dequantizing casts: integers of at most 8 bits (`regs`, i8 containers) to f16 or
+    /// bf16 with the magic-number trick of [`crate::lower_numerics::HalfMagic`]. Consecutive
+    /// registers are taken in pairs: one `prmt` packs both containers into bytes 0 and 2 of
+    /// an i32, one `lop3` masks, biases and merges the magic pattern into both 16-bit halves,
+    /// and each half is reinterpreted as f16/bf16 with the magic value subtracted. A last,
+    /// unpaired register takes the same steps alone (without the `prmt`). Returns the result
+    /// registers in the order of `regs`, bit-identical to the generic conversion (every
+    /// source value is exact in the destination); `None`, with nothing emitted, for the pairs
+    /// that have no exact magic (see `half_magic`), which take the generic path.
+    fn cast_to_half_fast(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<Vec<Var>> {
+        use crate::lower_numerics::{apply_magic, half_magic, magic_half, pack_pair, widen_container};
+        let magic = half_magic(from, to)?;
+        let ty = Ty::of(to);
+        let mut out = Vec::with_capacity(regs.len());
+        for pair in regs.chunks(2) {
+            let packed = match pair {
+                [low, high] => pack_pair(var(*low), var(*high)),
+                [single] => widen_container(var(*single)),
+                _ => unreachable!("chunks of one or two"),
+            };
+            let packed = self.assign(body, Ty::I32, packed);
+            let patched = self.assign(body, Ty::I32, apply_magic(var(packed), &magic));
+            for high in [false, true].into_iter().take(pair.len()) {
+                out.push(self.assign(body, ty, magic_half(var(patched), high, ty, &magic)));
+            }
+        }
+        Some(out)
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision
@@ -644,8 +678,10 @@ impl Lower<'_> {
             Op::Cast(a) => {
                 let a = *a;
                 let (from, to) = (self.dtype(a), dtype.expect("typed"));
-                if from.is_low_precision() || to.is_low_precision() {
-                    let regs: Vec<Var> = self.regs(a).to_vec();
+                let regs: Vec<Var> = self.regs(a).to_vec();
+                if let Some(out) = self.cast_to_half_fast(body, &regs, from, to) {
+                    self.regs.insert(id, out);
+                } else if from.is_low_precision() || to.is_low_precision() {
                     let out = regs.into_iter().map(|r| self.cast_into(body, var(r), from, to)).collect();
                     self.regs.insert(id, out);
                 } else {

@@ -168,6 +168,94 @@ pub fn encode_float(x: Expr, f: FloatFormat) -> Expr {
     select(is_nan, i32c(nan_code), code)
 }
 
+/// A magic-number conversion of an integer of at most 8 bits (held in an `i8` container, see
+/// [`Ty::of`]) to f16 or bf16, without an int→float conversion instruction.
+///
+/// The value `u` (unsigned, or a signed value biased to unsigned) goes into the low mantissa
+/// bits of a 16-bit pattern whose unit in the last place is 1 and whose low mantissa bits are
+/// zero: the patched pattern is exactly `base + u`, and subtracting `offset` (`base`, plus the
+/// bias for signed sources) gives the source value exactly, since every operand and the
+/// result are small integers of the destination format. Signed values are biased by flipping
+/// the top bit inside `mask` of their sign-extended byte. Masking, biasing and merging the
+/// pattern are one `lop3`, for two values at once when they share an i32 (bytes 0 and 2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HalfMagic {
+    /// The bits of a container's byte that carry the value.
+    pub mask: i64,
+    /// The destination's 16-bit pattern merged with the value (and, for signed sources, with
+    /// the bias bit, which the `lop3` flips).
+    pub pattern: i64,
+    /// The `lop3` truth table: `(a & b) | c` (0xEA) for unsigned sources, `(a & b) ^ c` (0x6A)
+    /// for signed ones, with `a` the container bytes, `b` the mask and `c` the pattern.
+    pub lut: u8,
+    /// What to subtract from the patched pattern's value to get the source value.
+    pub offset: f64,
+}
+
+/// The magic-number plan for a cast of integer `from` to `to`, if there is an exact one:
+///
+/// * to f16 (11 significand bits), every integer of at most 8 bits: `0x6400` is 1024 with a
+///   unit in the last place of 1, so `0x6400 | u` is `1024 + u` for `u < 1024`. Signed values
+///   `v` become `u = v + 128` by flipping bit 7 of their (sign-extended) byte: pattern 0x6480,
+///   offset 1152.
+/// * to bf16 (8 significand bits), integers of at most 7 bits: `0x4300` is 128 with a unit of
+///   1, so `0x4300 | u` is `128 + u` for `u < 128`. Signed values (−64..=63) become
+///   `v + 64` by flipping bit 6 of their low 7 bits: pattern 0x4340, offset 192.
+///
+/// u8 and i8 to bf16 have no such pattern (256 values need 8 mantissa bits): `None`, as for
+/// every other pair.
+pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
+    if !from.is_int() || from.bits() > 8 {
+        return None;
+    }
+    let signed = from.is_signed_int();
+    let (mask, pattern, offset) = match (to, signed) {
+        (DType::F16, false) => (0xFF, 0x6400, 1024.0),
+        (DType::F16, true) => (0xFF, 0x6480, 1152.0),
+        (DType::BF16, false) if from.bits() <= 7 => (0x7F, 0x4300, 128.0),
+        (DType::BF16, true) if from.bits() <= 7 => (0x7F, 0x4340, 192.0),
+        _ => return None,
+    };
+    Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
+}
+
+/// The `prmt` selector that puts byte 0 of `a` into byte 0 and byte 0 of `b` (source byte 4)
+/// into byte 2 of the result (bytes 1 and 3 take the bytes above them, which the mask of
+/// [`HalfMagic`] clears).
+pub const PAIR_SELECTOR: i64 = 0x5410;
+
+/// Two containers (`i8` expressions) in bytes 0 and 2 of one i32, with `prmt`.
+pub fn pack_pair(low: Expr, high: Expr) -> Expr {
+    let widen = |e: Expr| Expr::Cast { to: Ty::I32, value: Box::new(e), from_unsigned: true, to_unsigned: false };
+    Expr::Prmt { a: Box::new(widen(low)), b: Box::new(widen(high)), selector: Box::new(i32c(PAIR_SELECTOR)) }
+}
+
+/// One container (an `i8` expression) in byte 0 of an i32.
+pub fn widen_container(container: Expr) -> Expr {
+    Expr::Cast { to: Ty::I32, value: Box::new(container), from_unsigned: true, to_unsigned: false }
+}
+
+/// The patched patterns of both 16-bit halves of `packed` (containers in bytes 0 and 2), with
+/// one `lop3`.
+pub fn apply_magic(packed: Expr, m: &HalfMagic) -> Expr {
+    Expr::Lop3 {
+        a: Box::new(packed),
+        b: Box::new(i32c(m.mask | (m.mask << 16))),
+        c: Box::new(i32c(m.pattern | (m.pattern << 16))),
+        lut: m.lut,
+    }
+}
+
+/// The value of the low (`high == false`) or high 16-bit half of `word` (a variable holding
+/// patched patterns) as `to` (f16 or bf16), with the magic offset removed.
+pub fn magic_half(word: Expr, high: bool, to: Ty, m: &HalfMagic) -> Expr {
+    let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
+    // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
+    let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
+    let patched = Expr::Bitcast { to, value: Box::new(half) };
+    bin(BinaryOp::Sub, patched, Expr::Float(to, m.offset))
+}
+
 #[cfg(test)]
 mod tests {
     //! The builders are checked end to end by the simulator tests (they run the LIR against

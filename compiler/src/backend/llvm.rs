@@ -754,7 +754,42 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let addr = self.shared_address(offset)?;
                 self.load(addr, *ty)
             }
+            Expr::Prmt { a, b, selector } => {
+                let a = self.expr_of(a, Ty::I32, "a prmt operand")?;
+                let b = self.expr_of(b, Ty::I32, "a prmt operand")?;
+                let selector = self.expr_of(selector, Ty::I32, "a prmt selector")?;
+                let v = self.call_intrinsic("llvm.nvvm.prmt", &[], &[a.v.into(), b.v.into(), selector.v.into()])?;
+                Ok(Val { v, ty: Ty::I32 })
+            }
+            Expr::Lop3 { a, b, c, lut } => {
+                let a = self.expr_of(a, Ty::I32, "a lop3 operand")?;
+                let b = self.expr_of(b, Ty::I32, "a lop3 operand")?;
+                let c = self.expr_of(c, Ty::I32, "a lop3 operand")?;
+                self.lop3(a.v.into_int_value(), b.v.into_int_value(), c.v.into_int_value(), *lut)
+            }
         }
+    }
+
+    /// `lop3.b32` as inline PTX (NVVM has no intrinsic for it); the truth table is an
+    /// immediate. The asm has no side effects, so LLVM may combine or move it.
+    fn lop3(&self, a: IntValue<'ctx>, b: IntValue<'ctx>, c: IntValue<'ctx>, lut: u8) -> Result<Val<'ctx>, BackendError> {
+        let i32_type = self.context.i32_type();
+        let function_type = i32_type.fn_type(&[i32_type.into(), i32_type.into(), i32_type.into()], false);
+        let asm = self.context.create_inline_asm(
+            function_type,
+            format!("lop3.b32 $0, $1, $2, $3, {lut:#04x};"),
+            "=r,r,r,r".to_string(),
+            false,
+            false,
+            None,
+            false,
+        );
+        let call = self.builder.build_indirect_call(function_type, asm, &[a.into(), b.into(), c.into()], "lop3")?;
+        let v = call
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| BackendError::Builder("the lop3 asm returns no value".into()))?;
+        Ok(Val { v, ty: Ty::I32 })
     }
 
     /// Generates two operands that must have the same type.
