@@ -492,9 +492,9 @@ impl Lower<'_> {
         if from == to {
             return self.assign(body, Ty::of(to), e);
         }
-        if crate::lower_numerics::half_magic(from, to).is_some() {
+        if crate::lower_numerics::fast_half_cast(from, to).is_some() {
             let r = self.assign(body, Ty::of(from), e);
-            let out = self.cast_to_half_fast(body, &[r], from, to).expect("half_magic applies");
+            let out = self.cast_to_half_fast(body, &[r], from, to).expect("fast_half_cast applies");
             return out[0];
         }
         // Widen the source to a standard dtype.
@@ -533,18 +533,20 @@ impl Lower<'_> {
         }
     }
 
-    /// Fast dequantizing casts: integers of at most 8 bits (`regs`, i8 containers) to f16 or
-    /// bf16 with the magic-number trick of [`crate::lower_numerics::HalfMagic`]. Consecutive
-    /// registers are taken in pairs: one `prmt` packs both containers into bytes 0 and 2 of
-    /// an i32, one `lop3` masks, biases and merges the magic pattern into both 16-bit halves,
-    /// and each half is reinterpreted as f16/bf16 with the magic value subtracted. A last,
-    /// unpaired register takes the same steps alone (without the `prmt`). Returns the result
-    /// registers in the order of `regs`, bit-identical to the generic conversion (every
-    /// source value is exact in the destination); `None`, with nothing emitted, for the pairs
-    /// that have no exact magic (see `half_magic`), which take the generic path.
+    /// Fast dequantizing casts to f16 or bf16 (`regs` are i8 containers of `from`): integers
+    /// of at most 8 bits with the magic-number trick, floats whose codes are all finite by
+    /// placing their bits under the destination's fields
+    /// ([`crate::lower_numerics::FastHalfCast`]). Consecutive registers are taken in pairs:
+    /// one `prmt` packs both containers into bytes 0 and 2 of an i32, one `lop3` builds both
+    /// 16-bit patterns, and each half is reinterpreted as f16/bf16 and corrected by one exact
+    /// subtraction or multiplication. A last, unpaired register takes the same steps alone
+    /// (without the `prmt`). Returns the result registers in the order of `regs`,
+    /// bit-identical to the generic conversion (every source value is exact in the
+    /// destination); `None`, with nothing emitted, for the pairs without an exact plan (see
+    /// `fast_half_cast`), which take the generic path.
     fn cast_to_half_fast(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<Vec<Var>> {
-        use crate::lower_numerics::{apply_magic, half_magic, magic_half, pack_pair, widen_container};
-        let magic = half_magic(from, to)?;
+        use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
+        let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
         let mut out = Vec::with_capacity(regs.len());
         for pair in regs.chunks(2) {
@@ -554,9 +556,9 @@ impl Lower<'_> {
                 _ => unreachable!("chunks of one or two"),
             };
             let packed = self.assign(body, Ty::I32, packed);
-            let patched = self.assign(body, Ty::I32, apply_magic(var(packed), &magic));
+            let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
             for high in [false, true].into_iter().take(pair.len()) {
-                out.push(self.assign(body, ty, magic_half(var(patched), high, ty, &magic)));
+                out.push(self.assign(body, ty, plan.half(var(patterns), high, ty)));
             }
         }
         Some(out)

@@ -219,41 +219,107 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
     Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
 }
 
+/// A bit-placement conversion of a low-precision float whose codes are all finite
+/// (`Specials::Finite`, the sub-byte `fNeXmY`) to f16 or bf16.
+///
+/// The code's exponent and mantissa fields move as one block under the destination's:
+/// shifted left by `dst_mantissa − Y`, the source mantissa becomes the top of the destination
+/// mantissa and the source exponent field the low bits of the destination exponent field; the
+/// sign bit moves to bit 15. The resulting pattern is the source value scaled by
+/// `2^-(bias_dst − bias_src)`, normal and subnormal codes alike (both formats put their
+/// subnormals at exponent field 0), so one exact multiplication by `scale` restores it.
+/// Exact when the pattern's exponent field stays below all-ones and the scaled value is
+/// finite: for f16 (bias 15) source exponents of at most 4 bits, for bf16 every such format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloatPlacement {
+    /// Left shift that puts the exponent and mantissa fields under the destination's.
+    pub field_shift: i64,
+    /// The destination bits (within a 16-bit half) that the shifted fields occupy.
+    pub field_mask: i64,
+    /// Left shift that puts the sign bit at bit 15 (`None` for unsigned formats).
+    pub sign_shift: Option<i64>,
+    /// `2^(bias_dst − bias_src)`.
+    pub scale: f64,
+}
+
+/// The fast conversion of `from` to `to` (f16 or bf16), if there is an exact one: the magic
+/// number for integers of at most 8 bits ([`half_magic`]), the bit placement for floats with
+/// only finite codes ([`FloatPlacement`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FastHalfCast {
+    Magic(HalfMagic),
+    Float(FloatPlacement),
+}
+
+/// The fast conversion plan of `from` to `to`, or `None` (the generic conversion is used).
+pub fn fast_half_cast(from: DType, to: DType) -> Option<FastHalfCast> {
+    if let Some(m) = half_magic(from, to) {
+        return Some(FastHalfCast::Magic(m));
+    }
+    let f = from.float_format().filter(|f| f.specials == Specials::Finite && from.bits() <= 7)?;
+    let (mantissa, bias, max_exponent_bits) = match to {
+        DType::F16 => (10i64, 15i64, 4u8),
+        DType::BF16 => (7, 127, 7),
+        _ => return None,
+    };
+    let y = f.mantissa_bits as i64;
+    if f.exponent_bits > max_exponent_bits || y > mantissa {
+        return None;
+    }
+    let field_shift = mantissa - y;
+    let field_bits = f.exponent_bits as i64 + y;
+    let field_mask = ((1i64 << field_bits) - 1) << field_shift;
+    let sign_shift = f.signed.then(|| 15 - field_bits);
+    Some(FastHalfCast::Float(FloatPlacement { field_shift, field_mask, sign_shift, scale: pow2((bias - f.bias() as i64) as i32) }))
+}
+
+impl FastHalfCast {
+    /// The destination patterns of both 16-bit halves of `packed` (an i32 variable holding
+    /// codes or containers in bytes 0 and 2, zero above them), with one `lop3`.
+    pub fn patterns(&self, packed: Expr) -> Expr {
+        let both = |x: i64| i32c(x | (x << 16));
+        match self {
+            FastHalfCast::Magic(m) => Expr::Lop3 { a: Box::new(packed), b: Box::new(both(m.mask)), c: Box::new(both(m.pattern)), lut: m.lut },
+            FastHalfCast::Float(p) => {
+                let fields = bin(BinaryOp::Shl, packed.clone(), i32c(p.field_shift));
+                let sign = match p.sign_shift {
+                    Some(shift) => bin(BinaryOp::And, bin(BinaryOp::Shl, packed, i32c(shift)), both(0x8000)),
+                    None => i32c(0),
+                };
+                // (fields & mask) | sign
+                Expr::Lop3 { a: Box::new(fields), b: Box::new(both(p.field_mask)), c: Box::new(sign), lut: 0xEA }
+            }
+        }
+    }
+
+    /// The value of the low (`high == false`) or high 16-bit half of `word` (a variable
+    /// holding the patterns) as `to` (f16 or bf16): the magic value subtracted, or the scale
+    /// multiplied in.
+    pub fn half(&self, word: Expr, high: bool, to: Ty) -> Expr {
+        let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
+        // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
+        let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
+        let pattern = Expr::Bitcast { to, value: Box::new(half) };
+        match self {
+            FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
+            FastHalfCast::Float(p) => bin(BinaryOp::Mul, pattern, Expr::Float(to, p.scale)),
+        }
+    }
+}
+
 /// The `prmt` selector that puts byte 0 of `a` into byte 0 and byte 0 of `b` (source byte 4)
-/// into byte 2 of the result (bytes 1 and 3 take the bytes above them, which the mask of
-/// [`HalfMagic`] clears).
+/// into byte 2 of the result; bytes 1 and 3 take bytes 1 of `a` and of `b`, zero for
+/// zero-extended containers.
 pub const PAIR_SELECTOR: i64 = 0x5410;
 
 /// Two containers (`i8` expressions) in bytes 0 and 2 of one i32, with `prmt`.
 pub fn pack_pair(low: Expr, high: Expr) -> Expr {
-    let widen = |e: Expr| Expr::Cast { to: Ty::I32, value: Box::new(e), from_unsigned: true, to_unsigned: false };
-    Expr::Prmt { a: Box::new(widen(low)), b: Box::new(widen(high)), selector: Box::new(i32c(PAIR_SELECTOR)) }
+    Expr::Prmt { a: Box::new(widen_container(low)), b: Box::new(widen_container(high)), selector: Box::new(i32c(PAIR_SELECTOR)) }
 }
 
-/// One container (an `i8` expression) in byte 0 of an i32.
+/// One container (an `i8` expression) zero-extended into byte 0 of an i32.
 pub fn widen_container(container: Expr) -> Expr {
     Expr::Cast { to: Ty::I32, value: Box::new(container), from_unsigned: true, to_unsigned: false }
-}
-
-/// The patched patterns of both 16-bit halves of `packed` (containers in bytes 0 and 2), with
-/// one `lop3`.
-pub fn apply_magic(packed: Expr, m: &HalfMagic) -> Expr {
-    Expr::Lop3 {
-        a: Box::new(packed),
-        b: Box::new(i32c(m.mask | (m.mask << 16))),
-        c: Box::new(i32c(m.pattern | (m.pattern << 16))),
-        lut: m.lut,
-    }
-}
-
-/// The value of the low (`high == false`) or high 16-bit half of `word` (a variable holding
-/// patched patterns) as `to` (f16 or bf16), with the magic offset removed.
-pub fn magic_half(word: Expr, high: bool, to: Ty, m: &HalfMagic) -> Expr {
-    let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
-    // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
-    let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
-    let patched = Expr::Bitcast { to, value: Box::new(half) };
-    bin(BinaryOp::Sub, patched, Expr::Float(to, m.offset))
 }
 
 #[cfg(test)]

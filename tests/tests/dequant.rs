@@ -1,8 +1,9 @@
-//! Fast dequantizing casts: integer codes of 1 to 8 bits (signed and unsigned) to f16 and
-//! bf16. Every code of every such format goes through the `dequant` kernels
-//! (`tests/kernels/low_precision.tl`) on the VM and on the SIMT simulator (which runs the
-//! generated `prmt`/`lop3` code); the outputs must be bit-identical to each other and to the
-//! f16/bf16 bit patterns of the integers, written out here from the format definitions.
+//! Fast dequantizing casts to f16 and bf16: from integer codes of 1 to 8 bits (signed and
+//! unsigned) and from the sub-byte floats whose codes are all finite (`fNeXmY`). Every code of
+//! every such format goes through the `dequant` kernels (`tests/kernels/low_precision.tl`) on
+//! the VM and on the SIMT simulator (which runs the generated `prmt`/`lop3` code); the outputs
+//! must be bit-identical to each other and to the f16/bf16 bit patterns of the values, written
+//! out here from the format definitions (not through `compiler::dtype`).
 
 use tl_compiler::backend::{Arch, ptxas};
 use tl_compiler::dtype::DType;
@@ -16,6 +17,64 @@ fn module() -> Module {
 
 fn int_formats() -> Vec<DType> {
     (1..=8).flat_map(|bits| [format!("u{bits}"), format!("i{bits}")]).map(|n| DType::from_name(&n).unwrap_or_else(|| panic!("{n}"))).collect()
+}
+
+/// Every sub-byte float `fNeXmY` (3 ≤ N ≤ 7, X ≥ 1), with its exponent and mantissa widths.
+fn finite_float_formats() -> Vec<(DType, u32, u32)> {
+    let mut out = Vec::new();
+    for n in 3..=7u32 {
+        for x in 1..n {
+            let y = n - 1 - x;
+            let name = format!("f{n}e{x}m{y}");
+            out.push((DType::from_name(&name).unwrap_or_else(|| panic!("{name}")), x, y));
+        }
+    }
+    out
+}
+
+/// The value of `code` in the sign/exponent/mantissa format with `x` exponent bits (bias
+/// 2^(x−1) − 1), `y` mantissa bits, subnormals at exponent 0 and no special codes.
+fn float_value(code: u64, x: u32, y: u32) -> f64 {
+    let bias = (1i32 << (x - 1)) - 1;
+    let sign = if (code >> (x + y)) & 1 == 1 { -1.0 } else { 1.0 };
+    let e = ((code >> y) & ((1 << x) - 1)) as i32;
+    let m = (code & ((1 << y) - 1)) as f64;
+    let magnitude = if e == 0 { m * 2f64.powi(1 - bias - y as i32) } else { 2f64.powi(e - bias) * (1.0 + m / 2f64.powi(y as i32)) };
+    sign * magnitude
+}
+
+/// The f16 pattern of a value that f16 holds exactly (normal or subnormal, or ±0).
+fn f16_pattern(v: f64) -> u64 {
+    let sign = if v.is_sign_negative() { 0x8000 } else { 0 };
+    let a = v.abs();
+    if a == 0.0 {
+        return sign;
+    }
+    let e = a.log2().floor() as i32;
+    let (field, fraction) = if e < -14 { (0, a / 2f64.powi(-24)) } else { ((e + 15) as u64, (a / 2f64.powi(e) - 1.0) * 1024.0) };
+    assert!(fraction.fract() == 0.0 && field < 31, "{v} is not exact in f16");
+    sign | (field << 10) | fraction as u64
+}
+
+/// The f16 pattern of any finite value, rounded to nearest even on the f16 grid (spacing
+/// 2^(e − 10) for 2^e ≤ |v| < 2^(e+1), 2^−24 below 2^−14); beyond the largest finite value
+/// (65504) it overflows to infinity.
+fn f16_rounded(v: f64) -> u64 {
+    let a = v.abs();
+    if a == 0.0 {
+        return f16_pattern(v);
+    }
+    let spacing = 2f64.powi((a.log2().floor() as i32).max(-14) - 10);
+    let r = (a / spacing).round_ties_even() * spacing;
+    let sign = if v < 0.0 { 0x8000 } else { 0 };
+    if r > 65504.0 { sign | 0x7c00 } else { f16_pattern(v.signum() * r) | sign }
+}
+
+/// The bf16 pattern of a value that bf16 holds exactly: the top half of its f32.
+fn bf16_pattern(v: f64) -> u64 {
+    let bits = (v as f32).to_bits();
+    assert!(v as f32 as f64 == v && bits & 0xffff == 0, "{v} is not exact in bf16");
+    (bits >> 16) as u64
 }
 
 /// The value of `code` in the integer format `w` (two's complement when signed).
@@ -59,44 +118,58 @@ const CONFIGS: [(&str, [(&str, i64); 2]); 5] = [
     ("dequant_rows", [("BM", 1), ("L", 3)]),
 ];
 
+/// Every code of `w`, in random order at a random ragged shape, cast to `v` on the VM and the
+/// simulator with every tile configuration; both outputs must hold `expected(code)`.
+fn check_every_code(module: &Module, rng: &mut Rng, w: DType, v: DType, expected: impl Fn(u64) -> u64) {
+    let count = 1u64 << w.bits();
+    for (name, extra) in CONFIGS {
+        let k = kernel(module, name, w, v, &extra);
+        // Random ragged shapes holding every code at least twice, in a random order.
+        let n = 20 + (rng.next() % 140) as usize;
+        let m = (2 * count as usize).div_ceil(n) + (rng.next() % 5) as usize;
+        let mut order: Vec<u64> = (0..count).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        let start = rng.next() as usize;
+        let codes: Vec<u64> = (0..m * n).map(|i| order[(start + i) % order.len()]).collect();
+        let x = HostTensor::from_codes(w, &[m, n], &codes);
+        let mut poison = HostTensor::zeros(v, &[m, n]);
+        poison.data.iter_mut().for_each(|b| *b = 0xA5);
+        let args = vec![Arg::Scalar(m as f64), Arg::Scalar(n as f64), x.into(), poison.into()];
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        k.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) vm: {e}"));
+        k.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) simt: {e}"));
+        let (a, b) = (vm_args[3].tensor().unwrap(), simt_args[3].tensor().unwrap());
+        for (i, &code) in codes.iter().enumerate() {
+            let want = expected(code);
+            assert_eq!(a.code(i), want, "{w} -> {v} ({name} {extra:?}), vm at {i}: code {code:#x}");
+            assert_eq!(b.code(i), want, "{w} -> {v} ({name} {extra:?}), simt at {i}: code {code:#x}");
+        }
+    }
+}
+
 #[test]
 fn every_integer_code_dequantizes_exactly_on_vm_and_simt() {
     let module = module();
     let mut rng = Rng(0x00de_0a47_c0de_5eed);
-    let mut runs = 0;
     for w in int_formats() {
-        let count = 1u64 << w.bits();
-        for v in [DType::F16, DType::BF16] {
-            for (name, extra) in CONFIGS {
-                let k = kernel(&module, name, w, v, &extra);
-                // Random ragged shapes holding every code at least twice, in a random order.
-                let n = 20 + (rng.next() % 140) as usize;
-                let m = (2 * count as usize).div_ceil(n) + (rng.next() % 5) as usize;
-                let mut order: Vec<u64> = (0..count).collect();
-                for i in (1..order.len()).rev() {
-                    order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-                }
-                let start = rng.next() as usize;
-                let codes: Vec<u64> = (0..m * n).map(|i| order[(start + i) % order.len()]).collect();
-                let x = HostTensor::from_codes(w, &[m, n], &codes);
-                let mut poison = HostTensor::zeros(v, &[m, n]);
-                poison.data.iter_mut().for_each(|b| *b = 0xA5);
-                let args = vec![Arg::Scalar(m as f64), Arg::Scalar(n as f64), x.into(), poison.into()];
-                let (mut vm_args, mut simt_args) = (args.clone(), args);
-                k.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) vm: {e}"));
-                k.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) simt: {e}"));
-                let (a, b) = (vm_args[3].tensor().unwrap(), simt_args[3].tensor().unwrap());
-                for (i, &code) in codes.iter().enumerate() {
-                    let value = int_value(w, code);
-                    let want = if v == DType::F16 { f16_bits(value) } else { bf16_bits(value) };
-                    assert_eq!(a.code(i), want, "{w} -> {v} ({name} {extra:?}), vm at {i}: code {code:#x} = {value}");
-                    assert_eq!(b.code(i), want, "{w} -> {v} ({name} {extra:?}), simt at {i}: code {code:#x} = {value}");
-                }
-                runs += 1;
-            }
-        }
+        check_every_code(&module, &mut rng, w, DType::F16, |code| f16_bits(int_value(w, code)));
+        check_every_code(&module, &mut rng, w, DType::BF16, |code| bf16_bits(int_value(w, code)));
     }
-    assert_eq!(runs, 16 * 2 * CONFIGS.len());
+}
+
+#[test]
+fn every_finite_float_code_dequantizes_exactly_on_vm_and_simt() {
+    let module = module();
+    let mut rng = Rng(0x0f10_a7c0_de5e_ed01);
+    let formats = finite_float_formats();
+    assert_eq!(formats.len(), 2 + 3 + 4 + 5 + 6);
+    for (w, x, y) in formats {
+        // Formats with 5 or more exponent bits reach beyond f16 (they take the generic cast).
+        check_every_code(&module, &mut rng, w, DType::F16, |code| f16_rounded(float_value(code, x, y)));
+        check_every_code(&module, &mut rng, w, DType::BF16, |code| bf16_pattern(float_value(code, x, y)));
+    }
 }
 
 #[test]
@@ -114,17 +187,39 @@ fn reference_patterns_are_right() {
     assert_eq!(bf16_bits(255), 0x437f);
     assert_eq!(int_value(DType::from_name("i3").unwrap(), 0b100), -4);
     assert_eq!(int_value(DType::from_name("u3").unwrap(), 0b100), 4);
+    assert_eq!(f16_pattern(-0.0), 0x8000);
+    assert_eq!(f16_pattern(6.0), 0x4600);
+    assert_eq!(f16_pattern(2f64.powi(-24)), 0x0001);
+    assert_eq!(f16_pattern(-0.5), 0xb800);
+    assert_eq!(f16_rounded(65519.0), 0x7bff);
+    assert_eq!(f16_rounded(-65520.0), 0xfc00);
+    assert_eq!(f16_rounded(2f64.powi(-25)), 0x0000);
+    assert_eq!(f16_rounded(3.0 * 2f64.powi(-25)), 0x0002);
+    assert_eq!(f16_rounded(1.0 + 2f64.powi(-11)), 0x3c00);
+    assert_eq!(bf16_pattern(-0.0), 0x8000);
+    assert_eq!(bf16_pattern(6.0), 0x40c0);
+    // f4e2m1: 0b0111 is 6, 0b1001 is −0.5 (subnormal), 0b0010 is 1.
+    assert_eq!(float_value(0b0111, 2, 1), 6.0);
+    assert_eq!(float_value(0b1001, 2, 1), -0.5);
+    assert_eq!(float_value(0b0010, 2, 1), 1.0);
+    // f6e3m2: 0b011111 is 2^4 · 1.75 = 28, 0b000001 is 2^-2 · 1/4 = 1/16.
+    assert_eq!(float_value(0b011111, 3, 2), 28.0);
+    assert_eq!(float_value(0b000001, 3, 2), 0.0625);
 }
 
 /// The generated code takes the fast path (a `prmt` per pair of registers, a `lop3` per
-/// pair or unpaired register, no int→float conversion) where a magic number is exact, and
-/// the generic conversion for u8/i8 → bf16.
+/// pair or unpaired register, no conversion instruction) where it is exact, and the generic
+/// conversion for u8/i8 → bf16 and for floats with 5 or more exponent bits → f16.
 #[test]
 fn dequantizing_casts_use_prmt_and_lop3() {
     let module = module();
-    for w in int_formats() {
-        for v in [DType::F16, DType::BF16] {
-            let fast = v == DType::F16 || w.bits() <= 7;
+    // (format, whether it has a fast cast to f16, to bf16)
+    let ints = int_formats().into_iter().map(|w| (w, true, w.bits() <= 7));
+    let floats = finite_float_formats().into_iter().map(|(w, x, _)| (w, x <= 4, true));
+    let mut generic = 0;
+    for (w, to_f16, to_bf16) in ints.chain(floats) {
+        for (v, fast) in [(DType::F16, to_f16), (DType::BF16, to_bf16)] {
+            generic += !fast as usize;
             // Three elements per thread: one pair and one register without a partner.
             let lir = kernel(&module, "dequant_rows", w, v, &[("BM", 1), ("L", 3)]).compiled.lir.to_string();
             let (prmts, lop3s) = (lir.matches("prmt(").count(), lir.matches("lop3.").count());
@@ -138,6 +233,8 @@ fn dequantizing_casts_use_prmt_and_lop3() {
             }
         }
     }
+    // u8 and i8 to bf16; f6e5m0, f7e5m1 and f7e6m0 to f16.
+    assert_eq!(generic, 5);
 }
 
 #[test]
@@ -147,13 +244,16 @@ fn dequantizing_casts_assemble_with_ptxas() {
         return;
     }
     let module = module();
-    for (w, v) in [("u4", "f16"), ("i4", "f16"), ("u8", "f16"), ("i8", "f16"), ("u2", "bf16"), ("i7", "bf16"), ("u8", "bf16"), ("i1", "f16")] {
+    for (w, v) in [("u4", "f16"), ("i4", "f16"), ("u8", "f16"), ("i8", "f16"), ("u2", "bf16"), ("i7", "bf16"), ("u8", "bf16"), ("i1", "f16"), ("f4e2m1", "f16"), ("f6e3m2", "bf16"), ("f7e5m1", "f16"), ("f5e4m0", "f16")] {
         let (w, v) = (DType::from_name(w).unwrap(), DType::from_name(v).unwrap());
         for (name, extra) in CONFIGS {
             let k = kernel(&module, name, w, v, &extra);
             for arch in Arch::ALL {
                 let ptx = k.ptx(arch).unwrap_or_else(|e| panic!("{w} -> {v}: {e}"));
-                let fast = v == DType::F16 || w.bits() <= 7;
+                let fast = match w.float_format() {
+                    Some(f) => v == DType::BF16 || f.exponent_bits <= 4,
+                    None => v == DType::F16 || w.bits() <= 7,
+                };
                 // (With one element per thread there is nothing to pair.)
                 let paired = extra != [("BM", 1), ("L", 1)];
                 if fast {
