@@ -345,4 +345,38 @@ mod tests {
             assert_eq!(program.ty(&decode_float(Expr::Var(Var(1)), f)), Ty::F32);
         }
     }
+
+    #[test]
+    fn fast_half_cast_plans() {
+        let d = |n: &str| DType::from_name(n).unwrap();
+        // Integers: the f16 magic for every width, the bf16 one up to 7 bits.
+        let magic = |from: &str, to| match fast_half_cast(d(from), to) {
+            Some(FastHalfCast::Magic(m)) => Some((m.mask, m.pattern, m.lut, m.offset)),
+            _ => None,
+        };
+        assert_eq!(magic("u4", DType::F16), Some((0xFF, 0x6400, 0xEA, 1024.0)));
+        assert_eq!(magic("i8", DType::F16), Some((0xFF, 0x6480, 0x6A, 1152.0)));
+        assert_eq!(magic("u7", DType::BF16), Some((0x7F, 0x4300, 0xEA, 128.0)));
+        assert_eq!(magic("i2", DType::BF16), Some((0x7F, 0x4340, 0x6A, 192.0)));
+        assert_eq!(fast_half_cast(d("u8"), DType::BF16), None);
+        assert_eq!(fast_half_cast(d("i8"), DType::BF16), None);
+        assert_eq!(fast_half_cast(d("u4"), DType::F32), None);
+        assert_eq!(fast_half_cast(d("i16"), DType::F16), None);
+        // f4e2m1 → f16: the three fields under bits 9..11, the sign from bit 3 to 15, ×2^14.
+        let plan = FloatPlacement { field_shift: 9, field_mask: 0x0E00, sign_shift: Some(12), scale: 16384.0 };
+        assert_eq!(fast_half_cast(d("f4e2m1"), DType::F16), Some(FastHalfCast::Float(plan)));
+        // Five exponent bits reach beyond f16; 8-bit floats have special codes.
+        assert_eq!(fast_half_cast(d("f7e5m1"), DType::F16), None);
+        assert!(matches!(fast_half_cast(d("f7e5m1"), DType::BF16), Some(FastHalfCast::Float(_))));
+        assert_eq!(fast_half_cast(d("f8e4m3fn"), DType::F16), None);
+        assert_eq!(fast_half_cast(d("e8m0"), DType::BF16), None);
+        assert_eq!(fast_half_cast(d("ue4m3"), DType::F16), None);
+        // The builders give i32 patterns and f16/bf16 halves.
+        let program = crate::lir::Program { name: "t".into(), params: vec![], block_threads: 32, shared_bytes: 0, vars: vec![Ty::I32], body: vec![] };
+        for (from, to) in [("u4", DType::F16), ("f6e3m2", DType::BF16)] {
+            let plan = fast_half_cast(d(from), to).unwrap();
+            assert_eq!(program.ty(&plan.patterns(Expr::Var(Var(0)))), Ty::I32);
+            assert_eq!(program.ty(&plan.half(Expr::Var(Var(0)), true, Ty::of(to))), Ty::of(to));
+        }
+    }
 }
