@@ -534,8 +534,8 @@ impl Lower<'_> {
     }
 
     /// Fast dequantizing casts to f16 or bf16 (`regs` are i8 containers of `from`): integers
-    /// of at most 8 bits with the magic-number trick, floats whose codes are all finite by
-    /// placing their bits under the destination's fields
+    /// of at most 8 bits with the magic-number trick, floats of at most 8 bits by placing
+    /// their bits under the destination's fields, special codes (infinity, NaN) replaced after
     /// ([`crate::lower_numerics::FastHalfCast`]). Consecutive registers are taken in pairs:
     /// one `prmt` packs both containers into bytes 0 and 2 of an i32, one `lop3` builds both
     /// 16-bit patterns, and each half is reinterpreted as f16/bf16 and corrected by one exact
@@ -558,7 +558,11 @@ impl Lower<'_> {
             let packed = self.assign(body, Ty::I32, packed);
             let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
             for high in [false, true].into_iter().take(pair.len()) {
-                out.push(self.assign(body, ty, plan.half(var(patterns), high, ty)));
+                let mut value = self.assign(body, ty, plan.half(var(patterns), high, ty));
+                if let Some(fixed) = plan.fix_specials(var(value), var(packed), high, ty) {
+                    value = self.assign(body, ty, fixed);
+                }
+                out.push(value);
             }
         }
         Some(out)

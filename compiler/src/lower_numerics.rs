@@ -219,8 +219,7 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
     Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
 }
 
-/// A bit-placement conversion of a low-precision float whose codes are all finite
-/// (`Specials::Finite`, the sub-byte `fNeXmY`) to f16 or bf16.
+/// A bit-placement conversion of a low-precision float to f16 or bf16.
 ///
 /// The code's exponent and mantissa fields move as one block under the destination's:
 /// shifted left by `dst_mantissa − Y`, the source mantissa becomes the top of the destination
@@ -228,8 +227,10 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
 /// sign bit moves to bit 15. The resulting pattern is the source value scaled by
 /// `2^-(bias_dst − bias_src)`, normal and subnormal codes alike (both formats put their
 /// subnormals at exponent field 0), so one exact multiplication by `scale` restores it.
-/// Exact when the pattern's exponent field stays below all-ones and the scaled value is
-/// finite: for f16 (bias 15) source exponents of at most 4 bits, for bf16 every such format.
+/// Codes with a special meaning that the placement does not carry over are replaced
+/// afterwards (`specials`). [`fast_half_cast`] chooses it only where every finite value
+/// lands exactly: the pattern's exponent field stays below all-ones and the scaled value is
+/// within the destination's range.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FloatPlacement {
     /// Left shift that puts the exponent and mantissa fields under the destination's.
@@ -240,11 +241,29 @@ pub struct FloatPlacement {
     pub sign_shift: Option<i64>,
     /// `2^(bias_dst − bias_src)`.
     pub scale: f64,
+    /// The fix-up of special codes after the placement.
+    pub specials: SpecialCodes,
+}
+
+/// Which source codes a [`FloatPlacement`] replaces after placing the bits (masks over the
+/// source code).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SpecialCodes {
+    /// Every code lands on its value (all codes finite, or the exponent field is as wide as
+    /// the destination's, so that infinities and NaN land on infinities and NaN).
+    None,
+    /// Magnitude bits all ones (`magnitude`) are NaN (`f8e4m3fn`, `ueXmY`).
+    NanAtAllOnes { magnitude: i64 },
+    /// Exponent field all ones (`exponent`) is ±infinity when the mantissa bits (`mantissa`)
+    /// are zero, NaN otherwise.
+    Ieee { exponent: i64, mantissa: i64 },
+    /// `e8m0`: code 0 is 2^−127 (the placement gives 0), code 255 is NaN.
+    PowersOfTwo,
 }
 
 /// The fast conversion of `from` to `to` (f16 or bf16), if there is an exact one: the magic
-/// number for integers of at most 8 bits ([`half_magic`]), the bit placement for floats with
-/// only finite codes ([`FloatPlacement`]).
+/// number for integers of at most 8 bits ([`half_magic`]), the bit placement for floats
+/// ([`FloatPlacement`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FastHalfCast {
     Magic(HalfMagic),
@@ -252,25 +271,40 @@ pub enum FastHalfCast {
 }
 
 /// The fast conversion plan of `from` to `to`, or `None` (the generic conversion is used).
+///
+/// Floats of at most 8 bits take the placement when their exponent field is at most 4 bits
+/// (to f16: bias at most 7, so every value is within f16's range and above its smallest
+/// subnormal) or at most 7 bits (to bf16); `f8e5m2` to f16 is the top byte of the f16
+/// pattern (scale 1, infinities and NaN included); `e8m0` to bf16 is the bf16 exponent field.
 pub fn fast_half_cast(from: DType, to: DType) -> Option<FastHalfCast> {
     if let Some(m) = half_magic(from, to) {
         return Some(FastHalfCast::Magic(m));
     }
-    let f = from.float_format().filter(|f| f.specials == Specials::Finite && from.bits() <= 7)?;
-    let (mantissa, bias, max_exponent_bits) = match to {
-        DType::F16 => (10i64, 15i64, 4u8),
-        DType::BF16 => (7, 127, 7),
+    let f = from.float_format().filter(|_| from.bits() <= 8)?;
+    let (mantissa, bias, exponent_bits) = match to {
+        DType::F16 => (10i64, 15i64, 5u8),
+        DType::BF16 => (7, 127, 8),
         _ => return None,
     };
-    let y = f.mantissa_bits as i64;
-    if f.exponent_bits > max_exponent_bits || y > mantissa {
-        return None;
-    }
+    let (x, y) = (f.exponent_bits as i64, f.mantissa_bits as i64);
+    let same_exponent = f.exponent_bits == exponent_bits && f.bias() as i64 == bias;
+    let narrower = f.exponent_bits < exponent_bits;
+    let field_mask_of = |bits: i64| (1i64 << bits) - 1;
+    let specials = match f.specials {
+        _ if y > mantissa => return None,
+        Specials::Finite if narrower => SpecialCodes::None,
+        Specials::NanAtAllOnes if narrower => SpecialCodes::NanAtAllOnes { magnitude: field_mask_of(x + y) },
+        Specials::Ieee if same_exponent => SpecialCodes::None,
+        Specials::Ieee if narrower => SpecialCodes::Ieee { exponent: field_mask_of(x) << y, mantissa: field_mask_of(y) },
+        Specials::PowersOfTwo if same_exponent && !f.signed => SpecialCodes::PowersOfTwo,
+        _ => return None,
+    };
     let field_shift = mantissa - y;
-    let field_bits = f.exponent_bits as i64 + y;
-    let field_mask = ((1i64 << field_bits) - 1) << field_shift;
+    let field_bits = x + y;
+    let field_mask = field_mask_of(field_bits) << field_shift;
     let sign_shift = f.signed.then(|| 15 - field_bits);
-    Some(FastHalfCast::Float(FloatPlacement { field_shift, field_mask, sign_shift, scale: pow2((bias - f.bias() as i64) as i32) }))
+    let scale = pow2((bias - f.bias() as i64) as i32);
+    Some(FastHalfCast::Float(FloatPlacement { field_shift, field_mask, sign_shift, scale, specials }))
 }
 
 impl FastHalfCast {
@@ -302,8 +336,31 @@ impl FastHalfCast {
         let pattern = Expr::Bitcast { to, value: Box::new(half) };
         match self {
             FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
+            FastHalfCast::Float(p) if p.scale == 1.0 => pattern,
             FastHalfCast::Float(p) => bin(BinaryOp::Mul, pattern, Expr::Float(to, p.scale)),
         }
+    }
+
+    /// The value of a special code, replacing `value` (a variable holding what [`Self::half`]
+    /// gave for the low or high half of `packed`, the i32 variable of codes in bytes 0 and 2
+    /// with zero bytes above them); `None` when the plan has no special codes.
+    pub fn fix_specials(&self, value: Expr, packed: Expr, high: bool, to: Ty) -> Option<Expr> {
+        let FastHalfCast::Float(p) = self else { return None };
+        let code = if high { bin(BinaryOp::LShr, packed, i32c(16)) } else { bin(BinaryOp::And, packed, i32c(0xFF)) };
+        let is = |mask: i64, want: i64| cmp(CmpOp::Eq, bin(BinaryOp::And, code.clone(), i32c(mask)), i32c(want));
+        let nan = Expr::Float(to, f64::NAN);
+        Some(match p.specials {
+            SpecialCodes::None => return None,
+            SpecialCodes::NanAtAllOnes { magnitude } => select(is(magnitude, magnitude), nan, value),
+            SpecialCodes::Ieee { exponent, mantissa } => {
+                // The placed value of an infinity code is a nonzero number of its sign.
+                let infinity = bin(BinaryOp::Mul, value.clone(), Expr::Float(to, f64::INFINITY));
+                select(is(exponent, exponent), select(is(mantissa, 0), infinity, nan), value)
+            }
+            SpecialCodes::PowersOfTwo => {
+                select(is(0xFF, 0), Expr::Float(to, pow2(-127)), select(is(0xFF, 0xFF), nan, value))
+            }
+        })
     }
 }
 
@@ -363,14 +420,26 @@ mod tests {
         assert_eq!(fast_half_cast(d("u4"), DType::F32), None);
         assert_eq!(fast_half_cast(d("i16"), DType::F16), None);
         // f4e2m1 → f16: the three fields under bits 9..11, the sign from bit 3 to 15, ×2^14.
-        let plan = FloatPlacement { field_shift: 9, field_mask: 0x0E00, sign_shift: Some(12), scale: 16384.0 };
+        let plan = FloatPlacement { field_shift: 9, field_mask: 0x0E00, sign_shift: Some(12), scale: 16384.0, specials: SpecialCodes::None };
         assert_eq!(fast_half_cast(d("f4e2m1"), DType::F16), Some(FastHalfCast::Float(plan)));
-        // Five exponent bits reach beyond f16; 8-bit floats have special codes.
+        // Five exponent bits reach beyond f16 unless they are f16's own (f8e5m2: the top byte).
         assert_eq!(fast_half_cast(d("f7e5m1"), DType::F16), None);
+        assert_eq!(fast_half_cast(d("ue5m3"), DType::F16), None);
         assert!(matches!(fast_half_cast(d("f7e5m1"), DType::BF16), Some(FastHalfCast::Float(_))));
-        assert_eq!(fast_half_cast(d("f8e4m3fn"), DType::F16), None);
-        assert_eq!(fast_half_cast(d("e8m0"), DType::BF16), None);
-        assert_eq!(fast_half_cast(d("ue4m3"), DType::F16), None);
+        let top_byte = FloatPlacement { field_shift: 8, field_mask: 0x7F00, sign_shift: Some(8), scale: 1.0, specials: SpecialCodes::None };
+        assert_eq!(fast_half_cast(d("f8e5m2"), DType::F16), Some(FastHalfCast::Float(top_byte)));
+        // Special codes are replaced after the placement.
+        let specials = |from: &str, to| match fast_half_cast(d(from), to) {
+            Some(FastHalfCast::Float(p)) => Some(p.specials),
+            _ => None,
+        };
+        assert_eq!(specials("f8e4m3fn", DType::F16), Some(SpecialCodes::NanAtAllOnes { magnitude: 0x7F }));
+        assert_eq!(specials("ue4m3", DType::BF16), Some(SpecialCodes::NanAtAllOnes { magnitude: 0x7F }));
+        assert_eq!(specials("f8e4m3", DType::F16), Some(SpecialCodes::Ieee { exponent: 0x78, mantissa: 0x07 }));
+        assert_eq!(specials("f8e5m2", DType::BF16), Some(SpecialCodes::Ieee { exponent: 0x7C, mantissa: 0x03 }));
+        assert_eq!(specials("e8m0", DType::BF16), Some(SpecialCodes::PowersOfTwo));
+        assert_eq!(fast_half_cast(d("e8m0"), DType::F16), None);
+        assert_eq!(fast_half_cast(d("f8e6m1"), DType::F16), None);
         // The builders give i32 patterns and f16/bf16 halves.
         let program = crate::lir::Program { name: "t".into(), params: vec![], block_threads: 32, shared_bytes: 0, vars: vec![Ty::I32], body: vec![] };
         for (from, to) in [("u4", DType::F16), ("f6e3m2", DType::BF16)] {

@@ -1,5 +1,5 @@
 //! Fast dequantizing casts to f16 and bf16: from integer codes of 1 to 8 bits (signed and
-//! unsigned) and from the sub-byte floats whose codes are all finite (`fNeXmY`). Every code of
+//! unsigned), from the sub-byte floats (`fNeXmY`), the 8-bit floats, `ueXmY` and `e8m0`. Every code of
 //! every such format goes through the `dequant` kernels (`tests/kernels/low_precision.tl`) on
 //! the VM and on the SIMT simulator (which runs the generated `prmt`/`lop3` code); the outputs
 //! must be bit-identical to each other and to the f16/bf16 bit patterns of the values, written
@@ -43,6 +43,47 @@ fn float_value(code: u64, x: u32, y: u32) -> f64 {
     sign * magnitude
 }
 
+/// How a format uses its codes beyond sign, exponent and mantissa.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Codes {
+    /// IEEE: exponent all ones is ±infinity (mantissa 0) or NaN.
+    Ieee,
+    /// Magnitude all ones is NaN, there is no infinity.
+    NanAtAllOnes,
+    /// `e8m0`: code c is 2^(c − 127), 255 is NaN.
+    PowersOfTwo,
+}
+
+/// The 8-bit and unsigned float formats: name, exponent bits, mantissa bits, signed, codes,
+/// and whether a fast cast to f16 and to bf16 is expected (f16 has 5 exponent bits: wider
+/// source exponents reach beyond it, except f8e5m2's, which is f16's own).
+const SPECIAL_FLOATS: [(&str, u32, u32, bool, Codes, bool, bool); 9] = [
+    ("f8e4m3fn", 4, 3, true, Codes::NanAtAllOnes, true, true),
+    ("f8e5m2", 5, 2, true, Codes::Ieee, true, true),
+    ("f8e4m3", 4, 3, true, Codes::Ieee, true, true),
+    ("f8e3m4", 3, 4, true, Codes::Ieee, true, true),
+    ("f8e2m5", 2, 5, true, Codes::Ieee, true, true),
+    ("f8e6m1", 6, 1, true, Codes::Ieee, false, true),
+    ("ue4m3", 4, 3, false, Codes::NanAtAllOnes, true, true),
+    ("ue5m3", 5, 3, false, Codes::NanAtAllOnes, false, true),
+    ("e8m0", 8, 0, false, Codes::PowersOfTwo, false, true),
+];
+
+/// The value of `code` in a format of [`SPECIAL_FLOATS`].
+fn special_float_value(code: u64, x: u32, y: u32, signed: bool, codes: Codes) -> f64 {
+    if codes == Codes::PowersOfTwo {
+        return if code == 255 { f64::NAN } else { 2f64.powi(code as i32 - 127) };
+    }
+    let magnitude = code & ((1 << (x + y)) - 1);
+    let sign = if signed && (code >> (x + y)) & 1 == 1 { -1.0 } else { 1.0 };
+    let (e, m) = (magnitude >> y, magnitude & ((1 << y) - 1));
+    match codes {
+        Codes::Ieee if e == (1 << x) - 1 => if m == 0 { sign * f64::INFINITY } else { f64::NAN },
+        Codes::NanAtAllOnes if magnitude == (1 << (x + y)) - 1 => f64::NAN,
+        _ => sign * float_value(magnitude, x, y),
+    }
+}
+
 /// The f16 pattern of a value that f16 holds exactly (normal or subnormal, or ±0).
 fn f16_pattern(v: f64) -> u64 {
     let sign = if v.is_sign_negative() { 0x8000 } else { 0 };
@@ -60,6 +101,12 @@ fn f16_pattern(v: f64) -> u64 {
 /// 2^(e − 10) for 2^e ≤ |v| < 2^(e+1), 2^−24 below 2^−14); beyond the largest finite value
 /// (65504) it overflows to infinity.
 fn f16_rounded(v: f64) -> u64 {
+    if v.is_nan() {
+        return 0x7e00;
+    }
+    if v.is_infinite() {
+        return if v < 0.0 { 0xfc00 } else { 0x7c00 };
+    }
     let a = v.abs();
     if a == 0.0 {
         return f16_pattern(v);
@@ -72,6 +119,9 @@ fn f16_rounded(v: f64) -> u64 {
 
 /// The bf16 pattern of a value that bf16 holds exactly: the top half of its f32.
 fn bf16_pattern(v: f64) -> u64 {
+    if v.is_nan() {
+        return 0x7fc0;
+    }
     let bits = (v as f32).to_bits();
     assert!(v as f32 as f64 == v && bits & 0xffff == 0, "{v} is not exact in bf16");
     (bits >> 16) as u64
@@ -141,10 +191,14 @@ fn check_every_code(module: &Module, rng: &mut Rng, w: DType, v: DType, expected
         k.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) vm: {e}"));
         k.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) simt: {e}"));
         let (a, b) = (vm_args[3].tensor().unwrap(), simt_args[3].tensor().unwrap());
+        // A NaN is any pattern with the exponent all ones and a nonzero mantissa.
+        let (exponent, mantissa) = if v == DType::F16 { (0x7c00, 0x03ff) } else { (0x7f80, 0x007f) };
+        let is_nan = |p: u64| p & exponent == exponent && p & mantissa != 0;
         for (i, &code) in codes.iter().enumerate() {
             let want = expected(code);
-            assert_eq!(a.code(i), want, "{w} -> {v} ({name} {extra:?}), vm at {i}: code {code:#x}");
-            assert_eq!(b.code(i), want, "{w} -> {v} ({name} {extra:?}), simt at {i}: code {code:#x}");
+            for (backend, got) in [("vm", a.code(i)), ("simt", b.code(i))] {
+                assert!(got == want || (is_nan(got) && is_nan(want)), "{w} -> {v} ({name} {extra:?}), {backend} at {i}: code {code:#x} gave {got:#x}, expected {want:#x}");
+            }
         }
     }
 }
@@ -169,6 +223,19 @@ fn every_finite_float_code_dequantizes_exactly_on_vm_and_simt() {
         // Formats with 5 or more exponent bits reach beyond f16 (they take the generic cast).
         check_every_code(&module, &mut rng, w, DType::F16, |code| f16_rounded(float_value(code, x, y)));
         check_every_code(&module, &mut rng, w, DType::BF16, |code| bf16_pattern(float_value(code, x, y)));
+    }
+}
+
+#[test]
+fn every_code_of_the_8_bit_and_unsigned_floats_dequantizes_exactly_on_vm_and_simt() {
+    let module = module();
+    let mut rng = Rng(0x8b17_f10a_75ee_d002);
+    for (name, x, y, signed, codes, _, _) in SPECIAL_FLOATS {
+        let w = DType::from_name(name).unwrap_or_else(|| panic!("{name}"));
+        let value = |code| special_float_value(code, x, y, signed, codes);
+        // e8m0, ue5m3 and f8e6m1 reach beyond f16 (the generic cast rounds them).
+        check_every_code(&module, &mut rng, w, DType::F16, |code| f16_rounded(value(code)));
+        check_every_code(&module, &mut rng, w, DType::BF16, |code| bf16_pattern(value(code)));
     }
 }
 
@@ -205,19 +272,35 @@ fn reference_patterns_are_right() {
     // f6e3m2: 0b011111 is 2^4 · 1.75 = 28, 0b000001 is 2^-2 · 1/4 = 1/16.
     assert_eq!(float_value(0b011111, 3, 2), 28.0);
     assert_eq!(float_value(0b000001, 3, 2), 0.0625);
+    // f8e4m3fn: 0x7e is 448, 0x7f NaN; f8e5m2: 0x7c is +inf, 0xfc −inf, 0x7d NaN, 0x7b 57344.
+    assert_eq!(special_float_value(0x7e, 4, 3, true, Codes::NanAtAllOnes), 448.0);
+    assert!(special_float_value(0xff, 4, 3, true, Codes::NanAtAllOnes).is_nan());
+    assert_eq!(special_float_value(0x7c, 5, 2, true, Codes::Ieee), f64::INFINITY);
+    assert_eq!(special_float_value(0xfc, 5, 2, true, Codes::Ieee), f64::NEG_INFINITY);
+    assert!(special_float_value(0x7d, 5, 2, true, Codes::Ieee).is_nan());
+    assert_eq!(special_float_value(0x7b, 5, 2, true, Codes::Ieee), 57344.0);
+    // f8e4m3 (IEEE): 0x77 is 240; ue4m3 (7 bits): 0x7e is 2^8 · 1.75 = 448; e8m0: 127 is 1.
+    assert_eq!(special_float_value(0x77, 4, 3, true, Codes::Ieee), 240.0);
+    assert_eq!(special_float_value(0x7e, 4, 3, false, Codes::NanAtAllOnes), 448.0);
+    assert!(special_float_value(0x7f, 4, 3, false, Codes::NanAtAllOnes).is_nan());
+    assert_eq!(special_float_value(127, 8, 0, false, Codes::PowersOfTwo), 1.0);
+    assert_eq!(bf16_pattern(2f64.powi(-127)), 0x0040);
+    assert_eq!(f16_rounded(f64::NEG_INFINITY), 0xfc00);
 }
 
 /// The generated code takes the fast path (a `prmt` per pair of registers, a `lop3` per
 /// pair or unpaired register, no conversion instruction) where it is exact, and the generic
-/// conversion for u8/i8 → bf16 and for floats with 5 or more exponent bits → f16.
+/// conversion for u8/i8 → bf16 and for floats with 5 or more exponent bits → f16 (except
+/// f8e5m2, whose exponent is f16's).
 #[test]
 fn dequantizing_casts_use_prmt_and_lop3() {
     let module = module();
     // (format, whether it has a fast cast to f16, to bf16)
     let ints = int_formats().into_iter().map(|w| (w, true, w.bits() <= 7));
     let floats = finite_float_formats().into_iter().map(|(w, x, _)| (w, x <= 4, true));
+    let special = SPECIAL_FLOATS.into_iter().map(|(n, _, _, _, _, f16, bf16)| (DType::from_name(n).unwrap(), f16, bf16));
     let mut generic = 0;
-    for (w, to_f16, to_bf16) in ints.chain(floats) {
+    for (w, to_f16, to_bf16) in ints.chain(floats).chain(special) {
         for (v, fast) in [(DType::F16, to_f16), (DType::BF16, to_bf16)] {
             generic += !fast as usize;
             // Three elements per thread: one pair and one register without a partner.
@@ -233,8 +316,8 @@ fn dequantizing_casts_use_prmt_and_lop3() {
             }
         }
     }
-    // u8 and i8 to bf16; f6e5m0, f7e5m1 and f7e6m0 to f16.
-    assert_eq!(generic, 5);
+    // u8 and i8 to bf16; f6e5m0, f7e5m1, f7e6m0, f8e6m1, ue5m3 and e8m0 to f16.
+    assert_eq!(generic, 8);
 }
 
 #[test]
@@ -244,14 +327,14 @@ fn dequantizing_casts_assemble_with_ptxas() {
         return;
     }
     let module = module();
-    for (w, v) in [("u4", "f16"), ("i4", "f16"), ("u8", "f16"), ("i8", "f16"), ("u2", "bf16"), ("i7", "bf16"), ("u8", "bf16"), ("i1", "f16"), ("f4e2m1", "f16"), ("f6e3m2", "bf16"), ("f7e5m1", "f16"), ("f5e4m0", "f16")] {
+    for (w, v) in [("u4", "f16"), ("i4", "f16"), ("u8", "f16"), ("i8", "f16"), ("u2", "bf16"), ("i7", "bf16"), ("u8", "bf16"), ("i1", "f16"), ("f4e2m1", "f16"), ("f6e3m2", "bf16"), ("f7e5m1", "f16"), ("f5e4m0", "f16"), ("f8e4m3fn", "f16"), ("f8e5m2", "f16"), ("f8e4m3", "bf16"), ("e8m0", "bf16"), ("ue4m3", "f16")] {
         let (w, v) = (DType::from_name(w).unwrap(), DType::from_name(v).unwrap());
         for (name, extra) in CONFIGS {
             let k = kernel(&module, name, w, v, &extra);
             for arch in Arch::ALL {
                 let ptx = k.ptx(arch).unwrap_or_else(|e| panic!("{w} -> {v}: {e}"));
                 let fast = match w.float_format() {
-                    Some(f) => v == DType::BF16 || f.exponent_bits <= 4,
+                    Some(f) => v == DType::BF16 || f.exponent_bits <= 4 || w == DType::F8E5M2,
                     None => v == DType::F16 || w.bits() <= 7,
                 };
                 // (With one element per thread there is nothing to pair.)
