@@ -539,7 +539,7 @@ impl Lower<'_> {
     /// ([`crate::lower_numerics::FastHalfCast`]). Consecutive registers are taken in pairs:
     /// one `prmt` packs both containers into bytes 0 and 2 of an i32, one `lop3` builds both
     /// 16-bit patterns, and each half is reinterpreted as f16/bf16 and corrected by one exact
-    /// subtraction or multiplication. A last, unpaired register takes the same steps alone
+    /// subtraction or multiplication (none when the scale is 1). A last, unpaired register takes the same steps alone
     /// (without the `prmt`). Returns the result registers in the order of `regs`,
     /// bit-identical to the generic conversion (every source value is exact in the
     /// destination); `None`, with nothing emitted, for the pairs without an exact plan (see

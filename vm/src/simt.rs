@@ -19,8 +19,9 @@
 //!
 //! Arithmetic follows the LIR's register types: integers wrap at their width, float results
 //! are rounded to their type (transcendentals are computed exactly in f64 and then rounded,
-//! where the GPU uses approximations: compare floats with a tolerance). This simulator is
-//! written from the LIR's definition, not from the lowering, so that it checks the lowering.
+//! where the GPU uses approximations: compare floats with a tolerance); `prmt` and `lop3`
+//! follow the PTX ISA's definitions. This simulator is written from the LIR's definition,
+//! not from the lowering, so that it checks the lowering.
 
 use crate::interp::Arg;
 use crate::tensor::HostTensor;
