@@ -183,6 +183,17 @@ pub enum Expr {
     LoadGlobalBits { param: usize, bit_index: Box<Expr>, bits: u32 },
     /// `ty` at byte `offset` (i32) of the shared buffer.
     LoadShared { offset: Box<Expr>, ty: Ty },
+    /// PTX `prmt.b32` in its default mode (all operands and the result i32): the eight bytes
+    /// `{b, a}` are numbered 0..=7, `a` giving bytes 0..=3 and `b` bytes 4..=7 (least
+    /// significant first). Byte `i` of the result is chosen by nibble `i` of `selector` (only
+    /// its low 16 bits are used): the nibble's low 3 bits name the source byte; when its bit 3
+    /// is set, the result byte is that source byte's sign bit (bit 7) replicated 8 times.
+    Prmt { a: Box<Expr>, b: Box<Expr>, selector: Box<Expr> },
+    /// PTX `lop3.b32` (all operands and the result i32): any bitwise function of three inputs,
+    /// given by its truth table `lut`: result bit k is bit `(a_k << 2) | (b_k << 1) | c_k` of
+    /// `lut`. Equivalently, `lut` is the function applied to the constants `a = 0xF0`,
+    /// `b = 0xCC`, `c = 0xAA`; so `(a & b) | c` is `0xEA` and `a ^ b ^ c` is `0x96`.
+    Lop3 { a: Box<Expr>, b: Box<Expr>, c: Box<Expr>, lut: u8 },
 }
 
 /// The operand type of an `Mma`.
@@ -299,7 +310,7 @@ impl Program {
             Expr::Select(_, a, _) => self.ty(a),
             Expr::Fma(a, _, _) => self.ty(a),
             Expr::Cast { to, .. } | Expr::Bitcast { to, .. } => *to,
-            Expr::LoadGlobalBits { .. } => Ty::I32,
+            Expr::LoadGlobalBits { .. } | Expr::Prmt { .. } | Expr::Lop3 { .. } => Ty::I32,
             Expr::LoadGlobal { ty, .. } | Expr::LoadShared { ty, .. } => *ty,
         }
     }
@@ -477,6 +488,8 @@ pub fn expr_str(e: &Expr) -> String {
             format!("ld.global.b{bits} p{param}[bit {}]", expr_str(bit_index))
         }
         Expr::LoadShared { offset, ty } => format!("ld.shared.{} [{}]", ty.name(), expr_str(offset)),
+        Expr::Prmt { a, b, selector } => format!("prmt({}, {}, {})", expr_str(a), expr_str(b), expr_str(selector)),
+        Expr::Lop3 { a, b, c, lut } => format!("lop3.{lut:#04x}({}, {}, {})", expr_str(a), expr_str(b), expr_str(c)),
     }
 }
 

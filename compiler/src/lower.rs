@@ -533,6 +533,11 @@ impl Lower<'_> {
         if from == to {
             return self.assign(body, Ty::of(to), e);
         }
+        if crate::lower_numerics::fast_half_cast(from, to).is_some() {
+            let r = self.assign(body, Ty::of(from), e);
+            let out = self.cast_to_half_fast(body, &[r], from, to).expect("fast_half_cast applies");
+            return out[0];
+        }
         // Widen the source to a standard dtype.
         let (wide, wide_dtype) = match from.float_format() {
             Some(f) if from.is_low_precision() => {
@@ -567,6 +572,41 @@ impl Lower<'_> {
                 self.assign(body, Ty::I8, narrowed)
             }
         }
+    }
+
+    /// Fast dequantizing casts to f16 or bf16 (`regs` are i8 containers of `from`): integers
+    /// of at most 8 bits with the magic-number trick, floats of at most 8 bits by placing
+    /// their bits under the destination's fields, special codes (infinity, NaN) replaced after
+    /// ([`crate::lower_numerics::FastHalfCast`]). Consecutive registers are taken in pairs:
+    /// one `prmt` packs both containers into bytes 0 and 2 of an i32, one `lop3` builds both
+    /// 16-bit patterns, and each half is reinterpreted as f16/bf16 and corrected by one exact
+    /// subtraction or multiplication (none when the scale is 1). A last, unpaired register takes the same steps alone
+    /// (without the `prmt`). Returns the result registers in the order of `regs`,
+    /// bit-identical to the generic conversion (every source value is exact in the
+    /// destination); `None`, with nothing emitted, for the pairs without an exact plan (see
+    /// `fast_half_cast`), which take the generic path.
+    fn cast_to_half_fast(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<Vec<Var>> {
+        use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
+        let plan = fast_half_cast(from, to)?;
+        let ty = Ty::of(to);
+        let mut out = Vec::with_capacity(regs.len());
+        for pair in regs.chunks(2) {
+            let packed = match pair {
+                [low, high] => pack_pair(var(*low), var(*high)),
+                [single] => widen_container(var(*single)),
+                _ => unreachable!("chunks of one or two"),
+            };
+            let packed = self.assign(body, Ty::I32, packed);
+            let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
+            for high in [false, true].into_iter().take(pair.len()) {
+                let mut value = self.assign(body, ty, plan.half(var(patterns), high, ty));
+                if let Some(fixed) = plan.fix_specials(var(value), var(packed), high, ty) {
+                    value = self.assign(body, ty, fixed);
+                }
+                out.push(value);
+            }
+        }
+        Some(out)
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision
@@ -685,8 +725,10 @@ impl Lower<'_> {
             Op::Cast(a) => {
                 let a = *a;
                 let (from, to) = (self.dtype(a), dtype.expect("typed"));
-                if from.is_low_precision() || to.is_low_precision() {
-                    let regs: Vec<Var> = self.regs(a).to_vec();
+                let regs: Vec<Var> = self.regs(a).to_vec();
+                if let Some(out) = self.cast_to_half_fast(body, &regs, from, to) {
+                    self.regs.insert(id, out);
+                } else if from.is_low_precision() || to.is_low_precision() {
                     let out = regs.into_iter().map(|r| self.cast_into(body, var(r), from, to)).collect();
                     self.regs.insert(id, out);
                 } else {

@@ -168,6 +168,217 @@ pub fn encode_float(x: Expr, f: FloatFormat) -> Expr {
     select(is_nan, i32c(nan_code), code)
 }
 
+/// A magic-number conversion of an integer of at most 8 bits (held in an `i8` container, see
+/// [`Ty::of`]) to f16 or bf16, without an int→float conversion instruction.
+///
+/// The value `u` (unsigned, or a signed value biased to unsigned) goes into the low mantissa
+/// bits of a 16-bit pattern whose unit in the last place is 1 and whose low mantissa bits are
+/// zero: the patched pattern is exactly `base + u`, and subtracting `offset` (`base`, plus the
+/// bias for signed sources) gives the source value exactly, since every operand and the
+/// result are small integers of the destination format. Signed values are biased by flipping
+/// the top bit inside `mask` of their sign-extended byte. Masking, biasing and merging the
+/// pattern are one `lop3`, for two values at once when they share an i32 (bytes 0 and 2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HalfMagic {
+    /// The bits of a container's byte that carry the value.
+    pub mask: i64,
+    /// The destination's 16-bit pattern merged with the value (and, for signed sources, with
+    /// the bias bit, which the `lop3` flips).
+    pub pattern: i64,
+    /// The `lop3` truth table: `(a & b) | c` (0xEA) for unsigned sources, `(a & b) ^ c` (0x6A)
+    /// for signed ones, with `a` the container bytes, `b` the mask and `c` the pattern.
+    pub lut: u8,
+    /// What to subtract from the patched pattern's value to get the source value.
+    pub offset: f64,
+}
+
+/// The magic-number plan for a cast of integer `from` to `to`, if there is an exact one:
+///
+/// * to f16 (11 significand bits), every integer of at most 8 bits: `0x6400` is 1024 with a
+///   unit in the last place of 1, so `0x6400 | u` is `1024 + u` for `u < 1024`. Signed values
+///   `v` become `u = v + 128` by flipping bit 7 of their (sign-extended) byte: pattern 0x6480,
+///   offset 1152.
+/// * to bf16 (8 significand bits), integers of at most 7 bits: `0x4300` is 128 with a unit of
+///   1, so `0x4300 | u` is `128 + u` for `u < 128`. Signed values (−64..=63) become
+///   `v + 64` by flipping bit 6 of their low 7 bits: pattern 0x4340, offset 192.
+///
+/// u8 and i8 to bf16 have no such pattern (256 values need 8 mantissa bits): `None`, as for
+/// every other pair.
+pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
+    if !from.is_int() || from.bits() > 8 {
+        return None;
+    }
+    let signed = from.is_signed_int();
+    let (mask, pattern, offset) = match (to, signed) {
+        (DType::F16, false) => (0xFF, 0x6400, 1024.0),
+        (DType::F16, true) => (0xFF, 0x6480, 1152.0),
+        (DType::BF16, false) if from.bits() <= 7 => (0x7F, 0x4300, 128.0),
+        (DType::BF16, true) if from.bits() <= 7 => (0x7F, 0x4340, 192.0),
+        _ => return None,
+    };
+    Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
+}
+
+/// A bit-placement conversion of a low-precision float to f16 or bf16.
+///
+/// The code's exponent and mantissa fields move as one block under the destination's:
+/// shifted left by `dst_mantissa − Y`, the source mantissa becomes the top of the destination
+/// mantissa and the source exponent field the low bits of the destination exponent field; the
+/// sign bit moves to bit 15. The resulting pattern is the source value scaled by
+/// `2^-(bias_dst − bias_src)`, normal and subnormal codes alike (both formats put their
+/// subnormals at exponent field 0), so one exact multiplication by `scale` restores it.
+/// Codes with a special meaning that the placement does not carry over are replaced
+/// afterwards (`specials`). [`fast_half_cast`] chooses it only where every finite value
+/// lands exactly: the pattern's exponent field stays below all-ones and the scaled value is
+/// within the destination's range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloatPlacement {
+    /// Left shift that puts the exponent and mantissa fields under the destination's.
+    pub field_shift: i64,
+    /// The destination bits (within a 16-bit half) that the shifted fields occupy.
+    pub field_mask: i64,
+    /// Left shift that puts the sign bit at bit 15 (`None` for unsigned formats).
+    pub sign_shift: Option<i64>,
+    /// `2^(bias_dst − bias_src)`.
+    pub scale: f64,
+    /// The fix-up of special codes after the placement.
+    pub specials: SpecialCodes,
+}
+
+/// Which source codes a [`FloatPlacement`] replaces after placing the bits (masks over the
+/// source code).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SpecialCodes {
+    /// Every code lands on its value (all codes finite, or the exponent field is as wide as
+    /// the destination's, so that infinities and NaN land on infinities and NaN).
+    None,
+    /// Magnitude bits all ones (`magnitude`) are NaN (`f8e4m3fn`, `ueXmY`).
+    NanAtAllOnes { magnitude: i64 },
+    /// Exponent field all ones (`exponent`) is ±infinity when the mantissa bits (`mantissa`)
+    /// are zero, NaN otherwise.
+    Ieee { exponent: i64, mantissa: i64 },
+    /// `e8m0`: code 0 is 2^−127 (the placement gives 0), code 255 is NaN.
+    PowersOfTwo,
+}
+
+/// The fast conversion of `from` to `to` (f16 or bf16), if there is an exact one: the magic
+/// number for integers of at most 8 bits ([`half_magic`]), the bit placement for floats
+/// ([`FloatPlacement`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FastHalfCast {
+    Magic(HalfMagic),
+    Float(FloatPlacement),
+}
+
+/// The fast conversion plan of `from` to `to`, or `None` (the generic conversion is used).
+///
+/// Floats of at most 8 bits take the placement when their exponent field is at most 4 bits
+/// (to f16: bias at most 7, so every value is within f16's range and above its smallest
+/// subnormal) or at most 7 bits (to bf16); `f8e5m2` to f16 is the top byte of the f16
+/// pattern (scale 1, infinities and NaN included); `e8m0` to bf16 is the bf16 exponent field.
+pub fn fast_half_cast(from: DType, to: DType) -> Option<FastHalfCast> {
+    if let Some(m) = half_magic(from, to) {
+        return Some(FastHalfCast::Magic(m));
+    }
+    let f = from.float_format().filter(|_| from.bits() <= 8)?;
+    let (mantissa, bias, exponent_bits) = match to {
+        DType::F16 => (10i64, 15i64, 5u8),
+        DType::BF16 => (7, 127, 8),
+        _ => return None,
+    };
+    let (x, y) = (f.exponent_bits as i64, f.mantissa_bits as i64);
+    let same_exponent = f.exponent_bits == exponent_bits && f.bias() as i64 == bias;
+    let narrower = f.exponent_bits < exponent_bits;
+    let field_mask_of = |bits: i64| (1i64 << bits) - 1;
+    let specials = match f.specials {
+        _ if y > mantissa => return None,
+        Specials::Finite if narrower => SpecialCodes::None,
+        Specials::NanAtAllOnes if narrower => SpecialCodes::NanAtAllOnes { magnitude: field_mask_of(x + y) },
+        Specials::Ieee if same_exponent => SpecialCodes::None,
+        Specials::Ieee if narrower => SpecialCodes::Ieee { exponent: field_mask_of(x) << y, mantissa: field_mask_of(y) },
+        Specials::PowersOfTwo if same_exponent && !f.signed => SpecialCodes::PowersOfTwo,
+        _ => return None,
+    };
+    let field_shift = mantissa - y;
+    let field_bits = x + y;
+    let field_mask = field_mask_of(field_bits) << field_shift;
+    let sign_shift = f.signed.then(|| 15 - field_bits);
+    let scale = pow2((bias - f.bias() as i64) as i32);
+    Some(FastHalfCast::Float(FloatPlacement { field_shift, field_mask, sign_shift, scale, specials }))
+}
+
+impl FastHalfCast {
+    /// The destination patterns of both 16-bit halves of `packed` (an i32 variable holding
+    /// codes or containers in bytes 0 and 2, zero above them), with one `lop3`.
+    pub fn patterns(&self, packed: Expr) -> Expr {
+        let both = |x: i64| i32c(x | (x << 16));
+        match self {
+            FastHalfCast::Magic(m) => Expr::Lop3 { a: Box::new(packed), b: Box::new(both(m.mask)), c: Box::new(both(m.pattern)), lut: m.lut },
+            FastHalfCast::Float(p) => {
+                let fields = bin(BinaryOp::Shl, packed.clone(), i32c(p.field_shift));
+                let sign = match p.sign_shift {
+                    Some(shift) => bin(BinaryOp::And, bin(BinaryOp::Shl, packed, i32c(shift)), both(0x8000)),
+                    None => i32c(0),
+                };
+                // (fields & mask) | sign
+                Expr::Lop3 { a: Box::new(fields), b: Box::new(both(p.field_mask)), c: Box::new(sign), lut: 0xEA }
+            }
+        }
+    }
+
+    /// The value of the low (`high == false`) or high 16-bit half of `word` (a variable
+    /// holding the patterns) as `to` (f16 or bf16): the magic value subtracted, or the scale
+    /// multiplied in.
+    pub fn half(&self, word: Expr, high: bool, to: Ty) -> Expr {
+        let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
+        // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
+        let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
+        let pattern = Expr::Bitcast { to, value: Box::new(half) };
+        match self {
+            FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
+            FastHalfCast::Float(p) if p.scale == 1.0 => pattern,
+            FastHalfCast::Float(p) => bin(BinaryOp::Mul, pattern, Expr::Float(to, p.scale)),
+        }
+    }
+
+    /// The value of a special code, replacing `value` (a variable holding what [`Self::half`]
+    /// gave for the low or high half of `packed`, the i32 variable of codes in bytes 0 and 2
+    /// with zero bytes above them); `None` when the plan has no special codes.
+    pub fn fix_specials(&self, value: Expr, packed: Expr, high: bool, to: Ty) -> Option<Expr> {
+        let FastHalfCast::Float(p) = self else { return None };
+        let code = if high { bin(BinaryOp::LShr, packed, i32c(16)) } else { bin(BinaryOp::And, packed, i32c(0xFF)) };
+        let is = |mask: i64, want: i64| cmp(CmpOp::Eq, bin(BinaryOp::And, code.clone(), i32c(mask)), i32c(want));
+        let nan = Expr::Float(to, f64::NAN);
+        Some(match p.specials {
+            SpecialCodes::None => return None,
+            SpecialCodes::NanAtAllOnes { magnitude } => select(is(magnitude, magnitude), nan, value),
+            SpecialCodes::Ieee { exponent, mantissa } => {
+                // The placed value of an infinity code is a nonzero number of its sign.
+                let infinity = bin(BinaryOp::Mul, value.clone(), Expr::Float(to, f64::INFINITY));
+                select(is(exponent, exponent), select(is(mantissa, 0), infinity, nan), value)
+            }
+            SpecialCodes::PowersOfTwo => {
+                select(is(0xFF, 0), Expr::Float(to, pow2(-127)), select(is(0xFF, 0xFF), nan, value))
+            }
+        })
+    }
+}
+
+/// The `prmt` selector that puts byte 0 of `a` into byte 0 and byte 0 of `b` (source byte 4)
+/// into byte 2 of the result; bytes 1 and 3 take bytes 1 of `a` and of `b`, zero for
+/// zero-extended containers.
+pub const PAIR_SELECTOR: i64 = 0x5410;
+
+/// Two containers (`i8` expressions) in bytes 0 and 2 of one i32, with `prmt`.
+pub fn pack_pair(low: Expr, high: Expr) -> Expr {
+    Expr::Prmt { a: Box::new(widen_container(low)), b: Box::new(widen_container(high)), selector: Box::new(i32c(PAIR_SELECTOR)) }
+}
+
+/// One container (an `i8` expression) zero-extended into byte 0 of an i32.
+pub fn widen_container(container: Expr) -> Expr {
+    Expr::Cast { to: Ty::I32, value: Box::new(container), from_unsigned: true, to_unsigned: false }
+}
+
 #[cfg(test)]
 mod tests {
     //! The builders are checked end to end by the simulator tests (they run the LIR against
@@ -189,6 +400,52 @@ mod tests {
             let f = d.float_format().unwrap();
             assert_eq!(program.ty(&encode_float(Expr::Var(Var(0)), f)), Ty::I32);
             assert_eq!(program.ty(&decode_float(Expr::Var(Var(1)), f)), Ty::F32);
+        }
+    }
+
+    #[test]
+    fn fast_half_cast_plans() {
+        let d = |n: &str| DType::from_name(n).unwrap();
+        // Integers: the f16 magic for every width, the bf16 one up to 7 bits.
+        let magic = |from: &str, to| match fast_half_cast(d(from), to) {
+            Some(FastHalfCast::Magic(m)) => Some((m.mask, m.pattern, m.lut, m.offset)),
+            _ => None,
+        };
+        assert_eq!(magic("u4", DType::F16), Some((0xFF, 0x6400, 0xEA, 1024.0)));
+        assert_eq!(magic("i8", DType::F16), Some((0xFF, 0x6480, 0x6A, 1152.0)));
+        assert_eq!(magic("u7", DType::BF16), Some((0x7F, 0x4300, 0xEA, 128.0)));
+        assert_eq!(magic("i2", DType::BF16), Some((0x7F, 0x4340, 0x6A, 192.0)));
+        assert_eq!(fast_half_cast(d("u8"), DType::BF16), None);
+        assert_eq!(fast_half_cast(d("i8"), DType::BF16), None);
+        assert_eq!(fast_half_cast(d("u4"), DType::F32), None);
+        assert_eq!(fast_half_cast(d("i16"), DType::F16), None);
+        // f4e2m1 → f16: the three fields under bits 9..11, the sign from bit 3 to 15, ×2^14.
+        let plan = FloatPlacement { field_shift: 9, field_mask: 0x0E00, sign_shift: Some(12), scale: 16384.0, specials: SpecialCodes::None };
+        assert_eq!(fast_half_cast(d("f4e2m1"), DType::F16), Some(FastHalfCast::Float(plan)));
+        // Five exponent bits reach beyond f16 unless they are f16's own (f8e5m2: the top byte).
+        assert_eq!(fast_half_cast(d("f7e5m1"), DType::F16), None);
+        assert_eq!(fast_half_cast(d("ue5m3"), DType::F16), None);
+        assert!(matches!(fast_half_cast(d("f7e5m1"), DType::BF16), Some(FastHalfCast::Float(_))));
+        let top_byte = FloatPlacement { field_shift: 8, field_mask: 0x7F00, sign_shift: Some(8), scale: 1.0, specials: SpecialCodes::None };
+        assert_eq!(fast_half_cast(d("f8e5m2"), DType::F16), Some(FastHalfCast::Float(top_byte)));
+        // Special codes are replaced after the placement.
+        let specials = |from: &str, to| match fast_half_cast(d(from), to) {
+            Some(FastHalfCast::Float(p)) => Some(p.specials),
+            _ => None,
+        };
+        assert_eq!(specials("f8e4m3fn", DType::F16), Some(SpecialCodes::NanAtAllOnes { magnitude: 0x7F }));
+        assert_eq!(specials("ue4m3", DType::BF16), Some(SpecialCodes::NanAtAllOnes { magnitude: 0x7F }));
+        assert_eq!(specials("f8e4m3", DType::F16), Some(SpecialCodes::Ieee { exponent: 0x78, mantissa: 0x07 }));
+        assert_eq!(specials("f8e5m2", DType::BF16), Some(SpecialCodes::Ieee { exponent: 0x7C, mantissa: 0x03 }));
+        assert_eq!(specials("e8m0", DType::BF16), Some(SpecialCodes::PowersOfTwo));
+        assert_eq!(fast_half_cast(d("e8m0"), DType::F16), None);
+        assert_eq!(fast_half_cast(d("f8e6m1"), DType::F16), None);
+        // The builders give i32 patterns and f16/bf16 halves.
+        let program = crate::lir::Program { name: "t".into(), params: vec![], block_threads: 32, shared_bytes: 0, vars: vec![Ty::I32], body: vec![] };
+        for (from, to) in [("u4", DType::F16), ("f6e3m2", DType::BF16)] {
+            let plan = fast_half_cast(d(from), to).unwrap();
+            assert_eq!(program.ty(&plan.patterns(Expr::Var(Var(0)))), Ty::I32);
+            assert_eq!(program.ty(&plan.half(Expr::Var(Var(0)), true, Ty::of(to))), Ty::of(to));
         }
     }
 }

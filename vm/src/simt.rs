@@ -21,8 +21,9 @@
 //!
 //! Arithmetic follows the LIR's register types: integers wrap at their width, float results
 //! are rounded to their type (transcendentals are computed exactly in f64 and then rounded,
-//! where the GPU uses approximations: compare floats with a tolerance). This simulator is
-//! written from the LIR's definition, not from the lowering, so that it checks the lowering.
+//! where the GPU uses approximations: compare floats with a tolerance); `prmt` and `lop3`
+//! follow the PTX ISA's definitions. This simulator is written from the LIR's definition,
+//! not from the lowering, so that it checks the lowering.
 
 use crate::interp::Arg;
 use crate::tensor::HostTensor;
@@ -1077,8 +1078,46 @@ impl<'a> Block<'a> {
                 self.shared_read(range.clone(), t)?;
                 decode(*ty, &self.shared[range])
             }
+            Expr::Prmt { a, b, selector } => {
+                let (a, b) = (self.eval(a, t)?.i() as u32, self.eval(b, t)?.i() as u32);
+                let selector = self.eval(selector, t)?.i() as u32;
+                V::I(prmt(a, b, selector) as i32 as i64)
+            }
+            Expr::Lop3 { a, b, c, lut } => {
+                let (a, b, c) = (self.eval(a, t)?.i() as u32, self.eval(b, t)?.i() as u32, self.eval(c, t)?.i() as u32);
+                V::I(lop3(a, b, c, *lut) as i32 as i64)
+            }
         })
     }
+}
+
+/// `prmt.b32` in the default mode, from the PTX ISA's definition: the source is the 64-bit
+/// `{b, a}` (bytes 0-3 from `a`, 4-7 from `b`); nibble `i` of the selector's low 16 bits gives
+/// result byte `i`: its low 3 bits pick a source byte, its top bit asks for that byte's sign
+/// bit replicated over all 8 bits instead of the byte itself.
+fn prmt(a: u32, b: u32, selector: u32) -> u32 {
+    let source = ((b as u64) << 32) | a as u64;
+    let mut result = 0u32;
+    for i in 0..4 {
+        let control = (selector >> (4 * i)) & 0xf;
+        let byte = ((source >> (8 * (control & 7))) & 0xff) as u32;
+        let chosen = if control & 8 != 0 {
+            if byte & 0x80 != 0 { 0xff } else { 0 }
+        } else {
+            byte
+        };
+        result |= chosen << (8 * i);
+    }
+    result
+}
+
+/// `lop3.b32` from the PTX ISA's definition: bit k of the result is the truth table `lut`
+/// looked up at index `(a_k << 2) | (b_k << 1) | c_k`.
+fn lop3(a: u32, b: u32, c: u32, lut: u8) -> u32 {
+    (0..32).fold(0u32, |acc, k| {
+        let index = (((a >> k) & 1) << 2) | (((b >> k) & 1) << 1) | ((c >> k) & 1);
+        acc | ((((lut >> index) & 1) as u32) << k)
+    })
 }
 
 /// An ordered comparison: false whenever an operand is NaN, `Ne` included.
@@ -1194,6 +1233,58 @@ fn decode(ty: Ty, b: &[u8]) -> V {
             let mut n = [0u8; 8];
             n[..b.len()].copy_from_slice(b);
             V::I(wrap(ty, i64::from_le_bytes(n)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `prmt` and `lop3` against examples worked out by hand from the PTX ISA text.
+    use super::{lop3, prmt};
+
+    #[test]
+    fn prmt_picks_bytes_of_b_a() {
+        let (a, b) = (0x0302_0100, 0x0706_0504);
+        assert_eq!(prmt(a, b, 0x3210), a);
+        assert_eq!(prmt(a, b, 0x7654), b);
+        assert_eq!(prmt(a, b, 0x7531), 0x0705_0301);
+        assert_eq!(prmt(a, b, 0x0123), 0x0001_0203);
+        assert_eq!(prmt(0x1122_3344, 0, 0x0000), 0x4444_4444);
+        // Only the low 16 bits of the selector count in the default mode.
+        assert_eq!(prmt(a, b, 0xffff_3210), a);
+        // Bytes 0x64 from b between the two low bytes of a: f16 patterns 0x64XX.
+        assert_eq!(prmt(0x0000_cdab, 0x64, 0x4140), 0x64cd_64ab);
+        assert_eq!(prmt(0x0000_00ab, 0x0000_00cd, 0x5410), 0x00cd_00ab);
+    }
+
+    #[test]
+    fn prmt_replicates_sign_bits() {
+        // Bytes of a: 0x01, 0x7f, 0xff, 0x80.
+        let a = 0x80ff_7f01;
+        assert_eq!(prmt(a, 0, 0x8a98), 0x00ff_0000);
+        assert_eq!(prmt(a, 0, 0xba32), 0xffff_80ff);
+        // Sign of a byte of b (byte 4 = 0x90, byte 5 = 0x10).
+        assert_eq!(prmt(a, 0x0000_1090, 0xdc4c), 0x00ff_90ff);
+    }
+
+    #[test]
+    fn lop3_follows_the_truth_table() {
+        let (a, b, c) = (0x1234_5678, 0x0f0f_0f0f, 0x6400_6400);
+        assert_eq!(lop3(a, b, c, 0xea), 0x6604_6608); // (a & b) | c
+        assert_eq!(lop3(0xff00_ff00, 0x0ff0_0ff0, 0x1234_5678, 0x96), 0xe2c4_a688); // a ^ b ^ c
+        assert_eq!(lop3(0xabcd_1234, 0x00ff_00ff, 0x6480_6480, 0x6a), 0x644d_64b4); // (a & b) ^ c
+        assert_eq!(lop3(0xf0f0_ffff, 0xff00_ff00, 0xcccc_0f0f, 0x80), 0xc000_0f00); // a & b & c
+        assert_eq!(lop3(0xf000_0000, 0x0f00_0000, 0x0000_0001, 0xfe), 0xff00_0001); // a | b | c
+        assert_eq!(lop3(a, b, c, 0xf0), a);
+        assert_eq!(lop3(a, b, c, 0xcc), b);
+        assert_eq!(lop3(a, b, c, 0xaa), c);
+        assert_eq!(lop3(a, b, c, 0x00), 0);
+        assert_eq!(lop3(a, b, c, 0xff), u32::MAX);
+        assert_eq!(lop3(a, b, c, 0x0f), !a);
+        // The ISA computes immLut by applying the function to 0xF0, 0xCC and 0xAA (the bits
+        // above those bytes are the function of three zeros).
+        for lut in 0..=255u8 {
+            assert_eq!(lop3(0xf0, 0xcc, 0xaa, lut) & 0xff, lut as u32);
         }
     }
 }

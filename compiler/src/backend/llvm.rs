@@ -866,7 +866,42 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let addr = self.shared_address(offset)?;
                 self.load(addr, *ty)
             }
+            Expr::Prmt { a, b, selector } => {
+                let a = self.expr_of(a, Ty::I32, "a prmt operand")?;
+                let b = self.expr_of(b, Ty::I32, "a prmt operand")?;
+                let selector = self.expr_of(selector, Ty::I32, "a prmt selector")?;
+                let v = self.call_intrinsic("llvm.nvvm.prmt", &[], &[a.v.into(), b.v.into(), selector.v.into()])?;
+                Ok(Val { v, ty: Ty::I32 })
+            }
+            Expr::Lop3 { a, b, c, lut } => {
+                let a = self.expr_of(a, Ty::I32, "a lop3 operand")?;
+                let b = self.expr_of(b, Ty::I32, "a lop3 operand")?;
+                let c = self.expr_of(c, Ty::I32, "a lop3 operand")?;
+                self.lop3(a.v.into_int_value(), b.v.into_int_value(), c.v.into_int_value(), *lut)
+            }
         }
+    }
+
+    /// `lop3.b32` as inline PTX (NVVM has no intrinsic for it); the truth table is an
+    /// immediate. The asm has no side effects, so LLVM may combine or move it.
+    fn lop3(&self, a: IntValue<'ctx>, b: IntValue<'ctx>, c: IntValue<'ctx>, lut: u8) -> Result<Val<'ctx>, BackendError> {
+        let i32_type = self.context.i32_type();
+        let function_type = i32_type.fn_type(&[i32_type.into(), i32_type.into(), i32_type.into()], false);
+        let asm = self.context.create_inline_asm(
+            function_type,
+            format!("lop3.b32 $0, $1, $2, $3, {lut:#04x};"),
+            "=r,r,r,r".to_string(),
+            false,
+            false,
+            None,
+            false,
+        );
+        let call = self.builder.build_indirect_call(function_type, asm, &[a.into(), b.into(), c.into()], "lop3")?;
+        let v = call
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| BackendError::Builder("the lop3 asm returns no value".into()))?;
+        Ok(Val { v, ty: Ty::I32 })
     }
 
     /// Generates two operands that must have the same type.
@@ -1553,6 +1588,26 @@ mod tests {
         );
     }
 
+    /// `y[i] = lop3(prmt(x[i], x[i] >> 8, 0x5410), 0x00ff00ff, 0x64806480, 0x6a)`: the byte
+    /// permute through the NVVM intrinsic, the truth table as inline PTX.
+    #[test]
+    fn prmt_and_lop3() {
+        let mut p = kernel("bits", vec![global("x", DType::I32), global("y", DType::I32)], 128, 0);
+        let i = global_thread_index(&mut p);
+        let x = p.new_var(Ty::I32);
+        p.body.push(Stmt::Assign(x, load(0, var(i), Ty::I32)));
+        let packed = Expr::Prmt {
+            a: b(var(x)),
+            b: b(bin(BinaryOp::LShr, var(x), int(Ty::I32, 8))),
+            selector: b(int(Ty::I32, 0x5410)),
+        };
+        let value = Expr::Lop3 { a: b(packed), b: b(int(Ty::I32, 0x00ff_00ff)), c: b(int(Ty::I32, 0x6480_6480)), lut: 0x6a };
+        p.body.push(Stmt::StoreGlobal { param: 1, index: var(i), value });
+        compile_everywhere(&p, &["prmt.b32", "lop3.b32", ", 0x6a;"]);
+        let ir = lir_to_llvm_ir(&p, Arch::Sm80).unwrap();
+        assert!(ir.contains("@llvm.nvvm.prmt("), "{ir}");
+    }
+
     #[test]
     fn llvm_ir_is_an_optimized_ptx_kernel() {
         let ir = lir_to_llvm_ir(&vector_add(), Arch::Sm80).unwrap();
@@ -1895,9 +1950,19 @@ mod tests {
         p.body.push(Stmt::Assign(Var(0), cast(Ty::I64, un(UnaryOp::Exp, int(Ty::I32, 1)))));
         cases.push((p, "Exp applied to i32"));
 
-        let mut p = good;
+        let mut p = good.clone();
         p.body.push(Stmt::Assign(Var(0), cast(Ty::I64, Expr::BlockIdx(3))));
         cases.push((p, "axis 3"));
+
+        let mut p = good.clone();
+        let prmt = Expr::Prmt { a: b(int(Ty::I64, 1)), b: b(int(Ty::I32, 2)), selector: b(int(Ty::I32, 0x3210)) };
+        p.body.push(Stmt::Assign(Var(0), cast(Ty::I64, prmt)));
+        cases.push((p, "a prmt operand has type i64"));
+
+        let mut p = good;
+        let lop3 = Expr::Lop3 { a: b(int(Ty::I32, 1)), b: b(int(Ty::I32, 2)), c: b(float(Ty::F32, 3.0)), lut: 0x96 };
+        p.body.push(Stmt::Assign(Var(0), cast(Ty::I64, lop3)));
+        cases.push((p, "a lop3 operand has type f32"));
 
         for (p, expected) in cases {
             let err = lir_to_ptx(&p, Arch::Sm80).expect_err(expected).to_string();
