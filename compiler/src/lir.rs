@@ -183,6 +183,10 @@ pub enum Expr {
     LoadGlobalBits { param: usize, bit_index: Box<Expr>, bits: u32 },
     /// `ty` at byte `offset` (i32) of the shared buffer.
     LoadShared { offset: Box<Expr>, ty: Ty },
+    /// The `bits` (1..=8) bits starting at bit `bit_offset` (i32) of the shared buffer, LSB
+    /// first from byte 0 (a packed sub-byte element; only the bytes that hold it are read).
+    /// Gives i32, zero-extended.
+    LoadSharedBits { bit_offset: Box<Expr>, bits: u32 },
     /// PTX `prmt.b32` in its default mode (all operands and the result i32): the eight bytes
     /// `{b, a}` are numbered 0..=7, `a` giving bytes 0..=3 and `b` bytes 4..=7 (least
     /// significant first). Byte `i` of the result is chosen by nibble `i` of `selector` (only
@@ -211,6 +215,10 @@ pub enum Stmt {
     /// Writes `value` (of the parameter's register type) to element `index` (i64).
     StoreGlobal { param: usize, index: Expr, value: Expr },
     StoreShared { offset: Expr, value: Expr },
+    /// Replaces the `bits` (1..=8) bits at bit `bit_offset` (i32) of the shared buffer with
+    /// the low bits of `value` (i32), keeping the other bits of the bytes it touches (as
+    /// `StoreGlobalBits`, atomically on the GPU).
+    StoreSharedBits { bit_offset: Expr, bits: u32, value: Expr },
     /// Replaces the `bits` (1..=8) bits at bit `bit_index` (i64) of global parameter `param`'s
     /// buffer with the low bits of `value` (i32). Other bits of the bytes it touches are kept,
     /// also when other threads write neighbouring elements of the same bytes at the same time
@@ -310,7 +318,7 @@ impl Program {
             Expr::Select(_, a, _) => self.ty(a),
             Expr::Fma(a, _, _) => self.ty(a),
             Expr::Cast { to, .. } | Expr::Bitcast { to, .. } => *to,
-            Expr::LoadGlobalBits { .. } | Expr::Prmt { .. } | Expr::Lop3 { .. } => Ty::I32,
+            Expr::LoadGlobalBits { .. } | Expr::LoadSharedBits { .. } | Expr::Prmt { .. } | Expr::Lop3 { .. } => Ty::I32,
             Expr::LoadGlobal { ty, .. } | Expr::LoadShared { ty, .. } => *ty,
         }
     }
@@ -420,6 +428,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                 let cs: Vec<String> = coords.iter().map(expr_str).collect();
                 let _ = writeln!(out, "{pad}print {label:?} [{}] = {}", cs.join(", "), expr_str(value));
             }
+            Stmt::StoreSharedBits { bit_offset, bits, value } => {
+                let _ = writeln!(out, "{pad}st.shared.b{bits} [bit {}] = {}", expr_str(bit_offset), expr_str(value));
+            }
             Stmt::CommitGroup => {
                 let _ = writeln!(out, "{pad}cp.async.commit_group");
             }
@@ -488,6 +499,7 @@ pub fn expr_str(e: &Expr) -> String {
             format!("ld.global.b{bits} p{param}[bit {}]", expr_str(bit_index))
         }
         Expr::LoadShared { offset, ty } => format!("ld.shared.{} [{}]", ty.name(), expr_str(offset)),
+        Expr::LoadSharedBits { bit_offset, bits } => format!("ld.shared.b{bits} [bit {}]", expr_str(bit_offset)),
         Expr::Prmt { a, b, selector } => format!("prmt({}, {}, {})", expr_str(a), expr_str(b), expr_str(selector)),
         Expr::Lop3 { a, b, c, lut } => format!("lop3.{lut:#04x}({}, {}, {})", expr_str(a), expr_str(b), expr_str(c)),
     }

@@ -857,17 +857,14 @@ impl Lower<'_> {
             match (&v.op, &v.ty) {
                 (Op::SharedAlloc, Type::Shared { dtype, shape }) => {
                     self.shared_bases.insert(ValueId(i as u32), offset);
-                    let bytes = shape.iter().product::<usize>() * Ty::of(*dtype).bytes();
+                    let bytes = shared_bytes_of(*dtype, shape);
                     offset += bytes.div_ceil(16) * 16;
                 }
                 (Op::CopyAsync { shared, param, .. }, _) => {
                     let Type::Shared { dtype, shape } = &self.k.value(*shared).ty else { continue };
                     let ParamKind::Global { shape: global_shape, .. } = &self.k.params[*param].kind else { continue };
                     let tile = &shape[shape.len() - global_shape.len()..];
-                    // Runs of whole bytes from the packed global buffer are not runs in the
-                    // byte-per-element shared tensor: sub-byte formats copy element by element.
-                    let bits = if dtype.bits() < 8 { 128 } else { dtype.bits() as usize };
-                    if let Some(layout) = crate::passes::infer_layouts::copy_layout(tile, threads, bits) {
+                    if let Some((layout, _)) = crate::passes::infer_layouts::copy_layout(tile, threads, dtype.bits() as usize) {
                         let run = Self::contiguous_run(&layout);
                         self.copy_layouts.insert(ValueId(i as u32), (layout, run));
                     }
@@ -907,7 +904,8 @@ impl Lower<'_> {
     }
 
     /// Byte offset (i32) in the shared buffer of the element at `offsets` (one per dim of
-    /// shared tensor `shared`) plus `tile_coords` (over its trailing dims).
+    /// shared tensor `shared`) plus `tile_coords` (over its trailing dims); for a format
+    /// narrower than a byte, its bit offset.
     fn shared_element(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
         let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
         let lead = shape.len() - tile_coords.len();
@@ -926,20 +924,35 @@ impl Lower<'_> {
                 Some(f) => bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Mul, f, int(Ty::I32, shape[d] as i64)), c),
             });
         }
-        let bytes = Ty::of(*dtype).bytes() as i64;
         let base = self.shared_bases[&shared] as i64;
-        bin(lir::BinaryOp::Add, int(Ty::I32, base), bin(lir::BinaryOp::Mul, flat.expect("rank >= 1"), int(Ty::I32, bytes)))
+        let flat = flat.expect("rank >= 1");
+        if dtype.bits() < 8 {
+            let bits = dtype.bits() as i64;
+            return bin(lir::BinaryOp::Add, int(Ty::I32, base * 8), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bits)));
+        }
+        let bytes = Ty::of(*dtype).bytes() as i64;
+        bin(lir::BinaryOp::Add, int(Ty::I32, base), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
     }
 
     fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
         let layout = self.layout(id).clone();
-        let ty = Ty::of(self.dtype(id));
+        let dtype = self.dtype(id);
+        let ty = Ty::of(dtype);
         let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
         let mut regs = Vec::new();
         for i in 0..layout.local_size() {
             let coords = self.coords(&layout, i);
             let offset = self.shared_element(shared, &offsets, &coords);
-            regs.push(self.assign(body, ty, Expr::LoadShared { offset: Box::new(offset), ty }));
+            let loaded = if dtype.bits() < 8 {
+                // A packed code, into its i8 container (integers sign- or zero-extended).
+                let bits = dtype.bits();
+                let code = Expr::LoadSharedBits { bit_offset: Box::new(offset), bits };
+                let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(code, bits) } else { code };
+                Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }
+            } else {
+                Expr::LoadShared { offset: Box::new(offset), ty }
+            };
+            regs.push(self.assign(body, ty, loaded));
         }
         self.regs.insert(id, regs);
     }
@@ -975,21 +988,32 @@ impl Lower<'_> {
         let rank = src_offsets.len();
         let mut dst: Vec<Expr> = dst_offsets.iter().map(|o| var(self.scalar(*o))).collect();
         dst.extend((0..rank).map(|_| int(Ty::I32, 0)));
-        let element_bytes = ty.bytes() as i64;
-        // The synchronous path, element by element.
+        let bits = dtype.bits() as i64;
+        // The synchronous path, element by element (all bits zero outside the tensor, as
+        // `cp.async` zero-fills). Packed codes go as they are: the copy layout gives each
+        // thread whole bytes, so no two threads write one byte.
         let mut slow = Vec::new();
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, src_offsets, i);
-            let loaded = if dtype.bits() < 8 { packed_load(param, index, dtype) } else { Expr::LoadGlobal { param, index: Box::new(index), ty } };
-            let r = self.new_var(ty);
-            // All-zero bits outside the tensor, as `cp.async` zero-fills.
-            let zero = if ty.is_float() { Expr::Float(ty, 0.0) } else { int(ty, 0) };
-            slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, loaded)], else_body: vec![lir::Stmt::Assign(r, zero)] });
             let offset = self.shared_element(shared, &dst, &self.coords(&layout, i));
-            slow.push(lir::Stmt::StoreShared { offset, value: var(r) });
+            if bits < 8 {
+                let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits));
+                let code = Expr::LoadGlobalBits { param, bit_index: Box::new(bit_index), bits: bits as u32 };
+                let r = self.new_var(Ty::I32);
+                slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, code)], else_body: vec![lir::Stmt::Assign(r, int(Ty::I32, 0))] });
+                slow.push(lir::Stmt::StoreSharedBits { bit_offset: offset, bits: bits as u32, value: var(r) });
+            } else {
+                let loaded = Expr::LoadGlobal { param, index: Box::new(index), ty };
+                let r = self.new_var(ty);
+                let zero = if ty.is_float() { Expr::Float(ty, 0.0) } else { int(ty, 0) };
+                slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, loaded)], else_body: vec![lir::Stmt::Assign(r, zero)] });
+                slow.push(lir::Stmt::StoreShared { offset, value: var(r) });
+            }
         }
-        let run_bytes = run as i64 * element_bytes;
-        let vector = dtype.bits() >= 8 && matches!(run_bytes, 4 | 8 | 16);
+        // A run's bytes (whole bytes: for sub-byte formats the copy layout makes it so).
+        let run_bits = run as i64 * if bits < 8 { bits } else { ty.bytes() as i64 * 8 };
+        let run_bytes = run_bits / 8;
+        let vector = run_bits % 8 == 0 && matches!(run_bytes, 4 | 8 | 16);
         let copies = if !vector {
             slow
         } else {
@@ -1024,16 +1048,31 @@ impl Lower<'_> {
                 let inside = self.assign(&mut fast, Ty::I1, and_all(lead_in_bounds));
                 let count = Expr::Select(Box::new(var(inside)), Box::new(left), Box::new(int(Ty::I64, 0)));
                 let count = Expr::Cast { to: Ty::I32, value: Box::new(count), from_unsigned: false, to_unsigned: false };
-                let src_bytes = self.assign(&mut fast, Ty::I32, bin(lir::BinaryOp::Mul, count, int(Ty::I32, element_bytes)));
+                // Runs are all or nothing inside the tensor (aligned offsets and rows), so
+                // `count · bits` is whole bytes.
+                let (scale, unit) = if bits < 8 { (bits, 8) } else { (ty.bytes() as i64, 1) };
+                let src_bytes = self.assign(&mut fast, Ty::I32, bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, count, int(Ty::I32, scale)), int(Ty::I32, unit)));
                 // A run with nothing to read still needs a valid address: the tensor's start.
-                let byte_index = bin(lir::BinaryOp::Mul, index.expect("rank >= 1"), int(Ty::I64, element_bytes));
+                let byte_index = bin(
+                    lir::BinaryOp::Div,
+                    bin(lir::BinaryOp::Mul, index.expect("rank >= 1"), int(Ty::I64, scale)),
+                    int(Ty::I64, unit),
+                );
                 let reads = cmp(CmpOp::Gt, var(src_bytes), int(Ty::I32, 0));
                 let byte_index = Expr::Select(Box::new(reads), Box::new(byte_index), Box::new(int(Ty::I64, 0)));
-                let offset = self.shared_element(shared, &dst, &coords);
+                let element = self.shared_element(shared, &dst, &coords);
+                let offset = if bits < 8 { bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)) } else { element };
                 fast.push(lir::Stmt::CopyAsync { offset, param, byte_index, bytes: run_bytes as u32, src_bytes: var(src_bytes) });
             }
             // Aligned when the source offset along the last dim and the row length (for
-            // rank > 1) are multiples of the run.
+            // rank > 1) are multiples of the run: proven by the divisibility analysis, or
+            // tested at run time.
+            let ParamKind::Global { shape: global_shape, .. } = &self.k.params[param].kind else { unreachable!("a global tensor") };
+            let log2_run = run.trailing_zeros();
+            let proven = self.div.value(src_offsets[rank - 1]) >= log2_run && (rank == 1 || self.div.sym(&global_shape[rank - 1]) >= log2_run);
+            if proven {
+                fast
+            } else {
             let (extents, _) = &self.extents[&param];
             let mut aligned = vec![cmp(
                 CmpOp::Eq,
@@ -1044,6 +1083,7 @@ impl Lower<'_> {
                 aligned.push(cmp(CmpOp::Eq, bin(lir::BinaryOp::Rem, var(extents[rank - 1]), int(Ty::I64, run as i64)), int(Ty::I64, 0)));
             }
             vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
+            }
         };
         let guard = self.is_first_replica(&layout);
         if matches!(guard, Expr::Int(_, 1)) {
@@ -1676,4 +1716,15 @@ fn reduce_combine(op: ReduceOp, dtype: DType) -> lir::BinaryOp {
 /// The dtype whose register type is `acc_ty` when accumulating `dtype` values.
 fn acc_dtype(acc_ty: Ty, dtype: DType) -> DType {
     if acc_ty == Ty::F32 && dtype != DType::F32 { DType::F32 } else { dtype }
+}
+
+/// Bytes a shared tensor of `dtype` and `shape` takes: packed for formats narrower than a
+/// byte (rows are whole bytes, checked by sema), one register width per element otherwise.
+fn shared_bytes_of(dtype: DType, shape: &[usize]) -> usize {
+    let elements: usize = shape.iter().product();
+    if dtype.bits() < 8 {
+        (elements * dtype.bits() as usize).div_ceil(8)
+    } else {
+        elements * Ty::of(dtype).bytes()
+    }
 }

@@ -1244,8 +1244,18 @@ impl Sema {
                 let (shape, ss) = positional.into_iter().next().expect("1");
                 let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
                 let elements: usize = shape.iter().product();
-                // Elements narrower than a byte take one byte each in shared memory.
-                let bytes = elements.saturating_mul(dtype.bits().div_ceil(8) as usize);
+                let bits = dtype.bits() as usize;
+                // Formats narrower than a byte are packed; each row must be whole bytes, so
+                // that a row (or a run of it) can be copied and addressed by the byte.
+                let last = *shape.last().expect("a shape has a dimension");
+                if bits < 8 && (last * bits) % 8 != 0 {
+                    self.error(
+                        format!("a row of {last} {dtype} elements is {} bits, not whole bytes: make the last extent a multiple of {}", last * bits, 8 / gcd(bits, 8)),
+                        ss,
+                    );
+                    return Operand::Error;
+                }
+                let bytes = if bits < 8 { elements.saturating_mul(bits).div_ceil(8) } else { elements.saturating_mul(bits.div_ceil(8)) };
                 self.shared_bytes = self.shared_bytes.saturating_add(bytes.div_ceil(16).saturating_mul(16));
                 if self.shared_bytes > MAX_SHARED_BYTES {
                     self.error(
@@ -1750,4 +1760,8 @@ mod tests {
         let span = errors[1].span.unwrap();
         assert_eq!(&src[span.start..span.end], "foo");
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

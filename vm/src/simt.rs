@@ -623,6 +623,17 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
+                Stmt::StoreSharedBits { bit_offset, bits, value } => {
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let bit = self.eval(bit_offset, t)?.i();
+                            let code = self.eval(value, t)?.i() as u64;
+                            let range = self.shared_bits_range(bit, *bits, t)?;
+                            self.shared_write(range, t)?;
+                            write_packed_at(&mut self.shared, bit as usize, *bits, code);
+                        }
+                    }
+                }
                 Stmt::CommitGroup => {
                     for t in 0..self.threads {
                         if mask[t] {
@@ -830,6 +841,16 @@ impl<'a> Block<'a> {
             return Err(Box::new(self.out_of_bounds(param, index, len, thread, what)));
         }
         Ok(offset as usize..offset as usize + size)
+    }
+
+    /// The bytes holding bits `[bit, bit + bits)` of the shared buffer, checked.
+    fn shared_bits_range(&self, bit: i64, bits: u32, thread: usize) -> Result<std::ops::Range<usize>, Fault> {
+        let end_bit = bit.saturating_add(bits as i64);
+        if !(1..=8).contains(&bits) || bit < 0 || end_bit as usize > self.shared.len() * 8 {
+            let offset = bit.div_euclid(8);
+            return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size: 1, bytes: self.shared.len(), at: self.at() }));
+        }
+        Ok(bit as usize / 8..(end_bit as usize).div_ceil(8))
     }
 
     fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, Fault> {
@@ -1071,6 +1092,12 @@ impl<'a> Block<'a> {
                 let bit = self.eval(bit_index, t)?.i();
                 let buffer = self.packed_buffer(*param, bit, *bits, t, "load")?;
                 V::I(read_packed_at(buffer, bit as usize, *bits) as i64)
+            }
+            Expr::LoadSharedBits { bit_offset, bits } => {
+                let bit = self.eval(bit_offset, t)?.i();
+                let range = self.shared_bits_range(bit, *bits, t)?;
+                self.shared_read(range, t)?;
+                V::I(read_packed_at(&self.shared, bit as usize, *bits) as i64)
             }
             Expr::LoadShared { offset, ty } => {
                 let off = self.eval(offset, t)?.i();

@@ -274,6 +274,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let value = self.expr(value)?;
                 self.store(addr, value)?;
             }
+            Stmt::StoreSharedBits { bit_offset, bits, value } => {
+                let (base, bit_index) = self.shared_bit(bit_offset)?;
+                let value = self.expr_of(value, Ty::I32, "a packed value stored to shared memory")?;
+                self.store_bits(base, bit_index, *bits, value.v.into_int_value())?;
+            }
             Stmt::If { cond, then_body, else_body } => {
                 let cond = self.expr_of(cond, Ty::I1, "an if condition")?;
                 let then_block = self.context.append_basic_block(self.function, "then");
@@ -573,6 +578,16 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         })
     }
 
+    /// The shared buffer and bit `bit_offset` (an i32 expression) of it as an i64 bit index.
+    fn shared_bit(&mut self, bit_offset: &Expr) -> Result<(PointerValue<'ctx>, IntValue<'ctx>), BackendError> {
+        let Some(base) = self.shared else {
+            return Err(self.invalid("shared memory access, but shared_bytes is 0"));
+        };
+        let bit = self.expr_of(bit_offset, Ty::I32, "a shared bit offset")?.v.into_int_value();
+        let bit = self.builder.build_int_s_extend(bit, self.context.i64_type(), "shared_bit")?;
+        Ok((base, bit))
+    }
+
     /// Stores a register value; i1 goes to memory as one byte, 0 or 1.
     /// Address of byte `byte_index` (i64) of a global buffer.
     fn byte_address(
@@ -865,6 +880,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             Expr::LoadShared { offset, ty } => {
                 let addr = self.shared_address(offset)?;
                 self.load(addr, *ty)
+            }
+            Expr::LoadSharedBits { bit_offset, bits } => {
+                let (base, bit_index) = self.shared_bit(bit_offset)?;
+                let v = self.load_bits(base, bit_index, *bits)?;
+                Ok(Val { v: v.into(), ty: Ty::I32 })
             }
             Expr::Prmt { a, b, selector } => {
                 let a = self.expr_of(a, Ty::I32, "a prmt operand")?;

@@ -21,9 +21,10 @@ use std::fmt;
 /// The largest exponent tracked (2^30 fits every i32 extent of interest).
 pub const MAX_LOG2: u32 = 30;
 
-/// The largest power of two the runtime specializes on by default (16 elements: 16-byte
-/// vectors of 8-bit elements, whole 4-byte words of 2-bit elements, and so on up to 16 bytes).
-pub const DEFAULT_CAP_LOG2: u32 = 4;
+/// The largest power of two the runtime specializes on by default: 128 elements, a 16-byte
+/// run of the narrowest (1-bit) format, so that every format can prove its 16-byte runs
+/// (`cp.async` of shared tiles and vector accesses) aligned.
+pub const DEFAULT_CAP_LOG2: u32 = 7;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssumptionError {

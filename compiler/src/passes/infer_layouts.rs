@@ -372,22 +372,28 @@ fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLa
     RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
 }
 
-/// The layout that distributes a `copy_async` of a tile of `shape` over `threads`: each thread
-/// moves runs of `v` consecutive elements of the last dimension, the largest power of two with
-/// `v · bits ≤ 128` that divides it, so that aligned runs become one 16-byte (or 8-, 4-byte)
-/// copy. Threads beyond the tile's runs hold replicas (only the first replica copies).
-pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
+/// The layout that distributes a `copy_async` of a tile of `shape` over `threads`, and its
+/// run length `v`: each thread moves runs of `v` consecutive elements of the last dimension,
+/// the largest power of two with `v · bits ≤ 128` that divides it, so that aligned runs become
+/// one 16-byte (or 8-, 4-byte) copy. Runs of elements narrower than a byte fill whole bytes
+/// (whole rows when no power of two does), so no two threads write parts of one byte.
+/// Threads beyond the tile's runs hold replicas (only the first replica copies).
+pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<(RegisterLayout, usize)> {
     let last = *shape.last()?;
     let cap = (128 / bits.max(1)).max(1);
     let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
     while v > 1 && last % v != 0 {
         v /= 2;
     }
+    if (v * bits) % 8 != 0 {
+        v = last;
+    }
     let mut outer = shape.to_vec();
     *outer.last_mut()? = last / v;
     let mut inner = vec![1; shape.len()];
     *inner.last_mut()? = v;
-    RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
+    let layout = RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()?;
+    Some((layout, v))
 }
 
 /// `view` needs equal bits per thread on both sides.
