@@ -8,7 +8,7 @@
 # binary plus the .tl files:
 #     cargo build --release -p tl-runtime
 #     tar czf tl-gpu.tgz --transform 's,^target/release/tlc$,bin/tlc,' \
-#         target/release/tlc scripts/gpu_check.sh examples/*.tl stdlib/kernels/*.tl
+#         target/release/tlc scripts/gpu_check.sh examples/*.tl stdlib/kernels/*.tl tests/kernels/*.tl
 #     scp tl-gpu.tgz gpu-host:
 # On the GPU machine:
 #     mkdir tl && tar xzf tl-gpu.tgz -C tl && cd tl && bash scripts/gpu_check.sh
@@ -52,7 +52,7 @@ passed=0
 failed=0
 rows=()
 cd "$ROOT"
-for f in examples/*.tl stdlib/kernels/*.tl; do
+for f in examples/*.tl stdlib/kernels/*.tl tests/kernels/pipeline.tl tests/kernels/mma.tl tests/kernels/low_precision.tl; do
     [ -f "$f" ] || continue
     for k in $(kernels_in "$f"); do
         for s in $SEEDS; do
