@@ -1066,23 +1066,26 @@ impl Lower<'_> {
             }
             // Aligned when the source offset along the last dim and the row length (for
             // rank > 1) are multiples of the run: proven by the divisibility analysis, or
-            // tested at run time.
+            // tested at run time. A run of a packed format must also lie wholly inside or
+            // wholly outside the tensor (a partial byte would carry bits of elements past its
+            // end), so for those the last extent is a multiple of the run at any rank.
             let ParamKind::Global { shape: global_shape, .. } = &self.k.params[param].kind else { unreachable!("a global tensor") };
             let log2_run = run.trailing_zeros();
-            let proven = self.div.value(src_offsets[rank - 1]) >= log2_run && (rank == 1 || self.div.sym(&global_shape[rank - 1]) >= log2_run);
+            let extent_matters = rank > 1 || bits < 8;
+            let proven = self.div.value(src_offsets[rank - 1]) >= log2_run && (!extent_matters || self.div.sym(&global_shape[rank - 1]) >= log2_run);
             if proven {
                 fast
             } else {
-            let (extents, _) = &self.extents[&param];
-            let mut aligned = vec![cmp(
-                CmpOp::Eq,
-                bin(lir::BinaryOp::Rem, to_i64(var(self.scalar(src_offsets[rank - 1]))), int(Ty::I64, run as i64)),
-                int(Ty::I64, 0),
-            )];
-            if rank > 1 {
-                aligned.push(cmp(CmpOp::Eq, bin(lir::BinaryOp::Rem, var(extents[rank - 1]), int(Ty::I64, run as i64)), int(Ty::I64, 0)));
-            }
-            vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
+                let (extents, _) = &self.extents[&param];
+                let mut aligned = vec![cmp(
+                    CmpOp::Eq,
+                    bin(lir::BinaryOp::Rem, to_i64(var(self.scalar(src_offsets[rank - 1]))), int(Ty::I64, run as i64)),
+                    int(Ty::I64, 0),
+                )];
+                if extent_matters {
+                    aligned.push(cmp(CmpOp::Eq, bin(lir::BinaryOp::Rem, var(extents[rank - 1]), int(Ty::I64, run as i64)), int(Ty::I64, 0)));
+                }
+                vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
             }
         };
         let guard = self.is_first_replica(&layout);

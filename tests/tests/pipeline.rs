@@ -175,3 +175,44 @@ fn every_kernel_with_copies_in_its_lir_assembles() {
         println!("{arch:?}: {report}");
     }
 }
+
+/// `copy_async` of a ragged 1-D tile in several formats: the elements inside the tensor arrive
+/// unchanged, those outside are all bits zero (code 0, which is 2^-127 in e8m0), on both
+/// backends, read back from the shared tensor and stored whole.
+#[test]
+fn copies_arrive_unchanged_and_zero_filled_outside_the_tensor() {
+    for dtype in ["f32", "f16", "bf16", "i8", "u4", "i4", "u2", "u1", "f4e2m1", "e8m0", "f8e4m3fn"] {
+        let text = format!(
+            "kernel fill(n: i32, o: i32, x: global {dtype}[n], y: global mut {dtype}[64]) grid(1) warps(1) {{
+                let s = shared<{dtype}>([2, 64]);
+                copy_async(s, [1], x, [o]);
+                commit();
+                wait(0);
+                sync();
+                let t = load(s, [1, 0], [64]);
+                store(y, t, [0]);
+            }}"
+        );
+        let module = Module::from_source("fill.tl", &text).unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        for (n, o) in [(64, 0), (37, 0), (100, 32), (80, 40), (5, -3)] {
+            let mut args = kernel.random_args(n as u64, &[("n".into(), n), ("o".into(), o)]).unwrap();
+            let x = args[2].tensor().unwrap().clone();
+            let mut vm_args = args.clone();
+            kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{dtype} vm: {e}"));
+            // The simulator on the variant specialized for these sizes, and on the general one
+            // (which tests the alignment at run time).
+            let mut general_args = args.clone();
+            kernel.launch(Backend::Simt, &mut args).unwrap_or_else(|e| panic!("{dtype} simt: {e}"));
+            tl_vm::simt::launch(&kernel.compiled.lir, [1, 1, 1], &mut general_args).unwrap_or_else(|e| panic!("{dtype} simt: {e}"));
+            for (name, result) in [("vm", &vm_args), ("simt", &args), ("simt, general variant", &general_args)] {
+                let y = result[3].tensor().unwrap();
+                for i in 0..64i64 {
+                    let g = o + i;
+                    let want = if (0..n).contains(&g) { x.code(g as usize) } else { 0 };
+                    assert_eq!(y.code(i as usize), want, "{dtype} {name} n={n} o={o} element {i}");
+                }
+            }
+        }
+    }
+}

@@ -563,7 +563,9 @@ impl Machine<'_, '_> {
                 let rank = source.shape.len();
                 let lead = tensor.shape.len() - rank;
                 let tile = tensor.shape[lead..].to_vec();
-                let values = load(source, &src_offsets, &tile, 0.0)?;
+                // Outside the tensor: all bits zero, as `cp.async` fills (0 in every format but
+                // e8m0, whose code 0 is 2^-127).
+                let values = load(source, &src_offsets, &tile, source.dtype.decode(0))?;
                 let mut k = 0;
                 let mut fault = None;
                 let mut copies = Vec::with_capacity(values.len());
