@@ -193,32 +193,37 @@ fn a_missing_bounds_mask_is_an_out_of_bounds_store_at_the_store() {
     assert!(kernel.check(Backend::Simt, &mut args).unwrap().passed());
 }
 
-/// Simulator speed on the matmul at m = n = k = 128, in LIR thread-instructions (statements
+/// Simulator speed at m = n = k = 128 on the CUDA-core matmul, the pipelined tensor-core
+/// matmul and the quantized matmul (u4 weights), in LIR thread-instructions (statements
 /// executed × active threads) per second. Meant for a release build.
 #[test]
 #[ignore = "a benchmark: run with --release -- --ignored --nocapture"]
 fn simt_speed_on_matmul() {
-    let module = Module::from_file(repo_root().join("stdlib/kernels/matmul.tl")).unwrap();
-    let kernel = module.kernel(None, &[]).unwrap();
-    let sizes = [("m".to_string(), 128), ("n".to_string(), 128), ("k".to_string(), 128)];
-    let args = kernel.random_args(0, &sizes).unwrap();
-    let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &args).unwrap();
-    let mut best = f64::INFINITY;
-    let mut stats = None;
-    for _ in 0..3 {
-        let mut a = args.clone();
-        let start = std::time::Instant::now();
-        let s = tl_vm::simt::launch_counted(&kernel.compiled.lir, grid, &mut a).unwrap_or_else(|e| panic!("{e}"));
-        best = best.min(start.elapsed().as_secs_f64());
-        stats = Some(s);
+    for file in ["stdlib/kernels/matmul.tl", "tests/kernels/pipeline.tl", "stdlib/kernels/qmatmul.tl"] {
+        let module = Module::from_file(repo_root().join(file)).unwrap();
+        let kernel = module.kernel(None, &[]).unwrap();
+        let sizes = [("m".to_string(), 128), ("n".to_string(), 128), ("k".to_string(), 128)];
+        let args = kernel.random_args(0, &sizes).unwrap();
+        let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &args).unwrap();
+        let mut best = f64::INFINITY;
+        let mut stats = None;
+        for _ in 0..3 {
+            let mut a = args.clone();
+            let start = std::time::Instant::now();
+            let s = tl_vm::simt::launch_counted(&kernel.compiled.lir, grid, &mut a).unwrap_or_else(|e| panic!("{e}"));
+            best = best.min(start.elapsed().as_secs_f64());
+            stats = Some(s);
+        }
+        let s = stats.unwrap();
+        println!(
+            "simt {} m=n=k=128, grid {grid:?}, {} threads/block: {} thread-instructions, {} barriers, {} cp.async, best of 3 {:.3} s: {:.3e} thread-instructions/s",
+            kernel.name(),
+            kernel.compiled.lir.block_threads,
+            s.thread_instructions,
+            s.barriers,
+            s.async_copies,
+            best,
+            s.thread_instructions as f64 / best
+        );
     }
-    let s = stats.unwrap();
-    println!(
-        "simt matmul m=n=k=128, grid {grid:?}, {} threads/block: {} thread-instructions, {} barriers, best of 3 {:.3} s: {:.3e} thread-instructions/s",
-        kernel.compiled.lir.block_threads,
-        s.thread_instructions,
-        s.barriers,
-        best,
-        s.thread_instructions as f64 / best
-    );
 }
