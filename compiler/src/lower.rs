@@ -34,6 +34,10 @@ use std::collections::HashMap;
 pub enum LowerError {
     #[error("internal compiler error while lowering `{kernel}`: {message}")]
     Internal { kernel: String, message: String },
+    /// The shared tensors plus the scratch space for moving tiles between threads exceed the
+    /// static shared memory a kernel may use.
+    #[error("kernel `{kernel}` needs {bytes} bytes of shared memory ({tensors} for its shared tensors, the rest to move tiles between threads), more than the {limit} bytes available; use smaller tiles or fewer stages")]
+    SharedMemory { kernel: String, bytes: usize, tensors: usize, limit: usize },
 }
 
 /// Lowers a kernel whose layouts are assigned, assuming nothing about its runtime scalars.
@@ -85,6 +89,14 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
     cx.prologue(&mut body);
     cx.block(&kernel.body, &mut body);
     cx.p.body = body;
+    if cx.p.shared_bytes > crate::sema::MAX_SHARED_BYTES {
+        return Err(LowerError::SharedMemory {
+            kernel: kernel.name.clone(),
+            bytes: cx.p.shared_bytes,
+            tensors: cx.scratch_base,
+            limit: crate::sema::MAX_SHARED_BYTES,
+        });
+    }
     Ok(cx.p)
 }
 

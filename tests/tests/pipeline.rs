@@ -216,3 +216,23 @@ fn copies_arrive_unchanged_and_zero_filled_outside_the_tensor() {
         }
     }
 }
+
+/// Shared tensors that fit alone but not with the scratch space the lowering adds to move a
+/// tile between threads (here for `sum` across warps) are refused with both numbers.
+#[test]
+fn shared_memory_beyond_the_limit_with_scratch_is_a_clear_error() {
+    let text = "kernel big(a: global f32[128, 128], c: global mut f32[128, 128]) grid(1) warps(4) {
+        let s = shared<f32>([64, 128]);
+        copy_async(s, [], a, [0, 0]);
+        commit();
+        wait(0);
+        sync();
+        let t = load(s, [0, 0], [64, 128]);
+        let u = sum(t, dim = 0);
+        store(c, t + u, [0, 0]);
+    }";
+    let module = Module::from_source("big.tl", text).unwrap();
+    let e = module.kernel(None, &[]).unwrap_err().to_string();
+    assert!(e.contains("kernel `big` needs 65536 bytes of shared memory (32768 for its shared tensors"), "{e}");
+    assert!(e.contains("more than the 49152 bytes available"), "{e}");
+}
