@@ -506,12 +506,14 @@ pub fn expr_str(e: &Expr) -> String {
 }
 
 /// A printed value as `Stmt::Print` shows it: floats like C's `printf("%.8e")` (nine
-/// significant digits, enough to tell any two f32 apart; `inf`, `-inf`, `nan`), integers in
+/// significant digits, enough to tell any two f32 apart; `inf`, `-inf`, `nan` for every NaN,
+/// where the GPU's `printf` may write `-nan`), integers in
 /// decimal. Every backend prints the same text for the same value.
 pub fn format_print_value(value: PrintValue) -> String {
     match value {
         PrintValue::Int(i) => i.to_string(),
-        PrintValue::Float(x) if x.is_nan() => if x.is_sign_negative() { "-nan".into() } else { "nan".into() },
+        // A NaN's sign is not part of any format's semantics (the VM does not keep it).
+        PrintValue::Float(x) if x.is_nan() => "nan".into(),
         PrintValue::Float(x) if x.is_infinite() => if x < 0.0 { "-inf".into() } else { "inf".into() },
         PrintValue::Float(x) => {
             let text = format!("{x:.8e}");

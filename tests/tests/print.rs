@@ -74,6 +74,7 @@ fn printed_floats_look_like_c_printf() {
     assert_eq!(format_print_value(PrintValue::Float(6.1e300)), "6.10000000e+300");
     assert_eq!(format_print_value(PrintValue::Float(f64::NEG_INFINITY)), "-inf");
     assert_eq!(format_print_value(PrintValue::Float(f64::NAN)), "nan");
+    assert_eq!(format_print_value(PrintValue::Float(-f64::NAN)), "nan");
     assert_eq!(format_print_value(PrintValue::Int(-7)), "-7");
 }
 
