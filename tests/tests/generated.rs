@@ -6,7 +6,13 @@
 //! `dot` (also in a k-loop, and in mma-shaped programs that take the tensor-core lowering),
 //! `view`, `transpose`, `reshape`, broadcasts of `[M, 1]`/`[1, N]` against `[M, N]`,
 //! loop-carried variables, layout annotations (named ones too), stores (some under a
-//! block-uniform `if`) — on 1 to 4 warps and 1 to 3 blocks. Each program runs on the VM (the
+//! block-uniform `if`) — on 1 to 4 warps and 1 to 3 blocks. A quarter of the programs use
+//! shared memory: round trips (a register tile stored into a shared tensor, `sync()`, loaded
+//! back, maybe a sub-tile or in an annotated layout, so that threads read what others wrote;
+//! a second store into the same tensor after a `sync()` when it overwrites what was read, into
+//! the other slot without one) and `copy_async` of input tiles (sub-byte formats included,
+//! aligned or partly outside the input) into 1 to 3 slots with `commit()`, `wait(n)` and
+//! `sync()`. Some programs `print` exact values; the printed lines must be the same multiset. Each program runs on the VM (the
 //! reference semantics) and on the SIMT simulator (the lowered per-thread code); the outputs
 //! must agree bit for bit, except values
 //! that depend on float accumulation order (`sum`, `dot`) or on the multi-step expansion of
@@ -143,8 +149,11 @@ struct Stmt {
     /// `reg DTYPE[shape] @ LAYOUT`.
     annot: Option<String>,
     expr: String,
-    /// Lines right after the `let`: assignments to `NAME` (which make it a variable), loops.
+    /// Lines right after the `let`: assignments to `NAME` (which make it a variable), loops,
+    /// shared-memory statements (`store`, `copy_async`, `commit()`, `wait(n)`, `sync()`), `print`.
     after: Vec<String>,
+    /// Lines right before the `let` (shared-memory statements the `let` needs first).
+    pre: Vec<String>,
     /// Statements whose names `expr` (and `after`) use.
     deps: Vec<usize>,
 }
@@ -204,6 +213,9 @@ impl Program {
         let grid = self.grid_text.clone().unwrap_or_else(|| self.grid.to_string());
         let _ = writeln!(s, ") grid({grid}) warps({}) {{", self.warps);
         for st in &self.stmts {
+            for line in &st.pre {
+                let _ = writeln!(s, "    {line}");
+            }
             if let Some(l) = &st.layout_def {
                 let _ = writeln!(s, "    {l}");
             }
@@ -266,8 +278,10 @@ impl Program {
     fn without_unused_inputs(&self) -> Program {
         let mut p = self.clone();
         p.inputs.retain(|i| {
-            let needle = format!("load({},", i.name);
-            self.stmts.iter().any(|s| s.expr.contains(&needle) || s.after.iter().any(|a| a.contains(&needle)))
+            let (needle, copied) = (format!("load({},", i.name), format!(", {}, [", i.name));
+            self.stmts.iter().any(|s| {
+                s.expr.contains(&needle) || s.after.iter().chain(&s.pre).any(|a| a.contains(&needle) || a.contains(&copied))
+            })
         });
         p
     }
@@ -407,6 +421,10 @@ struct Gen {
     parent: Vec<usize>,
     annotated: Vec<bool>,
     mma_shaped: bool,
+    /// The program uses shared memory (round trips, `copy_async`).
+    use_shared: bool,
+    /// Bytes of shared memory allocated so far (at most 48 KiB).
+    shared_bytes: usize,
 }
 
 fn weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
@@ -419,6 +437,10 @@ fn weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
         r -= w;
     }
     items[items.len() - 1].0
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn dt(name: &str) -> DType {
@@ -517,6 +539,8 @@ impl Gen {
             parent: Vec::new(),
             annotated: Vec::new(),
             mma_shaped,
+            use_shared: false,
+            shared_bytes: 0,
         };
         g.add_value("block.x".into(), DType::I32, None, Info::int(0, grid as i128 - 1), None);
         g
@@ -602,7 +626,7 @@ impl Gen {
             self.kind("annotation");
         }
         let annotated = annot.is_some();
-        self.stmts.push(Stmt { name: name.clone(), layout_def, annot, expr, after: Vec::new(), deps });
+        self.stmts.push(Stmt { name: name.clone(), layout_def, annot, expr, after: Vec::new(), pre: Vec::new(), deps });
         let stmt = Some(self.stmts.len() - 1);
         let v = self.add_value(name, dtype, shape, info, stmt);
         debug_assert_eq!(v, me);
@@ -1686,8 +1710,214 @@ impl Gen {
         self.add_value(name, d, None, info, None);
     }
 
+    // -- shared memory -------------------------------------------------------------------------
+
+    /// Appends `let smemN = shared<T>(shape);` (not a value: only the shared-memory statements
+    /// name it); `None` when the kernel's shared tensors would exceed 48 KiB.
+    fn shared_tensor(&mut self, dtype: DType, shape: &[usize], deps: Vec<usize>) -> Option<usize> {
+        let bytes = shape.iter().product::<usize>() * dtype.bits() as usize / 8;
+        if self.shared_bytes + bytes > 48 * 1024 {
+            return None;
+        }
+        self.shared_bytes += bytes;
+        let name = format!("smem{}", self.stmts.len());
+        let expr = format!("shared<{dtype}>({})", shape_str(shape));
+        self.stmts.push(Stmt { name, layout_def: None, annot: None, expr, after: Vec::new(), pre: Vec::new(), deps });
+        Some(self.stmts.len() - 1)
+    }
+
+    /// `let vN = load(smem, [lead.., ..], sub)`: a tile inside the region `at .. at + region`
+    /// of the trailing dims (the whole region or a smaller tile at a constant offset), often
+    /// with an annotated layout, so that threads read elements other threads wrote.
+    fn shared_load(&mut self, sm: usize, lead: &[usize], at: &[usize], region: &[usize], dtype: DType, info: Info) -> usize {
+        let whole = self.rng.random_bool(0.6);
+        let mut offsets: Vec<String> = lead.iter().map(|x| x.to_string()).collect();
+        let mut sub = Vec::new();
+        for d in 0..region.len() {
+            let e = if whole {
+                region[d]
+            } else {
+                let cands: Vec<(usize, u32)> = EXTENTS.iter().copied().filter(|(e, _)| *e <= region[d]).chain([(region[d], 2)]).collect();
+                weighted(&mut self.rng, &cands)
+            };
+            offsets.push((at[d] + self.rng.random_range(0..=region[d] - e)).to_string());
+            sub.push(e);
+        }
+        let name = self.stmts[sm].name.clone();
+        let expr = format!("load({name}, [{}], {})", offsets.join(", "), shape_str(&sub));
+        let v = self.emit(expr, dtype, Some(sub.clone()), info, &[]);
+        let st = self.values[v].stmt.unwrap();
+        self.stmts[st].deps.push(sm);
+        if self.stmts[st].annot.is_none() && self.rng.random_bool(0.3) {
+            let layout = self.layout(&sub);
+            self.force_annotation(v, format!("reg {dtype}{} @ {layout}", shape_str(&sub)));
+            self.kind("annotation");
+        }
+        self.kind(if whole { "shared_load" } else { "shared_load:sub_tile" });
+        v
+    }
+
+    /// A round trip through shared memory: a register tile stored into a shared tensor (at a
+    /// constant offset, in a slot), `sync()`, loaded back (maybe a sub-tile, maybe in another
+    /// layout); sometimes a second tile is stored into the same tensor and loaded: into the slot
+    /// just read after a `sync()` (the first load must be done before it is overwritten), or
+    /// into the other slot without one.
+    fn shared_round_trip(&mut self) -> Attempt {
+        let Some(a) = self.pick_tile(|v| v.dtype.bits() >= 8) else {
+            return NotApplicable;
+        };
+        let v = self.values[a].clone();
+        let shape = v.shape.clone().unwrap();
+        let inner: Vec<usize> = shape.iter().map(|&e| e + weighted(&mut self.rng, &[(0, 3), (1, 1), (2, 1)])).collect();
+        let slots = if self.rng.random_bool(0.5) { self.rng.random_range(1..=2usize) } else { 0 };
+        let mut sshape = if slots > 0 { vec![slots] } else { vec![] };
+        sshape.extend(&inner);
+        let Some(sm) = self.shared_tensor(v.dtype, &sshape, vec![v.stmt.unwrap()]) else {
+            return NotApplicable;
+        };
+        let name = self.stmts[sm].name.clone();
+        self.uses[a] += 1;
+        let slot: Vec<usize> = if slots > 0 { vec![self.rng.random_range(0..slots)] } else { vec![] };
+        let mut at = Vec::new();
+        for (e, i) in shape.iter().zip(&inner) {
+            at.push(self.rng.random_range(0..=i - e));
+        }
+        let list = |lead: &[usize], at: &[usize]| lead.iter().chain(at).map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        self.stmts[sm].after = vec![format!("store({name}, {}, [{}]);", v.name, list(&slot, &at)), "sync();".into()];
+        self.kind("shared_store");
+        self.kind("sync");
+        self.shared_load(sm, &slot, &at, &shape, v.dtype, v.info.clone());
+        if !self.rng.random_bool(0.4) {
+            return Done;
+        }
+        let fits_inner = |w: &Value| w.dtype == v.dtype && w.shape.as_ref().is_some_and(|s| s.len() == inner.len() && s.iter().zip(&inner).all(|(x, y)| x <= y));
+        let Some(b) = self.pick_tile(fits_inner) else {
+            return Done;
+        };
+        let w = self.values[b].clone();
+        let bs = w.shape.clone().unwrap();
+        let other = slots == 2 && self.rng.random_bool(0.5);
+        let slot2 = if other { vec![1 - slot[0]] } else { slot.clone() };
+        let mut at2 = Vec::new();
+        for (e, i) in bs.iter().zip(&inner) {
+            at2.push(self.rng.random_range(0..=i - e));
+        }
+        let mut pre = Vec::new();
+        if other {
+            self.kind("shared_store:other_slot_without_sync");
+        } else {
+            // The first load read this slot: every thread must be past it before it is overwritten.
+            pre.push("sync();".to_string());
+            self.kind("shared_store:sync_before_overwrite");
+        }
+        pre.push(format!("store({name}, {}, [{}]);", w.name, list(&slot2, &at2)));
+        pre.push("sync();".to_string());
+        self.uses[b] += 1;
+        let l2 = self.shared_load(sm, &slot2, &at2, &bs, v.dtype, w.info.clone());
+        let st = self.values[l2].stmt.unwrap();
+        self.stmts[st].pre = pre;
+        self.stmts[st].deps.push(w.stmt.unwrap());
+        self.kind("shared_store");
+        Done
+    }
+
+    /// `copy_async` of tiles of an input (any dtype; rows of whole bytes) into the `slots` of a
+    /// shared tensor, one `commit()` per slot, then loads: after `wait(0); sync();`, or each
+    /// after `wait(slots - 1 - j); sync();` (slot j's group has landed, later ones may be in
+    /// flight). The source tiles are at the block's tile (aligned) or shifted so that they are
+    /// partly outside the input (zero-filled).
+    fn copy_async(&mut self) -> Attempt {
+        let i = self.rng.random_range(0..self.inputs.len());
+        let (dtype, x) = (self.inputs[i].dtype, self.inputs[i].name.clone());
+        let mut tile = self.tile_shape();
+        let bits = dtype.bits() as usize;
+        let unit = 8 / gcd(bits, 8);
+        let last = tile.len() - 1;
+        tile[last] = tile[last].div_ceil(unit) * unit;
+        if tile.iter().product::<usize>() > 1024 {
+            return NotApplicable;
+        }
+        let slots = weighted(&mut self.rng, &[(1usize, 3), (2, 2), (3, 1)]);
+        let lead = slots > 1 || self.rng.random_bool(0.5);
+        let mut sshape = if lead { vec![slots] } else { vec![] };
+        sshape.extend(&tile);
+        let Some(sm) = self.shared_tensor(dtype, &sshape, vec![]) else {
+            return NotApplicable;
+        };
+        let name = self.stmts[sm].name.clone();
+        let mut after = Vec::new();
+        let mut ragged = false;
+        for j in 0..slots {
+            let mut offs = Vec::new();
+            for (d, &e) in tile.iter().enumerate() {
+                let step = if self.rng.random_bool(0.5) { format!(" + {}", j * e) } else { String::new() };
+                let c: i64 = if self.rng.random_bool(0.5) { 0 } else { self.rng.random_range(-3..=5) };
+                ragged |= c != 0;
+                let tail = match c {
+                    0 => String::new(),
+                    c if c > 0 => format!(" + {c}"),
+                    c => format!(" - {}", -c),
+                };
+                offs.push(if d == 0 { format!("block.x * {e}{step}{tail}") } else if c == 0 && step.is_empty() { "0".into() } else { format!("{}{tail}", j * e) });
+            }
+            let slot = if lead { format!("{j}") } else { String::new() };
+            after.push(format!("copy_async({name}, [{slot}], {x}, [{}]);", offs.join(", ")));
+            after.push("commit();".into());
+        }
+        let at_once = slots == 1 || self.rng.random_bool(0.4);
+        if at_once {
+            after.push("wait(0);".into());
+            after.push("sync();".into());
+        }
+        self.stmts[sm].after = after;
+        let mut info = self.input_infos[i].clone();
+        if dtype.is_float() {
+            info.mag = info.mag.max(0.0);
+        } else {
+            info = Info::int(info.lo.min(0), info.hi.max(0));
+        }
+        self.kind("copy_async");
+        self.kind(if ragged { "copy_async:ragged" } else { "copy_async:aligned" });
+        if bits < 8 {
+            self.kind("copy_async:sub_byte");
+        }
+        self.kind(format!("copy_async:slots_{slots}"));
+        let mut chosen: Vec<usize> = (0..slots).filter(|_| self.rng.random_bool(0.7)).collect();
+        if chosen.is_empty() {
+            chosen.push(self.rng.random_range(0..slots));
+        }
+        let zeros = vec![0; tile.len()];
+        for j in chosen {
+            let l = self.shared_load(sm, &if lead { vec![j] } else { vec![] }, &zeros, &tile, dtype, info.clone());
+            if !at_once {
+                let st = self.values[l].stmt.unwrap();
+                self.stmts[st].pre = vec![format!("wait({});", slots - 1 - j), "sync();".into()];
+                self.kind("wait_in_pipeline");
+            }
+        }
+        Done
+    }
+
+    /// `print(vN);` after one or two exact values (tiles of at most 256 elements, scalars).
+    fn prints(&mut self) {
+        for _ in 0..self.rng.random_range(1..=2) {
+            let Some(v) =
+                self.pick(|v| v.stmt.is_some() && v.info.err == 0.0 && v.shape.as_ref().is_none_or(|s| s.iter().product::<usize>() <= 256))
+            else {
+                return;
+            };
+            let (name, st) = (self.values[v].name.clone(), self.values[v].stmt.unwrap());
+            let line = format!("print({name});");
+            if !self.stmts[st].after.contains(&line) {
+                self.stmts[st].after.push(line);
+                self.kind("print");
+            }
+        }
+    }
+
     fn op(&mut self) -> Attempt {
         let dots = if self.mma_shaped { 4 } else { 1 };
+        let shared = if self.use_shared { 8 } else { 0 };
         let kind = weighted(
             &mut self.rng,
             &[
@@ -1703,6 +1933,8 @@ impl Gen {
                 ("fill", 3),
                 ("accumulate", 3),
                 ("permute", 4),
+                ("shared_round_trip", shared),
+                ("copy_async", shared),
             ],
         );
         match kind {
@@ -1720,6 +1952,8 @@ impl Gen {
             "view" => self.view(),
             "accumulate" => self.accumulate(),
             "permute" => self.permute(),
+            "shared_round_trip" => self.shared_round_trip(),
+            "copy_async" => self.copy_async(),
             _ => self.fill(),
         }
     }
@@ -1792,7 +2026,14 @@ impl Gen {
         if self.rng.random_bool(0.3) {
             self.add_scalar_param();
         }
-        self.load(None, None);
+        self.use_shared = self.rng.random_bool(0.25);
+        if self.use_shared && self.rng.random_bool(0.5) {
+            if let NotApplicable = self.copy_async() {
+                self.load(None, None);
+            }
+        } else {
+            self.load(None, None);
+        }
         let ops = self.rng.random_range(2..=10);
         let mut done = 0;
         for _ in 0..ops * 4 {
@@ -1802,6 +2043,12 @@ impl Gen {
             if let Done = self.op() {
                 done += 1;
             }
+        }
+        if self.use_shared && self.shared_bytes == 0 {
+            let _ = if self.rng.random_bool(0.5) { self.copy_async() } else { self.shared_round_trip() };
+        }
+        if self.rng.random_bool(0.12) {
+            self.prints();
         }
         let outputs = self.outputs();
         Program {
@@ -1951,19 +2198,33 @@ fn run_unguarded(p: &Program) -> Outcome {
     };
     let args = p.args();
     let (mut vm, mut simt) = (args.clone(), args);
+    // Programs that `print` run through the backends' entry points that return the lines.
+    let prints = p.stmts.iter().any(|s| s.after.iter().any(|l| l.starts_with("print(")));
     let t = Instant::now();
-    let vm_result = kernel.launch(Backend::Vm, &mut vm);
+    let vm_result = if prints {
+        tl_vm::interp::launch_with_output(&kernel.compiled.kernel, &mut vm).map_err(|e| kernel.module.vm_error(e))
+    } else {
+        kernel.launch(Backend::Vm, &mut vm).map(|_| Vec::new())
+    };
     add_phase(1, t);
-    if let Err(e) = vm_result {
-        let text = e.to_string();
-        return fail(FailureKind::Vm, format!("the VM failed: {text}"));
-    }
+    let vm_lines = match vm_result {
+        Ok(lines) => lines,
+        Err(e) => return fail(FailureKind::Vm, format!("the VM failed: {e}")),
+    };
     let t = Instant::now();
-    let simt_result = kernel.launch(Backend::Simt, &mut simt);
+    let simt_result = if prints {
+        kernel.variant(&kernel.signature(&simt)).and_then(|program| {
+            let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &simt).map_err(|e| kernel.module.vm_error(e))?;
+            tl_vm::simt::launch_with_output(&program, grid, &mut simt).map(|(_, lines)| lines).map_err(|e| kernel.module.simt_error(e))
+        })
+    } else {
+        kernel.launch(Backend::Simt, &mut simt).map(|_| Vec::new())
+    };
     add_phase(2, t);
-    if let Err(e) = simt_result {
-        return fail(FailureKind::Simt, format!("the SIMT simulator failed: {e}"));
-    }
+    let simt_lines = match simt_result {
+        Ok(lines) => lines,
+        Err(e) => return fail(FailureKind::Simt, format!("the SIMT simulator failed: {e}")),
+    };
     let first = p.inputs.len() + p.scalars.len();
     let (mut exact, mut tolerant, mut elements) = (0, 0, 0);
     let mut report = String::new();
@@ -1998,6 +2259,21 @@ fn run_unguarded(p: &Program) -> Outcome {
         elements += a.len();
         if o.err == 0.0 { exact += 1 } else { tolerant += 1 }
     }
+    // Printed lines: the same multiset (the simulator prints in thread order). Only exact
+    // values are printed.
+    let (mut vm_sorted, mut simt_sorted) = (vm_lines.clone(), simt_lines.clone());
+    vm_sorted.sort();
+    simt_sorted.sort();
+    if vm_sorted != simt_sorted {
+        let only_vm: Vec<&String> = vm_sorted.iter().filter(|l| !simt_sorted.contains(l)).take(8).collect();
+        let only_simt: Vec<&String> = simt_sorted.iter().filter(|l| !vm_sorted.contains(l)).take(8).collect();
+        let _ = writeln!(
+            report,
+            "  printed lines differ ({} on the VM, {} on the simulator); only on the VM: {only_vm:?}; only on the simulator: {only_simt:?}",
+            vm_sorted.len(),
+            simt_sorted.len()
+        );
+    }
     if report.is_empty() {
         // Which lowering paths the program took (from the LIR's text form).
         let lir = kernel.compiled.lir.to_string();
@@ -2008,6 +2284,9 @@ fn run_unguarded(p: &Program) -> Outcome {
             ("ldmatrix", "lir:ldmatrix"),
             ("shfl.", "lir:shuffle"),
             ("st.shared", "lir:shared_memory"),
+            ("st.shared.b", "lir:shared_bits_store"),
+            ("cp.async.", "lir:cp_async"),
+            ("cp.async.16 ", "lir:cp_async_16B"),
             ("st.global.b", "lir:packed_store"),
         ]
         .into_iter()
