@@ -1935,11 +1935,12 @@ impl Gen {
         let last = tile.len() - 1;
         let unit = 8 / gcd(bits, 8);
         tile[last] = tile[last].div_ceil(unit) * unit;
-        if tile.iter().product::<usize>() > 1024 {
+        // Small tiles: every step of the loop is simulated thread by thread.
+        if tile.iter().product::<usize>() > 256 {
             return NotApplicable;
         }
         let slots = weighted(&mut self.rng, &[(1usize, 1), (2, 2), (3, 2)]);
-        let steps = self.rng.random_range(1..=4usize);
+        let steps = self.rng.random_range(1..=3usize);
         let op = ["+", "max", "min"][self.rng.random_range(0..3)];
         let mut li = self.input_infos[i].clone();
         if dtype.is_float() {
