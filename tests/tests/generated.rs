@@ -1823,6 +1823,57 @@ impl Gen {
         Done
     }
 
+    /// Rows gathered in shared memory: 2 to 4 tiles of one row (rank 1, or `[1, N]`) stored
+    /// as the rows of a shared tensor, `sync()`, and loaded as one `[R, N]` tile (whose layout
+    /// spreads every row over threads that did not write it).
+    fn shared_gather(&mut self) -> Attempt {
+        let row = |v: &Value| v.dtype.bits() >= 8 && v.shape.as_ref().is_some_and(|s| s.len() == 1 || s.len() == 2 && s[0] == 1);
+        let Some(a) = self.pick_tile(row) else {
+            return NotApplicable;
+        };
+        let v = self.values[a].clone();
+        let shape = v.shape.clone().unwrap();
+        let n = *shape.last().unwrap();
+        let rows = self.rng.random_range(2..=4usize);
+        if rows * n > 1024 {
+            return NotApplicable;
+        }
+        let extra = weighted(&mut self.rng, &[(0usize, 3), (1, 1)]);
+        let sshape = vec![rows + extra, n];
+        let mut members = vec![a];
+        for _ in 1..rows {
+            let same = |w: &Value| w.dtype == v.dtype && w.shape.as_ref() == Some(&shape);
+            members.push(self.pick_tile(same).unwrap_or(a));
+        }
+        let deps: Vec<usize> = members.iter().map(|&m| self.values[m].stmt.unwrap()).collect();
+        let Some(sm) = self.shared_tensor(v.dtype, &sshape, deps) else {
+            return NotApplicable;
+        };
+        let name = self.stmts[sm].name.clone();
+        let first = self.rng.random_range(0..=extra);
+        let mut after = Vec::new();
+        let mut info = v.info.clone();
+        for (r, &m) in members.iter().enumerate() {
+            self.uses[m] += 1;
+            let w = &self.values[m];
+            // Max of the magnitudes/intervals: the rows' facts joined.
+            if w.dtype.is_float() {
+                info = Info::float(info.mag.max(w.info.mag), info.nan || w.info.nan, info.nonneg && w.info.nonneg, info.err.max(w.info.err));
+            } else {
+                info = Info::int(info.lo.min(w.info.lo), info.hi.max(w.info.hi));
+            }
+            // Row r of the shared tensor, whether the tile is `[N]` or `[1, N]`.
+            after.push(format!("store({name}, {}, [{}, 0]);", w.name, first + r));
+        }
+        after.push("sync();".into());
+        self.stmts[sm].after = after;
+        self.kind("shared_store:gather_rows");
+        self.kind("shared_store");
+        self.kind("sync");
+        self.shared_load(sm, &[], &[first, 0], &[rows, n], v.dtype, info);
+        Done
+    }
+
     /// `copy_async` of tiles of an input (any dtype; rows of whole bytes) into the `slots` of a
     /// shared tensor, one `commit()` per slot, then loads: after `wait(0); sync();`, or each
     /// after `wait(slots - 1 - j); sync();` (slot j's group has landed, later ones may be in
@@ -1895,13 +1946,39 @@ impl Gen {
             chosen.push(self.rng.random_range(0..slots));
         }
         let zeros = vec![0; tile.len()];
-        for j in chosen {
+        let mut last_load = 0;
+        for &j in &chosen {
             let l = self.shared_load(sm, &if lead { vec![j] } else { vec![] }, &zeros, &tile, dtype, info.clone());
+            last_load = l;
             if !at_once {
                 let st = self.values[l].stmt.unwrap();
                 self.stmts[st].pre = vec![format!("wait({});", slots - 1 - j), "sync();".into()];
                 self.kind("wait_in_pipeline");
             }
+        }
+        // A second copy into a slot that was read: after a `sync()` (every thread is past its
+        // loads), at another place of the input.
+        if self.rng.random_bool(0.3) {
+            let j = chosen[self.rng.random_range(0..chosen.len())];
+            let slot = if lead { format!("{j}") } else { String::new() };
+            let mut offs = Vec::new();
+            for (d, &e) in tile.iter().enumerate() {
+                let c: i64 = self.rng.random_range(-2..=3);
+                offs.push(if d == 0 { format!("block.x * {e} + {}", c + e as i64) } else { format!("{}", c.max(0)) });
+            }
+            let l = self.shared_load(sm, &if lead { vec![j] } else { vec![] }, &zeros, &tile, dtype, info.clone());
+            let st = self.values[l].stmt.unwrap();
+            self.stmts[st].pre = vec![
+                "sync();".into(),
+                format!("copy_async({name}, [{slot}], {x}, [{}]);", offs.join(", ")),
+                "commit();".into(),
+                "wait(0);".into(),
+                "sync();".into(),
+            ];
+            // The loads of the first copies come first (a dead one's `sync()` is harmless).
+            let before = self.values[last_load].stmt.unwrap();
+            self.stmts[st].deps.push(before);
+            self.kind("copy_async:sync_before_overwrite");
         }
         Done
     }
@@ -2070,6 +2147,7 @@ impl Gen {
                 ("shared_round_trip", shared),
                 ("copy_async", shared),
                 ("pipeline", shared / 2),
+                ("shared_gather", shared / 2),
             ],
         );
         match kind {
@@ -2090,6 +2168,7 @@ impl Gen {
             "shared_round_trip" => self.shared_round_trip(),
             "copy_async" => self.copy_async(),
             "pipeline" => self.pipeline(),
+            "shared_gather" => self.shared_gather(),
             _ => self.fill(),
         }
     }
