@@ -35,6 +35,7 @@
 //!
 //! * `TL_GENERATED_CASES=N`: run N programs (default [`DEFAULT_CASES`]).
 //! * `TL_GENERATED_SEED=S`: run only the program of case seed S (as printed by a failure).
+//! * `TL_GENERATED_SHARED=P`: the share of programs that use shared memory (default 0.25).
 //! * `TL_GENERATED_RNG_SEED=R`: vary the seeds the proptest runner draws (default fixed, so CI is
 //!   deterministic).
 //!
@@ -439,6 +440,14 @@ fn weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
         r -= w;
     }
     items[items.len() - 1].0
+}
+
+/// The share of programs that use shared memory: `TL_GENERATED_SHARED` (0 to 1), default 0.25.
+fn shared_share() -> f64 {
+    static SHARE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SHARE.get_or_init(|| {
+        std::env::var("TL_GENERATED_SHARED").ok().map_or(0.25, |v| v.trim().parse::<f64>().expect("TL_GENERATED_SHARED is a number").clamp(0.0, 1.0))
+    })
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -2241,7 +2250,7 @@ impl Gen {
         if self.rng.random_bool(0.3) {
             self.add_scalar_param();
         }
-        self.use_shared = self.rng.random_bool(0.25);
+        self.use_shared = self.rng.random_bool(shared_share());
         if self.use_shared && self.rng.random_bool(0.5) {
             if let NotApplicable = self.copy_async() {
                 self.load(None, None);
