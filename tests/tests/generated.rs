@@ -428,6 +428,8 @@ struct Gen {
     use_shared: bool,
     /// Bytes of shared memory allocated so far (at most 48 KiB).
     shared_bytes: usize,
+    /// Loads from shared memory read the whole tile copied (for `dot` operands).
+    whole_loads: bool,
 }
 
 fn weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
@@ -552,6 +554,7 @@ impl Gen {
             mma_shaped,
             use_shared: false,
             shared_bytes: 0,
+            whole_loads: false,
         };
         g.add_value("block.x".into(), DType::I32, None, Info::int(0, grid as i128 - 1), None);
         g
@@ -1311,7 +1314,13 @@ impl Gen {
                 let r = rows.unwrap_or(self.m);
                 let c = cols.unwrap_or_else(|| [self.n, self.k, self.m][self.rng.random_range(0..3)]);
                 let input = self.rng.random_range(0..self.inputs.len());
-                self.load(Some(input), Some(vec![r, c]))
+                // In programs with shared memory, often a tile copied there (which `dot` may
+                // read in place with ldmatrix).
+                let copied = if self.use_shared && self.rng.random_bool(0.6) { self.copy_async_from(Some((input, vec![r, c]))) } else { None };
+                if copied.is_some() {
+                    self.kind("dot:operand_from_shared");
+                }
+                copied.unwrap_or_else(|| self.load(Some(input), Some(vec![r, c])))
             }
         };
         let x = self.coerce(x, d)?;
@@ -1741,7 +1750,7 @@ impl Gen {
     /// of the trailing dims (the whole region or a smaller tile at a constant offset), often
     /// with an annotated layout, so that threads read elements other threads wrote.
     fn shared_load(&mut self, sm: usize, lead: &[usize], at: &[usize], region: &[usize], dtype: DType, info: Info) -> usize {
-        let whole = self.rng.random_bool(0.6);
+        let whole = self.whole_loads || self.rng.random_bool(0.6);
         let mut offsets: Vec<String> = lead.iter().map(|x| x.to_string()).collect();
         let mut sub = Vec::new();
         for d in 0..region.len() {
@@ -1889,28 +1898,40 @@ impl Gen {
     /// flight). The source tiles are at the block's tile (aligned) or shifted so that they are
     /// partly outside the input (zero-filled).
     fn copy_async(&mut self) -> Attempt {
-        let i = self.rng.random_range(0..self.inputs.len());
+        if self.copy_async_from(None).is_some() { Done } else { NotApplicable }
+    }
+
+    /// [`copy_async`] of a given input and tile (`forced`, then every load is the whole tile);
+    /// returns the first load.
+    fn copy_async_from(&mut self, forced: Option<(usize, Vec<usize>)>) -> Option<usize> {
+        let whole = forced.is_some();
+        let (i, mut tile) = match forced {
+            Some(f) => f,
+            None => (self.rng.random_range(0..self.inputs.len()), self.tile_shape()),
+        };
         let (dtype, x) = (self.inputs[i].dtype, self.inputs[i].name.clone());
-        let mut tile = self.tile_shape();
         let bits = dtype.bits() as usize;
         let unit = 8 / gcd(bits, 8);
         // KNOWN BUG (tests/generated_failures/copy_async_sub_byte_partial_last_byte.tl): a 1-D
         // input of a sub-byte dtype that does not end on a byte boundary loses the elements of
         // its last partial byte in copy_async's vectorized path.
         if self.rank == 1 && bits < 8 && !(self.inputs[i].shape[0] * bits).is_multiple_of(8) {
-            return NotApplicable;
+            return None;
         }
         let last = tile.len() - 1;
+        if whole && !tile[last].is_multiple_of(unit) {
+            return None;
+        }
         tile[last] = tile[last].div_ceil(unit) * unit;
         if tile.iter().product::<usize>() > 1024 {
-            return NotApplicable;
+            return None;
         }
         let slots = weighted(&mut self.rng, &[(1usize, 3), (2, 2), (3, 1)]);
         let lead = slots > 1 || self.rng.random_bool(0.5);
         let mut sshape = if lead { vec![slots] } else { vec![] };
         sshape.extend(&tile);
         let Some(sm) = self.shared_tensor(dtype, &sshape, vec![]) else {
-            return NotApplicable;
+            return None;
         };
         let name = self.stmts[sm].name.clone();
         let mut after = Vec::new();
@@ -1956,9 +1977,12 @@ impl Gen {
         }
         let zeros = vec![0; tile.len()];
         let mut last_load = 0;
+        let mut first_load = None;
+        self.whole_loads = whole;
         for &j in &chosen {
             let l = self.shared_load(sm, &if lead { vec![j] } else { vec![] }, &zeros, &tile, dtype, info.clone());
             last_load = l;
+            first_load.get_or_insert(l);
             if !at_once {
                 let st = self.values[l].stmt.unwrap();
                 self.stmts[st].pre = vec![format!("wait({});", slots - 1 - j), "sync();".into()];
@@ -1989,7 +2013,8 @@ impl Gen {
             self.stmts[st].deps.push(before);
             self.kind("copy_async:sync_before_overwrite");
         }
-        Done
+        self.whole_loads = false;
+        first_load
     }
 
     /// The ring of `pipeline.tl` feeding a loop-carried variable:
