@@ -10,9 +10,12 @@
 //! shared memory: round trips (a register tile stored into a shared tensor, `sync()`, loaded
 //! back, maybe a sub-tile or in an annotated layout, so that threads read what others wrote;
 //! a second store into the same tensor after a `sync()` when it overwrites what was read, into
-//! the other slot without one) and `copy_async` of input tiles (sub-byte formats included,
-//! aligned or partly outside the input) into 1 to 3 slots with `commit()`, `wait(n)` and
-//! `sync()`. Some programs `print` exact values; the printed lines must be the same multiset. Each program runs on the VM (the
+//! the other slot without one), rows of several tiles gathered into one shared tensor, and
+//! `copy_async` of input tiles (sub-byte formats included, aligned or partly outside the
+//! input) into 1 to 3 slots with `commit()`, `wait(n)` and `sync()` (a slot copied again after
+//! a `sync()` once read; `dot` operands copied this way, which ldmatrix reads in place), and
+//! the ring of `tests/kernels/pipeline.tl` feeding a loop-carried variable. Some programs
+//! `print` exact values; the printed lines must be the same multiset (NaN's sign aside). Each program runs on the VM (the
 //! reference semantics) and on the SIMT simulator (the lowered per-thread code); the outputs
 //! must agree bit for bit, except values
 //! that depend on float accumulation order (`sum`, `dot`) or on the multi-step expansion of
@@ -1930,9 +1933,7 @@ impl Gen {
         let lead = slots > 1 || self.rng.random_bool(0.5);
         let mut sshape = if lead { vec![slots] } else { vec![] };
         sshape.extend(&tile);
-        let Some(sm) = self.shared_tensor(dtype, &sshape, vec![]) else {
-            return None;
-        };
+        let sm = self.shared_tensor(dtype, &sshape, vec![])?;
         let name = self.stmts[sm].name.clone();
         let mut after = Vec::new();
         let mut ragged = false;
