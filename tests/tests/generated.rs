@@ -255,7 +255,7 @@ impl Program {
     fn without_dead_code(&self) -> Program {
         let mut live = vec![false; self.stmts.len()];
         let mut stack: Vec<usize> = self.outputs.iter().map(|o| o.stmt).collect();
-        stack.extend((0..self.stmts.len()).filter(|&i| self.stmts[i].after.iter().any(|l| l.starts_with("print("))));
+        stack.extend((0..self.stmts.len()).filter(|&i| self.stmts[i].after.iter().any(|l| l.trim_start().starts_with("print("))));
         while let Some(i) = stack.pop() {
             if !live[i] {
                 live[i] = true;
@@ -2135,6 +2135,12 @@ impl Gen {
             "    sync();".into(),
             "}".into(),
         ];
+        // `print` inside the loop prints at every iteration: the accumulator or a scalar.
+        if self.rng.random_bool(0.15) {
+            let what = if self.rng.random_bool(0.5) { acc.clone() } else { nx.clone() };
+            self.stmts[st].after.insert(9, format!("    print({what});"));
+            self.kind("print:in_loop");
+        }
         self.kind("copy_async");
         self.kind(format!("pipeline_loop:slots_{slots}"));
         if bits < 8 {
@@ -2452,7 +2458,7 @@ fn run_unguarded(p: &Program) -> Outcome {
     let args = p.args();
     let (mut vm, mut simt) = (args.clone(), args);
     // Programs that `print` run through the backends' entry points that return the lines.
-    let prints = p.stmts.iter().any(|s| s.after.iter().any(|l| l.starts_with("print(")));
+    let prints = p.stmts.iter().any(|s| s.after.iter().any(|l| l.trim_start().starts_with("print(")));
     let t = Instant::now();
     let vm_result = if prints {
         tl_vm::interp::launch_with_output(&kernel.compiled.kernel, &mut vm).map_err(|e| kernel.module.vm_error(e))
@@ -2587,7 +2593,7 @@ fn minimize(p: &Program, kind: &FailureKind) -> (Program, String) {
     if !best.outputs.is_empty() {
         let mut q = best.clone();
         for st in &mut q.stmts {
-            st.after.retain(|l| !l.starts_with("print("));
+            st.after.retain(|l| !l.trim_start().starts_with("print("));
         }
         let q = q.without_dead_code().without_unused_inputs();
         if let Some(m) = fails(&q) {
