@@ -32,9 +32,9 @@
 //! other compile error fails the test with the program text.
 //!
 //! Every disagreement it found is kept, minimized, in `tests/generated_failures/` and checked by
-//! `reproductions_of_found_bugs_agree`; all but one are fixed. While one is open, the generator
-//! avoids its construct at a `KNOWN BUG` comment naming the file (one now:
-//! `copy_async_sub_byte_partial_last_byte.tl`).
+//! `reproductions_of_found_bugs_agree`; all but two are fixed. While one is open, the generator
+//! avoids its construct at a `KNOWN BUG` comment naming the file (two now:
+//! `copy_async_sub_byte_partial_last_byte.tl`, `sum_negative_zero.tl`).
 //!
 //! * `TL_GENERATED_CASES=N`: run N programs (default [`DEFAULT_CASES`]).
 //! * `TL_GENERATED_SEED=S`: run only the program of case seed S (as printed by a failure).
@@ -1281,6 +1281,12 @@ impl Gen {
                 }
                 let ei = full_err(i, d);
                 let total = len as f64 * (i.mag + ei);
+                // KNOWN BUG (tests/generated_failures/sum_negative_zero.tl): a sum of -0s is
+                // +0 in the reduction through shared memory (-0 on the VM); sums of zeros only
+                // are compared bit for bit (no error bound), so they are not generated.
+                if total == 0.0 {
+                    return NotApplicable;
+                }
                 if total > d.max_value() / 2.0 {
                     return NotApplicable;
                 }
