@@ -1936,8 +1936,12 @@ impl Gen {
             return None;
         }
         let slots = weighted(&mut self.rng, &[(1usize, 3), (2, 2), (3, 1)]);
-        let lead = slots > 1 || self.rng.random_bool(0.5);
-        let mut sshape = if lead { vec![slots] } else { vec![] };
+        // Sometimes one more slot, written by a `store` while the copies are in flight (legal:
+        // it touches no element a copy writes).
+        let fits = |w: &Value| w.dtype == dtype && w.shape.as_ref().is_some_and(|s| s.len() == tile.len() && s.iter().zip(&tile).all(|(a, b)| a <= b));
+        let beside = if bits >= 8 && !whole && self.rng.random_bool(0.25) { self.pick_tile(fits) } else { None };
+        let lead = slots > 1 || beside.is_some() || self.rng.random_bool(0.5);
+        let mut sshape = if lead { vec![slots + usize::from(beside.is_some())] } else { vec![] };
         sshape.extend(&tile);
         let sm = self.shared_tensor(dtype, &sshape, vec![])?;
         let name = self.stmts[sm].name.clone();
@@ -1961,7 +1965,17 @@ impl Gen {
             after.push("commit();".into());
         }
         let at_once = slots == 1 || self.rng.random_bool(0.4);
+        let beside_store = beside.map(|b| {
+            let zeros: Vec<String> = tile.iter().map(|_| "0".to_string()).collect();
+            format!("store({name}, {}, [{slots}, {}]);", self.values[b].name, zeros.join(", "))
+        });
         if at_once {
+            if let (Some(b), Some(line)) = (beside, &beside_store) {
+                after.push(line.clone());
+                self.uses[b] += 1;
+                let dep = self.values[b].stmt.unwrap();
+                self.stmts[sm].deps.push(dep);
+            }
             after.push("wait(0);".into());
             after.push("sync();".into());
         }
@@ -1995,6 +2009,18 @@ impl Gen {
                 self.stmts[st].pre = vec![format!("wait({});", slots - 1 - j), "sync();".into()];
                 self.kind("wait_in_pipeline");
             }
+        }
+        if let (Some(b), Some(line)) = (beside, beside_store) {
+            let w = self.values[b].clone();
+            let l = self.shared_load(sm, &[slots], &zeros, w.shape.as_ref().unwrap(), dtype, w.info.clone());
+            if !at_once {
+                // Later groups may still be in flight.
+                let st = self.values[l].stmt.unwrap();
+                self.stmts[st].pre = vec![line, "sync();".into()];
+                self.stmts[st].deps.push(w.stmt.unwrap());
+                self.uses[b] += 1;
+            }
+            self.kind("shared_store:beside_copies_in_flight");
         }
         // A second copy into a slot that was read: after a `sync()` (every thread is past its
         // loads), at another place of the input.
