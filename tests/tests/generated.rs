@@ -1798,7 +1798,7 @@ impl Gen {
         let v = self.values[a].clone();
         let shape = v.shape.clone().unwrap();
         let inner: Vec<usize> = shape.iter().map(|&e| e + weighted(&mut self.rng, &[(0, 3), (1, 1), (2, 1)])).collect();
-        let slots = if self.rng.random_bool(0.5) { self.rng.random_range(1..=2usize) } else { 0 };
+        let slots = weighted(&mut self.rng, &[(0usize, 2), (1, 1), (2, 2)]);
         let mut sshape = if slots > 0 { vec![slots] } else { vec![] };
         sshape.extend(&inner);
         let Some(sm) = self.shared_tensor(v.dtype, &sshape, vec![v.stmt.unwrap()]) else {
@@ -1814,9 +1814,8 @@ impl Gen {
         let list = |lead: &[usize], at: &[usize]| lead.iter().chain(at).map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
         self.stmts[sm].after = vec![format!("store({name}, {}, [{}]);", v.name, list(&slot, &at)), "sync();".into()];
         self.kind("shared_store");
-        self.kind("sync");
         self.shared_load(sm, &slot, &at, &shape, v.dtype, v.info.clone());
-        if !self.rng.random_bool(0.4) {
+        if !self.rng.random_bool(0.5) {
             return Done;
         }
         let fits_inner = |w: &Value| w.dtype == v.dtype && w.shape.as_ref().is_some_and(|s| s.len() == inner.len() && s.iter().zip(&inner).all(|(x, y)| x <= y));
@@ -1825,7 +1824,7 @@ impl Gen {
         };
         let w = self.values[b].clone();
         let bs = w.shape.clone().unwrap();
-        let other = slots == 2 && self.rng.random_bool(0.5);
+        let other = slots == 2 && self.rng.random_bool(0.7);
         let slot2 = if other { vec![1 - slot[0]] } else { slot.clone() };
         let mut at2 = Vec::new();
         for (e, i) in bs.iter().zip(&inner) {
@@ -1896,7 +1895,6 @@ impl Gen {
         self.stmts[sm].after = after;
         self.kind("shared_store:gather_rows");
         self.kind("shared_store");
-        self.kind("sync");
         self.shared_load(sm, &[], &[first, 0], &[rows, n], v.dtype, info);
         Done
     }
@@ -2337,6 +2335,12 @@ impl Gen {
         }
         if self.shared_bytes > 0 {
             self.kind("shared_memory");
+            // Programs with these statements (anywhere, loops included).
+            for (needle, kind) in [("sync();", "sync"), ("commit();", "commit"), ("wait(", "wait")] {
+                if self.stmts.iter().any(|st| st.pre.iter().chain(&st.after).any(|l| l.contains(needle))) {
+                    self.kind(kind);
+                }
+            }
         }
         if self.rng.random_bool(0.12) {
             self.prints();
