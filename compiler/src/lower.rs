@@ -1411,7 +1411,8 @@ impl Lower<'_> {
             let offset = self.shared_offset(base, &coords, &shape, ty.bytes() as i64, false);
             let element = self.cast_expr(Expr::LoadShared { offset: Box::new(offset), ty }, dtype, acc_dtype(acc_ty, dtype));
             let init = match op {
-                ReduceOp::Sum => float_or_int(acc_ty, 0.0),
+                // -0 is the identity of float addition (+0 would turn a sum of -0s into +0).
+                ReduceOp::Sum => float_or_int(acc_ty, -0.0),
                 // NaN is the identity of maxNum/minNum (a NaN operand yields the other one), so
                 // a row of NaN reduces to NaN, as in the VM; ±inf would turn it into ∓inf.
                 ReduceOp::Max => float_or_int(acc_ty, if acc_ty.is_float() { f64::NAN } else { i64::MIN as f64 }),

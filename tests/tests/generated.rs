@@ -32,9 +32,8 @@
 //! other compile error fails the test with the program text.
 //!
 //! Every disagreement it found is kept, minimized, in `tests/generated_failures/` and checked by
-//! `reproductions_of_found_bugs_agree`; all but two are fixed. While one is open, the generator
-//! avoids its construct at a `KNOWN BUG` comment naming the file (two now:
-//! `copy_async_sub_byte_partial_last_byte.tl`, `sum_negative_zero.tl`).
+//! `reproductions_of_found_bugs_agree`; all are fixed. While one is open, the generator
+//! avoids its construct at a `KNOWN BUG` comment naming the file (there are none now).
 //!
 //! * `TL_GENERATED_CASES=N`: run N programs (default [`DEFAULT_CASES`]).
 //! * `TL_GENERATED_SEED=S`: run only the program of case seed S (as printed by a failure).
@@ -1281,12 +1280,6 @@ impl Gen {
                 }
                 let ei = full_err(i, d);
                 let total = len as f64 * (i.mag + ei);
-                // KNOWN BUG (tests/generated_failures/sum_negative_zero.tl): a sum of -0s is
-                // +0 in the reduction through shared memory (-0 on the VM); sums of zeros only
-                // are compared bit for bit (no error bound), so they are not generated.
-                if total == 0.0 {
-                    return NotApplicable;
-                }
                 if total > d.max_value() / 2.0 {
                     return NotApplicable;
                 }
@@ -1919,12 +1912,6 @@ impl Gen {
         let (dtype, x) = (self.inputs[i].dtype, self.inputs[i].name.clone());
         let bits = dtype.bits() as usize;
         let unit = 8 / gcd(bits, 8);
-        // KNOWN BUG (tests/generated_failures/copy_async_sub_byte_partial_last_byte.tl): a 1-D
-        // input of a sub-byte dtype that does not end on a byte boundary loses the elements of
-        // its last partial byte in copy_async's vectorized path.
-        if self.rank == 1 && bits < 8 && !(self.inputs[i].shape[0] * bits).is_multiple_of(8) {
-            return None;
-        }
         let last = tile.len() - 1;
         if whole && !tile[last].is_multiple_of(unit) {
             return None;
@@ -2068,11 +2055,6 @@ impl Gen {
             return NotApplicable;
         }
         let bits = dtype.bits() as usize;
-        // KNOWN BUG (tests/generated_failures/copy_async_sub_byte_partial_last_byte.tl), as in
-        // `copy_async`.
-        if self.rank == 1 && bits < 8 && !(self.inputs[i].shape[0] * bits).is_multiple_of(8) {
-            return NotApplicable;
-        }
         let mut tile = self.tile_shape();
         let last = tile.len() - 1;
         let unit = 8 / gcd(bits, 8);
