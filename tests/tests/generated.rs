@@ -562,6 +562,48 @@ impl Gen {
         g
     }
 
+    /// The start of a loop that combines input `i` into an accumulator of `shape`, `steps`
+    /// times with `op` (`+`, `max`, `min`): the initial value's text (zeros, or an existing
+    /// exact value of that dtype and shape), the bounds of the result and the operands it uses;
+    /// `None` when the integer bounds may overflow the dtype.
+    fn loop_accumulator(&mut self, i: usize, dtype: DType, shape: &[usize], steps: usize, op: &str) -> Option<(String, Info, Vec<usize>)> {
+        let mut li = self.input_infos[i].clone();
+        if dtype.is_float() {
+            li.mag = li.mag.max(0.0);
+        } else {
+            li = Info::int(li.lo.min(0), li.hi.max(0));
+        }
+        let init = self.pick(|v| v.dtype == dtype && v.shape.as_ref() == Some(&shape.to_vec()) && v.info.err == 0.0);
+        let init = init.filter(|_| self.rng.random_bool(0.5));
+        let (init_text, ii, operands) = match init {
+            Some(v) => (self.values[v].name.clone(), self.values[v].info.clone(), vec![v]),
+            None => {
+                let info = if dtype.is_float() { finish_float(dtype, 0.0, false, true, 0.0) } else { Info::int(0, 0) };
+                (format!("zeros<{dtype}>({})", shape_str(shape)), info, vec![])
+            }
+        };
+        let r = steps as i128;
+        let info = if dtype.is_float() {
+            let mag = if op == "+" { ii.mag + steps as f64 * li.mag } else { ii.mag.max(li.mag) };
+            finish_float(dtype, mag, ii.nan, ii.nonneg && li.nonneg, 0.0)
+        } else {
+            let (lo, hi) = match op {
+                "+" => (ii.lo + r * li.lo.min(0), ii.hi + r * li.hi.max(0)),
+                "max" => (ii.lo, ii.hi.max(li.hi)),
+                _ => (ii.lo.min(li.lo), ii.hi),
+            };
+            if dtype.is_low_precision() {
+                let (lo, hi) = saturate(dtype, lo, hi);
+                Info::int(lo, hi)
+            } else if fits(dtype, lo, hi) {
+                Info::int(lo, hi)
+            } else {
+                return None;
+            }
+        };
+        Some((init_text, info, operands))
+    }
+
     fn kind(&mut self, k: impl Into<String>) {
         self.kinds.push(k.into());
     }
@@ -1484,40 +1526,8 @@ impl Gen {
         let shape = self.tile_shape();
         let steps = self.rng.random_range(1..=3usize);
         let op = ["+", "max", "min"][self.rng.random_range(0..3)];
-        let mut li = self.input_infos[i].clone();
-        if dtype.is_float() {
-            li.mag = li.mag.max(0.0);
-        } else {
-            li = Info::int(li.lo.min(0), li.hi.max(0));
-        }
-        // The initial value: zeros, or an existing exact value of that dtype and shape.
-        let init = self.pick(|v| v.dtype == dtype && v.shape.as_ref() == Some(&shape) && v.info.err == 0.0);
-        let init = init.filter(|_| self.rng.random_bool(0.5));
-        let (init_text, ii, operands) = match init {
-            Some(v) => (self.values[v].name.clone(), self.values[v].info.clone(), vec![v]),
-            None => {
-                let info = if dtype.is_float() { finish_float(dtype, 0.0, false, true, 0.0) } else { Info::int(0, 0) };
-                (format!("zeros<{dtype}>({})", shape_str(&shape)), info, vec![])
-            }
-        };
-        let r = steps as i128;
-        let info = if dtype.is_float() {
-            let mag = if op == "+" { ii.mag + steps as f64 * li.mag } else { ii.mag.max(li.mag) };
-            finish_float(dtype, mag, ii.nan, ii.nonneg && li.nonneg, 0.0)
-        } else {
-            let (lo, hi) = match op {
-                "+" => (ii.lo + r * li.lo.min(0), ii.hi + r * li.hi.max(0)),
-                "max" => (ii.lo, ii.hi.max(li.hi)),
-                _ => (ii.lo.min(li.lo), ii.hi),
-            };
-            if dtype.is_low_precision() {
-                let (lo, hi) = saturate(dtype, lo, hi);
-                Info::int(lo, hi)
-            } else if fits(dtype, lo, hi) {
-                Info::int(lo, hi)
-            } else {
-                return NotApplicable;
-            }
+        let Some((init_text, info, operands)) = self.loop_accumulator(i, dtype, &shape, steps, op) else {
+            return NotApplicable;
         };
         let offsets: Vec<String> = shape
             .iter()
@@ -2066,39 +2076,8 @@ impl Gen {
         let slots = weighted(&mut self.rng, &[(1usize, 1), (2, 2), (3, 2)]);
         let steps = self.rng.random_range(1..=3usize);
         let op = ["+", "max", "min"][self.rng.random_range(0..3)];
-        let mut li = self.input_infos[i].clone();
-        if dtype.is_float() {
-            li.mag = li.mag.max(0.0);
-        } else {
-            li = Info::int(li.lo.min(0), li.hi.max(0));
-        }
-        let init = self.pick(|v| v.dtype == dtype && v.shape.as_ref() == Some(&tile) && v.info.err == 0.0);
-        let init = init.filter(|_| self.rng.random_bool(0.5));
-        let (init_text, ii, operands) = match init {
-            Some(v) => (self.values[v].name.clone(), self.values[v].info.clone(), vec![v]),
-            None => {
-                let info = if dtype.is_float() { finish_float(dtype, 0.0, false, true, 0.0) } else { Info::int(0, 0) };
-                (format!("zeros<{dtype}>({})", shape_str(&tile)), info, vec![])
-            }
-        };
-        let r = steps as i128;
-        let info = if dtype.is_float() {
-            let mag = if op == "+" { ii.mag + steps as f64 * li.mag } else { ii.mag.max(li.mag) };
-            finish_float(dtype, mag, ii.nan, ii.nonneg && li.nonneg, 0.0)
-        } else {
-            let (lo, hi) = match op {
-                "+" => (ii.lo + r * li.lo.min(0), ii.hi + r * li.hi.max(0)),
-                "max" => (ii.lo, ii.hi.max(li.hi)),
-                _ => (ii.lo.min(li.lo), ii.hi),
-            };
-            if dtype.is_low_precision() {
-                let (lo, hi) = saturate(dtype, lo, hi);
-                Info::int(lo, hi)
-            } else if fits(dtype, lo, hi) {
-                Info::int(lo, hi)
-            } else {
-                return NotApplicable;
-            }
+        let Some((init_text, info, operands)) = self.loop_accumulator(i, dtype, &tile, steps, op) else {
+            return NotApplicable;
         };
         let mut sshape = vec![slots];
         sshape.extend(&tile);
