@@ -340,6 +340,22 @@ impl SharedTensor {
         Ok(flat)
     }
 
+    /// The flat indices of a `tile` at `offsets` (row-major over the tile), checked; the
+    /// first element outside the tensor is the error.
+    fn tile_indices(&self, id: ValueId, offsets: &[i64], tile: &[usize]) -> Result<Vec<usize>, Fault> {
+        let mut indices = Vec::with_capacity(tile.iter().product());
+        let mut fault = None;
+        for_each_index(tile, |idx| {
+            if fault.is_none() {
+                match self.flat(id, offsets, idx) {
+                    Ok(i) => indices.push(i),
+                    Err(f) => fault = Some(f),
+                }
+            }
+        });
+        fault.map_or(Ok(indices), Err)
+    }
+
     fn unflatten(&self, mut flat: usize) -> Vec<usize> {
         let mut index = vec![0; self.shape.len()];
         for d in (0..self.shape.len()).rev() {
@@ -504,46 +520,20 @@ impl Machine<'_, '_> {
             Op::LoadShared { shared, offsets } => {
                 let offsets = scalars_of(env, offsets)?;
                 let tensor = self.shared.get(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
-                let mut out = Vec::with_capacity(n);
-                let mut fault = None;
-                for_each_index(shape_of(ty), |idx| {
-                    if fault.is_some() {
-                        return;
+                let read = |i: usize| {
+                    if tensor.in_flight[i] > 0 {
+                        return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "read" });
                     }
-                    let read = tensor.flat(*shared, &offsets, idx).and_then(|i| {
-                        if tensor.in_flight[i] > 0 {
-                            return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "read" });
-                        }
-                        tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })
-                    });
-                    match read {
-                        Ok(v) => out.push(v),
-                        Err(f) => fault = Some(f),
-                    }
-                });
-                if let Some(f) = fault {
-                    return Err(f);
-                }
-                out
+                    tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })
+                };
+                tensor.tile_indices(*shared, &offsets, shape_of(ty))?.into_iter().map(read).collect::<Result<_, _>>()?
             }
             Op::StoreShared { shared, value, offsets } => {
                 let offsets = scalars_of(env, offsets)?;
                 let x = get(env, *value)?;
                 let tile = value_shape(kernel, *value);
                 let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
-                let mut targets = Vec::with_capacity(x.len());
-                let mut fault = None;
-                for_each_index(tile, |idx| {
-                    if fault.is_none() {
-                        match tensor.flat(*shared, &offsets, idx) {
-                            Ok(i) => targets.push(i),
-                            Err(f) => fault = Some(f),
-                        }
-                    }
-                });
-                if let Some(f) = fault {
-                    return Err(f);
-                }
+                let targets = tensor.tile_indices(*shared, &offsets, tile)?;
                 if let Some(&i) = targets.iter().find(|&&i| tensor.in_flight[i] > 0) {
                     return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "written" });
                 }
@@ -566,23 +556,11 @@ impl Machine<'_, '_> {
                 // Outside the tensor: all bits zero, as `cp.async` fills (0 in every format but
                 // e8m0, whose code 0 is 2^-127).
                 let values = load(source, &src_offsets, &tile, source.dtype.decode(0))?;
-                let mut k = 0;
-                let mut fault = None;
-                let mut copies = Vec::with_capacity(values.len());
-                for_each_index(&tile, |idx| {
-                    if fault.is_none() {
-                        let mut at = dst_offsets.clone();
-                        at.extend(idx.iter().map(|&i| i as i64));
-                        match tensor.flat(*shared, &at, &[]) {
-                            Ok(i) => copies.push(PendingCopy { shared: *shared, index: i, value: values[k] }),
-                            Err(f) => fault = Some(f),
-                        }
-                    }
-                    k += 1;
-                });
-                if let Some(f) = fault {
-                    return Err(f);
-                }
+                let mut at = dst_offsets;
+                at.resize(tensor.shape.len(), 0);
+                let targets = tensor.tile_indices(*shared, &at, &tile)?;
+                let copies: Vec<PendingCopy> =
+                    targets.into_iter().zip(values).map(|(index, value)| PendingCopy { shared: *shared, index, value }).collect();
                 for c in &copies {
                     tensor.in_flight[c.index] += 1;
                 }
