@@ -892,27 +892,11 @@ impl Lower<'_> {
     /// positions of the last dimension, starting at a multiple of that number (1 when the
     /// layout has no such runs).
     fn contiguous_run(layout: &RegisterLayout) -> usize {
-        let shape = layout.shape();
-        let last = shape.len() - 1;
-        let n = layout.local_size();
-        let mut run = n.min(shape[last]);
-        while run > 1 {
-            let thread_aligned = layout.thread_terms().iter().all(|t| t.dim != last || t.multiplier % run == 0);
-            let runs_ok = n % run == 0
-                && (0..n / run).all(|r| {
-                    let first = layout.local_coords(r * run);
-                    first[last] % run == 0
-                        && (1..run).all(|j| {
-                            let c = layout.local_coords(r * run + j);
-                            c[last] == first[last] + j && (0..last).all(|d| c[d] == first[d])
-                        })
-                });
-            if thread_aligned && runs_ok {
-                return run;
-            }
+        let mut run = layout.local_size().min(*layout.shape().last().expect("rank >= 1"));
+        while run > 1 && !holds_runs(layout, run) {
             run /= 2;
         }
-        1
+        run
     }
 
     /// Byte offset (i32) in the shared buffer of the element at `offsets` (one per dim of
@@ -921,29 +905,20 @@ impl Lower<'_> {
     fn shared_element(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
         let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
         let lead = shape.len() - tile_coords.len();
-        let mut flat: Option<Expr> = None;
-        for d in 0..shape.len() {
-            let c = if d < lead {
-                offsets[d].clone()
-            } else {
-                match &offsets[d] {
-                    Expr::Int(_, 0) => tile_coords[d - lead].clone(),
-                    o => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
-                }
-            };
-            flat = Some(match flat {
-                None => c,
-                Some(f) => bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Mul, f, int(Ty::I32, shape[d] as i64)), c),
-            });
-        }
-        let base = self.shared_bases[&shared] as i64;
-        let flat = flat.expect("rank >= 1");
+        let coords: Vec<Expr> = (0..shape.len())
+            .map(|d| match (d < lead, &offsets[d]) {
+                (true, o) => o.clone(),
+                (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
+                (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
+            })
+            .collect();
+        let base = self.shared_bases[&shared];
+        // Packed formats are addressed by the bit, the others by the byte.
         if dtype.bits() < 8 {
-            let bits = dtype.bits() as i64;
-            return bin(lir::BinaryOp::Add, int(Ty::I32, base * 8), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bits)));
+            self.shared_offset(base * 8, &coords, shape, dtype.bits() as i64, false)
+        } else {
+            self.shared_offset(base, &coords, shape, Ty::of(*dtype).bytes() as i64, false)
         }
-        let bytes = Ty::of(*dtype).bytes() as i64;
-        bin(lir::BinaryOp::Add, int(Ty::I32, base), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
     }
 
     fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
@@ -978,12 +953,7 @@ impl Lower<'_> {
             let offset = self.shared_element(shared, &offsets, &coords);
             stores.push(lir::Stmt::StoreShared { offset, value: var(self.regs(value)[i]) });
         }
-        let guard = self.is_first_replica(&layout);
-        if matches!(guard, Expr::Int(_, 1)) {
-            body.extend(stores);
-        } else {
-            body.push(lir::Stmt::If { cond: guard, then_body: stores, else_body: Vec::new() });
-        }
+        guarded(body, self.is_first_replica(&layout), stores);
     }
 
     /// `copy_async`: each thread (primary copies only) moves its runs of the tile. When a run
@@ -1088,7 +1058,6 @@ impl Lower<'_> {
             if proven {
                 fast
             } else {
-                let (extents, _) = &self.extents[&param];
                 let mut aligned = vec![cmp(
                     CmpOp::Eq,
                     bin(lir::BinaryOp::Rem, to_i64(var(self.scalar(src_offsets[rank - 1]))), int(Ty::I64, run as i64)),
@@ -1100,37 +1069,16 @@ impl Lower<'_> {
                 vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
             }
         };
-        let guard = self.is_first_replica(&layout);
-        if matches!(guard, Expr::Int(_, 1)) {
-            body.extend(copies);
-        } else {
-            body.push(lir::Stmt::If { cond: guard, then_body: copies, else_body: Vec::new() });
-        }
+        guarded(body, self.is_first_replica(&layout), copies);
     }
 
     /// `print`: each element once, from the thread that holds its primary copy (a scalar from
     /// thread 0), as an f64 (floats, low-precision codes decoded) or an i64 (integers, bool).
     fn print(&mut self, value: ValueId, label: &str, body: &mut Vec<lir::Stmt>) {
-        use crate::lower_numerics::{container_to_code, decode_float};
         let dtype = self.dtype(value);
-        let printed = |s: &mut Self, out: &mut Vec<lir::Stmt>, register: Var| -> Expr {
-            let to_f64 = |e: Expr| Expr::Cast { to: Ty::F64, value: Box::new(e), from_unsigned: false, to_unsigned: false };
-            match dtype.float_format() {
-                Some(f) if dtype.is_low_precision() => {
-                    let code = s.assign(out, Ty::I32, container_to_code(var(register), dtype));
-                    let x = s.assign(out, Ty::F32, decode_float(var(code), f));
-                    to_f64(var(x))
-                }
-                Some(_) if dtype == DType::F64 => var(register),
-                Some(_) => to_f64(var(register)),
-                None => Expr::Cast {
-                    to: Ty::I64,
-                    value: Box::new(var(register)),
-                    from_unsigned: dtype == DType::Bool || !dtype.is_signed_int(),
-                    to_unsigned: false,
-                },
-            }
-        };
+        // The printed value: an f64 or an i64, by the cast semantics (exact for every dtype).
+        let target = if dtype.is_float() { DType::F64 } else { DType::I64 };
+        let printed = |s: &mut Self, out: &mut Vec<lir::Stmt>, register: Var| -> Expr { var(s.cast_into(out, var(register), dtype, target)) };
         let mut lines = Vec::new();
         let guard = if self.k.value(value).ty.is_scalar() {
             let register = self.scalar(value);
@@ -1147,11 +1095,7 @@ impl Lower<'_> {
             }
             self.is_first_replica(&layout)
         };
-        if matches!(guard, Expr::Int(_, 1)) {
-            body.extend(lines);
-        } else {
-            body.push(lir::Stmt::If { cond: guard, then_body: lines, else_body: Vec::new() });
-        }
+        guarded(body, guard, lines);
     }
 
     /// Writes tensors to the shared buffer (row-major, one after another, 16-byte aligned) and
@@ -1169,12 +1113,7 @@ impl Lower<'_> {
                 let off = self.shared_offset(offset, &coords, &shape, bytes as i64, false);
                 stores.push(lir::Stmt::StoreShared { offset: off, value: var(self.regs(v)[i]) });
             }
-            let guard = self.is_first_replica(&layout);
-            if matches!(guard, Expr::Int(_, 1)) {
-                body.extend(stores);
-            } else {
-                body.push(lir::Stmt::If { cond: guard, then_body: stores, else_body: Vec::new() });
-            }
+            guarded(body, self.is_first_replica(&layout), stores);
             bases.push(offset);
             offset += (shape.iter().product::<usize>() * bytes).div_ceil(16) * 16;
         }
@@ -1293,20 +1232,12 @@ impl Lower<'_> {
         let bits = dtype.bits() as usize;
         let local = layout.local_size();
         let known = self.div.value(offsets[last]).min(self.div.sym(&shape[last]));
-        let coords: Vec<Vec<usize>> = (0..local).map(|i| layout.local_coords(i)).collect();
-        let terms = layout.thread_terms();
         let mut best = 1;
         let mut v = 2usize;
         while v <= local && v * bits <= 128 {
             let whole_bytes = (v * bits).is_multiple_of(8) && (v * bits / 8).is_power_of_two();
             let proven = v.trailing_zeros() <= known;
-            let threads_aligned = terms.iter().all(|t| t.dim != last || t.multiplier.is_multiple_of(v));
-            let groups = local.is_multiple_of(v)
-                && coords.chunks(v).all(|g| {
-                    g[0][last].is_multiple_of(v)
-                        && g.iter().enumerate().all(|(j, c)| c[last] == g[0][last] + j && (0..last).all(|d| c[d] == g[0][d]))
-                });
-            if whole_bytes && proven && threads_aligned && groups {
+            if whole_bytes && proven && holds_runs(layout, v) {
                 best = v;
             }
             v *= 2;
@@ -1732,6 +1663,34 @@ fn reduce_combine(op: ReduceOp, dtype: DType) -> lir::BinaryOp {
 /// The dtype whose register type is `acc_ty` when accumulating `dtype` values.
 fn acc_dtype(acc_ty: Ty, dtype: DType) -> DType {
     if acc_ty == Ty::F32 && dtype != DType::F32 { DType::F32 } else { dtype }
+}
+
+/// Whether every thread holds its elements in runs of `run` consecutive local indices that are
+/// `run` consecutive elements of the last dimension starting at a multiple of `run` (for every
+/// thread: the thread terms of that dimension step by multiples of `run`).
+fn holds_runs(layout: &RegisterLayout, run: usize) -> bool {
+    let last = layout.rank() - 1;
+    let local = layout.local_size();
+    let threads_aligned = layout.thread_terms().iter().all(|t| t.dim != last || t.multiplier.is_multiple_of(run));
+    threads_aligned
+        && local.is_multiple_of(run)
+        && (0..local / run).all(|r| {
+            let first = layout.local_coords(r * run);
+            first[last].is_multiple_of(run)
+                && (1..run).all(|j| {
+                    let c = layout.local_coords(r * run + j);
+                    c[last] == first[last] + j && (0..last).all(|d| c[d] == first[d])
+                })
+        })
+}
+
+/// Appends `stmts`, under `guard` unless it is the constant true (a layout without replicas).
+fn guarded(body: &mut Vec<lir::Stmt>, guard: Expr, stmts: Vec<lir::Stmt>) {
+    if matches!(guard, Expr::Int(_, 1)) {
+        body.extend(stmts);
+    } else {
+        body.push(lir::Stmt::If { cond: guard, then_body: stmts, else_body: Vec::new() });
+    }
 }
 
 /// Bytes a shared tensor of `dtype` and `shape` takes: packed for formats narrower than a
