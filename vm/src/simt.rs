@@ -721,15 +721,11 @@ impl<'a> Block<'a> {
         }
         let mut data = vec![0u8; bytes as usize];
         if read > 0 {
-            let buffer = match &self.args[param] {
-                Arg::Tensor(tensor) => &tensor.data,
-                Arg::Scalar(_) => return Err(Box::new(self.not_a_tensor(param))),
-            };
-            if index < 0 || (index + read) as usize > buffer.len() {
-                let len = buffer.len();
+            let len = self.buffer(param)?.len();
+            if index < 0 || (index + read) as usize > len {
                 return Err(Box::new(self.out_of_bounds(param, index, len, t, "cp.async byte")));
             }
-            data[..read as usize].copy_from_slice(&buffer[index as usize..(index + read) as usize]);
+            data[..read as usize].copy_from_slice(&self.buffer(param)?[index as usize..(index + read) as usize]);
         }
         if off < 0 || (off + size) as usize > self.shared.len() {
             return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset: off, size: bytes as usize, bytes: self.shared.len(), at: self.at() }));
