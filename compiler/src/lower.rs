@@ -20,8 +20,12 @@
 //! * `view` re-slices each thread's register bits (equal bits per thread, checked by
 //!   inference); low-precision values live in i8 containers (see `lir::Ty::of`);
 //! * instructions that move data between threads (broadcast, reduce, dot) stage their
-//!   operands through the shared buffer, row-major, with a barrier after writing and another
-//!   after reading so that the buffer can be reused by the next one.
+//!   operands through scratch space after the shared tensors, row-major, with a barrier after
+//!   writing and another after reading so that the scratch space can be reused by the next
+//!   one; `dot` reads an operand loaded from a shared tensor in place instead;
+//! * shared tensors have fixed places at the start of the shared buffer; `copy_async` is
+//!   `cp.async` runs where alignment allows and element copies otherwise, `commit`/`wait`/`sync`
+//!   map to `cp.async.commit_group`/`cp.async.wait_group`/`bar.sync`.
 
 use crate::dtype::DType;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
@@ -859,8 +863,7 @@ impl Lower<'_> {
         bin(lir::BinaryOp::Add, int(Ty::I32, base as i64), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
     }
 
-    /// Places the shared tensors (row-major, one element per byte for sub-byte formats, each
-    /// 16-byte aligned) at the start of the shared buffer, with the scratch space after them,
+    /// Places the shared tensors (row-major, packed for sub-byte formats, each 16-byte aligned) at the start of the shared buffer, with the scratch space after them,
     /// and chooses the thread layout of every `copy_async`.
     fn plan_shared(&mut self) {
         let mut offset = 0usize;
@@ -869,7 +872,9 @@ impl Lower<'_> {
             match (&v.op, &v.ty) {
                 (Op::SharedAlloc, Type::Shared { dtype, shape }) => {
                     self.shared_bases.insert(ValueId(i as u32), offset);
-                    let bytes = shared_bytes_of(*dtype, shape);
+                    // Dense: packed for formats narrower than a byte (rows are whole bytes,
+                    // checked by sema), one element width per element otherwise.
+                    let bytes = crate::dtype::packed_bytes(shape.iter().product(), dtype.bits()).expect("sema bounds shared tensors");
                     offset += bytes.div_ceil(16) * 16;
                 }
                 (Op::CopyAsync { shared, param, .. }, _) => {
@@ -956,10 +961,10 @@ impl Lower<'_> {
         guarded(body, self.is_first_replica(&layout), stores);
     }
 
-    /// `copy_async`: each thread (primary copies only) moves its runs of the tile. When a run
-    /// is 4, 8 or 16 bytes and the source rows and offsets turn out to be aligned at run time
-    /// (a block-uniform test), each run is one `cp.async` that zero-fills what lies outside
-    /// the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
+    /// `copy_async`: each thread (primary copies only) moves its runs of the tile (whole bytes).
+    /// When a run is 4, 8 or 16 bytes and the source rows and offsets are aligned to it (proven
+    /// by the divisibility analysis, or else tested at run time for the whole block), each run
+    /// is one `cp.async` that zero-fills what lies outside the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
     /// shared memory directly, which is already complete when the group's `wait` returns.
     fn copy_async(&mut self, id: ValueId, shared: ValueId, dst_offsets: &[ValueId], param: usize, src_offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
         let Some((layout, run)) = self.copy_layouts.get(&id).cloned() else {
@@ -1690,16 +1695,5 @@ fn guarded(body: &mut Vec<lir::Stmt>, guard: Expr, stmts: Vec<lir::Stmt>) {
         body.extend(stmts);
     } else {
         body.push(lir::Stmt::If { cond: guard, then_body: stmts, else_body: Vec::new() });
-    }
-}
-
-/// Bytes a shared tensor of `dtype` and `shape` takes: packed for formats narrower than a
-/// byte (rows are whole bytes, checked by sema), one register width per element otherwise.
-fn shared_bytes_of(dtype: DType, shape: &[usize]) -> usize {
-    let elements: usize = shape.iter().product();
-    if dtype.bits() < 8 {
-        (elements * dtype.bits() as usize).div_ceil(8)
-    } else {
-        elements * Ty::of(dtype).bytes()
     }
 }

@@ -1255,7 +1255,7 @@ impl Sema {
                     );
                     return Operand::Error;
                 }
-                let bytes = if bits < 8 { elements.saturating_mul(bits).div_ceil(8) } else { elements.saturating_mul(bits.div_ceil(8)) };
+                let bytes = crate::dtype::packed_bytes(elements, bits as u32).unwrap_or(usize::MAX);
                 self.shared_bytes = self.shared_bytes.saturating_add(bytes.div_ceil(16).saturating_mul(16));
                 if self.shared_bytes > MAX_SHARED_BYTES {
                     self.error(
