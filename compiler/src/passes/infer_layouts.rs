@@ -354,19 +354,31 @@ fn mma_accumulator(shape: &[usize], threads: usize) -> Option<RegisterLayout> {
 /// Each thread holds `v` consecutive elements of the last dimension (one access of at most 16
 /// bytes), the rest spread as `auto_local_spatial`; `None` when no `v > 1` fits.
 fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
-    let last = *shape.last()?;
     let total: usize = shape.iter().product();
-    // The largest power of two with v · bits ≤ 128.
-    let cap = (128 / bits.max(1)).max(1);
-    let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
-    while v > 1 && (last % v != 0 || total / v < threads) {
-        v /= 2;
-    }
+    let v = widest_run(shape, bits, |v| total / v >= threads);
     if v <= 1 {
         return None;
     }
+    runs_of(shape, threads, v)
+}
+
+/// The largest power of two `v` with `v · bits ≤ 128` that divides the last extent and passes
+/// `also` (1 when none above 1 does).
+fn widest_run(shape: &[usize], bits: usize, also: impl Fn(usize) -> bool) -> usize {
+    let last = shape.last().copied().unwrap_or(1);
+    let cap = (128 / bits.max(1)).max(1);
+    let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
+    while v > 1 && (last % v != 0 || !also(v)) {
+        v /= 2;
+    }
+    v
+}
+
+/// Runs of `v` consecutive elements of the last dimension per thread (`v` divides it), the
+/// runs spread as `auto_local_spatial`.
+fn runs_of(shape: &[usize], threads: usize, v: usize) -> Option<RegisterLayout> {
     let mut outer = shape.to_vec();
-    *outer.last_mut()? = last / v;
+    *outer.last_mut()? /= v;
     let mut inner = vec![1; shape.len()];
     *inner.last_mut()? = v;
     RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
@@ -380,20 +392,11 @@ fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLa
 /// Threads beyond the tile's runs hold replicas (only the first replica copies).
 pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<(RegisterLayout, usize)> {
     let last = *shape.last()?;
-    let cap = (128 / bits.max(1)).max(1);
-    let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
-    while v > 1 && last % v != 0 {
-        v /= 2;
-    }
+    let mut v = widest_run(shape, bits, |_| true);
     if (v * bits) % 8 != 0 {
         v = last;
     }
-    let mut outer = shape.to_vec();
-    *outer.last_mut()? = last / v;
-    let mut inner = vec![1; shape.len()];
-    *inner.last_mut()? = v;
-    let layout = RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()?;
-    Some((layout, v))
+    Some((runs_of(shape, threads, v)?, v))
 }
 
 /// `view` needs equal bits per thread on both sides.
