@@ -153,8 +153,7 @@ impl Module {
         match &error {
             tl_vm::VmError::Exec { block, instr, span, fault } => {
                 let d = Diagnostic::error(format!("{fault} (block {block})"), *span).with_note(format!("in `{instr}`"));
-                let text = d.render(&self.file_name, &self.source);
-                let rendered = text.strip_prefix("error: ").unwrap_or(&text).trim_end().to_string();
+                let rendered = render_fault(&d, &self.file_name, &self.source);
                 RuntimeError::VmFault { error, rendered }
             }
             _ => RuntimeError::Vm(error),
@@ -201,16 +200,20 @@ pub fn render_simt_error(error: &tl_vm::simt::SimtError, file_name: &str, source
         e => e.location().map(|(span, what)| Diagnostic::error(e.message(), *span).with_note(format!("in `{what}`"))),
     };
     match diagnostic {
-        Some(d) => {
-            let text = d.render(file_name, source);
-            text.strip_prefix("error: ").unwrap_or(&text).trim_end().to_string()
-        }
+        Some(d) => render_fault(&d, file_name, source),
         None => error.to_string(),
     }
 }
 
 fn poisoned() -> RuntimeError {
     RuntimeError::Usage("a kernel's variant cache was poisoned by a panic in another thread".into())
+}
+
+/// A run-time fault's diagnostic rendered against the source, without the leading `error: `
+/// (whoever prints it adds that).
+fn render_fault(d: &Diagnostic, file_name: &str, source: &str) -> String {
+    let text = d.render(file_name, source);
+    text.strip_prefix("error: ").unwrap_or(&text).trim_end().to_string()
 }
 
 fn render(file_name: &str, source: &str, diagnostics: Vec<Diagnostic>) -> RuntimeError {
