@@ -7,7 +7,7 @@
 //! * [`gf2`]: the linear (GF(2)) view of power-of-two layouts: inversion, composition, rank.
 //! * [`analysis`]: vector width, conversion classification and bank conflicts.
 //! * [`shared`] and [`swizzle`]: shared-memory layouts with an optional XOR swizzle.
-//! * [`view`]: reinterpreting each thread's bits as another dtype and layout.
+//! * [`view`]: reinterpreting a tile's bits as another dtype, and when that moves no data.
 //!
 //! The invariants are property-tested in `compiler/tests/layout_properties.rs` (I1–I16 of
 //! `../shared/reference/layouts_and_anchors.md` §1d) and the worked examples pinned in
@@ -27,4 +27,4 @@ pub use gf2::F2Layout;
 pub use register::{RegisterLayout, SpatialEntry, ThreadTerm};
 pub use shared::SharedLayout;
 pub use swizzle::Swizzle;
-pub use view::{view_bits, RegisterView};
+pub use view::{view_bits, view_moves_no_data, view_result_layout, RegisterView};

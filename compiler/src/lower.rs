@@ -29,7 +29,7 @@
 
 use crate::dtype::DType;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
-use crate::layout::RegisterLayout;
+use crate::layout::{view_moves_no_data, RegisterLayout};
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
 use crate::passes::divisibility::{self, Assumptions, Divisibility};
 use std::collections::HashMap;
@@ -477,29 +477,21 @@ impl Lower<'_> {
     /// `view`: the thread's registers of `a`, as codes concatenated LSB first in local order,
     /// re-sliced into the registers of `id`. Every destination element is an OR of constant
     /// shifts of the (at most a few) source codes it overlaps; no memory is involved.
+    /// `view<to>(a)`. When the two layouts keep every bit in the thread that holds it
+    /// (`view_moves_no_data`, what inference prefers), each thread cuts its own bits anew;
+    /// otherwise the operand goes through shared memory and each result element gathers its
+    /// bits from there.
     fn view(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
-        use crate::lower_numerics::{container_to_code, narrow_code, sign_extend};
         let (from, to) = (self.dtype(a), self.dtype(id));
+        if !view_moves_no_data(self.layout(a), from.bits(), self.layout(id), to.bits()) {
+            self.view_through_shared(id, a, body);
+            return;
+        }
         let (b_src, b_dst) = (from.bits() as i64, to.bits() as i64);
         let sources: Vec<Var> = self.regs(a).to_vec();
         let count = self.layout(id).local_size();
-        debug_assert_eq!(sources.len() as i64 * b_src, count as i64 * b_dst, "checked by layout assignment");
-        // Source codes as i32 (bits above the width are zero).
-        let codes: Vec<Var> = sources
-            .iter()
-            .map(|&r| {
-                let e = match Ty::of(from) {
-                    Ty::I8 => container_to_code(var(r), from),
-                    Ty::I16 | Ty::F16 | Ty::BF16 => {
-                        let raw = if Ty::of(from) == Ty::I16 { var(r) } else { Expr::Bitcast { to: Ty::I16, value: Box::new(var(r)) } };
-                        Expr::Cast { to: Ty::I32, value: Box::new(raw), from_unsigned: true, to_unsigned: false }
-                    }
-                    Ty::F32 => Expr::Bitcast { to: Ty::I32, value: Box::new(var(r)) },
-                    _ => var(r),
-                };
-                self.assign(body, Ty::I32, e)
-            })
-            .collect();
+        debug_assert_eq!(sources.len() as i64 * b_src, count as i64 * b_dst, "checked by view_moves_no_data");
+        let codes: Vec<Var> = sources.iter().map(|&r| self.code_of_register(body, var(r), from)).collect();
         let mut out = Vec::new();
         for j in 0..count as i64 {
             let (lo, hi) = (j * b_dst, (j + 1) * b_dst);
@@ -524,20 +516,98 @@ impl Lower<'_> {
             let code = code.unwrap_or(int(Ty::I32, 0));
             let masked = if b_dst < 32 { bin(lir::BinaryOp::And, code, int(Ty::I32, (1i64 << b_dst) - 1)) } else { code };
             let code = self.assign(body, Ty::I32, masked);
-            let register = match Ty::of(to) {
-                Ty::I8 if to.is_signed_int() => {
-                    let extended = sign_extend(var(code), b_dst as u32);
-                    Expr::Cast { to: Ty::I8, value: Box::new(extended), from_unsigned: false, to_unsigned: false }
-                }
-                Ty::I8 => narrow_code(var(code), Ty::I8),
-                Ty::I16 => narrow_code(var(code), Ty::I16),
-                Ty::F16 | Ty::BF16 => Expr::Bitcast { to: Ty::of(to), value: Box::new(narrow_code(var(code), Ty::I16)) },
-                Ty::F32 => Expr::Bitcast { to: Ty::F32, value: Box::new(var(code)) },
-                _ => var(code),
-            };
-            out.push(self.assign(body, Ty::of(to), register));
+            out.push(self.register_of_code(body, code, to));
         }
         self.regs.insert(id, out);
+    }
+
+    /// `view` between layouts that do not keep the bits in place: the operand is staged in
+    /// shared memory (one container per element, row-major), and result element `(.., c)`,
+    /// bits `[c·b', (c + 1)·b')` of its row, is put together from the source elements of that
+    /// row that hold them: column `p / b` onwards, `p = c·b'`, at most `q` of them, the first
+    /// shifted right by `p mod b`, the next ones left by `k·b − p mod b`. Shifts are done in i64
+    /// (every amount is below `b + b' ≤ 64`); source columns past the row are clamped, and what
+    /// they contribute lies above bit `b'` and is masked off.
+    fn view_through_shared(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
+        let (from, to) = (self.dtype(a), self.dtype(id));
+        let (b_src, b_dst) = (from.bits() as i64, to.bits() as i64);
+        let source_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
+        let columns = *source_shape.last().expect("tiles have rank >= 1") as i64;
+        let container = Ty::of(from);
+        let base = self.stage(&[a], body)[0];
+        let layout = self.layout(id).clone();
+        // The most source elements one result element can span: its first bit sits at a
+        // multiple of gcd(b, b') within a source element.
+        let g = gcd(b_src, b_dst);
+        let pieces = (b_src - g + b_dst + b_src - 1) / b_src;
+        let mut out = Vec::new();
+        for j in 0..layout.local_size() {
+            let coords = self.coords(&layout, j);
+            let rank = coords.len();
+            let position = self.assign(body, Ty::I32, bin(lir::BinaryOp::Mul, coords[rank - 1].clone(), int(Ty::I32, b_dst)));
+            let first = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, var(position), int(Ty::I32, b_src)));
+            let skip = self.assign(body, Ty::I64, to_i64(bin(lir::BinaryOp::Rem, var(position), int(Ty::I32, b_src))));
+            let mut code: Option<Expr> = None;
+            for piece in 0..pieces {
+                let column = bin(lir::BinaryOp::Add, var(first), int(Ty::I32, piece));
+                let column = bin(lir::BinaryOp::Min, column, int(Ty::I32, columns - 1));
+                let mut at = coords[..rank - 1].to_vec();
+                at.push(column);
+                let offset = self.shared_offset(base, &at, &source_shape, container.bytes() as i64, false);
+                let loaded = self.assign(body, container, Expr::LoadShared { offset: Box::new(offset), ty: container });
+                let source_code = self.code_of_register(body, var(loaded), from);
+                let wide = Expr::Cast { to: Ty::I64, value: Box::new(var(source_code)), from_unsigned: true, to_unsigned: false };
+                let part = if piece == 0 {
+                    bin(lir::BinaryOp::LShr, wide, var(skip))
+                } else {
+                    bin(lir::BinaryOp::Shl, wide, bin(lir::BinaryOp::Sub, int(Ty::I64, piece * b_src), var(skip)))
+                };
+                code = Some(match code {
+                    None => part,
+                    Some(prev) => bin(lir::BinaryOp::Or, prev, part),
+                });
+            }
+            let masked = bin(lir::BinaryOp::And, code.expect("at least one piece"), int(Ty::I64, (1i64 << b_dst) - 1));
+            // The masked code fits 32 unsigned bits, so the saturating conversion keeps it.
+            let narrow = Expr::Cast { to: Ty::I32, value: Box::new(masked), from_unsigned: true, to_unsigned: true };
+            let code = self.assign(body, Ty::I32, narrow);
+            out.push(self.register_of_code(body, code, to));
+        }
+        body.push(lir::Stmt::Barrier);
+        self.regs.insert(id, out);
+    }
+
+    /// The code of a register of `dtype` as an i32 (bits above the width are zero).
+    fn code_of_register(&mut self, body: &mut Vec<lir::Stmt>, register: Expr, dtype: DType) -> Var {
+        use crate::lower_numerics::container_to_code;
+        let e = match Ty::of(dtype) {
+            Ty::I8 => container_to_code(register, dtype),
+            Ty::I16 | Ty::F16 | Ty::BF16 => {
+                let raw = if Ty::of(dtype) == Ty::I16 { register } else { Expr::Bitcast { to: Ty::I16, value: Box::new(register) } };
+                Expr::Cast { to: Ty::I32, value: Box::new(raw), from_unsigned: true, to_unsigned: false }
+            }
+            Ty::F32 => Expr::Bitcast { to: Ty::I32, value: Box::new(register) },
+            _ => register,
+        };
+        self.assign(body, Ty::I32, e)
+    }
+
+    /// A register of `dtype` holding `code` (an i32 variable with the code in its low bits and
+    /// zeros above).
+    fn register_of_code(&mut self, body: &mut Vec<lir::Stmt>, code: Var, dtype: DType) -> Var {
+        use crate::lower_numerics::{narrow_code, sign_extend};
+        let register = match Ty::of(dtype) {
+            Ty::I8 if dtype.is_signed_int() => {
+                let extended = sign_extend(var(code), dtype.bits());
+                Expr::Cast { to: Ty::I8, value: Box::new(extended), from_unsigned: false, to_unsigned: false }
+            }
+            Ty::I8 => narrow_code(var(code), Ty::I8),
+            Ty::I16 => narrow_code(var(code), Ty::I16),
+            Ty::F16 | Ty::BF16 => Expr::Bitcast { to: Ty::of(dtype), value: Box::new(narrow_code(var(code), Ty::I16)) },
+            Ty::F32 => Expr::Bitcast { to: Ty::F32, value: Box::new(var(code)) },
+            _ => var(code),
+        };
+        self.assign(body, Ty::of(dtype), register)
     }
 
     /// Converts `e` (a register of `from`) to `to` with the cast semantics, through
@@ -1696,4 +1766,8 @@ fn guarded(body: &mut Vec<lir::Stmt>, guard: Expr, stmts: Vec<lir::Stmt>) {
     } else {
         body.push(lir::Stmt::If { cond: guard, then_body: stmts, else_body: Vec::new() });
     }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

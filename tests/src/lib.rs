@@ -40,3 +40,17 @@ impl Rng {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 }
+
+/// Whether `ptxas` is available for a test that assembles PTX. Without it the test says so
+/// loudly and skips, unless `TL_REQUIRE_PTXAS=1` (set by `scripts/test.sh`, where ptxas is
+/// installed): then a missing ptxas fails the test instead of letting it pass by skipping.
+pub fn ptxas_available(test: &str) -> bool {
+    if tl_compiler::backend::ptxas::find_ptxas().is_some() {
+        return true;
+    }
+    if std::env::var("TL_REQUIRE_PTXAS").is_ok_and(|v| v == "1") {
+        panic!("{test}: ptxas not found, but TL_REQUIRE_PTXAS=1 requires it (set TL_PTXAS or run scripts/setup.sh)");
+    }
+    eprintln!("SKIPPED {test}: ptxas not found (set TL_PTXAS or run scripts/setup.sh); its PTX is not assembled");
+    false
+}

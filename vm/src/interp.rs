@@ -476,12 +476,8 @@ impl Machine<'_, '_> {
                 out
             }
             Op::View(a) => {
-                let source = &kernel.values[a.index()];
-                let (Some(src_layout), Some(dst_layout)) = (&source.layout, &data.layout) else {
-                    return Err(internal("`view` needs layouts: run layout assignment first"));
-                };
-                let from = source.ty.dtype().ok_or_else(|| internal("view of an untyped value"))?;
-                view(get(env, *a)?, value_shape(kernel, *a), from, src_layout, shape_of(ty), dtype()?, dst_layout)?
+                let from = kernel.values[a.index()].ty.dtype().ok_or_else(|| internal("view of an untyped value"))?;
+                view(get(env, *a)?, from, dtype()?)
             }
             Op::Select { cond, a, b } => {
                 let (c, x, y) = (get(env, *cond)?, get(env, *a)?, get(env, *b)?);
@@ -854,53 +850,17 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
     if d == DType::Bool { Ok(bool_value(r != 0)) } else { fit_int(d, r) }
 }
 
-/// `view`: for every thread, the codes of its elements of `x` (in the local order of
-/// `src_layout`) are concatenated LSB first and split into its elements of the result (in the
-/// local order of `dst_layout`). Replicas of a result element must agree.
-fn view(
-    x: &[f64],
-    src_shape: &[usize],
-    from: DType,
-    src_layout: &tl_compiler::layout::RegisterLayout,
-    dst_shape: &[usize],
-    to: DType,
-    dst_layout: &tl_compiler::layout::RegisterLayout,
-) -> Result<Vec<f64>, Fault> {
-    let (b_src, b_dst) = (from.bits() as usize, to.bits() as usize);
-    let threads = src_layout.num_threads();
-    if threads != dst_layout.num_threads() || src_layout.local_size() * b_src != dst_layout.local_size() * b_dst {
-        return Err(Fault::Unsupported(format!(
-            "`view` from {from} to {to} with unequal bits per thread ({} × {b_src} vs {} × {b_dst})",
-            src_layout.local_size(),
-            dst_layout.local_size()
-        )));
+/// `view` on the logical tile (docs/language.md): every row's codes, concatenated LSB first,
+/// cut into codes of `to`. A row holds a whole number of `to` codes (checked by sema), so the
+/// rows of the row-major tile line up and the whole tile is one bit string.
+fn view(x: &[f64], from: DType, to: DType) -> Vec<f64> {
+    let (b_src, b_dst) = (from.bits(), to.bits());
+    let total_bits = x.len() * b_src as usize;
+    let mut bits = vec![0u8; total_bits.div_ceil(8)];
+    for (i, &value) in x.iter().enumerate() {
+        tl_compiler::dtype::write_packed(&mut bits, b_src, i, from.encode(value));
     }
-    let (src_strides, dst_strides) = (strides(src_shape), strides(dst_shape));
-    let flat = |coords: &[usize], st: &[usize]| coords.iter().zip(st).map(|(c, s)| c * s).sum::<usize>();
-    let mut out: Vec<Option<u64>> = vec![None; dst_shape.iter().product()];
-    let mut bits = vec![0u8; (src_layout.local_size() * b_src).div_ceil(8)];
-    for t in 0..threads {
-        bits.iter_mut().for_each(|b| *b = 0);
-        for i in 0..src_layout.local_size() {
-            let coord = src_layout.coord(t, i).ok_or_else(|| Fault::Internal("layout coordinate".into()))?;
-            let code = from.encode(x[flat(&coord, &src_strides)]);
-            tl_compiler::dtype::write_packed(&mut bits, b_src as u32, i, code);
-        }
-        for j in 0..dst_layout.local_size() {
-            let code = tl_compiler::dtype::read_packed(&bits, b_dst as u32, j);
-            let coord = dst_layout.coord(t, j).ok_or_else(|| Fault::Internal("layout coordinate".into()))?;
-            let slot = &mut out[flat(&coord, &dst_strides)];
-            match slot {
-                Some(prev) if *prev != code => {
-                    return Err(Fault::Unsupported("`view` gives replicas of one element different bits".into()));
-                }
-                _ => *slot = Some(code),
-            }
-        }
-    }
-    out.into_iter()
-        .map(|c| c.map(|c| to.decode(c)).ok_or_else(|| Fault::Internal("`view` left an element unset".into())))
-        .collect()
+    (0..total_bits / b_dst as usize).map(|j| to.decode(tl_compiler::dtype::read_packed(&bits, b_dst, j))).collect()
 }
 
 /// Row-major strides of `shape`.

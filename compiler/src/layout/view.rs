@@ -1,16 +1,25 @@
-//! `view`: reinterpreting a register tensor's per-thread bits under another layout and dtype.
+//! `view`: reinterpreting a register tensor's bits as another dtype, and when that moves no
+//! data between threads.
 //!
-//! Each thread's registers hold a packed LSB-first bit stream: local element `i` of a `b`-bit
-//! dtype occupies bits `[i b, (i + 1) b)` (the packing of [`crate::dtype::read_packed`] and
-//! [`crate::dtype::write_packed`]). A view keeps every thread's stream and changes only how it is
-//! cut into elements, so it moves no data.
+//! The language defines `view<T>(x)` on the logical tile, independent of layouts: each row of
+//! `x` (all leading coordinates fixed) is the LSB-first concatenation of its codes, the packing
+//! of [`crate::dtype::read_packed`] and [`crate::dtype::write_packed`], and that bit string is
+//! cut into codes of `T`. Only the last extent changes (`u8[16, 32]` → `u4[16, 64]`).
+//!
+//! Each thread's registers also hold a packed LSB-first bit stream: local element `i` of a
+//! `b`-bit dtype occupies bits `[i b, (i + 1) b)`. A [`RegisterView`] keeps every thread's
+//! stream and changes only how it is cut into elements, which moves no data. It computes the
+//! logical view only for some pairs of layouts; [`view_moves_no_data`] says which, and
+//! [`view_result_layout`] builds, from the operand's layout, a result layout for which it does.
 //!
 //! # Invariants
 //!
-//! * A view is legal iff both layouts have the same thread count and the same bits per thread
-//!   (`src.local_size * src_bits == dst.local_size * dst_bits`); [`view_bits`] checks this.
+//! * A per-thread view is defined iff both layouts have the same thread count and the same bits
+//!   per thread (`src.local_size * src_bits == dst.local_size * dst_bits`); [`view_bits`]
+//!   checks this.
 //! * Thread `t`'s destination element `j` is bits `[j b', (j + 1) b')` of thread `t`'s stream.
 //! * Viewing back with the source layout and dtype restores the original values.
+//! * `view_moves_no_data(src, b, view_result_layout(src, b, b')?, b')` holds.
 
 use std::ops::Range;
 
@@ -150,4 +159,60 @@ impl RegisterView {
         }
         Ok(out)
     }
+}
+
+/// Whether cutting each thread's bit stream anew (a [`RegisterView`] from `src` to `dst`)
+/// computes the logical `view` from `src_bits`-bit to `dst_bits`-bit elements: every bit a
+/// thread moves from one of its source elements into one of its destination elements sits, in
+/// both, in the same row and at the same bit position of that row. Layouts of different rank or
+/// thread count, or of unequal bits per thread, never do.
+pub fn view_moves_no_data(src: &RegisterLayout, src_bits: u32, dst: &RegisterLayout, dst_bits: u32) -> bool {
+    let Ok(view) = view_bits(src, src_bits, dst, dst_bits) else { return false };
+    let rank = src.rank();
+    if rank == 0 || dst.rank() != rank {
+        return false;
+    }
+    let (sb, db) = (src_bits as usize, dst_bits as usize);
+    for thread in 0..view.num_threads() {
+        for j in 0..dst.local_size() {
+            let Some(dst_coord) = dst.coord(thread, j) else { return false };
+            for piece in view.source_pieces(j).unwrap_or_default() {
+                let Some(src_coord) = src.coord(thread, piece.src_local) else { return false };
+                if src_coord[..rank - 1] != dst_coord[..rank - 1] {
+                    return false;
+                }
+                let src_position = src_coord[rank - 1] * sb + piece.src_bit as usize;
+                let dst_position = dst_coord[rank - 1] * db + piece.dst_bit as usize;
+                if src_position != dst_position {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// A layout for the result of a `view` from `src_bits` to `dst_bits` of a tile laid out by
+/// `src` that moves no data ([`view_moves_no_data`]), or `None` when `src` has none of this
+/// form. With `l = lcm(src_bits, dst_bits)`, `l / src_bits` consecutive source elements of a
+/// row hold the same bits as `l / dst_bits` destination elements: when `src` is `Q *
+/// local(1, .., l / src_bits)`, the result is `Q * local(1, .., l / dst_bits)`.
+pub fn view_result_layout(src: &RegisterLayout, src_bits: u32, dst_bits: u32) -> Option<RegisterLayout> {
+    if src_bits == 0 || dst_bits == 0 || src.rank() == 0 {
+        return None;
+    }
+    let g = gcd(src_bits as usize, dst_bits as usize);
+    let lcm = src_bits as usize / g * dst_bits as usize;
+    let group = |bits: u32| {
+        let mut shape = vec![1; src.rank()];
+        *shape.last_mut().expect("rank >= 1") = lcm / bits as usize;
+        RegisterLayout::local(&shape).ok()
+    };
+    let quotient = src.divide_right(&group(src_bits)?)?;
+    let result = quotient.product(&group(dst_bits)?).ok()?;
+    view_moves_no_data(src, src_bits, &result, dst_bits).then_some(result)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -19,7 +19,8 @@
 //!    * it holds a reduction's result: the operand's layout with the reduced dimension's modes
 //!      removed (`reduce_keep_dims`; its spatial modes become replication), decided after the
 //!      operand's component; likewise a `permute`/`reshape` result takes its operand's layout
-//!      permuted/reshaped (free: no data moves);
+//!      permuted/reshaped, and a `view` result the layout `view_result_layout` derives from
+//!      its operand's (free: no data moves);
 //!    * it holds the accumulator of a `dot` with f16/bf16/i8 operands, M a multiple of 16 and N of
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
@@ -29,8 +30,8 @@
 //!      access) dividing that extent and leaving work for every thread; the rest is spread as
 //!      `auto_local_spatial`;
 //!    * otherwise `auto_local_spatial(shape, threads)`.
-//! 4. **`view`** needs equal bits per thread on its two sides; otherwise a diagnostic at the
-//!    `view` names both layouts.
+//! 4. **`view`** is defined on the logical tile, so any two layouts are legal on its sides;
+//!    the lowering moves bits between threads when the pair does not keep them in place.
 //!
 //! Guarantees: every tensor value and variable has a layout covering its shape with exactly the
 //! block's thread count (checked by `ir::verify` with `require_layouts`), and the nodes of one
@@ -39,7 +40,7 @@
 use crate::diagnostics::Diagnostic;
 use crate::dtype::DType;
 use crate::ir::{Kernel, LayoutAnnotation, LayoutFunc, Op, Stmt, ValueId, VarId};
-use crate::layout::{LayoutError, RegisterLayout};
+use crate::layout::{view_result_layout, LayoutError, RegisterLayout};
 use petgraph::graph::{NodeIndex, UnGraph};
 use std::collections::HashMap;
 
@@ -149,7 +150,6 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
         force = !progressed;
         pending = waiting;
     }
-    diagnostics.extend(check_views(kernel));
     diagnostics
 }
 
@@ -247,6 +247,17 @@ fn operand_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand 
             Op::Reshape(value) => {
                 let shape = data.ty.shape().map(|s| s.to_vec()).unwrap_or_default();
                 (*value, Box::new(move |l| l.reshape(&shape)))
+            }
+            Op::View(value) => {
+                let bits = |v: ValueId| kernel.values[v.index()].ty.dtype().map_or(0, |d| d.bits());
+                let (src_bits, dst_bits) = (bits(*value), data.ty.dtype().map_or(0, |d| d.bits()));
+                (
+                    *value,
+                    Box::new(move |l| {
+                        view_result_layout(l, src_bits, dst_bits)
+                            .ok_or_else(|| LayoutError::InvalidAccess("no view layout that moves no data".into()))
+                    }),
+                )
             }
             _ => continue,
         };
@@ -399,34 +410,3 @@ pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Optio
     Some((runs_of(shape, threads, v)?, v))
 }
 
-/// `view` needs equal bits per thread on both sides.
-fn check_views(kernel: &Kernel) -> Vec<Diagnostic> {
-    let mut diagnostics = Vec::new();
-    for v in &kernel.values {
-        let Op::View(a) = v.op else { continue };
-        let source = &kernel.values[a.index()];
-        let (Some(src_layout), Some(dst_layout)) = (&source.layout, &v.layout) else { continue };
-        let (Some(src_dtype), Some(dst_dtype)) = (source.ty.dtype(), v.ty.dtype()) else { continue };
-        let src_bits = src_layout.local_size() * src_dtype.bits() as usize;
-        let dst_bits = dst_layout.local_size() * dst_dtype.bits() as usize;
-        // Threads that hold copies of the same operand bits must also hold copies of the same
-        // result elements: the replication digits must agree.
-        let same_copies = src_layout.replication_digits() == dst_layout.replication_digits();
-        if src_bits != dst_bits || src_layout.num_threads() != dst_layout.num_threads() || !same_copies {
-            diagnostics.push(
-                Diagnostic::error(
-                    format!(
-                        "`view` needs equal bits per thread and the same replication: each thread holds {} × {src_dtype} = {src_bits} bits of the operand ({src_layout}) but {} × {dst_dtype} = {dst_bits} bits of the result ({dst_layout})",
-                        src_layout.local_size(),
-                        dst_layout.local_size(),
-                        src_layout = src_layout.readable(),
-                        dst_layout = dst_layout.readable(),
-                    ),
-                    v.span,
-                )
-                .with_note("annotate the two sides with layouts of equal bits per thread, or give the tile more elements per thread"),
-            );
-        }
-    }
-    diagnostics
-}
