@@ -2,7 +2,8 @@
 # The test command (also what .ci/run calls): set-up, then build every target and run every
 # test of the workspace. Prints cargo's own test summary; exits with cargo's status.
 # Works without a GPU: tests that need one say why they skip. TL_PTXAS points the tests at the
-# ptxas that scripts/setup.sh installed, so every shipped kernel is assembled for sm_80/sm_90a.
+# ptxas that scripts/setup.sh installed, so every shipped kernel is assembled for sm_80/sm_90a;
+# TL_REQUIRE_PTXAS=1 turns a skipped ptxas check into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,9 @@ if [ -z "${TL_PTXAS:-}" ]; then
     TL_PTXAS="$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13','bin','ptxas'))")"
 fi
 export TL_PTXAS
-echo "test: TL_PTXAS=$TL_PTXAS"
+# ptxas is installed here, so a test that would skip its ptxas check fails instead.
+export TL_REQUIRE_PTXAS=1
+echo "test: TL_PTXAS=$TL_PTXAS TL_REQUIRE_PTXAS=1"
 
 echo "test: cargo build --workspace --all-targets"
 cargo build --workspace --all-targets

@@ -80,6 +80,11 @@ impl Diagnostic {
 
     /// Renders this diagnostic against the source it refers to.
     pub fn render(&self, file_name: &str, source: &str) -> String {
+        self.render_with(file_name, &LineIndex::new(source))
+    }
+
+    /// [`Diagnostic::render`] with the line starts of the source already indexed.
+    pub fn render_with(&self, file_name: &str, index: &LineIndex) -> String {
         let mut out = String::new();
         let kind = match self.severity {
             Severity::Error => "error",
@@ -87,12 +92,12 @@ impl Diagnostic {
         };
         out.push_str(&format!("{kind}: {}\n", self.message));
         if let Some(span) = self.span {
-            render_snippet(&mut out, file_name, source, span, "", true);
+            render_snippet(&mut out, file_name, index, span, "", true);
         } else {
             out.push_str(&format!("  --> {file_name}\n"));
         }
         for label in &self.labels {
-            render_snippet(&mut out, file_name, source, label.span, &label.message, false);
+            render_snippet(&mut out, file_name, index, label.span, &label.message, false);
         }
         for note in &self.notes {
             out.push_str(&format!("  = note: {note}\n"));
@@ -107,28 +112,91 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Line (1-based), column (1-based, in characters) and the byte range of the line holding `offset`.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize, std::ops::Range<usize>) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = source[offset..].find('\n').map_or(source.len(), |i| offset + i);
-    let line = source[..line_start].matches('\n').count() + 1;
-    let col = source[line_start..offset].chars().count() + 1;
-    (line, col, line_start..line_end)
+/// Line starts of one source, computed once, so that finding the line and column of an offset
+/// costs a binary search instead of a scan from the start of the file.
+pub struct LineIndex<'a> {
+    source: &'a str,
+    /// Byte offset of the first character of every line.
+    starts: Vec<usize>,
 }
+
+impl<'a> LineIndex<'a> {
+    pub fn new(source: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { source, starts }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset` (clamped to the source and to
+    /// a character boundary), and the byte range of its line without the newline.
+    pub fn line_col(&self, offset: usize) -> (usize, usize, std::ops::Range<usize>) {
+        let source = self.source;
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let line_start = self.starts[line - 1];
+        let line_end = self.starts.get(line).map_or(source.len(), |&next| next - 1);
+        let col = source[line_start..offset].chars().count() + 1;
+        (line, col, line_start..line_end)
+    }
+}
+
+/// Line and column of increasing offsets (the tokens of a file, in order) in time linear in
+/// the source: each call continues counting characters where the previous one stopped.
+pub struct PositionCursor<'a> {
+    source: &'a str,
+    offset: usize,
+    line: usize,
+    col: usize,
+}
+
+impl<'a> PositionCursor<'a> {
+    pub fn new(source: &'a str) -> PositionCursor<'a> {
+        PositionCursor { source, offset: 0, line: 1, col: 1 }
+    }
+
+    /// 1-based line and column of `offset`; offsets below the previous one restart the count.
+    pub fn line_col(&mut self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.source.len());
+        while !self.source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        if offset < self.offset {
+            *self = PositionCursor::new(self.source);
+        }
+        for c in self.source[self.offset..offset].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.col = 1;
+            } else {
+                self.col += 1;
+            }
+        }
+        self.offset = offset;
+        (self.line, self.col)
+    }
+}
+
+/// 1-based line and column of byte `offset` in `source`, and the byte range of its line. Scans
+/// the source: to place many offsets, build a [`LineIndex`] once.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize, std::ops::Range<usize>) {
+    LineIndex::new(source).line_col(offset)
+}
+
+/// At most this many diagnostics are rendered by [`render_all`]; a last line counts the rest.
+pub const MAX_RENDERED_DIAGNOSTICS: usize = 100;
 
 fn render_snippet(
     out: &mut String,
     file_name: &str,
-    source: &str,
+    index: &LineIndex,
     span: Span,
     label: &str,
     primary: bool,
 ) {
-    let (line, col, range) = line_col(source, span.start);
+    let source = index.source;
+    let (line, col, range) = index.line_col(span.start);
     let text = source[range.clone()].trim_end_matches('\r');
     // Replace tabs so that the marker lines up; keep control characters from garbling a terminal.
     let shown: String = text
@@ -159,11 +227,20 @@ fn render_snippet(
 }
 
 /// Renders a list of diagnostics, separated by blank lines, with a summary line.
+/// Past [`MAX_RENDERED_DIAGNOSTICS`], the rest are counted, not shown.
 pub fn render_all(diagnostics: &[Diagnostic], file_name: &str, source: &str) -> String {
+    let index = LineIndex::new(source);
     let mut out = String::new();
-    for d in diagnostics {
-        out.push_str(&d.render(file_name, source));
+    for d in diagnostics.iter().take(MAX_RENDERED_DIAGNOSTICS) {
+        out.push_str(&d.render_with(file_name, &index));
         out.push('\n');
+    }
+    if diagnostics.len() > MAX_RENDERED_DIAGNOSTICS {
+        let more = diagnostics.len() - MAX_RENDERED_DIAGNOSTICS;
+        out.push_str(&format!(
+            "note: {more} more diagnostic{} not shown (only the first {MAX_RENDERED_DIAGNOSTICS} are)\n",
+            if more == 1 { "" } else { "s" }
+        ));
     }
     let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     if errors > 0 {
@@ -195,5 +272,42 @@ mod tests {
         let d = Diagnostic::error("eof", Span::new(100, 200));
         let text = d.render("k.tl", "abc");
         assert!(text.contains("k.tl:1:4"), "{text}");
+    }
+
+    /// Line and column by a scan from the start, written from the definition.
+    fn scanned(source: &str, offset: usize) -> (usize, usize) {
+        let before = &source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+        (line, col)
+    }
+
+    #[test]
+    fn line_index_and_cursor_agree_with_a_scan() {
+        let src = "ab\r\n\nµx = 1;\n\tq\n\n€€ end";
+        let index = LineIndex::new(src);
+        let mut cursor = PositionCursor::new(src);
+        for (offset, _) in src.char_indices().chain(std::iter::once((src.len(), ' '))) {
+            let (line, col, range) = index.line_col(offset);
+            assert_eq!((line, col), scanned(src, offset), "offset {offset}");
+            assert_eq!(cursor.line_col(offset), (line, col), "offset {offset}");
+            assert!(range.start <= offset && offset <= range.end && !src[range].contains('\n'));
+        }
+        // Backwards and into the middle of a character.
+        assert_eq!(cursor.line_col(1), (1, 2));
+        let inside = src.find('€').unwrap() + 1;
+        assert_eq!(index.line_col(inside).0, 6);
+    }
+
+    #[test]
+    fn render_all_shows_at_most_the_cap_and_counts_the_rest() {
+        let src = "x\n".repeat(MAX_RENDERED_DIAGNOSTICS + 7);
+        let diagnostics: Vec<Diagnostic> =
+            (0..MAX_RENDERED_DIAGNOSTICS + 7).map(|i| Diagnostic::error(format!("bad {i}"), Span::new(2 * i, 2 * i + 1))).collect();
+        let text = render_all(&diagnostics, "k.tl", &src);
+        assert_eq!(text.matches("error: bad").count(), MAX_RENDERED_DIAGNOSTICS);
+        assert!(text.contains(&format!("k.tl:{}:1", MAX_RENDERED_DIAGNOSTICS)), "{text}");
+        assert!(text.contains("7 more diagnostics not shown"), "{text}");
+        assert!(text.contains(&format!("{} errors found", MAX_RENDERED_DIAGNOSTICS + 7)), "{text}");
     }
 }

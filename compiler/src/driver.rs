@@ -56,7 +56,7 @@ impl Compiled {
         if assumptions.is_none() {
             return Ok(self.lir.clone());
         }
-        lower::lower_with(&self.kernel, assumptions).map_err(|e| Diagnostic::error_nowhere(e.to_string()).into())
+        lower::lower_with(&self.kernel, assumptions).map_err(|e| e.to_diagnostic().into())
     }
 }
 
@@ -85,6 +85,6 @@ pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
 /// Source → block IR with layouts → LIR.
 pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Compiled, CompileError> {
     let kernel = optimize(block_ir(file, kernel, consts)?)?;
-    let lir = lower::lower(&kernel).map_err(|e| Diagnostic::error_nowhere(e.to_string()))?;
+    let lir = lower::lower(&kernel).map_err(|e| e.to_diagnostic())?;
     Ok(Compiled { kernel, lir })
 }

@@ -9,8 +9,8 @@
 //! * [`shared`] and [`swizzle`]: shared-memory layouts with an optional XOR swizzle.
 //! * [`view`]: reinterpreting a tile's bits as another dtype, and when that moves no data.
 //!
-//! The invariants are property-tested in `compiler/tests/layout_properties.rs` (I1–I16 of
-//! `../shared/reference/layouts_and_anchors.md` §1d) and the worked examples pinned in
+//! The invariants (I1–I16, stated where they are tested) are property-tested in
+//! `compiler/tests/layout_properties.rs`, and worked examples are pinned in
 //! `compiler/tests/layout_golden.rs`.
 
 pub mod analysis;

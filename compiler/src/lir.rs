@@ -167,7 +167,7 @@ pub enum Expr {
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// `a * b + c` for floats, fused.
     Fma(Box<Expr>, Box<Expr>, Box<Expr>),
-    /// Conversion with the semantics of DESIGN.md §4 (the same as `DType::round`): the source
+    /// Conversion with the semantics of `cast` (docs/language.md §7; the same as `DType::round`): the source
     /// is read as unsigned when `from_unsigned`, signed otherwise; float→float and int→float
     /// round to nearest even; float→int rounds to nearest even and saturates (NaN → 0);
     /// int→int clamps the source value into the target's range (unsigned when `to_unsigned`),

@@ -41,7 +41,28 @@ pub enum LowerError {
     /// The shared tensors plus the scratch space for moving tiles between threads exceed the
     /// static shared memory a kernel may use.
     #[error("kernel `{kernel}` needs {bytes} bytes of shared memory ({tensors} for its shared tensors, the rest to move tiles between threads), more than the {limit} bytes available; use smaller tiles or fewer stages")]
-    SharedMemory { kernel: String, bytes: usize, tensors: usize, limit: usize },
+    SharedMemory { kernel: String, bytes: usize, tensors: usize, limit: usize, span: Option<crate::diagnostics::Span> },
+}
+
+impl LowerError {
+    /// Where in the source the problem is: for shared memory, the operation whose scratch space
+    /// took the most (or none when the shared tensors alone are too large).
+    pub fn span(&self) -> Option<crate::diagnostics::Span> {
+        match self {
+            LowerError::SharedMemory { span, .. } => *span,
+            LowerError::Internal { .. } => None,
+        }
+    }
+
+    /// The error as a diagnostic, at its span when it has one.
+    pub fn to_diagnostic(&self) -> crate::diagnostics::Diagnostic {
+        use crate::diagnostics::Diagnostic;
+        match self.span() {
+            Some(span) => Diagnostic::error(self.to_string(), span)
+                .with_note("this operation moves a tile between threads through shared memory, and needs the most of it"),
+            None => Diagnostic::error_nowhere(self.to_string()),
+        }
+    }
 }
 
 /// Lowers a kernel whose layouts are assigned, assuming nothing about its runtime scalars.
@@ -85,6 +106,8 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
         extents: HashMap::new(),
         shared_bases: HashMap::new(),
         scratch_base: 0,
+        current_span: None,
+        widest_scratch_at: None,
         copy_layouts: HashMap::new(),
         div: divisibility::analyze(kernel, assumptions),
     };
@@ -99,6 +122,7 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
             bytes: cx.p.shared_bytes,
             tensors: cx.scratch_base,
             limit: crate::sema::MAX_SHARED_BYTES,
+            span: cx.widest_scratch_at,
         });
     }
     Ok(cx.p)
@@ -118,6 +142,10 @@ struct Lower<'k> {
     shared_bases: HashMap<ValueId, usize>,
     /// Where scratch space for moving tiles between threads starts (after the shared tensors).
     scratch_base: usize,
+    /// The source span of the operation being lowered.
+    current_span: Option<crate::diagnostics::Span>,
+    /// The operation whose scratch space reached furthest into the shared buffer.
+    widest_scratch_at: Option<crate::diagnostics::Span>,
     /// The thread layout of each `copy_async`'s tile and its run length (elements each thread
     /// copies with one access).
     copy_layouts: HashMap<ValueId, (RegisterLayout, usize)>,
@@ -749,6 +777,7 @@ impl Lower<'_> {
     fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let dtype = data.ty.dtype();
+        self.current_span = Some(data.span);
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
@@ -1192,7 +1221,10 @@ impl Lower<'_> {
             bases.push(offset);
             offset += (shape.iter().product::<usize>() * bytes).div_ceil(16) * 16;
         }
-        self.p.shared_bytes = self.p.shared_bytes.max(offset);
+        if offset > self.p.shared_bytes {
+            self.p.shared_bytes = offset;
+            self.widest_scratch_at = self.current_span;
+        }
         body.push(lir::Stmt::Barrier);
         bases
     }

@@ -1,6 +1,5 @@
-//! Golden tests of the layout algebra: the worked examples of
-//! `shared/reference/layouts_and_anchors.md` Part 1 and `shared/reference/tilus.md` §3, pinned
-//! value by value (PTX fragment formulas, Tilus mappings, divisions, canonical forms, swizzle
+//! Golden tests of the layout algebra: worked examples from the PTX ISA's fragment tables, the
+//! Tilus paper's layouts and the linear-layout literature, pinned value by value (PTX fragment formulas, Tilus mappings, divisions, canonical forms, swizzle
 //! tables, the linear-layout examples).
 
 use SpatialEntry::{Mode, Replicate};

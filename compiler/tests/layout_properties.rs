@@ -1,5 +1,5 @@
-//! Property tests of the layout algebra: the invariants I1–I16 of
-//! `shared/reference/layouts_and_anchors.md` §1d, 256 cases each.
+//! Property tests of the layout algebra: the invariants I1–I16, each stated at its test below,
+//! 256 cases each.
 //!
 //! Generators: rank 1–3, each dimension a random run of digits from {1,2,3,4,5,8} ({1,2,4,8} for
 //! the GF(2) checks; size-1 digits exercise canonicalization), all digits shuffled into the spatial

@@ -89,6 +89,10 @@ pub enum RuntimeError {
     Backend(#[from] tl_compiler::backend::BackendError),
     #[error("{0}")]
     Usage(String),
+    /// A launch that cannot be made as asked (arguments that need more memory than allowed,
+    /// for instance), rendered at its place in the source like a fault.
+    #[error("{rendered}")]
+    Launch { message: String, rendered: String },
 }
 
 /// A parsed and checked `.tl` source.
@@ -109,7 +113,7 @@ impl Module {
     /// Reads, decodes (UTF-8) and checks a file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Module, RuntimeError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
+        let bytes = read_regular_file(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
         let name = path.display().to_string();
         let source = tl_compiler::syntax::parser::decode_source(&bytes)
             .map_err(|d| render(&name, &String::from_utf8_lossy(&bytes), vec![d]))?;
@@ -203,6 +207,17 @@ pub fn render_simt_error(error: &tl_vm::simt::SimtError, file_name: &str, source
         Some(d) => render_fault(&d, file_name, source),
         None => error.to_string(),
     }
+}
+
+/// Reads a whole file, refusing anything but a regular file first: a FIFO would block until a
+/// writer comes, and a device may never end.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        let what = if metadata.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("it is {what}")));
+    }
+    std::fs::read(path)
 }
 
 fn poisoned() -> RuntimeError {
@@ -331,7 +346,7 @@ impl Kernel {
     /// with values it does not assume would compute the wrong thing).
     pub fn launch_variant(&self, backend: Backend, args: &mut [Arg], assumptions: &Assumptions) -> Result<LaunchReport, RuntimeError> {
         let kernel = &self.compiled.kernel;
-        tl_vm::interp::check_args(kernel, args)?;
+        tl_vm::interp::check_args(kernel, args).map_err(|e| self.launch_error(e))?;
         if !assumptions.holds_for(&self.scalar_values(args)) {
             return Err(RuntimeError::Usage(format!(
                 "the arguments of `{}` do not satisfy the variant's assumptions ({})",
@@ -339,7 +354,7 @@ impl Kernel {
                 assumptions.describe(kernel)
             )));
         }
-        let grid = tl_vm::interp::eval_grid(kernel, args)?;
+        let grid = tl_vm::interp::eval_grid(kernel, args).map_err(|e| self.launch_error(e))?;
         let mut report = LaunchReport { grid, kernel_ms: None };
         if grid.contains(&0) {
             return Ok(report);
@@ -382,9 +397,43 @@ impl Kernel {
         Ok(report)
     }
 
-    /// Seeded random arguments: integer scalars from `sizes` or drawn from 1..=160, tensors of
-    /// the resulting shapes with random values ([`random_tensor`]), outputs (`global mut`)
-    /// poisoned ([`poisoned_tensor`]) so that unwritten elements show.
+    /// A launch error rendered at its place in the source: a bad argument at its parameter, a
+    /// bad grid at the kernel's `grid(..)`, a fault at its instruction.
+    pub fn launch_error(&self, error: tl_vm::VmError) -> RuntimeError {
+        let span = match &error {
+            tl_vm::VmError::BadArg { index, .. } => self.compiled.kernel.params.get(*index).map(|p| p.span),
+            tl_vm::VmError::Grid { .. } => self.grid_span(),
+            _ => None,
+        };
+        match span {
+            Some(span) => {
+                let rendered = render_fault(&Diagnostic::error(error.to_string(), span), &self.module.file_name, &self.module.source);
+                RuntimeError::VmFault { error, rendered }
+            }
+            None => self.module.vm_error(error),
+        }
+    }
+
+    /// The span of the kernel's `grid(..)` clause.
+    fn grid_span(&self) -> Option<tl_compiler::diagnostics::Span> {
+        self.module.ast.items.iter().find_map(|i| match i {
+            ast::Item::Kernel(k) if k.name.name == self.compiled.kernel.name => Some(k.grid_span),
+            _ => None,
+        })
+    }
+
+    /// A usage error about parameter `index`, rendered at the parameter.
+    fn param_error(&self, index: usize, message: String) -> RuntimeError {
+        let span = self.compiled.kernel.params[index].span;
+        let rendered = render_fault(&Diagnostic::error(message.clone(), span), &self.module.file_name, &self.module.source);
+        RuntimeError::Launch { message, rendered }
+    }
+
+    /// Seeded random arguments: integer scalars from `sizes` or drawn within their dtype (1..=160
+    /// where the dtype allows, `bool` 0 or 1), tensors of the resulting shapes with random
+    /// values ([`random_tensor`]), outputs (`global mut`) poisoned ([`poisoned_tensor`]) so that
+    /// unwritten elements show. Before allocating, the tensors' total size is checked against
+    /// [`max_host_bytes`]: an error names each tensor's size and the limit.
     pub fn random_args(&self, seed: u64, sizes: &[(String, i64)]) -> Result<Vec<Arg>, RuntimeError> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -396,13 +445,25 @@ impl Kernel {
         }
         let mut values: Vec<Option<i64>> = Vec::new();
         let mut args = Vec::new();
-        for p in &kernel.params {
+        for (index, p) in kernel.params.iter().enumerate() {
             match &p.kind {
                 ParamKind::Scalar(d) => {
                     let v = match sizes.iter().find(|(n, _)| *n == p.name) {
-                        Some((_, v)) => *v as f64,
+                        Some((_, v)) => {
+                            if d.is_int() || *d == DType::Bool {
+                                let (lo, hi) = d.int_range().expect("integer dtype");
+                                if (*v as i128) < lo || (*v as i128) > hi {
+                                    return Err(self.param_error(index, format!("--arg {}={v} is out of range for {d} ({lo}..={hi})", p.name)));
+                                }
+                            }
+                            *v as f64
+                        }
                         None if d.is_float() => d.round(rng.random_range(-2.0..2.0)),
-                        None => rng.random_range(1..=160) as f64,
+                        None => {
+                            let (lo, hi) = d.int_range().expect("integer or bool dtype");
+                            let lo = if *d == DType::Bool || hi < 1 { lo } else { 1 };
+                            rng.random_range(lo as i64..=hi.min(160) as i64) as f64
+                        }
                     };
                     values.push(Some(v as i64));
                     args.push(Arg::Scalar(v));
@@ -413,16 +474,38 @@ impl Kernel {
                 }
             }
         }
+        // Shapes and sizes first, so that nothing is allocated for a launch that cannot fit.
+        let mut shapes: Vec<Option<Vec<usize>>> = vec![None; kernel.params.len()];
+        let mut total: u128 = 0;
+        let mut sized: Vec<String> = Vec::new();
         for (i, p) in kernel.params.iter().enumerate() {
-            let ParamKind::Global { dtype, shape, mutable } = &p.kind else { continue };
+            let ParamKind::Global { dtype, shape, .. } = &p.kind else { continue };
             let mut dims = Vec::new();
             for s in shape {
-                let v = s.eval(&values).map_err(|e| RuntimeError::Usage(format!("shape of `{}`: {e}", p.name)))?;
-                if !(0..=1 << 28).contains(&v) {
-                    return Err(RuntimeError::Usage(format!("shape of `{}` has extent {v}", p.name)));
-                }
-                dims.push(v as usize);
+                let v = s.eval(&values).map_err(|e| self.param_error(i, format!("shape of `{}`: {e}", p.name)))?;
+                let v = usize::try_from(v).map_err(|_| self.param_error(i, format!("shape of `{}` has extent {v}", p.name)))?;
+                dims.push(v);
             }
+            let elements = dims.iter().try_fold(1u128, |acc, &d| acc.checked_mul(d as u128)).unwrap_or(u128::MAX);
+            let bytes = elements.saturating_mul(dtype.bits() as u128).div_ceil(8);
+            total = total.saturating_add(bytes);
+            sized.push(format!("`{}`: {dtype}{dims:?} = {bytes} bytes", p.name));
+            shapes[i] = Some(dims);
+        }
+        let limit = max_host_bytes();
+        if total > limit as u128 {
+            let first = kernel.params.iter().position(|p| matches!(p.kind, ParamKind::Global { .. })).unwrap_or(0);
+            return Err(self.param_error(
+                first,
+                format!(
+                    "these sizes need {total} bytes of tensors ({}), more than the {limit} bytes allowed (set TL_MAX_HOST_BYTES to allow more)",
+                    sized.join(", ")
+                ),
+            ));
+        }
+        for (i, p) in kernel.params.iter().enumerate() {
+            let ParamKind::Global { dtype, mutable, .. } = &p.kind else { continue };
+            let dims = shapes[i].take().expect("sized above");
             let t = if *mutable { poisoned_tensor(*dtype, &dims) } else { random_tensor(&mut rng, *dtype, &dims) };
             args[i] = Arg::Tensor(t);
         }
@@ -464,34 +547,47 @@ impl Kernel {
     }
 }
 
+/// The most bytes of tensors [`Kernel::random_args`] allocates for one launch: the
+/// environment variable `TL_MAX_HOST_BYTES` when set to a number, 8 GiB otherwise.
+pub fn max_host_bytes() -> u64 {
+    std::env::var("TL_MAX_HOST_BYTES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(8 << 30)
+}
+
 /// The e8m0 codes [`random_tensor`] draws from: 2^-4 ..= 2^4 (bias 127). Scales multiply data
 /// that is then summed, often into f16 (max 65504): with 2^8, a k = 130 sum of 4-bit weights
 /// times scales already overflowed f16 in `qmatmul`; 2^4 keeps such sums finite while still
 /// covering scales below and above 1.
 pub const RANDOM_E8M0_CODES: std::ops::RangeInclusive<u64> = 123..=131;
 
-/// A tensor of random elements, the inputs of [`Kernel::random_args`].
+/// A tensor of random elements, the inputs of [`Kernel::random_args`]. The draws are meant to
+/// expose masking, sign and high-bit mistakes, not only to exercise the happy path:
 ///
-/// * Standard dtypes: floats uniform in [-2, 2) rounded to the dtype, signed integers in
-///   -8..8, unsigned in 0..16, booleans 0 or 1 (small values keep sums and products exact).
-/// * Low-precision dtypes ([`DType::is_low_precision`]): uniformly random *codes*, so that every
-///   value the format has is exercised (subnormals, ±0, the largest magnitudes) and not just
-///   those near [-2, 2). Float codes that decode to NaN or infinity are redrawn, since a
-///   reference comparison cannot tell an expected NaN from a wrong one; `e8m0` draws from
-///   [`RANDOM_E8M0_CODES`], since its full range (2^-127 ..= 2^127) overflows f32 products.
+/// * floats: a mean drawn once per tensor from [-1, 1], plus per element a uniform [-1, 1)
+///   scaled by one of 2^-4 ..= 2^1 (mixed magnitudes, not zero-mean), rounded to the dtype;
+/// * integers of at most 8 bits: uniformly random codes over the whole range (high bits set);
+///   wider integers: uniform in ±2^(bits/2 − 1), so that a product of two still fits;
+///   booleans 0 or 1;
+/// * low-precision dtypes ([`DType::is_low_precision`]): uniformly random *codes*, so that every
+///   value the format has is exercised (subnormals, ±0, the largest magnitudes). Float codes
+///   that decode to NaN or infinity are redrawn, since a reference comparison cannot tell an
+///   expected NaN from a wrong one; `e8m0` draws from [`RANDOM_E8M0_CODES`], since its full
+///   range (2^-127 ..= 2^127) overflows f32 products.
 pub fn random_tensor(rng: &mut impl rand::Rng, dtype: DType, shape: &[usize]) -> HostTensor {
     let n: usize = shape.iter().product();
-    if dtype.is_low_precision() {
+    if dtype.is_low_precision() || (dtype.is_int() && dtype.bits() <= 8) {
         let codes: Vec<u64> = (0..n).map(|_| random_code(rng, dtype)).collect();
         return HostTensor::from_codes(dtype, shape, &codes);
     }
-    // The order of draws is part of what a seed means: keep it for the standard dtypes.
+    let mean: f64 = if dtype.is_float() { rng.random_range(-1.0..=1.0) } else { 0.0 };
     let data: Vec<f64> = (0..n)
         .map(|_| match dtype {
-            d if d.is_float() => rng.random_range(-2.0..2.0),
+            d if d.is_float() => mean + rng.random_range(-1.0..1.0) * 2f64.powi(rng.random_range(-4..=1)),
             DType::Bool => rng.random_range(0..2) as f64,
-            d if d.is_signed_int() => rng.random_range(-8..8) as f64,
-            _ => rng.random_range(0..16) as f64,
+            d => {
+                let half = 1i64 << (d.bits() / 2 - 1);
+                let lo = if d.is_signed_int() { -half } else { 0 };
+                rng.random_range(lo..half) as f64
+            }
         })
         .collect();
     HostTensor::from_f64(dtype, shape, &data)
@@ -637,19 +733,41 @@ mod tests {
     }
 
     #[test]
-    fn random_standard_tensors_keep_small_values() {
+    fn random_standard_tensors_expose_high_bits_offsets_and_magnitudes() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
         for dtype in DType::STANDARD {
-            let values = random_tensor(&mut rng, dtype, &[257]).to_f64();
-            let (lo, hi) = match dtype {
-                DType::Bool => (0.0, 1.0),
-                d if d.is_float() => (-2.0, 2.0),
-                d if d.is_signed_int() => (-8.0, 7.0),
-                _ => (0.0, 15.0),
-            };
-            assert!(values.iter().all(|v| (lo..=hi).contains(v)), "{dtype}: {values:?}");
+            let values = random_tensor(&mut rng, dtype, &[4096]).to_f64();
             assert!(values.iter().any(|v| *v != 0.0), "{dtype}");
+            match dtype {
+                DType::Bool => assert!(values.iter().all(|v| *v == 0.0 || *v == 1.0)),
+                d if d.is_float() => {
+                    assert!(values.iter().all(|v| v.abs() <= 3.0), "{dtype}");
+                    // Mixed magnitudes around a mean of the tensor's own.
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    let spread = |lo: f64, hi: f64| values.iter().any(|v| ((v - mean).abs()) >= lo && (v - mean).abs() < hi);
+                    assert!(spread(0.0, 1.0 / 32.0) && spread(1.0, 2.0), "{dtype}: no mixed magnitudes");
+                }
+                d if d.bits() <= 8 => {
+                    // Every code, so the high bit is set in about half the draws.
+                    let (lo, hi) = d.int_range().unwrap();
+                    let (lo, hi) = (lo as f64, hi as f64);
+                    assert!(values.contains(&lo) && values.contains(&hi), "{dtype}: the extremes never show");
+                }
+                d => {
+                    let half = (1i64 << (d.bits() / 2 - 1)) as f64;
+                    assert!(values.iter().all(|v| v.abs() <= half), "{dtype}");
+                    assert!(values.iter().any(|v| v.abs() > 16.0), "{dtype}: only small values");
+                }
+            }
         }
+        // Tensors get different means: not all zero-mean.
+        let means: Vec<f64> = (0..8)
+            .map(|_| {
+                let v = random_tensor(&mut rng, DType::F32, &[1024]).to_f64();
+                v.iter().sum::<f64>() / v.len() as f64
+            })
+            .collect();
+        assert!(means.iter().any(|m| m.abs() > 0.25), "{means:?}");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn read_npy(bytes: &[u8]) -> Result<HostTensor, NpyError> {
 /// is needed, so a large file is not held twice.
 pub fn read_npy_file(path: impl AsRef<Path>) -> Result<HostTensor, NpyError> {
     let path = path.as_ref();
-    let mut bytes = std::fs::read(path).map_err(|source| NpyError::Io {
+    let mut bytes = crate::read_regular_file(path).map_err(|source| NpyError::Io {
         op: "read",
         path: path.to_path_buf(),
         source,

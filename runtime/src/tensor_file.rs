@@ -202,7 +202,7 @@ pub fn read_tlt_file(path: impl AsRef<Path>) -> Result<HostTensor, TensorFileErr
     let path = path.as_ref();
     let in_file = |problem| TensorFileError::Format { path: path.to_path_buf(), problem };
     let mut bytes =
-        std::fs::read(path).map_err(|source| TensorFileError::Io { op: "read", path: path.to_path_buf(), source })?;
+        crate::read_regular_file(path).map_err(|source| TensorFileError::Io { op: "read", path: path.to_path_buf(), source })?;
     let (dtype, shape, data_start) = parse_prelude(&bytes).map_err(in_file)?;
     check_data(dtype, &shape, &bytes[data_start..]).map_err(in_file)?;
     bytes.drain(..data_start);

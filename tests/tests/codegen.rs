@@ -50,8 +50,7 @@ fn snapshots_of_ir_lir_and_ptx() {
 
 #[test]
 fn ptxas_assembles_every_shipped_kernel() {
-    if ptxas::find_ptxas().is_none() {
-        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+    if !tl_tests::ptxas_available("codegen") {
         return;
     }
     let mut assembled = 0;

@@ -322,8 +322,7 @@ fn dequantizing_casts_use_prmt_and_lop3() {
 
 #[test]
 fn dequantizing_casts_assemble_with_ptxas() {
-    if ptxas::find_ptxas().is_none() {
-        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+    if !tl_tests::ptxas_available("dequant") {
         return;
     }
     let module = module();

@@ -1,21 +1,29 @@
-//! Number formats against the independent reference vectors, exhaustively, plus properties of
+//! Number formats against independent reference vectors, exhaustively, plus properties of
 //! every format (decode∘encode is the identity on codes, encoding is monotone, ties go to even).
 //!
-//! The vectors are read from the folder named by `TL_DTYPE_VECTORS` when it is set, and from
-//! `../shared/testdata/dtypes` beside the repository otherwise. Each file's name says its format
-//! (in the reference library's naming, mapped to ours below) and whether it holds `decode` lines
-//! (`code<TAB>value`) or `encode` lines (`f32 bits<TAB>code`).
+//! The vectors live in `tests/vectors/dtypes`, written by `scripts/gen_dtype_vectors.py` from
+//! the `ml_dtypes` library (a pinned version) and numpy, not by this project. When
+//! `TL_DTYPE_VECTORS` names another folder, that one is checked too, and so is a
+//! `../shared/testdata/dtypes` folder beside the repository when there is one. Each file's name
+//! says its format (in the reference library's naming, mapped to ours below) and whether it
+//! holds `decode` lines (`code<TAB>value`) or `encode` lines (`f32 bits<TAB>code`).
 
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use tl_compiler::dtype::DType;
 use tl_tests::repo_root;
 
-fn vector_dir() -> PathBuf {
-    match std::env::var_os("TL_DTYPE_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo_root().join("../shared/testdata/dtypes"),
+/// The folders of vectors to check: the repository's own first, then the optional ones.
+fn vector_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![repo_root().join("tests/vectors/dtypes")];
+    if let Some(dir) = std::env::var_os("TL_DTYPE_VECTORS") {
+        dirs.push(PathBuf::from(dir));
     }
+    let beside = repo_root().join("../shared/testdata/dtypes");
+    if beside.is_dir() {
+        dirs.push(beside);
+    }
+    dirs
 }
 
 /// The reference library's format names, mapped to ours explicitly.
@@ -131,16 +139,32 @@ fn check_dir(dir: &Path) -> (usize, usize, Vec<String>) {
 
 #[test]
 fn every_vector_of_every_file_matches() {
-    let dir = vector_dir();
-    let (files, lines, errors) = check_dir(&dir);
-    println!("checked {lines} vectors in {files} files from {}", dir.display());
-    assert!(files > 0, "no vector files in {}", dir.display());
-    assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.iter().take(40).cloned().collect::<Vec<_>>().join("\n"));
+    for dir in vector_dirs() {
+        let (files, lines, errors) = check_dir(&dir);
+        println!("checked {lines} vectors in {files} files from {}", dir.display());
+        assert!(files > 0, "no vector files in {}", dir.display());
+        assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.iter().take(40).cloned().collect::<Vec<_>>().join("\n"));
+    }
+}
+
+/// The repository's own vectors cover every format the reference library has, both ways.
+#[test]
+fn the_repository_holds_vectors_for_every_format() {
+    let dir = repo_root().join("tests/vectors/dtypes");
+    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    for format in ["float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "float8_e3m4", "float8_e4m3", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu"] {
+        for kind in ["decode", "encode"] {
+            assert!(names.contains(&format!("{format}.{kind}.tsv")), "{format}.{kind}.tsv missing from {}", dir.display());
+        }
+    }
+    for name in ["bfloat16.encode.tsv", "float16.encode.tsv", "int4.decode.tsv", "uint4.decode.tsv", "int2.decode.tsv", "uint2.decode.tsv"] {
+        assert!(names.contains(&name.to_string()), "{name} missing");
+    }
 }
 
 #[test]
 fn a_corrupted_vector_fails_the_check() {
-    let source = vector_dir();
+    let source = repo_root().join("tests/vectors/dtypes");
     let tmp = std::env::temp_dir().join(format!("tl-dtype-vectors-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for name in ["float4_e2m1fn.encode.tsv", "float8_e4m3fn.decode.tsv", "int4.decode.tsv"] {

@@ -234,8 +234,7 @@ fn view_reinterprets_bits_per_thread_and_round_trips() {
 #[test]
 fn low_precision_kernels_assemble_with_ptxas() {
     use tl_compiler::backend::{Arch, ptxas};
-    if ptxas::find_ptxas().is_none() {
-        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+    if !tl_tests::ptxas_available("low_precision") {
         return;
     }
     let convert = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));

@@ -69,8 +69,7 @@ fn tensor_core_dot_matches_the_vm_and_the_host_product() {
 
 #[test]
 fn tensor_core_dot_assembles() {
-    if ptxas::find_ptxas().is_none() {
-        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+    if !tl_tests::ptxas_available("mma") {
         return;
     }
     let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));

@@ -167,8 +167,7 @@ fn every_kernel_with_copies_in_its_lir_assembles() {
     for arch in [tl_compiler::backend::Arch::Sm80, tl_compiler::backend::Arch::Sm90a] {
         let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
         assert!(ptx.contains("cp.async.cg.shared.global") && ptx.contains("cp.async.wait_group"), "{ptx}");
-        if tl_compiler::backend::ptxas::find_ptxas().is_none() {
-            println!("skipping ptxas: not found (set TL_PTXAS or run scripts/setup.sh)");
+        if !tl_tests::ptxas_available("pipeline") {
             continue;
         }
         let report = tl_compiler::backend::ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("{e}"));

@@ -88,8 +88,7 @@ fn print_compiles_to_vprintf_and_assembles() {
         let bytes = |text: &str| text.bytes().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
         assert!(ptx.contains(&bytes(": t[%d, %d] = %.8e\n")) && ptx.contains(&bytes(": row = %lld\n")), "{ptx}");
         assert_eq!(ptx.matches(&bytes(": t[%d, %d] = %.8e\n")).count(), 1, "one format string per distinct line");
-        if tl_compiler::backend::ptxas::find_ptxas().is_none() {
-            println!("skipping ptxas: not found (set TL_PTXAS or run scripts/setup.sh)");
+        if !tl_tests::ptxas_available("print") {
             continue;
         }
         tl_compiler::backend::ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("{e}"));

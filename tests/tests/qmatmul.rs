@@ -129,8 +129,7 @@ fn mx_block_scaled_matmul_with_e8m0_scales() {
 
 #[test]
 fn qmatmul_ptx_assembles_for_every_format() {
-    if ptxas::find_ptxas().is_none() {
-        println!("skipping ptxas check: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+    if !tl_tests::ptxas_available("qmatmul") {
         return;
     }
     let module = module();

@@ -1,4 +1,5 @@
-//! The reference interpreter of the block-level IR (DESIGN.md §4: "the VM is the definition").
+//! The reference interpreter of the block-level IR: the definition of what a kernel means
+//! (docs/language.md states it; where the two differ, that is a bug in one of them).
 //!
 //! [`launch`] runs a [`Kernel`] on host arguments: it checks the arguments against the kernel's
 //! parameters ([`check_args`]), evaluates the grid ([`eval_grid`]), then runs every block
@@ -161,10 +162,14 @@ pub fn launch_with_output(kernel: &Kernel, args: &mut [Arg]) -> Result<Vec<Strin
         groups: VecDeque::new(),
         output: Vec::new(),
     };
+    let mut progress = crate::progress::Progress::new(format!("vm `{}`", kernel.name), grid);
+    let mut done = 0u64;
     for z in 0..grid[2] {
         for y in 0..grid[1] {
             for x in 0..grid[0] {
                 machine.run_block([x, y, z])?;
+                done += 1;
+                progress.block_done(done);
             }
         }
     }
@@ -261,27 +266,29 @@ pub fn eval_grid(kernel: &Kernel, args: &[Arg]) -> Result<[u32; 3], VmError> {
     grid_from_params(kernel, &params)
 }
 
+/// The largest grid extents the hardware launches (x, y, z): the same limits on every backend,
+/// so that a launch the GPU would refuse is refused on the CPU too.
+pub const MAX_GRID: [i64; 3] = [(1 << 31) - 1, 65535, 65535];
+
 /// Evaluates the grid extents with parameter values from [`check_args`]. Extents must be
-/// non-negative and the block count at most 2^31 (device-specific limits, such as CUDA's
-/// 65535 for y and z, are the backend's to check).
+/// non-negative and within [`MAX_GRID`].
 pub fn grid_from_params(kernel: &Kernel, params: &[Option<i64>]) -> Result<[u32; 3], VmError> {
     let err = |reason: String| VmError::Grid { kernel: kernel.name.clone(), reason };
     let mut grid = [0u32; 3];
-    let mut total: i128 = 1;
     for (axis, e) in kernel.grid.iter().enumerate() {
         let name = ["x", "y", "z"][axis];
         let v = e.eval(params).map_err(|m| err(format!("{name}: {m}")))?;
         if v < 0 {
             return Err(err(format!("{name} = {} evaluates to {v}", sym_expr(kernel, e))));
         }
-        if v > 1 << 31 {
-            return Err(err(format!("{name} = {v} exceeds 2^31 blocks")));
+        if v > MAX_GRID[axis] {
+            return Err(err(format!(
+                "{name} = {} evaluates to {v} blocks, more than the {} the hardware launches in {name}",
+                sym_expr(kernel, e),
+                MAX_GRID[axis]
+            )));
         }
         grid[axis] = v as u32;
-        total *= v as i128;
-    }
-    if total > 1 << 31 {
-        return Err(err(format!("{grid:?} is {total} blocks, more than 2^31")));
     }
     Ok(grid)
 }
@@ -710,7 +717,7 @@ fn class(d: DType) -> Class {
     }
 }
 
-/// A value converted to `d` as `cast` does: one correct rounding (DESIGN.md §4).
+/// A value converted to `d` as `cast` does: one correct rounding (docs/language.md §7, `cast`).
 fn convert(d: DType, x: f64) -> f64 {
     d.round(x)
 }
@@ -1593,11 +1600,18 @@ mod tests {
     #[test]
     fn grid_limits() {
         assert_eq!(eval_grid(&empty_kernel([c(3), c(2), c(0)]), &[]).unwrap(), [3, 2, 0]);
+        // The hardware's limits: 2^31 − 1 in x, 65535 in y and z.
         assert_eq!(
-            eval_grid(&empty_kernel([c(1 << 31), c(1), c(1)]), &[]).unwrap(),
-            [1 << 31, 1, 1]
+            eval_grid(&empty_kernel([c((1 << 31) - 1), c(65535), c(65535)]), &[]).unwrap(),
+            [(1 << 31) - 1, 65535, 65535]
         );
-        let cases = [[c(-1), c(1), c(1)], [c(1 << 20), c(1 << 12), c(1)], [c(0), c(1 << 40), c(1)]];
+        let cases = [
+            [c(-1), c(1), c(1)],
+            [c(1 << 31), c(1), c(1)],
+            [c(1), c(65536), c(1)],
+            [c(1), c(1), c(65536)],
+            [c(0), c(1 << 40), c(1)],
+        ];
         for grid in cases {
             let e = launch(&empty_kernel(grid), &mut []).unwrap_err();
             assert!(matches!(e, VmError::Grid { .. }), "{e}");

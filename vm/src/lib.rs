@@ -1,7 +1,8 @@
 //! CPU execution of tl programs: `interp` runs the block-level IR with the reference semantics
-//! of DESIGN.md §4; `simt` runs the thread-level IR of every thread of a block in lockstep.
+//! of docs/language.md; `simt` runs the thread-level IR of every thread of a block in lockstep.
 
 pub mod interp;
+pub mod progress;
 pub mod simt;
 pub mod warp;
 pub mod tensor;

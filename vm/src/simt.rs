@@ -359,6 +359,7 @@ pub fn launch_with_output(program: &Program, grid: [u32; 3], args: &mut [Arg]) -
     };
     b.collect_sources(&program.body);
     let mask = vec![true; threads];
+    let mut progress = crate::progress::Progress::new(format!("simt `{}`", program.name), grid);
     for z in 0..grid[2] {
         for y in 0..grid[1] {
             for x in 0..grid[0] {
@@ -374,6 +375,7 @@ pub fn launch_with_output(program: &Program, grid: [u32; 3], args: &mut [Arg]) -
                 b.next_epoch();
                 b.stats.blocks += 1;
                 b.exec(&program.body, &mask, threads as u64).map_err(|e| *e)?;
+                progress.block_done(b.stats.blocks);
             }
         }
     }

@@ -10,7 +10,7 @@
 //! * `.maxntid block_threads`; shared memory is one `.shared .align 16` byte array;
 //! * `bool` tensors hold one byte per element (0 or 1 on store, any non-zero reads as true);
 //! * every arithmetic operation rounds on its own (no mul+add contraction), except `Fma`;
-//! * casts follow DESIGN.md §4 value semantics, rounding once (see [`Codegen::cast`]);
+//! * casts follow the value semantics of `cast` (docs/language.md §7), rounding once (see [`Codegen::cast`]);
 //! * `Exp`, `Exp2`, `Log` and `Tanh` use the f32 hardware approximations (`ex2.approx`,
 //!   `lg2.approx`, `tanh.approx`) for every float type, f64 included (through f32); so does
 //!   `Rsqrt` (`rsqrt.approx`) except on f64, where it is `1 / sqrt(x)`; `Sqrt` is correctly
@@ -1177,7 +1177,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     // ---------------------------------------------------------------- casts
 
-    /// Converts with the value semantics of DESIGN.md §4 (what `DType::round` computes):
+    /// Converts with the value semantics of `cast` (docs/language.md §7; what `DType::round` computes):
     /// * to i1: `!= 0` (IEEE: a float NaN gives true); from i1: 0 or 1;
     /// * float→float: round to nearest even;
     /// * float→int: round to nearest even, then saturate to the target range, NaN → 0;

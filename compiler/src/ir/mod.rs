@@ -5,7 +5,7 @@
 //! statements. Every value is defined by exactly one `Stmt::Eval` (or is a `for` loop's index)
 //! and is used only after its definition, in the same or an enclosing block.
 //!
-//! Semantics (DESIGN.md §4, implemented by `tl_vm::interp`): every instruction executes for the
+//! Semantics (docs/language.md, implemented by `tl_vm::interp`): every instruction executes for the
 //! whole block; loads read zero (or `pad`) outside the tensor's bounds; stores skip elements
 //! outside the bounds; `dot(a, b, c)` is `c + a @ b` accumulated in `c`'s dtype; reductions keep
 //! the reduced dim with extent 1.
@@ -281,7 +281,7 @@ pub enum Op {
     Unary(UnaryOp, ValueId),
     /// Elementwise on two tensors of the same shape, or on two scalars; operands share a dtype.
     Binary(BinaryOp, ValueId, ValueId),
-    /// Elementwise conversion to the value's dtype (DESIGN.md §4 rounding and saturation).
+    /// Elementwise conversion to the value's dtype (the rounding and saturation of `cast`, docs/language.md §7).
     Cast(ValueId),
     /// A scalar repeated over the value's shape.
     Splat(ValueId),

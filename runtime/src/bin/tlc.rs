@@ -64,8 +64,33 @@ fn parse_int(s: &str, what: &str) -> Result<i64, Usage> {
     s.parse().map_err(|_| Usage(format!("{what}: `{s}` is not an integer")))
 }
 
+/// The options each command takes (beyond FILE); any other is a usage error rather than
+/// silently ignored.
+fn options_of(command: &str) -> &'static [&'static str] {
+    match command {
+        "check" => &["--kernel", "-D"],
+        "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o"],
+        _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output"],
+    }
+}
+
+/// A usage error when `name` was already given with `flag`.
+fn once(seen: &mut Vec<String>, flag: &str, name: &str) -> Result<(), Usage> {
+    let key = format!("{flag} {name}");
+    if seen.contains(&key) {
+        return Err(Usage(if name.is_empty() {
+            format!("{flag} is given twice")
+        } else {
+            format!("{flag} {name} is given twice (give each name once)")
+        }));
+    }
+    seen.push(key);
+    Ok(())
+}
+
 fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     let mut o = Options::default();
+    let mut seen: Vec<String> = Vec::new();
     let mut it = args.into_iter();
     o.command = it.next().ok_or_else(|| Usage("missing command".into()))?;
     if o.command == "-h" || o.command == "--help" {
@@ -76,10 +101,23 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     }
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| Usage(format!("{flag} needs a value")));
+        let known = ["--kernel", "-D", "--emit", "--arch", "-o", "--backend", "--against", "--arg", "--assume", "--seed", "--input", "--output"];
+        if known.contains(&a.as_str()) && !options_of(&o.command).contains(&a.as_str()) {
+            let hint = if a == "--assume" { "; `tlc run` specializes on the argument values itself" } else { "" };
+            return Err(Usage(format!(
+                "{a} does not apply to `tlc {}` (it takes {}){hint}",
+                o.command,
+                options_of(&o.command).join(", ")
+            )));
+        }
+        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed"].contains(&a.as_str()) {
+            once(&mut seen, &a, "")?;
+        }
         match a.as_str() {
             "--kernel" => o.kernel = Some(value("--kernel")?),
             "-D" => {
                 let (n, v) = name_value(&value("-D")?, "-D")?;
+                once(&mut seen, "-D", &n)?;
                 let v = ConstValue::parse(&v)
                     .ok_or_else(|| Usage(format!("-D {n}: `{v}` is neither an integer nor a dtype name")))?;
                 o.consts.push((n, v));
@@ -97,6 +135,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
             }
             "--arg" => {
                 let (n, v) = name_value(&value("--arg")?, "--arg")?;
+                once(&mut seen, "--arg", &n)?;
                 let v = parse_int(&v, &n)?;
                 o.sizes.push((n, v));
             }
@@ -104,6 +143,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
             "--seed" => o.seed = parse_int(&value("--seed")?, "--seed")? as u64,
             "--input" | "--output" => {
                 let (n, v) = name_value(&value(&a)?, &a)?;
+                once(&mut seen, &a, &n)?;
                 if a == "--input" { o.inputs.push((n, v.into())) } else { o.outputs.push((n, v.into())) }
             }
             "-h" | "--help" => return Err(Usage(String::new())),
@@ -118,9 +158,6 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     if o.file.is_none() {
         return Err(Usage("missing FILE".into()));
     }
-    if !o.assume.is_empty() && o.command != "compile" {
-        return Err(Usage("--assume applies to `tlc compile` (`tlc run` specializes on the argument values itself)".into()));
-    }
     Ok(o)
 }
 
@@ -129,31 +166,124 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
 fn run(o: Options) -> Result<bool> {
     let path = o.file.clone().expect("checked");
     match o.command.as_str() {
-        "check" => {
-            let module = match Module::from_file(&path) {
-                Ok(m) => m,
-                Err(e @ RuntimeError::Compile { .. }) => {
-                    eprint!("{e}");
-                    return Ok(false);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            println!("{}: ok ({} kernel(s): {})", path.display(), module.kernel_names().len(), module.kernel_names().join(", "));
-            Ok(true)
-        }
+        "check" => check(&o, &path),
         "compile" => compile(&o, &path),
         _ => run_kernel(&o, &path),
     }
 }
 
+/// Writes to standard output. When the reader has gone (a closed pipe, as in `tlc ... | head`)
+/// the program ends quietly with status 0, as Unix tools do; any other failure (a full disk) is
+/// an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(anyhow!("cannot write to standard output: {e}")),
+    }
+}
+
+/// Writes to standard error; a failure there has nowhere to be reported, so it is dropped.
+fn write_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { write_stdout(&format!("{}\n", format_args!($($t)*)))? };
+}
+
+/// Refuses, before anything runs, an output path that is a directory, a FIFO or a socket
+/// (writing to a FIFO blocks until a reader comes). A path that does not exist yet, a regular
+/// file and a character device (`/dev/null`) are fine. (Inputs are checked where they are
+/// read: `tl_runtime::read_regular_file`.)
+fn check_output_path(path: &std::path::Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() || is_char_device(&m) => Ok(()),
+        Ok(m) if m.is_dir() => bail!("{what} `{}` is a directory, not a file", path.display()),
+        Ok(_) => bail!("{what} `{}` is not a regular file (a FIFO or a socket); give a regular file", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!("cannot write `{}`: {e}", path.display())),
+    }
+}
+
+#[cfg(unix)]
+fn is_char_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_char_device(_: &std::fs::Metadata) -> bool {
+    false
+}
+
 fn write_out(o: &Options, text: &str) -> Result<()> {
     match &o.out {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display())),
-        None => {
-            print!("{text}");
-            Ok(())
+        Some(p) => {
+            check_output_path(p, "-o")?;
+            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))
+        }
+        None => write_stdout(text),
+    }
+}
+
+/// Reads and checks the file, then compiles every kernel (or the one `--kernel` names) through
+/// lowering with the `-D` values that kernel declares: every error `compile` would find short
+/// of LLVM, each at its source line. A file without kernels gets a warning.
+fn check(o: &Options, path: &PathBuf) -> Result<bool> {
+    let module = match Module::from_file(path) {
+        Ok(m) => m,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let names = match &o.kernel {
+        Some(k) => vec![k.clone()],
+        None => module.kernel_names(),
+    };
+    if names.is_empty() {
+        write_stderr(&format!("warning: {}: no kernel to check\n", path.display()));
+    }
+    let declared = |kernel: &str| -> Vec<String> {
+        module
+            .ast
+            .items
+            .iter()
+            .find_map(|i| match i {
+                tl_compiler::syntax::ast::Item::Kernel(k) if k.name.name == kernel => {
+                    Some(k.const_params.iter().map(|c| c.name.name.clone()).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    for (name, _) in &o.consts {
+        if !names.iter().any(|k| declared(k).contains(name)) {
+            bail!("-D {name}: no kernel checked here has a compile-time parameter `{name}`");
         }
     }
+    let mut ok = true;
+    for kernel in &names {
+        let params = declared(kernel);
+        let consts: Vec<(String, ConstValue)> = o.consts.iter().filter(|(n, _)| params.contains(n)).cloned().collect();
+        match module.kernel(Some(kernel), &consts) {
+            Ok(_) => {}
+            Err(e @ RuntimeError::Compile { .. }) => {
+                write_stderr(&e.to_string());
+                ok = false;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if ok {
+        outln!("{}: ok ({} kernel(s): {})", path.display(), names.len(), names.join(", "));
+    }
+    Ok(ok)
 }
 
 /// Compiles the selected kernel; `None` when the source has errors (already printed).
@@ -162,7 +292,7 @@ fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>
     match compiled {
         Ok(k) => Ok(Some(k)),
         Err(e @ RuntimeError::Compile { .. }) => {
-            eprint!("{e}");
+            write_stderr(&e.to_string());
             Ok(None)
         }
         Err(e) => Err(e.into()),
@@ -173,19 +303,20 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     let emit = o.emit.clone().unwrap_or_else(|| "ptx".into());
     let arch = o.arch.unwrap_or(Arch::Sm80);
     if emit == "tokens" || emit == "ast" {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = tl_runtime::read_regular_file(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let name = path.display().to_string();
         let source = match parser::decode_source(&bytes) {
             Ok(s) => s,
             Err(d) => {
-                eprint!("{}", tl_compiler::diagnostics::render_all(&[d], &name, &String::from_utf8_lossy(&bytes)));
+                write_stderr(&tl_compiler::diagnostics::render_all(&[d], &name, &String::from_utf8_lossy(&bytes)));
                 return Ok(false);
             }
         };
         let text = if emit == "tokens" {
             let mut out = String::new();
+            let mut cursor = tl_compiler::diagnostics::PositionCursor::new(source);
             for (start, tok, end) in lexer::lex(source) {
-                let (line, col, _) = tl_compiler::diagnostics::line_col(source, start);
+                let (line, col) = cursor.line_col(start);
                 match tok {
                     Ok(t) => out.push_str(&format!("{line}:{col}\t{start}..{end}\t{t}\n")),
                     Err(e) => out.push_str(&format!("{line}:{col}\t{start}..{end}\terror: {e}\n")),
@@ -195,7 +326,7 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         } else {
             let (file, diags) = parser::parse(source);
             if !diags.is_empty() {
-                eprint!("{}", tl_compiler::diagnostics::render_all(&diags, &name, source));
+                write_stderr(&tl_compiler::diagnostics::render_all(&diags, &name, source));
                 return Ok(false);
             }
             format!("{file:#?}\n")
@@ -252,6 +383,9 @@ fn check_tensor_path(flag: &str, name: &str, dtype: DType, file: &std::path::Pat
 
 fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
     let backend = o.backend.unwrap_or(Backend::Vm);
+    for (_, file) in &o.outputs {
+        check_output_path(file, "--output")?;
+    }
     let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
     let params = &kernel.compiled.kernel.params;
     for (name, file) in &o.outputs {
@@ -298,7 +432,7 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
             let c = &out.comparison;
             let status = if c.mismatches == 0 { "PASS" } else { "FAIL" };
             ok &= c.mismatches == 0;
-            println!(
+            outln!(
                 "{status} {} backend={} {} output={} vs reference: max_abs_err={:.3e} max_rel_err={:.3e} (rtol {:.0e}) mismatches={}",
                 kernel.name(),
                 backend.name(),
@@ -310,16 +444,16 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
                 c.mismatches
             );
             if let Some((i, got, want)) = c.first_mismatch {
-                println!("  first mismatch at flat index {i}: got {got}, expected {want}");
+                outln!("  first mismatch at flat index {i}: got {got}, expected {want}");
             }
         }
         r.launch
     } else {
-        println!("note: kernel `{}` has no reference block; not checked", kernel.name());
+        outln!("note: kernel `{}` has no reference block; not checked", kernel.name());
         kernel.launch(backend, &mut args)?
     };
     if let Some(ms) = report.kernel_ms {
-        println!("  kernel time {ms:.3} ms, grid {:?}", report.grid);
+        outln!("  kernel time {ms:.3} ms, grid {:?}", report.grid);
     }
     if let Some(other) = o.against {
         let mut other_args = inputs.clone();
@@ -332,7 +466,7 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
             let c = reference::compare(&a.to_f64(), &b.to_f64(), reference::tolerance(a.dtype));
             let status = if c.mismatches == 0 { "PASS" } else { "FAIL" };
             ok &= c.mismatches == 0;
-            println!(
+            outln!(
                 "{status} {} backend={} vs {} output={}: max_abs_err={:.3e} max_rel_err={:.3e} mismatches={}",
                 kernel.name(),
                 backend.name(),
@@ -375,10 +509,10 @@ fn main() {
         Ok(o) => o,
         Err(Usage(msg)) => {
             if msg.is_empty() {
-                println!("{USAGE}");
-                std::process::exit(0);
+                let code = i32::from(write_stdout(&format!("{USAGE}\n")).is_err());
+                std::process::exit(code);
             }
-            eprintln!("error: {msg}\n{USAGE}");
+            write_stderr(&format!("error: {msg}\n{USAGE}\n"));
             std::process::exit(2);
         }
     };
@@ -392,8 +526,13 @@ fn main() {
     match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
+        // Diagnostics arrive rendered (with their own `error: ` lines and summary).
+        Err(e) if matches!(e.downcast_ref::<RuntimeError>(), Some(RuntimeError::Compile { .. })) => {
+            write_stderr(&e.to_string());
+            std::process::exit(1);
+        }
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            write_stderr(&format!("error: {}\n", error_chain(&e)));
             std::process::exit(1);
         }
     }
