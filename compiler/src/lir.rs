@@ -281,6 +281,10 @@ pub enum Stmt {
     /// `LoadGlobalVector`. Sub-byte elements are stored as whole bytes or words, so the thread
     /// must own every element they hold.
     StoreGlobalVector { param: usize, byte_offset: Expr, values: Vec<Expr>, ty: Ty },
+    /// A condition the program relies on (an i1, block-uniform): when it is false the launch is
+    /// in error. The simulator reports `message` at the current source statement; the GPU
+    /// traps (`llvm.trap`), ending the launch with an error instead of computing garbage.
+    Check { cond: Expr, message: String },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -439,6 +443,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             }
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);
+            }
+            Stmt::Check { cond, message } => {
+                let _ = writeln!(out, "{pad}check {} // {message}", expr_str(cond));
             }
             Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
                 let ds: Vec<String> = dst.iter().map(|v| format!("r{}", v.0)).collect();

@@ -1025,7 +1025,39 @@ impl Lower<'_> {
         }
     }
 
+    /// A `Check` that the tile of `tile` extents at `offsets` (one per dim of the shared
+    /// tensor; the tile covers the trailing dims) lies inside shared tensor `shared`: the
+    /// language makes an access outside it an error, also where the bytes would still be in
+    /// the shared buffer. Dims whose offset is a constant inside the tensor need no test.
+    fn shared_bounds_check(&mut self, what: &str, shared: ValueId, offsets: &[ValueId], tile: &[usize], body: &mut Vec<lir::Stmt>) {
+        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+        let shape = shape.clone();
+        let lead = shape.len() - tile.len();
+        let mut conds = Vec::new();
+        for (d, &o) in offsets.iter().enumerate() {
+            let extent = if d < lead { 1 } else { tile[d - lead] } as i64;
+            let limit = shape[d] as i64 - extent;
+            if let Op::Const(c) = self.k.value(o).op {
+                if c >= 0.0 && c <= limit as f64 {
+                    continue;
+                }
+            }
+            let register = self.scalar(o);
+            let ty = self.p.vars[register.0 as usize];
+            conds.push(cmp(CmpOp::Ge, var(register), int(ty, 0)));
+            conds.push(cmp(CmpOp::Le, var(register), int(ty, limit)));
+        }
+        if conds.is_empty() {
+            return;
+        }
+        let message =
+            format!("`{what}` of a {tile:?} tile reaches outside its shared tensor of shape {shape:?} (the offsets must keep the tile inside it)");
+        body.push(lir::Stmt::Check { cond: and_all(conds), message });
+    }
+
     fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let tile = self.k.value(id).ty.shape().expect("tile").to_vec();
+        self.shared_bounds_check("load", shared, offsets, &tile, body);
         let layout = self.layout(id).clone();
         let dtype = self.dtype(id);
         let ty = Ty::of(dtype);
@@ -1049,6 +1081,8 @@ impl Lower<'_> {
     }
 
     fn store_shared(&mut self, shared: ValueId, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let tile = self.k.value(value).ty.shape().expect("tile").to_vec();
+        self.shared_bounds_check("store", shared, offsets, &tile, body);
         let layout = self.layout(value).clone();
         let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
         let mut stores = Vec::new();
@@ -1069,9 +1103,14 @@ impl Lower<'_> {
         let Some((layout, run)) = self.copy_layouts.get(&id).cloned() else {
             unreachable!("every copy_async has a layout (plan_shared)")
         };
+        let rank = src_offsets.len();
+        {
+            let Type::Shared { shape, .. } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+            let tile = shape[shape.len() - rank..].to_vec();
+            self.shared_bounds_check("copy_async", shared, dst_offsets, &tile, body);
+        }
         let dtype = self.dtype(shared);
         let ty = Ty::of(dtype);
-        let rank = src_offsets.len();
         let mut dst: Vec<Expr> = dst_offsets.iter().map(|o| var(self.scalar(*o))).collect();
         dst.extend((0..rank).map(|_| int(Ty::I32, 0)));
         let bits = dtype.bits() as i64;

@@ -68,6 +68,12 @@ pub enum SimtError {
     /// A shared byte accessed while a `cp.async` started by `copier` (and not yet retired by
     /// its `cp.async.wait_group`) will still write it.
     CopyInFlight { block: [u32; 3], thread: usize, byte: usize, copier: usize, at: Location },
+    /// A shared byte read that nothing in this block wrote (on a GPU it holds whatever the
+    /// previous block on the SM left there).
+    SharedUninitialized { block: [u32; 3], thread: usize, byte: usize, at: Location },
+    /// A `check` statement of the program (a condition the lowering relies on, such as a tile
+    /// lying inside its shared tensor) was false.
+    CheckFailed { block: [u32; 3], message: String, at: Location },
     /// A `cp.async` whose size is not 4, 8 or 16 bytes, whose addresses are not multiples of
     /// it, or whose source-size is outside `0..=size`.
     BadCopy { block: [u32; 3], thread: usize, message: String, at: Location },
@@ -113,6 +119,10 @@ impl SimtError {
             SimtError::CopyInFlight { block, thread, byte, copier, .. } => format!(
                 "thread {thread} accesses shared byte {byte} while a cp.async of thread {copier} into it is still in flight (block {block:?}): wait for its group first"
             ),
+            SimtError::SharedUninitialized { block, thread, byte, .. } => format!(
+                "thread {thread} reads shared byte {byte}, which nothing in block {block:?} wrote: shared memory starts undefined"
+            ),
+            SimtError::CheckFailed { block, message, .. } => format!("{message} (block {block:?})"),
             SimtError::BadCopy { block, thread, message, .. } => format!("cp.async in block {block:?}, thread {thread}: {message}"),
             SimtError::Unsupported { block, what, .. } => format!("the simulator does not implement `{what}` yet (block {block:?})"),
             SimtError::BadArgument { index, name, message } => format!("argument {index} (`{name}`): {message}"),
@@ -132,6 +142,8 @@ impl SimtError {
             | SimtError::DivergentBarrier { at, .. }
             | SimtError::DivergentWarpInstruction { at, .. }
             | SimtError::CopyInFlight { at, .. }
+            | SimtError::SharedUninitialized { at, .. }
+            | SimtError::CheckFailed { at, .. }
             | SimtError::BadCopy { at, .. }
             | SimtError::Unsupported { at, .. }
             | SimtError::GlobalMisaligned { at, .. } => at.as_ref(),
@@ -266,6 +278,9 @@ struct Block<'a> {
     args: &'a mut [Arg],
     /// Race-detection state of every shared byte.
     shadow: Vec<ByteState>,
+    /// Whether anything in this block wrote each shared byte (reading one that nothing wrote
+    /// is an error).
+    written: Vec<bool>,
     /// Advances at every barrier and every block.
     epoch: u32,
     /// The id of the current location (0: none yet in this block).
@@ -348,6 +363,7 @@ pub fn launch_with_output(program: &Program, grid: [u32; 3], args: &mut [Arg]) -
         shared: vec![0; program.shared_bytes],
         args,
         shadow: vec![ByteState::default(); program.shared_bytes],
+        written: vec![false; program.shared_bytes],
         epoch: 0,
         cur: 0,
         source_ids: HashMap::new(),
@@ -367,6 +383,7 @@ pub fn launch_with_output(program: &Program, grid: [u32; 3], args: &mut [Arg]) -
                 if x | y | z != 0 {
                     b.regs.iter_mut().for_each(|r| r.fill(V::I(0)));
                     b.shared.fill(0);
+                    b.written.fill(false);
                     // Copies a block leaves unfinished are dropped with it.
                     b.copies.iter_mut().for_each(|c| *c = ThreadCopies::default());
                     b.in_flight.fill(0);
@@ -436,6 +453,9 @@ impl<'a> Block<'a> {
         self.check_not_in_flight(range.clone(), t)?;
         let (epoch, loc, me) = (self.epoch, self.cur, t as u32);
         for b in range {
+            if !self.written[b] {
+                return Err(Box::new(SimtError::SharedUninitialized { block: self.block, thread: t, byte: b, at: self.at() }));
+            }
             let mut s = self.shadow[b];
             if s.write_epoch == epoch && s.writer != me {
                 return Err(Box::new(self.race(b, (s.writer, AccessKind::Write, s.write_loc), (t, AccessKind::Read))));
@@ -495,6 +515,7 @@ impl<'a> Block<'a> {
             s.writer = me;
             s.write_loc = loc;
             self.shadow[b] = s;
+            self.written[b] = true;
         }
         Ok(())
     }
@@ -682,6 +703,13 @@ impl<'a> Block<'a> {
                             for (chunk, x) in buffer[range].chunks_mut(width).zip(xs) {
                                 encode(*ty, x, chunk);
                             }
+                        }
+                    }
+                }
+                Stmt::Check { cond, message } => {
+                    for t in 0..self.threads {
+                        if mask[t] && self.eval(cond, t)?.i() == 0 {
+                            return Err(Box::new(SimtError::CheckFailed { block: self.block, message: message.clone(), at: self.at() }));
                         }
                     }
                 }

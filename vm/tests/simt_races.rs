@@ -51,6 +51,14 @@ fn next_slot(threads: i64) -> Expr {
     slot(bin(BinaryOp::Rem, bin(BinaryOp::Add, Expr::ThreadIdx, int(1)), int(threads)))
 }
 
+/// `body` after every thread wrote its own 4-byte slot and a barrier, so that its reads of
+/// shared memory read bytes something wrote.
+fn initialized(body: Vec<Stmt>) -> Vec<Stmt> {
+    let mut all = vec![Stmt::StoreShared { offset: slot(Expr::ThreadIdx), value: Expr::ThreadIdx }, Stmt::Barrier];
+    all.extend(body);
+    all
+}
+
 fn load_shared(offset: Expr) -> Expr {
     Expr::LoadShared { offset: Box::new(offset), ty: Ty::I32 }
 }
@@ -126,12 +134,12 @@ fn with_the_barrier_the_exchange_is_race_free_and_correct() {
 #[test]
 fn a_write_to_a_byte_another_thread_read_since_the_barrier_is_a_race() {
     // Every thread reads its neighbour's slot, then (no barrier) writes its own.
-    let body = vec![
+    let body = initialized(vec![
         at("load_shared(next)").1,
         Stmt::Assign(Var(0), load_shared(next_slot(4))),
         at("store_shared(slot, tid)").1,
         Stmt::StoreShared { offset: slot(Expr::ThreadIdx), value: Expr::ThreadIdx },
-    ];
+    ]);
     let e = run(&program(4, body.clone()), [1, 1, 1]).0.unwrap_err();
     // In lockstep all reads come first; then thread 0 writes byte 0, which thread 3 read.
     assert_eq!(
@@ -146,7 +154,7 @@ fn a_write_to_a_byte_another_thread_read_since_the_barrier_is_a_race() {
     assert!(e.to_string().starts_with("shared-memory race: thread 0 writes byte 0 that thread 3 read since the last barrier"), "{e}");
     // A barrier between the two orders them.
     let mut fixed = body;
-    fixed.insert(2, Stmt::Barrier);
+    fixed.insert(4, Stmt::Barrier); // after the two statements of `initialized` and the load
     assert!(run(&program(4, fixed), [1, 1, 1]).0.is_ok());
 }
 
@@ -206,10 +214,10 @@ fn a_thread_reading_back_and_rewriting_its_own_bytes_is_fine() {
 fn many_readers_are_fine_and_a_later_writer_races_with_the_other_readers() {
     // Every thread reads byte 0: fine.
     let read_all = Stmt::Assign(Var(0), load_shared(int(0)));
-    assert!(run(&program(4, vec![read_all.clone()]), [1, 1, 1]).0.is_ok());
+    assert!(run(&program(4, initialized(vec![read_all.clone()])), [1, 1, 1]).0.is_ok());
     // Then thread 0, itself one of the readers, writes it: a race with another reader.
     let write = Stmt::If { cond: tid_is(0), then_body: vec![Stmt::StoreShared { offset: int(0), value: int(1) }], else_body: vec![] };
-    match run(&program(4, vec![read_all.clone(), write.clone()]), [1, 1, 1]).0.unwrap_err() {
+    match run(&program(4, initialized(vec![read_all.clone(), write.clone()])), [1, 1, 1]).0.unwrap_err() {
         SimtError::SharedRace { byte: 0, first, second, .. } => {
             assert_eq!((second.thread, second.kind, first.kind), (0, AccessKind::Write, AccessKind::Read));
             assert_ne!(first.thread, 0);
@@ -218,9 +226,9 @@ fn many_readers_are_fine_and_a_later_writer_races_with_the_other_readers() {
     }
     // Only thread 0 read it: its own write is fine; after a barrier anyone may write.
     let read_own = Stmt::If { cond: tid_is(0), then_body: vec![Stmt::Assign(Var(0), load_shared(int(0)))], else_body: vec![] };
-    assert!(run(&program(4, vec![read_own, write.clone()]), [1, 1, 1]).0.is_ok());
+    assert!(run(&program(4, initialized(vec![read_own, write.clone()])), [1, 1, 1]).0.is_ok());
     let write3 = Stmt::If { cond: tid_is(3), then_body: vec![Stmt::StoreShared { offset: int(0), value: int(1) }], else_body: vec![] };
-    assert!(run(&program(4, vec![read_all, Stmt::Barrier, write3]), [1, 1, 1]).0.is_ok());
+    assert!(run(&program(4, initialized(vec![read_all, Stmt::Barrier, write3])), [1, 1, 1]).0.is_ok());
 }
 
 #[test]
@@ -369,5 +377,34 @@ fn float_to_integer_casts_round_and_saturate() {
         simt::launch(&p, [1, 1, 1], &mut args).unwrap();
         let Arg::Tensor(out) = &args[0] else { unreachable!() };
         assert_eq!(out.code(0) as i64, want, "{value} to {to:?} (unsigned {to_unsigned})");
+    }
+}
+
+#[test]
+fn reading_a_shared_byte_nothing_wrote_is_an_error() {
+    // Threads 0..4 write their slots (bytes 0..16); thread 0 then reads byte 16, which no one
+    // wrote in this block. On a GPU it holds what an earlier block left.
+    let body = vec![
+        Stmt::StoreShared { offset: slot(Expr::ThreadIdx), value: Expr::ThreadIdx },
+        Stmt::Barrier,
+        at("load_shared(next)").1,
+        Stmt::If { cond: tid_is(0), then_body: vec![Stmt::Assign(Var(0), load_shared(int(16)))], else_body: vec![] },
+    ];
+    let e = run(&program(4, body), [1, 1, 1]).0.unwrap_err();
+    assert_eq!(e, SimtError::SharedUninitialized { block: [0, 0, 0], thread: 0, byte: 16, at: location("load_shared(next)") });
+    assert!(e.to_string().contains("nothing in block [0, 0, 0] wrote"), "{e}");
+    // The second block starts with nothing written again, even where the first block wrote.
+    let body = vec![
+        Stmt::If {
+            cond: Expr::Cmp(CmpOp::Eq, Box::new(Expr::BlockIdx(0)), Box::new(int(0))),
+            then_body: vec![Stmt::StoreShared { offset: slot(Expr::ThreadIdx), value: Expr::ThreadIdx }],
+            else_body: vec![],
+        },
+        Stmt::Barrier,
+        Stmt::Assign(Var(0), load_shared(slot(Expr::ThreadIdx))),
+    ];
+    match run(&program(4, body), [2, 1, 1]).0.unwrap_err() {
+        SimtError::SharedUninitialized { block, .. } => assert_eq!(block, [1, 0, 0]),
+        e => panic!("{e}"),
     }
 }

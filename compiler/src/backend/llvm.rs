@@ -305,6 +305,17 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             }
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
+            Stmt::Check { cond, .. } => {
+                let cond = self.expr_of(cond, Ty::I1, "a check")?;
+                let fail_block = self.context.append_basic_block(self.function, "check_failed");
+                let ok_block = self.context.append_basic_block(self.function, "check_ok");
+                self.builder.build_conditional_branch(cond.v.into_int_value(), ok_block, fail_block)?;
+                self.builder.position_at_end(fail_block);
+                let trap = self.intrinsic("llvm.trap", &[])?;
+                self.builder.build_call(trap, &[], "")?;
+                self.builder.build_unreachable()?;
+                self.builder.position_at_end(ok_block);
+            }
             Stmt::CopyAsync { offset, param, byte_index, bytes, src_bytes } => {
                 // 16-byte copies bypass L1 (`.cg`); smaller ones must go through it (`.ca`).
                 let name = match bytes {
