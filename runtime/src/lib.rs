@@ -151,12 +151,15 @@ impl Module {
         render(&self.file_name, &self.source, diagnostics)
     }
 
-    /// A simulator error of a kernel of this module, rendered against its source.
-    /// A VM error, with an instruction's fault rendered at its source location.
+    /// A VM error, with an instruction's fault rendered at its source location (a missing
+    /// `sync()` also marks the earlier statement).
     pub fn vm_error(&self, error: tl_vm::VmError) -> RuntimeError {
         match &error {
             tl_vm::VmError::Exec { block, instr, span, fault } => {
-                let d = Diagnostic::error(format!("{fault} (block {block})"), *span).with_note(format!("in `{instr}`"));
+                let mut d = Diagnostic::error(format!("{fault} (block {block})"), *span).with_note(format!("in `{instr}`"));
+                if let tl_vm::interp::Fault::MissingSync { earlier, earlier_access, earlier_span, .. } = fault {
+                    d = d.with_label(*earlier_span, format!("`{earlier}` {earlier_access} here"));
+                }
                 let rendered = render_fault(&d, &self.file_name, &self.source);
                 RuntimeError::VmFault { error, rendered }
             }

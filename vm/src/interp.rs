@@ -98,6 +98,11 @@ pub enum Fault {
     /// An access to a shared element that an unfinished `copy_async` will still write.
     #[error("element {index:?} of shared tensor %{shared} is {access} while a `copy_async` into it is still in flight (`commit` the copy and `wait` for its group first)")]
     CopyInFlight { shared: u32, index: Vec<usize>, access: &'static str },
+    /// Two statements touched one shared element, at least one writing it (a `store`, or a
+    /// `copy_async` landing), with no `sync()` between them: on the GPU their threads may
+    /// differ, whatever the layouts, so the result is a race.
+    #[error("element {index:?} of shared tensor %{shared} is {access} here, but `{earlier}` {earlier_access} it with no `sync()` in between (add one between the two)")]
+    MissingSync { shared: u32, index: Vec<usize>, access: &'static str, earlier: String, earlier_access: &'static str, earlier_span: Span },
     /// An inconsistency that a verified kernel cannot have.
     #[error("internal error: {0}")]
     Internal(String),
@@ -161,6 +166,7 @@ pub fn launch_with_output(kernel: &Kernel, args: &mut [Arg]) -> Result<Vec<Strin
         uncommitted: Vec::new(),
         groups: VecDeque::new(),
         output: Vec::new(),
+        epoch: 0,
     };
     let mut progress = crate::progress::Progress::new(format!("vm `{}`", kernel.name), grid);
     let mut done = 0u64;
@@ -312,12 +318,60 @@ struct Machine<'k, 'a> {
     groups: VecDeque<Vec<PendingCopy>>,
     /// Lines printed so far.
     output: Vec<String>,
+    /// How many `sync()`s the block has passed: accesses in one epoch are unordered.
+    epoch: u64,
 }
 
 struct SharedTensor {
     shape: Vec<usize>,
     data: Vec<Option<f64>>,
     in_flight: Vec<u32>,
+    /// Per element, the barrier epoch and statement of the last write (a store, or a copy
+    /// landing) and of the last read.
+    last_write: Vec<Option<(u64, ValueId)>>,
+    last_read: Vec<Option<(u64, ValueId)>>,
+}
+
+/// How an earlier access to a shared element reads in a [`Fault::MissingSync`].
+fn access_of(kernel: &Kernel, statement: ValueId, write: bool) -> (String, &'static str, Span) {
+    let data = kernel.value(statement);
+    let what = match data.op {
+        Op::CopyAsync { .. } => "copy_async",
+        Op::StoreShared { .. } => "store",
+        _ => "load",
+    };
+    let access = match (write, what) {
+        (true, "copy_async") => "wrote (the copy landed at a `wait`)",
+        (true, _) => "wrote",
+        (false, _) => "read",
+    };
+    (what.to_string(), access, data.span)
+}
+
+impl SharedTensor {
+    /// The block-level rule for an access by `statement` in barrier epoch `epoch`: an element
+    /// another statement wrote, or (for a write) read, since the last `sync()` is an error.
+    fn check_sync(&self, kernel: &Kernel, shared: ValueId, index: usize, epoch: u64, statement: ValueId, write: bool) -> Result<(), Fault> {
+        let conflict = match (self.last_write[index], self.last_read[index]) {
+            (Some((e, w)), _) if e == epoch && w != statement => Some((w, true)),
+            (_, Some((e, r))) if write && e == epoch && r != statement => Some((r, false)),
+            _ => None,
+        };
+        match conflict {
+            None => Ok(()),
+            Some((earlier, earlier_write)) => {
+                let (earlier, earlier_access, earlier_span) = access_of(kernel, earlier, earlier_write);
+                Err(Fault::MissingSync {
+                    shared: shared.0,
+                    index: self.unflatten(index),
+                    access: if write { "written" } else { "read" },
+                    earlier,
+                    earlier_access,
+                    earlier_span,
+                })
+            }
+        }
+    }
 }
 
 /// One element of a `copy_async`: its source is read when the copy starts, and lands in the
@@ -326,6 +380,8 @@ struct PendingCopy {
     shared: ValueId,
     index: usize,
     value: f64,
+    /// The `copy_async` statement.
+    statement: ValueId,
 }
 
 impl SharedTensor {
@@ -517,31 +573,53 @@ impl Machine<'_, '_> {
             Op::SharedAlloc => {
                 let Type::Shared { shape, .. } = ty else { return Err(internal("shared_alloc of a non-shared type")) };
                 let n: usize = shape.iter().product();
-                self.shared.insert(id, SharedTensor { shape: shape.clone(), data: vec![None; n], in_flight: vec![0; n] });
+                self.shared.insert(
+                    id,
+                    SharedTensor {
+                        shape: shape.clone(),
+                        data: vec![None; n],
+                        in_flight: vec![0; n],
+                        last_write: vec![None; n],
+                        last_read: vec![None; n],
+                    },
+                );
                 Vec::new()
             }
             Op::LoadShared { shared, offsets } => {
                 let offsets = scalars_of(env, offsets)?;
-                let tensor = self.shared.get(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
-                let read = |i: usize| {
+                let epoch = self.epoch;
+                let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
+                let indices = tensor.tile_indices(*shared, &offsets, shape_of(ty))?;
+                let mut values = Vec::with_capacity(indices.len());
+                for &i in &indices {
                     if tensor.in_flight[i] > 0 {
                         return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "read" });
                     }
-                    tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })
-                };
-                tensor.tile_indices(*shared, &offsets, shape_of(ty))?.into_iter().map(read).collect::<Result<_, _>>()?
+                    let value = tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })?;
+                    tensor.check_sync(kernel, *shared, i, epoch, id, false)?;
+                    values.push(value);
+                }
+                for &i in &indices {
+                    tensor.last_read[i] = Some((epoch, id));
+                }
+                values
             }
             Op::StoreShared { shared, value, offsets } => {
                 let offsets = scalars_of(env, offsets)?;
                 let x = get(env, *value)?;
                 let tile = value_shape(kernel, *value);
+                let epoch = self.epoch;
                 let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
                 let targets = tensor.tile_indices(*shared, &offsets, tile)?;
                 if let Some(&i) = targets.iter().find(|&&i| tensor.in_flight[i] > 0) {
                     return Err(Fault::CopyInFlight { shared: shared.0, index: tensor.unflatten(i), access: "written" });
                 }
+                for &i in &targets {
+                    tensor.check_sync(kernel, *shared, i, epoch, id, true)?;
+                }
                 for (&i, &v) in targets.iter().zip(x) {
                     tensor.data[i] = Some(v);
+                    tensor.last_write[i] = Some((epoch, id));
                 }
                 Vec::new()
             }
@@ -562,8 +640,16 @@ impl Machine<'_, '_> {
                 let mut at = dst_offsets;
                 at.resize(tensor.shape.len(), 0);
                 let targets = tensor.tile_indices(*shared, &at, &tile)?;
-                let copies: Vec<PendingCopy> =
-                    targets.into_iter().zip(values).map(|(index, value)| PendingCopy { shared: *shared, index, value }).collect();
+                // The copy may write any time from now until its group's `wait`: what another
+                // statement read or wrote since the last `sync()` must not be overwritten.
+                for &i in &targets {
+                    tensor.check_sync(kernel, *shared, i, self.epoch, id, true)?;
+                }
+                let copies: Vec<PendingCopy> = targets
+                    .into_iter()
+                    .zip(values)
+                    .map(|(index, value)| PendingCopy { shared: *shared, index, value, statement: id })
+                    .collect();
                 for c in &copies {
                     tensor.in_flight[c.index] += 1;
                 }
@@ -582,13 +668,20 @@ impl Machine<'_, '_> {
                         let tensor = self.shared.get_mut(&c.shared).ok_or_else(|| internal("shared tensor not allocated"))?;
                         tensor.data[c.index] = Some(c.value);
                         tensor.in_flight[c.index] -= 1;
+                        // Landed: a write by the copy, visible to the other threads only after
+                        // the next `sync()`.
+                        tensor.last_write[c.index] = Some((self.epoch, c.statement));
                     }
                 }
                 Vec::new()
             }
-            // The VM executes every instruction for the whole block at once: a barrier changes
-            // nothing here (the simulator checks that the program has the barriers it needs).
-            Op::Sync => Vec::new(),
+            // The VM executes every instruction for the whole block at once; a barrier orders
+            // the shared accesses before it against those after it (block-level rule, checked
+            // at each access whatever the layouts).
+            Op::Sync => {
+                self.epoch += 1;
+                Vec::new()
+            }
             Op::Print { value, label } => {
                 use tl_compiler::lir::{format_print_line, PrintValue};
                 let d = value_dtype(kernel, *value)?;
