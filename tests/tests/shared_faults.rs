@@ -60,3 +60,19 @@ fn reading_shared_elements_nothing_wrote_is_an_error_on_both_backends() {
         }
     }
 }
+
+#[test]
+fn a_missing_wait_is_an_error_in_the_vm_whichever_copy_path_the_lowering_takes() {
+    // Offset 1 (rows not 16-byte aligned: element copies) and offset 0 (cp.async): the VM
+    // reports the read of a tile still in flight either way; a missing `sync()` after a
+    // `wait` too.
+    for offset in [0, 1] {
+        let body = format!("    let o = {offset};\n    copy_async(s, [0], x, [o]);\n    commit();\n    sync();\n    store(out, load(s, [0, 0], [32]), [0]);\n");
+        let (backend, e) = &errors(&body, 1)[0];
+        assert_eq!(*backend, Backend::Vm);
+        assert!(e.contains("still in flight") && e.contains("shared.tl:7:"), "offset {offset}: {e}");
+        let body = format!("    let o = {offset};\n    copy_async(s, [0], x, [o]);\n    commit();\n    wait(0);\n    store(out, load(s, [0, 0], [32]), [0]);\n");
+        let (_, e) = &errors(&body, 2)[0];
+        assert!(e.contains("no `sync()` in between") && e.contains("shared.tl:7:"), "offset {offset}: {e}");
+    }
+}
