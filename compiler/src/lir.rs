@@ -281,10 +281,13 @@ pub enum Stmt {
     /// `LoadGlobalVector`. Sub-byte elements are stored as whole bytes or words, so the thread
     /// must own every element they hold.
     StoreGlobalVector { param: usize, byte_offset: Expr, values: Vec<Expr>, ty: Ty },
-    /// A condition the program relies on (an i1, block-uniform): when it is false the launch is
-    /// in error. The simulator reports `message` at the current source statement; the GPU
-    /// traps (`llvm.trap`), ending the launch with an error instead of computing garbage.
-    Check { cond: Expr, message: String },
+    /// A condition the program relies on (an i1, evaluated by each thread): when it is false
+    /// the launch is in error. The simulator reports `message` at the current source
+    /// statement. With `device`, the GPU traps (`llvm.trap`), ending the launch with an error
+    /// instead of computing garbage; without, the GPU does not test it (the check costs too
+    /// much there, such as integer overflow, and the CPU backends are where kernels are
+    /// debugged).
+    Check { cond: Expr, message: String, device: bool },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -444,8 +447,9 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             Stmt::Source { span, what } => {
                 let _ = writeln!(out, "{pad}// {}..{}: {what}", span.start, span.end);
             }
-            Stmt::Check { cond, message } => {
-                let _ = writeln!(out, "{pad}check {} // {message}", expr_str(cond));
+            Stmt::Check { cond, message, device } => {
+                let name = if *device { "check" } else { "check.cpu" };
+                let _ = writeln!(out, "{pad}{name} {} // {message}", expr_str(cond));
             }
             Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
                 let ds: Vec<String> = dst.iter().map(|v| format!("r{}", v.0)).collect();

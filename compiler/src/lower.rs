@@ -505,6 +505,41 @@ impl Lower<'_> {
     /// `view`: the thread's registers of `a`, as codes concatenated LSB first in local order,
     /// re-sliced into the registers of `id`. Every destination element is an OR of constant
     /// shifts of the (at most a few) source codes it overlaps; no memory is involved.
+    /// Integer arithmetic of 8 bits and more whose exact result does not fit its dtype is an
+    /// error of the kernel (docs/language.md §5; the VM computes exactly and faults). After
+    /// `id = op(operands)` each element gets a [`lir::Stmt::Check`] for the CPU backends
+    /// (the GPU wraps and pays nothing) that the exact result fits: through i64 for 8 to 32
+    /// bits, from the wrapped result's signs (or an unsigned comparison) for 64 bits.
+    fn overflow_checks(&mut self, id: ValueId, operands: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let data = self.k.value(id);
+        let Some(d) = data.ty.dtype() else { return };
+        if !d.is_int() || d.is_low_precision() {
+            return;
+        }
+        let (symbol, op) = match data.op {
+            Op::Binary(BinaryOp::Add, ..) => ("+", Some(BinaryOp::Add)),
+            Op::Binary(BinaryOp::Sub, ..) => ("-", Some(BinaryOp::Sub)),
+            Op::Binary(BinaryOp::Mul, ..) => ("*", Some(BinaryOp::Mul)),
+            Op::Binary(BinaryOp::Div, ..) if d.is_signed_int() => ("/", Some(BinaryOp::Div)),
+            Op::Unary(UnaryOp::Neg, _) if d.is_signed_int() => ("unary -", None),
+            Op::Unary(UnaryOp::Abs, _) if d.is_signed_int() => ("abs", None),
+            _ => return,
+        };
+        let message = format!("integer overflow: the exact result of `{symbol}` does not fit {d}");
+        let count = self.regs(id).len();
+        for i in 0..count {
+            let pick = |s: &Self, v: ValueId| {
+                let r = s.regs(v);
+                var(if r.len() == 1 { r[0] } else { r[i] })
+            };
+            let x = pick(self, operands[0]);
+            let y = operands.get(1).map(|&b| pick(self, b));
+            let result = var(self.regs(id)[i]);
+            let cond = no_overflow(d, op, x, y, result);
+            body.push(lir::Stmt::Check { cond, message: message.clone(), device: false });
+        }
+    }
+
     /// `view<to>(a)`. When the two layouts keep every bit in the thread that holds it
     /// (`view_moves_no_data`, what inference prefers), each thread cuts its own bits anew;
     /// otherwise the operand goes through shared memory and each result element gathers its
@@ -781,7 +816,9 @@ impl Lower<'_> {
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
-        if divides || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
+        let may_overflow = matches!(data.op, Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul, ..) | Op::Unary(UnaryOp::Neg | UnaryOp::Abs, _))
+            && dtype.is_some_and(|d| d.is_int() && !d.is_low_precision());
+        if divides || may_overflow || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
         }
@@ -823,6 +860,7 @@ impl Lower<'_> {
                 // `abs` of an unsigned integer is the value itself (the register is signed).
                 let identity = op == UnaryOp::Abs && self.dtype(a).is_unsigned_int();
                 self.elementwise(id, body, |s, i| if identity { var(s.regs(a)[i]) } else { unary_expr(op, var(s.regs(a)[i]), ty) });
+                self.overflow_checks(id, &[a], body);
             }
             Op::Binary(op, a, b) => {
                 let (op, a, b) = (*op, *a, *b);
@@ -836,6 +874,7 @@ impl Lower<'_> {
                     }
                     binary_expr(op, x, y)
                 });
+                self.overflow_checks(id, &[a, b], body);
             }
             Op::Cast(a) => {
                 let a = *a;
@@ -1052,7 +1091,7 @@ impl Lower<'_> {
         }
         let message =
             format!("`{what}` of a {tile:?} tile reaches outside its shared tensor of shape {shape:?} (the offsets must keep the tile inside it)");
-        body.push(lir::Stmt::Check { cond: and_all(conds), message });
+        body.push(lir::Stmt::Check { cond: and_all(conds), message, device: true });
     }
 
     fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
@@ -1841,4 +1880,73 @@ fn guarded(body: &mut Vec<lir::Stmt>, guard: Expr, stmts: Vec<lir::Stmt>) {
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Whether the exact result of `op` (a unary minus or `abs` when `None`) on registers `x` (and
+/// `y`) of integer dtype `d` fits `d`; `result` holds the wrapped result.
+fn no_overflow(d: DType, op: Option<BinaryOp>, x: Expr, y: Option<Expr>, result: Expr) -> Expr {
+    use lir::BinaryOp as B;
+    let (lo, hi) = d.int_range().expect("integer dtype");
+    let signed = d.is_signed_int();
+    let ty = Ty::of(d);
+    let Some(op) = op else {
+        // Unary minus and `abs` overflow only on the most negative value.
+        return cmp(CmpOp::Ne, x, int(ty, lo as i64));
+    };
+    let y = y.expect("binary");
+    if op == BinaryOp::Div {
+        // Signed division overflows only for MIN / -1 (division by zero is its own error).
+        return Expr::Unary(lir::UnaryOp::Not, Box::new(and_all(vec![cmp(CmpOp::Eq, x, int(ty, lo as i64)), cmp(CmpOp::Eq, y, int(ty, -1))])));
+    }
+    if d.bits() <= 32 {
+        let wide = |e: Expr| Expr::Cast { to: Ty::I64, value: Box::new(e), from_unsigned: !signed, to_unsigned: false };
+        let (wx, wy) = (wide(x), wide(y));
+        if op == BinaryOp::Mul && !signed {
+            // x·y ≤ hi ⟺ y = 0 or x ≤ hi / y (the product itself may not fit an i64).
+            let safe_y = Expr::Select(Box::new(cmp(CmpOp::Eq, wy.clone(), int(Ty::I64, 0))), Box::new(int(Ty::I64, 1)), Box::new(wy.clone()));
+            return Expr::Select(
+                Box::new(cmp(CmpOp::Eq, wy, int(Ty::I64, 0))),
+                Box::new(int(Ty::I1, 1)),
+                Box::new(cmp(CmpOp::Le, wx, bin(B::Div, int(Ty::I64, hi as i64), safe_y))),
+            );
+        }
+        let exact = match op {
+            BinaryOp::Add => bin(B::Add, wx, wy),
+            BinaryOp::Sub => bin(B::Sub, wx, wy),
+            _ => bin(B::Mul, wx, wy),
+        };
+        return and_all(vec![cmp(CmpOp::Ge, exact.clone(), int(Ty::I64, lo as i64)), cmp(CmpOp::Le, exact, int(Ty::I64, hi as i64))]);
+    }
+    // 64 bits: from the wrapped result.
+    let zero = int(Ty::I64, 0);
+    let xor = |a: Expr, b: Expr| bin(B::Xor, a, b);
+    match (op, signed) {
+        // Signed: overflow iff both operands' signs differ from the result's.
+        (BinaryOp::Add, true) => cmp(CmpOp::Ge, bin(B::And, xor(x.clone(), result.clone()), xor(y, result)), zero),
+        (BinaryOp::Sub, true) => cmp(CmpOp::Ge, bin(B::And, xor(x.clone(), y), xor(x, result)), zero),
+        (BinaryOp::Add, false) => cmp(CmpOp::UGe, result, x),
+        (BinaryOp::Sub, false) => cmp(CmpOp::UGe, x, y),
+        (_, false) => {
+            let y_is_zero = cmp(CmpOp::Eq, y.clone(), zero.clone());
+            let safe_y = Expr::Select(Box::new(y_is_zero.clone()), Box::new(int(Ty::I64, 1)), Box::new(y));
+            Expr::Select(Box::new(y_is_zero), Box::new(int(Ty::I1, 1)), Box::new(cmp(CmpOp::ULe, x, bin(B::UDiv, int(Ty::I64, -1), safe_y))))
+        }
+        (_, true) => {
+            // x = 0 fits; x = -1 fits unless y = MIN; otherwise the wrapped product divided by
+            // x gives y back exactly when nothing was lost.
+            let x_is_zero = cmp(CmpOp::Eq, x.clone(), zero);
+            let x_is_minus_one = cmp(CmpOp::Eq, x.clone(), int(Ty::I64, -1));
+            let safe_x = Expr::Select(
+                Box::new(Expr::Binary(B::Or, Box::new(x_is_zero.clone()), Box::new(x_is_minus_one.clone()))),
+                Box::new(int(Ty::I64, 1)),
+                Box::new(x),
+            );
+            let divides_back = cmp(CmpOp::Eq, bin(B::Div, result, safe_x), y.clone());
+            Expr::Select(
+                Box::new(x_is_zero),
+                Box::new(int(Ty::I1, 1)),
+                Box::new(Expr::Select(Box::new(x_is_minus_one), Box::new(cmp(CmpOp::Ne, y, int(Ty::I64, i64::MIN))), Box::new(divides_back))),
+            )
+        }
+    }
 }

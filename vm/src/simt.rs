@@ -706,7 +706,7 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
-                Stmt::Check { cond, message } => {
+                Stmt::Check { cond, message, .. } => {
                     for t in 0..self.threads {
                         if mask[t] && self.eval(cond, t)?.i() == 0 {
                             return Err(Box::new(SimtError::CheckFailed { block: self.block, message: message.clone(), at: self.at() }));

@@ -305,6 +305,8 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             }
             Stmt::For { var, start, end, body } => self.for_loop(*var, start, end, body)?,
             Stmt::Source { .. } => {}
+            // Checks for the CPU backends only generate nothing.
+            Stmt::Check { device: false, .. } => {}
             Stmt::Check { cond, .. } => {
                 let cond = self.expr_of(cond, Ty::I1, "a check")?;
                 let fail_block = self.context.append_basic_block(self.function, "check_failed");
