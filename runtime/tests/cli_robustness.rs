@@ -197,3 +197,21 @@ fn reference_errors_say_error_once_and_launch_errors_name_the_place() {
         assert_eq!(code, 0, "seed {seed}: {out}{err}");
     }
 }
+
+#[test]
+fn a_tile_too_large_for_its_threads_is_refused_quickly_with_the_numbers() {
+    let dir = temp_dir("tile");
+    let file = write(
+        &dir,
+        "big.tl",
+        "kernel big(n: i32, x: global f16[n], y: global mut u4[n]) grid(1) warps(1) {\n    let t = load(x, [0], [65536]);\n    store(y, cast<u4>(t), [0]);\n}\n",
+    );
+    let (code, _, err) = tlc(&["compile", &file, "--emit", "ptx"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("2048 elements in each of the block's 32 threads; at most 512"), "{err}");
+    assert!(err.contains("big.tl:2:13") && err.matches("error: this").count() == 1, "{err}");
+    // The same tile on 4 warps is 512 elements a thread: accepted.
+    let fits = write(&dir, "fits.tl", &std::fs::read_to_string(&file).unwrap().replace("warps(1)", "warps(4)"));
+    let (code, _, err) = tlc(&["check", &fits]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -28,7 +28,8 @@
 //! divisors that exclude zero (`x / max(y, 1)`), for floats a bound on the magnitude, whether NaN
 //! is possible and an error bound between the two backends, and which values share a layout (so
 //! that annotations rarely conflict). A program the compiler refuses for a documented reason
-//! (conflicting layout annotations) is regenerated; every other compile error fails the test
+//! (conflicting layout annotations, a replicated tile over the elements-per-thread limit) is
+//! regenerated; every other compile error fails the test
 //! with the program text. `view`s come plain (inference picks the result's layout) and between
 //! annotated layouts, some of which keep every bit in its thread and some of which make the
 //! lowering move bits between threads; the VM's `view` knows nothing of layouts, so either way
@@ -2365,7 +2366,10 @@ fn random_input(rng: &mut ChaCha8Rng, dtype: DType, shape: &[usize], range: &Ran
 // ---------------------------------------------------------------------------------------------
 
 /// Compile errors that are a valid outcome for a generated program (the program is redrawn).
-const REGENERATE: [(&str, &str); 1] = [("conflicting layouts", "layout annotations conflict")];
+const REGENERATE: [(&str, &str); 2] = [
+    ("conflicting layouts", "layout annotations conflict"),
+    ("elements in each of the block's", "a (replicated) tile over the elements-per-thread limit"),
+];
 
 #[derive(Debug)]
 enum Outcome {

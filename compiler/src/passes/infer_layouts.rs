@@ -150,6 +150,41 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
         force = !progressed;
         pending = waiting;
     }
+    if diagnostics.is_empty() {
+        diagnostics.extend(check_elements_per_thread(kernel));
+    }
+    diagnostics
+}
+
+/// The most elements of one tile a thread may hold. A GPU thread has at most 255 32-bit
+/// registers, so this many cannot all stay in registers anyway (packed sub-byte elements and
+/// replicated tiles need this much room), and code generation, which gives every element its
+/// own register, grows faster than linearly beyond it: casting a 65536-element tile on one
+/// warp (2048 elements a thread) took 39 s in LLVM, 8.5 s at 1024, 0.5 s at 256.
+pub const MAX_ELEMENTS_PER_THREAD: usize = 512;
+
+/// A tile whose layout gives a thread more than [`MAX_ELEMENTS_PER_THREAD`] elements is
+/// refused at the first place it appears, with the numbers and the way out.
+fn check_elements_per_thread(kernel: &Kernel) -> Vec<Diagnostic> {
+    let mut seen = std::collections::HashSet::new();
+    let mut diagnostics = Vec::new();
+    for v in &kernel.values {
+        let (Some(layout), Some(shape)) = (&v.layout, v.ty.shape()) else { continue };
+        // One report per tile shape: the values computed from a tile share its layout.
+        if layout.local_size() > MAX_ELEMENTS_PER_THREAD && seen.insert((shape.to_vec(), layout.local_size())) {
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "this {shape:?} tile puts {} elements in each of the block's {} threads; at most {MAX_ELEMENTS_PER_THREAD} are allowed (a GPU thread has 255 registers)",
+                        layout.local_size(),
+                        layout.num_threads()
+                    ),
+                    v.span,
+                )
+                .with_note("use more warps (`warps(N)`, up to 32) or a smaller tile"),
+            );
+        }
+    }
     diagnostics
 }
 
