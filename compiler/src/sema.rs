@@ -18,6 +18,11 @@ use std::collections::{HashMap, HashSet};
 
 /// Largest tile (elements) a single register tensor may have.
 pub const MAX_TILE_ELEMENTS: usize = 1 << 16;
+
+/// The largest magnitude of an integer constant or scalar argument: values are carried as f64
+/// through the VM and the launch path, exact up to 2^53. Larger ones are refused rather than
+/// rounded silently.
+pub const MAX_EXACT_INTEGER: u64 = 1 << 53;
 /// Warps per block allowed by `warps(n)`.
 pub const MAX_WARPS: i64 = 32;
 /// Static shared memory a kernel may declare (the limit without opting in to more).
@@ -753,7 +758,16 @@ impl Sema {
         let dtype = want.dtype()?;
         let scalar = match op {
             Operand::Error => return None,
-            Operand::Int(v) => self.constant(v as f64, false, dtype, span, body)?,
+            Operand::Int(v) => {
+                if v.unsigned_abs() > MAX_EXACT_INTEGER {
+                    self.error(
+                        format!("{v} is beyond ±2^53: integer constants and scalars are kept exactly only up to 2^53 in magnitude"),
+                        span,
+                    );
+                    return None;
+                }
+                self.constant(v as f64, false, dtype, span, body)?
+            }
             Operand::Float(v) => self.constant(v, true, dtype, span, body)?,
             Operand::Bool(b) => {
                 if dtype != DType::Bool {

@@ -438,6 +438,12 @@ impl Kernel {
     /// unwritten elements show. Before allocating, the tensors' total size is checked against
     /// [`max_host_bytes`]: an error names each tensor's size and the limit.
     pub fn random_args(&self, seed: u64, sizes: &[(String, i64)]) -> Result<Vec<Arg>, RuntimeError> {
+        self.random_args_within(seed, sizes, max_host_bytes())
+    }
+
+    /// [`Kernel::random_args`] with `limit` bytes of tensors at most instead of
+    /// [`max_host_bytes`].
+    pub fn random_args_within(&self, seed: u64, sizes: &[(String, i64)], limit: u64) -> Result<Vec<Arg>, RuntimeError> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let kernel = &self.compiled.kernel;
@@ -453,6 +459,12 @@ impl Kernel {
                 ParamKind::Scalar(d) => {
                     let v = match sizes.iter().find(|(n, _)| *n == p.name) {
                         Some((_, v)) => {
+                            if v.unsigned_abs() > tl_compiler::sema::MAX_EXACT_INTEGER {
+                                return Err(self.param_error(
+                                    index,
+                                    format!("--arg {}={v} is beyond ±2^53: integer scalars are kept exactly only up to 2^53 in magnitude, and this one would be rounded", p.name),
+                                ));
+                            }
                             if d.is_int() || *d == DType::Bool {
                                 let (lo, hi) = d.int_range().expect("integer dtype");
                                 if (*v as i128) < lo || (*v as i128) > hi {
@@ -495,7 +507,6 @@ impl Kernel {
             sized.push(format!("`{}`: {dtype}{dims:?} = {bytes} bytes", p.name));
             shapes[i] = Some(dims);
         }
-        let limit = max_host_bytes();
         if total > limit as u128 {
             let first = kernel.params.iter().position(|p| matches!(p.kind, ParamKind::Global { .. })).unwrap_or(0);
             return Err(self.param_error(

@@ -215,3 +215,32 @@ fn a_tile_too_large_for_its_threads_is_refused_quickly_with_the_numbers() {
     let (code, _, err) = tlc(&["check", &fits]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn integers_beyond_two_to_the_53_are_refused_not_rounded() {
+    let dir = temp_dir("i64");
+    let file = write(
+        &dir,
+        "wide.tl",
+        "kernel wide(w: i64, c: global mut i64[1]) grid(1) warps(1) {\n    store(c, full<i64>([1], w), [0]);\n}\n",
+    );
+    for value in ["9007199254740993", "9223372036854775807", "-9007199254740993"] {
+        let (code, _, err) = tlc(&["run", &file, "--arg", &format!("w={value}")]);
+        assert_eq!(code, 1, "{value}: {err}");
+        assert!(err.contains("beyond ±2^53") && err.contains("wide.tl:1:"), "{value}: {err}");
+    }
+    // 2^53 itself is exact, and arrives exactly.
+    let out = dir.join("c.npy");
+    let (code, _, err) = tlc(&["run", &file, "--arg", "w=9007199254740992", "--output", &format!("c={}", out.display())]);
+    assert_eq!(code, 0, "{err}");
+    let t = tl_runtime::npy::read_npy_file(&out).unwrap();
+    assert_eq!(t.get(0), 9007199254740992.0);
+    let literal = write(
+        &dir,
+        "literal.tl",
+        "kernel lit(c: global mut i64[1]) grid(1) warps(1) {\n    store(c, full<i64>([1], 9007199254740993), [0]);\n}\n",
+    );
+    let (code, _, err) = tlc(&["check", &literal]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("beyond ±2^53") && err.contains("literal.tl:2:29"), "{err}");
+}

@@ -262,6 +262,10 @@ fn check_scalar(dtype: DType, v: f64) -> Result<Option<i64>, String> {
     if v < lo as f64 || v > hi as f64 {
         return Err(format!("{v} is out of range for {dtype}"));
     }
+    // Beyond 2^53 an f64 argument may already have been rounded (2^53 + 1 arrives as 2^53).
+    if v.abs() > tl_compiler::sema::MAX_EXACT_INTEGER as f64 {
+        return Err(format!("{v} is beyond ±2^53: integer scalars are kept exactly only up to 2^53 in magnitude"));
+    }
     // u64 values beyond i64 cannot appear in shape expressions (they are i64).
     Ok((v >= i64::MIN as f64 && v < i64::MAX as f64).then_some(v as i64))
 }
