@@ -244,3 +244,36 @@ fn integers_beyond_two_to_the_53_are_refused_not_rounded() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("beyond ±2^53") && err.contains("literal.tl:2:29"), "{err}");
 }
+
+#[test]
+fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
+    let dir = temp_dir("progress");
+    let file = write(
+        &dir,
+        "many.tl",
+        "kernel many(n: i32, c: global mut f32[1]) grid(n) warps(1) {\n    store(c, zeros<f32>([1]), [0]);\n}\n",
+    );
+    // About a billion blocks: hours on the VM. Progress every 0.2 s; then an interrupt.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tlc"))
+        .args(["run", &file, "--arg", "n=1000000000"])
+        .env("TL_PROGRESS", "0.2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 256];
+    while !seen.contains("Ctrl-C stops it") {
+        let n = stderr.read(&mut buffer).unwrap();
+        assert!(n > 0, "tlc ended without progress: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(seen.contains("tl: vm `many`:") && seen.contains("of 1000000000 blocks"), "{seen}");
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    if !interrupted {
+        child.kill().unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+}

@@ -1,7 +1,7 @@
 //! Progress of long CPU launches: a grid of millions of blocks can run for hours on the VM or
 //! the simulator, so after a few seconds a line on standard error says how far it got (and
 //! that Ctrl-C stops it), then again every few seconds. Short launches print nothing.
-//! `TL_PROGRESS=0` turns it off.
+//! `TL_PROGRESS=0` turns it off; `TL_PROGRESS=S` reports every `S` seconds instead of 5.
 
 use std::time::{Duration, Instant};
 
@@ -13,15 +13,21 @@ pub struct Progress {
     total: u64,
     start: Instant,
     next: Duration,
+    interval: Duration,
     enabled: bool,
 }
 
 impl Progress {
     /// Progress of `what` (e.g. "vm `softmax`") over `grid`'s blocks.
     pub fn new(what: String, grid: [u32; 3]) -> Progress {
-        let enabled = std::env::var("TL_PROGRESS").map_or(true, |v| v != "0");
+        let setting = std::env::var("TL_PROGRESS").ok().and_then(|v| v.trim().parse::<f64>().ok());
+        let (enabled, interval) = match setting {
+            Some(s) if s <= 0.0 || !s.is_finite() => (false, INTERVAL),
+            Some(s) => (true, Duration::from_secs_f64(s.min(3600.0))),
+            None => (true, INTERVAL),
+        };
         let total = grid.iter().map(|&g| g as u64).product();
-        Progress { what, total, start: Instant::now(), next: INTERVAL, enabled }
+        Progress { what, total, start: Instant::now(), next: interval, interval, enabled }
     }
 
     /// Called after each block; `done` blocks have finished.
@@ -33,7 +39,7 @@ impl Progress {
         if elapsed < self.next {
             return;
         }
-        self.next = elapsed + INTERVAL;
+        self.next = elapsed + self.interval;
         let percent = done as f64 * 100.0 / self.total as f64;
         let rate = done as f64 / elapsed.as_secs_f64();
         let left = if rate > 0.0 { format!(", about {:.0} s left", (self.total - done) as f64 / rate) } else { String::new() };
