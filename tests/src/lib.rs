@@ -54,3 +54,5 @@ pub fn ptxas_available(test: &str) -> bool {
     eprintln!("SKIPPED {test}: ptxas not found (set TL_PTXAS or run scripts/setup.sh); its PTX is not assembled");
     false
 }
+
+pub mod fuzz;
