@@ -104,7 +104,7 @@ fn run_checks_against_the_reference_and_reads_and_writes_npy() {
 #[test]
 fn cuda_backend_without_a_driver_is_a_clear_error() {
     if tl_runtime::cuda::driver_available() {
-        println!("skipping: this machine has a CUDA driver");
+        eprintln!("SKIPPED: this machine has a CUDA driver, so the no-driver error cannot be tested here");
         return;
     }
     let (code, _, err) = tlc(&["run", "examples/vector_add.tl", "--backend", "cuda"]);
