@@ -1724,6 +1724,11 @@ impl Sema {
                 }
                 Operand::Value(self.emit(body, tc, Op::Dot { a: a.0, b: b.0, c: c.0 }, e.span))
             }
+            "sum" => {
+                // `sum(x, 1)`: the reduction needs its dimension by name.
+                self.error("`sum` takes the dimension to reduce by name: `sum(x, dim = d)`", e.span);
+                Operand::Error
+            }
             _ => {
                 self.error(format!("unknown function `{name}`"), callee.span);
                 Operand::Error
