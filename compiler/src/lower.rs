@@ -502,9 +502,6 @@ impl Lower<'_> {
         self.regs.insert(id, out);
     }
 
-    /// `view`: the thread's registers of `a`, as codes concatenated LSB first in local order,
-    /// re-sliced into the registers of `id`. Every destination element is an OR of constant
-    /// shifts of the (at most a few) source codes it overlaps; no memory is involved.
     /// Integer arithmetic of 8 bits and more whose exact result does not fit its dtype is an
     /// error of the kernel (docs/language.md §5; the VM computes exactly and faults). After
     /// `id = op(operands)` each element gets a [`lir::Stmt::Check`] for the CPU backends
@@ -513,18 +510,7 @@ impl Lower<'_> {
     fn overflow_checks(&mut self, id: ValueId, operands: &[ValueId], body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let Some(d) = data.ty.dtype() else { return };
-        if !d.is_int() || d.is_low_precision() {
-            return;
-        }
-        let (symbol, op) = match data.op {
-            Op::Binary(BinaryOp::Add, ..) => ("+", Some(BinaryOp::Add)),
-            Op::Binary(BinaryOp::Sub, ..) => ("-", Some(BinaryOp::Sub)),
-            Op::Binary(BinaryOp::Mul, ..) => ("*", Some(BinaryOp::Mul)),
-            Op::Binary(BinaryOp::Div, ..) if d.is_signed_int() => ("/", Some(BinaryOp::Div)),
-            Op::Unary(UnaryOp::Neg, _) if d.is_signed_int() => ("unary -", None),
-            Op::Unary(UnaryOp::Abs, _) if d.is_signed_int() => ("abs", None),
-            _ => return,
-        };
+        let Some((symbol, op)) = overflow_checked(&data.op, d) else { return };
         let message = format!("integer overflow: the exact result of `{symbol}` does not fit {d}");
         let count = self.regs(id).len();
         for i in 0..count {
@@ -541,9 +527,11 @@ impl Lower<'_> {
     }
 
     /// `view<to>(a)`. When the two layouts keep every bit in the thread that holds it
-    /// (`view_moves_no_data`, what inference prefers), each thread cuts its own bits anew;
-    /// otherwise the operand goes through shared memory and each result element gathers its
-    /// bits from there.
+    /// (`view_moves_no_data`, what inference prefers), each thread cuts its own bits anew: the
+    /// codes of its registers of `a`, concatenated LSB first in local order, re-sliced into the
+    /// registers of `id`, every destination element an OR of constant shifts of the (at most a
+    /// few) source codes it overlaps. Otherwise the operand goes through shared memory and each
+    /// result element gathers its bits from there.
     fn view(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
         let (from, to) = (self.dtype(a), self.dtype(id));
         if !view_moves_no_data(self.layout(a), from.bits(), self.layout(id), to.bits()) {
@@ -601,7 +589,7 @@ impl Lower<'_> {
         let layout = self.layout(id).clone();
         // The most source elements one result element can span: its first bit sits at a
         // multiple of gcd(b, b') within a source element.
-        let g = gcd(b_src, b_dst);
+        let g = crate::layout::view::gcd(b_src as usize, b_dst as usize) as i64;
         let pieces = (b_src - g + b_dst + b_src - 1) / b_src;
         let mut out = Vec::new();
         for j in 0..layout.local_size() {
@@ -816,8 +804,7 @@ impl Lower<'_> {
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
-        let may_overflow = matches!(data.op, Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul, ..) | Op::Unary(UnaryOp::Neg | UnaryOp::Abs, _))
-            && dtype.is_some_and(|d| d.is_int() && !d.is_low_precision());
+        let may_overflow = dtype.is_some_and(|d| overflow_checked(&data.op, d).is_some());
         if divides || may_overflow || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
@@ -1878,8 +1865,22 @@ fn guarded(body: &mut Vec<lir::Stmt>, guard: Expr, stmts: Vec<lir::Stmt>) {
     }
 }
 
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+/// The integer operations whose result can overflow `d` and get a check for the CPU backends
+/// (8 bits and more; below, arithmetic saturates): the operator as the message shows it, and
+/// the binary operation (`None` for a unary minus or `abs`).
+fn overflow_checked(op: &Op, d: DType) -> Option<(&'static str, Option<BinaryOp>)> {
+    if !d.is_int() || d.is_low_precision() {
+        return None;
+    }
+    Some(match op {
+        Op::Binary(BinaryOp::Add, ..) => ("+", Some(BinaryOp::Add)),
+        Op::Binary(BinaryOp::Sub, ..) => ("-", Some(BinaryOp::Sub)),
+        Op::Binary(BinaryOp::Mul, ..) => ("*", Some(BinaryOp::Mul)),
+        Op::Binary(BinaryOp::Div, ..) if d.is_signed_int() => ("/", Some(BinaryOp::Div)),
+        Op::Unary(UnaryOp::Neg, _) if d.is_signed_int() => ("unary -", None),
+        Op::Unary(UnaryOp::Abs, _) if d.is_signed_int() => ("abs", None),
+        _ => return None,
+    })
 }
 
 /// Whether the exact result of `op` (a unary minus or `abs` when `None`) on registers `x` (and

@@ -8,9 +8,12 @@ use tl_compiler::driver;
 use tl_compiler::syntax::{lexer, parser};
 use tl_runtime::{Backend, Module};
 
+/// A fuzz target: its name, its body and the corpus folder it reads.
+pub type Target = (&'static str, fn(&[u8]), &'static str);
+
 /// The targets by name (`fuzz/fuzz_targets/NAME.rs`) with the folder of `fuzz/corpus/` that
 /// holds their inputs: the four that read a source share `source`.
-pub const TARGETS: [(&str, fn(&[u8]), &str); 7] = [
+pub const TARGETS: [Target; 7] = [
     ("lex", lex, "source"),
     ("parse", parse, "source"),
     ("check", check, "source"),
@@ -37,21 +40,19 @@ pub fn parse(data: &[u8]) {
 
 /// Parsing and semantic checks of every kernel.
 pub fn check(data: &[u8]) {
-    if let Ok(source) = parser::decode_source(data) {
-        if let Err(e) = driver::check(source) {
-            let _ = render_all(&e.diagnostics, "fuzz.tl", source);
-        }
+    if let Ok(source) = parser::decode_source(data)
+        && let Err(e) = driver::check(source)
+    {
+        let _ = render_all(&e.diagnostics, "fuzz.tl", source);
     }
 }
 
-/// Every kernel through layout inference and lowering to the thread-level IR.
+/// Every kernel through layout inference and lowering to the thread-level IR, errors rendered.
 pub fn compile(data: &[u8]) {
     let Ok(source) = parser::decode_source(data) else { return };
-    let Ok(file) = driver::check(source) else { return };
-    for name in kernel_names(&file) {
-        if let Err(e) = driver::compile(&file, Some(&name), &[]) {
-            let _ = render_all(&e.diagnostics, "fuzz.tl", source);
-        }
+    let Ok(module) = Module::from_source("fuzz.tl", source) else { return };
+    for name in module.kernel_names() {
+        let _ = module.kernel(Some(&name), &[]);
     }
 }
 
@@ -91,11 +92,4 @@ pub fn npy(data: &[u8]) {
 /// `.tlt` reading.
 pub fn tlt(data: &[u8]) {
     let _ = tl_runtime::tensor_file::read_tlt(data);
-}
-
-fn kernel_names(file: &tl_compiler::syntax::ast::File) -> Vec<String> {
-    file.items
-        .iter()
-        .filter_map(|i| if let tl_compiler::syntax::ast::Item::Kernel(k) = i { Some(k.name.name.clone()) } else { None })
-        .collect()
 }

@@ -121,9 +121,9 @@ fn dtype(name: &str) -> DType {
 /// `local(rows / a, cols / b) * spatial(a, b)` or the other order, with `a · b` the block's
 /// threads, when such a split exists: a layout inference would not pick for a view.
 fn unusual_layout(rows: usize, cols: usize, threads: usize, spatial_first: bool) -> Option<String> {
-    (1..=threads).filter(|a| threads % a == 0 && rows % a == 0).find_map(|a| {
+    (1..=threads).filter(|a| threads.is_multiple_of(*a) && rows.is_multiple_of(*a)).find_map(|a| {
         let b = threads / a;
-        (cols % b == 0).then(|| {
+        cols.is_multiple_of(b).then(|| {
             let (local, spatial) = (format!("local({}, {})", rows / a, cols / b), format!("spatial({a}, {b})"));
             if spatial_first { format!("{spatial} * {local}") } else { format!("{local} * {spatial}") }
         })

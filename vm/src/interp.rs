@@ -601,10 +601,8 @@ impl Machine<'_, '_> {
                     }
                     let value = tensor.data[i].ok_or_else(|| Fault::SharedUninitialized { shared: shared.0, index: tensor.unflatten(i) })?;
                     tensor.check_sync(kernel, *shared, i, epoch, id, false)?;
-                    values.push(value);
-                }
-                for &i in &indices {
                     tensor.last_read[i] = Some((epoch, id));
+                    values.push(value);
                 }
                 values
             }

@@ -213,6 +213,7 @@ pub fn view_result_layout(src: &RegisterLayout, src_bits: u32, dst_bits: u32) ->
     view_moves_no_data(src, src_bits, &result, dst_bits).then_some(result)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+/// The greatest common divisor (`gcd(a, 0) = a`).
+pub(crate) fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -101,8 +101,8 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     }
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| Usage(format!("{flag} needs a value")));
-        let known = ["--kernel", "-D", "--emit", "--arch", "-o", "--backend", "--against", "--arg", "--assume", "--seed", "--input", "--output"];
-        if known.contains(&a.as_str()) && !options_of(&o.command).contains(&a.as_str()) {
+        let known = ["check", "compile", "run"].iter().any(|c| options_of(c).contains(&a.as_str()));
+        if known && !options_of(&o.command).contains(&a.as_str()) {
             let hint = if a == "--assume" { "; `tlc run` specializes on the argument values itself" } else { "" };
             return Err(Usage(format!(
                 "{a} does not apply to `tlc {}` (it takes {}){hint}",
