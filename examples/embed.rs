@@ -26,7 +26,7 @@ fn main() -> Result<()> {
     }
     for backend in backends {
         let mut args = vec![
-            Arg::Scalar(n as f64),
+            Arg::scalar(n as i64),
             HostTensor::from_f64(DType::F32, &[n], &a).into(),
             HostTensor::from_f64(DType::F32, &[n], &b).into(),
             HostTensor::filled(DType::F32, &[n], f64::NAN).into(),

@@ -12,5 +12,6 @@ pub mod layout;
 pub mod lower;
 pub mod lower_numerics;
 pub mod lir;
+pub mod number;
 pub mod passes;
 pub mod sema;

@@ -262,9 +262,9 @@ pub enum Stmt {
     WaitGroup(u32),
     /// Prints one line, `block (X, Y, Z): LABEL[C0, C1, ..] = VALUE` (no brackets when
     /// `coords` is empty), with the i32 `coords` in decimal and `value`, which is f64 or i64,
-    /// formatted by [`format_print_value`] (C's `%.8e` and `%lld`). The order of lines from
-    /// different threads is unspecified.
-    Print { label: String, coords: Vec<Expr>, value: Expr },
+    /// formatted by [`format_print_value`] (C's `%.8e` and `%lld`, or `%llu` when `unsigned`:
+    /// the i64 holds a `u64`). The order of lines from different threads is unspecified.
+    Print { label: String, coords: Vec<Expr>, value: Expr, unsigned: bool },
     /// The statements that follow, up to the next `Source`, implement the block-IR
     /// instruction `what` written at `span` in the kernel source (for error messages of the
     /// simulator; code generation ignores it).
@@ -431,9 +431,10 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                     expr_str(src_bytes)
                 );
             }
-            Stmt::Print { label, coords, value } => {
+            Stmt::Print { label, coords, value, unsigned } => {
                 let cs: Vec<String> = coords.iter().map(expr_str).collect();
-                let _ = writeln!(out, "{pad}print {label:?} [{}] = {}", cs.join(", "), expr_str(value));
+                let kind = if *unsigned { ".u64" } else { "" };
+                let _ = writeln!(out, "{pad}print{kind} {label:?} [{}] = {}", cs.join(", "), expr_str(value));
             }
             Stmt::StoreSharedBits { bit_offset, bits, value } => {
                 let _ = writeln!(out, "{pad}st.shared.b{bits} [bit {}] = {}", expr_str(bit_offset), expr_str(value));
@@ -539,7 +540,8 @@ pub fn format_print_value(value: PrintValue) -> String {
 /// A value for [`format_print_value`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PrintValue {
-    Int(i64),
+    /// An integer, exactly (`u64` values beyond `i64::MAX` included).
+    Int(i128),
     Float(f64),
 }
 

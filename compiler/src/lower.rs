@@ -28,6 +28,7 @@
 //!   map to `cp.async.commit_group`/`cp.async.wait_group`/`bar.sync`.
 
 use crate::dtype::DType;
+use crate::number::Number;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
 use crate::layout::{view_moves_no_data, RegisterLayout};
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
@@ -203,11 +204,14 @@ fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
 
 /// The register holding the constant `value` of dtype `d`: low-precision floats hold the code
 /// of the rounded value, everything else the value.
-fn constant_register(d: DType, value: f64) -> Expr {
-    if d.is_float() && d.is_low_precision() {
-        crate::lower_numerics::code_to_container(int(Ty::I32, d.encode(value) as i64))
-    } else {
-        float_or_int(Ty::of(d), value)
+fn constant_register(d: DType, value: Number) -> Expr {
+    match d.round_number(value) {
+        Number::Float(f) if d.is_low_precision() => {
+            crate::lower_numerics::code_to_container(int(Ty::I32, d.encode(f) as i64))
+        }
+        Number::Float(f) => Expr::Float(Ty::of(d), f),
+        // An integer register holds the bit pattern: a u64 beyond i64::MAX wraps.
+        Number::Int(v) => Expr::Int(Ty::of(d), v as i64),
     }
 }
 
@@ -1063,8 +1067,8 @@ impl Lower<'_> {
         for (d, &o) in offsets.iter().enumerate() {
             let extent = if d < lead { 1 } else { tile[d - lead] } as i64;
             let limit = shape[d] as i64 - extent;
-            if let Op::Const(c) = self.k.value(o).op {
-                if c >= 0.0 && c <= limit as f64 {
+            if let Op::Const(Number::Int(c)) = self.k.value(o).op {
+                if c >= 0 && c <= limit as i128 {
                     continue;
                 }
             }
@@ -1242,17 +1246,20 @@ impl Lower<'_> {
     }
 
     /// `print`: each element once, from the thread that holds its primary copy (a scalar from
-    /// thread 0), as an f64 (floats, low-precision codes decoded) or an i64 (integers, bool).
+    /// thread 0), as an f64 (floats, low-precision codes decoded) or an i64 (integers, bool;
+    /// a u64 as its bits, printed unsigned).
     fn print(&mut self, value: ValueId, label: &str, body: &mut Vec<lir::Stmt>) {
         let dtype = self.dtype(value);
-        // The printed value: an f64 or an i64, by the cast semantics (exact for every dtype).
-        let target = if dtype.is_float() { DType::F64 } else { DType::I64 };
+        // The printed value: an f64 or a 64-bit integer, by the cast semantics (exact for every
+        // dtype: a u64 stays a u64, its i64 register printed unsigned).
+        let unsigned = dtype == DType::U64;
+        let target = if dtype.is_float() { DType::F64 } else if unsigned { DType::U64 } else { DType::I64 };
         let printed = |s: &mut Self, out: &mut Vec<lir::Stmt>, register: Var| -> Expr { var(s.cast_into(out, var(register), dtype, target)) };
         let mut lines = Vec::new();
         let guard = if self.k.value(value).ty.is_scalar() {
             let register = self.scalar(value);
             let v = printed(self, &mut lines, register);
-            lines.push(lir::Stmt::Print { label: label.to_string(), coords: Vec::new(), value: v });
+            lines.push(lir::Stmt::Print { label: label.to_string(), coords: Vec::new(), value: v, unsigned });
             cmp(CmpOp::Eq, Expr::ThreadIdx, int(Ty::I32, 0))
         } else {
             let layout = self.layout(value).clone();
@@ -1260,7 +1267,7 @@ impl Lower<'_> {
                 let coords = self.coords(&layout, i);
                 let register = self.regs(value)[i];
                 let v = printed(self, &mut lines, register);
-                lines.push(lir::Stmt::Print { label: label.to_string(), coords, value: v });
+                lines.push(lir::Stmt::Print { label: label.to_string(), coords, value: v, unsigned });
             }
             self.is_first_replica(&layout)
         };
@@ -1314,16 +1321,12 @@ impl Lower<'_> {
         (and_all(conds), index.unwrap_or(int(Ty::I64, 0)))
     }
 
-    fn load(&mut self, id: ValueId, param: usize, offsets: &[ValueId], pad: f64, body: &mut Vec<lir::Stmt>) {
+    fn load(&mut self, id: ValueId, param: usize, offsets: &[ValueId], pad: Number, body: &mut Vec<lir::Stmt>) {
         let layout = self.layout(id).clone();
         let dtype = self.dtype(id);
         let ty = Ty::of(dtype);
         // The register of the pad: low-precision floats hold a code.
-        let pad = if dtype.is_float() && dtype.is_low_precision() {
-            crate::lower_numerics::code_to_container(int(Ty::I32, dtype.encode(pad) as i64))
-        } else {
-            float_or_int(ty, pad)
-        };
+        let pad = constant_register(dtype, pad);
         let v = self.vector_width(param, &layout, offsets, dtype);
         if v > 1 {
             let mut regs = Vec::new();
@@ -1778,7 +1781,7 @@ impl Lower<'_> {
         let Type::Shared { shape, .. } = &self.k.value(*shared).ty else { return None };
         let row_bytes = *shape.last()? as i64 * element_bytes;
         let column = match &self.k.value(*offsets.last()?).op {
-            Op::Const(c) => *c as i64,
+            Op::Const(Number::Int(c)) => i64::try_from(*c).ok()?,
             _ => return None,
         };
         if row_bytes % 16 != 0 || (column * element_bytes) % 16 != 0 || self.k.value(operand).ty.shape()?.len() != 2 {

@@ -10,6 +10,7 @@
 
 use crate::diagnostics::{Diagnostic, Span};
 use crate::dtype::DType;
+use crate::number::Number;
 use crate::ir::{
     self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId, VarId,
 };
@@ -19,10 +20,6 @@ use std::collections::{HashMap, HashSet};
 /// Largest tile (elements) a single register tensor may have.
 pub const MAX_TILE_ELEMENTS: usize = 1 << 16;
 
-/// The largest magnitude of an integer constant or scalar argument: values are carried as f64
-/// through the VM and the launch path, exact up to 2^53. Larger ones are refused rather than
-/// rounded silently.
-pub const MAX_EXACT_INTEGER: u64 = 1 << 53;
 /// Warps per block allowed by `warps(n)`.
 pub const MAX_WARPS: i64 = 32;
 /// Static shared memory a kernel may declare (the limit without opting in to more).
@@ -733,23 +730,27 @@ impl Sema {
     }
 
     /// A scalar constant of `dtype` from a literal, checking that it is representable.
-    fn constant(&mut self, value: f64, is_float_literal: bool, dtype: DType, span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
-        if is_float_literal && !dtype.is_float() {
-            self.error(format!("float literal where an integer of type {dtype} is expected"), span);
-            return None;
-        }
-        if dtype.is_int() {
-            let (lo, hi) = dtype.int_range().expect("int");
-            if value < lo as f64 || value > hi as f64 {
-                self.error(format!("{value} does not fit in {dtype}"), span);
+    /// Integers stay exact at every magnitude (the IR holds a [`Number`]).
+    fn constant(&mut self, value: Number, dtype: DType, span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
+        match value {
+            Number::Float(_) if !dtype.is_float() => {
+                self.error(format!("float literal where an integer of type {dtype} is expected"), span);
                 return None;
             }
+            Number::Int(v) if dtype == DType::Bool && v != 0 && v != 1 => {
+                self.error("expected a bool", span);
+                return None;
+            }
+            Number::Int(v) if dtype.is_int() => {
+                let (lo, hi) = dtype.int_range().expect("int");
+                if !(lo..=hi).contains(&v) {
+                    self.error(format!("{v} does not fit in {dtype}"), span);
+                    return None;
+                }
+            }
+            _ => {}
         }
-        if dtype == DType::Bool && !(value == 0.0 || value == 1.0) {
-            self.error("expected a bool", span);
-            return None;
-        }
-        Some(self.emit(body, Type::Scalar(dtype), Op::Const(dtype.round(value)), span))
+        Some(self.emit(body, Type::Scalar(dtype), Op::Const(dtype.round_number(value)), span))
     }
 
     /// Converts an operand to exactly `want` (scalar or tensor type): literals take the dtype,
@@ -758,23 +759,14 @@ impl Sema {
         let dtype = want.dtype()?;
         let scalar = match op {
             Operand::Error => return None,
-            Operand::Int(v) => {
-                if v.unsigned_abs() > MAX_EXACT_INTEGER {
-                    self.error(
-                        format!("{v} is beyond ±2^53: integer constants and scalars are kept exactly only up to 2^53 in magnitude"),
-                        span,
-                    );
-                    return None;
-                }
-                self.constant(v as f64, false, dtype, span, body)?
-            }
-            Operand::Float(v) => self.constant(v, true, dtype, span, body)?,
+            Operand::Int(v) => self.constant(Number::Int(v as i128), dtype, span, body)?,
+            Operand::Float(v) => self.constant(Number::Float(v), dtype, span, body)?,
             Operand::Bool(b) => {
                 if dtype != DType::Bool {
                     self.error(format!("expected {dtype}, found a bool"), span);
                     return None;
                 }
-                self.constant(b as u8 as f64, false, dtype, span, body)?
+                self.constant(Number::Int(b as i128), dtype, span, body)?
             }
             Operand::Value(v) => v,
             other => return self.materialize_default(other, span, body),
@@ -1379,14 +1371,14 @@ impl Sema {
                 }
                 let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
                 let pad = match named.iter().find(|(n, _, _)| n.name == "pad") {
-                    None => 0.0,
-                    Some((_, Operand::Int(v), _)) => *v as f64,
+                    None => Number::Int(0),
+                    Some((_, Operand::Int(v), _)) => Number::Int(*v as i128),
                     Some((_, Operand::Float(v), s)) => {
                         if !dtype.is_float() {
                             self.error(format!("a float pad for a {dtype} tensor"), *s);
                             return Operand::Error;
                         }
-                        *v
+                        Number::Float(*v)
                     }
                     Some((_, _, s)) => {
                         self.error("`pad` must be a literal number", *s);
@@ -1394,7 +1386,7 @@ impl Sema {
                     }
                 };
                 let ty = Type::Tensor { dtype, shape };
-                Operand::Value(self.emit(body, ty, Op::Load { param, offsets, pad: dtype.round(pad) }, e.span))
+                Operand::Value(self.emit(body, ty, Op::Load { param, offsets, pad: dtype.round_number(pad) }, e.span))
             }
             "store" => {
                 if !arity(self, 3) {

@@ -32,6 +32,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 use tl_compiler::dtype::DType;
+use tl_compiler::number::Number;
 use tl_vm::HostTensor;
 
 #[derive(thiserror::Error, Debug)]
@@ -58,7 +59,7 @@ pub enum CudaError {
 pub enum KernelArg<'a> {
     /// A scalar, rounded to `dtype` as a cast would (integers saturate, floats round to nearest
     /// even) and passed as that type.
-    Scalar { value: f64, dtype: DType },
+    Scalar { value: Number, dtype: DType },
     /// A tensor, passed as a device pointer to a copy of its bytes and copied back afterwards.
     Tensor(&'a mut HostTensor),
 }
@@ -200,10 +201,10 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
 /// Low-precision dtypes travel in an 8-bit container: integers below 8 bits as their value
 /// (sign-extended for signed ones, so `i4` −1 is 0xff, not 0x0f), low-precision floats as their
 /// code in the low bits.
-fn scalar_slot(value: f64, dtype: DType) -> u64 {
+fn scalar_slot(value: Number, dtype: DType) -> u64 {
     let code = match dtype {
-        DType::Int { bits, .. } if bits < 8 => DType::I8.encode(dtype.round(value)),
-        _ => dtype.encode(value),
+        DType::Int { bits, .. } if bits < 8 => DType::I8.encode_number(dtype.round_number(value)),
+        _ => dtype.encode_number(value),
     };
     code & tl_compiler::dtype::mask(container_bytes(dtype) as u32 * 8)
 }
@@ -554,21 +555,26 @@ DONE:
 
     #[test]
     fn scalars_are_encoded_in_their_dtype() {
-        assert_eq!(scalar_slot(-1.0, DType::I32), 0xffff_ffff);
-        assert_eq!(scalar_slot(-1.0, DType::I64), u64::MAX);
-        assert_eq!(scalar_slot(300.0, DType::U8), 255);
-        assert_eq!(scalar_slot(1.0, DType::F16), 0x3c00);
-        assert_eq!(scalar_slot(1.0, DType::BF16), 0x3f80);
-        assert_eq!(scalar_slot(1.5, DType::F32), 1.5f32.to_bits() as u64);
-        assert_eq!(scalar_slot(0.1, DType::F64), 0.1f64.to_bits());
-        assert_eq!(scalar_slot(5.0, DType::Bool), 1);
+        assert_eq!(scalar_slot(Number::Float(-1.0), DType::I32), 0xffff_ffff);
+        assert_eq!(scalar_slot(Number::Float(-1.0), DType::I64), u64::MAX);
+        assert_eq!(scalar_slot(Number::Float(300.0), DType::U8), 255);
+        assert_eq!(scalar_slot(Number::Float(1.0), DType::F16), 0x3c00);
+        assert_eq!(scalar_slot(Number::Float(1.0), DType::BF16), 0x3f80);
+        assert_eq!(scalar_slot(Number::Float(1.5), DType::F32), 1.5f32.to_bits() as u64);
+        assert_eq!(scalar_slot(Number::Float(0.1), DType::F64), 0.1f64.to_bits());
+        assert_eq!(scalar_slot(Number::Float(5.0), DType::Bool), 1);
         // Low-precision dtypes in their 8-bit container.
-        assert_eq!(scalar_slot(-1.0, DType::I4), 0xff);
-        assert_eq!(scalar_slot(-100.0, DType::I4), 0xf8);
-        assert_eq!(scalar_slot(100.0, DType::U3), 7);
-        assert_eq!(scalar_slot(-6.0, DType::F4E2M1), 0xf);
-        assert_eq!(scalar_slot(448.0, DType::F8E4M3FN), 0x7e);
-        assert_eq!(scalar_slot(1.0, DType::E8M0), 127);
+        assert_eq!(scalar_slot(Number::Float(-1.0), DType::I4), 0xff);
+        assert_eq!(scalar_slot(Number::Float(-100.0), DType::I4), 0xf8);
+        assert_eq!(scalar_slot(Number::Float(100.0), DType::U3), 7);
+        assert_eq!(scalar_slot(Number::Float(-6.0), DType::F4E2M1), 0xf);
+        assert_eq!(scalar_slot(Number::Float(448.0), DType::F8E4M3FN), 0x7e);
+        assert_eq!(scalar_slot(Number::Float(1.0), DType::E8M0), 127);
+        // Integers exactly at every width, beyond 2^53 and up to the ends of i64 and u64.
+        assert_eq!(scalar_slot(Number::Int((1 << 53) + 1), DType::I64), (1 << 53) + 1);
+        assert_eq!(scalar_slot(Number::Int(i64::MAX as i128), DType::I64), i64::MAX as u64);
+        assert_eq!(scalar_slot(Number::Int(u64::MAX as i128), DType::U64), u64::MAX);
+        assert_eq!(scalar_slot(Number::Int(-3), DType::I4), 0xfd);
     }
 
     #[test]
@@ -620,11 +626,11 @@ DONE:
         let scalars = |s_dtype| {
             [
                 KernelArg::Scalar {
-                    value: 2.0,
+                    value: Number::Float(2.0),
                     dtype: s_dtype,
                 },
                 KernelArg::Scalar {
-                    value: n as f64,
+                    value: Number::Int(n as i128),
                     dtype: DType::U32,
                 },
             ]
@@ -672,7 +678,7 @@ DONE:
         let [s, m] = scalars(DType::F32);
         let mut args = [
             KernelArg::Scalar {
-                value: 0.0,
+                value: Number::Float(0.0),
                 dtype: DType::F32,
             },
             KernelArg::Tensor(&mut b),
@@ -718,11 +724,11 @@ DONE:
             KernelArg::Tensor(&mut b),
             KernelArg::Tensor(&mut c),
             KernelArg::Scalar {
-                value: 1.0,
+                value: Number::Float(1.0),
                 dtype: DType::F32,
             },
             KernelArg::Scalar {
-                value: n as f64,
+                value: Number::Int(n as i128),
                 dtype: DType::U32,
             },
         ];
@@ -757,11 +763,11 @@ DONE:
             KernelArg::Tensor(&mut b),
             KernelArg::Tensor(&mut c),
             KernelArg::Scalar {
-                value: 0.5,
+                value: Number::Float(0.5),
                 dtype: DType::F32,
             },
             KernelArg::Scalar {
-                value: n as f64,
+                value: Number::Int(n as i128),
                 dtype: DType::U32,
             },
         ];
@@ -786,11 +792,11 @@ DONE:
             KernelArg::Tensor(y),
             KernelArg::Tensor(z),
             KernelArg::Scalar {
-                value: 0.5,
+                value: Number::Float(0.5),
                 dtype: DType::F32,
             },
             KernelArg::Scalar {
-                value: 0.0,
+                value: Number::Float(0.0),
                 dtype: DType::U32,
             },
         ];

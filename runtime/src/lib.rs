@@ -11,7 +11,7 @@
 //! let a = HostTensor::from_f64(DType::F32, &[n], &vec![1.0; n]);
 //! let b = HostTensor::from_f64(DType::F32, &[n], &vec![2.0; n]);
 //! let c = HostTensor::zeros(DType::F32, &[n]);
-//! let mut args = vec![Arg::Scalar(n as f64), a.into(), b.into(), c.into()];
+//! let mut args = vec![Arg::scalar(n as i64), a.into(), b.into(), c.into()];
 //! kernel.launch(Backend::Vm, &mut args)?;
 //! # Ok::<(), tl_runtime::RuntimeError>(())
 //! ```
@@ -23,6 +23,7 @@ pub mod tensor_file;
 
 pub use tl_compiler::backend::Arch;
 pub use tl_compiler::dtype::DType;
+pub use tl_compiler::number::Number;
 pub use tl_vm::{Arg, HostTensor};
 
 pub use tl_compiler::ir::ConstValue;
@@ -292,7 +293,8 @@ impl Kernel {
             .iter()
             .zip(args)
             .map(|(p, a)| match (&p.kind, a) {
-                (ParamKind::Scalar(d), Arg::Scalar(v)) if d.is_int() && v.is_finite() => Some(*v as i64),
+                (ParamKind::Scalar(d), Arg::Scalar(Number::Int(v))) if d.is_int() => i64::try_from(*v).ok(),
+                (ParamKind::Scalar(d), Arg::Scalar(Number::Float(v))) if d.is_int() && v.is_finite() => Some(*v as i64),
                 _ => None,
             })
             .collect()
@@ -459,33 +461,33 @@ impl Kernel {
                 ParamKind::Scalar(d) => {
                     let v = match sizes.iter().find(|(n, _)| *n == p.name) {
                         Some((_, v)) => {
-                            if v.unsigned_abs() > tl_compiler::sema::MAX_EXACT_INTEGER {
-                                return Err(self.param_error(
-                                    index,
-                                    format!("--arg {}={v} is beyond ±2^53: integer scalars are kept exactly only up to 2^53 in magnitude, and this one would be rounded", p.name),
-                                ));
-                            }
                             if d.is_int() || *d == DType::Bool {
                                 let (lo, hi) = d.int_range().expect("integer dtype");
                                 if (*v as i128) < lo || (*v as i128) > hi {
                                     return Err(self.param_error(index, format!("--arg {}={v} is out of range for {d} ({lo}..={hi})", p.name)));
                                 }
+                                Number::Int(*v as i128)
+                            } else {
+                                // Exactly the integer given when the float format holds it.
+                                d.round_number(Number::Int(*v as i128))
                             }
-                            *v as f64
                         }
-                        None if d.is_float() => d.round(rng.random_range(-2.0..2.0)),
+                        None if d.is_float() => Number::Float(d.round(rng.random_range(-2.0..2.0))),
                         None => {
                             let (lo, hi) = d.int_range().expect("integer or bool dtype");
                             let lo = if *d == DType::Bool || hi < 1 { lo } else { 1 };
-                            rng.random_range(lo as i64..=hi.min(160) as i64) as f64
+                            Number::Int(rng.random_range(lo as i64..=hi.min(160) as i64) as i128)
                         }
                     };
-                    values.push(Some(v as i64));
+                    values.push(match v {
+                        Number::Int(i) => i64::try_from(i).ok(),
+                        Number::Float(f) => Some(f as i64),
+                    });
                     args.push(Arg::Scalar(v));
                 }
                 ParamKind::Global { .. } => {
                     values.push(None);
-                    args.push(Arg::Scalar(0.0));
+                    args.push(Arg::Scalar(Number::Int(0)));
                 }
             }
         }
@@ -539,7 +541,7 @@ impl Kernel {
         let ref_args: Vec<reference::RefArg> = args
             .iter()
             .map(|a| match a {
-                Arg::Scalar(v) => reference::RefArg::Scalar(*v),
+                Arg::Scalar(v) => reference::RefArg::Scalar(v.to_f64()),
                 Arg::Tensor(t) => reference::RefArg::Tensor(t),
             })
             .collect();

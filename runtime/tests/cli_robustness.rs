@@ -217,32 +217,40 @@ fn a_tile_too_large_for_its_threads_is_refused_quickly_with_the_numbers() {
 }
 
 #[test]
-fn integers_beyond_two_to_the_53_are_refused_not_rounded() {
+fn sixty_four_bit_integers_arrive_exactly() {
+    // Values an f64 cannot hold: `--arg` and literals used to be rounded (2^53 + 1 → 2^53) or
+    // refused (2^63 − 1 rounded to 2^63, out of range).
     let dir = temp_dir("i64");
     let file = write(
         &dir,
         "wide.tl",
         "kernel wide(w: i64, c: global mut i64[1]) grid(1) warps(1) {\n    store(c, full<i64>([1], w), [0]);\n}\n",
     );
-    for value in ["9007199254740993", "9223372036854775807", "-9007199254740993"] {
-        let (code, _, err) = tlc(&["run", &file, "--arg", &format!("w={value}")]);
-        assert_eq!(code, 1, "{value}: {err}");
-        assert!(err.contains("beyond ±2^53") && err.contains("wide.tl:1:"), "{value}: {err}");
-    }
-    // 2^53 itself is exact, and arrives exactly.
     let out = dir.join("c.npy");
-    let (code, _, err) = tlc(&["run", &file, "--arg", "w=9007199254740992", "--output", &format!("c={}", out.display())]);
-    assert_eq!(code, 0, "{err}");
-    let t = tl_runtime::npy::read_npy_file(&out).unwrap();
-    assert_eq!(t.get(0), 9007199254740992.0);
+    for value in [9007199254740993i64, i64::MAX, -9007199254740993, i64::MIN + 1] {
+        for backend in ["vm", "simt"] {
+            let output = format!("c={}", out.display());
+            let (code, _, err) = tlc(&["run", &file, "--backend", backend, "--arg", &format!("w={value}"), "--output", &output]);
+            assert_eq!(code, 0, "{value} on {backend}: {err}");
+            let t = tl_runtime::npy::read_npy_file(&out).unwrap();
+            assert_eq!(t.code(0) as i64, value, "{backend}");
+        }
+    }
+    // Out of the parameter's range is still an error at the parameter.
+    let narrow = write(&dir, "narrow.tl", "kernel narrow(w: i32, c: global mut i32[1]) grid(1) warps(1) {\n    store(c, full<i32>([1], w), [0]);\n}\n");
+    let (code, _, err) = tlc(&["run", &narrow, "--arg", "w=9007199254740993"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("out of range for i32") && err.contains("narrow.tl:1:"), "{err}");
     let literal = write(
         &dir,
         "literal.tl",
         "kernel lit(c: global mut i64[1]) grid(1) warps(1) {\n    store(c, full<i64>([1], 9007199254740993), [0]);\n}\n",
     );
-    let (code, _, err) = tlc(&["check", &literal]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("beyond ±2^53") && err.contains("literal.tl:2:29"), "{err}");
+    let output = format!("c={}", out.display());
+    let (code, _, err) = tlc(&["run", &literal, "--output", &output]);
+    assert_eq!(code, 0, "{err}");
+    let t = tl_runtime::npy::read_npy_file(&out).unwrap();
+    assert_eq!(t.code(0), 9007199254740993);
 }
 
 #[test]
@@ -253,9 +261,13 @@ fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
         "many.tl",
         "kernel many(n: i32, c: global mut f32[1]) grid(n) warps(1) {\n    store(c, zeros<f32>([1]), [0]);\n}\n",
     );
+    // An output file from before: an interrupted run must leave it as it was.
+    let previous = dir.join("c.npy");
+    std::fs::write(&previous, b"not touched").unwrap();
+    let output = format!("c={}", previous.display());
     // About a billion blocks: hours on the VM. Progress every 0.2 s; then an interrupt.
     let mut child = Command::new(env!("CARGO_BIN_EXE_tlc"))
-        .args(["run", &file, "--arg", "n=1000000000"])
+        .args(["run", &file, "--arg", "n=1000000000", "--output", &output])
         .env("TL_PROGRESS", "0.2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -276,4 +288,10 @@ fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
     }
     let status = child.wait().unwrap();
     assert!(!status.success(), "{status:?}");
+    if interrupted {
+        // Ended by the interrupt itself (the shell sees "interrupted", status 130).
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(2), "{status:?}");
+    }
+    assert_eq!(std::fs::read(&previous).unwrap(), b"not touched");
 }

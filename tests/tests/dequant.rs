@@ -186,7 +186,7 @@ fn check_every_code(module: &Module, rng: &mut Rng, w: DType, v: DType, expected
         let x = HostTensor::from_codes(w, &[m, n], &codes);
         let mut poison = HostTensor::zeros(v, &[m, n]);
         poison.data.iter_mut().for_each(|b| *b = 0xA5);
-        let args = vec![Arg::Scalar(m as f64), Arg::Scalar(n as f64), x.into(), poison.into()];
+        let args = vec![Arg::scalar(m as i64), Arg::scalar(n as i64), x.into(), poison.into()];
         let (mut vm_args, mut simt_args) = (args.clone(), args);
         k.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) vm: {e}"));
         k.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} -> {v} ({name}) simt: {e}"));

@@ -298,7 +298,7 @@ impl Program {
 
     fn args(&self) -> Vec<Arg> {
         let mut args: Vec<Arg> = self.inputs.iter().map(|i| Arg::Tensor(i.data.clone())).collect();
-        args.extend(self.scalars.iter().map(|p| Arg::Scalar(p.value)));
+        args.extend(self.scalars.iter().map(|p| Arg::scalar(p.value)));
         args.extend(self.outputs.iter().map(|o| Arg::Tensor(poisoned_tensor(o.dtype, &o.shape))));
         args
     }

@@ -70,7 +70,7 @@ fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
             let i32_values: Vec<f64> = (0..n).map(|_| ((rng.next() as i64) >> (rng.next() % 60)) as i32 as f64).collect();
             let i = HostTensor::from_f64(DType::I32, &[n], &i32_values);
             let args = vec![
-                Arg::Scalar(n as f64),
+                Arg::scalar(n as i64),
                 x.clone().into(),
                 y.clone().into(),
                 f.clone().into(),
@@ -129,7 +129,7 @@ fn integer_operations_on_sub_byte_integers_agree() {
         let kernel = module.kernel(Some("integer_ops"), &[("W".to_string(), ConstValue::DType(w))]).unwrap_or_else(|e| panic!("{e}"));
         let n = 200;
         let (x, y) = (random_codes(&mut rng, w, n), random_codes(&mut rng, w, n));
-        let args = vec![Arg::Scalar(n as f64), x.clone().into(), y.clone().into(), poisoned(w, n).into(), poisoned(w, n).into(), poisoned(w, n).into()];
+        let args = vec![Arg::scalar(n as i64), x.clone().into(), y.clone().into(), poisoned(w, n).into(), poisoned(w, n).into(), poisoned(w, n).into()];
         let (mut vm_args, mut simt_args) = (args.clone(), args);
         kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w} vm: {e}"));
         kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{w} simt: {e}"));

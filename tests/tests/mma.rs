@@ -41,9 +41,9 @@ fn tensor_core_dot_matches_the_vm_and_the_host_product() {
         let a = HostTensor::from_f64(t, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
         let b = HostTensor::from_f64(t, &[k, n], &(0..k * n).map(|_| rng.unit()).collect::<Vec<_>>());
         let args = vec![
-            Arg::Scalar(m as f64),
-            Arg::Scalar(n as f64),
-            Arg::Scalar(k as f64),
+            Arg::scalar(m as i64),
+            Arg::scalar(n as i64),
+            Arg::scalar(k as i64),
             a.clone().into(),
             b.clone().into(),
             HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
@@ -130,9 +130,9 @@ fn integer_tensor_core_dot_is_exact() {
         let a = HostTensor::from_f64(DType::I8, &[m, k], &random(&mut rng, m * k));
         let b = HostTensor::from_f64(DType::I8, &[k, n], &random(&mut rng, k * n));
         let args = vec![
-            Arg::Scalar(m as f64),
-            Arg::Scalar(n as f64),
-            Arg::Scalar(k as f64),
+            Arg::scalar(m as i64),
+            Arg::scalar(n as i64),
+            Arg::scalar(k as i64),
             a.clone().into(),
             b.clone().into(),
             HostTensor::filled(DType::I32, &[m, n], -12345.0).into(),

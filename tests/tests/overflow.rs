@@ -18,7 +18,7 @@ fn kernel(d: &str, expr: &str) -> tl_runtime::Kernel {
 fn run(kernel: &tl_runtime::Kernel, d: DType, n: f64, fill: f64, special: f64) -> Vec<String> {
     let mut values = vec![fill; 32];
     values[7] = special;
-    let args = vec![Arg::Scalar(n), HostTensor::from_f64(d, &[32], &values).into(), HostTensor::zeros(d, &[32]).into()];
+    let args = vec![Arg::scalar(n), HostTensor::from_f64(d, &[32], &values).into(), HostTensor::zeros(d, &[32]).into()];
     [Backend::Vm, Backend::Simt]
         .iter()
         .map(|&b| {

@@ -60,9 +60,9 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     let zero_points = HostTensor::from_f64(DType::F16, &[groups, n], &vec![zero; groups * n]);
     let c = HostTensor::filled(DType::F16, &[m, n], f64::NAN);
     let mut args = vec![
-        Arg::Scalar(m as f64),
-        Arg::Scalar(n as f64),
-        Arg::Scalar(k as f64),
+        Arg::scalar(m as i64),
+        Arg::scalar(n as i64),
+        Arg::scalar(k as i64),
         a.clone().into(),
         b.clone().into(),
         scales.clone().into(),
@@ -171,9 +171,9 @@ fn host_quantized_weights_run_through_the_kernel() {
         let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
         let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
         let mut args = vec![
-            Arg::Scalar(m as f64),
-            Arg::Scalar(n as f64),
-            Arg::Scalar(k as f64),
+            Arg::scalar(m as i64),
+            Arg::scalar(n as i64),
+            Arg::scalar(k as i64),
             a.clone().into(),
             q.codes().clone().into(),
             q.scales().clone().into(),

@@ -81,7 +81,7 @@ impl Case {
         let input = HostTensor::from_codes(self.from, &[m, nb], &codes);
         let mut poison = HostTensor::zeros(self.to, &[m, no]);
         poison.data.iter_mut().for_each(|b| *b = 0xA5);
-        let args = vec![Arg::Scalar(m as f64), Arg::Scalar(nb as f64), Arg::Scalar(no as f64), input.into(), poison.into()];
+        let args = vec![Arg::scalar(m as i64), Arg::scalar(nb as i64), Arg::scalar(no as i64), input.into(), poison.into()];
         for backend in [Backend::Vm, Backend::Simt] {
             let mut run_args = args.clone();
             kernel.launch(backend, &mut run_args).unwrap_or_else(|e| panic!("{source}\n{}: {e}", backend.name()));

@@ -16,16 +16,17 @@
 //! written, and only by stores, element by element in program order.
 //!
 //! Numeric model (the choices the IR leaves open are fixed here and documented per helper):
-//! * Every value is held as `f64` elements (a scalar is one element, a tensor is row-major with
-//!   the static shape of its type) and every result is rounded to its dtype with
-//!   [`DType::round`], so an `f16` add is the `f64` sum rounded once to `f16`. For `+ - * /`
+//! * Every value is held as [`Number`] elements (a scalar is one element, a tensor is row-major
+//!   with the static shape of its type): integers and bools exactly, at every width, floats as
+//!   `f64`. Every result is rounded to its dtype with [`DType::round_number`], so an `f16` add is
+//!   the `f64` sum rounded once to `f16`. For `+ - * /`
 //!   and `sqrt` on `f32`/`f16`/`bf16` this equals the correctly rounded operation, because
 //!   `f64` has more than twice their precision plus two bits.
 //! * Integer arithmetic is exact and must fit the result dtype: a result that would wrap on a
 //!   GPU (or saturate) is a [`Fault::IntegerOverflow`] instead, because neither behaviour is
 //!   defined by the language and silently picking one would hide bugs in index arithmetic.
 //!   Only `cast` saturates. Integer division by zero is a [`Fault::DivisionByZero`].
-//! * Integers are exact up to 2^53 in magnitude; `i64`/`u64` values beyond that lose low bits.
+//! * Integers are exact at every magnitude: `i64` and `u64` values are computed in `i128`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -33,6 +34,7 @@ use std::fmt;
 use thiserror::Error;
 use tl_compiler::diagnostics::Span;
 use tl_compiler::dtype::DType;
+use tl_compiler::number::Number;
 use tl_compiler::ir::print::sym_expr;
 use tl_compiler::ir::verify::verify;
 use tl_compiler::ir::{
@@ -44,8 +46,9 @@ use crate::tensor::HostTensor;
 /// One kernel argument; `launch` takes one per kernel parameter, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arg {
-    /// A runtime scalar, given as `f64` whatever the parameter's dtype.
-    Scalar(f64),
+    /// A runtime scalar: [`Number::Int`] holds an integer exactly (the way to pass `i64`/`u64`
+    /// values beyond 2^53), [`Number::Float`] any value, rounded to the parameter's dtype.
+    Scalar(Number),
     /// A global tensor.
     Tensor(HostTensor),
 }
@@ -57,6 +60,13 @@ impl Arg {
             Arg::Tensor(t) => Some(t),
             Arg::Scalar(_) => None,
         }
+    }
+}
+
+impl Arg {
+    /// A scalar argument: `Arg::scalar(3)` (exact, any integer width) or `Arg::scalar(0.5)`.
+    pub fn scalar(value: impl Into<Number>) -> Arg {
+        Arg::Scalar(value.into())
     }
 }
 
@@ -146,13 +156,13 @@ pub fn launch_with_output(kernel: &Kernel, args: &mut [Arg]) -> Result<Vec<Strin
     let params = check_args(kernel, args)?;
     let grid = grid_from_params(kernel, &params)?;
     // Scalar arguments rounded to their dtype once; tensor slots are never read.
-    let scalars: Vec<f64> = kernel
+    let scalars: Vec<Number> = kernel
         .params
         .iter()
         .zip(args.iter())
         .map(|(p, a)| match (&p.kind, a) {
-            (ParamKind::Scalar(d), Arg::Scalar(v)) => d.round(*v),
-            _ => f64::NAN,
+            (ParamKind::Scalar(d), Arg::Scalar(v)) => d.round_number(*v),
+            _ => Number::Float(f64::NAN),
         })
         .collect();
     let mut machine = Machine {
@@ -247,28 +257,40 @@ pub fn check_args(kernel: &Kernel, args: &[Arg]) -> Result<Vec<Option<i64>>, VmE
 
 /// Checks that a scalar argument fits `dtype`; returns its value for shape expressions.
 /// Float arguments are rounded to the dtype (as a host-side cast), but a finite value that
-/// would become infinite is refused as a likely mistake.
-fn check_scalar(dtype: DType, v: f64) -> Result<Option<i64>, String> {
+/// would become infinite is refused as a likely mistake. An integer parameter takes a
+/// [`Number::Int`] exactly at every width, or a [`Number::Float`] holding an integer of at most
+/// 2^53 in magnitude: beyond that an `f64` may already have been rounded (2^53 + 1 arrives as
+/// 2^53), so it is refused rather than used.
+fn check_scalar(dtype: DType, v: Number) -> Result<Option<i64>, String> {
     if dtype.is_float() {
-        if v.is_finite() && dtype.round(v).is_infinite() {
+        let f = v.to_f64();
+        if f.is_finite() && dtype.round(f).is_infinite() {
             return Err(format!("{v} overflows {dtype}"));
         }
         return Ok(None);
     }
-    if !v.is_finite() || v.fract() != 0.0 {
-        return Err(format!("{v} is not an integer, the parameter is {dtype}"));
-    }
+    let integer = match v {
+        Number::Int(i) => i,
+        Number::Float(f) if !f.is_finite() || f.fract() != 0.0 => {
+            return Err(format!("{f} is not an integer, the parameter is {dtype}"));
+        }
+        Number::Float(f) if f.abs() > MAX_EXACT_F64_INTEGER => {
+            return Err(format!(
+                "{f} is beyond ±2^53 as a float, where it may already have been rounded: pass an integer scalar (`Number::Int`) to keep it exact"
+            ));
+        }
+        Number::Float(f) => f as i128,
+    };
     let (lo, hi) = dtype.int_range().expect("integer or bool dtype");
-    if v < lo as f64 || v > hi as f64 {
-        return Err(format!("{v} is out of range for {dtype}"));
-    }
-    // Beyond 2^53 an f64 argument may already have been rounded (2^53 + 1 arrives as 2^53).
-    if v.abs() > tl_compiler::sema::MAX_EXACT_INTEGER as f64 {
-        return Err(format!("{v} is beyond ±2^53: integer scalars are kept exactly only up to 2^53 in magnitude"));
+    if !(lo..=hi).contains(&integer) {
+        return Err(format!("{integer} is out of range for {dtype}"));
     }
     // u64 values beyond i64 cannot appear in shape expressions (they are i64).
-    Ok((v >= i64::MIN as f64 && v < i64::MAX as f64).then_some(v as i64))
+    Ok(i64::try_from(integer).ok())
 }
+
+/// The largest magnitude up to which every integer is an `f64`.
+const MAX_EXACT_F64_INTEGER: f64 = (1u64 << 53) as f64;
 
 /// Checks the arguments and evaluates the grid extents (x, y, z).
 pub fn eval_grid(kernel: &Kernel, args: &[Arg]) -> Result<[u32; 3], VmError> {
@@ -308,11 +330,11 @@ pub fn grid_from_params(kernel: &Kernel, params: &[Option<i64>]) -> Result<[u32;
 struct Machine<'k, 'a> {
     kernel: &'k Kernel,
     /// Scalar arguments rounded to their dtypes (unused slots for tensors).
-    scalars: &'a [f64],
+    scalars: &'a [Number],
     args: &'a mut [Arg],
     block: [u32; 3],
-    env: Vec<Option<Vec<f64>>>,
-    vars: Vec<Option<Vec<f64>>>,
+    env: Vec<Option<Vec<Number>>>,
+    vars: Vec<Option<Vec<Number>>>,
     /// The contents of each shared tensor of the block (`None`: not written yet) and how many
     /// unfinished copies target each element.
     shared: HashMap<ValueId, SharedTensor>,
@@ -328,7 +350,7 @@ struct Machine<'k, 'a> {
 
 struct SharedTensor {
     shape: Vec<usize>,
-    data: Vec<Option<f64>>,
+    data: Vec<Option<Number>>,
     in_flight: Vec<u32>,
     /// Per element, the barrier epoch and statement of the last write (a store, or a copy
     /// landing) and of the last read.
@@ -383,7 +405,7 @@ impl SharedTensor {
 struct PendingCopy {
     shared: ValueId,
     index: usize,
-    value: f64,
+    value: Number,
     /// The `copy_async` statement.
     statement: ValueId,
 }
@@ -478,15 +500,15 @@ impl Machine<'_, '_> {
                     let bounds = get_scalar(&self.env, *start)
                         .and_then(|s| Ok((s, get_scalar(&self.env, *end)?)))
                         .map_err(|f| self.stmt_error("for", *index, f))?;
-                    for i in bounds.0 as i64..bounds.1 as i64 {
-                        self.env[index.index()] = Some(vec![i as f64]);
+                    for i in index_value(bounds.0)..index_value(bounds.1) {
+                        self.env[index.index()] = Some(vec![Number::Int(i as i128)]);
                         self.run_body(body)?;
                     }
                 }
                 Stmt::If { cond, then_body, else_body } => {
                     let c = get_scalar(&self.env, *cond)
                         .map_err(|f| self.stmt_error("if", *cond, f))?;
-                    self.run_body(if c != 0.0 { then_body } else { else_body })?;
+                    self.run_body(if c.is_nonzero() { then_body } else { else_body })?;
                 }
             }
         }
@@ -494,7 +516,7 @@ impl Machine<'_, '_> {
     }
 
     /// Computes value `id` (its elements, rounded to its dtype; none for a store).
-    fn eval(&mut self, id: ValueId) -> Result<Vec<f64>, Fault> {
+    fn eval(&mut self, id: ValueId) -> Result<Vec<Number>, Fault> {
         let kernel = self.kernel;
         let data = &kernel.values[id.index()];
         let env = &self.env;
@@ -503,14 +525,14 @@ impl Machine<'_, '_> {
         let n = ty.num_elements();
         let dtype = || ty.dtype().ok_or_else(|| internal("the result has no dtype"));
         let out = match &data.op {
-            Op::Const(v) => vec![dtype()?.round(*v)],
+            Op::Const(v) => vec![dtype()?.round_number(*v)],
             Op::Param(i) => match kernel.params.get(*i).map(|p| &p.kind) {
-                Some(ParamKind::Scalar(_)) => vec![dtype()?.round(self.scalars[*i])],
+                Some(ParamKind::Scalar(_)) => vec![dtype()?.round_number(self.scalars[*i])],
                 _ => return Err(internal("`param` names a tensor parameter")),
             },
             Op::BlockIdx(axis) => {
                 let c = self.block.get(*axis as usize).ok_or_else(|| internal("bad axis"))?;
-                vec![dtype()?.round(*c as f64)]
+                vec![dtype()?.round_number(Number::Int(*c as i128))]
             }
             Op::LoopIndex => return Err(internal("a loop index is set by its `for`")),
             Op::ReadVar(var) => self.read_var(*var)?,
@@ -550,19 +572,17 @@ impl Machine<'_, '_> {
                 let (c, x, y) = (get(env, *cond)?, get(env, *a)?, get(env, *b)?);
                 c.iter()
                     .zip(x.iter().zip(y))
-                    .map(|(&c, (&x, &y))| if c != 0.0 { x } else { y })
+                    .map(|(&c, (&x, &y))| if c.is_nonzero() { x } else { y })
                     .collect()
             }
             Op::Load { param, offsets, pad } => {
-                let offsets = offsets.iter().map(|o| get_scalar(env, *o).map(|v| v as i64));
-                let offsets: Vec<i64> = offsets.collect::<Result<_, _>>()?;
+                let offsets = scalars_of(env, offsets)?;
                 let tensor = self.args.get(*param).and_then(Arg::tensor);
                 let tensor = tensor.ok_or_else(|| internal("`load` names a scalar parameter"))?;
-                load(tensor, &offsets, shape_of(ty), dtype()?.round(*pad))?
+                load(tensor, &offsets, shape_of(ty), dtype()?.round_number(*pad))?
             }
             Op::Store { param, value, offsets } => {
-                let offsets = offsets.iter().map(|o| get_scalar(env, *o).map(|v| v as i64));
-                let offsets: Vec<i64> = offsets.collect::<Result<_, _>>()?;
+                let offsets = scalars_of(env, offsets)?;
                 let mutable = matches!(
                     kernel.params.get(*param).map(|p| &p.kind),
                     Some(ParamKind::Global { mutable: true, .. })
@@ -638,7 +658,7 @@ impl Machine<'_, '_> {
                 let tile = tensor.shape[lead..].to_vec();
                 // Outside the tensor: all bits zero, as `cp.async` fills (0 in every format but
                 // e8m0, whose code 0 is 2^-127).
-                let values = load(source, &src_offsets, &tile, source.dtype.decode(0))?;
+                let values = load(source, &src_offsets, &tile, source.dtype.decode_number(0))?;
                 let mut at = dst_offsets;
                 at.resize(tensor.shape.len(), 0);
                 let targets = tensor.tile_indices(*shared, &at, &tile)?;
@@ -689,7 +709,10 @@ impl Machine<'_, '_> {
                 let d = value_dtype(kernel, *value)?;
                 let x = get(env, *value)?;
                 let shape = value_shape(kernel, *value).to_vec();
-                let print_value = |v: f64| if d.is_float() { PrintValue::Float(v) } else { PrintValue::Int(v as i64) };
+                let print_value = |v: Number| match v {
+                    Number::Int(i) if !d.is_float() => PrintValue::Int(i),
+                    v => PrintValue::Float(v.to_f64()),
+                };
                 if kernel.values[value.index()].ty.is_scalar() {
                     self.output.push(format_print_line(self.block, label, &[], print_value(x[0])));
                 } else {
@@ -721,7 +744,7 @@ impl Machine<'_, '_> {
         Ok(out)
     }
 
-    fn read_var(&self, var: VarId) -> Result<Vec<f64>, Fault> {
+    fn read_var(&self, var: VarId) -> Result<Vec<Number>, Fault> {
         let slot = self.vars.get(var.index()).ok_or_else(|| Fault::Internal("bad var".into()))?;
         slot.clone().ok_or_else(|| Fault::UninitializedVariable {
             var: var.0,
@@ -732,17 +755,35 @@ impl Machine<'_, '_> {
 
 /// The elements of an already computed value.
 /// The values of scalar offsets, as integers.
-fn scalars_of(env: &[Option<Vec<f64>>], ids: &[ValueId]) -> Result<Vec<i64>, Fault> {
-    ids.iter().map(|o| get_scalar(env, *o).map(|v| v as i64)).collect()
+fn scalars_of(env: &[Option<Vec<Number>>], ids: &[ValueId]) -> Result<Vec<i64>, Fault> {
+    ids.iter().map(|o| get_scalar(env, *o).map(index_value)).collect()
 }
 
-fn get(env: &[Option<Vec<f64>>], id: ValueId) -> Result<&[f64], Fault> {
+/// An offset or a loop bound as an `i64` (saturating: a value beyond `i64` is out of every
+/// tensor anyway).
+fn index_value(n: Number) -> i64 {
+    match n {
+        Number::Int(v) => v.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        Number::Float(f) => f as i64,
+    }
+}
+
+/// The integer of an integer or bool element (held exactly; a float is truncated, which a
+/// verified kernel never needs).
+fn int(n: Number) -> i128 {
+    match n {
+        Number::Int(v) => v,
+        Number::Float(f) => f as i128,
+    }
+}
+
+fn get(env: &[Option<Vec<Number>>], id: ValueId) -> Result<&[Number], Fault> {
     env.get(id.index())
         .and_then(|v| v.as_deref())
         .ok_or_else(|| Fault::Internal(format!("%{} is used before it is computed", id.0)))
 }
 
-fn get_scalar(env: &[Option<Vec<f64>>], id: ValueId) -> Result<f64, Fault> {
+fn get_scalar(env: &[Option<Vec<Number>>], id: ValueId) -> Result<Number, Fault> {
     match get(env, id)? {
         [v] => Ok(*v),
         _ => Err(Fault::Internal(format!("%{} is not a scalar", id.0))),
@@ -813,35 +854,28 @@ fn class(d: DType) -> Class {
 }
 
 /// A value converted to `d` as `cast` does: one correct rounding (docs/language.md §7, `cast`).
-fn convert(d: DType, x: f64) -> f64 {
-    d.round(x)
+fn convert(d: DType, x: Number) -> Number {
+    d.round_number(x)
 }
 
-/// The result of arithmetic on `d` from its exact value: low-precision floats compute in f32
-/// (the result is rounded to f32, then into `d`), integers below 8 bits in i32 with
-/// saturation back into `d`; the others round once.
-fn arithmetic_result(d: DType, r: f64) -> f64 {
-    if d.is_float() && d.is_low_precision() {
-        d.round(DType::F32.round(r))
+/// The result of float arithmetic on `d` from its exact value: low-precision floats compute
+/// in f32 (the result is rounded to f32, then into `d`); the others round once.
+fn arithmetic_result(d: DType, r: f64) -> Number {
+    if d.is_low_precision() {
+        Number::Float(d.round(DType::F32.round(r)))
     } else {
-        d.round(r)
+        Number::Float(d.round(r))
     }
 }
 
-fn bool_value(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
+fn bool_value(b: bool) -> Number {
+    Number::Int(b as i128)
 }
 
 /// An exact integer result as a value of `d`, or an overflow fault.
-fn fit_int(d: DType, r: i128) -> Result<f64, Fault> {
+fn fit_int(d: DType, r: i128) -> Result<Number, Fault> {
     let (lo, hi) = d.int_range().expect("integer dtype");
-    if (lo..=hi).contains(&r) { Ok(r as f64) } else { Err(Fault::IntegerOverflow(d)) }
-}
-
-/// `x` if it is an integer of `d` (an out-of-range `f64` is an overflow).
-fn check_int_f64(d: DType, x: f64) -> Result<f64, Fault> {
-    let (lo, hi) = d.int_range().expect("integer dtype");
-    if x >= lo as f64 && x <= hi as f64 { Ok(x) } else { Err(Fault::IntegerOverflow(d)) }
+    if (lo..=hi).contains(&r) { Ok(Number::Int(r)) } else { Err(Fault::IntegerOverflow(d)) }
 }
 
 /// IEEE 754-2019 `maximumNumber`: a NaN operand yields the other operand (NaN only if both
@@ -858,9 +892,10 @@ fn min_num(a: f64, b: f64) -> f64 {
 /// One element of a unary op on dtype `d`. Float math is computed in `f64` and rounded once
 /// (so it is at least as accurate as the GPU's, and tests compare with tolerances). On
 /// integers `not` is bitwise, on bool logical; `neg`/`abs` of a bool are the identity.
-fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
+fn unary(op: UnaryOp, d: DType, x: Number) -> Result<Number, Fault> {
     match class(d) {
         Class::Float => {
+            let x = x.to_f64();
             let r = match op {
                 UnaryOp::Neg => -x,
                 UnaryOp::Abs => x.abs(),
@@ -876,7 +911,7 @@ fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
             Ok(arithmetic_result(d, r))
         }
         Class::Int => {
-            let v = x as i128;
+            let v = int(x);
             let r = match op {
                 UnaryOp::Neg => -v,
                 UnaryOp::Abs => v.abs(),
@@ -885,10 +920,11 @@ fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
                 UnaryOp::Not => d.int_range().expect("integer dtype").1 - v,
                 _ => return Err(Fault::Unsupported(format!("`{}` of a {d} value", op.name()))),
             };
-            if d.is_low_precision() { Ok(arithmetic_result(d, r as f64)) } else { fit_int(d, r) }
+            // Below 8 bits: computed in i32 and saturated back.
+            if d.is_low_precision() { Ok(d.round_number(Number::Int(r))) } else { fit_int(d, r) }
         }
         Class::Bool => match op {
-            UnaryOp::Not => Ok(1.0 - x),
+            UnaryOp::Not => Ok(Number::Int(1 - int(x))),
             UnaryOp::Neg | UnaryOp::Abs => Ok(x),
             _ => Err(Fault::Unsupported(format!("`{}` of a bool value", op.name()))),
         },
@@ -901,21 +937,16 @@ fn unary(op: UnaryOp, d: DType, x: f64) -> Result<f64, Fault> {
 /// [`min_num`]; `and`/`or` are refused. Integers: exact, `div` truncates toward zero, `rem`
 /// has the dividend's sign, `and`/`or` are bitwise (two's complement). Bools compute as the
 /// integers 0 and 1 and convert back with `!= 0` (so `and`/`or` are logical).
-fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
-    let cmp = match op {
-        BinaryOp::Lt => Some(x < y),
-        BinaryOp::Le => Some(x <= y),
-        BinaryOp::Gt => Some(x > y),
-        BinaryOp::Ge => Some(x >= y),
-        BinaryOp::Eq => Some(x == y),
-        BinaryOp::Ne => Some(x != y),
-        _ => None,
-    };
-    if let Some(c) = cmp {
-        return Ok(bool_value(c));
-    }
+fn binary(op: BinaryOp, d: DType, x: Number, y: Number) -> Result<Number, Fault> {
     if class(d) == Class::Float {
+        let (x, y) = (x.to_f64(), y.to_f64());
         let r = match op {
+            BinaryOp::Lt => return Ok(bool_value(x < y)),
+            BinaryOp::Le => return Ok(bool_value(x <= y)),
+            BinaryOp::Gt => return Ok(bool_value(x > y)),
+            BinaryOp::Ge => return Ok(bool_value(x >= y)),
+            BinaryOp::Eq => return Ok(bool_value(x == y)),
+            BinaryOp::Ne => return Ok(bool_value(x != y)),
             BinaryOp::Add => x + y,
             BinaryOp::Sub => x - y,
             BinaryOp::Mul => x * y,
@@ -927,7 +958,19 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
         };
         return Ok(arithmetic_result(d, r));
     }
-    let (a, b) = (x as i128, y as i128);
+    let (a, b) = (int(x), int(y));
+    let cmp = match op {
+        BinaryOp::Lt => Some(a < b),
+        BinaryOp::Le => Some(a <= b),
+        BinaryOp::Gt => Some(a > b),
+        BinaryOp::Ge => Some(a >= b),
+        BinaryOp::Eq => Some(a == b),
+        BinaryOp::Ne => Some(a != b),
+        _ => None,
+    };
+    if let Some(c) = cmp {
+        return Ok(bool_value(c));
+    }
     if matches!(op, BinaryOp::Div | BinaryOp::Rem) && b == 0 {
         return Err(Fault::DivisionByZero);
     }
@@ -947,7 +990,7 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
     if d.is_low_precision() {
         // Computed in i32 and saturated back (i32 cannot overflow on values of at most 7 bits,
         // except a product of two i7 extremes, which still fits).
-        return Ok(arithmetic_result(d, r as f64));
+        return Ok(d.round_number(Number::Int(r)));
     }
     if d == DType::Bool { Ok(bool_value(r != 0)) } else { fit_int(d, r) }
 }
@@ -955,14 +998,14 @@ fn binary(op: BinaryOp, d: DType, x: f64, y: f64) -> Result<f64, Fault> {
 /// `view` on the logical tile (docs/language.md): every row's codes, concatenated LSB first,
 /// cut into codes of `to`. A row holds a whole number of `to` codes (checked by sema), so the
 /// rows of the row-major tile line up and the whole tile is one bit string.
-fn view(x: &[f64], from: DType, to: DType) -> Vec<f64> {
+fn view(x: &[Number], from: DType, to: DType) -> Vec<Number> {
     let (b_src, b_dst) = (from.bits(), to.bits());
     let total_bits = x.len() * b_src as usize;
     let mut bits = vec![0u8; total_bits.div_ceil(8)];
     for (i, &value) in x.iter().enumerate() {
-        tl_compiler::dtype::write_packed(&mut bits, b_src, i, from.encode(value));
+        tl_compiler::dtype::write_packed(&mut bits, b_src, i, from.encode_number(value));
     }
-    (0..total_bits / b_dst as usize).map(|j| to.decode(tl_compiler::dtype::read_packed(&bits, b_dst, j))).collect()
+    (0..total_bits / b_dst as usize).map(|j| to.decode_number(tl_compiler::dtype::read_packed(&bits, b_dst, j))).collect()
 }
 
 /// Row-major strides of `shape`.
@@ -998,7 +1041,7 @@ fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
 }
 
 /// Repeats the extent-1 dims of `x` (shape `from`) to shape `to` (same rank).
-fn broadcast(x: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
+fn broadcast(x: &[Number], from: &[usize], to: &[usize]) -> Vec<Number> {
     let from_strides = strides(from);
     let mut out = Vec::with_capacity(to.iter().product());
     for_each_index(to, |idx| {
@@ -1035,25 +1078,25 @@ fn check_rank(t: &HostTensor, offsets: &[i64], tile: &[usize]) -> Result<(), Fau
 }
 
 /// A tile of shape `tile` at `offsets` (possibly negative); elements outside read `pad`.
-fn load(t: &HostTensor, offsets: &[i64], tile: &[usize], pad: f64) -> Result<Vec<f64>, Fault> {
+fn load(t: &HostTensor, offsets: &[i64], tile: &[usize], pad: Number) -> Result<Vec<Number>, Fault> {
     check_rank(t, offsets, tile)?;
     let st = strides(&t.shape);
     let mut out = Vec::with_capacity(tile.iter().product());
     for_each_index(tile, |idx| {
-        out.push(global_index(&t.shape, &st, offsets, idx).map_or(t.dtype.round(pad), |i| t.get(i)));
+        out.push(global_index(&t.shape, &st, offsets, idx).map_or(t.dtype.round_number(pad), |i| t.get_number(i)));
     });
     Ok(out)
 }
 
 /// Writes tile `x` of shape `tile` at `offsets`; elements outside the tensor are skipped.
-fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[f64]) -> Result<(), Fault> {
+fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
     check_rank(t, offsets, tile)?;
     let st = strides(&t.shape);
     let shape = t.shape.clone();
     let mut k = 0;
     for_each_index(tile, |idx| {
         if let Some(i) = global_index(&shape, &st, offsets, idx) {
-            t.set(i, x[k]);
+            t.set_number(i, x[k]);
         }
         k += 1;
     });
@@ -1064,27 +1107,41 @@ fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[f64]) -> Resu
 /// products in order of `k`, rounding to `c`'s dtype after every step (a chain of FMAs, as
 /// an MMA accumulator does). Products of inputs up to 32 bits (`f32`, `f16`, `i16`, ...) are
 /// exact in `f64`; for wider inputs `mul_add` keeps the step to one rounding. An integer
-/// accumulator that leaves its range is an overflow.
+/// accumulator computes exactly and must stay in its range after every step (else an
+/// overflow).
 fn dot(
-    a: &[f64],
-    b: &[f64],
-    c: &[f64],
+    a: &[Number],
+    b: &[Number],
+    c: &[Number],
     [m, n, k]: [usize; 3],
     ab: DType,
     cd: DType,
-) -> Result<Vec<f64>, Fault> {
-    let exact_products = ab.bits() <= 16 || ab == DType::F32;
-    let int_acc = class(cd) == Class::Int;
+) -> Result<Vec<Number>, Fault> {
     let mut out = c.to_vec();
+    if class(cd) == Class::Int {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = int(c[i * n + j]);
+                for kk in 0..k {
+                    let product = int(a[i * k + kk]).checked_mul(int(b[kk * n + j]));
+                    let sum = product.and_then(|p| acc.checked_add(p)).ok_or(Fault::IntegerOverflow(cd))?;
+                    acc = int(fit_int(cd, sum)?);
+                }
+                out[i * n + j] = Number::Int(acc);
+            }
+        }
+        return Ok(out);
+    }
+    let exact_products = ab.bits() <= 16 || ab == DType::F32;
     for i in 0..m {
         for j in 0..n {
-            let mut acc = c[i * n + j];
+            let mut acc = c[i * n + j].to_f64();
             for kk in 0..k {
-                let (x, y) = (a[i * k + kk], b[kk * n + j]);
+                let (x, y) = (a[i * k + kk].to_f64(), b[kk * n + j].to_f64());
                 let s = if exact_products { acc + x * y } else { x.mul_add(y, acc) };
-                acc = if int_acc { check_int_f64(cd, s.round_ties_even())? } else { cd.round(s) };
+                acc = cd.round(s);
             }
-            out[i * n + j] = acc;
+            out[i * n + j] = Number::Float(acc);
         }
     }
     Ok(out)
@@ -1098,10 +1155,10 @@ fn dot(
 fn reduce(
     op: ReduceOp,
     d: DType,
-    x: &[f64],
+    x: &[Number],
     shape: &[usize],
     dim: usize,
-) -> Result<Vec<f64>, Fault> {
+) -> Result<Vec<Number>, Fault> {
     if dim >= shape.len() {
         return Err(Fault::Internal(format!("reduce dim {dim} of a rank-{} tile", shape.len())));
     }
@@ -1111,15 +1168,18 @@ fn reduce(
     let mut out = Vec::with_capacity(outer * inner);
     for o in 0..outer {
         for i in 0..inner {
-            let mut items = (0..len).map(|r| x[(o * len + r) * inner + i]);
+            let items = (0..len).map(|r| x[(o * len + r) * inner + i]);
             let v = match (op, class(d)) {
                 (ReduceOp::Sum, Class::Int) => {
-                    let s = items.try_fold(0i128, |s, v| s.checked_add(v as i128));
+                    let s = items.map(int).try_fold(0i128, |s, v| s.checked_add(v));
                     fit_int(d, s.ok_or(Fault::IntegerOverflow(d))?)?
                 }
-                (ReduceOp::Sum, _) => d.round(items.sum::<f64>()),
-                (ReduceOp::Max, _) => d.round(items.fold(f64::NAN, max_num)),
-                (ReduceOp::Min, _) => d.round(items.fold(f64::NAN, min_num)),
+                (ReduceOp::Sum, Class::Bool) => bool_value(items.map(int).any(|v| v != 0)),
+                (ReduceOp::Max, Class::Int | Class::Bool) => Number::Int(items.map(int).max().unwrap_or(0)),
+                (ReduceOp::Min, Class::Int | Class::Bool) => Number::Int(items.map(int).min().unwrap_or(0)),
+                (ReduceOp::Sum, Class::Float) => Number::Float(d.round(items.map(Number::to_f64).sum::<f64>())),
+                (ReduceOp::Max, Class::Float) => Number::Float(d.round(items.map(Number::to_f64).fold(f64::NAN, max_num))),
+                (ReduceOp::Min, Class::Float) => Number::Float(d.round(items.map(Number::to_f64).fold(f64::NAN, min_num))),
             };
             out.push(v);
         }
@@ -1206,7 +1266,7 @@ mod tests {
     }
 
     fn i32c(k: &mut Kernel, body: &mut Vec<Stmt>, v: i64) -> ValueId {
-        emit(k, body, sc(DType::I32), Op::Const(v as f64))
+        emit(k, body, sc(DType::I32), Op::Const(Number::Int(v as i128)))
     }
 
     fn verified(k: Kernel) -> Kernel {
@@ -1242,9 +1302,9 @@ mod tests {
         let off = emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Mul, bx, size));
         let tile = tt(dtype, &[BLOCK]);
         let x =
-            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: 0.0 });
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: Number::Float(0.0) });
         let y =
-            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: 0.0 });
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: Number::Float(0.0) });
         let s = emit(&mut k, &mut b, tile, Op::Binary(BinaryOp::Add, x, y));
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 3, value: s, offsets: vec![off] });
         k.body = b;
@@ -1253,7 +1313,7 @@ mod tests {
 
     fn vector_add_args(rng: &mut Rng, dtype: DType, n: usize) -> Vec<Arg> {
         vec![
-            Arg::Scalar(n as f64),
+            Arg::scalar(n as f64),
             rng.tensor(dtype, &[n]).into(),
             rng.tensor(dtype, &[n]).into(),
             HostTensor::filled(dtype, &[n], f64::NAN).into(),
@@ -1292,7 +1352,7 @@ mod tests {
         let (z, p3, m1) =
             (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 3), i32c(&mut k, &mut b, -1));
         let t =
-            emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad });
+            emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad: Number::Float(pad) });
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: t, offsets: vec![z, z] });
         emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: t, offsets: vec![p3, m1] });
         k.body = b;
@@ -1367,7 +1427,7 @@ mod tests {
         let (zero, one) = (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 1));
         let row = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, by, cbm));
         let col = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Mul, bx, cbn));
-        let zf = emit(&mut k, &mut b, sc(f), Op::Const(0.0));
+        let zf = emit(&mut k, &mut b, sc(f), Op::Const(Number::Float(0.0)));
         let zt = emit(&mut k, &mut b, tt(f, &[BM, BN]), Op::Splat(zf));
         b.push(Stmt::Assign(acc, zt));
         let kk_ = emit(&mut k, &mut b, i32t.clone(), Op::Param(2));
@@ -1381,13 +1441,13 @@ mod tests {
             &mut k,
             &mut lb,
             tt(h, &[BM, BK]),
-            Op::Load { param: 3, offsets: vec![row, kof], pad: 0.0 },
+            Op::Load { param: 3, offsets: vec![row, kof], pad: Number::Float(0.0) },
         );
         let bt = emit(
             &mut k,
             &mut lb,
             tt(h, &[BK, BN]),
-            Op::Load { param: 4, offsets: vec![kof, col], pad: 0.0 },
+            Op::Load { param: 4, offsets: vec![kof, col], pad: Number::Float(0.0) },
         );
         let cur = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::ReadVar(acc));
         let d = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::Dot { a: at, b: bt, c: cur });
@@ -1410,9 +1470,9 @@ mod tests {
         let (m, n, kd) = (37, 29, 45);
         let mut rng = Rng(12345);
         let mut args: Vec<Arg> = vec![
-            Arg::Scalar(m as f64),
-            Arg::Scalar(n as f64),
-            Arg::Scalar(kd as f64),
+            Arg::scalar(m as f64),
+            Arg::scalar(n as f64),
+            Arg::scalar(kd as f64),
             rng.tensor(DType::F16, &[m, kd]).into(),
             rng.tensor(DType::F16, &[kd, n]).into(),
             HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
@@ -1454,7 +1514,7 @@ mod tests {
             &mut k,
             &mut b,
             tt(d, &[4, 6]),
-            Op::Load { param: 0, offsets: vec![z, z], pad: 0.0 },
+            Op::Load { param: 0, offsets: vec![z, z], pad: Number::Float(0.0) },
         );
         let s = emit(
             &mut k,
@@ -1529,7 +1589,7 @@ mod tests {
             &mut k,
             &mut b,
             tt(f, &[1, 1, 5]),
-            Op::Load { param: 1, offsets: vec![z, z, z], pad: 0.0 },
+            Op::Load { param: 1, offsets: vec![z, z, z], pad: Number::Float(0.0) },
         );
         let vb = emit(&mut k, &mut b, tt(f, &[1, 2, 5]), Op::Broadcast(v));
         let first = emit(&mut k, &mut b, sc(DType::Bool), Op::Binary(BinaryOp::Eq, bx, z));
@@ -1565,7 +1625,7 @@ mod tests {
 
         let vals = [-7.6, 2.5, 3.5, 100.2, -0.4];
         let mut args: Vec<Arg> = vec![
-            Arg::Scalar(1.0),
+            Arg::scalar(1.0),
             HostTensor::from_f64(f, &[1, 1, 5], &vals).into(),
             HostTensor::filled(i, &[3, 2, 5], -99.0).into(),
         ];
@@ -1588,46 +1648,54 @@ mod tests {
 
     #[test]
     fn integer_and_float_element_semantics() {
+        let (n, x) = (Number::Int, Number::Float);
         let i = DType::I32;
-        let bin = |op, x, y| binary(op, i, x, y);
-        assert_eq!(bin(BinaryOp::Div, -7.0, 2.0), Ok(-3.0)); // truncates toward zero
-        assert_eq!(bin(BinaryOp::Rem, -7.0, 2.0), Ok(-1.0)); // sign of the dividend
-        assert_eq!(bin(BinaryOp::Rem, 7.0, -2.0), Ok(1.0));
-        assert_eq!(bin(BinaryOp::Div, 1.0, 0.0), Err(Fault::DivisionByZero));
-        assert_eq!(bin(BinaryOp::Add, 2147483647.0, 1.0), Err(Fault::IntegerOverflow(i)));
-        assert_eq!(bin(BinaryOp::Div, -2147483648.0, -1.0), Err(Fault::IntegerOverflow(i)));
-        assert_eq!(bin(BinaryOp::And, -4.0, 7.0), Ok(4.0));
-        assert_eq!(bin(BinaryOp::Or, -8.0, 3.0), Ok(-5.0));
-        assert_eq!(bin(BinaryOp::Lt, -1.0, 0.0), Ok(1.0));
-        assert_eq!(
-            binary(BinaryOp::Sub, DType::U8, 3.0, 5.0),
-            Err(Fault::IntegerOverflow(DType::U8))
-        );
-        assert_eq!(unary(UnaryOp::Not, i, 5.0), Ok(-6.0));
-        assert_eq!(unary(UnaryOp::Not, DType::U8, 5.0), Ok(250.0));
-        assert_eq!(unary(UnaryOp::Neg, DType::I8, -128.0), Err(Fault::IntegerOverflow(DType::I8)));
-        assert_eq!(unary(UnaryOp::Not, DType::Bool, 1.0), Ok(0.0));
-        assert_eq!(binary(BinaryOp::And, DType::Bool, 1.0, 0.0), Ok(0.0));
-        assert_eq!(binary(BinaryOp::Or, DType::Bool, 1.0, 0.0), Ok(1.0));
-        assert!(matches!(unary(UnaryOp::Not, DType::F32, 1.0), Err(Fault::Unsupported(_))));
+        let bin = |op, a, b| binary(op, i, n(a), n(b));
+        assert_eq!(bin(BinaryOp::Div, -7, 2), Ok(n(-3))); // truncates toward zero
+        assert_eq!(bin(BinaryOp::Rem, -7, 2), Ok(n(-1))); // sign of the dividend
+        assert_eq!(bin(BinaryOp::Rem, 7, -2), Ok(n(1)));
+        assert_eq!(bin(BinaryOp::Div, 1, 0), Err(Fault::DivisionByZero));
+        assert_eq!(bin(BinaryOp::Add, 2147483647, 1), Err(Fault::IntegerOverflow(i)));
+        assert_eq!(bin(BinaryOp::Div, -2147483648, -1), Err(Fault::IntegerOverflow(i)));
+        assert_eq!(bin(BinaryOp::And, -4, 7), Ok(n(4)));
+        assert_eq!(bin(BinaryOp::Or, -8, 3), Ok(n(-5)));
+        assert_eq!(bin(BinaryOp::Lt, -1, 0), Ok(n(1)));
+        assert_eq!(binary(BinaryOp::Sub, DType::U8, n(3), n(5)), Err(Fault::IntegerOverflow(DType::U8)));
+        assert_eq!(unary(UnaryOp::Not, i, n(5)), Ok(n(-6)));
+        assert_eq!(unary(UnaryOp::Not, DType::U8, n(5)), Ok(n(250)));
+        assert_eq!(unary(UnaryOp::Neg, DType::I8, n(-128)), Err(Fault::IntegerOverflow(DType::I8)));
+        assert_eq!(unary(UnaryOp::Not, DType::Bool, n(1)), Ok(n(0)));
+        assert_eq!(binary(BinaryOp::And, DType::Bool, n(1), n(0)), Ok(n(0)));
+        assert_eq!(binary(BinaryOp::Or, DType::Bool, n(1), n(0)), Ok(n(1)));
+        assert!(matches!(unary(UnaryOp::Not, DType::F32, x(1.0)), Err(Fault::Unsupported(_))));
+        // 64-bit integers are exact beyond 2^53, and overflow exactly at the ends of the range.
+        let big = (1i128 << 53) + 1;
+        assert_eq!(binary(BinaryOp::Add, DType::I64, n(big), n(2)), Ok(n(big + 2)));
+        assert_eq!(binary(BinaryOp::Eq, DType::I64, n(big), n(big - 1)), Ok(n(0)));
+        assert_eq!(binary(BinaryOp::Add, DType::I64, n(i64::MAX as i128 - 1), n(1)), Ok(n(i64::MAX as i128)));
+        assert_eq!(binary(BinaryOp::Add, DType::I64, n(i64::MAX as i128), n(1)), Err(Fault::IntegerOverflow(DType::I64)));
+        assert_eq!(binary(BinaryOp::Mul, DType::U64, n(1 << 32), n((1 << 32) - 1)), Ok(n((1 << 64) - (1 << 32))));
+        assert_eq!(unary(UnaryOp::Not, DType::U64, n(0)), Ok(n(u64::MAX as i128)));
 
         let f = DType::F32;
-        assert_eq!(binary(BinaryOp::Max, f, f64::NAN, 2.0), Ok(2.0));
-        assert_eq!(binary(BinaryOp::Min, f, 2.0, f64::NAN), Ok(2.0));
-        assert!(binary(BinaryOp::Max, f, f64::NAN, f64::NAN).unwrap().is_nan());
-        assert!(binary(BinaryOp::Max, f, -0.0, 0.0).unwrap().is_sign_positive());
-        assert!(binary(BinaryOp::Min, f, 0.0, -0.0).unwrap().is_sign_negative());
-        assert_eq!(binary(BinaryOp::Div, f, 1.0, 0.0), Ok(f64::INFINITY));
-        assert_eq!(binary(BinaryOp::Ne, f, f64::NAN, f64::NAN), Ok(1.0));
-        assert_eq!(binary(BinaryOp::Eq, f, f64::NAN, f64::NAN), Ok(0.0));
-        assert_eq!(binary(BinaryOp::Rem, f, -7.5, 2.0), Ok(-1.5));
+        let fb = |op, d, a, b| binary(op, d, x(a), x(b)).map(Number::to_f64);
+        assert_eq!(fb(BinaryOp::Max, f, f64::NAN, 2.0), Ok(2.0));
+        assert_eq!(fb(BinaryOp::Min, f, 2.0, f64::NAN), Ok(2.0));
+        assert!(fb(BinaryOp::Max, f, f64::NAN, f64::NAN).unwrap().is_nan());
+        assert!(fb(BinaryOp::Max, f, -0.0, 0.0).unwrap().is_sign_positive());
+        assert!(fb(BinaryOp::Min, f, 0.0, -0.0).unwrap().is_sign_negative());
+        assert_eq!(fb(BinaryOp::Div, f, 1.0, 0.0), Ok(f64::INFINITY));
+        assert_eq!(binary(BinaryOp::Ne, f, x(f64::NAN), x(f64::NAN)), Ok(n(1)));
+        assert_eq!(binary(BinaryOp::Eq, f, x(f64::NAN), x(f64::NAN)), Ok(n(0)));
+        assert_eq!(fb(BinaryOp::Rem, f, -7.5, 2.0), Ok(-1.5));
         // An f16 add is the exact sum rounded once: 2048 + 1 is a tie, to even.
-        assert_eq!(binary(BinaryOp::Add, DType::F16, 2048.0, 1.0), Ok(2048.0));
-        assert_eq!(unary(UnaryOp::Sigmoid, f, 0.0), Ok(0.5));
-        assert_eq!(unary(UnaryOp::Rsqrt, f, 4.0), Ok(0.5));
-        assert_eq!(unary(UnaryOp::Sigmoid, f, f64::NEG_INFINITY), Ok(0.0));
-        assert_eq!(unary(UnaryOp::Exp2, DType::F16, 3.0), Ok(8.0));
-        let e = unary(UnaryOp::Exp, f, 1.0).unwrap();
+        assert_eq!(fb(BinaryOp::Add, DType::F16, 2048.0, 1.0), Ok(2048.0));
+        let fu = |op, d, a| unary(op, d, x(a)).map(Number::to_f64);
+        assert_eq!(fu(UnaryOp::Sigmoid, f, 0.0), Ok(0.5));
+        assert_eq!(fu(UnaryOp::Rsqrt, f, 4.0), Ok(0.5));
+        assert_eq!(fu(UnaryOp::Sigmoid, f, f64::NEG_INFINITY), Ok(0.0));
+        assert_eq!(fu(UnaryOp::Exp2, DType::F16, 3.0), Ok(8.0));
+        let e = fu(UnaryOp::Exp, f, 1.0).unwrap();
         assert_eq!(e, std::f64::consts::E as f32 as f64);
     }
 
@@ -1650,7 +1718,7 @@ mod tests {
         assert!(matches!(e, VmError::ArgCount { expected: 4, got: 3, .. }), "{e}");
 
         let mut args = good.clone();
-        args[1] = Arg::Scalar(1.0);
+        args[1] = Arg::scalar(1.0);
         bad_arg(&mut args, 1, "got a scalar");
 
         let mut args = good.clone();
@@ -1672,16 +1740,16 @@ mod tests {
         bad_arg(&mut args, 1, "bytes");
 
         let mut args = good.clone();
-        args[0] = Arg::Scalar(300.5);
+        args[0] = Arg::scalar(300.5);
         bad_arg(&mut args, 0, "not an integer");
 
         let mut args = good.clone();
-        args[0] = Arg::Scalar(1e12);
+        args[0] = Arg::scalar(1e12);
         bad_arg(&mut args, 0, "out of range");
 
         // A negative size makes the tensor shapes negative.
         let mut args = good.clone();
-        args[0] = Arg::Scalar(-5.0);
+        args[0] = Arg::scalar(-5.0);
         bad_arg(&mut args, 1, "-5");
 
         // The outputs were never touched by the failed launches.
@@ -1736,17 +1804,17 @@ mod tests {
     fn execution_faults_name_the_block_and_instruction() {
         let out = || Arg::Tensor(HostTensor::zeros(DType::I32, &[1]));
         let k = scalar_op_kernel(BinaryOp::Div);
-        let mut args = vec![Arg::Scalar(-2.0), out()];
+        let mut args = vec![Arg::scalar(-2.0), out()];
         launch(&k, &mut args).unwrap();
         assert_eq!(tensor_arg(&args, 1).get(0), -3.0);
 
-        let mut args = vec![Arg::Scalar(0.0), out()];
+        let mut args = vec![Arg::scalar(0.0), out()];
         let e = launch(&k, &mut args).unwrap_err();
         assert!(matches!(e, VmError::Exec { fault: Fault::DivisionByZero, .. }), "{e}");
         assert_eq!(e.to_string(), "block (0, 0, 0), %2 = div: integer division by zero");
 
         let k = scalar_op_kernel(BinaryOp::Mul);
-        let mut args = vec![Arg::Scalar(1e9), out()];
+        let mut args = vec![Arg::scalar(1e9), out()];
         let e = launch(&k, &mut args).unwrap_err();
         assert!(
             matches!(e, VmError::Exec { fault: Fault::IntegerOverflow(DType::I32), .. }),
@@ -1815,8 +1883,8 @@ mod tests {
         let k = verified(k);
         for (s, e, want) in [(-3, 5, 4.0), (2, 2, 0.0), (5, 1, 0.0), (0, 100, 4950.0)] {
             let mut args = vec![
-                Arg::Scalar(s as f64),
-                Arg::Scalar(e as f64),
+                Arg::scalar(s as f64),
+                Arg::scalar(e as f64),
                 HostTensor::zeros(i, &[1]).into(),
             ];
             launch(&k, &mut args).unwrap();
@@ -1828,7 +1896,7 @@ mod tests {
     fn kernels_that_do_not_verify_are_refused() {
         let mut k = new_kernel("bad", vec![], [c(1), c(1), c(1)]);
         let mut b = vec![];
-        let late = k.add_value(sc(DType::I32), Op::Const(1.0), Span::default());
+        let late = k.add_value(sc(DType::I32), Op::Const(Number::Float(1.0)), Span::default());
         emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Add, late, late));
         b.push(Stmt::Eval(late));
         k.body = b;

@@ -9,3 +9,4 @@ pub mod tensor;
 
 pub use interp::{Arg, VmError, launch};
 pub use tensor::HostTensor;
+pub use tl_compiler::number::Number;

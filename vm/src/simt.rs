@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 use tl_compiler::diagnostics::Span;
 use tl_compiler::dtype::DType;
+use tl_compiler::number::Number;
 use tl_compiler::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp};
 
 /// Where an instruction comes from: the span of the block-IR instruction in the kernel source
@@ -630,7 +631,7 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
-                Stmt::Print { label, coords, value } => {
+                Stmt::Print { label, coords, value, unsigned } => {
                     use tl_compiler::lir::{format_print_line, PrintValue};
                     for t in 0..self.threads {
                         if mask[t] {
@@ -640,7 +641,8 @@ impl<'a> Block<'a> {
                             }
                             let v = match self.eval(value, t)? {
                                 V::F(x) => PrintValue::Float(x),
-                                V::I(i) => PrintValue::Int(i),
+                                V::I(i) if *unsigned => PrintValue::Int(i as u64 as i128),
+                                V::I(i) => PrintValue::Int(i as i128),
                             };
                             self.output.push(format_print_line(self.block, label, &cs, v));
                         }
@@ -988,9 +990,12 @@ impl<'a> Block<'a> {
             Expr::Float(ty, v) => V::F(round_float(*ty, *v)),
             Expr::Var(v) => self.regs[t][v.0 as usize],
             Expr::Param(i) => match (&self.args[*i], &p.params[*i]) {
-                (Arg::Scalar(v), Param::Scalar { ty, .. }) => {
-                    if ty.is_float() { V::F(round_float(*ty, *v)) } else { V::I(wrap(*ty, *v as i64)) }
-                }
+                (Arg::Scalar(v), Param::Scalar { ty, .. }) => match v {
+                    _ if ty.is_float() => V::F(round_float(*ty, v.to_f64())),
+                    // The register's bit pattern: a u64 beyond i64::MAX wraps.
+                    Number::Int(i) => V::I(wrap(*ty, *i as i64)),
+                    Number::Float(f) => V::I(wrap(*ty, *f as i64)),
+                },
                 _ => V::I(0),
             },
             Expr::ThreadIdx => V::I(t as i64),
@@ -1189,6 +1194,18 @@ fn ordered<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
 }
 
 fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
+    if !from.is_float() && to.is_float() {
+        // One rounding from the exact integer, as `cvt.rn` does: through an f64 first, a
+        // 64-bit value beyond 2^53 could round twice.
+        let exact = if from_unsigned { unsigned_of(from, x.i()) as u64 as i128 } else { x.i() as i128 };
+        let target = match to {
+            Ty::F16 => DType::F16,
+            Ty::BF16 => DType::BF16,
+            Ty::F32 => DType::F32,
+            _ => DType::F64,
+        };
+        return V::F(target.round_number(Number::Int(exact)).to_f64());
+    }
     let value = if from.is_float() {
         x.f()
     } else if from_unsigned {

@@ -6,6 +6,7 @@
 //! arguments through these; the runtime re-exports them.
 
 use tl_compiler::dtype::{packed_bytes, read_packed, write_packed, DType};
+use tl_compiler::number::Number;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
@@ -92,6 +93,16 @@ impl HostTensor {
     /// Sets element `i`, rounding `value` to the dtype.
     pub fn set(&mut self, i: usize, value: f64) {
         self.set_code(i, self.dtype.encode(value));
+    }
+
+    /// Element `i` exactly (integers of every width as integers).
+    pub fn get_number(&self, i: usize) -> Number {
+        self.dtype.decode_number(self.code(i))
+    }
+
+    /// Sets element `i` to `value` rounded to the dtype, exactly for integers of every width.
+    pub fn set_number(&mut self, i: usize, value: Number) {
+        self.set_code(i, self.dtype.encode_number(value));
     }
 
     /// Every element as f64.

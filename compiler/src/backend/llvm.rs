@@ -333,7 +333,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let function = self.intrinsic(&name, &[])?;
                 self.builder.build_call(function, &[dst.into(), src.into(), src_bytes.v.into()], "")?;
             }
-            Stmt::Print { label, coords, value } => self.print(label, coords, value)?,
+            Stmt::Print { label, coords, value, unsigned } => self.print(label, coords, value, *unsigned)?,
             Stmt::CommitGroup => {
                 let function = self.intrinsic("llvm.nvvm.cp.async.commit.group", &[])?;
                 self.builder.build_call(function, &[], "")?;
@@ -1353,10 +1353,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     /// `Stmt::Print` through CUDA's `vprintf(format, args)`: the format string is a global
     /// constant, the arguments a local struct laid out as C varargs (i32 block indices and
     /// coordinates, then the value as f64 or i64).
-    fn print(&mut self, label: &str, coords: &[Expr], value: &Expr) -> Result<(), BackendError> {
+    fn print(&mut self, label: &str, coords: &[Expr], value: &Expr, unsigned: bool) -> Result<(), BackendError> {
         let value_ty = self.program.ty(value);
         let value_format = match value_ty {
             Ty::F64 => "%.8e",
+            Ty::I64 if unsigned => "%llu",
             Ty::I64 => "%lld",
             t => return Err(self.invalid(format!("print of a {} value (f64 or i64 expected)", t.name()))),
         };

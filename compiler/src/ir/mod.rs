@@ -15,6 +15,7 @@ pub mod verify;
 
 use crate::diagnostics::Span;
 use crate::dtype::DType;
+use crate::number::Number;
 use crate::layout::RegisterLayout;
 
 /// Index of a value in [`Kernel::values`].
@@ -267,8 +268,8 @@ impl ReduceOp {
 /// What computes a value. Operand types are fixed by the verifier's rules (see `verify.rs`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// A scalar constant of the value's dtype.
-    Const(f64),
+    /// A scalar constant of the value's dtype, exactly (an integer as an integer).
+    Const(Number),
     /// The runtime scalar parameter with this index in [`Kernel::params`].
     Param(usize),
     /// `block.x` (0), `block.y` (1), `block.z` (2).
@@ -289,7 +290,7 @@ pub enum Op {
     Broadcast(ValueId),
     /// Tile of the value's shape from global tensor parameter `param`, starting at `offsets`
     /// (one i32 scalar per dim); elements outside the tensor read as `pad`.
-    Load { param: usize, offsets: Vec<ValueId>, pad: f64 },
+    Load { param: usize, offsets: Vec<ValueId>, pad: Number },
     /// Writes a tile into global tensor parameter `param` at `offsets`; elements outside the
     /// tensor are skipped. Produces `Type::Unit`.
     Store { param: usize, value: ValueId, offsets: Vec<ValueId> },
@@ -325,10 +326,10 @@ pub enum Op {
     Reduce { op: ReduceOp, value: ValueId, dim: usize },
     /// Elementwise `cond ? a : b` (`cond` is bool, same shape).
     Select { cond: ValueId, a: ValueId, b: ValueId },
-    /// Reinterprets the bits each thread holds as the value's dtype and layout: thread t's
-    /// codes of the operand, concatenated in local order (LSB first), are split into the
-    /// result's local elements. Legal when both layouts have equal bits per thread (checked
-    /// after layout assignment). The one layout-dependent operation.
+    /// Reinterprets the tile's bits as the value's dtype, on the logical tile: each row's
+    /// codes, concatenated LSB first, are cut into codes of the new dtype (the row length in
+    /// bits is a multiple of the new width). Layouts do not change the meaning; the lowering
+    /// moves data between threads when the two layouts need it.
     View(ValueId),
     /// The tile with its dimensions permuted: result dimension `i` is operand dimension
     /// `perm[i]`.

@@ -45,6 +45,14 @@ fn float_str(v: f64) -> String {
     }
 }
 
+/// A constant as the source would write it: integers in full, floats as [`float_str`].
+fn number_str(n: Number) -> String {
+    match n {
+        Number::Int(v) => v.to_string(),
+        Number::Float(f) => float_str(f),
+    }
+}
+
 fn ids(v: &[ValueId]) -> String {
     v.iter().map(|i| format!("%{}", i.0)).collect::<Vec<_>>().join(", ")
 }
@@ -131,7 +139,7 @@ fn param_name(kernel: &Kernel, i: usize) -> &str {
 /// The text of one operation, as `--emit ir` prints it (`load x[%2, %5] pad 0.0`).
 pub fn op_str(kernel: &Kernel, op: &Op) -> String {
     match op {
-        Op::Const(v) => format!("const {}", float_str(*v)),
+        Op::Const(v) => format!("const {}", number_str(*v)),
         Op::Param(i) => format!("param {}", param_name(kernel, *i)),
         Op::BlockIdx(a) => format!("block_idx.{}", ["x", "y", "z"][(*a as usize).min(2)]),
         Op::LoopIndex => "loop_index".into(),
@@ -145,7 +153,7 @@ pub fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Splat(a) => format!("splat %{}", a.0),
         Op::Broadcast(a) => format!("broadcast %{}", a.0),
         Op::Load { param, offsets, pad } => {
-            format!("load {}[{}] pad {}", param_name(kernel, *param), ids(offsets), float_str(*pad))
+            format!("load {}[{}] pad {}", param_name(kernel, *param), ids(offsets), number_str(*pad))
         }
         Op::Store { param, value, offsets } => {
             format!("store {}[{}], %{}", param_name(kernel, *param), ids(offsets), value.0)

@@ -16,6 +16,7 @@
 //! arguments ([`Assumptions::from_values`]) and compiles one variant per signature.
 
 use crate::ir::{BinaryOp, Kernel, Op, ParamKind, Stmt, SymExpr, Type, UnaryOp, ValueId};
+use crate::number::Number;
 use std::fmt;
 
 /// The largest exponent tracked (2^30 fits every i32 extent of interest).
@@ -193,7 +194,7 @@ pub fn analyze(kernel: &Kernel, assumptions: &Assumptions) -> Divisibility {
 fn value_log2(kernel: &Kernel, d: &Divisibility, vars: &[u32], op: &Op) -> u32 {
     let of = |v: &ValueId| d.value(*v);
     match op {
-        Op::Const(c) if c.fract() == 0.0 && c.abs() < 9.0e18 => log2_of(*c as i64),
+        Op::Const(Number::Int(c)) => i64::try_from(*c).map_or(0, log2_of),
         Op::Param(i) => d.assumptions.of(*i),
         Op::BlockIdx(_) | Op::LoopIndex => 0,
         Op::ReadVar(v) => vars.get(v.index()).copied().unwrap_or(0),
@@ -206,9 +207,9 @@ fn value_log2(kernel: &Kernel, d: &Divisibility, vars: &[u32], op: &Op) -> u32 {
             BinaryOp::Mul => (of(a) + of(b)).min(MAX_LOG2),
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Rem | BinaryOp::Max | BinaryOp::Min => of(a).min(of(b)),
             BinaryOp::Div => match kernel.value(*b).op {
-                Op::Const(c) if c > 0.0 && c.fract() == 0.0 && (c as u64).is_power_of_two() => {
+                Op::Const(Number::Int(c)) if c > 0 && (c as u128).is_power_of_two() => {
                     // Truncating division of a multiple of 2^(k + j) by 2^k is exact.
-                    of(a).saturating_sub((c as u64).trailing_zeros())
+                    of(a).saturating_sub((c as u128).trailing_zeros())
                 }
                 _ => 0,
             },
