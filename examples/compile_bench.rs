@@ -4,7 +4,8 @@
 //! Run with `cargo run --release -p tl-examples --example compile_bench`.
 
 use std::time::Instant;
-use tl_compiler::backend::{Arch, lir_to_ptx};
+use tl_compiler::backend::Arch;
+use tl_ptx::lir_to_ptx;
 use tl_compiler::driver;
 
 fn main() -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use tl_runtime::{Arch, Arg, Backend, DType, HostTensor, Module, RuntimeError, cu
 
 fn main() -> Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vector_add.tl");
-    let module = Module::from_file(path)?;
+    let module = Module::from_file(path)?.with_code_generator(tl_ptx::code_generator());
     let kernel = module.kernel(Some("vector_add"), &[("BLOCK".to_string(), 256.into())])?;
     println!("compiled `{}`: {} threads per block, PTX for sm_80 is {} bytes", kernel.name(), kernel.compiled.lir.block_threads, kernel.ptx(Arch::Sm80)?.len());
 

@@ -18,8 +18,8 @@ fi
 PTXAS="${TL_PTXAS:-$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13','bin','ptxas'))")}"
 export TL_PTXAS="$PTXAS"
 
-echo "demo: cargo build --release -p tl-runtime"
-cargo build --release -p tl-runtime || { echo "demo: build failed" >&2; exit 1; }
+echo "demo: cargo build --release -p tl-cli"
+cargo build --release -p tl-cli || { echo "demo: build failed" >&2; exit 1; }
 TLC=target/release/tlc
 [ -x "$TLC" ] || { echo "demo: $TLC was not built" >&2; exit 1; }
 

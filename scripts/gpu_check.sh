@@ -6,7 +6,7 @@
 #
 # Build here (a machine with the toolchain, after `bash scripts/setup.sh`) and carry the
 # binary plus the .tl files:
-#     cargo build --release -p tl-runtime
+#     cargo build --release -p tl-cli
 #     tar czf tl-gpu.tgz --transform 's,^target/release/tlc$,bin/tlc,' \
 #         target/release/tlc scripts/gpu_check.sh examples/*.tl stdlib/kernels/*.tl tests/kernels/*.tl
 #     scp tl-gpu.tgz gpu-host:

@@ -21,7 +21,7 @@ pub mod npy;
 pub mod reference;
 pub mod tensor_file;
 
-pub use tl_compiler::backend::Arch;
+pub use tl_compiler::backend::{Arch, CodeGenerator};
 pub use tl_compiler::dtype::DType;
 pub use tl_compiler::number::Number;
 pub use tl_vm::{Arg, HostTensor};
@@ -88,6 +88,9 @@ pub enum RuntimeError {
     Cuda(#[from] cuda::CudaError),
     #[error(transparent)]
     Backend(#[from] tl_compiler::backend::BackendError),
+    /// PTX was asked of a module that has no code generator.
+    #[error("this module has no PTX code generator: add the `tl-ptx` crate and call `Module::with_code_generator(tl_ptx::code_generator())`")]
+    NoCodeGenerator,
     #[error("{0}")]
     Usage(String),
     /// A launch that cannot be made as asked (arguments that need more memory than allowed,
@@ -97,18 +100,43 @@ pub enum RuntimeError {
 }
 
 /// A parsed and checked `.tl` source.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Module {
     pub file_name: String,
     pub source: String,
     pub ast: ast::File,
+    /// What turns the module's kernels into PTX (for [`Kernel::ptx`] and the `cuda` backend):
+    /// none until [`Module::with_code_generator`] gives one, so that a program running only
+    /// the CPU backends does not link LLVM.
+    code_generator: Option<Arc<dyn CodeGenerator>>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("file_name", &self.file_name)
+            .field("code_generator", &self.code_generator.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Module {
     /// Parses and checks `source`; `file_name` appears in diagnostics.
     pub fn from_source(file_name: &str, source: &str) -> Result<Module, RuntimeError> {
         let ast = driver::check(source).map_err(|e| render(file_name, source, e.diagnostics))?;
-        Ok(Module { file_name: file_name.to_string(), source: source.to_string(), ast })
+        Ok(Module { file_name: file_name.to_string(), source: source.to_string(), ast, code_generator: None })
+    }
+
+    /// The module with `generator` making its PTX: `tl_ptx::code_generator()` is the LLVM
+    /// NVPTX one. Kernels compiled from the module afterwards use it.
+    pub fn with_code_generator(mut self, generator: Arc<dyn CodeGenerator>) -> Module {
+        self.code_generator = Some(generator);
+        self
+    }
+
+    /// The code generator, or the error that says how to get one.
+    pub fn code_generator(&self) -> Result<&dyn CodeGenerator, RuntimeError> {
+        self.code_generator.as_deref().ok_or(RuntimeError::NoCodeGenerator)
     }
 
     /// Reads, decodes (UTF-8) and checks a file.
@@ -281,7 +309,7 @@ impl Kernel {
         if let Some(p) = slot.get() {
             return Ok(p);
         }
-        let ptx = tl_compiler::backend::lir_to_ptx(&self.compiled.lir, arch)?;
+        let ptx = self.module.code_generator()?.ptx(&self.compiled.lir, arch)?;
         Ok(slot.get_or_init(|| ptx))
     }
 
@@ -335,7 +363,7 @@ impl Kernel {
             return Ok(p.clone());
         }
         let program = self.variant(assumptions)?;
-        let ptx = Arc::new(tl_compiler::backend::lir_to_ptx(&program, arch)?);
+        let ptx = Arc::new(self.module.code_generator()?.ptx(&program, arch)?);
         let mut cache = self.variant_ptx.lock().map_err(|_| poisoned())?;
         Ok(cache.entry(key).or_insert(ptx).clone())
     }
@@ -673,6 +701,40 @@ impl CheckReport {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// A code generator that records what it was asked for (the runtime never links LLVM).
+    struct Recording(std::sync::Mutex<Vec<(String, Arch)>>);
+
+    impl CodeGenerator for Recording {
+        fn ptx(&self, program: &tl_compiler::lir::Program, arch: Arch) -> Result<String, tl_compiler::backend::BackendError> {
+            self.0.lock().unwrap().push((program.name.clone(), arch));
+            Ok(format!("// ptx of {} for {arch}", program.name))
+        }
+        fn intermediate(&self, program: &tl_compiler::lir::Program, _: Arch) -> Result<String, tl_compiler::backend::BackendError> {
+            Ok(program.name.clone())
+        }
+    }
+
+    #[test]
+    fn ptx_comes_from_the_module_code_generator_once_per_architecture() {
+        let source = "kernel k(x: global mut f32[32]) grid(1) warps(1) {\n    store(x, load(x, [0], [32]) + 1.0, [0]);\n}\n";
+        // Without one, asking for PTX says how to get a code generator; the CPU backends work.
+        let module = Module::from_source("k.tl", source).unwrap();
+        let kernel = module.kernel(None, &[]).unwrap();
+        let e = kernel.ptx(Arch::Sm80).expect_err("no code generator").to_string();
+        assert!(e.contains("tl_ptx::code_generator()"), "{e}");
+        let mut args = vec![Arg::Tensor(HostTensor::filled(DType::F32, &[32], 2.0))];
+        kernel.launch(Backend::Vm, &mut args).unwrap();
+        assert_eq!(args[0].tensor().unwrap().get(5), 3.0);
+        // With one, each architecture's PTX is generated once and kept.
+        let recording = Arc::new(Recording(Default::default()));
+        let kernel = module.with_code_generator(recording.clone()).kernel(None, &[]).unwrap();
+        for _ in 0..3 {
+            assert_eq!(kernel.ptx(Arch::Sm80).unwrap(), "// ptx of k for sm_80");
+            assert_eq!(kernel.ptx(Arch::Sm90a).unwrap(), "// ptx of k for sm_90a");
+        }
+        assert_eq!(*recording.0.lock().unwrap(), vec![("k".to_string(), Arch::Sm80), ("k".to_string(), Arch::Sm90a)]);
+    }
 
     #[test]
     fn simulator_errors_render_like_diagnostics_with_both_sides_of_a_race() {

@@ -31,7 +31,7 @@ fn settings() -> insta::Settings {
 fn snapshots_of_ir_lir_and_ptx() {
     let _guard = settings().bind_to_scope();
     for path in shipped_kernel_files() {
-        let module = Module::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let module = Module::from_file(&path).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
         for name in module.kernel_names() {
             let kernel = module.kernel(Some(&name), &[]).unwrap_or_else(|e| panic!("{e}"));
             insta::assert_snapshot!(format!("{name}.ir"), tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel));
@@ -55,7 +55,7 @@ fn ptxas_assembles_every_shipped_kernel() {
     }
     let mut assembled = 0;
     for path in shipped_kernel_files() {
-        let module = Module::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let module = Module::from_file(&path).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
         for name in module.kernel_names() {
             // The defaults and one other tile configuration.
             let kernel = module.kernel(Some(&name), &[]).unwrap_or_else(|e| panic!("{e}"));

@@ -12,7 +12,7 @@ use tl_runtime::{Arg, Backend, HostTensor, Kernel, Module};
 use tl_tests::{repo_root, Rng};
 
 fn module() -> Module {
-    Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"))
+    Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn int_formats() -> Vec<DType> {

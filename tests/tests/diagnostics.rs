@@ -96,7 +96,7 @@ fn no_panic(bytes: &[u8]) {
         for item in &file.items {
             if let tl_compiler::syntax::ast::Item::Kernel(k) = item {
                 if let Ok(c) = driver::compile(&file, Some(&k.name.name), &[]) {
-                    let _ = tl_compiler::backend::lir_to_ptx(&c.lir, tl_compiler::backend::Arch::Sm80);
+                    let _ = tl_ptx::lir_to_ptx(&c.lir, tl_compiler::backend::Arch::Sm80);
                 }
             }
         }

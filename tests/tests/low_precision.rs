@@ -39,7 +39,7 @@ fn same_bits(a: &HostTensor, b: &HostTensor, i: usize) -> bool {
 
 #[test]
 fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
-    let module = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let targets: Vec<DType> = ["f32", "f16", "bf16", "f8e4m3fn", "f4e2m1", "e8m0", "i8", "u4", "i3"]
         .iter()
@@ -122,7 +122,7 @@ fn vm_and_simt_agree_bit_for_bit_on_every_format_pair() {
 
 #[test]
 fn integer_operations_on_sub_byte_integers_agree() {
-    let module = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(0x0bad_cafe_1234_5679);
     for name in ["u1", "u2", "u3", "u4", "u7", "i2", "i3", "i4", "i7"] {
         let w = DType::from_name(name).unwrap();
@@ -177,7 +177,7 @@ fn view_reinterprets_bits_per_thread_and_round_trips() {
                 continue;
             }
             let d = total / v.bits() as usize;
-            let module = Module::from_source("view.tl", &source(columns)).unwrap_or_else(|e| panic!("{e}"));
+            let module = Module::from_source("view.tl", &source(columns)).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
             let consts = [
                 ("W".to_string(), ConstValue::DType(w)),
                 ("V".to_string(), ConstValue::DType(v)),
@@ -237,13 +237,13 @@ fn low_precision_kernels_assemble_with_ptxas() {
     if !tl_tests::ptxas_available("low_precision") {
         return;
     }
-    let convert = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let convert = Module::from_file(repo_root().join("tests/kernels/low_precision.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let view = Module::from_source(
         "view.tl",
         "kernel v<W: dtype = u8, V: dtype = u4>(x: global W[4, 48], y: global mut V[4, 96]) grid(1) warps(1) {
             store(y, view<V>(load(x, [0, 0], [4, 48])), [0, 0]);
         }",
-    )
+    ).map(|m| m.with_code_generator(tl_ptx::code_generator()))
     .unwrap_or_else(|e| panic!("{e}"));
     for (w, v) in [("u3", "f8e4m3fn"), ("f6e3m2", "e8m0"), ("i4", "f16"), ("e8m0", "ue4m3"), ("f4e2m1", "f8e5m2")] {
         let consts = [

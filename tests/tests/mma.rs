@@ -31,7 +31,7 @@ fn consts(t: DType, tile: [i64; 4]) -> Vec<(String, ConstValue)> {
 
 #[test]
 fn tensor_core_dot_matches_the_vm_and_the_host_product() {
-    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(0x1f2e_3d4c_5b6a_7988);
     for (t, tile) in configs() {
         let kernel = module.kernel(None, &consts(t, tile)).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
@@ -72,7 +72,7 @@ fn tensor_core_dot_assembles() {
     if !tl_tests::ptxas_available("mma") {
         return;
     }
-    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     for (t, tile) in configs() {
         let kernel = module.kernel(None, &consts(t, tile)).unwrap_or_else(|e| panic!("{e}"));
         for arch in Arch::ALL {
@@ -87,7 +87,7 @@ fn tensor_core_dot_assembles() {
 /// the layouts follow, through shared memory when an annotation forces another layout.
 #[test]
 fn transpose_and_reshape_move_the_right_elements() {
-    let module = Module::from_file(repo_root().join("tests/kernels/rearrange.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/rearrange.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{e}"));
     let lir = kernel.compiled.lir.to_string();
     // One staging for the annotated transpose only (the others reuse registers).
@@ -118,7 +118,7 @@ fn transpose_and_reshape_move_the_right_elements() {
 /// simulator and the host agree bit for bit; ptxas accepts it.
 #[test]
 fn integer_tensor_core_dot_is_exact() {
-    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(0x5a5a_1234_9876_0001);
     for tile in [[32i64, 32, 64, 4], [16, 8, 32, 1], [64, 32, 32, 4]] {
         let consts: Vec<(String, ConstValue)> =

@@ -11,7 +11,7 @@ fn kernel(d: &str, expr: &str) -> tl_runtime::Kernel {
     let source = format!(
         "kernel k(n: {d}, x: global {d}[32], y: global mut {d}[32]) grid(1) warps(1) {{\n    let t = load(x, [0], [32]);\n    store(y, {expr}, [0]);\n}}\n"
     );
-    Module::from_source("overflow.tl", &source).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{source}\n{e}"))
+    Module::from_source("overflow.tl", &source).map(|m| m.with_code_generator(tl_ptx::code_generator())).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{source}\n{e}"))
 }
 
 /// Runs on both CPU backends with `x` all `fill` except `x[7] = special`; returns the errors.

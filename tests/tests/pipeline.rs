@@ -15,7 +15,7 @@ fn source() -> String {
 }
 
 fn kernel_from(text: &str, consts: &[(&str, i64)]) -> Kernel {
-    let module = Module::from_source("pipeline.tl", text).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_source("pipeline.tl", text).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let consts: Vec<(String, tl_compiler::ir::ConstValue)> = consts.iter().map(|(n, v)| (n.to_string(), (*v).into())).collect();
     module.kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -208,7 +208,7 @@ fn copies_arrive_unchanged_and_zero_filled_outside_the_tensor() {
                 store(y, t, [0]);
             }}"
         );
-        let module = Module::from_source("fill.tl", &text).unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        let module = Module::from_source("fill.tl", &text).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{dtype}: {e}"));
         let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{dtype}: {e}"));
         for (n, o) in [(64, 0), (37, 0), (100, 32), (80, 40), (5, -3)] {
             let mut args = kernel.random_args(n as u64, &[("n".into(), n), ("o".into(), o)]).unwrap();
@@ -246,7 +246,7 @@ fn shared_memory_beyond_the_limit_with_scratch_is_a_clear_error() {
         let u = sum(t, dim = 0);
         store(c, t + u, [0, 0]);
     }";
-    let module = Module::from_source("big.tl", text).unwrap();
+    let module = Module::from_source("big.tl", text).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap();
     let e = module.kernel(None, &[]).unwrap_err().to_string();
     assert!(e.contains("kernel `big` needs 65536 bytes of shared memory (32768 for its shared tensors"), "{e}");
     assert!(e.contains("more than the 49152 bytes available"), "{e}");

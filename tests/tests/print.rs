@@ -7,7 +7,7 @@ use tl_runtime::Module;
 use tl_tests::repo_root;
 
 fn kernel() -> tl_runtime::Kernel {
-    let module = Module::from_file(repo_root().join("tests/kernels/print.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("tests/kernels/print.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     module.kernel(None, &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -24,7 +24,7 @@ fn weight_formats() -> Vec<DType> {
 }
 
 fn module() -> Module {
-    Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).unwrap_or_else(|e| panic!("{e}"))
+    Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 

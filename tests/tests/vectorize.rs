@@ -104,7 +104,7 @@ fn run_three_ways(kernel: &mut Kernel, sizes: &[(String, i64)], seed: u64) -> As
 fn shipped_kernels_specialized_and_unspecialized_on_the_simulator() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     for path in shipped_kernel_files() {
-        let module = Module::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let module = Module::from_file(&path).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
         for name in module.kernel_names() {
             let mut kernel = module.kernel(Some(&name), &[]).unwrap_or_else(|e| panic!("{e}"));
             let scalars = int_scalars(&kernel);
@@ -146,7 +146,7 @@ fn shipped_kernels_specialized_and_unspecialized_on_the_simulator() {
 
 #[test]
 fn qmatmul_specialized_on_the_simulator() {
-    let module = Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     for w in ["u4", "u2", "u1", "u8", "i4", "f4e2m1", "f8e4m3fn", "u3"] {
         let consts = [("W".to_string(), ConstValue::DType(DType::from_name(w).unwrap()))];
         let mut kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
@@ -178,7 +178,7 @@ fn qmatmul_specialized_on_the_simulator() {
 
 #[test]
 fn vector_add_on_n16_uses_16_byte_accesses_in_lir_and_ptx() {
-    let module = Module::from_file(repo_root().join("examples/vector_add.tl")).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_file(repo_root().join("examples/vector_add.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let kernel = module.kernel(None, &[]).unwrap();
     let plain = &kernel.compiled.lir;
     assert!(vector_accesses(plain).is_empty(), "the unspecialized variant cannot know n % 4 == 0:\n{plain}");
@@ -226,7 +226,7 @@ kernel copy_shifted<T: dtype = f32, BN = 128>(n: i32, s: i32, a: global T[n], b:
 ";
 
 fn copy_kernel(name: &str, dtype: &str) -> Kernel {
-    let module = Module::from_source("copy.tl", COPY).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_source("copy.tl", COPY).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     module.kernel(Some(name), &[("T".into(), ConstValue::DType(DType::from_name(dtype).unwrap()))]).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -383,7 +383,7 @@ kernel shift_copy<T: dtype = f16, BM = 4, BN = 64, W = 1, S = 8>(m: i32, n: i32,
     let t = load(a, [block.x * BM, block.y * BN + S], [BM, BN]);
     store(b, t, [block.x * BM, block.y * BN]);
 }";
-    let module = Module::from_source("shift_copy.tl", SOURCE).unwrap_or_else(|e| panic!("{e}"));
+    let module = Module::from_source("shift_copy.tl", SOURCE).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(0x0bad_cafe_1234_5678);
     let dtypes = ["f16", "f32", "u8", "u4", "u2", "u1", "i4", "f8e4m3fn", "f64", "u3"];
     let mut vectorized = 0;

@@ -69,7 +69,7 @@ impl Case {
 
     fn run(&self, rng: &mut Rng) {
         let source = self.source();
-        let module = Module::from_source("view.tl", &source).unwrap_or_else(|e| panic!("{source}\n{e}"));
+        let module = Module::from_source("view.tl", &source).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{source}\n{e}"));
         let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{source}\n{e}"));
         let (sb, db) = (self.from.bits() as usize, self.to.bits() as usize);
         // Ragged in both directions, keeping whole result codes per row.
@@ -206,12 +206,12 @@ fn inferred_layouts_move_no_data_and_crossed_ones_exchange_and_assemble() {
     let odd = Case { from: dtype("u6"), to: dtype("u8"), rows: 4, cols: 24, warps: 1, annotations: (None, None) };
     let mut programs = Vec::new();
     for (case, exchanges) in [(&plain, false), (&crossed, true)] {
-        let kernel = Module::from_source("view.tl", &case.source()).unwrap().kernel(None, &[]).unwrap();
+        let kernel = Module::from_source("view.tl", &case.source()).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap().kernel(None, &[]).unwrap();
         let program = kernel.variant(&Assumptions::default()).unwrap();
         assert_eq!(program.shared_bytes > 0, exchanges, "{}", case.source());
         programs.push(kernel);
     }
-    programs.push(Module::from_source("view.tl", &odd.source()).unwrap().kernel(None, &[]).unwrap());
+    programs.push(Module::from_source("view.tl", &odd.source()).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap().kernel(None, &[]).unwrap());
     if !tl_tests::ptxas_available("view: ptxas") {
         return;
     }

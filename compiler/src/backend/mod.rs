@@ -1,20 +1,26 @@
-//! The PTX back end: thread-level IR ([`crate::lir`]) → LLVM IR → PTX, and `ptxas` checks.
+//! The interface between the compiler and its code generators, without any of them: target
+//! architectures ([`Arch`]), the [`CodeGenerator`] trait a back end implements, its error type
+//! ([`BackendError`]), and [`ptxas`], NVIDIA's assembler driver that validates PTX without a GPU.
 //!
-//! Expects a [`lir::Program`](crate::lir::Program) that follows the typing rules written in
-//! `lir.rs`. Guarantees that a program breaking them gets a [`BackendError`], never a panic,
-//! and that a program following them yields PTX with one `.entry` named after the program
-//! (see [`llvm`] for the exact calling convention and numeric choices).
-//!
-//! * [`lir_to_llvm_ir`] / [`lir_to_ptx`]: code generation through LLVM 22 (inkwell, static).
-//! * [`ptxas`]: finds NVIDIA's `ptxas` and assembles PTX with it, to validate output without a
-//!   GPU.
+//! The PTX code generator itself (thread-level IR → LLVM IR → PTX, through inkwell and a
+//! static LLVM) is the crate `tl-ptx`, the only crate that links LLVM: the front end, the VM,
+//! the simulator and the tests that do not generate PTX never link it.
 
-mod llvm;
 pub mod ptxas;
 
-pub use llvm::{lir_to_llvm_ir, lir_to_ptx};
-
+use crate::lir::Program;
 use std::fmt;
+
+/// Turns a thread-level program into GPU code. A code generator expects a [`Program`] that
+/// follows the typing rules written in `lir.rs`, and guarantees that a program breaking them
+/// gets a [`BackendError`], never a panic, and that a program following them yields PTX with
+/// one `.entry` named after the program.
+pub trait CodeGenerator: Send + Sync {
+    /// The PTX assembly of `program` for `arch`.
+    fn ptx(&self, program: &Program, arch: Arch) -> Result<String, BackendError>;
+    /// The intermediate text the PTX is made from (LLVM IR for `tl-ptx`), for `--emit llvm`.
+    fn intermediate(&self, program: &Program, arch: Arch) -> Result<String, BackendError>;
+}
 
 /// A GPU architecture the back end can target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,12 +79,6 @@ pub enum BackendError {
     /// LLVM could not emit PTX for the module.
     #[error("PTX emission failed for kernel `{kernel}` on {arch}: {message}")]
     Emission { kernel: String, arch: Arch, message: String },
-}
-
-impl From<inkwell::builder::BuilderError> for BackendError {
-    fn from(e: inkwell::builder::BuilderError) -> Self {
-        BackendError::Builder(e.to_string())
-    }
 }
 
 #[cfg(test)]

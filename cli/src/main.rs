@@ -288,7 +288,7 @@ fn check(o: &Options, path: &PathBuf) -> Result<bool> {
 
 /// Compiles the selected kernel; `None` when the source has errors (already printed).
 fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>> {
-    let compiled = Module::from_file(path).and_then(|m| m.kernel(o.kernel.as_deref(), &o.consts));
+    let compiled = Module::from_file(path).and_then(|m| m.with_code_generator(tl_ptx::code_generator()).kernel(o.kernel.as_deref(), &o.consts));
     match compiled {
         Ok(k) => Ok(Some(k)),
         Err(e @ RuntimeError::Compile { .. }) => {
@@ -339,7 +339,7 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     let text = match emit.as_str() {
         "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
         "lir" => kernel.variant(&assumptions)?.to_string(),
-        "llvm" => tl_compiler::backend::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
+        "llvm" => tl_ptx::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
         "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
         other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm or ptx)"),
     };

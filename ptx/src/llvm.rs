@@ -21,9 +21,9 @@
 //!   `<2 x i32>`, `i32`, `i16` or `i8` with the alignment of the size), which the NVPTX back end
 //!   emits as `ld.global.v4.u32`, `ld.global.v2.u32`, ... (or the same with the element type).
 
-use super::{Arch, BackendError};
-use crate::dtype::DType;
-use crate::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp, Var};
+use tl_compiler::backend::{Arch, BackendError};
+use tl_compiler::dtype::DType;
+use tl_compiler::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp, Var};
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -41,6 +41,23 @@ use inkwell::values::{
 use inkwell::{AddressSpace, AtomicOrdering, AtomicRMWBinOp, FloatPredicate, IntPredicate, OptimizationLevel};
 use std::sync::Once;
 
+/// The error of code generation inside this module: a [`BackendError`], into which LLVM
+/// builder failures convert with `?` (a newtype, because a `From` between two foreign types
+/// cannot be written here).
+struct CodegenError(BackendError);
+
+impl From<BackendError> for CodegenError {
+    fn from(e: BackendError) -> Self {
+        CodegenError(e)
+    }
+}
+
+impl From<inkwell::builder::BuilderError> for CodegenError {
+    fn from(e: inkwell::builder::BuilderError) -> Self {
+        CodegenError(BackendError::Builder(e.to_string()))
+    }
+}
+
 const TRIPLE: &str = "nvptx64-nvidia-cuda";
 /// PTX ISA 8.0: enough for every instruction used here, and accepted by ptxas for both arches.
 const PTX_FEATURES: &str = "+ptx80";
@@ -56,7 +73,7 @@ const MAX_BLOCK_THREADS: u32 = 1024;
 pub fn lir_to_llvm_ir(program: &Program, arch: Arch) -> Result<String, BackendError> {
     let context = Context::create();
     let machine = target_machine(arch)?;
-    let module = compile(&context, program, &machine)?;
+    let module = compile(&context, program, &machine).map_err(|e| e.0)?;
     Ok(module.print_to_string().to_string())
 }
 
@@ -64,7 +81,7 @@ pub fn lir_to_llvm_ir(program: &Program, arch: Arch) -> Result<String, BackendEr
 pub fn lir_to_ptx(program: &Program, arch: Arch) -> Result<String, BackendError> {
     let context = Context::create();
     let machine = target_machine(arch)?;
-    let module = compile(&context, program, &machine)?;
+    let module = compile(&context, program, &machine).map_err(|e| e.0)?;
     let emission_error =
         |message: String| BackendError::Emission { kernel: program.name.clone(), arch, message };
     let buffer = machine
@@ -100,7 +117,7 @@ fn compile<'ctx>(
     context: &'ctx Context,
     program: &Program,
     machine: &TargetMachine,
-) -> Result<Module<'ctx>, BackendError> {
+) -> Result<Module<'ctx>, CodegenError> {
     let module = context.create_module(&program.name);
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
@@ -145,11 +162,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         context: &'ctx Context,
         module: &'a Module<'ctx>,
         program: &'a Program,
-    ) -> Result<Self, BackendError> {
-        let invalid = |message: String| BackendError::InvalidProgram {
+    ) -> Result<Self, CodegenError> {
+        let invalid = |message: String| CodegenError(BackendError::InvalidProgram {
             kernel: program.name.clone(),
             message,
-        };
+        });
         if !is_ptx_identifier(&program.name) {
             return Err(invalid(format!(
                 "kernel name `{}` is not a PTX identifier (letters, digits and `_`, not starting \
@@ -231,24 +248,24 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// Generates the whole kernel body.
-    fn emit(&mut self) -> Result<(), BackendError> {
+    fn emit(&mut self) -> Result<(), CodegenError> {
         self.stmts(&self.program.body)?;
         self.builder.build_return(None)?;
         self.alloca_builder.build_unconditional_branch(self.body_block)?;
         Ok(())
     }
 
-    fn invalid(&self, message: impl Into<String>) -> BackendError {
-        BackendError::InvalidProgram { kernel: self.program.name.clone(), message: message.into() }
+    fn invalid(&self, message: impl Into<String>) -> CodegenError {
+        CodegenError(BackendError::InvalidProgram { kernel: self.program.name.clone(), message: message.into() })
     }
 
     // ---------------------------------------------------------------- statements
 
-    fn stmts(&mut self, body: &[Stmt]) -> Result<(), BackendError> {
+    fn stmts(&mut self, body: &[Stmt]) -> Result<(), CodegenError> {
         body.iter().try_for_each(|s| self.stmt(s))
     }
 
-    fn stmt(&mut self, stmt: &Stmt) -> Result<(), BackendError> {
+    fn stmt(&mut self, stmt: &Stmt) -> Result<(), CodegenError> {
         match stmt {
             Stmt::Assign(var, e) => {
                 let (ptr, ty) = self.var(*var)?;
@@ -452,14 +469,14 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     /// `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32` through the NVVM
     /// intrinsic. The fragments arrive as i32 and are bitcast to whatever the intrinsic's
     /// parameters are (`<2 x half>` for f16, i32 for bf16).
-    fn mma(&mut self, kind: crate::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[Var; 4]) -> Result<(), BackendError> {
+    fn mma(&mut self, kind: tl_compiler::lir::MmaKind, a: &[Expr; 4], b: &[Expr; 2], c: &[Var; 4]) -> Result<(), CodegenError> {
         let names: &[&str] = match kind {
-            crate::lir::MmaKind::F16 => &["llvm.nvvm.mma.m16n8k16.row.col.f32.f32"],
-            crate::lir::MmaKind::BF16 => &["llvm.nvvm.mma.m16n8k16.row.col.bf16"],
-            crate::lir::MmaKind::S8 => &["llvm.nvvm.mma.m16n8k32.row.col.s8"],
+            tl_compiler::lir::MmaKind::F16 => &["llvm.nvvm.mma.m16n8k16.row.col.f32.f32"],
+            tl_compiler::lir::MmaKind::BF16 => &["llvm.nvvm.mma.m16n8k16.row.col.bf16"],
+            tl_compiler::lir::MmaKind::S8 => &["llvm.nvvm.mma.m16n8k32.row.col.s8"],
         };
         let (acc_ty, acc_llvm): (Ty, BasicTypeEnum) = match kind {
-            crate::lir::MmaKind::S8 => (Ty::I32, self.context.i32_type().into()),
+            tl_compiler::lir::MmaKind::S8 => (Ty::I32, self.context.i32_type().into()),
             _ => (Ty::F32, self.context.f32_type().into()),
         };
         let function = names
@@ -507,7 +524,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         start: &Expr,
         end: &Expr,
         body: &[Stmt],
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), CodegenError> {
         let (var_ptr, var_ty) = self.var(var)?;
         if var_ty != Ty::I32 {
             return Err(self.invalid(format!(
@@ -546,7 +563,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     // ---------------------------------------------------------------- memory
 
-    fn var(&self, var: Var) -> Result<(PointerValue<'ctx>, Ty), BackendError> {
+    fn var(&self, var: Var) -> Result<(PointerValue<'ctx>, Ty), CodegenError> {
         let i = var.0 as usize;
         match (self.vars.get(i), self.program.vars.get(i)) {
             (Some(ptr), Some(ty)) => Ok((*ptr, *ty)),
@@ -555,7 +572,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// The pointer and element type of global tensor parameter `index`.
-    fn global_param(&self, index: usize) -> Result<(PointerValue<'ctx>, DType), BackendError> {
+    fn global_param(&self, index: usize) -> Result<(PointerValue<'ctx>, DType), CodegenError> {
         match (self.program.params.get(index), self.function.get_nth_param(index as u32)) {
             (Some(Param::Global { dtype, .. }), Some(BasicValueEnum::PointerValue(ptr))) => {
                 Ok((ptr, *dtype))
@@ -570,7 +587,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         base: PointerValue<'ctx>,
         dtype: DType,
         index: Val<'ctx>,
-    ) -> Result<PointerValue<'ctx>, BackendError> {
+    ) -> Result<PointerValue<'ctx>, CodegenError> {
         let element = memory_type(self.context, Ty::of(dtype));
         // SAFETY (inkwell's `unsafe`): the index is an i64 of the right type; an element outside
         // the tensor yields poison only if dereferenced, which LIR guards against with `If`.
@@ -580,7 +597,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// The address of byte `offset` (an i32 expression) of the shared buffer.
-    fn shared_address(&mut self, offset: &Expr) -> Result<PointerValue<'ctx>, BackendError> {
+    fn shared_address(&mut self, offset: &Expr) -> Result<PointerValue<'ctx>, CodegenError> {
         let Some(base) = self.shared else {
             return Err(self.invalid("shared memory access, but shared_bytes is 0"));
         };
@@ -592,7 +609,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// The shared buffer and bit `bit_offset` (an i32 expression) of it as an i64 bit index.
-    fn shared_bit(&mut self, bit_offset: &Expr) -> Result<(PointerValue<'ctx>, IntValue<'ctx>), BackendError> {
+    fn shared_bit(&mut self, bit_offset: &Expr) -> Result<(PointerValue<'ctx>, IntValue<'ctx>), CodegenError> {
         let Some(base) = self.shared else {
             return Err(self.invalid("shared memory access, but shared_bytes is 0"));
         };
@@ -607,7 +624,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         &self,
         base: PointerValue<'ctx>,
         byte_index: IntValue<'ctx>,
-    ) -> Result<PointerValue<'ctx>, BackendError> {
+    ) -> Result<PointerValue<'ctx>, CodegenError> {
         // SAFETY (inkwell's `unsafe`): an i64 index into an i8 buffer; LIR guards every access.
         Ok(unsafe {
             self.builder.build_in_bounds_gep(self.context.i8_type(), base, &[byte_index], "byte")?
@@ -623,7 +640,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         byte_offset: &Expr,
         count: usize,
         ty: Ty,
-    ) -> Result<(PointerValue<'ctx>, BasicTypeEnum<'ctx>, BasicTypeEnum<'ctx>, u32), BackendError> {
+    ) -> Result<(PointerValue<'ctx>, BasicTypeEnum<'ctx>, BasicTypeEnum<'ctx>, u32), CodegenError> {
         let size = count * ty.bytes();
         if count == 0 || ty == Ty::I1 || !size.is_power_of_two() || size > 16 {
             return Err(self.invalid(format!("a vector access of {count} × {} ({size} bytes; 1 to 16, a power of two)", ty.name())));
@@ -649,7 +666,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// The byte (i64) and the bit within it (i32) of bit `bit_index` of a packed buffer.
-    fn bit_position(&self, bit_index: IntValue<'ctx>) -> Result<(IntValue<'ctx>, IntValue<'ctx>), BackendError> {
+    fn bit_position(&self, bit_index: IntValue<'ctx>) -> Result<(IntValue<'ctx>, IntValue<'ctx>), CodegenError> {
         let (i32t, i64t) = (self.context.i32_type(), self.context.i64_type());
         let byte_index = self.builder.build_right_shift(bit_index, i64t.const_int(3, false), false, "byte_index")?;
         let shift64 = self.builder.build_and(bit_index, i64t.const_int(7, false), "bit_shift")?;
@@ -663,7 +680,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         base: PointerValue<'ctx>,
         bit_index: IntValue<'ctx>,
         bits: u32,
-    ) -> Result<IntValue<'ctx>, BackendError> {
+    ) -> Result<IntValue<'ctx>, CodegenError> {
         if !(1..=8).contains(&bits) {
             return Err(self.invalid(format!("a packed load of {bits} bits (1 to 8 are allowed)")));
         }
@@ -705,7 +722,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         bit_index: IntValue<'ctx>,
         bits: u32,
         value: IntValue<'ctx>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), CodegenError> {
         if !(1..=8).contains(&bits) {
             return Err(self.invalid(format!("a packed store of {bits} bits (1 to 8 are allowed)")));
         }
@@ -741,7 +758,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         Ok(())
     }
 
-    fn store(&self, addr: PointerValue<'ctx>, value: Val<'ctx>) -> Result<(), BackendError> {
+    fn store(&self, addr: PointerValue<'ctx>, value: Val<'ctx>) -> Result<(), CodegenError> {
         let stored = if value.ty == Ty::I1 {
             self.builder
                 .build_int_z_extend(value.v.into_int_value(), self.context.i8_type(), "byte")?
@@ -754,7 +771,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// Loads a `ty`; an i1 comes from one byte, true when non-zero.
-    fn load(&self, addr: PointerValue<'ctx>, ty: Ty) -> Result<Val<'ctx>, BackendError> {
+    fn load(&self, addr: PointerValue<'ctx>, ty: Ty) -> Result<Val<'ctx>, CodegenError> {
         let raw = self.builder.build_load(memory_type(self.context, ty), addr, "ld")?;
         let v = if ty == Ty::I1 {
             let byte = raw.into_int_value();
@@ -770,7 +787,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     // ---------------------------------------------------------------- expressions
 
     /// Generates `e` and checks that its type is `ty`; `what` names it in the error.
-    fn expr_of(&mut self, e: &Expr, ty: Ty, what: &str) -> Result<Val<'ctx>, BackendError> {
+    fn expr_of(&mut self, e: &Expr, ty: Ty, what: &str) -> Result<Val<'ctx>, CodegenError> {
         let value = self.expr(e)?;
         if value.ty != ty {
             return Err(self.invalid(format!(
@@ -782,7 +799,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         Ok(value)
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<Val<'ctx>, BackendError> {
+    fn expr(&mut self, e: &Expr) -> Result<Val<'ctx>, CodegenError> {
         match e {
             Expr::Int(ty, value) => {
                 if ty.is_float() {
@@ -917,7 +934,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     /// `lop3.b32` as inline PTX (NVVM has no intrinsic for it); the truth table is an
     /// immediate. The asm has no side effects, so LLVM may combine or move it.
-    fn lop3(&self, a: IntValue<'ctx>, b: IntValue<'ctx>, c: IntValue<'ctx>, lut: u8) -> Result<Val<'ctx>, BackendError> {
+    fn lop3(&self, a: IntValue<'ctx>, b: IntValue<'ctx>, c: IntValue<'ctx>, lut: u8) -> Result<Val<'ctx>, CodegenError> {
         let i32_type = self.context.i32_type();
         let function_type = i32_type.fn_type(&[i32_type.into(), i32_type.into(), i32_type.into()], false);
         let asm = self.context.create_inline_asm(
@@ -943,7 +960,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         a: &Expr,
         b: &Expr,
         op: &str,
-    ) -> Result<(Val<'ctx>, Val<'ctx>), BackendError> {
+    ) -> Result<(Val<'ctx>, Val<'ctx>), CodegenError> {
         let a = self.expr(a)?;
         let b = self.expr(b)?;
         if a.ty != b.ty {
@@ -956,11 +973,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         Ok((a, b))
     }
 
-    fn special_register(&self, name: &str) -> Result<Val<'ctx>, BackendError> {
+    fn special_register(&self, name: &str) -> Result<Val<'ctx>, CodegenError> {
         Ok(Val { v: self.call_intrinsic(name, &[], &[])?, ty: Ty::I32 })
     }
 
-    fn unary(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+    fn unary(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, CodegenError> {
         let b = &self.builder;
         let v: BasicValueEnum = match op {
             UnaryOp::Neg if a.ty.is_float() => {
@@ -996,7 +1013,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     /// The transcendental unary operations. NVPTX has no libm, so these map to PTX's f32
     /// instructions; other float types are converted to f32 and back.
-    fn float_math(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+    fn float_math(&self, op: UnaryOp, a: Val<'ctx>) -> Result<Val<'ctx>, CodegenError> {
         match (op, a.ty) {
             (UnaryOp::Sqrt, Ty::F32 | Ty::F64) => {
                 self.call_float_intrinsic("llvm.sqrt", a.ty, &[a.v])
@@ -1042,12 +1059,12 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         &self,
         op: UnaryOp,
         x: FloatValue<'ctx>,
-    ) -> Result<FloatValue<'ctx>, BackendError> {
+    ) -> Result<FloatValue<'ctx>, CodegenError> {
         let f32_type = self.context.f32_type();
         let call = |name: &str,
                     overloaded: bool,
                     arg: FloatValue<'ctx>|
-         -> Result<FloatValue<'ctx>, BackendError> {
+         -> Result<FloatValue<'ctx>, CodegenError> {
             let overloads: &[BasicTypeEnum] =
                 if overloaded { &[BasicTypeEnum::FloatType(f32_type)] } else { &[] };
             Ok(self.call_intrinsic(name, overloads, &[arg.into()])?.into_float_value())
@@ -1089,7 +1106,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         })
     }
 
-    fn binary(&self, op: BinaryOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+    fn binary(&self, op: BinaryOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, CodegenError> {
         let bld = &self.builder;
         let v: BasicValueEnum = if a.ty.is_float() {
             let (x, y) = (a.v.into_float_value(), b.v.into_float_value());
@@ -1140,7 +1157,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     }
 
     /// Signed for integers (unsigned for i1, where false < true), ordered for floats.
-    fn compare(&self, op: CmpOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, BackendError> {
+    fn compare(&self, op: CmpOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, CodegenError> {
         let v = if a.ty.is_float() {
             let predicate = match op {
                 CmpOp::Lt => FloatPredicate::OLT,
@@ -1203,7 +1220,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         to: Ty,
         from_unsigned: bool,
         to_unsigned: bool,
-    ) -> Result<Val<'ctx>, BackendError> {
+    ) -> Result<Val<'ctx>, CodegenError> {
         let from = a.ty;
         let bld = &self.builder;
         let v: BasicValueEnum = if to == Ty::I1 {
@@ -1252,7 +1269,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         x: FloatValue<'ctx>,
         from: Ty,
         to: Ty,
-    ) -> Result<FloatValue<'ctx>, BackendError> {
+    ) -> Result<FloatValue<'ctx>, CodegenError> {
         let target = float_type(self.context, to);
         Ok(match from.bytes().cmp(&to.bytes()) {
             std::cmp::Ordering::Less => self.builder.build_float_ext(x, target, "fpext")?,
@@ -1271,7 +1288,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         x: IntValue<'ctx>,
         unsigned: bool,
         to: Ty,
-    ) -> Result<FloatValue<'ctx>, BackendError> {
+    ) -> Result<FloatValue<'ctx>, CodegenError> {
         let convert = |target: FloatType<'ctx>| {
             if unsigned {
                 self.builder.build_unsigned_int_to_float(x, target, "itof")
@@ -1297,13 +1314,13 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     fn f64_to_f32_round_to_odd(
         &self,
         x: FloatValue<'ctx>,
-    ) -> Result<FloatValue<'ctx>, BackendError> {
+    ) -> Result<FloatValue<'ctx>, CodegenError> {
         let bld = &self.builder;
         let (f32_type, i32_type) = (self.context.f32_type(), self.context.i32_type());
         let nearest = bld.build_float_trunc(x, f32_type, "nearest")?;
         let back = bld.build_float_ext(nearest, x.get_type(), "back")?;
         let inexact = bld.build_float_compare(FloatPredicate::ONE, x, back, "inexact")?;
-        let magnitude = |v: FloatValue<'ctx>| -> Result<FloatValue<'ctx>, BackendError> {
+        let magnitude = |v: FloatValue<'ctx>| -> Result<FloatValue<'ctx>, CodegenError> {
             Ok(self.call_float_intrinsic("llvm.fabs", Ty::F64, &[v.into()])?.v.into_float_value())
         };
         let rounded_away =
@@ -1324,7 +1341,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         to: Ty,
         from_unsigned: bool,
         to_unsigned: bool,
-    ) -> Result<IntValue<'ctx>, BackendError> {
+    ) -> Result<IntValue<'ctx>, CodegenError> {
         let source_bits = int_type(self.context, from).get_bit_width();
         let target = int_type(self.context, to);
         let (source_min, source_max) = int_range(source_bits, from_unsigned);
@@ -1353,7 +1370,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
     /// `Stmt::Print` through CUDA's `vprintf(format, args)`: the format string is a global
     /// constant, the arguments a local struct laid out as C varargs (i32 block indices and
     /// coordinates, then the value as f64 or i64).
-    fn print(&mut self, label: &str, coords: &[Expr], value: &Expr, unsigned: bool) -> Result<(), BackendError> {
+    fn print(&mut self, label: &str, coords: &[Expr], value: &Expr, unsigned: bool) -> Result<(), CodegenError> {
         let value_ty = self.program.ty(value);
         let value_format = match value_ty {
             Ty::F64 => "%.8e",
@@ -1414,10 +1431,10 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         &self,
         name: &str,
         overloads: &[BasicTypeEnum<'ctx>],
-    ) -> Result<FunctionValue<'ctx>, BackendError> {
+    ) -> Result<FunctionValue<'ctx>, CodegenError> {
         inkwell::intrinsics::Intrinsic::find(name)
             .and_then(|i| i.get_declaration(self.module, overloads))
-            .ok_or_else(|| BackendError::MissingIntrinsic(name.to_string()))
+            .ok_or_else(|| CodegenError(BackendError::MissingIntrinsic(name.to_string())))
     }
 
     /// Calls a value-returning intrinsic.
@@ -1426,11 +1443,11 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         name: &str,
         overloads: &[BasicTypeEnum<'ctx>],
         args: &[BasicMetadataValueEnum<'ctx>],
-    ) -> Result<BasicValueEnum<'ctx>, BackendError> {
+    ) -> Result<BasicValueEnum<'ctx>, CodegenError> {
         let call = self.builder.build_call(self.intrinsic(name, overloads)?, args, "")?;
         call.try_as_basic_value()
             .basic()
-            .ok_or_else(|| BackendError::Builder(format!("intrinsic `{name}` returns no value")))
+            .ok_or_else(|| CodegenError(BackendError::Builder(format!("intrinsic `{name}` returns no value"))))
     }
 
     /// An overloaded float intrinsic whose result has the operand type `ty`.
@@ -1439,7 +1456,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         name: &str,
         ty: Ty,
         args: &[BasicValueEnum<'ctx>],
-    ) -> Result<Val<'ctx>, BackendError> {
+    ) -> Result<Val<'ctx>, CodegenError> {
         let args: Vec<BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
         Ok(Val { v: self.call_intrinsic(name, &[llvm_type(self.context, ty)], &args)?, ty })
     }
@@ -1450,7 +1467,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         name: &str,
         x: IntValue<'ctx>,
         y: IntValue<'ctx>,
-    ) -> Result<IntValue<'ctx>, BackendError> {
+    ) -> Result<IntValue<'ctx>, CodegenError> {
         Ok(self
             .call_intrinsic(name, &[x.get_type().into()], &[x.into(), y.into()])?
             .into_int_value())
@@ -1509,7 +1526,7 @@ fn is_ptx_identifier(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ptxas::{assemble, find_ptxas};
+    use tl_compiler::backend::ptxas::{assemble, find_ptxas};
 
     // ------------------------------------------------------------ builders for hand-written LIR
 

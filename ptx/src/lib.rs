@@ -1,0 +1,40 @@
+//! The PTX code generator: thread-level IR ([`tl_compiler::lir`]) → LLVM IR → PTX, through
+//! LLVM 22's NVPTX back end (inkwell, linked statically).
+//!
+//! This is the only crate of the workspace that links LLVM. Everything else (the front end,
+//! the passes, the lowering, the VM, the simulator, the runtime) depends only on the interface
+//! in [`tl_compiler::backend`]: a program that needs PTX hands [`code_generator`] to
+//! `tl_runtime::Module::with_code_generator`, or calls [`lir_to_ptx`] directly.
+//!
+//! Expects a [`Program`](tl_compiler::lir::Program) that follows the typing rules written in
+//! `lir.rs`. Guarantees that a program breaking them gets a [`BackendError`], never a panic,
+//! and that a program following them yields PTX with one `.entry` named after the program
+//! (see `llvm.rs` for the exact calling convention and numeric choices).
+
+mod llvm;
+
+pub use llvm::{lir_to_llvm_ir, lir_to_ptx};
+pub use tl_compiler::backend::{Arch, BackendError, CodeGenerator};
+
+use std::sync::Arc;
+use tl_compiler::lir::Program;
+
+/// The LLVM NVPTX code generator as a [`CodeGenerator`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Llvm;
+
+impl CodeGenerator for Llvm {
+    fn ptx(&self, program: &Program, arch: Arch) -> Result<String, BackendError> {
+        lir_to_ptx(program, arch)
+    }
+
+    fn intermediate(&self, program: &Program, arch: Arch) -> Result<String, BackendError> {
+        lir_to_llvm_ir(program, arch)
+    }
+}
+
+/// [`Llvm`] as a shared trait object, the form `tl_runtime::Module::with_code_generator`
+/// takes.
+pub fn code_generator() -> Arc<dyn CodeGenerator> {
+    Arc::new(Llvm)
+}
