@@ -56,7 +56,9 @@ impl Compiled {
         if assumptions.is_none() {
             return Ok(self.lir.clone());
         }
-        lower::lower_with(&self.kernel, assumptions).map_err(|e| e.to_diagnostic().into())
+        let program = lower::lower_with(&self.kernel, assumptions).map_err(|e| e.to_diagnostic())?;
+        check_lir(&program)?;
+        Ok(program)
     }
 }
 
@@ -86,5 +88,29 @@ pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
 pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Compiled, CompileError> {
     let kernel = optimize(block_ir(file, kernel, consts)?)?;
     let lir = lower::lower(&kernel).map_err(|e| e.to_diagnostic())?;
+    check_lir(&lir)?;
     Ok(Compiled { kernel, lir })
+}
+
+/// Runs the LIR verifier on what the lowering produced, in debug builds (every test): the code
+/// generators and the simulator only ever receive LIR that comes through here. A violation is
+/// an internal compiler error, reported at the source instruction the faulty statement
+/// implements.
+fn check_lir(program: &Program) -> Result<(), CompileError> {
+    if !cfg!(debug_assertions) {
+        return Ok(());
+    }
+    crate::lir::verify::verify(program).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| {
+                let message = format!("internal compiler error: invalid thread-level IR for `{}`: {}", program.name, e.kind);
+                match e.source {
+                    Some((span, what)) => Diagnostic::error(message, span).with_note(format!("in the code for `{what}`")),
+                    None => Diagnostic::error_nowhere(message),
+                }
+            })
+            .collect::<Vec<_>>()
+            .into()
+    })
 }

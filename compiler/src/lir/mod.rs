@@ -7,12 +7,15 @@
 //! elements, by byte offset for vector accesses, whose offset is a multiple of their size);
 //! shared memory by byte offset into one static, 16-byte aligned buffer of `shared_bytes` bytes.
 //!
-//! Types of expressions are determined bottom-up by [`Program::ty`]; the lowering guarantees
-//! that operands of a binary operation have equal types, indices of global accesses are i64,
-//! shared offsets and loop bounds are i32, conditions are i1.
+//! Types of expressions are determined bottom-up by [`Program::ty`]; operands of a binary
+//! operation have equal types, indices of global accesses are i64, shared offsets and loop
+//! bounds are i32, conditions are i1. [`verify::verify`] checks these rules and the others
+//! stated here on a whole program; the driver runs it after every lowering in debug builds.
 
 use crate::dtype::DType;
 use std::fmt::{self, Write};
+
+pub mod verify;
 
 /// Register types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +78,12 @@ impl Ty {
             Ty::F32 => "f32",
             Ty::F64 => "f64",
         }
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
