@@ -2541,9 +2541,19 @@ fn run_unguarded(p: &Program) -> Outcome {
             simt_sorted.len()
         );
     }
+    // The LIR's text form parses back to the same text.
+    let lir = kernel.compiled.lir.to_string();
+    match tl_compiler::lir::parse::parse(&lir) {
+        Ok(parsed) if parsed.to_string() == lir => {}
+        Ok(_) => {
+            let _ = writeln!(report, "  the LIR text changes when parsed and printed again");
+        }
+        Err(e) => {
+            let _ = writeln!(report, "  the LIR text does not parse back: {e}");
+        }
+    }
     if report.is_empty() {
         // Which lowering paths the program took (from the LIR's text form).
-        let lir = kernel.compiled.lir.to_string();
         let lowered = [
             ("mma.m16n8k16.f16", "lir:mma_f16"),
             ("mma.m16n8k16.bf16", "lir:mma_bf16"),

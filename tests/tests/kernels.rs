@@ -25,3 +25,35 @@ fn shipped_kernels_match_their_references_on_vm_and_simt() {
         }
     }
 }
+
+/// The LIR of every shipped and test kernel prints and parses back to the same text, the
+/// parsed program verifies, and it computes the same bytes on the simulator as the original:
+/// a test may start from saved LIR.
+#[test]
+fn every_kernel_lir_prints_parses_back_and_runs_the_same() {
+    let mut files = shipped_kernel_files();
+    let tests = tl_tests::repo_root().join("tests/kernels");
+    let mut extra: Vec<_> = std::fs::read_dir(&tests).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
+    extra.sort();
+    files.extend(extra);
+    let mut checked = 0;
+    for path in files {
+        let module = Module::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        for name in module.kernel_names() {
+            let Ok(kernel) = module.kernel(Some(&name), &[]) else { continue };
+            let text = kernel.compiled.lir.to_string();
+            let parsed = tl_compiler::lir::parse::parse(&text).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+            assert_eq!(parsed.to_string(), text, "{name}: the text changed through a parse");
+            tl_compiler::lir::verify::verify(&parsed).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let args = kernel.random_args(5, &[]).unwrap();
+            let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &args).unwrap();
+            let (mut original, mut reparsed) = (args.clone(), args.clone());
+            let a = tl_vm::simt::launch_with_output(&kernel.compiled.lir, grid, &mut original).map(|(_, lines)| lines);
+            let b = tl_vm::simt::launch_with_output(&parsed, grid, &mut reparsed).map(|(_, lines)| lines);
+            assert_eq!(a.is_ok(), b.is_ok(), "{name}: {a:?} vs {b:?}");
+            assert_eq!(original, reparsed, "{name}: outputs differ");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} kernels");
+}

@@ -15,6 +15,7 @@
 use crate::dtype::DType;
 use std::fmt::{self, Write};
 
+pub mod parse;
 pub mod verify;
 
 /// Register types.
