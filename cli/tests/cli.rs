@@ -13,9 +13,9 @@ fn tlc(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_reports_errors_with_location_and_exit_1() {
-    let (code, _, err) = tlc(&["check", "tests/cases/errors/types.tl"]);
+    let (code, _, err) = tlc(&["check", "tests/filetests/errors/types.tl"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("tests/cases/errors/types.tl:5:13"), "{err}");
+    assert!(err.contains("tests/filetests/errors/types.tl:5:13"), "{err}");
     assert!(err.contains("^^^^^"), "{err}");
     let (code, out, _) = tlc(&["check", "examples/vector_add.tl"]);
     assert_eq!(code, 0);

@@ -1,73 +1,7 @@
-//! Data-driven diagnostics tests and robustness against malformed input.
-//!
-//! Each `tests/cases/errors/*.tl` marks expected errors with `// error: TEXT` comments on the
-//! offending line (several per line allowed). The runner checks that every marked error is
-//! reported on its line and that nothing else is reported (files that pass sema are compiled, so
-//! layout inference reports too), then compares the rendered output
-//! with the `.stderr` file beside the case; `TL_BLESS=1` rewrites those files.
+//! Robustness of the diagnostics against malformed input (the expected errors of hand-written
+//! cases are filetests: `tests/filetests/errors`, run by `filetests.rs`).
 
-use tl_compiler::diagnostics::{line_col, render_all};
 use tl_compiler::{driver, sema, syntax::parser};
-use tl_tests::repo_root;
-
-fn diagnostics_of(source: &str) -> Vec<tl_compiler::diagnostics::Diagnostic> {
-    match driver::parse(source) {
-        Err(e) => e.diagnostics,
-        Ok(file) => {
-            let diagnostics = sema::check_file(&file);
-            if !diagnostics.is_empty() {
-                return diagnostics;
-            }
-            // Sema is clean: the later stages (layout inference) report their own errors.
-            file.items
-                .iter()
-                .filter_map(|i| if let tl_compiler::syntax::ast::Item::Kernel(k) = i { Some(k.name.name.clone()) } else { None })
-                .flat_map(|name| driver::compile(&file, Some(&name), &[]).err().map(|e| e.diagnostics).unwrap_or_default())
-                .collect()
-        }
-    }
-}
-
-#[test]
-fn error_cases_report_every_marked_error() {
-    let dir = repo_root().join("tests/cases/errors");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
-    cases.sort();
-    assert!(cases.len() >= 4);
-    let bless = std::env::var_os("TL_BLESS").is_some();
-    for case in cases {
-        let source = std::fs::read_to_string(&case).unwrap();
-        let mut expected: Vec<(usize, String)> = Vec::new();
-        for (i, line) in source.lines().enumerate() {
-            for part in line.split("// error: ").skip(1) {
-                expected.push((i + 1, part.trim().to_string()));
-            }
-        }
-        let diags = diagnostics_of(&source);
-        let name = case.file_name().unwrap().to_string_lossy().to_string();
-        let mut unmatched: Vec<_> = diags.iter().collect();
-        for (line, text) in &expected {
-            let pos = unmatched.iter().position(|d| {
-                d.message.contains(text.as_str()) && d.span.is_some_and(|s| line_col(&source, s.start).0 == *line)
-            });
-            match pos {
-                Some(p) => {
-                    unmatched.remove(p);
-                }
-                None => panic!("{name}:{line}: expected an error containing `{text}`; got {:#?}", diags),
-            }
-        }
-        assert!(unmatched.is_empty(), "{name}: unexpected diagnostics {unmatched:#?}");
-        let rendered = render_all(&diags, &format!("tests/cases/errors/{name}"), &source);
-        let golden = case.with_extension("stderr");
-        if bless {
-            std::fs::write(&golden, &rendered).unwrap();
-        } else {
-            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("missing {}; run with TL_BLESS=1", golden.display()));
-            assert_eq!(rendered, want, "{name}: rendered diagnostics changed (TL_BLESS=1 to accept)");
-        }
-    }
-}
 
 /// A tiny deterministic generator, so that the inputs are reproducible without dependencies.
 struct XorShift(u64);

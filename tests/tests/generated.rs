@@ -35,9 +35,10 @@
 //! lowering move bits between threads; the VM's `view` knows nothing of layouts, so either way
 //! the simulator is checked against the logical meaning.
 //!
-//! Every disagreement it found is kept, minimized, in `tests/generated_failures/` and checked by
-//! `reproductions_of_found_bugs_agree`; all are fixed. While one is open, the generator
-//! avoids its construct at a `KNOWN BUG` comment naming the file (there are none now).
+//! Every disagreement it found is kept, minimized, in `tests/filetests/run/`, where the `run`
+//! filetests (`tests/tests/filetests.rs`) check that the VM and the simulator agree on it; all
+//! are fixed. While one is open, the generator avoids its construct at a `KNOWN BUG` comment
+//! naming the file (there are none now).
 //!
 //! * `TL_GENERATED_CASES=N`: run N programs (default [`DEFAULT_CASES`]).
 //! * `TL_GENERATED_SEED=S`: run only the program of case seed S (as printed by a failure).
@@ -59,7 +60,6 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tl_compiler::dtype::{DType, Specials};
-use tl_compiler::ir::ParamKind;
 use tl_runtime::{Arg, Backend, HostTensor, Module, poisoned_tensor};
 
 /// Programs per `cargo test` run (issue 5 asks for at least 1000 in CI).
@@ -2811,91 +2811,3 @@ fn vm_and_simt_agree_on_generated_programs() {
     assert!(s.programs >= cases as usize * 9 / 10, "only {} of {cases} cases ran a program", s.programs);
 }
 
-/// Every reproduction in `tests/generated_failures/*.tl` (disagreements the generator found,
-/// minimized) runs on the VM and the SIMT simulator with seeded random inputs; they must agree:
-/// bit for bit, floats within 1e-4 · (1 + |x|) (some reproductions hold a float `dot`, whose
-/// accumulation order differs on tensor cores). A bug that is not fixed yet is marked
-/// `KNOWN BUG` in its file and skipped here until it is; the generator avoids its construct. A
-/// file with an `// expect-error: TEXT` line must be refused by the compiler with that text.
-#[test]
-fn reproductions_of_found_bugs_agree() {
-    quiet_panics();
-    let dir = tl_tests::repo_root().join("tests/generated_failures");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|x| x == "tl"));
-    files.sort();
-    assert!(!files.is_empty(), "no reproductions in {}", dir.display());
-    let mut failing = Vec::new();
-    for path in &files {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let known = std::fs::read_to_string(path).unwrap().contains("KNOWN BUG");
-        let outcome = reproduce(path);
-        println!("{name}: {}{}", outcome.as_deref().unwrap_or("VM and SIMT agree"), if known { " (known bug)" } else { "" });
-        if let Some(o) = outcome.filter(|_| !known) {
-            failing.push(format!("{name}: {o}"));
-        }
-    }
-    assert!(failing.is_empty(), "{} of {} reproductions disagree again:\n{}", failing.len(), files.len(), failing.join("\n"));
-}
-
-/// Integer inputs of 8 bits and more redrawn in -8..8 (signed) or 0..16 (unsigned): the
-/// reproductions were minimized from programs whose integer arithmetic was kept from overflowing
-/// for inputs in those ranges (`tlc run` draws every code of 8-bit integers, which would make
-/// `x * 16` overflow a u8 in the VM before the bug could show).
-fn small_integer_inputs(kernel: &tl_runtime::Kernel, args: &mut [Arg]) {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for (p, a) in kernel.compiled.kernel.params.iter().zip(args.iter_mut()) {
-        let (ParamKind::Global { mutable: false, .. }, Arg::Tensor(t)) = (&p.kind, a) else { continue };
-        if t.dtype.is_int() && t.dtype.bits() >= 8 {
-            let signed = t.dtype.is_signed_int();
-            for i in 0..t.len() {
-                t.set(i, if signed { rng.random_range(-8..8) as f64 } else { rng.random_range(0..16) as f64 });
-            }
-        }
-    }
-}
-
-/// VM against SIMT on one file (seed 1 inputs); `None` when they agree.
-#[allow(clippy::result_large_err)] // `RuntimeError` is the runtime's
-fn reproduce(path: &std::path::Path) -> Option<String> {
-    GUARDED.with(|g| g.set(true));
-    let result = std::panic::catch_unwind(|| -> Option<String> {
-        let expected_error = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("// expect-error:").map(|t| t.trim().to_string()));
-        let kernel = match (Module::from_file(path).and_then(|m| m.kernel(None, &[])), expected_error) {
-            (Ok(_), Some(want)) => return Some(format!("compiled, but the compiler should refuse it with `{want}`")),
-            (Err(e), Some(want)) => return (!e.to_string().contains(&want)).then(|| format!("expected the error `{want}`, got: {e}")),
-            (Ok(k), None) => k,
-            (Err(e), None) => return Some(format!("compile error: {e}")),
-        };
-        let mut args = kernel.random_args(1, &[]).unwrap();
-        small_integer_inputs(&kernel, &mut args);
-        let (mut vm, mut simt) = (args.clone(), args);
-        if let Err(e) = kernel.launch(Backend::Vm, &mut vm) {
-            return Some(format!("vm: {e}"));
-        }
-        if let Err(e) = kernel.launch(Backend::Simt, &mut simt) {
-            return Some(format!("simt: {e}"));
-        }
-        let mut report = String::new();
-        for (p, (a, b)) in kernel.compiled.kernel.params.iter().zip(vm.iter().zip(&simt)) {
-            let (Some(a), Some(b)) = (a.tensor(), b.tensor()) else {
-                continue;
-            };
-            let agree = |i: usize| {
-                let (x, y) = (a.get(i), b.get(i));
-                same_bits(a, b, i) || (a.dtype.is_float() && within(x, y, 1e-4 * (1.0 + x.abs())))
-            };
-            let diffs: Vec<String> =
-                (0..a.len()).filter(|&i| !agree(i)).take(6).map(|i| format!("[{i}] vm {} simt {}", a.get(i), b.get(i))).collect();
-            if !diffs.is_empty() {
-                let _ = write!(report, "`{}` differs: {}; ", p.name, diffs.join(", "));
-            }
-        }
-        (!report.is_empty()).then_some(report)
-    });
-    GUARDED.with(|g| g.set(false));
-    result.unwrap_or_else(|_| Some(format!("panic at {}", PANIC_LOCATION.with(|l| l.borrow().clone()))))
-}
