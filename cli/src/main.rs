@@ -13,6 +13,7 @@ const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
+              [--print-after sema|infer-layouts|lower]... [--time]
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
 
@@ -32,7 +33,13 @@ const USAGE: &str = "usage:
   stores it proves aligned become vector accesses of up to 16 bytes. Without --assume,
   compile emits the unspecialized variant (assumes nothing). tlc run (simt, cuda) picks the
   variant from the argument values itself: each integer scalar's largest power-of-two
-  divisor, up to 16.";
+  divisor, up to 16.
+
+  --print-after PASS writes the IR after that pass to standard error (the block IR after
+  sema and infer-layouts, the thread-level IR after lower; the variant of --assume). --time
+  writes the time of every pass to standard error: parse (and the whole file's checks), then
+  sema, infer-layouts, lower, and codegen (the LLVM IR or PTX of --emit llvm/ptx). The verifier
+  of each IR runs after the pass that produced it.";
 
 struct Usage(String);
 
@@ -52,6 +59,8 @@ struct Options {
     inputs: Vec<(String, PathBuf)>,
     outputs: Vec<(String, PathBuf)>,
     assume: Vec<String>,
+    print_after: Vec<String>,
+    time: bool,
 }
 
 fn name_value(s: &str, flag: &str) -> Result<(String, String), Usage> {
@@ -69,7 +78,7 @@ fn parse_int(s: &str, what: &str) -> Result<i64, Usage> {
 fn options_of(command: &str) -> &'static [&'static str] {
     match command {
         "check" => &["--kernel", "-D"],
-        "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o"],
+        "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o", "--print-after", "--time"],
         _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output"],
     }
 }
@@ -110,7 +119,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 options_of(&o.command).join(", ")
             )));
         }
-        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed"].contains(&a.as_str()) {
+        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed", "--time"].contains(&a.as_str()) {
             once(&mut seen, &a, "")?;
         }
         match a.as_str() {
@@ -140,6 +149,15 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 o.sizes.push((n, v));
             }
             "--assume" => o.assume.push(value("--assume")?),
+            "--print-after" => {
+                let pass = value("--print-after")?;
+                if !tl_compiler::driver::PASSES.contains(&pass.as_str()) {
+                    return Err(Usage(format!("--print-after: unknown pass `{pass}` (the passes are {})", tl_compiler::driver::PASSES.join(", "))));
+                }
+                once(&mut seen, "--print-after", &pass)?;
+                o.print_after.push(pass);
+            }
+            "--time" => o.time = true,
             "--seed" => o.seed = parse_int(&value("--seed")?, "--seed")? as u64,
             "--input" | "--output" => {
                 let (n, v) = name_value(&value(&a)?, &a)?;
@@ -334,8 +352,43 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         write_out(o, &text)?;
         return Ok(true);
     }
-    let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
+    let mut passes = tl_compiler::driver::PassManager { print_after: o.print_after.clone(), verify_lir: true, ..Default::default() };
+    let start = std::time::Instant::now();
+    let module = match Module::from_file(path) {
+        Ok(m) => m.with_code_generator(tl_ptx::code_generator()),
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let parse_time = start.elapsed();
+    let kernel = match module.kernel_with(o.kernel.as_deref(), &o.consts, &mut passes) {
+        Ok(k) => k,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let assumptions = kernel.assumptions(&o.assume)?;
+    let mut timings = vec![("parse".to_string(), parse_time)];
+    timings.append(&mut passes.timings);
+    if !assumptions.is_none() {
+        // The variant of `--assume` is lowered again: its time and its LIR are the ones shown.
+        let start = std::time::Instant::now();
+        let variant = kernel.variant(&assumptions)?;
+        timings.push((format!("lower ({})", assumptions.describe(&kernel.compiled.kernel)), start.elapsed()));
+        for (pass, text) in &mut passes.printed {
+            if pass == "lower" {
+                *text = variant.to_string();
+            }
+        }
+    }
+    for (pass, text) in &passes.printed {
+        write_stderr(&format!("// after {pass}: kernel `{}`\n{text}", kernel.name()));
+    }
+    let start = std::time::Instant::now();
     let text = match emit.as_str() {
         "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
         "lir" => kernel.variant(&assumptions)?.to_string(),
@@ -343,7 +396,18 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
         other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm or ptx)"),
     };
+    if emit == "llvm" || emit == "ptx" {
+        timings.push((format!("codegen ({emit}, {arch})"), start.elapsed()));
+    }
     write_out(o, &text)?;
+    if o.time {
+        let total: std::time::Duration = timings.iter().map(|(_, t)| *t).sum();
+        let mut table = format!("time of `tlc compile {}` (kernel `{}`):\n", path.display(), kernel.name());
+        for (pass, t) in timings.iter().chain([&("total".to_string(), total)]) {
+            table.push_str(&format!("  {pass:<28} {:>10.3} ms\n", t.as_secs_f64() * 1e3));
+        }
+        write_stderr(&table);
+    }
     Ok(true)
 }
 

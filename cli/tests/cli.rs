@@ -227,3 +227,28 @@ fn help_describes_both_tensor_file_forms() {
     assert_eq!(code, 0);
     assert!(out.contains("--input NAME=TENSOR") && out.contains("*.npy") && out.contains("*.tlt"), "{out}");
 }
+
+#[test]
+fn print_after_and_time_show_each_pass() {
+    let (code, out, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "ptx", "--print-after", "infer-layouts", "--print-after", "lower", "--time"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(".entry vector_add"), "the PTX still goes to stdout");
+    // The block IR with its layouts, then the thread-level IR, then the table of times.
+    let layouts = err.find("// after infer-layouts: kernel `vector_add`").expect("block IR");
+    let lir = err.find("// after lower: kernel `vector_add`").expect("LIR");
+    assert!(layouts < lir && err[layouts..lir].contains("@ spatial(128) * local(4)"), "{err}");
+    assert!(err[lir..].contains("lir vector_add(") && err[lir..].contains("ld.global.f32"), "{err}");
+    for pass in ["parse", "sema", "infer-layouts", "lower", "codegen (ptx, sm_80)", "total"] {
+        assert!(err.lines().any(|l| l.trim_start().starts_with(pass) && l.ends_with(" ms")), "no time for {pass}: {err}");
+    }
+    // With --assume, the LIR shown is the specialized variant's (vector loads).
+    let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "ir", "--assume", "n%16", "--print-after", "lower", "--time"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ld.global.v4.f32") && err.contains("lower (n%16)"), "{err}");
+    // An unknown pass, or a pass given twice, is a usage error naming the passes.
+    let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--print-after", "frob"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown pass `frob` (the passes are sema, infer-layouts, lower)"), "{err}");
+    assert_eq!(tlc(&["compile", "examples/vector_add.tl", "--print-after", "lower", "--print-after", "lower"]).0, 2);
+    assert_eq!(tlc(&["run", "examples/vector_add.tl", "--time"]).0, 2);
+}

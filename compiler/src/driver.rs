@@ -1,5 +1,11 @@
-//! The compilation pipeline in one place: source → AST → block IR → passes → LIR (→ PTX in
-//! `backend`). Each stage's output is available for `--emit` and for tests.
+//! The compilation pipeline in one place: source → AST → block IR → passes → LIR (→ PTX by a
+//! code generator, `backend::CodeGenerator`). Each stage's output is available for `--emit`
+//! and for tests.
+//!
+//! [`compile_with`] runs the passes through a [`PassManager`]: it times each pass, keeps the IR
+//! printed after the passes asked for (`tlc compile --print-after PASS`, `--time`), and runs
+//! the verifier of the IR a pass produces before the next pass sees it (the block-IR verifier
+//! after `sema` and `infer-layouts`, the LIR verifier after `lower`).
 
 use crate::diagnostics::Diagnostic;
 use crate::ir::{self, Kernel};
@@ -74,22 +80,68 @@ pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
     if !diagnostics.is_empty() {
         return Err(diagnostics.into());
     }
-    if let Err(errors) = ir::verify::verify(&kernel, true) {
-        return Err(Diagnostic::error_nowhere(format!(
-            "internal compiler error after layout inference: {}",
-            errors.join("; ")
-        ))
-        .into());
-    }
+    verify_block_ir(&kernel, true, "layout inference")?;
     Ok(kernel)
+}
+
+/// The passes of [`compile_with`], in order, as `--print-after` and `--time` name them.
+pub const PASSES: [&str; 3] = ["sema", "infer-layouts", "lower"];
+
+/// Runs the passes of a compilation: times each, keeps the text of the IR after the passes
+/// named in `print_after`, and verifies what each pass produces (always for the block IR; the
+/// LIR verifier in debug builds, or when `verify_lir` asks for it in release builds).
+#[derive(Debug, Default)]
+pub struct PassManager {
+    /// Names from [`PASSES`] whose output to keep in `printed`.
+    pub print_after: Vec<String>,
+    /// Run the LIR verifier in release builds too.
+    pub verify_lir: bool,
+    /// `(pass, IR text after it)`, in the order the passes ran.
+    pub printed: Vec<(String, String)>,
+    /// `(pass, time)`, in the order the passes ran.
+    pub timings: Vec<(String, std::time::Duration)>,
+}
+
+impl PassManager {
+    fn pass<T>(&mut self, name: &str, run: impl FnOnce() -> Result<T, CompileError>) -> Result<T, CompileError> {
+        let start = std::time::Instant::now();
+        let result = run();
+        self.timings.push((name.to_string(), start.elapsed()));
+        result
+    }
+
+    fn after(&mut self, name: &str, text: impl FnOnce() -> String) {
+        if self.print_after.iter().any(|p| p == name) {
+            self.printed.push((name.to_string(), text()));
+        }
+    }
 }
 
 /// Source → block IR with layouts → LIR.
 pub fn compile(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)]) -> Result<Compiled, CompileError> {
-    let kernel = optimize(block_ir(file, kernel, consts)?)?;
-    let lir = lower::lower(&kernel).map_err(|e| e.to_diagnostic())?;
-    check_lir(&lir)?;
+    compile_with(file, kernel, consts, &mut PassManager::default())
+}
+
+/// [`compile`], with the passes run by `passes`.
+pub fn compile_with(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::ConstValue)], passes: &mut PassManager) -> Result<Compiled, CompileError> {
+    let kernel = passes.pass("sema", || block_ir(file, kernel, consts))?;
+    verify_block_ir(&kernel, false, "sema")?;
+    passes.after("sema", || ir::print::kernel_to_string(&kernel));
+    let kernel = passes.pass("infer-layouts", || optimize(kernel))?;
+    passes.after("infer-layouts", || ir::print::kernel_to_string(&kernel));
+    let lir = passes.pass("lower", || lower::lower(&kernel).map_err(|e| e.to_diagnostic().into()))?;
+    if passes.verify_lir || cfg!(debug_assertions) {
+        verify_lir(&lir)?;
+    }
+    passes.after("lower", || lir.to_string());
     Ok(Compiled { kernel, lir })
+}
+
+/// The block-IR verifier after `pass`: a violation is an internal compiler error.
+fn verify_block_ir(kernel: &Kernel, require_layouts: bool, pass: &str) -> Result<(), CompileError> {
+    ir::verify::verify(kernel, require_layouts).map_err(|errors| {
+        Diagnostic::error_nowhere(format!("internal compiler error after {pass}: {}", errors.join("; "))).into()
+    })
 }
 
 /// Runs the LIR verifier on what the lowering produced, in debug builds (every test): the code
@@ -100,6 +152,11 @@ fn check_lir(program: &Program) -> Result<(), CompileError> {
     if !cfg!(debug_assertions) {
         return Ok(());
     }
+    verify_lir(program)
+}
+
+/// The LIR verifier: a violation is an internal compiler error at the source instruction.
+fn verify_lir(program: &Program) -> Result<(), CompileError> {
     crate::lir::verify::verify(program).map_err(|errors| {
         errors
             .into_iter()

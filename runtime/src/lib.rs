@@ -160,7 +160,13 @@ impl Module {
 
     /// Compiles kernel `name` (the first when `None`) with compile-time parameter overrides.
     pub fn kernel(&self, name: Option<&str>, consts: &[(String, ConstValue)]) -> Result<Kernel, RuntimeError> {
-        let compiled = driver::compile(&self.ast, name, consts).map_err(|e| self.render(e.diagnostics))?;
+        self.kernel_with(name, consts, &mut driver::PassManager::default())
+    }
+
+    /// [`Module::kernel`] with the passes run by `passes` (which times them and keeps the IR
+    /// after the passes it names).
+    pub fn kernel_with(&self, name: Option<&str>, consts: &[(String, ConstValue)], passes: &mut driver::PassManager) -> Result<Kernel, RuntimeError> {
+        let compiled = driver::compile_with(&self.ast, name, consts, passes).map_err(|e| self.render(e.diagnostics))?;
         let reference = self.ast.items.iter().find_map(|i| match i {
             ast::Item::Reference(r) if r.kernel.name == compiled.kernel.name => Some(r.clone()),
             _ => None,
