@@ -15,3 +15,4 @@ pub mod lir;
 pub mod number;
 pub mod passes;
 pub mod sema;
+pub mod text_cursor;

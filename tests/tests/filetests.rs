@@ -7,7 +7,9 @@
 //!   lowering); the rendered diagnostics are compared with `NAME.stderr`.
 //! * `ir/NAME.tl`: the block IR with layouts of every kernel, compared with `NAME.ir`.
 //! * `lower/NAME.tl`: the thread-level IR of every kernel, compared with `NAME.lir`; it must
-//!   also verify, parse back to the same text.
+//!   also verify, parse back to the same text. `lower/NAME.ir` starts from block IR with
+//!   layouts (after a header of `// ` lines), which must parse, print back as written and
+//!   verify, and lowers to `NAME.lir`.
 //! * `lir/NAME.lir`: a thread-level program written by hand, after a header of `// ` comment
 //!   lines. It must parse and print back to the same text; each `// verify-error: TEXT` line
 //!   of the header names an error the verifier must report, and without one the program must
@@ -26,15 +28,16 @@ use tl_compiler::{driver, sema};
 use tl_runtime::{Arg, Backend, Module};
 use tl_tests::repo_root;
 
-const KINDS: [(&str, &str); 5] = [("errors", "tl"), ("ir", "tl"), ("lower", "tl"), ("lir", "lir"), ("run", "tl")];
+/// Each kind and the extensions of its cases.
+const KINDS: [(&str, &[&str]); 5] = [("errors", &["tl"]), ("ir", &["tl"]), ("lower", &["tl", "ir"]), ("lir", &["lir"]), ("run", &["tl"])];
 
 fn main() {
     let args = Arguments::from_args();
     let root = repo_root().join("tests/filetests");
     let mut trials = Vec::new();
-    for (kind, extension) in KINDS {
+    for (kind, extensions) in KINDS {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(kind))
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == extension)).collect())
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| extensions.iter().any(|e| x == *e))).collect())
             .unwrap_or_default();
         files.sort();
         assert!(!files.is_empty(), "no {kind} filetests in {}", root.join(kind).display());
@@ -51,6 +54,7 @@ fn run_case(kind: &str, path: &Path) -> Result<(), Failed> {
     match kind {
         "errors" => errors(path, &source),
         "ir" => snapshot(path, "ir", &compiled(path, &source)?.iter().map(|c| tl_compiler::ir::print::kernel_to_string(&c.kernel)).collect::<String>()),
+        "lower" if path.extension().is_some_and(|x| x == "ir") => lower_block_ir(path, &source),
         "lower" => lower(path, &source),
         "lir" => lir(&source),
         "run" => run(path, &source),
@@ -107,6 +111,21 @@ fn lower(path: &Path, source: &str) -> Result<(), Failed> {
         text.push_str(&lir);
     }
     snapshot(path, "lir", &text)
+}
+
+/// A `lower` case that starts from block IR with layouts (after a header of `// ` lines): it
+/// must parse, print back as written, verify, and lower to the LIR in `NAME.lir`.
+fn lower_block_ir(path: &Path, source: &str) -> Result<(), Failed> {
+    let (_, text) = header(source);
+    let kernel = tl_compiler::ir::parse::parse(&text).map_err(|e| format!("parse error (line numbers count from the `kernel` line): {e}"))?;
+    let printed = tl_compiler::ir::print::kernel_to_string(&kernel);
+    if printed != text {
+        return Err(format!("the kernel does not print back as written; it prints as:\n{printed}").into());
+    }
+    tl_compiler::ir::verify::verify(&kernel, true).map_err(|e| format!("the kernel does not verify: {e:?}"))?;
+    let lir = tl_compiler::lower::lower(&kernel).map_err(|e| format!("lowering fails: {e:?}"))?;
+    tl_compiler::lir::verify::verify(&lir).map_err(|e| format!("{e:?}"))?;
+    snapshot(path, "lir", &lir.to_string())
 }
 
 fn diagnostics_of(source: &str) -> Vec<Diagnostic> {

@@ -2541,6 +2541,17 @@ fn run_unguarded(p: &Program) -> Outcome {
             simt_sorted.len()
         );
     }
+    // The block IR's text form parses back to the same text.
+    let block_ir = tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel);
+    match tl_compiler::ir::parse::parse(&block_ir) {
+        Ok(parsed) if tl_compiler::ir::print::kernel_to_string(&parsed) == block_ir => {}
+        Ok(_) => {
+            let _ = writeln!(report, "  the block IR text changes when parsed and printed again");
+        }
+        Err(e) => {
+            let _ = writeln!(report, "  the block IR text does not parse back: {e}");
+        }
+    }
     // The LIR's text form parses back to the same text.
     let lir = kernel.compiled.lir.to_string();
     match tl_compiler::lir::parse::parse(&lir) {

@@ -57,3 +57,40 @@ fn every_kernel_lir_prints_parses_back_and_runs_the_same() {
     }
     assert!(checked >= 10, "only {checked} kernels");
 }
+
+/// The block IR of every shipped and test kernel, before and after layout inference, prints
+/// and parses back to the same text; the parsed kernel with layouts verifies and lowers to
+/// exactly the LIR of the original: a test may start from saved block IR.
+#[test]
+fn every_kernel_block_ir_prints_parses_back_and_lowers_the_same() {
+    use tl_compiler::ir::{parse::parse, print::kernel_to_string, verify::verify};
+    let mut files = shipped_kernel_files();
+    let tests = tl_tests::repo_root().join("tests/kernels");
+    let mut extra: Vec<_> = std::fs::read_dir(&tests).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
+    extra.sort();
+    files.extend(extra);
+    let mut checked = 0;
+    for path in files {
+        let source = std::fs::read_to_string(&path).unwrap();
+        let file = tl_compiler::driver::check(&source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let module = Module::from_file(&path).unwrap();
+        for name in module.kernel_names() {
+            let Ok(before) = tl_compiler::driver::block_ir(&file, Some(&name), &[]) else { continue };
+            let text = kernel_to_string(&before);
+            let parsed = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            assert_eq!(kernel_to_string(&parsed), text, "{name}: the block IR text changed through a parse");
+            verify(&parsed, false).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let Ok(compiled) = tl_compiler::driver::compile(&file, Some(&name), &[]) else { continue };
+            let text = kernel_to_string(&compiled.kernel);
+            let parsed = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            assert_eq!(kernel_to_string(&parsed), text, "{name}: the block IR with layouts changed through a parse");
+            verify(&parsed, true).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let lowered = tl_compiler::lower::lower(&parsed).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            // Spans are not in the text: compare the LIR without its source markers.
+            let strip = |p: &tl_compiler::lir::Program| p.to_string().lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            assert_eq!(strip(&lowered), strip(&compiled.lir), "{name}: the parsed kernel lowers differently");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} kernels");
+}

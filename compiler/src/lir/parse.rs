@@ -9,22 +9,17 @@
 use super::{BinaryOp, CmpOp, Expr, MmaKind, Param, Program, Stmt, Ty, UnaryOp, Var};
 use crate::diagnostics::Span;
 use crate::dtype::DType;
+use crate::text_cursor::{list, Cursor};
 
 /// Malformed LIR text, at a 1-based line and column.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{line}:{column}: {message}")]
-pub struct LirParseError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
+pub type LirParseError = crate::text_cursor::TextError;
 
 /// Parses one program.
 pub fn parse(text: &str) -> Result<Program, LirParseError> {
-    let mut p = Parser { text, at: 0, depth: 0 };
+    let mut p = Parser { cursor: Cursor::new(text), depth: 0 };
     let program = p.program()?;
     p.skip_space();
-    if p.at < text.len() {
+    if !p.at_end() {
         return Err(p.error("text after the end of the program"));
     }
     Ok(program)
@@ -34,9 +29,21 @@ pub fn parse(text: &str) -> Result<Program, LirParseError> {
 const MAX_DEPTH: usize = 200;
 
 struct Parser<'t> {
-    text: &'t str,
-    at: usize,
+    cursor: Cursor<'t>,
     depth: usize,
+}
+
+impl<'t> std::ops::Deref for Parser<'t> {
+    type Target = Cursor<'t>;
+    fn deref(&self) -> &Cursor<'t> {
+        &self.cursor
+    }
+}
+
+impl std::ops::DerefMut for Parser<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.cursor
+    }
 }
 
 type R<T> = Result<T, LirParseError>;
@@ -63,72 +70,8 @@ fn cmp_named(name: &str) -> Option<CmpOp> {
 }
 
 impl<'t> Parser<'t> {
-    fn error(&self, message: impl Into<String>) -> LirParseError {
-        let before = &self.text[..self.at];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
-        LirParseError { line, column, message: message.into() }
-    }
-
-    fn rest(&self) -> &'t str {
-        &self.text[self.at..]
-    }
-
-    /// Skips spaces and newlines.
-    fn skip_space(&mut self) {
-        let rest = self.rest();
-        self.at += rest.len() - rest.trim_start().len();
-    }
-
-    /// Skips spaces, not newlines.
-    fn skip_blanks(&mut self) {
-        let rest = self.rest();
-        self.at += rest.len() - rest.trim_start_matches([' ', '\t']).len();
-    }
-
-    fn eat(&mut self, s: &str) -> bool {
-        self.skip_blanks();
-        if self.rest().starts_with(s) {
-            self.at += s.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, s: &str) -> R<()> {
-        if self.eat(s) { Ok(()) } else { Err(self.error(format!("expected `{s}`"))) }
-    }
-
-    /// A word: letters, digits, `_` and `.`.
-    fn word(&mut self) -> &'t str {
-        self.skip_blanks();
-        let rest = self.rest();
-        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len());
-        self.at += len;
-        &rest[..len]
-    }
-
-    /// The rest of the line (not including the newline).
-    fn line_rest(&mut self) -> &'t str {
-        let rest = self.rest();
-        let len = rest.find('\n').unwrap_or(rest.len());
-        self.at += len;
-        &rest[..len]
-    }
-
-    /// An unsigned decimal integer.
-    fn number<T: std::str::FromStr>(&mut self, what: &str) -> R<T> {
-        self.skip_blanks();
-        let rest = self.rest();
-        let len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let text = &rest[..len];
-        let value = text.parse().map_err(|_| self.error(format!("expected {what}, found `{text}`")))?;
-        self.at += len;
-        Ok(value)
-    }
-
     fn ty(&mut self) -> R<Ty> {
+        self.skip_blanks();
         let at = self.at;
         let name = self.word();
         ty_named(name).ok_or_else(|| {
@@ -139,6 +82,7 @@ impl<'t> Parser<'t> {
 
     /// `rN`.
     fn register(&mut self) -> R<Var> {
+        self.skip_blanks();
         let at = self.at;
         let w = self.word();
         match w.strip_prefix('r').and_then(|n| n.parse().ok()) {
@@ -152,6 +96,7 @@ impl<'t> Parser<'t> {
 
     /// `pN`.
     fn param_index(&mut self) -> R<usize> {
+        self.skip_blanks();
         let at = self.at;
         let w = self.word();
         match w.strip_prefix('p').and_then(|n| n.parse().ok()) {
@@ -195,10 +140,10 @@ impl<'t> Parser<'t> {
             }
         }
         self.expect("threads(")?;
-        let block_threads = self.number("a thread count")?;
+        let block_threads = self.integer("a thread count")?;
         self.expect(")")?;
         self.expect("shared(")?;
-        let shared_bytes = self.number("a byte count")?;
+        let shared_bytes = self.integer("a byte count")?;
         self.expect(")")?;
         self.expect("{")?;
         let mut vars = Vec::new();
@@ -246,36 +191,19 @@ impl<'t> Parser<'t> {
     }
 
     fn var_list(&mut self) -> R<Vec<Var>> {
-        self.expect("{")?;
-        let mut vars = vec![self.register()?];
-        while self.eat(",") {
-            vars.push(self.register()?);
-        }
-        self.expect("}")?;
-        Ok(vars)
+        list(self, "{", "}", |p| p.register())
     }
 
     fn expr_list(&mut self, open: &str, close: &str) -> R<Vec<Expr>> {
-        self.expect(open)?;
-        let mut list = Vec::new();
-        if self.eat(close) {
-            return Ok(list);
-        }
-        loop {
-            list.push(self.expr()?);
-            if self.eat(close) {
-                return Ok(list);
-            }
-            self.expect(",")?;
-        }
+        list(self, open, close, |p| p.expr())
     }
 
     fn stmt(&mut self) -> R<Stmt> {
         if self.rest().starts_with("//") {
             self.at += 2;
-            let start = self.number("a source offset")?;
+            let start = self.integer("a source offset")?;
             self.expect("..")?;
-            let end = self.number("a source offset")?;
+            let end = self.integer("a source offset")?;
             self.expect(":")?;
             self.skip_blanks();
             let what = self.line_rest().to_string();
@@ -314,6 +242,7 @@ impl<'t> Parser<'t> {
             self.at = at;
             return Err(self.error(format!("expected `ldmatrix` or `ld.global.vN`, found `{op}`")));
         }
+        self.skip_blanks();
         let at = self.at;
         let word = self.word();
         match word {
@@ -336,7 +265,7 @@ impl<'t> Parser<'t> {
             }
             "barrier" => Ok(Stmt::Barrier),
             "cp.async.commit_group" => Ok(Stmt::CommitGroup),
-            "cp.async.wait_group" => Ok(Stmt::WaitGroup(self.number("a group count")?)),
+            "cp.async.wait_group" => Ok(Stmt::WaitGroup(self.integer("a group count")?)),
             "print" | "print.u64" => {
                 self.skip_blanks();
                 let label = self.string()?;
@@ -440,7 +369,7 @@ impl<'t> Parser<'t> {
                 if self.word() == "shfl.bfly" {
                     let src = self.register()?;
                     self.expect(",")?;
-                    let lane_mask = self.number("a lane mask")?;
+                    let lane_mask = self.integer("a lane mask")?;
                     return Ok(Stmt::ShuffleXor { dst, src, lane_mask });
                 }
                 self.at = at;
@@ -451,52 +380,6 @@ impl<'t> Parser<'t> {
                 Err(self.error(format!("expected a statement, found `{w}`")))
             }
         }
-    }
-
-    /// A double-quoted string with Rust's escapes (what `{:?}` prints).
-    fn string(&mut self) -> R<String> {
-        if !self.rest().starts_with('"') {
-            return Err(self.error("expected a string"));
-        }
-        self.at += 1;
-        let mut out = String::new();
-        let mut chars = self.rest().char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    self.at += i + 1;
-                    return Ok(out);
-                }
-                '\\' => {
-                    let escaped = match chars.next().map(|(_, e)| e) {
-                        Some('n') => '\n',
-                        Some('t') => '\t',
-                        Some('r') => '\r',
-                        Some('0') => '\0',
-                        Some('\\') => '\\',
-                        Some('"') => '"',
-                        Some('\'') => '\'',
-                        Some('u') => {
-                            let mut hex = String::new();
-                            if chars.next().map(|(_, c)| c) != Some('{') {
-                                return Err(self.error("expected `\\u{...}`"));
-                            }
-                            for (_, h) in chars.by_ref() {
-                                if h == '}' {
-                                    break;
-                                }
-                                hex.push(h);
-                            }
-                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).ok_or_else(|| self.error("bad `\\u{...}` escape"))?
-                        }
-                        _ => return Err(self.error("unknown escape in a string")),
-                    };
-                    out.push(escaped);
-                }
-                c => out.push(c),
-            }
-        }
-        Err(self.error("unterminated string"))
     }
 
     fn expr(&mut self) -> R<Expr> {

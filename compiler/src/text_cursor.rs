@@ -1,0 +1,190 @@
+//! A cursor over the text forms the IRs print, shared by their parsers (`ir::parse`,
+//! `lir::parse`): whitespace, words, punctuation, integers, quoted strings, and errors placed
+//! at a line and column.
+
+/// Malformed IR text, at a 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct TextError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+pub type TextResult<T> = Result<T, TextError>;
+
+/// A position in a text.
+pub struct Cursor<'t> {
+    pub text: &'t str,
+    /// Byte offset of the next character.
+    pub at: usize,
+}
+
+impl<'t> Cursor<'t> {
+    pub fn new(text: &'t str) -> Cursor<'t> {
+        Cursor { text, at: 0 }
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> TextError {
+        let before = &self.text[..self.at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+        TextError { line, column, message: message.into() }
+    }
+
+    pub fn rest(&self) -> &'t str {
+        &self.text[self.at..]
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.at >= self.text.len()
+    }
+
+    /// Skips spaces and newlines.
+    pub fn skip_space(&mut self) {
+        let rest = self.rest();
+        self.at += rest.len() - rest.trim_start().len();
+    }
+
+    /// Skips spaces, not newlines.
+    pub fn skip_blanks(&mut self) {
+        let rest = self.rest();
+        self.at += rest.len() - rest.trim_start_matches([' ', '\t']).len();
+    }
+
+    /// Consumes `s` (after blanks) if it comes next.
+    pub fn eat(&mut self, s: &str) -> bool {
+        self.skip_blanks();
+        if self.rest().starts_with(s) {
+            self.at += s.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn expect(&mut self, s: &str) -> TextResult<()> {
+        if self.eat(s) { Ok(()) } else { Err(self.error(format!("expected `{s}`"))) }
+    }
+
+    /// A word (after blanks): letters, digits, `_` and `.`; empty when none.
+    pub fn word(&mut self) -> &'t str {
+        self.skip_blanks();
+        let rest = self.rest();
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len());
+        self.at += len;
+        &rest[..len]
+    }
+
+    /// Consumes the word `w` if it comes next (and nothing else).
+    pub fn eat_word(&mut self, w: &str) -> bool {
+        let at = self.at;
+        if self.word() == w {
+            return true;
+        }
+        self.at = at;
+        false
+    }
+
+    /// The rest of the line, without the newline.
+    pub fn line_rest(&mut self) -> &'t str {
+        let rest = self.rest();
+        let len = rest.find('\n').unwrap_or(rest.len());
+        self.at += len;
+        &rest[..len]
+    }
+
+    /// The text of a number (after blanks): letters, digits, sign and `.` (so `-1.5e-7`,
+    /// `inf`, `NaN`).
+    pub fn number_text(&mut self) -> &'t str {
+        self.skip_blanks();
+        let rest = self.rest();
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '+' || c == '.')).unwrap_or(rest.len());
+        self.at += len;
+        &rest[..len]
+    }
+
+    /// A decimal integer, optionally negative.
+    pub fn integer<T: std::str::FromStr>(&mut self, what: &str) -> TextResult<T> {
+        self.skip_blanks();
+        let rest = self.rest();
+        let sign = usize::from(rest.starts_with('-'));
+        let len = sign + rest[sign..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - sign);
+        let text = &rest[..len];
+        let value = text.parse().map_err(|_| self.error(format!("expected {what}, found `{}`", self.line_rest_peek())))?;
+        self.at += len;
+        Ok(value)
+    }
+
+    fn line_rest_peek(&self) -> &'t str {
+        let rest = self.rest();
+        let end = rest.find([' ', '\n', ',', ')', ']']).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// A double-quoted string with the escapes Rust's `{:?}` writes.
+    pub fn string(&mut self) -> TextResult<String> {
+        self.skip_blanks();
+        if !self.rest().starts_with('"') {
+            return Err(self.error("expected a string"));
+        }
+        self.at += 1;
+        let mut out = String::new();
+        let mut chars = self.rest().char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    self.at += i + 1;
+                    return Ok(out);
+                }
+                '\\' => {
+                    let escaped = match chars.next().map(|(_, e)| e) {
+                        Some('n') => '\n',
+                        Some('t') => '\t',
+                        Some('r') => '\r',
+                        Some('0') => '\0',
+                        Some('\\') => '\\',
+                        Some('"') => '"',
+                        Some('\'') => '\'',
+                        Some('u') => {
+                            if chars.next().map(|(_, c)| c) != Some('{') {
+                                return Err(self.error("expected `\\u{...}`"));
+                            }
+                            let mut hex = String::new();
+                            for (_, h) in chars.by_ref() {
+                                if h == '}' {
+                                    break;
+                                }
+                                hex.push(h);
+                            }
+                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).ok_or_else(|| self.error("bad `\\u{...}` escape"))?
+                        }
+                        _ => return Err(self.error("unknown escape in a string")),
+                    };
+                    out.push(escaped);
+                }
+                c => out.push(c),
+            }
+        }
+        Err(self.error("unterminated string"))
+    }
+}
+
+/// `open item, item, ... close`, for any parser built on a [`Cursor`].
+pub fn list<'t, P, T>(p: &mut P, open: &str, close: &str, mut item: impl FnMut(&mut P) -> TextResult<T>) -> TextResult<Vec<T>>
+where
+    P: std::ops::DerefMut<Target = Cursor<'t>>,
+{
+    p.expect(open)?;
+    let mut items = Vec::new();
+    if p.eat(close) {
+        return Ok(items);
+    }
+    loop {
+        items.push(item(p)?);
+        if p.eat(close) {
+            return Ok(items);
+        }
+        p.expect(",")?;
+    }
+}
