@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the compiler and the CPU backends with cargo-fuzz (libFuzzer), then keeps the corpus
 # minimal. Usage: bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-#   targets: lex parse check compile run npy tlt (default: all); 120 s each by default.
+#   targets: lex parse check compile run npy tlt ir_text lir_text (default: all); 120 s each by default.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a C++ compiler; the stable toolchain's
 # nightly features are enabled with RUSTC_BOOTSTRAP=1. Crashes land in fuzz/artifacts/TARGET/:
 # turn each into a file under fuzz/regressions/FOLDER/ (replayed by tests/tests/fuzz_corpus.rs)
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-120}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(lex parse check compile run npy tlt)
+[ ${#targets[@]} -gt 0 ] || targets=(lex parse check compile run npy tlt ir_text lir_text)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --sanitizer none -O
 bin=target/x86_64-unknown-linux-gnu/release

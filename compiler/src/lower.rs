@@ -1003,8 +1003,7 @@ impl Lower<'_> {
                     self.shared_bases.insert(ValueId(i as u32), offset);
                     // Dense: packed for formats narrower than a byte (rows are whole bytes,
                     // checked by sema), one element width per element otherwise.
-                    let bytes = crate::dtype::packed_bytes(shape.iter().product(), dtype.bits()).expect("sema bounds shared tensors");
-                    offset += bytes.div_ceil(16) * 16;
+                    offset += ir::shared_tensor_bytes(*dtype, shape).expect("sema bounds shared tensors");
                 }
                 (Op::CopyAsync { shared, param, .. }, _) => {
                     let Type::Shared { dtype, shape } = &self.k.value(*shared).ty else { continue };
@@ -1291,7 +1290,7 @@ impl Lower<'_> {
             }
             guarded(body, self.is_first_replica(&layout), stores);
             bases.push(offset);
-            offset += (shape.iter().product::<usize>() * bytes).div_ceil(16) * 16;
+            offset += ir::shared_piece_bytes(shape.iter().product::<usize>() * bytes);
         }
         if offset > self.p.shared_bytes {
             self.p.shared_bytes = offset;

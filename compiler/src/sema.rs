@@ -1249,7 +1249,6 @@ impl Sema {
                 }
                 let (shape, ss) = positional.into_iter().next().expect("1");
                 let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
-                let elements: usize = shape.iter().product();
                 let bits = dtype.bits() as usize;
                 // Formats narrower than a byte are packed; each row must be whole bytes, so
                 // that a row (or a run of it) can be copied and addressed by the byte.
@@ -1261,8 +1260,8 @@ impl Sema {
                     );
                     return Operand::Error;
                 }
-                let bytes = crate::dtype::packed_bytes(elements, bits as u32).unwrap_or(usize::MAX);
-                self.shared_bytes = self.shared_bytes.saturating_add(bytes.div_ceil(16).saturating_mul(16));
+                let bytes = crate::ir::shared_tensor_bytes(dtype, &shape).unwrap_or(usize::MAX);
+                self.shared_bytes = self.shared_bytes.saturating_add(bytes);
                 if self.shared_bytes > MAX_SHARED_BYTES {
                     self.error(
                         format!("the kernel's shared tensors need {} bytes; at most {MAX_SHARED_BYTES} bytes of static shared memory are available", self.shared_bytes),

@@ -13,16 +13,33 @@ pub struct TextError {
 
 pub type TextResult<T> = Result<T, TextError>;
 
+/// Nesting deeper than this (statements, expressions) is refused, which bounds the parsers'
+/// recursion.
+pub const MAX_DEPTH: usize = 200;
+
 /// A position in a text.
 pub struct Cursor<'t> {
     pub text: &'t str,
     /// Byte offset of the next character.
     pub at: usize,
+    /// How deep the parser is in nested statements or expressions.
+    depth: usize,
 }
 
 impl<'t> Cursor<'t> {
     pub fn new(text: &'t str) -> Cursor<'t> {
-        Cursor { text, at: 0 }
+        Cursor { text, at: 0, depth: 0 }
+    }
+
+    /// One level deeper into nested statements or expressions; beyond [`MAX_DEPTH`] an error.
+    pub fn enter(&mut self) -> TextResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH { Err(self.error("nesting too deep")) } else { Ok(()) }
+    }
+
+    /// Back out of one level of [`Cursor::enter`].
+    pub fn leave(&mut self) {
+        self.depth -= 1;
     }
 
     pub fn error(&self, message: impl Into<String>) -> TextError {
@@ -38,6 +55,12 @@ impl<'t> Cursor<'t> {
 
     pub fn at_end(&self) -> bool {
         self.at >= self.text.len()
+    }
+
+    /// Nothing but whitespace may follow `what`.
+    pub fn finish(&mut self, what: &str) -> TextResult<()> {
+        self.skip_space();
+        if self.at_end() { Ok(()) } else { Err(self.error(format!("text after the end of the {what}"))) }
     }
 
     /// Skips spaces and newlines.
@@ -187,4 +210,33 @@ where
         }
         p.expect(",")?;
     }
+}
+
+/// Items up to a closing `}` (not consumed), one nesting level deeper.
+pub fn items_until_brace<'t, P, T>(p: &mut P, mut item: impl FnMut(&mut P) -> TextResult<T>) -> TextResult<Vec<T>>
+where
+    P: std::ops::DerefMut<Target = Cursor<'t>>,
+{
+    p.enter()?;
+    let mut items = Vec::new();
+    loop {
+        p.skip_space();
+        if p.rest().is_empty() || p.rest().starts_with('}') {
+            break;
+        }
+        items.push(item(p)?);
+    }
+    p.leave();
+    Ok(items)
+}
+
+/// `{ items }`.
+pub fn braced<'t, P, T>(p: &mut P, item: impl FnMut(&mut P) -> TextResult<T>) -> TextResult<Vec<T>>
+where
+    P: std::ops::DerefMut<Target = Cursor<'t>>,
+{
+    p.expect("{")?;
+    let items = items_until_brace(p, item)?;
+    p.expect("}")?;
+    Ok(items)
 }

@@ -25,16 +25,51 @@ pub struct Llvm;
 
 impl CodeGenerator for Llvm {
     fn ptx(&self, program: &Program, arch: Arch) -> Result<String, BackendError> {
+        verified(program)?;
         lir_to_ptx(program, arch)
     }
 
     fn intermediate(&self, program: &Program, arch: Arch) -> Result<String, BackendError> {
+        verified(program)?;
         lir_to_llvm_ir(program, arch)
     }
+}
+
+/// In debug builds (every test), the LIR verifier before code generation: whatever hands this
+/// generator a program, a broken rule is reported as such rather than met halfway through.
+fn verified(program: &Program) -> Result<(), BackendError> {
+    if !cfg!(debug_assertions) {
+        return Ok(());
+    }
+    tl_compiler::lir::verify::verify(program).map_err(|errors| BackendError::InvalidProgram {
+        kernel: program.name.clone(),
+        message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+    })
 }
 
 /// [`Llvm`] as a shared trait object, the form `tl_runtime::Module::with_code_generator`
 /// takes.
 pub fn code_generator() -> Arc<dyn CodeGenerator> {
     Arc::new(Llvm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tl_compiler::lir::{Expr, Stmt, Ty, Var};
+
+    #[test]
+    fn the_code_generator_verifies_its_input_in_debug_builds() {
+        // A register read that nothing assigned: the verifier's error, not a code generator's.
+        let program = Program {
+            name: "k".into(),
+            params: vec![],
+            block_threads: 32,
+            shared_bytes: 0,
+            vars: vec![Ty::I32, Ty::I32],
+            body: vec![Stmt::Assign(Var(0), Expr::Var(Var(1)))],
+        };
+        let e = Llvm.ptx(&program, Arch::Sm80).expect_err("invalid").to_string();
+        assert!(e.contains("register r1 is read before every path has assigned it"), "{e}");
+    }
 }

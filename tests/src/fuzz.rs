@@ -13,7 +13,7 @@ pub type Target = (&'static str, fn(&[u8]), &'static str);
 
 /// The targets by name (`fuzz/fuzz_targets/NAME.rs`) with the folder of `fuzz/corpus/` that
 /// holds their inputs: the four that read a source share `source`.
-pub const TARGETS: [Target; 7] = [
+pub const TARGETS: [Target; 9] = [
     ("lex", lex, "source"),
     ("parse", parse, "source"),
     ("check", check, "source"),
@@ -21,7 +21,34 @@ pub const TARGETS: [Target; 7] = [
     ("run", run, "run"),
     ("npy", npy, "npy"),
     ("tlt", tlt, "tlt"),
+    ("ir_text", ir_text, "ir_text"),
+    ("lir_text", lir_text, "lir_text"),
 ];
+
+/// The block IR's text form: a kernel that parses prints back to text that parses to the same
+/// text, and the verifier (with and without layouts) answers without a panic.
+pub fn ir_text(data: &[u8]) {
+    use tl_compiler::ir::{parse::parse, print::kernel_to_string, verify::verify};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(kernel) = parse(text) else { return };
+    let printed = kernel_to_string(&kernel);
+    let again = parse(&printed).unwrap_or_else(|e| panic!("printed block IR does not parse: {e}\n{printed}"));
+    assert_eq!(kernel_to_string(&again), printed, "block IR text is not stable through a parse");
+    let _ = verify(&kernel, false);
+    let _ = verify(&kernel, true);
+}
+
+/// The LIR's text form: a program that parses prints back to text that parses to the same
+/// text, and the verifier answers without a panic.
+pub fn lir_text(data: &[u8]) {
+    use tl_compiler::lir::{parse::parse, verify::verify};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(program) = parse(text) else { return };
+    let printed = program.to_string();
+    let again = parse(&printed).unwrap_or_else(|e| panic!("printed LIR does not parse: {e}\n{printed}"));
+    assert_eq!(again.to_string(), printed, "LIR text is not stable through a parse");
+    let _ = verify(&program);
+}
 
 /// Lexing never fails hard.
 pub fn lex(data: &[u8]) {

@@ -26,16 +26,22 @@ fn shipped_kernels_match_their_references_on_vm_and_simt() {
     }
 }
 
-/// The LIR of every shipped and test kernel prints and parses back to the same text, the
-/// parsed program verifies, and it computes the same bytes on the simulator as the original:
-/// a test may start from saved LIR.
-#[test]
-fn every_kernel_lir_prints_parses_back_and_runs_the_same() {
+/// The shipped kernels and those under `tests/kernels`.
+fn shipped_and_test_kernel_files() -> Vec<std::path::PathBuf> {
     let mut files = shipped_kernel_files();
     let tests = tl_tests::repo_root().join("tests/kernels");
     let mut extra: Vec<_> = std::fs::read_dir(&tests).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
     extra.sort();
     files.extend(extra);
+    files
+}
+
+/// The LIR of every shipped and test kernel prints and parses back to the same text, the
+/// parsed program verifies, and it computes the same bytes on the simulator as the original:
+/// a test may start from saved LIR.
+#[test]
+fn every_kernel_lir_prints_parses_back_and_runs_the_same() {
+    let files = shipped_and_test_kernel_files();
     let mut checked = 0;
     for path in files {
         let module = Module::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -64,11 +70,7 @@ fn every_kernel_lir_prints_parses_back_and_runs_the_same() {
 #[test]
 fn every_kernel_block_ir_prints_parses_back_and_lowers_the_same() {
     use tl_compiler::ir::{parse::parse, print::kernel_to_string, verify::verify};
-    let mut files = shipped_kernel_files();
-    let tests = tl_tests::repo_root().join("tests/kernels");
-    let mut extra: Vec<_> = std::fs::read_dir(&tests).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
-    extra.sort();
-    files.extend(extra);
+    let files = shipped_and_test_kernel_files();
     let mut checked = 0;
     for path in files {
         let source = std::fs::read_to_string(&path).unwrap();

@@ -542,6 +542,21 @@ impl Kernel {
     }
 }
 
+/// Shared memory is planned in pieces aligned to 16 bytes (the widest access, a 16-byte
+/// `cp.async` or vector access, needs it): the bytes a piece of `bytes` takes.
+pub fn shared_piece_bytes(bytes: usize) -> usize {
+    bytes.div_ceil(16).saturating_mul(16)
+}
+
+/// The bytes a shared tensor of `dtype` and `shape` takes in the shared buffer: dense, packed
+/// for formats narrower than a byte, in a 16-byte aligned piece. `None` on overflow. Sema
+/// checks the kernel's total against the limit with it and the lowering places the tensors
+/// with it: one formula for both.
+pub fn shared_tensor_bytes(dtype: DType, shape: &[usize]) -> Option<usize> {
+    let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    crate::dtype::packed_bytes(elements, dtype.bits()).map(shared_piece_bytes)
+}
+
 /// Operands of an op, in order.
 pub fn operands(op: &Op) -> Vec<ValueId> {
     match op {

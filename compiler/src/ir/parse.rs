@@ -14,31 +14,32 @@ use crate::diagnostics::Span;
 use crate::dtype::DType;
 use crate::layout::register::{RegisterLayout, SpatialEntry};
 use crate::number::Number;
-use crate::text_cursor::{list, Cursor, TextResult as R};
+use crate::text_cursor::{braced, items_until_brace, list, Cursor, TextResult as R};
 
 /// Malformed block-IR text, at a 1-based line and column.
 pub type IrParseError = crate::text_cursor::TextError;
 
-/// Nesting deeper than this (statements or shape expressions) is refused.
-const MAX_DEPTH: usize = 200;
 
 /// Parses one kernel.
 pub fn parse(text: &str) -> Result<Kernel, IrParseError> {
     // Instructions that produce nothing are printed without their number: they take numbers
     // after every printed one, in order.
-    let next_unit = text.match_indices('%').filter_map(|(i, _)| text[i + 1..].split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok()).max().map_or(0, |m| m + 1);
-    let mut p = Parser { cursor: Cursor::new(text), depth: 0, kernel: None, next_unit, in_params: false, forward: Vec::new() };
+    // (A number of MAX_VALUES or more is refused when it is read; it must not size the arena
+    // here.)
+    let next_unit = text
+        .match_indices('%')
+        .filter_map(|(i, _)| text[i + 1..].split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+        .filter(|&n| (n as usize) < MAX_VALUES)
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut p = Parser { cursor: Cursor::new(text), kernel: None, next_unit, in_params: false, forward: Vec::new() };
     let kernel = p.kernel()?;
-    p.skip_space();
-    if !p.at_end() {
-        return Err(p.error("text after the end of the kernel"));
-    }
+    p.finish("kernel")?;
     Ok(kernel)
 }
 
 struct Parser<'t> {
     cursor: Cursor<'t>,
-    depth: usize,
     kernel: Option<Kernel>,
     /// The number the next instruction without a printed number takes.
     next_unit: u32,
@@ -47,6 +48,9 @@ struct Parser<'t> {
     /// Names used in shapes before their parameter was declared (`SymExpr::Param(FORWARD + i)`).
     forward: Vec<String>,
 }
+
+/// The most values a parsed kernel may have (each costs a few hundred bytes of arena).
+pub const MAX_VALUES: usize = 1 << 18;
 
 /// Marks a parameter index in [`Parser::forward`].
 const FORWARD: usize = usize::MAX / 2;
@@ -182,7 +186,7 @@ impl<'t> Parser<'t> {
             let layout = self.layout_suffix(&ty)?;
             self.kernel.as_mut().expect("set").vars.push(VarData { name, ty, layout, annotation: None, span: Span::default() });
         }
-        let body = self.stmts()?;
+        let body = items_until_brace(self, |p| p.stmt())?;
         self.expect("}")?;
         let mut kernel = self.kernel.take().expect("set");
         kernel.body = body;
@@ -217,12 +221,9 @@ impl<'t> Parser<'t> {
     }
 
     fn sym_expr(&mut self) -> R<SymExpr> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error("expression nested too deep"));
-        }
+        self.enter()?;
         let e = self.sym_expr_inner();
-        self.depth -= 1;
+        self.leave();
         e
     }
 
@@ -390,37 +391,13 @@ impl<'t> Parser<'t> {
         RegisterLayout::from_modes(&shape, &dim_modes, &spatial, &local).map_err(|e| self.error(format!("invalid layout: {e}")))
     }
 
-    fn stmts(&mut self) -> R<Vec<Stmt>> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error("nesting too deep"));
-        }
-        let mut body = Vec::new();
-        loop {
-            self.skip_space();
-            if self.rest().is_empty() || self.rest().starts_with('}') {
-                break;
-            }
-            body.push(self.stmt()?);
-        }
-        self.depth -= 1;
-        Ok(body)
-    }
-
-    fn block(&mut self) -> R<Vec<Stmt>> {
-        self.expect("{")?;
-        let body = self.stmts()?;
-        self.expect("}")?;
-        Ok(body)
-    }
-
     fn value_id(&mut self) -> R<ValueId> {
         self.expect("%")?;
         let n: u32 = self.integer("a value number")?;
-        // Every value takes a line of text: a larger number cannot be part of a printed kernel
-        // (and would make the arena grow without bound).
-        if n as usize > self.text.len() {
-            return Err(self.error(format!("value %{n} is beyond what a text of {} bytes defines", self.text.len())));
+        // The arena is as long as the largest number: bound it (a kernel the compiler makes
+        // has thousands of values, not hundreds of thousands).
+        if n as usize >= MAX_VALUES {
+            return Err(self.error(format!("value %{n} is beyond the {MAX_VALUES} values a kernel may have")));
         }
         Ok(ValueId(n))
     }
@@ -505,13 +482,13 @@ impl<'t> Parser<'t> {
                 self.expect("..")?;
                 let end = self.value_id()?;
                 self.define(index, Type::Scalar(DType::I32), Op::LoopIndex, None)?;
-                let body = self.block()?;
+                let body = braced(self, |p| p.stmt())?;
                 Ok(Stmt::For { index, start, end, body })
             }
             "if" => {
                 let cond = self.value_id()?;
-                let then_body = self.block()?;
-                let else_body = if self.eat("else") { self.block()? } else { Vec::new() };
+                let then_body = braced(self, |p| p.stmt())?;
+                let else_body = if self.eat("else") { braced(self, |p| p.stmt())? } else { Vec::new() };
                 Ok(Stmt::If { cond, then_body, else_body })
             }
             _ => {
@@ -673,6 +650,15 @@ mod tests {
     }
 
     #[test]
+    fn the_verifier_reports_values_outside_the_arena_without_a_panic() {
+        // Found by fuzzing: an assignment of, and a loop over, values the text never defines.
+        let text = "kernel k<>(n: i32) grid(1, 1, 1) warps(1) {\n  var $0 acc: f32\n  for %30 in %28 .. %8 {\n    $0 = %65\n  }\n}\n";
+        let kernel = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let errors = crate::ir::verify::verify(&kernel, false).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("uses %65 before its definition")) && errors.iter().any(|e| e.contains("uses %28")), "{errors:?}");
+    }
+
+    #[test]
     fn layouts_parse_in_both_forms() {
         let layouts = [
             RegisterLayout::spatial(&[8, 4]).unwrap().with_local(&[2, 2]).unwrap(),
@@ -680,7 +666,7 @@ mod tests {
         ];
         for layout in layouts {
             for text in [layout.readable(), layout.to_string()] {
-                let mut p = Parser { cursor: Cursor::new(&text), depth: 0, kernel: None, next_unit: 0, in_params: false, forward: Vec::new() };
+                let mut p = Parser { cursor: Cursor::new(&text), kernel: None, next_unit: 0, in_params: false, forward: Vec::new() };
                 assert_eq!(p.layout(2).unwrap_or_else(|e| panic!("{text}: {e}")), layout, "{text}");
             }
         }
@@ -701,12 +687,16 @@ mod tests {
             (&format!("{header}  $3 = %0\n}}\n"), "variable $3 is not declared"),
             (&format!("{header}  if %0 {{\n"), "expected `}`"),
             (&format!("{header}  %99999999999: i32 = const 1\n}}\n"), "expected a value number"),
-            (&format!("{header}  %4194305: i32 = const 1\n}}\n"), "beyond what a text of"),
+            (&format!("{header}  %4194305: i32 = const 1\n}}\n"), "beyond the 262144 values"),
         ];
         for (text, expected) in cases {
             let e = parse(text).expect_err(text);
             assert!(e.to_string().contains(expected), "{text:?}: `{e}` should contain `{expected}`");
         }
+        // A huge value number must not size the arena of the instructions printed without one
+        // (found by fuzzing: 64 million placeholder values).
+        let huge = format!("{header}  %0: i32 = const 1\n  sync\n  %1: i32 = neg %64444445\n}}\n");
+        assert!(parse(&huge).unwrap_err().message.contains("beyond the 262144 values"));
         let deep = format!("kernel k<>(n: i32) grid({}1{}, 1, 1) warps(1) {{\n}}\n", "(n + ".repeat(5000), ")".repeat(5000));
         assert!(parse(&deep).unwrap_err().message.contains("too deep"));
     }

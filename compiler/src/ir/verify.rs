@@ -95,7 +95,7 @@ impl Verifier<'_> {
                         continue;
                     }
                     self.use_value(*value, *value);
-                    if self.kernel.var(*var).ty != *self.ty(*value) {
+                    if value.index() < self.kernel.values.len() && self.kernel.var(*var).ty != *self.ty(*value) {
                         self.err(format!("${} is assigned %{} of another type", var.0, value.0));
                     }
                 }
@@ -106,7 +106,7 @@ impl Verifier<'_> {
                     self.scalar_of(*index, *end, DType::I32);
                     self.defined.push(HashSet::new());
                     self.define(*index);
-                    if *self.ty(*index) != Type::Scalar(DType::I32) {
+                    if index.index() < self.kernel.values.len() && *self.ty(*index) != Type::Scalar(DType::I32) {
                         self.err(format!("loop index %{} must be i32", index.0));
                     }
                     self.block(body);

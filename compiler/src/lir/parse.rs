@@ -9,28 +9,21 @@
 use super::{BinaryOp, CmpOp, Expr, MmaKind, Param, Program, Stmt, Ty, UnaryOp, Var};
 use crate::diagnostics::Span;
 use crate::dtype::DType;
-use crate::text_cursor::{list, Cursor};
+use crate::text_cursor::{braced, items_until_brace, list, Cursor};
 
 /// Malformed LIR text, at a 1-based line and column.
 pub type LirParseError = crate::text_cursor::TextError;
 
 /// Parses one program.
 pub fn parse(text: &str) -> Result<Program, LirParseError> {
-    let mut p = Parser { cursor: Cursor::new(text), depth: 0 };
+    let mut p = Parser { cursor: Cursor::new(text) };
     let program = p.program()?;
-    p.skip_space();
-    if !p.at_end() {
-        return Err(p.error("text after the end of the program"));
-    }
+    p.finish("program")?;
     Ok(program)
 }
 
-/// Nesting deeper than this (statements or expressions) is refused, which bounds recursion.
-const MAX_DEPTH: usize = 200;
-
 struct Parser<'t> {
     cursor: Cursor<'t>,
-    depth: usize,
 }
 
 impl<'t> std::ops::Deref for Parser<'t> {
@@ -160,34 +153,9 @@ impl<'t> Parser<'t> {
             self.expect(":")?;
             vars.push(self.ty()?);
         }
-        let body = self.stmts()?;
+        let body = items_until_brace(self, |p| p.stmt())?;
         self.expect("}")?;
         Ok(Program { name, params, block_threads, shared_bytes, vars, body })
-    }
-
-    /// Statements up to a `}` (not consumed).
-    fn stmts(&mut self) -> R<Vec<Stmt>> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error("nesting too deep"));
-        }
-        let mut body = Vec::new();
-        loop {
-            self.skip_space();
-            if self.rest().is_empty() || self.rest().starts_with('}') {
-                break;
-            }
-            body.push(self.stmt()?);
-        }
-        self.depth -= 1;
-        Ok(body)
-    }
-
-    fn block(&mut self) -> R<Vec<Stmt>> {
-        self.expect("{")?;
-        let body = self.stmts()?;
-        self.expect("}")?;
-        Ok(body)
     }
 
     fn var_list(&mut self) -> R<Vec<Var>> {
@@ -248,8 +216,8 @@ impl<'t> Parser<'t> {
         match word {
             "if" => {
                 let cond = self.expr()?;
-                let then_body = self.block()?;
-                let else_body = if self.eat("else") { self.block()? } else { Vec::new() };
+                let then_body = braced(self, |p| p.stmt())?;
+                let else_body = if self.eat("else") { braced(self, |p| p.stmt())? } else { Vec::new() };
                 Ok(Stmt::If { cond, then_body, else_body })
             }
             "for" => {
@@ -260,7 +228,7 @@ impl<'t> Parser<'t> {
                 let start = self.expr()?;
                 self.expect("..")?;
                 let end = self.expr()?;
-                let body = self.block()?;
+                let body = braced(self, |p| p.stmt())?;
                 Ok(Stmt::For { var, start, end, body })
             }
             "barrier" => Ok(Stmt::Barrier),
@@ -383,12 +351,9 @@ impl<'t> Parser<'t> {
     }
 
     fn expr(&mut self) -> R<Expr> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error("expression nested too deep"));
-        }
+        self.enter()?;
         let e = self.expr_inner();
-        self.depth -= 1;
+        self.leave();
         e
     }
 
