@@ -488,22 +488,18 @@ pub fn uniform_registers(program: &Program) -> Vec<bool> {
 }
 
 fn clear(v: &Var, uniform: &mut [bool], changed: &mut bool) {
-    if let Some(slot) = uniform.get_mut(v.0 as usize) {
-        if *slot {
-            *slot = false;
-            *changed = true;
-        }
+    if let Some(slot) = uniform.get_mut(v.0 as usize)
+        && *slot
+    {
+        *slot = false;
+        *changed = true;
     }
 }
 
 fn mark(body: &[Stmt], divergent: bool, uniform: &mut [bool], changed: &mut bool) {
     for s in body {
         match s {
-            Stmt::Assign(v, e) => {
-                if divergent || !expr_is_uniform(e, uniform) {
-                    clear(v, uniform, changed);
-                }
-            }
+            Stmt::Assign(v, e) if divergent || !expr_is_uniform(e, uniform) => clear(v, uniform, changed),
             Stmt::If { cond, then_body, else_body } => {
                 let inner = divergent || !expr_is_uniform(cond, uniform);
                 mark(then_body, inner, uniform, changed);
