@@ -4,7 +4,6 @@
 //! 2^53 + 1 arrived as 2^53 and 2^63 − 1 as out of range. Expected values are computed on the
 //! host in `i128`/`u128` (and Rust's own correctly rounded `i64 as f32`), never by the VM.
 
-use tl_compiler::backend::{ptxas, Arch};
 use tl_compiler::dtype::DType;
 use tl_runtime::{Arg, Backend, HostTensor, Module, Number};
 
@@ -21,7 +20,7 @@ kernel wide(w: i64, u: u64, x: global i64[4], xu: global u64[4], y: global mut i
 ";
 
 fn kernel() -> tl_runtime::Kernel {
-    Module::from_source("wide.tl", SOURCE).map(|m| m.with_code_generator(tl_ptx::code_generator())).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"))
+    Module::from_source("wide.tl", SOURCE).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn codes(t: &HostTensor) -> Vec<u64> {
@@ -91,7 +90,7 @@ fn print_shows_sixty_four_bit_values_exactly_on_both_cpu_backends() {
             Ok(lines) => assert_eq!(lines, want, "vm"),
             Err(e) => assert!(e.to_string().contains("overflow"), "vm: {e}"),
         }
-        let printer = Module::from_source("print.tl", "kernel p(w: i64, u: u64) grid(1) warps(1) {\n    print(w);\n    print(u);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+        let printer = Module::from_source("print.tl", "kernel p(w: i64, u: u64) grid(1) warps(1) {\n    print(w);\n    print(u);\n}\n")
             .and_then(|m| m.kernel(None, &[]))
             .unwrap_or_else(|e| panic!("{e}"));
         let scalars = vec![Arg::Scalar(Number::Int(w)), Arg::Scalar(Number::Int(u))];
@@ -109,7 +108,7 @@ fn integer_arguments_from_sizes_are_exact() {
     for w in [(1i64 << 53) + 1, i64::MAX - (1 << 62), -(1i64 << 60) - 1] {
         let args = kernel.random_args(7, &[("w".to_string(), w)]).unwrap();
         assert_eq!(args[0], Arg::Scalar(Number::Int(w as i128)));
-        let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+        let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n")
             .and_then(|m| m.kernel(None, &[]))
             .unwrap_or_else(|e| panic!("{e}"));
         let mut a = printer.random_args(1, &[("w".to_string(), w)]).unwrap();
@@ -117,7 +116,7 @@ fn integer_arguments_from_sizes_are_exact() {
         assert_eq!(lines, vec![format!("block (0, 0, 0): w = {w}")]);
     }
     // i64::MAX itself arrives in range (it used to be rounded to 2^63 and refused).
-    let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+    let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n")
         .and_then(|m| m.kernel(None, &[]))
         .unwrap();
     let mut a = printer.random_args(1, &[("w".to_string(), i64::MAX)]).unwrap();
@@ -128,7 +127,7 @@ fn integer_arguments_from_sizes_are_exact() {
 #[test]
 fn a_float_argument_beyond_2_pow_53_for_an_integer_parameter_is_refused() {
     // An f64 there may already have been rounded; `Number::Int` is the exact way in.
-    let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+    let printer = Module::from_source("print.tl", "kernel p(w: i64) grid(1) warps(1) {\n    print(w);\n}\n")
         .and_then(|m| m.kernel(None, &[]))
         .unwrap();
     let mut a = vec![Arg::scalar(9007199254740994.0)];
@@ -147,35 +146,22 @@ fn a_float_argument_beyond_2_pow_53_for_an_integer_parameter_is_refused() {
 #[test]
 fn integer_literals_are_exact_to_the_ends_of_their_dtype() {
     let text = |source: &str| {
-        let k = Module::from_source("lit.tl", source).map(|m| m.with_code_generator(tl_ptx::code_generator())).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"));
+        let k = Module::from_source("lit.tl", source).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"));
         tl_compiler::ir::print::kernel_to_string(&k.compiled.kernel)
     };
     let ir = text("kernel k(y: global mut i64[1]) grid(1) warps(1) {\n    let c = 9223372036854775807;\n    store(y, cast<i64>(load(y, [0], [1])) - c + 9007199254740993, [0]);\n}\n");
     assert!(ir.contains("const 9223372036854775807") && ir.contains("const 9007199254740993"), "{ir}");
     // A literal out of its dtype's range is an error at the literal.
-    let e = Module::from_source("lit.tl", "kernel k(y: global mut u8[1]) grid(1) warps(1) {\n    store(y, load(y, [0], [1]) + 300, [0]);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+    let e = Module::from_source("lit.tl", "kernel k(y: global mut u8[1]) grid(1) warps(1) {\n    store(y, load(y, [0], [1]) + 300, [0]);\n}\n")
         .and_then(|m| m.kernel(None, &[]))
         .expect_err("300 is no u8")
         .to_string();
     assert!(e.contains("300 does not fit in u8") && e.contains("lit.tl:2:"), "{e}");
     // Literals are at most i64::MAX (a larger u64 comes from an argument or arithmetic).
-    let e = Module::from_source("lit.tl", "kernel k(y: global mut u64[1]) grid(1) warps(1) {\n    store(y, load(y, [0], [1]) + 18446744073709551615, [0]);\n}\n").map(|m| m.with_code_generator(tl_ptx::code_generator()))
+    let e = Module::from_source("lit.tl", "kernel k(y: global mut u64[1]) grid(1) warps(1) {\n    store(y, load(y, [0], [1]) + 18446744073709551615, [0]);\n}\n")
         .and_then(|m| m.kernel(None, &[]))
         .expect_err("too large a literal")
         .to_string();
     assert!(e.contains("does not fit in a signed 64-bit integer") && e.contains("lit.tl:2:"), "{e}");
 }
 
-#[test]
-fn sixty_four_bit_kernels_assemble_with_ptxas() {
-    if !tl_tests::ptxas_available("exact_integers") {
-        return;
-    }
-    let kernel = kernel();
-    for arch in Arch::ALL {
-        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
-        // The constants are in the PTX in full.
-        assert!(ptx.contains("-9007199254740993") && ptx.contains("9223372036854775000"), "{ptx}");
-        ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected the kernel for {}: {e}", arch.name()));
-    }
-}

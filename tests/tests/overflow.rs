@@ -11,7 +11,7 @@ fn kernel(d: &str, expr: &str) -> tl_runtime::Kernel {
     let source = format!(
         "kernel k(n: {d}, x: global {d}[32], y: global mut {d}[32]) grid(1) warps(1) {{\n    let t = load(x, [0], [32]);\n    store(y, {expr}, [0]);\n}}\n"
     );
-    Module::from_source("overflow.tl", &source).map(|m| m.with_code_generator(tl_ptx::code_generator())).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{source}\n{e}"))
+    Module::from_source("overflow.tl", &source).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{source}\n{e}"))
 }
 
 /// Runs on both CPU backends with `x` all `fill` except `x[7] = special`; returns the errors.
@@ -60,16 +60,10 @@ fn overflow_is_reported_by_the_vm_and_the_simulator_at_its_line() {
 }
 
 #[test]
-fn overflow_checks_stay_off_the_gpu() {
+fn overflow_checks_are_cpu_only_statements() {
+    // `check.cpu`: the simulator tests them, the GPU generates nothing for them (the PTX is
+    // checked in `ptx_checks.rs`).
     let k = kernel("i32", "t * n + 1");
     let lir = k.compiled.lir.to_string();
     assert_eq!(lir.matches("check.cpu").count(), 2, "{lir}");
-    if !tl_tests::ptxas_available("overflow") {
-        return;
-    }
-    for arch in tl_compiler::backend::Arch::ALL {
-        let ptx = k.ptx(arch).unwrap();
-        assert!(!ptx.contains("trap"), "{ptx}");
-        tl_compiler::backend::ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("{e}"));
-    }
 }

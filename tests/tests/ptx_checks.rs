@@ -1,0 +1,82 @@
+//! The PTX of kernels whose other checks run on the CPU backends (`overflow.rs`, `print.rs`,
+//! `pipeline.rs`, `exact_integers.rs`): what the generated code must and must not contain, and
+//! that ptxas assembles it for sm_80 and sm_90a. They live in one binary so that the others do
+//! not link LLVM (ARCHITECTURE.md, "Build boundaries").
+
+use tl_compiler::backend::{ptxas, Arch};
+use tl_runtime::{Kernel, Module};
+use tl_tests::repo_root;
+
+fn from_source(name: &str, source: &str) -> Kernel {
+    Module::from_source(name, source).map(|m| m.with_code_generator(tl_ptx::code_generator())).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{source}\n{e}"))
+}
+
+fn from_file(path: &str) -> Kernel {
+    let source = std::fs::read_to_string(repo_root().join(path)).unwrap();
+    from_source(path, &source)
+}
+
+/// ptxas assembles `kernel` for both architectures (when ptxas is installed).
+fn assembles(test: &str, kernel: &Kernel) {
+    if !tl_tests::ptxas_available(test) {
+        return;
+    }
+    for arch in Arch::ALL {
+        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected `{}` for {}: {e}", kernel.name(), arch.name()));
+    }
+}
+
+/// The overflow checks are `check.cpu`: the GPU code has no trap for them.
+#[test]
+fn overflow_checks_stay_off_the_gpu() {
+    let kernel = from_source("overflow.tl", "kernel k(n: i32, x: global i32[32], y: global mut i32[32]) grid(1) warps(1) {\n    let t = load(x, [0], [32]);\n    store(y, t * n + 1, [0]);\n}\n");
+    assert_eq!(kernel.compiled.lir.to_string().matches("check.cpu").count(), 2);
+    for arch in Arch::ALL {
+        let ptx = kernel.ptx(arch).unwrap();
+        assert!(!ptx.contains("trap"), "{ptx}");
+    }
+    assembles("overflow", &kernel);
+}
+
+/// `print` calls `vprintf` with one format string per distinct line.
+#[test]
+fn print_compiles_to_vprintf_and_assembles() {
+    let kernel = from_file("tests/kernels/print.tl");
+    for arch in Arch::ALL {
+        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ptx.contains("vprintf"), "{ptx}");
+        // The format strings are byte arrays in PTX.
+        let bytes = |text: &str| text.bytes().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+        assert!(ptx.contains(&bytes(": t[%d, %d] = %.8e\n")) && ptx.contains(&bytes(": row = %lld\n")), "{ptx}");
+        assert_eq!(ptx.matches(&bytes(": t[%d, %d] = %.8e\n")).count(), 1, "one format string per distinct line");
+    }
+    assembles("print", &kernel);
+}
+
+/// A `copy_async` pipeline becomes `cp.async` with commit and wait groups.
+#[test]
+fn every_kernel_with_copies_in_its_lir_assembles() {
+    let kernel = from_file("tests/kernels/pipeline.tl");
+    assert!(kernel.compiled.lir.to_string().contains("cp.async."));
+    for arch in Arch::ALL {
+        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ptx.contains("cp.async.cg.shared.global") && ptx.contains("cp.async.wait_group"), "{ptx}");
+    }
+    assembles("pipeline", &kernel);
+}
+
+/// 64-bit constants appear in full in the PTX; a u64 prints unsigned.
+#[test]
+fn sixty_four_bit_kernels_assemble_with_ptxas() {
+    let source = "kernel wide(w: i64, u: u64, x: global i64[4], y: global mut i64[4]) grid(1) warps(1) {\n    let t = load(x, [0], [4]);\n    store(y, max(t + w - 9007199254740993, 9223372036854775000), [0]);\n    print(u);\n}\n";
+    let kernel = from_source("wide.tl", source);
+    assert!(kernel.compiled.lir.to_string().contains("print.u64"));
+    for arch in Arch::ALL {
+        let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ptx.contains("-9007199254740993") && ptx.contains("9223372036854775000"), "{ptx}");
+        // `%llu`, as bytes of the format string.
+        assert!(ptx.contains("37, 108, 108, 117"), "{ptx}");
+    }
+    assembles("exact_integers", &kernel);
+}
