@@ -27,14 +27,6 @@ impl Number {
         }
     }
 
-    /// The integer, if this is one.
-    pub fn as_int(self) -> Option<i128> {
-        match self {
-            Number::Int(v) => Some(v),
-            Number::Float(_) => None,
-        }
-    }
-
     /// True unless the value is zero (a NaN is true, as IEEE `!= 0` says).
     pub fn is_nonzero(self) -> bool {
         match self {
@@ -135,12 +127,6 @@ impl DType {
             DType::Int { signed: true, bits } => Number::Int(sign_extend(code, bits as u32) as i128),
             DType::Float(_) => Number::Float(self.decode(code)),
         }
-    }
-
-    /// The value of `number` in this dtype as an `f64` (for host computations that work in
-    /// `f64`; integers beyond 2^53 round).
-    pub fn round_to_f64(self, number: Number) -> f64 {
-        self.round_number(number).to_f64()
     }
 }
 

@@ -101,12 +101,33 @@ impl<'t> Cursor<'t> {
 
     /// Consumes the word `w` if it comes next (and nothing else).
     pub fn eat_word(&mut self, w: &str) -> bool {
+        self.skip_blanks();
         let at = self.at;
         if self.word() == w {
             return true;
         }
         self.at = at;
         false
+    }
+
+    /// The word `w` must come next.
+    pub fn expect_word(&mut self, w: &str) -> TextResult<()> {
+        if self.eat_word(w) { Ok(()) } else { Err(self.error(format!("expected `{w}`"))) }
+    }
+
+    /// The next word, turned into a `T` by `lookup`; when it does not, an error at the word
+    /// saying `message(word)`.
+    pub fn word_as<T>(&mut self, lookup: impl FnOnce(&str) -> Option<T>, message: impl FnOnce(&str) -> String) -> TextResult<T> {
+        self.skip_blanks();
+        let at = self.at;
+        let word = self.word();
+        match lookup(word) {
+            Some(value) => Ok(value),
+            None => {
+                self.at = at;
+                Err(self.error(message(word)))
+            }
+        }
     }
 
     /// The rest of the line, without the newline.

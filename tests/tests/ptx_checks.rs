@@ -80,3 +80,17 @@ fn sixty_four_bit_kernels_assemble_with_ptxas() {
     }
     assembles("exact_integers", &kernel);
 }
+
+/// Every kernel of the `lower` filetests (written in `.tl`) assembles: their LIR is a blessed
+/// snapshot, so the PTX made from it is checked here.
+#[test]
+fn the_lower_filetest_kernels_assemble() {
+    let dir = repo_root().join("tests/filetests/lower");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tl")).collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for path in files {
+        let relative = path.strip_prefix(repo_root()).unwrap().display().to_string();
+        assembles("lower filetests", &from_file(&relative));
+    }
+}

@@ -231,13 +231,18 @@ fn wrap(ty: Ty, v: i64) -> i64 {
     }
 }
 
-fn round_float(ty: Ty, v: f64) -> f64 {
+/// The dtype a float register type holds (f64 for the others, which hold no float).
+fn float_dtype(ty: Ty) -> DType {
     match ty {
-        Ty::F16 => DType::F16.round(v),
-        Ty::BF16 => DType::BF16.round(v),
-        Ty::F32 => v as f32 as f64,
-        _ => v,
+        Ty::F16 => DType::F16,
+        Ty::BF16 => DType::BF16,
+        Ty::F32 => DType::F32,
+        _ => DType::F64,
     }
+}
+
+fn round_float(ty: Ty, v: f64) -> f64 {
+    float_dtype(ty).round(v)
 }
 
 fn unsigned_of(ty: Ty, v: i64) -> i64 {
@@ -1198,13 +1203,7 @@ fn cast(x: V, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> V {
         // One rounding from the exact integer, as `cvt.rn` does: through an f64 first, a
         // 64-bit value beyond 2^53 could round twice.
         let exact = if from_unsigned { unsigned_of(from, x.i()) as u64 as i128 } else { x.i() as i128 };
-        let target = match to {
-            Ty::F16 => DType::F16,
-            Ty::BF16 => DType::BF16,
-            Ty::F32 => DType::F32,
-            _ => DType::F64,
-        };
-        return V::F(target.round_number(Number::Int(exact)).to_f64());
+        return V::F(float_dtype(to).round_number(Number::Int(exact)).to_f64());
     }
     let value = if from.is_float() {
         x.f()

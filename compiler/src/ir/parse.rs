@@ -87,13 +87,7 @@ impl std::ops::DerefMut for Parser<'_> {
 
 impl<'t> Parser<'t> {
     fn dtype(&mut self) -> R<DType> {
-        self.skip_blanks();
-        let at = self.at;
-        let name = self.word();
-        DType::from_name(name).ok_or_else(|| {
-            self.at = at;
-            self.error(format!("unknown dtype `{name}`"))
-        })
+        self.word_as(DType::from_name, |w| format!("unknown dtype `{w}`"))
     }
 
     fn kernel_ref(&self) -> &Kernel {
@@ -116,9 +110,7 @@ impl<'t> Parser<'t> {
             loop {
                 let n = self.word().to_string();
                 if self.eat(":") {
-                    if self.word() != "dtype" {
-                        return Err(self.error("expected `dtype`"));
-                    }
+                    self.expect_word("dtype")?;
                     self.expect("=")?;
                     dtype_params.push((n, self.dtype()?));
                 } else {
@@ -199,22 +191,12 @@ impl<'t> Parser<'t> {
             return Err(self.error("expected a parameter name"));
         }
         self.expect(":")?;
-        let at = self.at;
-        let kind = if self.word() == "global" {
-            let mutable = {
-                let before = self.at;
-                if self.word() == "mut" {
-                    true
-                } else {
-                    self.at = before;
-                    false
-                }
-            };
+        let kind = if self.eat_word("global") {
+            let mutable = self.eat_word("mut");
             let dtype = self.dtype()?;
             let shape = list(self, "[", "]", |p| p.sym_expr())?;
             ParamKind::Global { dtype, shape, mutable }
         } else {
-            self.at = at;
             ParamKind::Scalar(self.dtype()?)
         };
         Ok(Param { name, kind, span: Span::default() })
@@ -286,12 +268,10 @@ impl<'t> Parser<'t> {
         if self.eat("()") {
             return Ok(Type::Unit);
         }
-        let at = self.at;
-        if self.word() == "shared" {
+        if self.eat_word("shared") {
             let dtype = self.dtype()?;
             return Ok(Type::Shared { dtype, shape: self.dims()? });
         }
-        self.at = at;
         let dtype = self.dtype()?;
         self.skip_blanks();
         if self.rest().starts_with('[') {
@@ -426,13 +406,9 @@ impl<'t> Parser<'t> {
     }
 
     fn param_index(&mut self) -> R<usize> {
-        self.skip_blanks();
-        let at = self.at;
-        let name = self.word();
-        self.kernel_ref().params.iter().position(|p| p.name == name).ok_or_else(|| {
-            self.at = at;
-            self.error(format!("unknown parameter `{name}`"))
-        })
+        let params = &self.kernel.as_ref().expect("the header is parsed first").params;
+        let index = |name: &str| params.iter().position(|p| p.name == name);
+        self.cursor.word_as(index, |w| format!("unknown parameter `{w}`"))
     }
 
     fn ids(&mut self) -> R<Vec<ValueId>> {
@@ -475,9 +451,7 @@ impl<'t> Parser<'t> {
         match self.word() {
             "for" => {
                 let index = self.value_id()?;
-                if self.word() != "in" {
-                    return Err(self.error("expected `in`"));
-                }
+                self.expect_word("in")?;
                 let start = self.value_id()?;
                 self.expect("..")?;
                 let end = self.value_id()?;
@@ -535,9 +509,7 @@ impl<'t> Parser<'t> {
             "load" => {
                 let param = self.param_index()?;
                 let offsets = self.ids()?;
-                if self.word() != "pad" {
-                    return Err(self.error("expected `pad`"));
-                }
+                self.expect_word("pad")?;
                 Op::Load { param, offsets, pad: self.number(ty.dtype())? }
             }
             "store" => {
@@ -586,9 +558,7 @@ impl<'t> Parser<'t> {
                 let op = ReduceOp::ALL.into_iter().find(|r| r.name() == &w["reduce_".len()..]).ok_or_else(|| self.error(format!("unknown reduction `{w}`")))?;
                 let value = one(self)?;
                 self.expect(",")?;
-                if self.word() != "dim" {
-                    return Err(self.error("expected `dim`"));
-                }
+                self.expect_word("dim")?;
                 Op::Reduce { op, value, dim: self.integer("a dimension")? }
             }
             w => {

@@ -33,6 +33,8 @@ pub enum Ty {
 }
 
 impl Ty {
+    pub const ALL: [Ty; 9] = [Ty::I1, Ty::I8, Ty::I16, Ty::I32, Ty::I64, Ty::F16, Ty::BF16, Ty::F32, Ty::F64];
+
     pub fn is_float(self) -> bool {
         matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
     }
@@ -115,6 +117,15 @@ pub enum UnaryOp {
     Tanh,
 }
 
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 9] = [UnaryOp::Neg, UnaryOp::Not, UnaryOp::Abs, UnaryOp::Exp, UnaryOp::Exp2, UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt, UnaryOp::Tanh];
+
+    /// The name in the text form (`neg`), which the parser reads back.
+    pub fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
     Add,
@@ -143,6 +154,15 @@ pub enum BinaryOp {
     UMax,
 }
 
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 17] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Rem, BinaryOp::Min, BinaryOp::Max, BinaryOp::And, BinaryOp::Or, BinaryOp::Xor, BinaryOp::Shl, BinaryOp::LShr, BinaryOp::AShr, BinaryOp::UDiv, BinaryOp::URem, BinaryOp::UMin, BinaryOp::UMax];
+
+    /// The name in the text form (`add`), which the parser reads back.
+    pub fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Lt,
@@ -156,6 +176,15 @@ pub enum CmpOp {
     ULe,
     UGt,
     UGe,
+}
+
+impl CmpOp {
+    pub const ALL: [CmpOp; 10] = [CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge, CmpOp::Eq, CmpOp::Ne, CmpOp::ULt, CmpOp::ULe, CmpOp::UGt, CmpOp::UGe];
+
+    /// The name in the text form (`lt`), which the parser reads back.
+    pub fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -497,12 +526,12 @@ pub fn expr_str(e: &Expr) -> String {
         Expr::Param(i) => format!("p{i}"),
         Expr::ThreadIdx => "tid".into(),
         Expr::BlockIdx(a) => format!("ctaid.{}", ["x", "y", "z"][(*a as usize).min(2)]),
-        Expr::Unary(op, a) => format!("{}({})", format!("{op:?}").to_lowercase(), expr_str(a)),
+        Expr::Unary(op, a) => format!("{}({})", op.name(), expr_str(a)),
         Expr::Binary(op, a, b) => {
-            format!("{}({}, {})", format!("{op:?}").to_lowercase(), expr_str(a), expr_str(b))
+            format!("{}({}, {})", op.name(), expr_str(a), expr_str(b))
         }
         Expr::Cmp(op, a, b) => {
-            format!("{}({}, {})", format!("{op:?}").to_lowercase(), expr_str(a), expr_str(b))
+            format!("{}({}, {})", op.name(), expr_str(a), expr_str(b))
         }
         Expr::Select(c, a, b) => format!("select({}, {}, {})", expr_str(c), expr_str(a), expr_str(b)),
         Expr::Fma(a, b, c) => format!("fma({}, {}, {})", expr_str(a), expr_str(b), expr_str(c)),

@@ -42,63 +42,34 @@ impl std::ops::DerefMut for Parser<'_> {
 type R<T> = Result<T, LirParseError>;
 
 fn ty_named(name: &str) -> Option<Ty> {
-    [Ty::I1, Ty::I8, Ty::I16, Ty::I32, Ty::I64, Ty::F16, Ty::BF16, Ty::F32, Ty::F64].into_iter().find(|t| t.name() == name)
+    Ty::ALL.into_iter().find(|t| t.name() == name)
 }
 
 fn unary_named(name: &str) -> Option<UnaryOp> {
-    use UnaryOp::*;
-    [Neg, Not, Abs, Exp, Exp2, Log, Sqrt, Rsqrt, Tanh].into_iter().find(|op| format!("{op:?}").to_lowercase() == name)
+    UnaryOp::ALL.into_iter().find(|op| op.name() == name)
 }
 
 fn binary_named(name: &str) -> Option<BinaryOp> {
-    use BinaryOp::*;
-    [Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor, Shl, LShr, AShr, UDiv, URem, UMin, UMax]
-        .into_iter()
-        .find(|op| format!("{op:?}").to_lowercase() == name)
+    BinaryOp::ALL.into_iter().find(|op| op.name() == name)
 }
 
 fn cmp_named(name: &str) -> Option<CmpOp> {
-    use CmpOp::*;
-    [Lt, Le, Gt, Ge, Eq, Ne, ULt, ULe, UGt, UGe].into_iter().find(|op| format!("{op:?}").to_lowercase() == name)
+    CmpOp::ALL.into_iter().find(|op| op.name() == name)
 }
 
 impl<'t> Parser<'t> {
     fn ty(&mut self) -> R<Ty> {
-        self.skip_blanks();
-        let at = self.at;
-        let name = self.word();
-        ty_named(name).ok_or_else(|| {
-            self.at = at;
-            self.error(format!("expected a register type, found `{name}`"))
-        })
+        self.word_as(ty_named, |w| format!("expected a register type, found `{w}`"))
     }
 
     /// `rN`.
     fn register(&mut self) -> R<Var> {
-        self.skip_blanks();
-        let at = self.at;
-        let w = self.word();
-        match w.strip_prefix('r').and_then(|n| n.parse().ok()) {
-            Some(n) => Ok(Var(n)),
-            None => {
-                self.at = at;
-                Err(self.error(format!("expected a register `rN`, found `{w}`")))
-            }
-        }
+        self.word_as(|w| w.strip_prefix('r')?.parse().ok().map(Var), |w| format!("expected a register `rN`, found `{w}`"))
     }
 
     /// `pN`.
     fn param_index(&mut self) -> R<usize> {
-        self.skip_blanks();
-        let at = self.at;
-        let w = self.word();
-        match w.strip_prefix('p').and_then(|n| n.parse().ok()) {
-            Some(n) => Ok(n),
-            None => {
-                self.at = at;
-                Err(self.error(format!("expected a parameter `pN`, found `{w}`")))
-            }
-        }
+        self.word_as(|w| w.strip_prefix('p')?.parse().ok(), |w| format!("expected a parameter `pN`, found `{w}`"))
     }
 
     fn program(&mut self) -> R<Program> {
@@ -116,14 +87,10 @@ impl<'t> Parser<'t> {
             loop {
                 let pname = self.word().to_string();
                 self.expect(":")?;
-                let at = self.at;
-                let kind = self.word();
-                if kind == "ptr" {
-                    let dname = self.word();
-                    let dtype = DType::from_name(dname).ok_or_else(|| self.error(format!("unknown dtype `{dname}`")))?;
+                if self.eat_word("ptr") {
+                    let dtype = self.word_as(DType::from_name, |w| format!("unknown dtype `{w}`"))?;
                     params.push(Param::Global { name: pname, dtype });
                 } else {
-                    self.at = at;
                     params.push(Param::Scalar { name: pname, ty: self.ty()? });
                 }
                 if self.eat(")") {
@@ -222,9 +189,7 @@ impl<'t> Parser<'t> {
             }
             "for" => {
                 let var = self.register()?;
-                if self.word() != "in" {
-                    return Err(self.error("expected `in`"));
-                }
+                self.expect_word("in")?;
                 let start = self.expr()?;
                 self.expect("..")?;
                 let end = self.expr()?;
@@ -292,9 +257,7 @@ impl<'t> Parser<'t> {
                 let byte_index = self.expr()?;
                 self.expect("]")?;
                 self.expect(",")?;
-                if self.word() != "src_bytes" {
-                    return Err(self.error("expected `src_bytes`"));
-                }
+                self.expect_word("src_bytes")?;
                 let src_bytes = self.expr()?;
                 Ok(Stmt::CopyAsync { offset, param, byte_index, bytes, src_bytes })
             }
@@ -333,14 +296,12 @@ impl<'t> Parser<'t> {
                 self.at = at;
                 let dst = self.register()?;
                 self.expect("=")?;
-                let at = self.at;
-                if self.word() == "shfl.bfly" {
+                if self.eat_word("shfl.bfly") {
                     let src = self.register()?;
                     self.expect(",")?;
                     let lane_mask = self.integer("a lane mask")?;
                     return Ok(Stmt::ShuffleXor { dst, src, lane_mask });
                 }
-                self.at = at;
                 Ok(Stmt::Assign(dst, self.expr()?))
             }
             w => {
@@ -441,9 +402,7 @@ impl<'t> Parser<'t> {
                 let param = self.param_index()?;
                 self.expect("[")?;
                 if let Some(bits) = bits_of(kind) {
-                    if self.word() != "bit" {
-                        return Err(self.error("expected `bit`"));
-                    }
+                    self.expect_word("bit")?;
                     let bit_index = Box::new(self.expr()?);
                     self.expect("]")?;
                     Expr::LoadGlobalBits { param, bit_index, bits }
@@ -458,9 +417,7 @@ impl<'t> Parser<'t> {
                 let kind = &w["ld.shared.".len()..];
                 self.expect("[")?;
                 if let Some(bits) = bits_of(kind) {
-                    if self.word() != "bit" {
-                        return Err(self.error("expected `bit`"));
-                    }
+                    self.expect_word("bit")?;
                     let bit_offset = Box::new(self.expr()?);
                     self.expect("]")?;
                     Expr::LoadSharedBits { bit_offset, bits }
