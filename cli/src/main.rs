@@ -13,7 +13,7 @@ const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
-              [--print-after sema|infer-layouts|lower]... [--time]
+              [--print-after PASS]... [--time]
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
 
@@ -35,11 +35,13 @@ const USAGE: &str = "usage:
   variant from the argument values itself: each integer scalar's largest power-of-two
   divisor, up to 16.
 
-  --print-after PASS writes the IR after that pass to standard error (the block IR after
-  sema and infer-layouts, the thread-level IR after lower; the variant of --assume). --time
-  writes the time of every pass to standard error: parse (and the whole file's checks), then
-  sema, infer-layouts, lower, and codegen (the LLVM IR or PTX of --emit llvm/ptx). The verifier
-  of each IR runs after the pass that produced it.";
+  --print-after PASS writes the IR after that pass to standard error. The passes, in order:
+  sema, infer-layouts (every tile's layout), select-instructions (how each instruction that
+  moves data between threads does it: `via mma...`, `via shuffle`, `via staged`, `via copy`),
+  plan-shared-memory (`shared [offsets]` and `shared_bytes(N)`): block IR; lower: the
+  thread-level IR (the variant of --assume). --time writes the time of every pass to
+  standard error: parse (and the whole file's checks), the passes, and codegen (the LLVM IR
+  or PTX of --emit llvm/ptx). The verifier of each IR runs after the pass that produced it.";
 
 struct Usage(String);
 

@@ -238,7 +238,7 @@ fn print_after_and_time_show_each_pass() {
     let lir = err.find("// after lower: kernel `vector_add`").expect("LIR");
     assert!(layouts < lir && err[layouts..lir].contains("@ spatial(128) * local(4)"), "{err}");
     assert!(err[lir..].contains("lir vector_add(") && err[lir..].contains("ld.global.f32"), "{err}");
-    for pass in ["parse", "sema", "infer-layouts", "lower", "codegen (ptx, sm_80)", "total"] {
+    for pass in ["parse", "sema", "infer-layouts", "select-instructions", "plan-shared-memory", "lower", "codegen (ptx, sm_80)", "total"] {
         assert!(err.lines().any(|l| l.trim_start().starts_with(pass) && l.ends_with(" ms")), "no time for {pass}: {err}");
     }
     // With --assume, the LIR shown is the specialized variant's (vector loads).
@@ -248,7 +248,7 @@ fn print_after_and_time_show_each_pass() {
     // An unknown pass, or a pass given twice, is a usage error naming the passes.
     let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--print-after", "frob"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown pass `frob` (the passes are sema, infer-layouts, lower)"), "{err}");
+    assert!(err.contains("unknown pass `frob` (the passes are sema, infer-layouts, select-instructions, plan-shared-memory, lower)"), "{err}");
     assert_eq!(tlc(&["compile", "examples/vector_add.tl", "--print-after", "lower", "--print-after", "lower"]).0, 2);
     assert_eq!(tlc(&["run", "examples/vector_add.tl", "--time"]).0, 2);
 }

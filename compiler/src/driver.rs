@@ -5,7 +5,8 @@
 //! [`compile_with`] runs the passes through a [`PassManager`]: it times each pass, keeps the IR
 //! printed after the passes asked for (`tlc compile --print-after PASS`, `--time`), and runs
 //! the verifier of the IR a pass produces before the next pass sees it (the block-IR verifier
-//! after `sema` and `infer-layouts`, the LIR verifier after `lower`).
+//! after `sema` and each block-IR pass, the plan verifier after the planning passes, the LIR
+//! verifier after `lower`).
 
 use crate::diagnostics::Diagnostic;
 use crate::ir::{self, Kernel};
@@ -74,18 +75,35 @@ pub fn block_ir(file: &ast::File, kernel: Option<&str>, consts: &[(String, ir::C
     Ok(sema::lower_kernel_in(file, k, consts)?)
 }
 
-/// Runs the block-IR passes, verifying after each one.
-pub fn optimize(mut kernel: Kernel) -> Result<Kernel, CompileError> {
-    let diagnostics = passes::infer_layouts::infer_layouts(&mut kernel);
-    if !diagnostics.is_empty() {
-        return Err(diagnostics.into());
+/// Runs the block-IR passes (layout inference, instruction selection, shared-memory planning),
+/// verifying after each one.
+pub fn optimize(kernel: Kernel) -> Result<Kernel, CompileError> {
+    optimize_with(kernel, &mut PassManager::default())
+}
+
+fn optimize_with(mut kernel: Kernel, passes: &mut PassManager) -> Result<Kernel, CompileError> {
+    type Pass = fn(&mut Kernel) -> Vec<Diagnostic>;
+    let block_passes: [(&str, Pass); 3] = [
+        ("infer-layouts", passes::infer_layouts::infer_layouts),
+        ("select-instructions", passes::select_instructions::select_instructions),
+        ("plan-shared-memory", passes::plan_shared_memory::plan_shared_memory),
+    ];
+    for (name, run) in block_passes {
+        passes.pass(name, || {
+            let diagnostics = run(&mut kernel);
+            if diagnostics.is_empty() { Ok(()) } else { Err(diagnostics.into()) }
+        })?;
+        verify_block_ir(&kernel, true, name)?;
+        passes.after(name, || ir::print::kernel_to_string(&kernel));
     }
-    verify_block_ir(&kernel, true, "layout inference")?;
+    ir::plan::verify_plan(&kernel).map_err(|errors| {
+        Diagnostic::error_nowhere(format!("internal compiler error after plan-shared-memory: {}", errors.join("; ")))
+    })?;
     Ok(kernel)
 }
 
 /// The passes of [`compile_with`], in order, as `--print-after` and `--time` name them.
-pub const PASSES: [&str; 3] = ["sema", "infer-layouts", "lower"];
+pub const PASSES: [&str; 5] = ["sema", "infer-layouts", "select-instructions", "plan-shared-memory", "lower"];
 
 /// Runs the passes of a compilation: times each, keeps the text of the IR after the passes
 /// named in `print_after`, and verifies what each pass produces (always for the block IR; the
@@ -127,8 +145,7 @@ pub fn compile_with(file: &ast::File, kernel: Option<&str>, consts: &[(String, i
     let kernel = passes.pass("sema", || block_ir(file, kernel, consts))?;
     verify_block_ir(&kernel, false, "sema")?;
     passes.after("sema", || ir::print::kernel_to_string(&kernel));
-    let kernel = passes.pass("infer-layouts", || optimize(kernel))?;
-    passes.after("infer-layouts", || ir::print::kernel_to_string(&kernel));
+    let kernel = optimize_with(kernel, passes)?;
     let lir = passes.pass("lower", || lower::lower(&kernel).map_err(|e| e.to_diagnostic().into()))?;
     if passes.verify_lir || cfg!(debug_assertions) {
         verify_lir(&lir)?;

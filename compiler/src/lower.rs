@@ -1,6 +1,9 @@
 //! Lowering: block IR (layouts assigned) → LIR, the program of one thread.
 //!
-//! Expects a kernel that passes `ir::verify` with layouts. Guarantees a LIR program whose
+//! Expects a kernel that passes `ir::verify` with layouts and `ir::plan::verify_plan` (after
+//! the planning passes): it follows the recorded strategy of every instruction that moves data
+//! between threads and the recorded shared-memory offsets, and re-derives neither (a kernel
+//! without a valid plan is an internal error, not a panic). Guarantees a LIR program whose
 //! every thread computes the elements its layouts give it:
 //!
 //! * a scalar IR value becomes one register (the same in every thread);
@@ -19,18 +22,19 @@
 //!   wholly outside. Otherwise the per-element path stays;
 //! * `view` re-slices each thread's register bits (equal bits per thread, checked by
 //!   inference); low-precision values live in i8 containers (see `lir::Ty::of`);
-//! * instructions that move data between threads (broadcast, reduce, dot) stage their
-//!   operands through scratch space after the shared tensors, row-major, with a barrier after
-//!   writing and another after reading so that the scratch space can be reused by the next
-//!   one; `dot` reads an operand loaded from a shared tensor in place instead;
-//! * shared tensors have fixed places at the start of the shared buffer; `copy_async` is
-//!   `cp.async` runs where alignment allows and element copies otherwise, `commit`/`wait`/`sync`
-//!   map to `cp.async.commit_group`/`cp.async.wait_group`/`bar.sync`.
+//! * instructions whose strategy is `staged` write their operands to the scratch space the
+//!   plan gives them, row-major, with a barrier after writing and another after reading so
+//!   that the next one can reuse the space; `mma` reads an `in_place` operand from its shared
+//!   tensor with `ldmatrix`; `shuffle` reductions use `shfl.bfly`;
+//! * shared tensors live at their planned offsets; `copy_async` follows its planned thread
+//!   layout, as `cp.async` runs where alignment allows and element copies otherwise;
+//!   `commit`/`wait`/`sync` map to `cp.async.commit_group`/`cp.async.wait_group`/`bar.sync`.
 
 use crate::dtype::DType;
 use crate::number::Number;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
-use crate::layout::{view_moves_no_data, RegisterLayout};
+use crate::ir::plan::{self, MmaInstruction, OperandSource, Strategy};
+use crate::layout::RegisterLayout;
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
 use crate::passes::divisibility::{self, Assumptions, Divisibility};
 use std::collections::HashMap;
@@ -39,30 +43,12 @@ use std::collections::HashMap;
 pub enum LowerError {
     #[error("internal compiler error while lowering `{kernel}`: {message}")]
     Internal { kernel: String, message: String },
-    /// The shared tensors plus the scratch space for moving tiles between threads exceed the
-    /// static shared memory a kernel may use.
-    #[error("kernel `{kernel}` needs {bytes} bytes of shared memory ({tensors} for its shared tensors, the rest to move tiles between threads), more than the {limit} bytes available; use smaller tiles or fewer stages")]
-    SharedMemory { kernel: String, bytes: usize, tensors: usize, limit: usize, span: Option<crate::diagnostics::Span> },
 }
 
 impl LowerError {
-    /// Where in the source the problem is: for shared memory, the operation whose scratch space
-    /// took the most (or none when the shared tensors alone are too large).
-    pub fn span(&self) -> Option<crate::diagnostics::Span> {
-        match self {
-            LowerError::SharedMemory { span, .. } => *span,
-            LowerError::Internal { .. } => None,
-        }
-    }
-
-    /// The error as a diagnostic, at its span when it has one.
+    /// The error as a diagnostic.
     pub fn to_diagnostic(&self) -> crate::diagnostics::Diagnostic {
-        use crate::diagnostics::Diagnostic;
-        match self.span() {
-            Some(span) => Diagnostic::error(self.to_string(), span)
-                .with_note("this operation moves a tile between threads through shared memory, and needs the most of it"),
-            None => Diagnostic::error_nowhere(self.to_string()),
-        }
+        crate::diagnostics::Diagnostic::error_nowhere(self.to_string())
     }
 }
 
@@ -83,6 +69,11 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
     if let Err(errors) = ir::verify::verify(kernel, true) {
         return Err(LowerError::Internal { kernel: kernel.name.clone(), message: errors.join("; ") });
     }
+    // The planning passes' decisions are followed, never re-derived: they must be there and
+    // legal.
+    if let Err(errors) = plan::verify_plan(kernel) {
+        return Err(LowerError::Internal { kernel: kernel.name.clone(), message: format!("invalid plan: {}", errors.join("; ")) });
+    }
     let params = kernel
         .params
         .iter()
@@ -97,7 +88,7 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
             name: kernel.name.clone(),
             params,
             block_threads: kernel.num_threads() as u32,
-            shared_bytes: 0,
+            shared_bytes: kernel.shared_bytes.unwrap_or(0),
             vars: Vec::new(),
             body: Vec::new(),
         },
@@ -105,27 +96,12 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
         var_regs: HashMap::new(),
         thread_parts: HashMap::new(),
         extents: HashMap::new(),
-        shared_bases: HashMap::new(),
-        scratch_base: 0,
-        current_span: None,
-        widest_scratch_at: None,
-        copy_layouts: HashMap::new(),
         div: divisibility::analyze(kernel, assumptions),
     };
-    cx.plan_shared();
     let mut body = Vec::new();
     cx.prologue(&mut body);
     cx.block(&kernel.body, &mut body);
     cx.p.body = body;
-    if cx.p.shared_bytes > crate::sema::MAX_SHARED_BYTES {
-        return Err(LowerError::SharedMemory {
-            kernel: kernel.name.clone(),
-            bytes: cx.p.shared_bytes,
-            tensors: cx.scratch_base,
-            limit: crate::sema::MAX_SHARED_BYTES,
-            span: cx.widest_scratch_at,
-        });
-    }
     Ok(cx.p)
 }
 
@@ -139,17 +115,6 @@ struct Lower<'k> {
     thread_parts: HashMap<(usize, usize), Var>,
     /// i64 extents and row-major strides of each global tensor parameter.
     extents: HashMap<usize, (Vec<Var>, Vec<Var>)>,
-    /// Byte offset of each shared tensor in the shared buffer.
-    shared_bases: HashMap<ValueId, usize>,
-    /// Where scratch space for moving tiles between threads starts (after the shared tensors).
-    scratch_base: usize,
-    /// The source span of the operation being lowered.
-    current_span: Option<crate::diagnostics::Span>,
-    /// The operation whose scratch space reached furthest into the shared buffer.
-    widest_scratch_at: Option<crate::diagnostics::Span>,
-    /// The thread layout of each `copy_async`'s tile and its run length (elements each thread
-    /// copies with one access).
-    copy_layouts: HashMap<ValueId, (RegisterLayout, usize)>,
     /// What the variant knows about the divisibility of scalars and extents.
     div: Divisibility,
 }
@@ -313,7 +278,10 @@ impl Lower<'_> {
             .iter()
             .filter_map(|v| v.layout.as_ref())
             .chain(self.k.vars.iter().filter_map(|v| v.layout.as_ref()))
-            .chain(self.copy_layouts.values().map(|(l, _)| l));
+            .chain(self.k.values.iter().filter_map(|v| match &v.strategy {
+                Some(Strategy::Copy { layout, .. }) => Some(layout),
+                _ => None,
+            }));
         for l in layouts {
             parts.extend(l.thread_terms().into_iter().map(|t| (t.stride, t.extent)));
             parts.extend(l.replication_digits());
@@ -538,7 +506,7 @@ impl Lower<'_> {
     /// result element gathers its bits from there.
     fn view(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
         let (from, to) = (self.dtype(a), self.dtype(id));
-        if !view_moves_no_data(self.layout(a), from.bits(), self.layout(id), to.bits()) {
+        if self.k.value(id).strategy != Some(Strategy::InRegisters) {
             self.view_through_shared(id, a, body);
             return;
         }
@@ -589,7 +557,7 @@ impl Lower<'_> {
         let source_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
         let columns = *source_shape.last().expect("tiles have rank >= 1") as i64;
         let container = Ty::of(from);
-        let base = self.stage(&[a], body)[0];
+        let base = self.stage(id, body)[0];
         let layout = self.layout(id).clone();
         // The most source elements one result element can span: its first bit sits at a
         // multiple of gcd(b, b') within a source element.
@@ -804,7 +772,6 @@ impl Lower<'_> {
     fn value(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) {
         let data = self.k.value(id);
         let dtype = data.ty.dtype();
-        self.current_span = Some(data.span);
         // Instructions that touch memory, move data between threads or divide integers say
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
@@ -911,7 +878,7 @@ impl Lower<'_> {
             Op::Broadcast(a) => {
                 let a = *a;
                 let from = self.k.value(a).ty.shape().expect("tensor").to_vec();
-                let base = self.stage(&[a], body)[0];
+                let base = self.stage(id, body)[0];
                 let layout = self.layout(id).clone();
                 let ty = Ty::of(dtype.expect("typed"));
                 let bytes = ty.bytes() as i64;
@@ -942,20 +909,15 @@ impl Lower<'_> {
     /// holds its elements at the same local indices and the registers are reused; otherwise
     /// the tile goes through shared memory (row-major, which a reshape leaves unchanged).
     fn rearrange(&mut self, id: ValueId, value: ValueId, perm: Option<&[usize]>, body: &mut Vec<lir::Stmt>) {
-        let from = self.layout(value).clone();
         let to = self.layout(id).clone();
         let shape = self.k.value(id).ty.shape().expect("tensor").to_vec();
-        let same = match perm {
-            Some(p) => from.permute(p).ok(),
-            None => from.reshape(&shape).ok(),
-        };
-        if same.as_ref() == Some(&to) {
+        if self.k.value(id).strategy == Some(Strategy::InRegisters) {
             let regs = self.regs(value).to_vec();
             self.regs.insert(id, regs);
             return;
         }
         let source_shape = self.k.value(value).ty.shape().expect("tensor").to_vec();
-        let base = self.stage(&[value], body)[0];
+        let base = self.stage(id, body)[0];
         let ty = Ty::of(self.dtype(id));
         let mut regs = Vec::new();
         for i in 0..to.local_size() {
@@ -992,46 +954,6 @@ impl Lower<'_> {
         bin(lir::BinaryOp::Add, int(Ty::I32, base as i64), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
     }
 
-    /// Places the shared tensors (row-major, packed for sub-byte formats, each 16-byte aligned) at the start of the shared buffer, with the scratch space after them,
-    /// and chooses the thread layout of every `copy_async`.
-    fn plan_shared(&mut self) {
-        let mut offset = 0usize;
-        let threads = self.k.num_threads();
-        for (i, v) in self.k.values.iter().enumerate() {
-            match (&v.op, &v.ty) {
-                (Op::SharedAlloc, Type::Shared { dtype, shape }) => {
-                    self.shared_bases.insert(ValueId(i as u32), offset);
-                    // Dense: packed for formats narrower than a byte (rows are whole bytes,
-                    // checked by sema), one element width per element otherwise.
-                    offset += ir::shared_tensor_bytes(*dtype, shape).expect("sema bounds shared tensors");
-                }
-                (Op::CopyAsync { shared, param, .. }, _) => {
-                    let Type::Shared { dtype, shape } = &self.k.value(*shared).ty else { continue };
-                    let ParamKind::Global { shape: global_shape, .. } = &self.k.params[*param].kind else { continue };
-                    let tile = &shape[shape.len() - global_shape.len()..];
-                    if let Some((layout, _)) = crate::passes::infer_layouts::copy_layout(tile, threads, dtype.bits() as usize) {
-                        let run = Self::contiguous_run(&layout);
-                        self.copy_layouts.insert(ValueId(i as u32), (layout, run));
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.scratch_base = offset;
-        self.p.shared_bytes = offset;
-    }
-
-    /// The number of consecutive local elements that every thread holds at consecutive
-    /// positions of the last dimension, starting at a multiple of that number (1 when the
-    /// layout has no such runs).
-    fn contiguous_run(layout: &RegisterLayout) -> usize {
-        let mut run = layout.local_size().min(*layout.shape().last().expect("rank >= 1"));
-        while run > 1 && !holds_runs(layout, run) {
-            run /= 2;
-        }
-        run
-    }
-
     /// Byte offset (i32) in the shared buffer of the element at `offsets` (one per dim of
     /// shared tensor `shared`) plus `tile_coords` (over its trailing dims); for a format
     /// narrower than a byte, its bit offset.
@@ -1045,7 +967,7 @@ impl Lower<'_> {
                 (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
             })
             .collect();
-        let base = self.shared_bases[&shared];
+        let base = self.k.value(shared).shared_offsets[0];
         // Packed formats are addressed by the bit, the others by the byte.
         if dtype.bits() < 8 {
             self.shared_offset(base * 8, &coords, shape, dtype.bits() as i64, false)
@@ -1129,8 +1051,8 @@ impl Lower<'_> {
     /// is one `cp.async` that zero-fills what lies outside the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
     /// shared memory directly, which is already complete when the group's `wait` returns.
     fn copy_async(&mut self, id: ValueId, shared: ValueId, dst_offsets: &[ValueId], param: usize, src_offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
-        let Some((layout, run)) = self.copy_layouts.get(&id).cloned() else {
-            unreachable!("every copy_async has a layout (plan_shared)")
+        let Some(Strategy::Copy { layout, run }) = self.k.value(id).strategy.clone() else {
+            unreachable!("plan::verify_plan: every copy_async has a copy strategy")
         };
         let rank = src_offsets.len();
         {
@@ -1273,12 +1195,14 @@ impl Lower<'_> {
         guarded(body, guard, lines);
     }
 
-    /// Writes tensors to the shared buffer (row-major, one after another, 16-byte aligned) and
-    /// waits for every thread. Returns each tensor's base offset.
-    fn stage(&mut self, values: &[ValueId], body: &mut Vec<lir::Stmt>) -> Vec<usize> {
-        let mut bases = Vec::new();
-        let mut offset = self.scratch_base;
-        for &v in values {
+    /// Writes the operands that instruction `id`'s strategy stages (`plan::staged_operands`) to
+    /// the scratch space the plan gives them (row-major, one container per element) and waits
+    /// for every thread. Returns each operand's base offset.
+    fn stage(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) -> Vec<usize> {
+        let data = self.k.value(id);
+        let values = data.strategy.as_ref().map(|s| plan::staged_operands(self.k, id, s)).unwrap_or_default();
+        let bases = data.shared_offsets.clone();
+        for (&v, &offset) in values.iter().zip(&bases) {
             let shape = self.k.value(v).ty.shape().expect("tensor").to_vec();
             let bytes = Ty::of(self.dtype(v)).bytes();
             let layout = self.layout(v).clone();
@@ -1289,12 +1213,6 @@ impl Lower<'_> {
                 stores.push(lir::Stmt::StoreShared { offset: off, value: var(self.regs(v)[i]) });
             }
             guarded(body, self.is_first_replica(&layout), stores);
-            bases.push(offset);
-            offset += ir::shared_piece_bytes(shape.iter().product::<usize>() * bytes);
-        }
-        if offset > self.p.shared_bytes {
-            self.p.shared_bytes = offset;
-            self.widest_scratch_at = self.current_span;
         }
         body.push(lir::Stmt::Barrier);
         bases
@@ -1411,7 +1329,7 @@ impl Lower<'_> {
         while v <= local && v * bits <= 128 {
             let whole_bytes = (v * bits).is_multiple_of(8) && (v * bits / 8).is_power_of_two();
             let proven = v.trailing_zeros() <= known;
-            if whole_bytes && proven && holds_runs(layout, v) {
+            if whole_bytes && proven && plan::holds_runs(layout, v) {
                 best = v;
             }
             v *= 2;
@@ -1499,14 +1417,15 @@ impl Lower<'_> {
     }
 
     fn reduce(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) {
-        if self.reduce_in_warps(id, op, value, dim, body) {
+        if self.k.value(id).strategy == Some(Strategy::Shuffle) {
+            self.reduce_in_warps(id, op, value, dim, body);
             return;
         }
         let shape = self.k.value(value).ty.shape().expect("tensor").to_vec();
         let dtype = self.dtype(value);
         let ty = Ty::of(dtype);
         let acc_ty = Self::accumulator_ty(dtype);
-        let base = self.stage(&[value], body)[0];
+        let base = self.stage(id, body)[0];
         let layout = self.layout(id).clone();
         let mut regs = Vec::new();
         for i in 0..layout.local_size() {
@@ -1544,7 +1463,8 @@ impl Lower<'_> {
     }
 
     fn dot(&mut self, id: ValueId, a: ValueId, b: ValueId, c: ValueId, body: &mut Vec<lir::Stmt>) {
-        if self.dot_mma(id, a, b, c, body) {
+        if let Some(Strategy::Mma { instruction, a: source_a, b: source_b }) = self.k.value(id).strategy {
+            self.dot_mma(id, [(a, source_a), (b, source_b)], c, instruction, body);
             return;
         }
         let a_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
@@ -1553,7 +1473,7 @@ impl Lower<'_> {
         let c_dtype = self.dtype(c);
         let in_ty = Ty::of(in_dtype);
         let c_ty = Ty::of(c_dtype);
-        let bases = self.stage(&[a, b], body);
+        let bases = self.stage(id, body);
         let layout = self.layout(id).clone();
         let mut regs = Vec::new();
         for i in 0..layout.local_size() {
@@ -1583,26 +1503,15 @@ impl Lower<'_> {
 }
 
 impl Lower<'_> {
-    /// A reduction without shared memory, when the result's layout is the operand's with the
-    /// reduced dimension's modes removed (what inference prefers) and the threads that share
-    /// a result lie in one warp: each thread first combines its own elements, then a butterfly
-    /// of `shfl.bfly` over the lane bits of the reduced dimension leaves the result in every
-    /// one of those threads. Returns false (and emits nothing) otherwise.
-    fn reduce_in_warps(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) -> bool {
+    /// A reduction without shared memory (strategy `shuffle`, legal by
+    /// `plan::shuffle_reduction_fits`): each thread first combines its own elements, then a
+    /// butterfly of `shfl.bfly` over the lane bits of the reduced dimension leaves the result
+    /// in every one of those threads.
+    fn reduce_in_warps(&mut self, id: ValueId, op: ReduceOp, value: ValueId, dim: usize, body: &mut Vec<lir::Stmt>) {
         let dtype = self.dtype(value);
         let acc_ty = Self::accumulator_ty(dtype);
-        if !matches!(acc_ty, Ty::F32 | Ty::I32) || dtype.is_unsigned_int() {
-            return false;
-        }
         let (input, output) = (self.layout(value).clone(), self.layout(id).clone());
-        if input.reduce_keep_dims(&[dim]).ok().as_ref() != Some(&output) {
-            return false;
-        }
         let terms: Vec<_> = input.thread_terms().into_iter().filter(|t| t.dim == dim).collect();
-        let in_warp = |t: &crate::layout::ThreadTerm| t.extent.is_power_of_two() && t.stride.is_power_of_two() && t.stride * t.extent <= 32;
-        if !terms.iter().all(in_warp) {
-            return false;
-        }
         let combine = reduce_combine(op, dtype);
         let wide = acc_dtype(acc_ty, dtype);
         // Each output register collects the input registers of its coordinates.
@@ -1610,7 +1519,7 @@ impl Lower<'_> {
         for i in 0..input.local_size() {
             let mut c = input.local_coords(i);
             c[dim] = 0;
-            let Some(j) = output.local_of(&c) else { return false };
+            let j = output.local_of(&c).expect("plan::shuffle_reduction_fits");
             let x = self.cast_expr(var(self.regs(value)[i]), dtype, wide);
             let next = match partial[j] {
                 None => x,
@@ -1620,7 +1529,7 @@ impl Lower<'_> {
         }
         let mut regs = Vec::new();
         for acc in partial {
-            let Some(mut acc) = acc else { return false };
+            let mut acc = acc.expect("plan::shuffle_reduction_fits");
             for t in &terms {
                 let mut mask = t.stride;
                 while mask < t.stride * t.extent {
@@ -1634,55 +1543,42 @@ impl Lower<'_> {
             regs.push(self.assign(body, Ty::of(dtype), out));
         }
         self.regs.insert(id, regs);
-        true
     }
 
-    /// `dot` on tensor cores, chosen by layout division: when the accumulator's layout is
-    /// `Q * local(2, 1) * spatial(8, 4) * local(1, 2)` (the `mma.m16n8` accumulator fragment as
-    /// the innermost factor, whole warps in `Q`), each local index of `Q` is one 16×8 tile of
-    /// one warp, and the k extent is walked in steps of 16 with `mma.sync.m16n8k16` (f16/bf16
-    /// into f32), or of 32 with `mma.sync.m16n8k32` (s8 into s32). The
-    /// operands are staged row-major in shared memory (16-byte aligned rows, since K is a
-    /// multiple of 16 and N of 8), from where `ldmatrix` loads the fragments. Returns false
-    /// (and emits nothing) when the dot does not fit.
-    fn dot_mma(&mut self, id: ValueId, a: ValueId, b: ValueId, c: ValueId, body: &mut Vec<lir::Stmt>) -> bool {
-        let (kind, acc_ty) = match (self.dtype(a), self.dtype(c)) {
-            (DType::F16, DType::F32) => (lir::MmaKind::F16, Ty::F32),
-            (DType::BF16, DType::F32) => (lir::MmaKind::BF16, Ty::F32),
-            (DType::I8, DType::I32) => (lir::MmaKind::S8, Ty::I32),
-            _ => return false,
+    /// `dot` on tensor cores (strategy `mma`, legal by `plan::mma_instruction`): the
+    /// accumulator's layout is `Q * fragment` (the `mma.m16n8` accumulator fragment innermost,
+    /// whole warps in `Q`), so each local index of `Q` is one 16×8 tile of one warp, and the k
+    /// extent is walked in steps of the instruction's k. Each operand is read by `ldmatrix`
+    /// from its shared tensor in place or from the scratch space it is staged in (row-major,
+    /// 16-byte aligned rows since K is a multiple of 16 and N of 8), as the strategy says.
+    fn dot_mma(&mut self, id: ValueId, operands: [(ValueId, OperandSource); 2], c: ValueId, instruction: MmaInstruction, body: &mut Vec<lir::Stmt>) {
+        let [(a, _), (b, _)] = operands;
+        let (kind, acc_ty) = match instruction {
+            MmaInstruction::F16 => (lir::MmaKind::F16, Ty::F32),
+            MmaInstruction::BF16 => (lir::MmaKind::BF16, Ty::F32),
+            MmaInstruction::S8 => (lir::MmaKind::S8, Ty::I32),
         };
-        // Element bytes, and the k of one mma (16 for 16-bit operands, 32 for s8).
-        let element_bytes: i64 = if kind == lir::MmaKind::S8 { 1 } else { 2 };
-        let k_step = 32 / element_bytes as usize;
+        let element_bytes = instruction.element_bytes() as i64;
+        let k_step = instruction.k_step();
         let a_shape = self.k.value(a).ty.shape().expect("tensor").to_vec();
         let b_shape = self.k.value(b).ty.shape().expect("tensor").to_vec();
         let k_extent = a_shape[1];
         let layout = self.layout(id).clone();
-        if k_extent % k_step != 0 || *self.layout(c) != layout {
-            return false;
-        }
-        let Some(atom) = RegisterLayout::local(&[2, 1])
-            .and_then(|l| l.with_spatial(&[8, 4]))
-            .and_then(|l| l.with_local(&[1, 2]))
-            .ok()
-        else {
-            return false;
-        };
-        let Some(quotient) = layout.divide_right(&atom) else { return false };
-        if quotient.replication() != 1 || quotient.num_threads() * 32 != self.k.num_threads() {
-            return false;
-        }
-        // Operands loaded from a shared tensor are read there by ldmatrix when its rows are
-        // 16-byte aligned; the others are staged row-major in scratch space.
-        let direct: Vec<Option<(ValueId, Vec<Expr>)>> = [a, b]
+        let quotient = layout.divide_right(&MmaInstruction::accumulator_fragment()).expect("plan::mma_instruction");
+        // An operand read in place: its shared tensor and the offsets of the load.
+        let direct: Vec<Option<(ValueId, Vec<Expr>)>> = operands
             .iter()
-            .map(|&x| if kind == lir::MmaKind::S8 { None } else { self.shared_operand(x, id, element_bytes) })
+            .map(|&(x, source)| match (source, &self.k.value(x).op) {
+                (OperandSource::InPlace, Op::LoadShared { shared, offsets }) => {
+                    Some((*shared, offsets.iter().map(|o| var(self.scalar(*o))).collect()))
+                }
+                _ => None,
+            })
             .collect();
-        let staged: Vec<ValueId> = [a, b].into_iter().zip(&direct).filter(|(_, d)| d.is_none()).map(|(x, _)| x).collect();
-        let staged_bases = if staged.is_empty() { Vec::new() } else { self.stage(&staged, body) };
+        let staged = direct.iter().any(|d| d.is_none());
+        let staged_bases = if staged { self.stage(id, body) } else { Vec::new() };
         let mut next_base = staged_bases.into_iter();
-        let bases: Vec<usize> = direct.iter().map(|d| if d.is_none() { next_base.next().expect("staged") } else { 0 }).collect();
+        let bases: Vec<usize> = direct.iter().map(|d| if d.is_none() { next_base.next().expect("plan: one offset per staged operand") } else { 0 }).collect();
         // The byte offset of operand `i`'s element (row, col).
         let operand_offset = |s: &Self, i: usize, row: Expr, col: Expr| -> Expr {
             match &direct[i] {
@@ -1764,61 +1660,10 @@ impl Lower<'_> {
             }
         }
         // Scratch space is reused by the next staging: wait until every warp has read it.
-        if !staged.is_empty() {
+        if staged {
             body.push(lir::Stmt::Barrier);
         }
         self.regs.insert(id, acc);
-        true
-    }
-
-    /// When `operand` of `dot` is a `load` from a shared tensor whose rows ldmatrix can read in
-    /// place (row length and column offset multiples of 16 bytes), and nothing between the
-    /// load and the `dot` (in one statement list) can change the tensor (a store or copy into
-    /// it, or any `wait`): the shared tensor and the load's offsets.
-    fn shared_operand(&self, operand: ValueId, dot: ValueId, element_bytes: i64) -> Option<(ValueId, Vec<Expr>)> {
-        let Op::LoadShared { shared, offsets } = &self.k.value(operand).op else { return None };
-        let Type::Shared { shape, .. } = &self.k.value(*shared).ty else { return None };
-        let row_bytes = *shape.last()? as i64 * element_bytes;
-        let column = match &self.k.value(*offsets.last()?).op {
-            Op::Const(Number::Int(c)) => i64::try_from(*c).ok()?,
-            _ => return None,
-        };
-        if row_bytes % 16 != 0 || (column * element_bytes) % 16 != 0 || self.k.value(operand).ty.shape()?.len() != 2 {
-            return None;
-        }
-        if !unchanged_between(&self.k.body, operand, dot, *shared, self.k) {
-            return None;
-        }
-        Some((*shared, offsets.iter().map(|o| var(self.scalar(*o))).collect()))
-    }
-}
-
-/// Whether `from` and `to` are evaluated in the same statement list, `from` first, with no
-/// statement between them (nested ones included) that can change shared tensor `shared`.
-fn unchanged_between(body: &[Stmt], from: ValueId, to: ValueId, shared: ValueId, kernel: &Kernel) -> bool {
-    let position = |v: ValueId| body.iter().position(|s| matches!(s, Stmt::Eval(x) if *x == v));
-    if let (Some(i), Some(j)) = (position(from), position(to)) {
-        return i < j && body[i + 1..j].iter().all(|s| !may_change(s, shared, kernel));
-    }
-    body.iter().any(|s| match s {
-        Stmt::For { body, .. } => unchanged_between(body, from, to, shared, kernel),
-        Stmt::If { then_body, else_body, .. } => {
-            unchanged_between(then_body, from, to, shared, kernel) || unchanged_between(else_body, from, to, shared, kernel)
-        }
-        _ => false,
-    })
-}
-
-fn may_change(stmt: &Stmt, shared: ValueId, kernel: &Kernel) -> bool {
-    match stmt {
-        Stmt::Eval(v) => match &kernel.value(*v).op {
-            Op::StoreShared { shared: s, .. } | Op::CopyAsync { shared: s, .. } => *s == shared,
-            Op::Wait(_) => true,
-            _ => false,
-        },
-        Stmt::Assign(..) => false,
-        Stmt::For { body, .. } => body.iter().any(|s| may_change(s, shared, kernel)),
-        Stmt::If { then_body, else_body, .. } => then_body.iter().chain(else_body).any(|s| may_change(s, shared, kernel)),
     }
 }
 
@@ -1837,25 +1682,6 @@ fn reduce_combine(op: ReduceOp, dtype: DType) -> lir::BinaryOp {
 /// The dtype whose register type is `acc_ty` when accumulating `dtype` values.
 fn acc_dtype(acc_ty: Ty, dtype: DType) -> DType {
     if acc_ty == Ty::F32 && dtype != DType::F32 { DType::F32 } else { dtype }
-}
-
-/// Whether every thread holds its elements in runs of `run` consecutive local indices that are
-/// `run` consecutive elements of the last dimension starting at a multiple of `run` (for every
-/// thread: the thread terms of that dimension step by multiples of `run`).
-fn holds_runs(layout: &RegisterLayout, run: usize) -> bool {
-    let last = layout.rank() - 1;
-    let local = layout.local_size();
-    let threads_aligned = layout.thread_terms().iter().all(|t| t.dim != last || t.multiplier.is_multiple_of(run));
-    threads_aligned
-        && local.is_multiple_of(run)
-        && (0..local / run).all(|r| {
-            let first = layout.local_coords(r * run);
-            first[last].is_multiple_of(run)
-                && (1..run).all(|j| {
-                    let c = layout.local_coords(r * run + j);
-                    c[last] == first[last] + j && (0..last).all(|d| c[d] == first[d])
-                })
-        })
 }
 
 /// Appends `stmts`, under `guard` unless it is the constant true (a layout without replicas).

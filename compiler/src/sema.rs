@@ -23,7 +23,7 @@ pub const MAX_TILE_ELEMENTS: usize = 1 << 16;
 /// Warps per block allowed by `warps(n)`.
 pub const MAX_WARPS: i64 = 32;
 /// Static shared memory a kernel may declare (the limit without opting in to more).
-pub const MAX_SHARED_BYTES: usize = 48 * 1024;
+pub use crate::ir::plan::MAX_SHARED_BYTES;
 
 /// Finds a kernel by name (or the only/first one when `name` is `None`).
 pub fn find_kernel<'f>(file: &'f ast::File, name: Option<&str>) -> Result<&'f ast::Kernel, Diagnostic> {
@@ -116,6 +116,7 @@ fn lower_kernel_with_layouts(
             params: Vec::new(),
             grid: [SymExpr::Const(1), SymExpr::Const(1), SymExpr::Const(1)],
             warps: 1,
+            shared_bytes: None,
             values: Vec::new(),
             vars: Vec::new(),
             body: Vec::new(),

@@ -26,7 +26,8 @@ pub const TARGETS: [Target; 9] = [
 ];
 
 /// The block IR's text form: a kernel that parses prints back to text that parses to the same
-/// text, and the verifier (with and without layouts) answers without a panic.
+/// text, and the verifier (with and without layouts) and the plan verifier answer without a
+/// panic.
 pub fn ir_text(data: &[u8]) {
     use tl_compiler::ir::{parse::parse, print::kernel_to_string, verify::verify};
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -35,7 +36,9 @@ pub fn ir_text(data: &[u8]) {
     let again = parse(&printed).unwrap_or_else(|e| panic!("printed block IR does not parse: {e}\n{printed}"));
     assert_eq!(kernel_to_string(&again), printed, "block IR text is not stable through a parse");
     let _ = verify(&kernel, false);
-    let _ = verify(&kernel, true);
+    if verify(&kernel, true).is_ok() {
+        let _ = tl_compiler::ir::plan::verify_plan(&kernel);
+    }
 }
 
 /// The LIR's text form: a program that parses prints back to text that parses to the same

@@ -1232,6 +1232,7 @@ mod tests {
             params,
             grid,
             warps: 4,
+            shared_bytes: None,
             values: vec![],
             vars: vec![],
             body: vec![],

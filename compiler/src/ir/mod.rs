@@ -11,6 +11,7 @@
 //! the reduced dim with extent 1.
 
 pub mod parse;
+pub mod plan;
 pub mod print;
 pub mod verify;
 
@@ -434,6 +435,12 @@ pub struct ValueData {
     pub layout: Option<RegisterLayout>,
     /// The layout the user wrote for this value (`let t: reg f16[..] @ L = ...`).
     pub annotation: Option<LayoutAnnotation>,
+    /// How an instruction that moves data between threads does it; `None` until
+    /// `passes::select_instructions` (see `plan`).
+    pub strategy: Option<plan::Strategy>,
+    /// Byte offsets in the shared buffer, from `passes::plan_shared_memory`: a shared tensor's
+    /// place, or the scratch space of each operand its strategy stages (see `plan`).
+    pub shared_offsets: Vec<usize>,
     pub span: Span,
 }
 
@@ -517,6 +524,9 @@ pub struct Kernel {
     /// Grid extents (x, y, z).
     pub grid: [SymExpr; 3],
     pub warps: u32,
+    /// The bytes of shared memory the block uses, once `passes::plan_shared_memory` has placed
+    /// every piece (`None` before).
+    pub shared_bytes: Option<usize>,
     pub values: Vec<ValueData>,
     pub vars: Vec<VarData>,
     pub body: Vec<Stmt>,
@@ -537,7 +547,7 @@ impl Kernel {
 
     /// Appends a value to the arena (it still needs a `Stmt::Eval` to be computed).
     pub fn add_value(&mut self, ty: Type, op: Op, span: Span) -> ValueId {
-        self.values.push(ValueData { ty, op, layout: None, annotation: None, span });
+        self.values.push(ValueData { ty, op, layout: None, annotation: None, strategy: None, shared_offsets: Vec::new(), span });
         ValueId(self.values.len() as u32 - 1)
     }
 }

@@ -6,8 +6,10 @@
 //! after layout inference), `kernel_to_string(&parse(&kernel_to_string(&k))?)` is the same
 //! text (tested over every shipped kernel); malformed text is an [`IrParseError`] at a line
 //! and column, never a panic. What the text does not hold is not restored: source spans are
-//! empty and layout annotations are gone (the layouts they chose are printed and kept). Parsing
-//! does not check the IR's rules: run [`super::verify::verify`] on the result.
+//! empty and layout annotations are gone (the layouts they chose are printed and kept); the
+//! planning passes' decisions (`via ..`, `shared [..]`, `shared_bytes(..)`) are kept. Parsing
+//! does not check the IR's rules: run [`super::verify::verify`] (and
+//! [`super::plan::verify_plan`]) on the result.
 
 use super::{BinaryOp, Kernel, LayoutFunc, Op, Param, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueData, ValueId, VarData, VarId};
 use crate::diagnostics::Span;
@@ -15,6 +17,10 @@ use crate::dtype::DType;
 use crate::layout::register::{RegisterLayout, SpatialEntry};
 use crate::number::Number;
 use crate::text_cursor::{braced, items_until_brace, list, Cursor, TextResult as R};
+use super::plan::{MmaInstruction, OperandSource, Strategy};
+
+/// The planning passes' decisions on one value: its strategy and its shared-memory offsets.
+type Plan = (Option<Strategy>, Vec<usize>);
 
 /// Malformed block-IR text, at a 1-based line and column.
 pub type IrParseError = crate::text_cursor::TextError;
@@ -124,7 +130,7 @@ impl<'t> Parser<'t> {
             }
         }
         let grid = [SymExpr::Const(1), SymExpr::Const(1), SymExpr::Const(1)];
-        self.kernel = Some(Kernel { name, const_params, dtype_params, params: Vec::new(), grid, warps: 0, values: Vec::new(), vars: Vec::new(), body: Vec::new() });
+        self.kernel = Some(Kernel { name, const_params, dtype_params, params: Vec::new(), grid, warps: 0, shared_bytes: None, values: Vec::new(), vars: Vec::new(), body: Vec::new() });
         self.expect("(")?;
         self.in_params = true;
         if !self.eat(")") {
@@ -155,11 +161,19 @@ impl<'t> Parser<'t> {
         self.expect("warps(")?;
         let warps = self.integer("a warp count")?;
         self.expect(")")?;
+        let shared_bytes = if self.eat("shared_bytes(") {
+            let bytes = self.integer("a byte count")?;
+            self.expect(")")?;
+            Some(bytes)
+        } else {
+            None
+        };
         self.expect("{")?;
         {
             let k = self.kernel.as_mut().expect("set");
             k.grid = grid;
             k.warps = warps;
+            k.shared_bytes = shared_bytes;
         }
         loop {
             self.skip_space();
@@ -296,6 +310,62 @@ impl<'t> Parser<'t> {
         Ok(Some(layout))
     }
 
+    /// ` via STRATEGY` and ` shared [OFFSETS]` after an instruction, if there (see `plan`).
+    fn plan_suffix(&mut self, op: &Op) -> R<Plan> {
+        let strategy = if self.eat_word("via") {
+            let name_at = self.at;
+            Some(match self.word() {
+                "registers" => Strategy::InRegisters,
+                "shuffle" => Strategy::Shuffle,
+                "staged" => Strategy::Staged,
+                "copy" => {
+                    let Op::CopyAsync { param, .. } = op else {
+                        self.at = name_at;
+                        return Err(self.error("`via copy` belongs to a `copy_async`"));
+                    };
+                    let rank = match &self.kernel_ref().params.get(*param).map(|p| &p.kind) {
+                        Some(ParamKind::Global { shape, .. }) => shape.len(),
+                        _ => return Err(self.error("`copy_async` from a parameter that is not a global tensor")),
+                    };
+                    self.expect("(")?;
+                    let layout = self.layout(rank)?;
+                    self.expect(",")?;
+                    self.expect_word("run")?;
+                    let run = self.integer("a run length")?;
+                    self.expect(")")?;
+                    Strategy::Copy { layout, run }
+                }
+                name => {
+                    let Some(instruction) = MmaInstruction::ALL.into_iter().find(|m| m.name() == name) else {
+                        self.at = name_at;
+                        return Err(self.error(format!("unknown strategy `{name}`: expected registers, shuffle, staged, copy or an mma instruction")));
+                    };
+                    self.expect("(")?;
+                    self.expect_word("a")?;
+                    self.expect(":")?;
+                    let a = self.operand_source()?;
+                    self.expect(",")?;
+                    self.expect_word("b")?;
+                    self.expect(":")?;
+                    let b = self.operand_source()?;
+                    self.expect(")")?;
+                    Strategy::Mma { instruction, a, b }
+                }
+            })
+        } else {
+            None
+        };
+        let offsets = if self.eat_word("shared") { list(self, "[", "]", |p| p.integer("a byte offset"))? } else { Vec::new() };
+        Ok((strategy, offsets))
+    }
+
+    fn operand_source(&mut self) -> R<OperandSource> {
+        self.word_as(
+            |w| [OperandSource::InPlace, OperandSource::Staged].into_iter().find(|s| s.name() == w),
+            |w| format!("expected `in_place` or `staged`, found `{w}`"),
+        )
+    }
+
     /// A layout in product form (`local(2, 1) * spatial(8, 4)`) or mode form
     /// (`layout(shape=[..], modes=[..], spatial=[..], local=[..])`).
     fn layout(&mut self, rank: usize) -> R<RegisterLayout> {
@@ -392,16 +462,20 @@ impl<'t> Parser<'t> {
     }
 
     /// Defines value `id`; each is defined once.
-    fn define(&mut self, id: ValueId, ty: Type, op: Op, layout: Option<RegisterLayout>) -> R<()> {
+    fn define(&mut self, id: ValueId, ty: Type, op: Op, layout: Option<RegisterLayout>, plan: Plan) -> R<()> {
         let values = &mut self.kernel.as_mut().expect("set").values;
         let i = id.index();
         if values.len() <= i {
             // Numbers the text never defines stay placeholders that nothing refers to.
-            values.resize(i + 1, ValueData { ty: Type::Unit, op: Op::LoopIndex, layout: None, annotation: None, span: Span::default() });
+            values.resize(
+                i + 1,
+                ValueData { ty: Type::Unit, op: Op::LoopIndex, layout: None, annotation: None, strategy: None, shared_offsets: Vec::new(), span: Span::default() },
+            );
         } else if values[i].ty != Type::Unit || values[i].op != Op::LoopIndex {
             return Err(self.error(format!("value %{} is defined twice", id.0)));
         }
-        values[i] = ValueData { ty, op, layout, annotation: None, span: Span::default() };
+        let (strategy, shared_offsets) = plan;
+        values[i] = ValueData { ty, op, layout, annotation: None, strategy, shared_offsets, span: Span::default() };
         Ok(())
     }
 
@@ -444,7 +518,8 @@ impl<'t> Parser<'t> {
             self.expect("=")?;
             let op = self.op(&ty)?;
             let layout = self.layout_suffix(&ty)?;
-            self.define(id, ty, op, layout)?;
+            let plan = self.plan_suffix(&op)?;
+            self.define(id, ty, op, layout, plan)?;
             return Ok(Stmt::Eval(id));
         }
         let at = self.at;
@@ -455,7 +530,7 @@ impl<'t> Parser<'t> {
                 let start = self.value_id()?;
                 self.expect("..")?;
                 let end = self.value_id()?;
-                self.define(index, Type::Scalar(DType::I32), Op::LoopIndex, None)?;
+                self.define(index, Type::Scalar(DType::I32), Op::LoopIndex, None, (None, Vec::new()))?;
                 let body = braced(self, |p| p.stmt())?;
                 Ok(Stmt::For { index, start, end, body })
             }
@@ -470,9 +545,10 @@ impl<'t> Parser<'t> {
                 // next free number, as the compiler gives it one.
                 self.at = at;
                 let op = self.op(&Type::Unit)?;
+                let plan = self.plan_suffix(&op)?;
                 let id = ValueId(self.next_unit);
                 self.next_unit += 1;
-                self.define(id, Type::Unit, op, None)?;
+                self.define(id, Type::Unit, op, None, plan)?;
                 Ok(Stmt::Eval(id))
             }
         }

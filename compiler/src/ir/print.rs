@@ -79,9 +79,10 @@ pub fn kernel_to_string(kernel: &Kernel) -> String {
         })
         .collect();
     let grid: Vec<String> = kernel.grid.iter().map(|g| sym_expr(kernel, g)).collect();
+    let shared = kernel.shared_bytes.map(|b| format!(" shared_bytes({b})")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "kernel {}<{}>({})\n    grid({}) warps({}) {{",
+        "kernel {}<{}>({})\n    grid({}) warps({}){shared} {{",
         kernel.name,
         consts.join(", "),
         params.join(", "),
@@ -105,10 +106,11 @@ fn print_body(kernel: &Kernel, body: &[Stmt], depth: usize, out: &mut String) {
                 let v = kernel.value(*id);
                 let text = op_str(kernel, &v.op);
                 let layout = v.layout.as_ref().map(|l| format!(" @ {}", l.readable())).unwrap_or_default();
+                let plan = plan_str(v);
                 if v.ty == Type::Unit {
-                    let _ = writeln!(out, "{pad}{text}");
+                    let _ = writeln!(out, "{pad}{text}{plan}");
                 } else {
-                    let _ = writeln!(out, "{pad}%{}: {} = {text}{layout}", id.0, type_str(&v.ty));
+                    let _ = writeln!(out, "{pad}%{}: {} = {text}{layout}{plan}", id.0, type_str(&v.ty));
                 }
             }
             Stmt::Assign(var, value) => {
@@ -130,6 +132,29 @@ fn print_body(kernel: &Kernel, body: &[Stmt], depth: usize, out: &mut String) {
             }
         }
     }
+}
+
+/// The planning passes' decisions on a value, as they follow its layout:
+/// ` via mma.m16n8k16.f16(a: in_place, b: staged) shared [2048]` (see `plan`).
+pub fn plan_str(v: &ValueData) -> String {
+    let mut out = String::new();
+    if let Some(strategy) = &v.strategy {
+        let _ = write!(out, " via {}", strategy.name());
+        match strategy {
+            plan::Strategy::Mma { a, b, .. } => {
+                let _ = write!(out, "(a: {}, b: {})", a.name(), b.name());
+            }
+            plan::Strategy::Copy { layout, run } => {
+                let _ = write!(out, "({}, run {run})", layout.readable());
+            }
+            _ => {}
+        }
+    }
+    if !v.shared_offsets.is_empty() {
+        let offsets: Vec<String> = v.shared_offsets.iter().map(|o| o.to_string()).collect();
+        let _ = write!(out, " shared [{}]", offsets.join(", "));
+    }
+    out
 }
 
 fn param_name(kernel: &Kernel, i: usize) -> &str {

@@ -38,7 +38,7 @@
 //! component have equal layouts.
 
 use crate::diagnostics::Diagnostic;
-use crate::dtype::DType;
+use crate::ir::plan::MmaInstruction;
 use crate::ir::{Kernel, LayoutAnnotation, LayoutFunc, Op, Stmt, ValueId, VarId};
 use crate::layout::{view_result_layout, LayoutError, RegisterLayout};
 use petgraph::graph::{NodeIndex, UnGraph};
@@ -340,7 +340,7 @@ fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize)
     for v in values() {
         if let Op::Dot { a, .. } = kernel.values[v.index()].op {
             let operand = kernel.values[a.index()].ty.dtype();
-            if matches!(operand, Some(DType::F16 | DType::BF16 | DType::I8)) {
+            if operand.is_some_and(MmaInstruction::takes_operands_of) {
                 if let Some(l) = mma_accumulator(shape, threads) {
                     return Some(l);
                 }
@@ -391,9 +391,7 @@ fn mma_accumulator(shape: &[usize], threads: usize) -> Option<RegisterLayout> {
     let (wm, wn) = best?;
     RegisterLayout::local(&[tiles_m / wm, tiles_n / wn])
         .and_then(|l| l.with_spatial(&[wm, wn]))
-        .and_then(|l| l.with_local(&[2, 1]))
-        .and_then(|l| l.with_spatial(&[8, 4]))
-        .and_then(|l| l.with_local(&[1, 2]))
+        .and_then(|l| l.product(&MmaInstruction::accumulator_fragment()))
         .ok()
 }
 
@@ -410,7 +408,7 @@ fn vectorized(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLa
 
 /// The largest power of two `v` with `v · bits ≤ 128` that divides the last extent and passes
 /// `also` (1 when none above 1 does).
-fn widest_run(shape: &[usize], bits: usize, also: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn widest_run(shape: &[usize], bits: usize, also: impl Fn(usize) -> bool) -> usize {
     let last = shape.last().copied().unwrap_or(1);
     let cap = (128 / bits.max(1)).max(1);
     let mut v = 1usize << (usize::BITS - 1 - cap.leading_zeros());
@@ -422,26 +420,10 @@ fn widest_run(shape: &[usize], bits: usize, also: impl Fn(usize) -> bool) -> usi
 
 /// Runs of `v` consecutive elements of the last dimension per thread (`v` divides it), the
 /// runs spread as `auto_local_spatial`.
-fn runs_of(shape: &[usize], threads: usize, v: usize) -> Option<RegisterLayout> {
+pub(crate) fn runs_of(shape: &[usize], threads: usize, v: usize) -> Option<RegisterLayout> {
     let mut outer = shape.to_vec();
     *outer.last_mut()? /= v;
     let mut inner = vec![1; shape.len()];
     *inner.last_mut()? = v;
     RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
 }
-
-/// The layout that distributes a `copy_async` of a tile of `shape` over `threads`, and its
-/// run length `v`: each thread moves runs of `v` consecutive elements of the last dimension,
-/// the largest power of two with `v · bits ≤ 128` that divides it, so that aligned runs become
-/// one 16-byte (or 8-, 4-byte) copy. Runs of elements narrower than a byte fill whole bytes
-/// (whole rows when no power of two does), so no two threads write parts of one byte.
-/// Threads beyond the tile's runs hold replicas (only the first replica copies).
-pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<(RegisterLayout, usize)> {
-    let last = *shape.last()?;
-    let mut v = widest_run(shape, bits, |_| true);
-    if (v * bits) % 8 != 0 {
-        v = last;
-    }
-    Some((runs_of(shape, threads, v)?, v))
-}
-

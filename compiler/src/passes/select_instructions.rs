@@ -1,0 +1,82 @@
+//! Instruction selection: decides how every instruction that moves data between threads does
+//! it, and records the choice on the instruction (`ValueData::strategy`, see `ir::plan`).
+//!
+//! Expects a verified kernel with layouts (after `infer_layouts`). Chooses, first legal option
+//! first (the legality rules are `ir::plan`'s, which the plan verifier applies too):
+//! * `dot`: tensor cores when `plan::mma_instruction` gives an instruction, each operand read
+//!   by `ldmatrix` in place when `plan::reads_in_place` allows it and staged otherwise; else
+//!   CUDA cores with both operands staged;
+//! * reductions: warp shuffles when `plan::shuffle_reduction_fits`, else staged;
+//! * `view`, `permute`, `reshape`: in registers when `plan::in_registers`, else staged;
+//! * `broadcast`: staged;
+//! * `copy_async`: runs of `v` consecutive elements of the last dimension per thread, `v` the
+//!   largest power of two with `v · bits ≤ 128` that divides it (one 16-, 8- or 4-byte
+//!   `cp.async` per aligned run); runs of elements narrower than a byte fill whole bytes (whole
+//!   rows when no power of two does), so no two threads write parts of one byte; threads beyond
+//!   the tile's runs hold replicas (only the first replica copies). The recorded run is the
+//!   longest the layout holds (`plan::contiguous_run`).
+//!
+//! Guarantees: every such instruction has a strategy that `plan::verify_plan` accepts; nothing
+//! else changes. A `copy_async` whose tile cannot be spread over the block's threads is a
+//! diagnostic at the copy.
+
+use crate::diagnostics::Diagnostic;
+use crate::ir::plan::{self, OperandSource, Strategy};
+use crate::ir::{Kernel, Op, ValueId};
+use crate::layout::RegisterLayout;
+use crate::passes::infer_layouts::{runs_of, widest_run};
+
+pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for i in 0..kernel.values.len() {
+        let id = ValueId(i as u32);
+        let strategy = match &kernel.value(id).op {
+            Op::Dot { a, b, .. } => match plan::mma_instruction(kernel, id) {
+                Some(instruction) => {
+                    let source = |operand| {
+                        if plan::reads_in_place(kernel, operand, id, instruction) { OperandSource::InPlace } else { OperandSource::Staged }
+                    };
+                    Strategy::Mma { instruction, a: source(*a), b: source(*b) }
+                }
+                None => Strategy::Staged,
+            },
+            Op::Reduce { .. } => {
+                if plan::shuffle_reduction_fits(kernel, id) { Strategy::Shuffle } else { Strategy::Staged }
+            }
+            Op::View(_) | Op::Permute { .. } | Op::Reshape(_) => {
+                if plan::in_registers(kernel, id) { Strategy::InRegisters } else { Strategy::Staged }
+            }
+            Op::Broadcast(_) => Strategy::Staged,
+            Op::CopyAsync { .. } => {
+                let threads = kernel.num_threads();
+                match plan::copy_tile(kernel, id).and_then(|(tile, bits)| copy_layout(&tile, threads, bits)) {
+                    Some(layout) => {
+                        let run = plan::contiguous_run(&layout);
+                        Strategy::Copy { layout, run }
+                    }
+                    None => {
+                        diagnostics.push(Diagnostic::error(
+                            format!("this copy's tile cannot be spread over the block's {threads} threads"),
+                            kernel.value(id).span,
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => continue,
+        };
+        kernel.values[i].strategy = Some(strategy);
+    }
+    diagnostics
+}
+
+/// The layout that distributes a `copy_async` of a tile of `shape` over `threads` (see the
+/// module header).
+fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
+    let last = *shape.last()?;
+    let mut v = widest_run(shape, bits, |_| true);
+    if !(v * bits).is_multiple_of(8) {
+        v = last;
+    }
+    runs_of(shape, threads, v)
+}
