@@ -510,26 +510,22 @@ impl Lower<'_> {
             self.view_through_shared(id, a, body);
             return;
         }
-        let (b_src, b_dst) = (from.bits() as i64, to.bits() as i64);
-        let sources: Vec<Var> = self.regs(a).to_vec();
+        let b_dst = to.bits() as i64;
+        // Which source bits make up each result element: the layout module's per-thread view,
+        // legal because the plan says the view moves no data.
+        let cut = crate::layout::view_bits(self.layout(a), from.bits(), self.layout(id), to.bits()).expect("plan::in_registers");
         let count = self.layout(id).local_size();
-        debug_assert_eq!(sources.len() as i64 * b_src, count as i64 * b_dst, "checked by view_moves_no_data");
-        let codes: Vec<Var> = sources.iter().map(|&r| self.code_of_register(body, var(r), from)).collect();
+        let codes: Vec<Var> = self.regs(a).to_vec().into_iter().map(|r| self.code_of_register(body, var(r), from)).collect();
         let mut out = Vec::new();
-        for j in 0..count as i64 {
-            let (lo, hi) = (j * b_dst, (j + 1) * b_dst);
+        for j in 0..count {
             let mut code: Option<Expr> = None;
-            for (i, &c) in codes.iter().enumerate() {
-                let (s_lo, s_hi) = (i as i64 * b_src, (i as i64 + 1) * b_src);
-                if s_hi <= lo || s_lo >= hi {
-                    continue;
-                }
-                // Bits [max(lo, s_lo), min(hi, s_hi)) move from source offset (x − s_lo) to
-                // destination offset (x − lo).
-                let part = if s_lo >= lo {
-                    bin(lir::BinaryOp::Shl, var(c), int(Ty::I32, s_lo - lo))
+            for piece in cut.source_pieces(j).expect("a result element") {
+                // A piece starts at bit 0 of its source element or at bit 0 of the result.
+                let c = var(codes[piece.src_local]);
+                let part = if piece.src_bit == 0 {
+                    bin(lir::BinaryOp::Shl, c, int(Ty::I32, piece.dst_bit as i64))
                 } else {
-                    bin(lir::BinaryOp::LShr, var(c), int(Ty::I32, lo - s_lo))
+                    bin(lir::BinaryOp::LShr, c, int(Ty::I32, piece.src_bit as i64))
                 };
                 code = Some(match code {
                     None => part,
@@ -1308,13 +1304,13 @@ impl Lower<'_> {
 
     /// The number of elements `v` each vector access of a load or store of `layout` at
     /// `offsets` into global tensor `param` moves (1: per-element accesses). `v` qualifies when
-    /// every group of `v` consecutive local indices holds `v` consecutive elements along the
-    /// last dimension starting at a multiple of `v` (for every thread: the thread terms of that
-    /// dimension step by multiples of `v`), the group is a power-of-two number of whole bytes
-    /// of at most 16, and the analysis proves the tile offset and the tensor's last extent
-    /// (hence every row stride) multiples of `v`. Then each group starts at an element index
-    /// that is a multiple of `v` (its byte address a multiple of its size), and, the extent
-    /// being a multiple of `v`, its elements are all inside the bounds or all outside.
+    /// the layout analysis finds every group of `v` consecutive local indices to be `v`
+    /// consecutive elements of one row starting at a multiple of `v`, a power-of-two number of
+    /// whole bytes of at most 16 (`layout::analysis::row_tile_vector_width`), and the
+    /// divisibility analysis proves the tile offset and the tensor's last extent (hence every
+    /// row stride) multiples of `v`. Then each group starts at an element index that is a
+    /// multiple of `v` (its byte address a multiple of its size), and, the extent being a
+    /// multiple of `v`, its elements are all inside the bounds or all outside.
     fn vector_width(&self, param: usize, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> usize {
         let ParamKind::Global { shape, .. } = &self.k.params[param].kind else { return 1 };
         if dtype == DType::Bool || layout.rank() == 0 || shape.len() != layout.rank() || offsets.len() != layout.rank() {
@@ -1322,19 +1318,14 @@ impl Lower<'_> {
         }
         let last = layout.rank() - 1;
         let bits = dtype.bits() as usize;
-        let local = layout.local_size();
         let known = self.div.value(offsets[last]).min(self.div.sym(&shape[last]));
-        let mut best = 1;
-        let mut v = 2usize;
-        while v <= local && v * bits <= 128 {
-            let whole_bytes = (v * bits).is_multiple_of(8) && (v * bits / 8).is_power_of_two();
-            let proven = v.trailing_zeros() <= known;
-            if whole_bytes && proven && plan::holds_runs(layout, v) {
-                best = v;
-            }
-            v *= 2;
+        let mut v = crate::layout::analysis::row_tile_vector_width(layout, dtype.bits(), 16).unwrap_or(1);
+        // Narrower groups of a legal one are legal too, when they are a power-of-two number of
+        // whole bytes.
+        while v > 1 && (v.trailing_zeros() > known || !(v * bits).is_multiple_of(8) || !(v * bits / 8).is_power_of_two()) {
+            v /= 2;
         }
-        best
+        v
     }
 
     /// The register type and count of the words that carry `v` packed sub-byte elements of

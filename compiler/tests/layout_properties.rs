@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestRunner};
 use tl_compiler::dtype::{read_packed, write_packed};
 use tl_compiler::layout::analysis::{
     bank_wavefronts, bank_wavefronts_f2, classify_conversion_brute_force, shared_access_wavefronts,
-    shared_access_wavefronts_f2, vector_width_brute_force,
+    shared_access_wavefronts_f2, vector_width_brute_force, row_tile_vector_width,
 };
 use tl_compiler::layout::{
     ConversionKind, F2Layout, RegisterLayout, SharedLayout, SpatialEntry, Swizzle, classify_conversion, vector_width,
@@ -896,6 +896,37 @@ proptest! {
                 w *= 2;
             }
             prop_assert_eq!(vector_width_brute_force(&reg, &mem, bits, 16).unwrap(), v);
+        }
+    }
+
+    /// I13b: the vector width of a tile of a global tensor with unknown row strides is the
+    /// largest power of two `v` (a power-of-two number of whole bytes, at most 16) such that
+    /// every thread's groups of `v` consecutive local indices are `v` consecutive columns of one
+    /// row, the first a multiple of `v`: stated here on coordinates alone.
+    #[test]
+    fn i13b_row_tile_vector_width(mixed in layout_strategy(MIXED), pow2 in layout_strategy(POW2), bits_pick in 0usize..5) {
+        let bits = [1u32, 4, 8, 16, 32][bits_pick];
+        for reg in [mixed, pow2] {
+            let last = reg.rank() - 1;
+            let local = reg.local_size();
+            let works = |v: usize| {
+                let b = v * bits as usize;
+                local % v == 0 && b % 8 == 0 && (b / 8).is_power_of_two() && b / 8 <= 16
+                    && (0..reg.num_threads()).all(|t| (0..local / v).all(|g| {
+                        let first = reg.coord(t, g * v).unwrap();
+                        first[last] % v == 0 && (1..v).all(|j| {
+                            let c = reg.coord(t, g * v + j).unwrap();
+                            c[last] == first[last] + j && (0..last).all(|d| c[d] == first[d])
+                        })
+                    }))
+            };
+            let mut want = 1;
+            let mut v = 2;
+            while v * bits as usize <= 128 {
+                if works(v) { want = v; }
+                v *= 2;
+            }
+            prop_assert_eq!(row_tile_vector_width(&reg, bits, 16).unwrap(), want, "{}", reg);
         }
     }
 

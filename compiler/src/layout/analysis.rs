@@ -13,6 +13,8 @@
 //!   the offsets are consecutive and the first is a multiple of `v`; `v * elem_bits` is a whole,
 //!   power-of-two number of bytes of at most `max_bytes`. If no `v > 1` qualifies the answer is
 //!   1 (scalar accesses, bit-level for sub-byte types).
+//!   [`row_tile_vector_width`] is the same for a tile of a global tensor with unknown row
+//!   strides (the lowering's vector loads and stores).
 //! * [`classify_conversion`]`(src, dst)`: `InThread` iff every thread already holds (in `src`)
 //!   every element it must hold in `dst`; `IntraWarp` iff that holds for every warp of 32
 //!   consecutive threads; `CrossWarp` otherwise. Replication in `src` can only help.
@@ -24,7 +26,7 @@
 
 use std::collections::HashSet;
 
-use super::error::LayoutError;
+use super::error::{capped_mul, LayoutError};
 use super::gf2::F2Layout;
 use super::register::RegisterLayout;
 use super::shared::SharedLayout;
@@ -164,6 +166,22 @@ pub fn vector_width(
         (Ok(r), Ok(m)) => vector_width_f2(&r.compose(&m)?, elem_bits, max_bytes),
         _ => vector_width_brute_force(reg, mem, elem_bits, max_bytes),
     }
+}
+
+/// The vector width of accesses from register layout `reg` to a tile of a row-major tensor in
+/// global memory whose row strides are not known at compile time: [`vector_width`] with the
+/// rows a power of two apart, more than a row's length (twice its power-of-two ceiling), so
+/// that a block of elements is consecutive only within one row and aligned only when its first
+/// column is a multiple of the width. Whether the rows themselves are aligned is the caller's
+/// to prove.
+pub fn row_tile_vector_width(reg: &RegisterLayout, elem_bits: u32, max_bytes: usize) -> Result<usize, LayoutError> {
+    let shape = reg.shape();
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        let apart = if d + 2 == shape.len() { 2 } else { 1 };
+        strides[d] = capped_mul(strides[d + 1], capped_mul(shape[d + 1].next_power_of_two(), apart)?)?;
+    }
+    vector_width(reg, &SharedLayout::from_dims(shape, &strides)?, elem_bits, max_bytes)
 }
 
 /// [`vector_width`] by checking every thread and every block.
