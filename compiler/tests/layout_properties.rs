@@ -911,7 +911,7 @@ proptest! {
             let local = reg.local_size();
             let works = |v: usize| {
                 let b = v * bits as usize;
-                local % v == 0 && b % 8 == 0 && (b / 8).is_power_of_two() && b / 8 <= 16
+                local.is_multiple_of(v) && b.is_multiple_of(8) && (b / 8).is_power_of_two() && b / 8 <= 16
                     && (0..reg.num_threads()).all(|t| (0..local / v).all(|g| {
                         let first = reg.coord(t, g * v).unwrap();
                         first[last] % v == 0 && (1..v).all(|j| {

@@ -1,0 +1,210 @@
+//! Loads and stores of global tensors: bounds-predicated per element, or vector accesses of
+//! 2–16 bytes where the layout analysis and the divisibility analysis allow them; sub-byte
+//! formats as packed words.
+
+use super::*;
+
+impl Lower<'_> {
+    /// Global coordinates (i64), the in-bounds predicate and the element index of register
+    /// `local` of a tile at `offsets` in tensor `param`.
+    pub(super) fn global_access(&self, param: usize, layout: &RegisterLayout, offsets: &[ValueId], local: usize) -> (Expr, Expr) {
+        let (extents, strides) = &self.extents[&param];
+        let coords = self.coords(layout, local);
+        let mut conds = Vec::new();
+        let mut index: Option<Expr> = None;
+        for (d, c) in coords.into_iter().enumerate() {
+            let g = to_i64(bin(lir::BinaryOp::Add, var(self.scalar(offsets[d])), c));
+            conds.push(cmp(CmpOp::Ge, g.clone(), int(Ty::I64, 0)));
+            conds.push(cmp(CmpOp::Lt, g.clone(), var(extents[d])));
+            let term = bin(lir::BinaryOp::Mul, g, var(strides[d]));
+            index = Some(match index {
+                None => term,
+                Some(i) => bin(lir::BinaryOp::Add, i, term),
+            });
+        }
+        (and_all(conds), index.unwrap_or(int(Ty::I64, 0)))
+    }
+
+    pub(super) fn load(&mut self, id: ValueId, param: usize, offsets: &[ValueId], pad: Number, body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(id).clone();
+        let dtype = self.dtype(id);
+        let ty = Ty::of(dtype);
+        // The register of the pad: low-precision floats hold a code.
+        let pad = constant_register(dtype, pad);
+        let v = self.vector_width(param, &layout, offsets, dtype);
+        if v > 1 {
+            let mut regs = Vec::new();
+            for group in 0..layout.local_size() / v {
+                // One predicate for the group: it is wholly inside or wholly outside.
+                let (inb, index) = self.global_access(param, &layout, offsets, group * v);
+                let dst: Vec<Var> = (0..v).map(|_| self.new_var(ty)).collect();
+                let then_body = self.vector_load(param, index, dtype, &dst);
+                let else_body = dst.iter().map(|r| lir::Stmt::Assign(*r, pad.clone())).collect();
+                body.push(lir::Stmt::If { cond: inb, then_body, else_body });
+                regs.extend(dst);
+            }
+            self.regs.insert(id, regs);
+            return;
+        }
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, offsets, i);
+            let r = self.new_var(ty);
+            let loaded = if dtype.bits() < 8 {
+                packed_load(param, index, dtype)
+            } else {
+                Expr::LoadGlobal { param, index: Box::new(index), ty }
+            };
+            body.push(lir::Stmt::If {
+                cond: inb,
+                then_body: vec![lir::Stmt::Assign(r, loaded)],
+                else_body: vec![lir::Stmt::Assign(r, pad.clone())],
+            });
+            regs.push(r);
+        }
+        self.regs.insert(id, regs);
+    }
+
+    pub(super) fn store(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(value).clone();
+        let dtype = self.dtype(value);
+        let first = self.is_first_replica(&layout);
+        let v = self.vector_width(param, &layout, offsets, dtype);
+        if v > 1 {
+            for group in 0..layout.local_size() / v {
+                let (inb, index) = self.global_access(param, &layout, offsets, group * v);
+                let sources: Vec<Var> = self.regs(value)[group * v..(group + 1) * v].to_vec();
+                let then_body = self.vector_store(param, index, dtype, &sources);
+                body.push(lir::Stmt::If { cond: bin(lir::BinaryOp::And, first.clone(), inb), then_body, else_body: Vec::new() });
+            }
+            return;
+        }
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, offsets, i);
+            body.push(lir::Stmt::If {
+                cond: bin(lir::BinaryOp::And, first.clone(), inb),
+                then_body: vec![if dtype.bits() < 8 {
+                    packed_store(param, index, dtype, var(self.regs(value)[i]))
+                } else {
+                    lir::Stmt::StoreGlobal { param, index, value: var(self.regs(value)[i]) }
+                }],
+                else_body: Vec::new(),
+            });
+        }
+    }
+
+    /// The number of elements `v` each vector access of a load or store of `layout` at
+    /// `offsets` into global tensor `param` moves (1: per-element accesses). `v` qualifies when
+    /// the layout analysis finds every group of `v` consecutive local indices to be `v`
+    /// consecutive elements of one row starting at a multiple of `v`, a power-of-two number of
+    /// whole bytes of at most 16 (`layout::analysis::row_tile_vector_width`), and the
+    /// divisibility analysis proves the tile offset and the tensor's last extent (hence every
+    /// row stride) multiples of `v`. Then each group starts at an element index that is a
+    /// multiple of `v` (its byte address a multiple of its size), and, the extent being a
+    /// multiple of `v`, its elements are all inside the bounds or all outside.
+    pub(super) fn vector_width(&self, param: usize, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> usize {
+        let ParamKind::Global { shape, .. } = &self.k.params[param].kind else { return 1 };
+        if dtype == DType::Bool || layout.rank() == 0 || shape.len() != layout.rank() || offsets.len() != layout.rank() {
+            return 1;
+        }
+        let last = layout.rank() - 1;
+        let bits = dtype.bits() as usize;
+        let known = self.div.value(offsets[last]).min(self.div.sym(&shape[last]));
+        let mut v = crate::layout::analysis::row_tile_vector_width(layout, dtype.bits(), 16).unwrap_or(1);
+        // Narrower groups of a legal one are legal too, when they are a power-of-two number of
+        // whole bytes.
+        while v > 1 && (v.trailing_zeros() > known || !(v * bits).is_multiple_of(8) || !(v * bits / 8).is_power_of_two()) {
+            v /= 2;
+        }
+        v
+    }
+
+    /// The register type and count of the words that carry `v` packed sub-byte elements of
+    /// `bits` bits (`v · bits / 8` bytes, a power of two from 1 to 16).
+    pub(super) fn packed_words(v: usize, bits: u32) -> (Ty, usize) {
+        match v * bits as usize / 8 {
+            1 => (Ty::I8, 1),
+            2 => (Ty::I16, 1),
+            4 => (Ty::I32, 1),
+            bytes => (Ty::I32, bytes / 4),
+        }
+    }
+
+    /// The statements of a vector load of `dst.len()` elements of `dtype` from element `index`
+    /// (a multiple of the vector, inside the bounds) into the registers `dst`.
+    pub(super) fn vector_load(&mut self, param: usize, index: Expr, dtype: DType, dst: &[Var]) -> Vec<lir::Stmt> {
+        let bits = dtype.bits();
+        if bits >= 8 {
+            let byte_offset = bin(lir::BinaryOp::Mul, index, int(Ty::I64, (bits / 8) as i64));
+            return vec![lir::Stmt::LoadGlobalVector { dst: dst.to_vec(), param, byte_offset, ty: Ty::of(dtype) }];
+        }
+        let (word_ty, count) = Self::packed_words(dst.len(), bits);
+        let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
+        let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
+        let mut out = vec![lir::Stmt::LoadGlobalVector { dst: words.clone(), param, byte_offset, ty: word_ty }];
+        let word_bits = word_ty.bytes() as u32 * 8;
+        for (j, r) in dst.iter().enumerate() {
+            let bit = j as u32 * bits;
+            let word = var(words[(bit / word_bits) as usize]);
+            let word = if word_ty == Ty::I32 { word } else { Expr::Cast { to: Ty::I32, value: Box::new(word), from_unsigned: true, to_unsigned: false } };
+            let shifted = if bit.is_multiple_of(word_bits) { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
+            let code = self.new_var(Ty::I32);
+            out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));
+            let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };
+            out.push(lir::Stmt::Assign(*r, Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }));
+        }
+        out
+    }
+
+    /// The statements of a vector store of the registers `sources` (elements of `dtype`) to
+    /// element `index` (a multiple of the vector, inside the bounds).
+    pub(super) fn vector_store(&mut self, param: usize, index: Expr, dtype: DType, sources: &[Var]) -> Vec<lir::Stmt> {
+        let bits = dtype.bits();
+        if bits >= 8 {
+            let byte_offset = bin(lir::BinaryOp::Mul, index, int(Ty::I64, (bits / 8) as i64));
+            let values = sources.iter().map(|r| var(*r)).collect();
+            return vec![lir::Stmt::StoreGlobalVector { param, byte_offset, values, ty: Ty::of(dtype) }];
+        }
+        let (word_ty, count) = Self::packed_words(sources.len(), bits);
+        let word_bits = word_ty.bytes() as u32 * 8;
+        let per_word = (word_bits / bits) as usize;
+        let mut out = Vec::new();
+        let mut values = Vec::new();
+        for w in 0..count {
+            let mut packed: Option<Expr> = None;
+            for (j, r) in sources.iter().enumerate().skip(w * per_word).take(per_word) {
+                let code = crate::lower_numerics::container_to_code(var(*r), dtype);
+                let shift = (j as u32 * bits) % word_bits;
+                let part = if shift == 0 { code } else { bin(lir::BinaryOp::Shl, code, int(Ty::I32, shift as i64)) };
+                packed = Some(match packed {
+                    None => part,
+                    Some(p) => bin(lir::BinaryOp::Or, p, part),
+                });
+            }
+            let word32 = self.new_var(Ty::I32);
+            out.push(lir::Stmt::Assign(word32, packed.unwrap_or(int(Ty::I32, 0))));
+            values.push(if word_ty == Ty::I32 { var(word32) } else { crate::lower_numerics::narrow_code(var(word32), word_ty) });
+        }
+        let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
+        out.push(lir::Stmt::StoreGlobalVector { param, byte_offset, values, ty: word_ty });
+        out
+    }
+}
+
+/// Element `index` of a packed sub-byte tensor, as the register of its dtype: integers are
+/// sign- or zero-extended values, floats keep their code.
+pub(super) fn packed_load(param: usize, index: Expr, dtype: DType) -> Expr {
+    let bits = dtype.bits();
+    let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64));
+    let code = Expr::LoadGlobalBits { param, bit_index: Box::new(bit_index), bits };
+    let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(code, bits) } else { code };
+    Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }
+}
+
+/// Stores a register of a packed sub-byte dtype as element `index`.
+pub(super) fn packed_store(param: usize, index: Expr, dtype: DType, register: Expr) -> lir::Stmt {
+    let bits = dtype.bits();
+    let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64));
+    let code = crate::lower_numerics::container_to_code(register, dtype);
+    lir::Stmt::StoreGlobalBits { param, bit_index, bits, value: code }
+}

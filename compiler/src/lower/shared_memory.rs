@@ -1,0 +1,257 @@
+//! Shared tensors and scratch space: addressing at the planned offsets, bounds checks of
+//! tiles, loads and stores, `copy_async` over its planned layout, and staging operands for
+//! instructions that move data between threads.
+
+use super::*;
+
+impl Lower<'_> {
+    /// Byte offset of element `coords` in a row-major staged tile of `shape` at `base`.
+    /// With `clamp_broadcast`, dims of extent 1 read index 0 (broadcast).
+    pub(super) fn shared_offset(&self, base: usize, coords: &[Expr], shape: &[usize], bytes: i64, clamp_broadcast: bool) -> Expr {
+        let mut flat: Option<Expr> = None;
+        for (d, c) in coords.iter().enumerate() {
+            let c = if clamp_broadcast && shape[d] == 1 { int(Ty::I32, 0) } else { c.clone() };
+            flat = Some(match flat {
+                None => c,
+                Some(f) => bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Mul, f, int(Ty::I32, shape[d] as i64)), c),
+            });
+        }
+        let flat = flat.unwrap_or(int(Ty::I32, 0));
+        bin(lir::BinaryOp::Add, int(Ty::I32, base as i64), bin(lir::BinaryOp::Mul, flat, int(Ty::I32, bytes)))
+    }
+
+    /// Byte offset (i32) in the shared buffer of the element at `offsets` (one per dim of
+    /// shared tensor `shared`) plus `tile_coords` (over its trailing dims); for a format
+    /// narrower than a byte, its bit offset.
+    pub(super) fn shared_element(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
+        let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+        let lead = shape.len() - tile_coords.len();
+        let coords: Vec<Expr> = (0..shape.len())
+            .map(|d| match (d < lead, &offsets[d]) {
+                (true, o) => o.clone(),
+                (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
+                (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
+            })
+            .collect();
+        let base = self.k.value(shared).shared_offsets[0];
+        // Packed formats are addressed by the bit, the others by the byte.
+        if dtype.bits() < 8 {
+            self.shared_offset(base * 8, &coords, shape, dtype.bits() as i64, false)
+        } else {
+            self.shared_offset(base, &coords, shape, Ty::of(*dtype).bytes() as i64, false)
+        }
+    }
+
+    /// A `Check` that the tile of `tile` extents at `offsets` (one per dim of the shared
+    /// tensor; the tile covers the trailing dims) lies inside shared tensor `shared`: the
+    /// language makes an access outside it an error, also where the bytes would still be in
+    /// the shared buffer. Dims whose offset is a constant inside the tensor need no test.
+    pub(super) fn shared_bounds_check(&mut self, what: &str, shared: ValueId, offsets: &[ValueId], tile: &[usize], body: &mut Vec<lir::Stmt>) {
+        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+        let shape = shape.clone();
+        let lead = shape.len() - tile.len();
+        let mut conds = Vec::new();
+        for (d, &o) in offsets.iter().enumerate() {
+            let extent = if d < lead { 1 } else { tile[d - lead] } as i64;
+            let limit = shape[d] as i64 - extent;
+            if let Op::Const(Number::Int(c)) = self.k.value(o).op {
+                if c >= 0 && c <= limit as i128 {
+                    continue;
+                }
+            }
+            let register = self.scalar(o);
+            let ty = self.p.vars[register.0 as usize];
+            conds.push(cmp(CmpOp::Ge, var(register), int(ty, 0)));
+            conds.push(cmp(CmpOp::Le, var(register), int(ty, limit)));
+        }
+        if conds.is_empty() {
+            return;
+        }
+        let message =
+            format!("`{what}` of a {tile:?} tile reaches outside its shared tensor of shape {shape:?} (the offsets must keep the tile inside it)");
+        body.push(lir::Stmt::Check { cond: and_all(conds), message, device: true });
+    }
+
+    pub(super) fn load_shared(&mut self, id: ValueId, shared: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let tile = self.k.value(id).ty.shape().expect("tile").to_vec();
+        self.shared_bounds_check("load", shared, offsets, &tile, body);
+        let layout = self.layout(id).clone();
+        let dtype = self.dtype(id);
+        let ty = Ty::of(dtype);
+        let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        let mut regs = Vec::new();
+        for i in 0..layout.local_size() {
+            let coords = self.coords(&layout, i);
+            let offset = self.shared_element(shared, &offsets, &coords);
+            let loaded = if dtype.bits() < 8 {
+                // A packed code, into its i8 container (integers sign- or zero-extended).
+                let bits = dtype.bits();
+                let code = Expr::LoadSharedBits { bit_offset: Box::new(offset), bits };
+                let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(code, bits) } else { code };
+                Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }
+            } else {
+                Expr::LoadShared { offset: Box::new(offset), ty }
+            };
+            regs.push(self.assign(body, ty, loaded));
+        }
+        self.regs.insert(id, regs);
+    }
+
+    pub(super) fn store_shared(&mut self, shared: ValueId, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let tile = self.k.value(value).ty.shape().expect("tile").to_vec();
+        self.shared_bounds_check("store", shared, offsets, &tile, body);
+        let layout = self.layout(value).clone();
+        let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        let mut stores = Vec::new();
+        for i in 0..layout.local_size() {
+            let coords = self.coords(&layout, i);
+            let offset = self.shared_element(shared, &offsets, &coords);
+            stores.push(lir::Stmt::StoreShared { offset, value: var(self.regs(value)[i]) });
+        }
+        guarded(body, self.is_first_replica(&layout), stores);
+    }
+
+    /// `copy_async`: each thread (primary copies only) moves its runs of the tile (whole bytes).
+    /// When a run is 4, 8 or 16 bytes and the source rows and offsets are aligned to it (proven
+    /// by the divisibility analysis, or else tested at run time for the whole block), each run
+    /// is one `cp.async` that zero-fills what lies outside the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
+    /// shared memory directly, which is already complete when the group's `wait` returns.
+    pub(super) fn copy_async(&mut self, id: ValueId, shared: ValueId, dst_offsets: &[ValueId], param: usize, src_offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let Some(Strategy::Copy { layout, run }) = self.k.value(id).strategy.clone() else {
+            unreachable!("plan::verify_plan: every copy_async has a copy strategy")
+        };
+        let rank = src_offsets.len();
+        {
+            let Type::Shared { shape, .. } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+            let tile = shape[shape.len() - rank..].to_vec();
+            self.shared_bounds_check("copy_async", shared, dst_offsets, &tile, body);
+        }
+        let dtype = self.dtype(shared);
+        let ty = Ty::of(dtype);
+        let mut dst: Vec<Expr> = dst_offsets.iter().map(|o| var(self.scalar(*o))).collect();
+        dst.extend((0..rank).map(|_| int(Ty::I32, 0)));
+        let bits = dtype.bits() as i64;
+        // The synchronous path, element by element (all bits zero outside the tensor, as
+        // `cp.async` zero-fills). Packed codes go as they are: the copy layout gives each
+        // thread whole bytes, so no two threads write one byte.
+        let mut slow = Vec::new();
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, src_offsets, i);
+            let offset = self.shared_element(shared, &dst, &self.coords(&layout, i));
+            if bits < 8 {
+                let bit_index = bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits));
+                let code = Expr::LoadGlobalBits { param, bit_index: Box::new(bit_index), bits: bits as u32 };
+                let r = self.new_var(Ty::I32);
+                slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, code)], else_body: vec![lir::Stmt::Assign(r, int(Ty::I32, 0))] });
+                slow.push(lir::Stmt::StoreSharedBits { bit_offset: offset, bits: bits as u32, value: var(r) });
+            } else {
+                let loaded = Expr::LoadGlobal { param, index: Box::new(index), ty };
+                let r = self.new_var(ty);
+                let zero = if ty.is_float() { Expr::Float(ty, 0.0) } else { int(ty, 0) };
+                slow.push(lir::Stmt::If { cond: inb, then_body: vec![lir::Stmt::Assign(r, loaded)], else_body: vec![lir::Stmt::Assign(r, zero)] });
+                slow.push(lir::Stmt::StoreShared { offset, value: var(r) });
+            }
+        }
+        // A run's bytes (whole bytes: for sub-byte formats the copy layout makes it so).
+        let run_bits = run as i64 * if bits < 8 { bits } else { ty.bytes() as i64 * 8 };
+        let run_bytes = run_bits / 8;
+        let vector = run_bits % 8 == 0 && matches!(run_bytes, 4 | 8 | 16);
+        let copies = if !vector {
+            slow
+        } else {
+            let (extents, strides) = self.extents[&param].clone();
+            let mut fast = Vec::new();
+            for r in 0..layout.local_size() / run {
+                let coords = self.coords(&layout, r * run);
+                let mut lead_in_bounds = Vec::new();
+                let mut index: Option<Expr> = None;
+                let mut last_g = None;
+                for (d, c) in coords.iter().enumerate() {
+                    let g = self.assign(&mut fast, Ty::I64, to_i64(bin(lir::BinaryOp::Add, var(self.scalar(src_offsets[d])), c.clone())));
+                    if d + 1 < rank {
+                        lead_in_bounds.push(cmp(CmpOp::Ge, var(g), int(Ty::I64, 0)));
+                        lead_in_bounds.push(cmp(CmpOp::Lt, var(g), var(extents[d])));
+                    } else {
+                        last_g = Some(g);
+                    }
+                    let term = bin(lir::BinaryOp::Mul, var(g), var(strides[d]));
+                    index = Some(match index {
+                        None => term,
+                        Some(i) => bin(lir::BinaryOp::Add, i, term),
+                    });
+                }
+                let last_g = last_g.expect("rank >= 1");
+                // Elements of the run inside the tensor: clamp(extent - g, 0, run), or none
+                // when g < 0 (runs are aligned, so a run never straddles 0) or a leading
+                // coordinate is outside.
+                let left = bin(lir::BinaryOp::Sub, var(extents[rank - 1]), var(last_g));
+                let left = bin(lir::BinaryOp::Min, bin(lir::BinaryOp::Max, left, int(Ty::I64, 0)), int(Ty::I64, run as i64));
+                lead_in_bounds.push(cmp(CmpOp::Ge, var(last_g), int(Ty::I64, 0)));
+                let inside = self.assign(&mut fast, Ty::I1, and_all(lead_in_bounds));
+                let count = Expr::Select(Box::new(var(inside)), Box::new(left), Box::new(int(Ty::I64, 0)));
+                let count = Expr::Cast { to: Ty::I32, value: Box::new(count), from_unsigned: false, to_unsigned: false };
+                // Runs are all or nothing inside the tensor (aligned offsets and rows), so
+                // `count · bits` is whole bytes.
+                let (scale, unit) = if bits < 8 { (bits, 8) } else { (ty.bytes() as i64, 1) };
+                let src_bytes = self.assign(&mut fast, Ty::I32, bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, count, int(Ty::I32, scale)), int(Ty::I32, unit)));
+                // A run with nothing to read still needs a valid address: the tensor's start.
+                let byte_index = bin(
+                    lir::BinaryOp::Div,
+                    bin(lir::BinaryOp::Mul, index.expect("rank >= 1"), int(Ty::I64, scale)),
+                    int(Ty::I64, unit),
+                );
+                let reads = cmp(CmpOp::Gt, var(src_bytes), int(Ty::I32, 0));
+                let byte_index = Expr::Select(Box::new(reads), Box::new(byte_index), Box::new(int(Ty::I64, 0)));
+                let element = self.shared_element(shared, &dst, &coords);
+                let offset = if bits < 8 { bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)) } else { element };
+                fast.push(lir::Stmt::CopyAsync { offset, param, byte_index, bytes: run_bytes as u32, src_bytes: var(src_bytes) });
+            }
+            // Aligned when the source offset along the last dim and the row length (for
+            // rank > 1) are multiples of the run: proven by the divisibility analysis, or
+            // tested at run time. A run of a packed format must also lie wholly inside or
+            // wholly outside the tensor (a partial byte would carry bits of elements past its
+            // end), so for those the last extent is a multiple of the run at any rank.
+            let ParamKind::Global { shape: global_shape, .. } = &self.k.params[param].kind else { unreachable!("a global tensor") };
+            let log2_run = run.trailing_zeros();
+            let extent_matters = rank > 1 || bits < 8;
+            let proven = self.div.value(src_offsets[rank - 1]) >= log2_run && (!extent_matters || self.div.sym(&global_shape[rank - 1]) >= log2_run);
+            if proven {
+                fast
+            } else {
+                let mut aligned = vec![cmp(
+                    CmpOp::Eq,
+                    bin(lir::BinaryOp::Rem, to_i64(var(self.scalar(src_offsets[rank - 1]))), int(Ty::I64, run as i64)),
+                    int(Ty::I64, 0),
+                )];
+                if extent_matters {
+                    aligned.push(cmp(CmpOp::Eq, bin(lir::BinaryOp::Rem, var(extents[rank - 1]), int(Ty::I64, run as i64)), int(Ty::I64, 0)));
+                }
+                vec![lir::Stmt::If { cond: and_all(aligned), then_body: fast, else_body: slow }]
+            }
+        };
+        guarded(body, self.is_first_replica(&layout), copies);
+    }
+
+    /// Writes the operands that instruction `id`'s strategy stages (`plan::staged_operands`) to
+    /// the scratch space the plan gives them (row-major, one container per element) and waits
+    /// for every thread. Returns each operand's base offset.
+    pub(super) fn stage(&mut self, id: ValueId, body: &mut Vec<lir::Stmt>) -> Vec<usize> {
+        let data = self.k.value(id);
+        let values = data.strategy.as_ref().map(|s| plan::staged_operands(self.k, id, s)).unwrap_or_default();
+        let bases = data.shared_offsets.clone();
+        for (&v, &offset) in values.iter().zip(&bases) {
+            let shape = self.k.value(v).ty.shape().expect("tensor").to_vec();
+            let bytes = Ty::of(self.dtype(v)).bytes();
+            let layout = self.layout(v).clone();
+            let mut stores = Vec::new();
+            for i in 0..layout.local_size() {
+                let coords = self.coords(&layout, i);
+                let off = self.shared_offset(offset, &coords, &shape, bytes as i64, false);
+                stores.push(lir::Stmt::StoreShared { offset: off, value: var(self.regs(v)[i]) });
+            }
+            guarded(body, self.is_first_replica(&layout), stores);
+        }
+        body.push(lir::Stmt::Barrier);
+        bases
+    }
+}
