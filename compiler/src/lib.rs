@@ -3,6 +3,8 @@
 //! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
 
 pub mod backend;
+pub mod builtins;
+pub mod check_reference;
 pub mod diagnostics;
 pub mod driver;
 pub mod dtype;

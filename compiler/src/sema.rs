@@ -8,6 +8,7 @@
 //! Every problem becomes a `Diagnostic` at the span of the offending text; analysis continues
 //! after an error so that one run reports as many independent errors as it can.
 
+use crate::builtins;
 use crate::diagnostics::{Diagnostic, Span};
 use crate::dtype::DType;
 use crate::number::Number;
@@ -43,8 +44,8 @@ pub fn find_kernel<'f>(file: &'f ast::File, name: Option<&str>) -> Result<&'f as
     }
 }
 
-/// Checks every kernel of a file with its default compile-time parameters, and that every
-/// `reference` names a kernel.
+/// Checks every kernel of a file with its default compile-time parameters, and every
+/// `reference` against the kernel it names (`check_reference`).
 pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let mut seen: HashMap<&str, Span> = HashMap::new();
@@ -74,12 +75,16 @@ pub fn check_file(file: &ast::File) -> Vec<Diagnostic> {
                 }
             }
             ast::Item::Reference(r) => {
-                let exists = file.items.iter().any(|i| matches!(i, ast::Item::Kernel(k) if k.name.name == r.kernel.name));
-                if !exists {
-                    diags.push(Diagnostic::error(
+                let kernel = file.items.iter().find_map(|i| match i {
+                    ast::Item::Kernel(k) if k.name.name == r.kernel.name => Some(k),
+                    _ => None,
+                });
+                match kernel {
+                    Some(k) => diags.extend(crate::check_reference::check_reference(r, k)),
+                    None => diags.push(Diagnostic::error(
                         format!("`reference` names `{}`, which is not a kernel of this file", r.kernel.name),
                         r.kernel.span,
-                    ));
+                    )),
                 }
             }
         }
@@ -694,7 +699,7 @@ impl Sema {
             }
             StmtKind::Expr(e) => {
                 let stands_alone = matches!(&e.kind, ExprKind::Call { callee, .. }
-                    if matches!(callee.name.as_str(), "store" | "copy_async" | "commit" | "wait" | "sync" | "print"));
+                    if builtins::lookup(&callee.name, builtins::Context::Kernel).is_some_and(|b| b.statement));
                 self.statement_call = stands_alone;
                 let op = self.expr(e, body);
                 self.statement_call = false;
@@ -1181,7 +1186,8 @@ impl Sema {
     fn call(&mut self, e: &ast::Expr, callee: &ast::Ident, dtype: Option<(DType, Span)>, args: &[ast::Arg], body: &mut Vec<Stmt>) -> Operand {
         let name = callee.name.as_str();
         let as_statement = std::mem::take(&mut self.statement_call);
-        if matches!(name, "store" | "copy_async" | "commit" | "wait" | "sync" | "print") && !as_statement {
+        let builtin = builtins::lookup(name, builtins::Context::Kernel);
+        if builtin.is_some_and(|b| b.statement) && !as_statement {
             self.error(format!("`{name}(...)` produces no value: write it as a statement of its own"), e.span);
             return Operand::Error;
         }
@@ -1198,25 +1204,19 @@ impl Sema {
         if positional.iter().any(|(o, _)| matches!(o, Operand::Error)) || named.iter().any(|(_, o, _)| matches!(o, Operand::Error)) {
             return Operand::Error;
         }
-        let allowed_named: &[&str] = match name {
-            "load" => &["pad"],
-            "sum" | "max" | "min" => &["dim"],
-            _ => &[],
+        // The shape of the call, from the table of builtins.
+        let Some(builtin) = builtin else {
+            self.diags.push(builtins::unknown_function(name, builtins::Context::Kernel, callee.span));
+            return Operand::Error;
         };
-        for (n, _, _) in &named {
-            if !allowed_named.contains(&n.name.as_str()) {
-                self.error(format!("`{name}` has no argument named `{}`", n.name), n.span);
-                return Operand::Error;
-            }
-        }
-        let takes_dtype = matches!(name, "cast" | "zeros" | "full" | "view" | "shared");
-        if takes_dtype != dtype.is_some() {
-            let span = dtype.map_or(callee.span, |d| d.1);
-            if takes_dtype {
-                self.error(format!("`{name}` needs a dtype: `{name}<f32>(...)`"), span);
-            } else {
-                self.error(format!("`{name}` takes no dtype argument"), span);
-            }
+        let names: Vec<&str> = named.iter().map(|(n, _, _)| n.name.as_str()).collect();
+        if let Err(problem) = builtins::check_call(builtin, positional.len(), &names, dtype.is_some()) {
+            let span = match &problem {
+                builtins::CallError::UnknownNamed(_) => named.iter().find(|(n, _, _)| !builtin.named.contains(&n.name.as_str())).map_or(e.span, |(n, _, _)| n.span),
+                builtins::CallError::Dtype(_) => dtype.map_or(callee.span, |d| d.1),
+                builtins::CallError::Arity(_) => e.span,
+            };
+            self.error(problem.message().to_string(), span);
             return Operand::Error;
         }
         let arity = |s: &mut Self, n: usize| -> bool {
@@ -1717,12 +1717,12 @@ impl Sema {
                 Operand::Value(self.emit(body, tc, Op::Dot { a: a.0, b: b.0, c: c.0 }, e.span))
             }
             "sum" => {
-                // `sum(x, 1)`: the reduction needs its dimension by name.
+                // `sum(x)`: the reduction needs its dimension by name.
                 self.error("`sum` takes the dimension to reduce by name: `sum(x, dim = d)`", e.span);
                 Operand::Error
             }
             _ => {
-                self.error(format!("unknown function `{name}`"), callee.span);
+                self.error(format!("internal compiler error: the builtin `{name}` has no meaning in kernels"), callee.span);
                 Operand::Error
             }
         }

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod cuda;
+pub mod executors;
 pub mod npy;
 pub mod reference;
 pub mod tensor_file;
@@ -48,21 +49,23 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn parse(name: &str) -> Option<Backend> {
-        match name {
-            "vm" => Some(Backend::Vm),
-            "simt" => Some(Backend::Simt),
-            "cuda" => Some(Backend::Cuda),
-            _ => None,
+    pub const ALL: [Backend; 3] = [Backend::Vm, Backend::Simt, Backend::Cuda];
+
+    /// The implementation that runs launches on this backend (`executors`, one file each).
+    pub fn executor(self) -> &'static dyn executors::Executor {
+        match self {
+            Backend::Vm => &executors::VM,
+            Backend::Simt => &executors::SIMT,
+            Backend::Cuda => &executors::CUDA,
         }
     }
 
+    pub fn parse(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            Backend::Vm => "vm",
-            Backend::Simt => "simt",
-            Backend::Cuda => "cuda",
-        }
+        self.executor().name()
     }
 }
 
@@ -175,7 +178,7 @@ impl Module {
             module: self.clone(),
             compiled,
             reference,
-            ptx: Default::default(),
+            ptx: Arch::ALL.into_iter().map(|arch| (arch, OnceLock::new())).collect(),
             specialize_log2: tl_compiler::passes::divisibility::DEFAULT_CAP_LOG2,
             variants: Default::default(),
             variant_ptx: Default::default(),
@@ -287,8 +290,8 @@ pub struct Kernel {
     pub compiled: Compiled,
     /// The `reference` block for this kernel, if the source has one.
     pub reference: Option<ast::Reference>,
-    /// PTX of the unspecialized variant, per architecture.
-    ptx: [OnceLock<String>; 2],
+    /// PTX of the unspecialized variant, keyed by architecture.
+    ptx: HashMap<Arch, OnceLock<String>>,
     /// The largest power of two (as log2) launches specialize on; 0 runs the unspecialized
     /// variant (`compiled.lir`) always. Defaults to 4 (divisibility by up to 16).
     pub specialize_log2: u32,
@@ -311,7 +314,9 @@ impl Kernel {
 
     /// PTX for `arch`, generated once per kernel and architecture.
     pub fn ptx(&self, arch: Arch) -> Result<&str, RuntimeError> {
-        let slot = &self.ptx[Arch::ALL.iter().position(|a| *a == arch).expect("known arch")];
+        let Some(slot) = self.ptx.get(&arch) else {
+            return Err(RuntimeError::Usage(format!("no PTX is generated for architecture {}", arch.name())));
+        };
         if let Some(p) = slot.get() {
             return Ok(p);
         }
@@ -398,41 +403,7 @@ impl Kernel {
         if grid.contains(&0) {
             return Ok(report);
         }
-        match backend {
-            Backend::Vm => tl_vm::launch(kernel, args).map_err(|e| self.module.vm_error(e))?,
-            Backend::Simt => {
-                let program = self.variant(assumptions)?;
-                tl_vm::simt::launch(&program, grid, args).map_err(|e| self.module.simt_error(e))?
-            }
-            Backend::Cuda => {
-                if !cuda::driver_available() {
-                    return Err(cuda::CudaError::NoDriver.into());
-                }
-                let arch = match cuda::compute_capability()? {
-                    (9, _) => Arch::Sm90a,
-                    _ => Arch::Sm80,
-                };
-                let ptx = self.variant_ptx(assumptions, arch)?;
-                let program = self.variant(assumptions)?;
-                let mut kargs: Vec<cuda::KernelArg> = Vec::new();
-                for (p, a) in kernel.params.iter().zip(args.iter_mut()) {
-                    match (a, &p.kind) {
-                        (Arg::Scalar(v), ParamKind::Scalar(d)) => kargs.push(cuda::KernelArg::Scalar { value: *v, dtype: *d }),
-                        (Arg::Tensor(t), _) => kargs.push(cuda::KernelArg::Tensor(t)),
-                        _ => return Err(RuntimeError::Usage(format!("argument `{}` has the wrong kind", p.name))),
-                    }
-                }
-                let spec = cuda::LaunchSpec {
-                    ptx: ptx.as_str(),
-                    kernel_name: &kernel.name,
-                    grid,
-                    block_threads: program.block_threads,
-                    shared_bytes: program.shared_bytes as u32,
-                };
-                let r = cuda::launch(&spec, &mut kargs)?;
-                report.kernel_ms = Some(r.kernel_ms);
-            }
-        }
+        report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
         Ok(report)
     }
 

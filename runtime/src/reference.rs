@@ -7,6 +7,7 @@
 //! with extent 1, `matmul(a, b)` is the 2-D product, `cast<dtype>(x)` rounds to the dtype;
 //! everything else is exact f64 arithmetic.
 
+use tl_compiler::builtins::{self, Context};
 use tl_compiler::diagnostics::{Diagnostic, Span};
 use tl_compiler::ir::{Kernel, ParamKind};
 use tl_compiler::syntax::ast::{self, BinOp, ExprKind, StmtKind, UnOp};
@@ -189,6 +190,17 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
             })
         }
         ExprKind::Call { callee, dtype, args } => {
+            let name = callee.name.as_str();
+            // The shape of the call, from the table of builtins (sema checked it already; a
+            // reference evaluated without that check still gets the same errors).
+            let Some(builtin) = builtins::lookup(name, Context::Reference) else {
+                return Err(builtins::unknown_function(name, Context::Reference, callee.span));
+            };
+            let named: Vec<&str> = args.iter().filter_map(|a| a.name.as_ref().map(|n| n.name.as_str())).collect();
+            let positional_count = args.iter().filter(|a| a.name.is_none()).count();
+            if let Err(problem) = builtins::check_call(builtin, positional_count, &named, dtype.is_some()) {
+                return err(problem.message().to_string(), e.span);
+            }
             let mut positional = Vec::new();
             let mut dim = None;
             for a in args {
@@ -201,7 +213,6 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     None => positional.push(eval(&a.value, env)?),
                 }
             }
-            let name = callee.name.as_str();
             let want = |n: usize| -> Result<(), Diagnostic> {
                 if positional.len() == n { Ok(()) } else { err(format!("`{name}` takes {n} argument(s) here"), e.span) }
             };
@@ -301,7 +312,7 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let data = (0..rows * n).map(|i| x.data[(i / n / r) * n + i % n]).collect();
                     Ok(Array { shape: vec![rows, n], data })
                 }
-                _ => err(format!("unknown function `{name}` in a reference"), callee.span),
+                _ => err(format!("internal error: the builtin `{name}` has no meaning in references"), callee.span),
             }
         }
         ExprKind::Field(..) | ExprKind::List(_) => err("not allowed in a reference", e.span),
