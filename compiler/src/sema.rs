@@ -13,7 +13,7 @@ use crate::diagnostics::{Diagnostic, Span};
 use crate::dtype::DType;
 use crate::number::Number;
 use crate::ir::{
-    self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId, VarId,
+    self, BinaryOp, Kernel, Op, ParamId, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId, VarId,
 };
 use crate::syntax::ast::{self, BinOp, ExprKind, StmtKind, UnOp};
 use std::collections::{HashMap, HashSet};
@@ -160,8 +160,8 @@ enum Binding {
     Layout(ast::LayoutExpr),
     /// A compile-time dtype parameter.
     DType(DType),
-    ScalarParam(usize),
-    TensorParam(usize),
+    ScalarParam(ParamId),
+    TensorParam(ParamId),
     Value(ValueId),
     Var(VarId),
     /// A name whose definition had an error (already reported): uses stay silent.
@@ -177,7 +177,7 @@ enum Operand {
     Float(f64),
     Bool(bool),
     Value(ValueId),
-    Tensor(usize),
+    Tensor(ParamId),
     /// A shared tensor (a value of `Type::Shared`): only `load`, `store` and `copy_async` take it.
     Shared(ValueId),
     List(Vec<(Operand, Span)>),
@@ -466,7 +466,7 @@ impl Sema {
         for (i, p) in kernel.params.iter().enumerate() {
             let kind = match &p.ty {
                 ast::TypeExpr::Scalar { dtype, .. } => {
-                    self.bind(&p.name, Binding::ScalarParam(i));
+                    self.bind(&p.name, Binding::ScalarParam(ParamId(i as u32)));
                     let dtype = self.resolve_dtype(dtype).unwrap_or(DType::I32);
                     if dtype.is_low_precision() {
                         self.error(format!("a runtime scalar cannot be {dtype} (use an 8-bit or wider type)"), p.ty.span());
@@ -474,7 +474,7 @@ impl Sema {
                     ParamKind::Scalar(dtype)
                 }
                 ast::TypeExpr::Global { dtype, mutable, .. } => {
-                    self.bind(&p.name, Binding::TensorParam(i));
+                    self.bind(&p.name, Binding::TensorParam(ParamId(i as u32)));
                     let dtype = self.resolve_dtype(dtype).unwrap_or(DType::F32);
                     ParamKind::Global { dtype, shape: Vec::new(), mutable: *mutable }
                 }
@@ -534,7 +534,7 @@ impl Sema {
             ExprKind::Int(v) => Some(SymExpr::Const(*v)),
             ExprKind::Name(n) => match self.lookup(n).cloned() {
                 Some(Binding::Const(v)) => Some(SymExpr::Const(v)),
-                Some(Binding::ScalarParam(i)) => match &self.k.params[i].kind {
+                Some(Binding::ScalarParam(i)) => match &self.k.param(i).kind {
                     ParamKind::Scalar(d) if d.is_int() => Some(SymExpr::Param(i)),
                     _ => {
                         self.error(format!("`{n}` is not an integer scalar, so it cannot size a shape or grid"), e.span);
@@ -875,7 +875,7 @@ impl Sema {
             ExprKind::Name(n) => match self.lookup(n).cloned() {
                 Some(Binding::Const(v)) => Operand::Int(v),
                 Some(Binding::ScalarParam(i)) => {
-                    let ParamKind::Scalar(d) = self.k.params[i].kind else { unreachable!("scalar binding") };
+                    let ParamKind::Scalar(d) = self.k.param(i).kind else { unreachable!("scalar binding") };
                     Operand::Value(self.emit(body, Type::Scalar(d), Op::Param(i), e.span))
                 }
                 Some(Binding::TensorParam(i)) => Operand::Tensor(i),
@@ -1121,12 +1121,12 @@ impl Sema {
 
     /// The global tensor parameter a `load`/`store` names as its first argument: its index,
     /// dtype, symbolic shape and writability.
-    fn global_param(&mut self, func: &str, op: Operand, span: Span) -> Option<(usize, DType, Vec<SymExpr>, bool)> {
+    fn global_param(&mut self, func: &str, op: Operand, span: Span) -> Option<(ParamId, DType, Vec<SymExpr>, bool)> {
         let Operand::Tensor(param) = op else {
             self.error(format!("the first argument of `{func}` must be a global tensor parameter"), span);
             return None;
         };
-        let ParamKind::Global { dtype, shape, mutable } = self.k.params[param].kind.clone() else {
+        let ParamKind::Global { dtype, shape, mutable } = self.k.param(param).kind.clone() else {
             unreachable!("tensor bindings name global parameters")
         };
         Some((param, dtype, shape, mutable))
@@ -1399,8 +1399,8 @@ impl Sema {
                 let Some((param, dtype, pshape, mutable)) = self.global_param(name, t, ts) else { return Operand::Error };
                 if !mutable {
                     self.diags.push(
-                        Diagnostic::error(format!("`{}` is not writable", self.k.params[param].name), ts)
-                            .with_label(self.k.params[param].span, "declare it `global mut` to store into it"),
+                        Diagnostic::error(format!("`{}` is not writable", self.k.param(param).name), ts)
+                            .with_label(self.k.param(param).span, "declare it `global mut` to store into it"),
                     );
                     return Operand::Error;
                 }

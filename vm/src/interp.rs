@@ -526,8 +526,8 @@ impl Machine<'_, '_> {
         let dtype = || ty.dtype().ok_or_else(|| internal("the result has no dtype"));
         let out = match &data.op {
             Op::Const(v) => vec![dtype()?.round_number(*v)],
-            Op::Param(i) => match kernel.params.get(*i).map(|p| &p.kind) {
-                Some(ParamKind::Scalar(_)) => vec![dtype()?.round_number(self.scalars[*i])],
+            Op::Param(i) => match kernel.get_param(*i).map(|p| &p.kind) {
+                Some(ParamKind::Scalar(_)) => vec![dtype()?.round_number(self.scalars[i.index()])],
                 _ => return Err(internal("`param` names a tensor parameter")),
             },
             Op::BlockIdx(axis) => {
@@ -577,17 +577,17 @@ impl Machine<'_, '_> {
             }
             Op::Load { param, offsets, pad } => {
                 let offsets = scalars_of(env, offsets)?;
-                let tensor = self.args.get(*param).and_then(Arg::tensor);
+                let tensor = self.args.get(param.index()).and_then(Arg::tensor);
                 let tensor = tensor.ok_or_else(|| internal("`load` names a scalar parameter"))?;
                 load(tensor, &offsets, shape_of(ty), dtype()?.round_number(*pad))?
             }
             Op::Store { param, value, offsets } => {
                 let offsets = scalars_of(env, offsets)?;
                 let mutable = matches!(
-                    kernel.params.get(*param).map(|p| &p.kind),
+                    kernel.get_param(*param).map(|p| &p.kind),
                     Some(ParamKind::Global { mutable: true, .. })
                 );
-                let tensor = match self.args.get_mut(*param) {
+                let tensor = match self.args.get_mut(param.index()) {
                     Some(Arg::Tensor(t)) if mutable => t,
                     _ => return Err(internal("`store` names no `mut` tensor parameter")),
                 };
@@ -648,7 +648,7 @@ impl Machine<'_, '_> {
             Op::CopyAsync { shared, dst_offsets, param, src_offsets } => {
                 let dst_offsets = scalars_of(env, dst_offsets)?;
                 let src_offsets = scalars_of(env, src_offsets)?;
-                let source = self.args.get(*param).and_then(Arg::tensor);
+                let source = self.args.get(param.index()).and_then(Arg::tensor);
                 let source = source.ok_or_else(|| internal("`copy_async` names a scalar parameter"))?;
                 let tensor = self.shared.get_mut(shared).ok_or_else(|| internal("shared tensor not allocated"))?;
                 // The tile: the trailing dims of the shared tensor, whole; the destination
@@ -1190,7 +1190,7 @@ fn reduce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tl_compiler::ir::{Param, SymExpr, VarData};
+    use tl_compiler::ir::{Param, ParamId, SymExpr, VarData};
 
     /// A tiny xorshift generator: inputs are random (never all zeros) but reproducible.
     struct Rng(u64);
@@ -1258,8 +1258,8 @@ mod tests {
         SymExpr::Const(v)
     }
 
-    fn p(i: usize) -> SymExpr {
-        SymExpr::Param(i)
+    fn p(i: u32) -> SymExpr {
+        SymExpr::Param(ParamId(i))
     }
 
     fn cdiv(a: SymExpr, b: SymExpr) -> SymExpr {
@@ -1303,11 +1303,11 @@ mod tests {
         let off = emit(&mut k, &mut b, sc(DType::I32), Op::Binary(BinaryOp::Mul, bx, size));
         let tile = tt(dtype, &[BLOCK]);
         let x =
-            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 1, offsets: vec![off], pad: Number::Float(0.0) });
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: ParamId(1), offsets: vec![off], pad: Number::Float(0.0) });
         let y =
-            emit(&mut k, &mut b, tile.clone(), Op::Load { param: 2, offsets: vec![off], pad: Number::Float(0.0) });
+            emit(&mut k, &mut b, tile.clone(), Op::Load { param: ParamId(2), offsets: vec![off], pad: Number::Float(0.0) });
         let s = emit(&mut k, &mut b, tile, Op::Binary(BinaryOp::Add, x, y));
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 3, value: s, offsets: vec![off] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(3), value: s, offsets: vec![off] });
         k.body = b;
         verified(k)
     }
@@ -1353,9 +1353,9 @@ mod tests {
         let (z, p3, m1) =
             (i32c(&mut k, &mut b, 0), i32c(&mut k, &mut b, 3), i32c(&mut k, &mut b, -1));
         let t =
-            emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: 0, offsets: vec![m2, p5], pad: Number::Float(pad) });
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: t, offsets: vec![z, z] });
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: t, offsets: vec![p3, m1] });
+            emit(&mut k, &mut b, tt(d, &[4, 4]), Op::Load { param: ParamId(0), offsets: vec![m2, p5], pad: Number::Float(pad) });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(1), value: t, offsets: vec![z, z] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(2), value: t, offsets: vec![p3, m1] });
         k.body = b;
         let k = verified(k);
 
@@ -1431,7 +1431,7 @@ mod tests {
         let zf = emit(&mut k, &mut b, sc(f), Op::Const(Number::Float(0.0)));
         let zt = emit(&mut k, &mut b, tt(f, &[BM, BN]), Op::Splat(zf));
         b.push(Stmt::Assign(acc, zt));
-        let kk_ = emit(&mut k, &mut b, i32t.clone(), Op::Param(2));
+        let kk_ = emit(&mut k, &mut b, i32t.clone(), Op::Param(ParamId(2)));
         let t1 = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Add, kk_, cbk));
         let t2 = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Sub, t1, one));
         let tiles = emit(&mut k, &mut b, i32t.clone(), bin(BinaryOp::Div, t2, cbk));
@@ -1442,13 +1442,13 @@ mod tests {
             &mut k,
             &mut lb,
             tt(h, &[BM, BK]),
-            Op::Load { param: 3, offsets: vec![row, kof], pad: Number::Float(0.0) },
+            Op::Load { param: ParamId(3), offsets: vec![row, kof], pad: Number::Float(0.0) },
         );
         let bt = emit(
             &mut k,
             &mut lb,
             tt(h, &[BK, BN]),
-            Op::Load { param: 4, offsets: vec![kof, col], pad: Number::Float(0.0) },
+            Op::Load { param: ParamId(4), offsets: vec![kof, col], pad: Number::Float(0.0) },
         );
         let cur = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::ReadVar(acc));
         let d = emit(&mut k, &mut lb, tt(f, &[BM, BN]), Op::Dot { a: at, b: bt, c: cur });
@@ -1459,7 +1459,7 @@ mod tests {
             &mut k,
             &mut b,
             Type::Unit,
-            Op::Store { param: 5, value: fin, offsets: vec![row, col] },
+            Op::Store { param: ParamId(5), value: fin, offsets: vec![row, col] },
         );
         k.body = b;
         verified(k)
@@ -1515,7 +1515,7 @@ mod tests {
             &mut k,
             &mut b,
             tt(d, &[4, 6]),
-            Op::Load { param: 0, offsets: vec![z, z], pad: Number::Float(0.0) },
+            Op::Load { param: ParamId(0), offsets: vec![z, z], pad: Number::Float(0.0) },
         );
         let s = emit(
             &mut k,
@@ -1535,7 +1535,7 @@ mod tests {
             tt(d, &[4, 1]),
             Op::Reduce { op: ReduceOp::Min, value: x, dim: 1 },
         );
-        for (param, v) in [(1, s), (2, mx), (3, mn)] {
+        for (param, v) in [(ParamId(1), s), (ParamId(2), mx), (ParamId(3), mn)] {
             emit(&mut k, &mut b, Type::Unit, Op::Store { param, value: v, offsets: vec![z, z] });
         }
         k.body = b;
@@ -1590,12 +1590,12 @@ mod tests {
             &mut k,
             &mut b,
             tt(f, &[1, 1, 5]),
-            Op::Load { param: 1, offsets: vec![z, z, z], pad: Number::Float(0.0) },
+            Op::Load { param: ParamId(1), offsets: vec![z, z, z], pad: Number::Float(0.0) },
         );
         let vb = emit(&mut k, &mut b, tt(f, &[1, 2, 5]), Op::Broadcast(v));
         let first = emit(&mut k, &mut b, sc(DType::Bool), Op::Binary(BinaryOp::Eq, bx, z));
         let (mut then_b, mut else_b) = (vec![], vec![]);
-        let t = emit(&mut k, &mut then_b, sc(f), Op::Param(0));
+        let t = emit(&mut k, &mut then_b, sc(f), Op::Param(ParamId(0)));
         let tb = emit(&mut k, &mut then_b, tt(f, &[1, 2, 5]), Op::Splat(t));
         let gt = emit(
             &mut k,
@@ -1611,14 +1611,14 @@ mod tests {
             &mut k,
             &mut then_b,
             Type::Unit,
-            Op::Store { param: 2, value: ci, offsets: vec![bx, z, z] },
+            Op::Store { param: ParamId(2), value: ci, offsets: vec![bx, z, z] },
         );
         let ce = emit(&mut k, &mut else_b, tt(i, &[1, 2, 5]), Op::Cast(vb));
         emit(
             &mut k,
             &mut else_b,
             Type::Unit,
-            Op::Store { param: 2, value: ce, offsets: vec![bx, z, z] },
+            Op::Store { param: ParamId(2), value: ce, offsets: vec![bx, z, z] },
         );
         b.push(Stmt::If { cond: first, then_body: then_b, else_body: else_b });
         k.body = b;
@@ -1792,11 +1792,11 @@ mod tests {
         let mut k = new_kernel("scalar_op", params, [c(2), c(1), c(1)]);
         let mut b = vec![];
         let seven = i32c(&mut k, &mut b, 7);
-        let d = emit(&mut k, &mut b, sc(i), Op::Param(0));
+        let d = emit(&mut k, &mut b, sc(i), Op::Param(ParamId(0)));
         let q = emit(&mut k, &mut b, sc(i), Op::Binary(op, seven, d));
         let qt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(q));
         let z = i32c(&mut k, &mut b, 0);
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 1, value: qt, offsets: vec![z] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(1), value: qt, offsets: vec![z] });
         k.body = b;
         verified(k)
     }
@@ -1840,7 +1840,7 @@ mod tests {
         b.push(Stmt::If { cond: first, then_body: then_b, else_body: vec![] });
         let r = emit(&mut k, &mut b, sc(i), Op::ReadVar(VarId(0)));
         let rt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(r));
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 0, value: rt, offsets: vec![bx] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(0), value: rt, offsets: vec![bx] });
         k.body = b;
         let k = verified(k);
 
@@ -1869,8 +1869,8 @@ mod tests {
         let mut b = vec![];
         let z = i32c(&mut k, &mut b, 0);
         b.push(Stmt::Assign(VarId(0), z));
-        let s = emit(&mut k, &mut b, sc(i), Op::Param(0));
-        let e = emit(&mut k, &mut b, sc(i), Op::Param(1));
+        let s = emit(&mut k, &mut b, sc(i), Op::Param(ParamId(0)));
+        let e = emit(&mut k, &mut b, sc(i), Op::Param(ParamId(1)));
         let index = k.add_value(sc(i), Op::LoopIndex, Span::default());
         let mut lb = vec![];
         let cur = emit(&mut k, &mut lb, sc(i), Op::ReadVar(VarId(0)));
@@ -1879,7 +1879,7 @@ mod tests {
         b.push(Stmt::For { index, start: s, end: e, body: lb });
         let r = emit(&mut k, &mut b, sc(i), Op::ReadVar(VarId(0)));
         let rt = emit(&mut k, &mut b, tt(i, &[1]), Op::Splat(r));
-        emit(&mut k, &mut b, Type::Unit, Op::Store { param: 2, value: rt, offsets: vec![z] });
+        emit(&mut k, &mut b, Type::Unit, Op::Store { param: ParamId(2), value: rt, offsets: vec![z] });
         k.body = b;
         let k = verified(k);
         for (s, e, want) in [(-3, 5, 4.0), (2, 2, 0.0), (5, 1, 0.0), (0, 100, 4950.0)] {

@@ -28,6 +28,22 @@ pub struct ValueId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VarId(pub u32);
 
+/// Index of a parameter in [`Kernel::params`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub u32);
+
+impl ParamId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for ParamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 impl ValueId {
     pub fn index(self) -> usize {
         self.0 as usize
@@ -86,8 +102,8 @@ impl Type {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SymExpr {
     Const(i64),
-    /// The runtime scalar parameter with this index in [`Kernel::params`].
-    Param(usize),
+    /// A runtime scalar parameter.
+    Param(ParamId),
     Add(Box<SymExpr>, Box<SymExpr>),
     Sub(Box<SymExpr>, Box<SymExpr>),
     Mul(Box<SymExpr>, Box<SymExpr>),
@@ -110,10 +126,10 @@ impl SymExpr {
         Ok(match self {
             SymExpr::Const(v) => *v,
             SymExpr::Param(i) => params
-                .get(*i)
+                .get(i.index())
                 .copied()
                 .flatten()
-                .ok_or_else(|| format!("parameter {i} is not a scalar"))?,
+                .ok_or_else(|| format!("parameter {} is not a scalar", i.0))?,
             SymExpr::Add(a, b) => {
                 let (a, b) = bin(a, b)?;
                 a.checked_add(b).ok_or_else(overflow)?
@@ -305,8 +321,8 @@ impl ReduceOp {
 pub enum Op {
     /// A scalar constant of the value's dtype, exactly (an integer as an integer).
     Const(Number),
-    /// The runtime scalar parameter with this index in [`Kernel::params`].
-    Param(usize),
+    /// A runtime scalar parameter.
+    Param(ParamId),
     /// `block.x` (0), `block.y` (1), `block.z` (2).
     BlockIdx(u8),
     /// The index of the `for` loop that defines this value.
@@ -325,10 +341,10 @@ pub enum Op {
     Broadcast(ValueId),
     /// Tile of the value's shape from global tensor parameter `param`, starting at `offsets`
     /// (one i32 scalar per dim); elements outside the tensor read as `pad`.
-    Load { param: usize, offsets: Vec<ValueId>, pad: Number },
+    Load { param: ParamId, offsets: Vec<ValueId>, pad: Number },
     /// Writes a tile into global tensor parameter `param` at `offsets`; elements outside the
     /// tensor are skipped. Produces `Type::Unit`.
-    Store { param: usize, value: ValueId, offsets: Vec<ValueId> },
+    Store { param: ParamId, value: ValueId, offsets: Vec<ValueId> },
     /// `c + a @ b` for `a: [M, K]`, `b: [K, N]`, `c: [M, N]`; products and sums in `c`'s dtype.
     Dot { a: ValueId, b: ValueId, c: ValueId },
     /// A shared tensor of the value's type (`Type::Shared`), allocated for the whole block; its
@@ -347,7 +363,7 @@ pub enum Op {
     /// leading dims. Elements outside the global tensor are written as zero. The copy belongs
     /// to the group the next `Commit` closes and lands when a `Wait` retires that group.
     /// Produces `Type::Unit`.
-    CopyAsync { shared: ValueId, dst_offsets: Vec<ValueId>, param: usize, src_offsets: Vec<ValueId> },
+    CopyAsync { shared: ValueId, dst_offsets: Vec<ValueId>, param: ParamId, src_offsets: Vec<ValueId> },
     /// Closes the group of copies started since the previous `Commit`.
     Commit,
     /// Waits until at most `n` committed groups are still in flight.
@@ -535,6 +551,15 @@ pub struct Kernel {
 impl Kernel {
     pub fn value(&self, id: ValueId) -> &ValueData {
         &self.values[id.index()]
+    }
+
+    pub fn param(&self, id: ParamId) -> &Param {
+        &self.params[id.index()]
+    }
+
+    /// The parameter `id`, or `None` when there is no such parameter (unverified IR).
+    pub fn get_param(&self, id: ParamId) -> Option<&Param> {
+        self.params.get(id.index())
     }
 
     pub fn var(&self, id: VarId) -> &VarData {

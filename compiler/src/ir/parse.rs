@@ -11,7 +11,7 @@
 //! does not check the IR's rules: run [`super::verify::verify`] (and
 //! [`super::plan::verify_plan`]) on the result.
 
-use super::{BinaryOp, Kernel, LayoutFunc, Op, Param, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueData, ValueId, VarData, VarId};
+use super::{BinaryOp, Kernel, LayoutFunc, Op, Param, ParamId, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueData, ValueId, VarData, VarId};
 use crate::diagnostics::Span;
 use crate::dtype::DType;
 use crate::layout::register::{RegisterLayout, SpatialEntry};
@@ -59,15 +59,15 @@ struct Parser<'t> {
 pub const MAX_VALUES: usize = 1 << 18;
 
 /// Marks a parameter index in [`Parser::forward`].
-const FORWARD: usize = usize::MAX / 2;
+const FORWARD: u32 = u32::MAX / 2;
 
 /// Replaces forward references in `e` by parameter indices; the unknown name otherwise.
 fn resolve(e: &mut SymExpr, forward: &[String], names: &[String]) -> Result<(), String> {
     match e {
         SymExpr::Const(_) => Ok(()),
-        SymExpr::Param(i) if *i >= FORWARD => {
-            let name = &forward[*i - FORWARD];
-            *i = names.iter().position(|n| n == name).ok_or_else(|| name.clone())?;
+        SymExpr::Param(i) if i.0 >= FORWARD => {
+            let name = &forward[(i.0 - FORWARD) as usize];
+            *i = ParamId(names.iter().position(|n| n == name).ok_or_else(|| name.clone())? as u32);
             Ok(())
         }
         SymExpr::Param(_) => Ok(()),
@@ -260,11 +260,11 @@ impl<'t> Parser<'t> {
                 })
             }
             name => match self.kernel_ref().params.iter().position(|p| p.name == name) {
-                Some(i) => Ok(SymExpr::Param(i)),
+                Some(i) => Ok(SymExpr::Param(ParamId(i as u32))),
                 None if self.in_params && !name.is_empty() => {
                     // Perhaps a parameter declared later: resolved after the list.
                     self.forward.push(name.to_string());
-                    Ok(SymExpr::Param(FORWARD + self.forward.len() - 1))
+                    Ok(SymExpr::Param(ParamId(FORWARD.saturating_add(self.forward.len() as u32 - 1))))
                 }
                 None => {
                     self.at = at;
@@ -323,7 +323,7 @@ impl<'t> Parser<'t> {
                         self.at = name_at;
                         return Err(self.error("`via copy` belongs to a `copy_async`"));
                     };
-                    let rank = match &self.kernel_ref().params.get(*param).map(|p| &p.kind) {
+                    let rank = match &self.kernel_ref().params.get(param.index()).map(|p| &p.kind) {
                         Some(ParamKind::Global { shape, .. }) => shape.len(),
                         _ => return Err(self.error("`copy_async` from a parameter that is not a global tensor")),
                     };
@@ -479,9 +479,9 @@ impl<'t> Parser<'t> {
         Ok(())
     }
 
-    fn param_index(&mut self) -> R<usize> {
+    fn param_index(&mut self) -> R<ParamId> {
         let params = &self.kernel.as_ref().expect("the header is parsed first").params;
-        let index = |name: &str| params.iter().position(|p| p.name == name);
+        let index = |name: &str| params.iter().position(|p| p.name == name).map(|i| ParamId(i as u32));
         self.cursor.word_as(index, |w| format!("unknown parameter `{w}`"))
     }
 
@@ -688,8 +688,8 @@ mod tests {
         let kernel = parse(TEXT).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kernel_to_string(&kernel), TEXT);
         assert_eq!(kernel.dtype_params, vec![("W".to_string(), DType::U4)]);
-        assert_eq!(kernel.params[0].kind, ParamKind::Global { dtype: DType::F16, shape: vec![SymExpr::Param(1), SymExpr::Mul(Box::new(SymExpr::Param(1)), Box::new(SymExpr::Const(2)))], mutable: false });
-        assert_eq!(kernel.value(ValueId(3)).op, Op::Load { param: 0, offsets: vec![ValueId(2), ValueId(2)], pad: Number::Float(f64::NEG_INFINITY) });
+        assert_eq!(kernel.params[0].kind, ParamKind::Global { dtype: DType::F16, shape: vec![SymExpr::Param(ParamId(1)), SymExpr::Mul(Box::new(SymExpr::Param(ParamId(1))), Box::new(SymExpr::Const(2)))], mutable: false });
+        assert_eq!(kernel.value(ValueId(3)).op, Op::Load { param: ParamId(0), offsets: vec![ValueId(2), ValueId(2)], pad: Number::Float(f64::NEG_INFINITY) });
         // The instructions without a printed number take numbers after the printed ones.
         let Stmt::Eval(last) = kernel.body.last().unwrap() else { panic!() };
         assert!(last.0 > 9);

@@ -297,7 +297,7 @@ pub fn in_registers(kernel: &Kernel, id: ValueId) -> bool {
 pub fn copy_tile(kernel: &Kernel, id: ValueId) -> Option<(Vec<usize>, usize)> {
     let Op::CopyAsync { shared, param, .. } = kernel.value(id).op else { return None };
     let Type::Shared { dtype, shape } = &kernel.value(shared).ty else { return None };
-    let super::ParamKind::Global { shape: global_shape, .. } = &kernel.params.get(param)?.kind else { return None };
+    let super::ParamKind::Global { shape: global_shape, .. } = &kernel.get_param(param)?.kind else { return None };
     let rank = global_shape.len();
     (rank <= shape.len() && rank >= 1).then(|| (shape[shape.len() - rank..].to_vec(), dtype.bits() as usize))
 }

@@ -10,7 +10,7 @@ pub fn sym_expr(kernel: &Kernel, e: &SymExpr) -> String {
     };
     match e {
         SymExpr::Const(v) => v.to_string(),
-        SymExpr::Param(i) => kernel.params.get(*i).map_or("?".into(), |p| p.name.clone()),
+        SymExpr::Param(i) => param_name(kernel, *i).to_string(),
         SymExpr::Add(a, b) => format!("({} + {})", sym_expr(kernel, a), sym_expr(kernel, b)),
         SymExpr::Sub(a, b) => format!("({} - {})", sym_expr(kernel, a), sym_expr(kernel, b)),
         SymExpr::Mul(a, b) => format!("({} * {})", sym_expr(kernel, a), sym_expr(kernel, b)),
@@ -157,8 +157,8 @@ pub fn plan_str(v: &ValueData) -> String {
     out
 }
 
-fn param_name(kernel: &Kernel, i: usize) -> &str {
-    kernel.params.get(i).map_or("?", |p| p.name.as_str())
+fn param_name(kernel: &Kernel, i: ParamId) -> &str {
+    kernel.params.get(i.index()).map_or("?", |p| p.name.as_str())
 }
 
 /// The text of one operation, as `--emit ir` prints it (`load x[%2, %5] pad 0.0`).

@@ -162,7 +162,7 @@ impl Verifier<'_> {
                     self.err(format!("%{}: constants and block indices are scalars", id.0));
                 }
             }
-            Op::Param(i) => match k.params.get(*i).map(|p| &p.kind) {
+            Op::Param(i) => match k.get_param(*i).map(|p| &p.kind) {
                 Some(ParamKind::Scalar(d)) if ty == Type::Scalar(*d) => {}
                 _ => self.err(format!("%{}: param {i} is not a scalar of this type", id.0)),
             },
@@ -264,7 +264,7 @@ impl Verifier<'_> {
                     self.err(format!("%{}: copy_async into a value that is not a shared tensor", id.0));
                     return;
                 };
-                match k.params.get(*param).map(|p| &p.kind) {
+                match k.get_param(*param).map(|p| &p.kind) {
                     Some(ParamKind::Global { dtype: gd, shape: gs, .. })
                         if gd == dtype && gs.len() <= shape.len() && src_offsets.len() == gs.len() && dst_offsets.len() == shape.len() - gs.len() => {}
                     _ => self.err(format!("%{}: copy_async source or offsets do not match the shared tensor", id.0)),
@@ -355,14 +355,14 @@ impl Verifier<'_> {
     fn check_access(
         &mut self,
         id: ValueId,
-        param: usize,
+        param: ParamId,
         offsets: &[ValueId],
         dtype: Option<DType>,
         rank: Option<usize>,
         is_store: bool,
     ) {
         let Some(ParamKind::Global { dtype: pd, shape, mutable }) =
-            self.kernel.params.get(param).map(|p| &p.kind)
+            self.kernel.get_param(param).map(|p| &p.kind)
         else {
             self.err(format!("%{}: param {param} is not a global tensor", id.0));
             return;

@@ -247,8 +247,8 @@ impl Lower<'_> {
         match e {
             SymExpr::Const(v) => int(Ty::I64, *v),
             SymExpr::Param(i) => {
-                let from_unsigned = matches!(self.k.params[*i].kind, ParamKind::Scalar(d) if !d.is_signed_int());
-                Expr::Cast { to: Ty::I64, value: Box::new(Expr::Param(*i)), from_unsigned, to_unsigned: false }
+                let from_unsigned = matches!(self.k.param(*i).kind, ParamKind::Scalar(d) if !d.is_signed_int());
+                Expr::Cast { to: Ty::I64, value: Box::new(Expr::Param(i.index())), from_unsigned, to_unsigned: false }
             }
             SymExpr::Add(x, y) => b(B::Add, x, y),
             SymExpr::Sub(x, y) => b(B::Sub, x, y),
@@ -356,7 +356,7 @@ impl Lower<'_> {
             }
             Op::Param(i) => {
                 let i = *i;
-                self.elementwise(id, body, |_, _| Expr::Param(i));
+                self.elementwise(id, body, |_, _| Expr::Param(i.index()));
             }
             Op::BlockIdx(a) => {
                 let a = *a;
@@ -423,19 +423,19 @@ impl Lower<'_> {
                     Expr::Select(Box::new(var(pick(c))), Box::new(var(pick(a))), Box::new(var(pick(b))))
                 });
             }
-            Op::Load { param, offsets, pad } => self.load(id, *param, offsets, *pad, body),
+            Op::Load { param, offsets, pad } => self.load(id, param.index(), offsets, *pad, body),
             // Placed by the plan (`passes::plan_shared_memory`).
             Op::SharedAlloc => {}
             Op::LoadShared { shared, offsets } => self.load_shared(id, *shared, offsets, body),
             Op::StoreShared { shared, value, offsets } => self.store_shared(*shared, *value, offsets, body),
             Op::CopyAsync { shared, dst_offsets, param, src_offsets } => {
-                self.copy_async(id, *shared, dst_offsets, *param, src_offsets, body)
+                self.copy_async(id, *shared, dst_offsets, param.index(), src_offsets, body)
             }
             Op::Commit => body.push(lir::Stmt::CommitGroup),
             Op::Wait(n) => body.push(lir::Stmt::WaitGroup(*n)),
             Op::Sync => body.push(lir::Stmt::Barrier),
             Op::Print { value, label } => self.print(*value, label, body),
-            Op::Store { param, value, offsets } => self.store(*param, *value, offsets, body),
+            Op::Store { param, value, offsets } => self.store(param.index(), *value, offsets, body),
             Op::Broadcast(a) => self.broadcast(id, *a, body),
             Op::Reduce { op, value, dim } => self.reduce(id, *op, *value, *dim, body),
             Op::Dot { a, b, c } => self.dot(id, *a, *b, *c, body),

@@ -146,7 +146,7 @@ impl Divisibility {
     pub fn sym(&self, e: &SymExpr) -> u32 {
         match e {
             SymExpr::Const(c) => log2_of(*c),
-            SymExpr::Param(i) => self.assumptions.of(*i),
+            SymExpr::Param(i) => self.assumptions.of(i.index()),
             SymExpr::Add(a, b) | SymExpr::Sub(a, b) | SymExpr::Rem(a, b) | SymExpr::Min(a, b) | SymExpr::Max(a, b) => {
                 self.sym(a).min(self.sym(b))
             }
@@ -195,7 +195,7 @@ fn value_log2(kernel: &Kernel, d: &Divisibility, vars: &[u32], op: &Op) -> u32 {
     let of = |v: &ValueId| d.value(*v);
     match op {
         Op::Const(Number::Int(c)) => i64::try_from(*c).map_or(0, log2_of),
-        Op::Param(i) => d.assumptions.of(*i),
+        Op::Param(i) => d.assumptions.of(i.index()),
         Op::BlockIdx(_) | Op::LoopIndex => 0,
         Op::ReadVar(v) => vars.get(v.index()).copied().unwrap_or(0),
         Op::Unary(UnaryOp::Neg | UnaryOp::Abs, a) => of(a),
