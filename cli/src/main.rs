@@ -14,6 +14,7 @@ const USAGE: &str = "usage:
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
               [--print-after PASS]... [--time]
+  tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
 
@@ -34,6 +35,11 @@ const USAGE: &str = "usage:
   compile emits the unspecialized variant (assumes nothing). tlc run (simt, cuda) picks the
   variant from the argument values itself: each integer scalar's largest power-of-two
   divisor, up to 16.
+
+  tlc stats prints what the kernel's PTX holds: its instructions by kind (global memory,
+  shared memory, tensor cores, synchronization, control, the rest), each loop's (nested loops
+  included; the one with the most instructions is marked hot), and what ptxas reports:
+  registers, barriers, shared memory and spills (when ptxas is found: TL_PTXAS or PATH).
 
   --print-after PASS writes the IR after that pass to standard error. The passes, in order:
   sema, infer-layouts (every tile's layout), select-instructions (how each instruction that
@@ -75,11 +81,15 @@ fn parse_int(s: &str, what: &str) -> Result<i64, Usage> {
     s.parse().map_err(|_| Usage(format!("{what}: `{s}` is not an integer")))
 }
 
+/// The commands, in the order the usage lists them.
+const COMMANDS: [&str; 4] = ["check", "compile", "stats", "run"];
+
 /// The options each command takes (beyond FILE); any other is a usage error rather than
 /// silently ignored.
 fn options_of(command: &str) -> &'static [&'static str] {
     match command {
         "check" => &["--kernel", "-D"],
+        "stats" => &["--kernel", "-D", "--arch", "--assume"],
         "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o", "--print-after", "--time"],
         _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output"],
     }
@@ -107,12 +117,12 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     if o.command == "-h" || o.command == "--help" {
         return Err(Usage(String::new()));
     }
-    if !["check", "compile", "run"].contains(&o.command.as_str()) {
+    if !COMMANDS.contains(&o.command.as_str()) {
         return Err(Usage(format!("unknown command `{}`", o.command)));
     }
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| Usage(format!("{flag} needs a value")));
-        let known = ["check", "compile", "run"].iter().any(|c| options_of(c).contains(&a.as_str()));
+        let known = COMMANDS.iter().any(|c| options_of(c).contains(&a.as_str()));
         if known && !options_of(&o.command).contains(&a.as_str()) {
             let hint = if a == "--assume" { "; `tlc run` specializes on the argument values itself" } else { "" };
             return Err(Usage(format!(
@@ -188,6 +198,7 @@ fn run(o: Options) -> Result<bool> {
     match o.command.as_str() {
         "check" => check(&o, &path),
         "compile" => compile(&o, &path),
+        "stats" => stats(&o, &path),
         _ => run_kernel(&o, &path),
     }
 }
@@ -410,6 +421,71 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         }
         write_stderr(&table);
     }
+    Ok(true)
+}
+
+/// `tlc stats`: the statistics of the kernel's PTX (`backend::ptx_stats`) and the resources
+/// ptxas reports for it.
+fn stats(o: &Options, path: &PathBuf) -> Result<bool> {
+    use tl_compiler::backend::{ptx_stats, ptxas};
+    let arch = o.arch.unwrap_or(Arch::Sm80);
+    let module = match Module::from_file(path) {
+        Ok(m) => m.with_code_generator(tl_ptx::code_generator()),
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
+        Ok(k) => k,
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let assumptions = kernel.assumptions(&o.assume)?;
+    let ptx = kernel.variant_ptx(&assumptions, arch)?;
+    let Some(stats) = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == kernel.name()) else {
+        bail!("internal error: the PTX of `{}` has no entry of that name", kernel.name());
+    };
+    let kinds = |c: &ptx_stats::Counts| {
+        ptx_stats::Kind::ALL.iter().map(|k| format!("{} {}", k.name(), c.kind(*k))).collect::<Vec<_>>().join(", ")
+    };
+    let variant = if assumptions.is_none() { "unspecialized".to_string() } else { assumptions.describe(&kernel.compiled.kernel) };
+    let mut out = format!("kernel `{}` ({arch}, {variant}): {} threads per block
+", kernel.name(), kernel.compiled.lir.block_threads);
+    out.push_str(&format!("  instructions: {} ({})
+", stats.counts.instructions, kinds(&stats.counts)));
+    let hot = stats.hot_loop().map(|l| l.header.clone());
+    for l in &stats.loops {
+        let mark = if Some(&l.header) == hot.as_ref() { ", hot" } else { "" };
+        out.push_str(&format!(
+            "  loop {} (depth {}{mark}): {} instructions ({}; barriers {}, mma {})
+",
+            l.header,
+            l.depth,
+            l.counts.instructions,
+            kinds(&l.counts),
+            l.counts.with_prefix("bar"),
+            l.counts.with_prefix("mma")
+        ));
+    }
+    match ptxas::find_ptxas() {
+        None => out.push_str("  ptxas: not found, so registers, spills and shared memory are unknown (set TL_PTXAS or put ptxas on PATH)\n"),
+        Some(_) => {
+            let report = ptxas::assemble(&ptx, arch).map_err(|e| anyhow::anyhow!(e))?;
+            match ptxas::parse_resource_usage(&report).into_iter().find(|u| u.name == kernel.name()) {
+                Some(u) => out.push_str(&format!(
+                    "  ptxas: {} registers, {} barriers, {} bytes shared memory, {} bytes stack, spills: {} bytes stored, {} bytes loaded\n",
+                    u.registers, u.barriers, u.shared_bytes, u.stack_frame_bytes, u.spill_store_bytes, u.spill_load_bytes
+                )),
+                None => out.push_str(&format!("  ptxas: no resource report for `{}`\n", kernel.name())),
+            }
+        }
+    }
+    write_stdout(&out)?;
     Ok(true)
 }
 

@@ -252,3 +252,34 @@ fn print_after_and_time_show_each_pass() {
     assert_eq!(tlc(&["compile", "examples/vector_add.tl", "--print-after", "lower", "--print-after", "lower"]).0, 2);
     assert_eq!(tlc(&["run", "examples/vector_add.tl", "--time"]).0, 2);
 }
+
+#[test]
+fn stats_count_the_instructions_of_the_ptx_and_its_loops() {
+    let file = "stdlib/kernels/qmatmul.tl";
+    let (code, out, err) = tlc(&["stats", file, "-D", "W=u4", "--assume", "n%16,k%16"]);
+    assert_eq!(code, 0, "{err}");
+    // The total, counted here independently from `tlc compile --emit ptx`: every statement
+    // line of the body that is not a directive.
+    let (code, ptx, err) = tlc(&["compile", file, "-D", "W=u4", "--assume", "n%16,k%16", "--emit", "ptx"]);
+    assert_eq!(code, 0, "{err}");
+    let counted = ptx
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or("").trim())
+        .filter(|l| l.ends_with(';') && !l.starts_with('.') && !l.starts_with(')') && !l.is_empty())
+        .count();
+    assert!(out.contains(&format!("instructions: {counted} (")), "counted {counted}:\n{out}");
+    // The k loop is the hot one: it holds the tensor-core instructions (2 k-steps of 16 for
+    // each warp's 16×8 tile: BK = 32) and the barriers.
+    let hot = out.lines().find(|l| l.contains(", hot)")).unwrap_or_else(|| panic!("no hot loop:\n{out}"));
+    assert!(hot.contains("mma 2)"), "{hot}");
+    if out.contains("ptxas: not found") {
+        assert!(std::env::var("TL_REQUIRE_PTXAS").as_deref() != Ok("1"), "TL_REQUIRE_PTXAS=1 but tlc stats found no ptxas:\n{out}");
+        eprintln!("SKIPPED the ptxas part of stats_count_the_instructions_of_the_ptx_and_its_loops: ptxas not found");
+    } else {
+        // 5120 bytes of shared memory: the plan's shared_bytes for the default tiles.
+        assert!(out.contains("registers") && out.contains("5120 bytes shared memory"), "{out}");
+        let (_, ir, _) = tlc(&["compile", file, "-D", "W=u4", "--emit", "ir"]);
+        assert!(ir.contains("shared_bytes(5120)"), "{ir}");
+    }
+    assert_eq!(tlc(&["stats", file, "--backend", "vm"]).0, 2, "run options do not apply");
+}

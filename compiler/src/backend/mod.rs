@@ -6,6 +6,7 @@
 //! static LLVM) is the crate `tl-ptx`, the only crate that links LLVM: the front end, the VM,
 //! the simulator and the tests that do not generate PTX never link it.
 
+pub mod ptx_stats;
 pub mod ptxas;
 
 use crate::lir::Program;

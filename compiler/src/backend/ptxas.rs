@@ -84,6 +84,61 @@ fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch) -> Result<String, 
     }
 }
 
+/// What `ptxas -v` reports for one kernel or function.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    pub name: String,
+    pub registers: u32,
+    pub barriers: u32,
+    /// Static shared memory (bytes).
+    pub shared_bytes: u64,
+    pub stack_frame_bytes: u64,
+    pub spill_store_bytes: u64,
+    pub spill_load_bytes: u64,
+}
+
+/// The resource usage of every function in a `ptxas -v` report ([`assemble`]'s text), in the
+/// order reported. Lines it does not know are skipped.
+pub fn parse_resource_usage(report: &str) -> Vec<ResourceUsage> {
+    fn number_before(text: &str, unit: &str) -> Option<u64> {
+        let at = text.find(unit)?;
+        text[..at].split(|c: char| !c.is_ascii_digit()).rfind(|w| !w.is_empty())?.parse().ok()
+    }
+    let mut usages: Vec<ResourceUsage> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in report.lines() {
+        let quoted = |l: &str| l.split('\'').nth(1).map(str::to_string);
+        if line.contains("Compiling entry function") || line.contains("Function properties for") {
+            let name = if line.contains("Function properties for") {
+                line.rsplit("Function properties for").next().map(|n| n.trim().to_string())
+            } else {
+                quoted(line)
+            };
+            let Some(name) = name else { continue };
+            current = Some(match usages.iter().position(|u| u.name == name) {
+                Some(i) => i,
+                None => {
+                    usages.push(ResourceUsage { name, ..ResourceUsage::default() });
+                    usages.len() - 1
+                }
+            });
+            continue;
+        }
+        let Some(u) = current.map(|i| &mut usages[i]) else { continue };
+        if line.contains("stack frame") {
+            u.stack_frame_bytes = number_before(line, "bytes stack frame").unwrap_or(0);
+            u.spill_store_bytes = number_before(line, "bytes spill stores").unwrap_or(0);
+            u.spill_load_bytes = number_before(line, "bytes spill loads").unwrap_or(0);
+        }
+        if line.contains("Used") && line.contains("registers") {
+            u.registers = number_before(line, "registers").unwrap_or(0) as u32;
+            u.barriers = number_before(line, "barriers").unwrap_or(0) as u32;
+            u.shared_bytes = number_before(line, "bytes smem").unwrap_or(0);
+        }
+    }
+    usages
+}
+
 /// A fresh directory under the system temp dir, unique across threads and processes.
 fn unique_temp_dir() -> Result<PathBuf, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -103,6 +158,30 @@ mod tests {
 
     const EMPTY_KERNEL: &str = ".version 8.0\n.target sm_80\n.address_size 64\n\
                                 .visible .entry empty()\n{\n\tret;\n}\n";
+
+    #[test]
+    fn resource_usage_is_read_from_the_report() {
+        let report = "ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function 'qmatmul' for 'sm_80'
+ptxas info    : Function properties for qmatmul
+    8 bytes stack frame, 12 bytes spill stores, 4 bytes spill loads
+ptxas info    : Used 56 registers, used 1 barriers, 5120 bytes smem, 408 bytes cmem[0], 8 bytes cmem[2]
+ptxas info    : Compile time = 77.701 ms
+ptxas info    : Compiling entry function 'tiny' for 'sm_90a'
+ptxas info    : Function properties for tiny
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 4 registers, 360 bytes cmem[0]
+";
+        let usage = parse_resource_usage(report);
+        assert_eq!(
+            usage,
+            vec![
+                ResourceUsage { name: "qmatmul".into(), registers: 56, barriers: 1, shared_bytes: 5120, stack_frame_bytes: 8, spill_store_bytes: 12, spill_load_bytes: 4 },
+                ResourceUsage { name: "tiny".into(), registers: 4, ..ResourceUsage::default() },
+            ]
+        );
+        assert!(parse_resource_usage("garbage\nUsed registers\n").is_empty());
+    }
 
     #[test]
     fn assembles_a_trivial_kernel_and_reports_errors() {

@@ -1,0 +1,103 @@
+//! Benchmark of the quantized matmul (`stdlib/kernels/qmatmul.tl`) for every weight format:
+//! what its PTX holds and how long it takes to compile. Prints numbers; asserts none.
+//!
+//! For each format, at the decode configuration (BM = 16, BN = 128, BK = 64, G = 128,
+//! STAGES = 3, f16 scales; the variant for n and k multiples of 16, m unknown), it prints:
+//! * the compile time from source to PTX (median of 3, release builds only mean anything);
+//! * the PTX instructions of the kernel and of its hot loop (the loop over k) per thread;
+//! * instructions per weight on the hot loop: the loop's instructions per thread divided by
+//!   the weights each thread dequantizes per iteration (BK · BN / threads);
+//! * barriers and `mma` in the loop; registers, spills and shared memory from `ptxas -v`
+//!   (when ptxas is found).
+//!
+//! Run with `cargo run --release -p tl-examples --example qmatmul_bench` (add `-- --markdown`
+//! for the table of docs/performance.md). The GPU half of the benchmark (our kernel against
+//! torch fp16 and a Triton W4A16 kernel at the copy-bandwidth bound) needs a GPU; without one
+//! this says so.
+
+use std::time::Instant;
+use tl_compiler::backend::{ptx_stats, ptxas, Arch};
+use tl_runtime::{ConstValue, DType, Module};
+
+const FORMATS: [&str; 14] = [
+    "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i4", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2",
+];
+const CONFIG: [(&str, i64); 5] = [("BM", 16), ("BN", 128), ("BK", 64), ("G", 128), ("STAGES", 3)];
+const ASSUME: &str = "n%16,k%16";
+
+fn main() -> anyhow::Result<()> {
+    let markdown = std::env::args().any(|a| a == "--markdown");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let path = format!("{root}/stdlib/kernels/qmatmul.tl");
+    let source = std::fs::read_to_string(&path)?;
+    let arch = Arch::Sm80;
+    let have_ptxas = ptxas::find_ptxas().is_some();
+    let config: Vec<String> = CONFIG.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    println!("qmatmul at {} (variant {ASSUME}), {}, PTX from LLVM {}", config.join(" "), arch.name(), if cfg!(debug_assertions) { "(debug build: compile times are not meaningful)" } else { "(release build)" });
+    let header = ["format", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
+    if markdown {
+        println!("| {} |", header.join(" | "));
+        println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    } else {
+        println!("{:<10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7], header[8], header[9]);
+    }
+    for name in FORMATS {
+        let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
+        let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
+        consts.push(("W".into(), ConstValue::DType(w)));
+        // Source to PTX, the whole way, three times.
+        let mut times = Vec::new();
+        let mut ptx = String::new();
+        let mut threads = 0;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let module = Module::from_source(&path, &source)?.with_code_generator(tl_ptx::code_generator());
+            let kernel = module.kernel(None, &consts)?;
+            let assumptions = kernel.assumptions(&[ASSUME.to_string()])?;
+            ptx = kernel.variant_ptx(&assumptions, arch)?.to_string();
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            threads = kernel.compiled.lir.block_threads as usize;
+        }
+        times.sort_by(f64::total_cmp);
+        let stats = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == "qmatmul").ok_or_else(|| anyhow::anyhow!("no qmatmul entry"))?;
+        let hot = stats.hot_loop().ok_or_else(|| anyhow::anyhow!("no loop in qmatmul"))?;
+        let config = |name: &str| CONFIG.iter().find(|(n, _)| *n == name).map_or(1, |(_, v)| *v);
+        let weights_per_thread = (config("BK") * config("BN")) as f64 / threads as f64;
+        let usage = if have_ptxas {
+            let report = ptxas::assemble(&ptx, arch).map_err(|e| anyhow::anyhow!(e))?;
+            ptxas::parse_resource_usage(&report).into_iter().find(|u| u.name == "qmatmul")
+        } else {
+            None
+        };
+        let (registers, spills, smem) = match &usage {
+            Some(u) => (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), u.shared_bytes.to_string()),
+            None => ("?".into(), "?".into(), "?".into()),
+        };
+        let row = [
+            name.to_string(),
+            format!("{:.0}", times[1]),
+            stats.counts.instructions.to_string(),
+            hot.counts.instructions.to_string(),
+            format!("{:.1}", hot.counts.instructions as f64 / weights_per_thread),
+            hot.counts.with_prefix("bar").to_string(),
+            hot.counts.with_prefix("mma").to_string(),
+            registers,
+            spills,
+            smem,
+        ];
+        if markdown {
+            println!("| {} |", row.join(" | "));
+        } else {
+            println!("{:<10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]);
+        }
+    }
+    if !have_ptxas {
+        println!("ptxas not found (set TL_PTXAS or put it on PATH): registers, spills and shared memory are unknown");
+    }
+    if tl_runtime::cuda::driver_available() {
+        println!("a CUDA driver is present; the GPU comparison (torch fp16, Triton W4A16, copy bandwidth) is not part of this benchmark yet");
+    } else {
+        println!("no GPU present: the GPU comparison (our kernel against torch fp16 and Triton W4A16 at the copy-bandwidth bound) needs one");
+    }
+    Ok(())
+}
