@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         let mut times = Vec::new();
         let mut ptx = String::new();
         let mut threads = 0;
+        let mut planned = 0;
         for _ in 0..3 {
             let start = Instant::now();
             let module = Module::from_source(&path, &source)?.with_code_generator(tl_ptx::code_generator());
@@ -57,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             ptx = kernel.variant_ptx(&assumptions, arch)?.to_string();
             times.push(start.elapsed().as_secs_f64() * 1e3);
             threads = kernel.compiled.lir.block_threads as usize;
+            planned = kernel.compiled.lir.shared_bytes;
         }
         times.sort_by(f64::total_cmp);
         let stats = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == "qmatmul").ok_or_else(|| anyhow::anyhow!("no qmatmul entry"))?;
@@ -70,6 +72,10 @@ fn main() -> anyhow::Result<()> {
             None
         };
         let (registers, spills, smem) = match &usage {
+            // ptxas counts static shared memory only; beyond 48 KB the buffer is dynamic.
+            Some(u) if u.shared_bytes == 0 && planned > tl_compiler::backend::STATIC_SHARED_BYTES => {
+                (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), format!("{planned} (dynamic)"))
+            }
             Some(u) => (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), u.shared_bytes.to_string()),
             None => ("?".into(), "?".into(), "?".into()),
         };

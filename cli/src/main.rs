@@ -476,10 +476,18 @@ fn stats(o: &Options, path: &PathBuf) -> Result<bool> {
         None => out.push_str("  ptxas: not found, so registers, spills and shared memory are unknown (set TL_PTXAS or put ptxas on PATH)\n"),
         Some(_) => {
             let report = ptxas::assemble(&ptx, arch).map_err(|e| anyhow::anyhow!(e))?;
+            // ptxas counts static shared memory only; a dynamic buffer's size is the plan's.
+            let planned = kernel.compiled.lir.shared_bytes;
+            let shared = if planned > tl_compiler::backend::STATIC_SHARED_BYTES { format!("{planned} bytes shared memory (dynamic)") } else { String::new() };
             match ptxas::parse_resource_usage(&report).into_iter().find(|u| u.name == kernel.name()) {
                 Some(u) => out.push_str(&format!(
-                    "  ptxas: {} registers, {} barriers, {} bytes shared memory, {} bytes stack, spills: {} bytes stored, {} bytes loaded\n",
-                    u.registers, u.barriers, u.shared_bytes, u.stack_frame_bytes, u.spill_store_bytes, u.spill_load_bytes
+                    "  ptxas: {} registers, {} barriers, {}, {} bytes stack, spills: {} bytes stored, {} bytes loaded\n",
+                    u.registers,
+                    u.barriers,
+                    if shared.is_empty() { format!("{} bytes shared memory", u.shared_bytes) } else { shared },
+                    u.stack_frame_bytes,
+                    u.spill_store_bytes,
+                    u.spill_load_bytes
                 )),
                 None => out.push_str(&format!("  ptxas: no resource report for `{}`\n", kernel.name())),
             }

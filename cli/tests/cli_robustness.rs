@@ -156,7 +156,7 @@ fn check_takes_parameters_and_finds_what_compile_finds_at_its_line() {
         "kernel big<B = 16>(x: global f32[256, 256], y: global mut f32[256, 1]) grid(1) warps(4) {\n    let t = load(x, [0, 0], [B, 256]);\n    store(y, sum(t, dim = 1), [0, 0]);\n}\n",
     );
     assert_eq!(tlc(&["check", &file]).0, 0);
-    let (code, _, err) = tlc(&["check", &file, "-D", "B=128"]);
+    let (code, _, err) = tlc(&["check", &file, "-D", "B=256"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("bytes of shared memory"), "{err}");
     assert!(err.contains("big.tl:3:14"), "the error has a line and column: {err}");

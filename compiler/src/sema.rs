@@ -1265,7 +1265,7 @@ impl Sema {
                 self.shared_bytes = self.shared_bytes.saturating_add(bytes);
                 if self.shared_bytes > MAX_SHARED_BYTES {
                     self.error(
-                        format!("the kernel's shared tensors need {} bytes; at most {MAX_SHARED_BYTES} bytes of static shared memory are available", self.shared_bytes),
+                        format!("the kernel's shared tensors need {} bytes; at most {MAX_SHARED_BYTES} bytes of shared memory are available to a block (on sm_90a; sm_80 has {})", self.shared_bytes, crate::backend::Arch::Sm80.max_shared_bytes()),
                         e.span,
                     );
                     return Operand::Error;

@@ -69,8 +69,9 @@ pub struct LaunchSpec<'a> {
     pub kernel_name: &'a str,
     pub grid: [u32; 3],
     pub block_threads: u32,
-    /// Static shared memory the kernel declares, in bytes; informational only (static shared
-    /// memory is part of the PTX, so nothing is requested at launch).
+    /// The shared memory the kernel uses, in bytes. Up to `STATIC_SHARED_BYTES` it is static
+    /// (declared in the PTX) and nothing is requested at launch; beyond, the PTX declares it
+    /// `.extern` and the launch opts in to that much dynamic shared memory.
     pub shared_bytes: u32,
 }
 
@@ -148,10 +149,19 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         })
         .collect();
 
+    let dynamic_shared = if spec.shared_bytes as usize > tl_compiler::backend::STATIC_SHARED_BYTES {
+        let bytes = i32::try_from(spec.shared_bytes).unwrap_or(i32::MAX);
+        guarded("allowing the kernel its dynamic shared memory", || {
+            func.set_attribute(sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
+        })?;
+        spec.shared_bytes
+    } else {
+        0
+    };
     let cfg = LaunchConfig {
         grid_dim: (spec.grid[0], spec.grid[1], spec.grid[2]),
         block_dim: (spec.block_threads, 1, 1),
-        shared_mem_bytes: 0,
+        shared_mem_bytes: dynamic_shared,
     };
     let kernel_ms = {
         let mut builder = stream.launch_builder(&func);

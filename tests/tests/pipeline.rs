@@ -5,7 +5,7 @@
 //! read a tile whose copy is in flight) and a missing `sync` (a race in the simulator), each
 //! reported at the source line of the instruction.
 
-use tl_runtime::{Arg, Backend, Kernel, Module, RuntimeError};
+use tl_runtime::{Arg, Backend, DType, HostTensor, Kernel, Module, RuntimeError};
 use tl_tests::repo_root;
 use tl_vm::simt::SimtError;
 
@@ -212,18 +212,61 @@ fn copies_arrive_unchanged_and_zero_filled_outside_the_tensor() {
 /// tile between threads (here for `sum` across warps) are refused with both numbers.
 #[test]
 fn shared_memory_beyond_the_limit_with_scratch_is_a_clear_error() {
-    let text = "kernel big(a: global f32[128, 128], c: global mut f32[128, 128]) grid(1) warps(4) {
-        let s = shared<f32>([64, 128]);
-        copy_async(s, [], a, [0, 0]);
-        commit();
-        wait(0);
-        sync();
-        let t = load(s, [0, 0], [64, 128]);
-        let u = sum(t, dim = 0);
-        store(c, t + u, [0, 0]);
+    // 200 KB of shared tensors fit; the f32 `dot` (CUDA cores) stages its two 16 KB operands
+    // after them, which does not.
+    let text = "kernel big(a: global f32[64, 64], c: global mut f32[64, 64]) grid(1) warps(4) {
+        let s = shared<f32>([50, 1024]);
+        let x = load(a, [0, 0], [64, 64]);
+        let y = dot(x, x, zeros<f32>([64, 64]));
+        store(c, y, [0, 0]);
     }";
     let module = Module::from_source("big.tl", text).unwrap();
-    let e = module.kernel(None, &[]).unwrap_err().to_string();
-    assert!(e.contains("kernel `big` needs 65536 bytes of shared memory (32768 for its shared tensors"), "{e}");
-    assert!(e.contains("more than the 49152 bytes available"), "{e}");
+    let e = match module.kernel(None, &[]) {
+        Ok(_) => panic!("a kernel over the shared-memory limit compiled"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("kernel `big` needs 237568 bytes of shared memory (204800 for its shared tensors"), "{e}");
+    assert!(e.contains("more than the 232448 bytes available to a block"), "{e}");
+    // The error is at the `dot`, whose scratch space reaches furthest.
+    assert!(e.contains("big.tl:4:17"), "{e}");
+    assert!(e.contains("moves its f32[64, 64] and f32[64, 64] tiles between threads through 32768 bytes"), "{e}");
+}
+
+/// More shared memory than the 48 KB of static shared memory: a three-stage ring of 64 KB
+/// tiles runs on the VM and the simulator like any other, against a host computation.
+#[test]
+fn a_pipeline_beyond_48_kb_of_shared_memory_runs() {
+    let text = "kernel deep(n: i32, a: global f32[n, 128], c: global mut f32[n, 128]) grid(1) warps(4) {
+        let ring = shared<f32>([3, 128, 128]);
+        let tiles = cdiv(n, 128);
+        for s in 0 .. 2 {
+            if s < tiles { copy_async(ring, [s], a, [s * 128, 0]); }
+            commit();
+        }
+        for t in 0 .. tiles {
+            if t + 2 < tiles { copy_async(ring, [(t + 2) % 3], a, [(t + 2) * 128, 0]); }
+            commit();
+            wait(2);
+            sync();
+            let x = load(ring, [t % 3, 0, 0], [128, 128]);
+            store(c, x * 2.0 + 1.0, [t * 128, 0]);
+            sync();
+        }
+    }";
+    let kernel = Module::from_source("deep.tl", text).unwrap().kernel(None, &[]).unwrap();
+    assert_eq!(kernel.compiled.kernel.shared_bytes, Some(3 * 128 * 128 * 4));
+    let n = 5 * 128 - 17;
+    let mut rng = tl_tests::Rng(11);
+    let input: Vec<f64> = (0..n * 128).map(|_| rng.unit() * 3.0 + 0.5).collect();
+    for backend in [Backend::Vm, Backend::Simt] {
+        let mut args = vec![
+            Arg::scalar(n as i64),
+            HostTensor::from_f64(DType::F32, &[n, 128], &input).into(),
+            HostTensor::from_f64(DType::F32, &[n, 128], &vec![f64::NAN; n * 128]).into(),
+        ];
+        kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let Arg::Tensor(c) = &args[2] else { unreachable!() };
+        let want: Vec<f64> = input.iter().map(|x| ((*x as f32) * 2.0 + 1.0) as f64).collect();
+        assert_eq!(c.to_f64(), want, "{backend:?}");
+    }
 }

@@ -94,3 +94,48 @@ fn the_lower_filetest_kernels_assemble() {
         assembles("lower filetests", &from_file(&relative));
     }
 }
+
+/// A ring of `stages` 128 × 128 f32 tiles in shared memory (64 KB each).
+fn ring_kernel(stages: usize) -> Kernel {
+    let source = format!(
+        "kernel deep(n: i32, a: global f32[n, 128], c: global mut f32[n, 128]) grid(1) warps(4) {{
+    let ring = shared<f32>([{stages}, 128, 128]);
+    for t in 0 .. cdiv(n, 128) {{
+        copy_async(ring, [t % {stages}], a, [t * 128, 0]);
+        commit();
+        wait(0);
+        sync();
+        let x = load(ring, [t % {stages}, 0, 0], [128, 128]);
+        store(c, x + 1.0, [t * 128, 0]);
+        sync();
+    }}
+}}
+"
+    );
+    from_source("deep.tl", &source)
+}
+
+/// Beyond 48 KB the shared buffer is dynamic shared memory (`.extern`, sized at launch), which
+/// ptxas accepts on both architectures; beyond what an architecture gives a block (163 KB on
+/// sm_80, 227 KB on sm_90a) its PTX is refused with the numbers.
+#[test]
+fn shared_memory_beyond_48_kb_is_dynamic_and_bounded_per_architecture() {
+    let small = from_source("small.tl", "kernel k(x: global f32[128], y: global mut f32[128]) grid(1) warps(1) {\n    let s = shared<f32>([128]);\n    copy_async(s, [], x, [0]);\n    commit();\n    wait(0);\n    sync();\n    store(y, load(s, [0], [128]), [0]);\n}\n");
+    let static_ptx = small.ptx(Arch::Sm80).unwrap();
+    assert!(static_ptx.contains(".shared .align 16 .b8 smem[512]"), "{static_ptx}");
+    let two = ring_kernel(2);
+    assert_eq!(two.compiled.lir.shared_bytes, 131072);
+    for arch in Arch::ALL {
+        let ptx = two.ptx(arch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ptx.contains(".extern .shared .align 16 .b8 smem[]"), "{ptx}");
+    }
+    assembles("dynamic shared memory", &two);
+    let three = ring_kernel(3);
+    assert_eq!(three.compiled.lir.shared_bytes, 196608);
+    let e = three.ptx(Arch::Sm80).unwrap_err().to_string();
+    assert!(e.contains("kernel `deep` needs 196608 bytes of shared memory, more than the 166912 bytes a block may use on sm_80"), "{e}");
+    let ptx = three.ptx(Arch::Sm90a).unwrap_or_else(|e| panic!("{e}"));
+    if tl_tests::ptxas_available("dynamic shared memory on sm_90a") {
+        ptxas::assemble(ptx, Arch::Sm90a).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -48,7 +48,21 @@ impl Arch {
             Arch::Sm90a => "sm_90a",
         }
     }
+
+    /// The most shared memory one block may use on this architecture (bytes), with the
+    /// dynamic shared memory a launch opts in to: 163 KB on sm_80 (A100), 227 KB on sm_90
+    /// (H100, H200).
+    pub fn max_shared_bytes(self) -> usize {
+        match self {
+            Arch::Sm80 => 163 * 1024,
+            Arch::Sm90a => 227 * 1024,
+        }
+    }
 }
+
+/// The most static shared memory (declared in the PTX) a kernel may have; a kernel that needs
+/// more declares its shared buffer `.extern` (dynamic), and the launch asks for the bytes.
+pub const STATIC_SHARED_BYTES: usize = 48 * 1024;
 
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,6 +88,9 @@ pub enum BackendError {
     /// The LLVM IR builder refused an instruction.
     #[error("LLVM IR builder error: {0}")]
     Builder(String),
+    /// The kernel needs more shared memory than the architecture has for one block.
+    #[error("kernel `{kernel}` needs {bytes} bytes of shared memory, more than the {limit} bytes a block may use on {arch}; use smaller tiles or fewer stages, or compile for an architecture with more")]
+    SharedMemory { kernel: String, bytes: usize, arch: Arch, limit: usize },
     /// The LLVM optimization pipeline failed.
     #[error("LLVM optimization failed for kernel `{kernel}`: {message}")]
     Optimization { kernel: String, message: String },

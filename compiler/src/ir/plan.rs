@@ -26,8 +26,11 @@ use crate::dtype::DType;
 use crate::layout::{view_moves_no_data, RegisterLayout};
 use crate::number::Number;
 
-/// The static shared memory a kernel may use (bytes).
-pub const MAX_SHARED_BYTES: usize = 48 * 1024;
+/// The most shared memory a kernel may use (bytes): what one block may have on the
+/// architecture with the most (`Arch::max_shared_bytes`, 227 KB on sm_90a). Beyond
+/// `backend::STATIC_SHARED_BYTES` the buffer is dynamic shared memory; the code generator for
+/// an architecture with less refuses a kernel that needs more than it has.
+pub const MAX_SHARED_BYTES: usize = 227 * 1024;
 
 /// A tensor-core instruction for `dot`: `mma.sync.aligned.m16n8k16` with f16 or bf16 operands
 /// into f32, or `m16n8k32` with s8 operands into s32.
@@ -535,7 +538,8 @@ mod tests {
         assert!(errors(&k).contains("not a multiple of 16"), "{}", errors(&k));
         let mut k = kernel.clone();
         k.shared_bytes = Some(MAX_SHARED_BYTES + 16);
-        assert!(errors(&k).contains("more than 49152"), "{}", errors(&k));
+        assert!(errors(&k).contains("more than 232448"), "{}", errors(&k));
+        assert_eq!(MAX_SHARED_BYTES, crate::backend::Arch::ALL.map(|a| a.max_shared_bytes()).into_iter().max().unwrap());
         let mut k = kernel.clone();
         k.shared_bytes = Some(2048);
         assert!(errors(&k).contains("beyond the plan's 2048 bytes"), "{}", errors(&k));

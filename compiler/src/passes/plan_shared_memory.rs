@@ -55,7 +55,7 @@ pub fn plan_shared_memory(kernel: &mut Kernel) -> Vec<Diagnostic> {
         return Vec::new();
     }
     let message = format!(
-        "kernel `{}` needs {total} bytes of shared memory ({tensors} for its shared tensors, the rest to move tiles between threads), more than the {MAX_SHARED_BYTES} bytes available; use smaller tiles or fewer stages",
+        "kernel `{}` needs {total} bytes of shared memory ({tensors} for its shared tensors, the rest to move tiles between threads), more than the {MAX_SHARED_BYTES} bytes available to a block; use smaller tiles or fewer stages",
         kernel.name
     );
     let diagnostic = match (crossing, widest) {

@@ -7,7 +7,9 @@
 //! Guarantees about the PTX:
 //! * one `.visible .entry` named `program.name`, parameters in `program.params` order: a global
 //!   tensor is a 64-bit pointer, a scalar is passed by value (an `i1` scalar as one byte);
-//! * `.maxntid block_threads`; shared memory is one `.shared .align 16` byte array;
+//! * `.maxntid block_threads`; shared memory is one `.shared .align 16` byte array, static up
+//!   to `STATIC_SHARED_BYTES` and `.extern` (dynamic, sized by the launch) beyond, refused
+//!   ([`BackendError::SharedMemory`]) beyond what the architecture gives a block;
 //! * `bool` tensors hold one byte per element (0 or 1 on store, any non-zero reads as true);
 //! * every arithmetic operation rounds on its own (no mul+add contraction), except `Fma`;
 //! * casts follow the value semantics of `cast` (docs/language.md §7), rounding once (see [`Codegen::cast`]);
@@ -25,7 +27,7 @@
 //! concern in `statements`, `expressions`, `casts`, `memory` (addresses and accesses) and
 //! `intrinsics`.
 
-use tl_compiler::backend::{Arch, BackendError};
+use tl_compiler::backend::{Arch, BackendError, STATIC_SHARED_BYTES};
 use tl_compiler::dtype::DType;
 use tl_compiler::lir::{BinaryOp, CmpOp, Expr, Param, Program, Stmt, Ty, UnaryOp, Var};
 use inkwell::attributes::AttributeLoc;
@@ -79,8 +81,17 @@ const SHARED_SPACE: u16 = 3;
 /// Largest block the hardware launches (also the largest `.maxntid` ptxas accepts).
 const MAX_BLOCK_THREADS: u32 = 1024;
 
+/// A kernel that needs more shared memory than `arch` gives a block cannot run there.
+fn check_shared_memory(program: &Program, arch: Arch) -> Result<(), BackendError> {
+    if program.shared_bytes > arch.max_shared_bytes() {
+        return Err(BackendError::SharedMemory { kernel: program.name.clone(), bytes: program.shared_bytes, arch, limit: arch.max_shared_bytes() });
+    }
+    Ok(())
+}
+
 /// The optimized LLVM IR (text) of `program` for `arch`.
 pub fn lir_to_llvm_ir(program: &Program, arch: Arch) -> Result<String, BackendError> {
+    check_shared_memory(program, arch)?;
     let context = Context::create();
     let machine = target_machine(arch)?;
     let module = compile(&context, program, &machine).map_err(|e| e.0)?;
@@ -89,6 +100,7 @@ pub fn lir_to_llvm_ir(program: &Program, arch: Arch) -> Result<String, BackendEr
 
 /// The PTX assembly of `program` for `arch`.
 pub fn lir_to_ptx(program: &Program, arch: Arch) -> Result<String, BackendError> {
+    check_shared_memory(program, arch)?;
     let context = Context::create();
     let machine = target_machine(arch)?;
     let module = compile(&context, program, &machine).map_err(|e| e.0)?;
@@ -230,6 +242,14 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
         let shared = if program.shared_bytes == 0 {
             None
+        } else if program.shared_bytes > STATIC_SHARED_BYTES {
+            // Dynamic shared memory: `.extern .shared .align 16 .b8 smem[]`, sized by the
+            // launch (which opts in to more than the static limit).
+            let array = context.i8_type().array_type(0);
+            let global = module.add_global(array, Some(AddressSpace::from(SHARED_SPACE)), "smem");
+            global.set_linkage(Linkage::External);
+            global.set_alignment(16);
+            Some(global.as_pointer_value())
         } else {
             let bytes = u32::try_from(program.shared_bytes).map_err(|_| {
                 invalid(format!("shared_bytes {} is too large", program.shared_bytes))
