@@ -67,6 +67,56 @@ fn tensor_core_dot_matches_the_vm_and_the_host_product() {
     }
 }
 
+/// A B operand computed in registers (from a shared tile) goes to the tensor cores from its
+/// registers: every configuration (warps along m share B fragments, several n tiles per warp,
+/// f16 and bf16) against the VM and an f64 host product of the rounded operands; ptxas.
+#[test]
+fn tensor_core_dot_takes_a_computed_b_operand_from_registers() {
+    let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = Rng(0x0b0b_5eed_1234_5678);
+    for (t, tile) in configs() {
+        let kernel = module.kernel(Some("mma_matmul_b_registers"), &consts(t, tile)).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
+        let ir = tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel);
+        assert!(ir.contains("b: registers)"), "{t} {tile:?}: the B operand should come from registers:\n{ir}");
+        assert!(!kernel.compiled.lir.to_string().contains("ldmatrix.x2.trans"), "{t} {tile:?}: no ldmatrix for B");
+        let (m, n, k) = (tile[0] as usize + 3, tile[1] as usize * 2 - 5, tile[2] as usize * 2 + 16);
+        let a = HostTensor::from_f64(t, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
+        let b = HostTensor::from_f64(DType::F32, &[k, n], &(0..k * n).map(|_| rng.unit() * 3.0).collect::<Vec<_>>());
+        let args = vec![
+            Arg::scalar(m as i64),
+            Arg::scalar(n as i64),
+            Arg::scalar(k as i64),
+            a.clone().into(),
+            b.clone().into(),
+            HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
+        ];
+        let (mut vm_args, mut simt_args) = (args.clone(), args);
+        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
+        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
+        let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
+        for i in 0..m {
+            for j in 0..n {
+                // k is a multiple of 16 past the edge (k - BK·⌊k/BK⌋ ≥ 0): products of the
+                // rounded operands, exactly.
+                let product = |p: usize| a.get(i * k + p) * t.round(DType::F32.round(b.get(p * n + j) * 0.5));
+                let exact: f64 = (0..k).map(product).sum();
+                let magnitude: f64 = (0..k).map(|p| product(p).abs()).sum();
+                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + 1e-30;
+                for (who, out) in [("vm", vm), ("simt", simt)] {
+                    let got = out.get(i * n + j);
+                    assert!((got - exact).abs() <= tolerance, "{t} {tile:?} {who}: c[{i}, {j}] = {got}, exact {exact}");
+                }
+            }
+        }
+        if tl_tests::ptxas_available("mma with B in registers") {
+            for arch in Arch::ALL {
+                let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
+                ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {t} {tile:?} for {}: {e}", arch.name()));
+            }
+        }
+    }
+}
+
 #[test]
 fn tensor_core_dot_assembles() {
     if !tl_tests::ptxas_available("mma") {

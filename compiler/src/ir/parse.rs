@@ -361,8 +361,8 @@ impl<'t> Parser<'t> {
 
     fn operand_source(&mut self) -> R<OperandSource> {
         self.word_as(
-            |w| [OperandSource::InPlace, OperandSource::Staged].into_iter().find(|s| s.name() == w),
-            |w| format!("expected `in_place` or `staged`, found `{w}`"),
+            |w| OperandSource::ALL.into_iter().find(|s| s.name() == w),
+            |w| format!("expected `in_place`, `staged` or `registers`, found `{w}`"),
         )
     }
 

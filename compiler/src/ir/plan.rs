@@ -89,22 +89,67 @@ impl MmaInstruction {
             .and_then(|l| l.with_local(&[1, 2]))
             .expect("a valid fixed layout")
     }
+
+    /// The B fragment of one warp for one 16×8 (k × n) tile of 16-bit operands: lane
+    /// `4·g + t` holds k = 2t, 2t + 1 (register 0) and 2t + 8, 2t + 9 (register 1) of column
+    /// n = g, `local(2, 1) * column_spatial(4, 8) * local(2, 1)`.
+    pub fn b_fragment() -> RegisterLayout {
+        RegisterLayout::local(&[2, 1])
+            .and_then(|l| l.with_column_spatial(&[4, 8]))
+            .and_then(|l| l.with_local(&[2, 1]))
+            .expect("a valid fixed layout")
+    }
 }
 
-/// Where `ldmatrix` reads an operand of a tensor-core `dot` from.
+/// The layout of a [K, N] B operand whose registers are the `mma` fragments of an accumulator
+/// of layout `accumulator` (`Q * accumulator_fragment`): `local(K / 16, 1) * Q' * b_fragment`,
+/// where `Q'` is `Q` without its m dimension (warps that share columns of the result hold the
+/// same fragments: replication), so the thread that holds accumulator tile `(m, n)` holds the
+/// B fragments of column tile `n` for every k-step. `None` when the accumulator does not
+/// divide by the fragment or K is not a multiple of 16.
+pub fn mma_b_operand_layout(accumulator: &RegisterLayout, k_extent: usize) -> Option<RegisterLayout> {
+    if k_extent == 0 || k_extent % 16 != 0 {
+        return None;
+    }
+    let quotient = accumulator.divide_right(&MmaInstruction::accumulator_fragment())?;
+    let columns = quotient.reduce_keep_dims(&[0]).ok()?;
+    RegisterLayout::local(&[k_extent / 16, 1]).ok()?.product(&columns).ok()?.product(&MmaInstruction::b_fragment()).ok()
+}
+
+/// Whether tensor-core `dot` can take its B operand from the operand's registers: a 16-bit
+/// float `mma` whose B operand's layout is [`mma_b_operand_layout`] of the accumulator's. (An
+/// A operand always comes through `ldmatrix`.)
+pub fn reads_registers(kernel: &Kernel, dot: ValueId, instruction: MmaInstruction) -> bool {
+    let Op::Dot { b, .. } = kernel.value(dot).op else { return false };
+    if instruction == MmaInstruction::S8 {
+        return false;
+    }
+    let (Some(layout), Some(acc)) = (layout_of(kernel, b), layout_of(kernel, dot)) else { return false };
+    let Some(&k) = kernel.value(b).ty.shape().and_then(|s| s.first()) else { return false };
+    mma_b_operand_layout(acc, k).as_ref() == Some(layout)
+}
+
+/// Where the fragments of an operand of a tensor-core `dot` come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OperandSource {
-    /// From the shared tensor the operand was loaded from (see [`reads_in_place`]).
+    /// `ldmatrix` from the shared tensor the operand was loaded from (see [`reads_in_place`]).
     InPlace,
-    /// From scratch space the operand is first written to, row-major.
+    /// `ldmatrix` from scratch space the operand is first written to, row-major.
     Staged,
+    /// The operand's own registers: its layout is the fragment layout
+    /// ([`mma_b_operand_layout`]), so each thread already holds its fragments and two 16-bit
+    /// elements make one register (B operands of f16/bf16 `mma` only).
+    Registers,
 }
 
 impl OperandSource {
+    pub const ALL: [OperandSource; 3] = [OperandSource::InPlace, OperandSource::Staged, OperandSource::Registers];
+
     pub fn name(self) -> &'static str {
         match self {
             OperandSource::InPlace => "in_place",
             OperandSource::Staged => "staged",
+            OperandSource::Registers => "registers",
         }
     }
 }
@@ -441,6 +486,9 @@ fn check_strategy(kernel: &Kernel, id: ValueId, strategy: &Strategy) -> Result<(
                 if source == OperandSource::InPlace && !reads_in_place(kernel, operand, id, *instruction) {
                     return Err(format!("cannot read operand {name} in place"));
                 }
+                if source == OperandSource::Registers && (name == "a" || !reads_registers(kernel, id, *instruction)) {
+                    return Err(format!("cannot take operand {name} from its registers (only a B operand whose layout is the fragment layout)"));
+                }
             }
             Ok(())
         }
@@ -551,6 +599,20 @@ mod tests {
     }
 
     #[test]
+    fn the_b_fragment_is_the_one_of_the_ptx_isa() {
+        // m16n8k16 with 16-bit B: lane 4g + t holds (k, n) = (2t + i + 8h, g) in register h,
+        // element i (the lower k in the low half).
+        let fragment = MmaInstruction::b_fragment();
+        for lane in 0..32 {
+            let (g, t) = (lane / 4, lane % 4);
+            for local in 0..4 {
+                let (h, i) = (local / 2, local % 2);
+                assert_eq!(fragment.coord(lane, local), Some(vec![2 * t + i + 8 * h, g]), "lane {lane} local {local}");
+            }
+        }
+    }
+
+    #[test]
     fn a_shuffle_reduction_needs_its_threads_in_one_warp() {
         // Each row's 64 elements over 64 threads (two warps): shuffles cannot combine them.
         let source = "kernel k(x: global f32[4, 64], y: global mut f32[4, 1]) grid(1) warps(8) {
@@ -570,7 +632,7 @@ mod tests {
         let text = crate::ir::print::kernel_to_string(&compiled(MATMUL));
         for (from, to, expected) in [
             ("via staged", "via teleport", "unknown strategy `teleport`"),
-            ("(a: in_place, b: staged)", "(a: in_place, b: nowhere)", "expected `in_place` or `staged`"),
+            ("(a: in_place, b: staged)", "(a: in_place, b: nowhere)", "expected `in_place`, `staged` or `registers`"),
             ("run 8)", "run x)", "run length"),
         ] {
             assert!(text.contains(from), "{from} in\n{text}");

@@ -1,5 +1,6 @@
-//! `dot`: on tensor cores (`mma.sync` with `ldmatrix` operands, in place or staged) or on
-//! CUDA cores through staged operands, as the plan records.
+//! `dot`: on tensor cores (`mma.sync`; the A operand by `ldmatrix`, in place or staged, the B
+//! operand the same way or from its own registers when they are the fragments) or on CUDA
+//! cores through staged operands, as the plan records.
 
 use super::*;
 
@@ -48,7 +49,8 @@ impl Lower<'_> {
     /// whole warps in `Q`), so each local index of `Q` is one 16×8 tile of one warp, and the k
     /// extent is walked in steps of the instruction's k. Each operand is read by `ldmatrix`
     /// from its shared tensor in place or from the scratch space it is staged in (row-major,
-    /// 16-byte aligned rows since K is a multiple of 16 and N of 8), as the strategy says.
+    /// 16-byte aligned rows since K is a multiple of 16 and N of 8), or, for a B operand whose
+    /// layout is the fragment layout, packed from its registers, as the strategy says.
     pub(super) fn dot_mma(&mut self, id: ValueId, operands: [(ValueId, OperandSource); 2], c: ValueId, instruction: MmaInstruction, body: &mut Vec<lir::Stmt>) {
         let [(a, _), (b, _)] = operands;
         let (kind, acc_ty) = match instruction {
@@ -73,10 +75,23 @@ impl Lower<'_> {
                 _ => None,
             })
             .collect();
-        let staged = direct.iter().any(|d| d.is_none());
+        let is_staged = |i: usize| operands[i].1 == OperandSource::Staged;
+        let staged = is_staged(0) || is_staged(1);
         let staged_bases = if staged { self.stage(id, body) } else { Vec::new() };
         let mut next_base = staged_bases.into_iter();
-        let bases: Vec<usize> = direct.iter().map(|d| if d.is_none() { next_base.next().expect("plan: one offset per staged operand") } else { 0 }).collect();
+        let bases: Vec<usize> = (0..2).map(|i| if is_staged(i) { next_base.next().expect("plan: one offset per staged operand") } else { 0 }).collect();
+        // A B operand in registers: for the tile of accumulator register `q·4`, k-step `s`,
+        // k-half `h` and element `i`, the local index that holds it in every thread (found
+        // through thread 0, whose fragment coordinates are the tile's origin).
+        let b_in_registers = operands[1].1 == OperandSource::Registers;
+        let b_layout = self.layout(b).clone();
+        let b_local = |q: usize, s: usize, h: usize, i: usize| -> usize {
+            let origin_n = layout.coord(0, q * 4).expect("thread 0 holds every tile's first register")[1];
+            let k = s * 16 + h * 8 + i;
+            let local = b_layout.local_of(&[k, origin_n]).expect("plan::reads_registers: the B layout holds the tile");
+            debug_assert_eq!(b_layout.coord(0, local), Some(vec![k, origin_n]), "plan::reads_registers");
+            local
+        };
         // The byte offset of operand `i`'s element (row, col).
         let operand_offset = |s: &Self, i: usize, row: Expr, col: Expr| -> Expr {
             match &direct[i] {
@@ -141,6 +156,18 @@ impl Lower<'_> {
                             });
                         }
                         regs.push(var(self.assign(body, Ty::I32, packed.expect("four bytes"))));
+                    }
+                    regs
+                } else if b_in_registers {
+                    // Two 16-bit elements make one register, the lower k in the low half.
+                    let mut regs = Vec::new();
+                    for h in 0..2 {
+                        let half = |s: &Self, i: usize| -> Expr {
+                            let register = var(s.regs(b)[b_local(q, step, h, i)]);
+                            Expr::Cast { to: Ty::I32, value: Box::new(Expr::Bitcast { to: Ty::I16, value: Box::new(register) }), from_unsigned: true, to_unsigned: false }
+                        };
+                        let packed = bin(lir::BinaryOp::Or, half(self, 0), bin(lir::BinaryOp::Shl, half(self, 1), int(Ty::I32, 16)));
+                        regs.push(var(self.assign(body, Ty::I32, packed)));
                     }
                     regs
                 } else {

@@ -25,6 +25,11 @@
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
 //!      (`spatial(wm, wn)`), and `local(..)` repeats outside;
+//!    * it holds the B operand of such a `dot` with f16/bf16 operands, computed in registers (no
+//!      global load or `dot` result in the component, not a shared load `ldmatrix` reads in
+//!      place): the B fragment layout that matches the accumulator's
+//!      (`plan::mma_b_operand_layout`), decided after the accumulator's component, so that the
+//!      `dot` takes its fragments from the registers;
 //!    * it holds a loaded tile or a stored value: each thread holds `v` consecutive elements of
 //!      the last dimension, `v` the largest power of two with `v · bits ≤ 128` (one 16-byte
 //!      access) dividing that extent and leaving work for every thread; the rest is spread as
@@ -38,7 +43,7 @@
 //! component have equal layouts.
 
 use crate::diagnostics::Diagnostic;
-use crate::ir::plan::MmaInstruction;
+use crate::ir::plan::{self, MmaInstruction};
 use crate::ir::{Kernel, LayoutAnnotation, LayoutFunc, Op, Stmt, ValueId, VarId};
 use crate::layout::{view_result_layout, LayoutError, RegisterLayout};
 use petgraph::graph::{NodeIndex, UnGraph};
@@ -230,7 +235,11 @@ fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, di
         None => match operand_layout_to_follow(kernel, members) {
             FollowOperand::Wait if !force => return Decision::Wait,
             FollowOperand::Follow(l) => Some(l),
-            _ => preferred(kernel, members, &shape, threads),
+            _ => match fragment_layout_to_follow(kernel, members) {
+                FollowOperand::Wait if !force => return Decision::Wait,
+                FollowOperand::Follow(l) => Some(l),
+                _ => preferred(kernel, members, &shape, threads),
+            },
         },
     };
     let layout = match layout.map_or_else(|| RegisterLayout::auto_local_spatial(&shape, threads), Ok) {
@@ -303,6 +312,42 @@ fn operand_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand 
                 Err(_) => FollowOperand::None,
             },
         };
+    }
+    FollowOperand::None
+}
+
+/// A component holding the B operand of a tensor-core `dot` (16-bit floats) that is computed in
+/// registers (no global load or `dot` result in the component, and not a shared load
+/// `ldmatrix` can read in place) takes the `mma` B fragment layout that matches the accumulator's
+/// (`plan::mma_b_operand_layout`), decided after the accumulator's component: its registers
+/// then are the fragments, and nothing goes through shared memory.
+fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand {
+    // A global load prefers 16-byte vectors, and an accumulator its own fragment layout.
+    let blocked = members.iter().any(|n| matches!(n, Node::Value(v) if matches!(kernel.values[v.index()].op, Op::Load { .. } | Op::Dot { .. })));
+    if blocked {
+        return FollowOperand::None;
+    }
+    for n in members {
+        let Node::Value(operand) = *n else { continue };
+        for (i, data) in kernel.values.iter().enumerate() {
+            let Op::Dot { a, b, c } = data.op else { continue };
+            let dot = ValueId(i as u32);
+            let dtypes = (kernel.values[a.index()].ty.dtype(), kernel.values[c.index()].ty.dtype());
+            let Some(instruction) = (match dtypes {
+                (Some(x), Some(y)) => MmaInstruction::for_dtypes(x, y),
+                _ => None,
+            }) else {
+                continue;
+            };
+            if b != operand || instruction == MmaInstruction::S8 || plan::reads_in_place(kernel, b, dot, instruction) {
+                continue;
+            }
+            let Some(k) = kernel.values[b.index()].ty.shape().and_then(|s| s.first().copied()) else { continue };
+            return match &data.layout {
+                None => FollowOperand::Wait,
+                Some(acc) => plan::mma_b_operand_layout(acc, k).map_or(FollowOperand::None, FollowOperand::Follow),
+            };
+        }
     }
     FollowOperand::None
 }

@@ -4,8 +4,9 @@
 //! Expects a verified kernel with layouts (after `infer_layouts`). Chooses, first legal option
 //! first (the legality rules are `ir::plan`'s, which the plan verifier applies too):
 //! * `dot`: tensor cores when `plan::mma_instruction` gives an instruction, each operand read
-//!   by `ldmatrix` in place when `plan::reads_in_place` allows it and staged otherwise; else
-//!   CUDA cores with both operands staged;
+//!   by `ldmatrix` in place when `plan::reads_in_place` allows it, else taken from its own
+//!   registers when its layout is the fragment layout (`plan::reads_registers`), else staged;
+//!   otherwise CUDA cores with both operands staged;
 //! * reductions: warp shuffles when `plan::shuffle_reduction_fits`, else staged;
 //! * `view`, `permute`, `reshape`: in registers when `plan::in_registers`, else staged;
 //! * `broadcast`: staged;
@@ -33,10 +34,16 @@ pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
         let strategy = match &kernel.value(id).op {
             Op::Dot { a, b, .. } => match plan::mma_instruction(kernel, id) {
                 Some(instruction) => {
-                    let source = |operand| {
-                        if plan::reads_in_place(kernel, operand, id, instruction) { OperandSource::InPlace } else { OperandSource::Staged }
+                    let source = |operand, b_operand: bool| {
+                        if plan::reads_in_place(kernel, operand, id, instruction) {
+                            OperandSource::InPlace
+                        } else if b_operand && plan::reads_registers(kernel, id, instruction) {
+                            OperandSource::Registers
+                        } else {
+                            OperandSource::Staged
+                        }
                     };
-                    Strategy::Mma { instruction, a: source(*a), b: source(*b) }
+                    Strategy::Mma { instruction, a: source(*a, false), b: source(*b, true) }
                 }
                 None => Strategy::Staged,
             },
