@@ -229,10 +229,10 @@ fn stats_of(name: String, body: &[&str]) -> KernelStats {
         block.counts.add(opcode);
         let family = opcode.split('.').next().unwrap_or("");
         if matches!(family, "bra" | "ret" | "exit" | "brx") {
-            if family == "bra" {
-                if let Some(target) = words.next() {
-                    block.targets.push(target.trim_end_matches(',').to_string());
-                }
+            if family == "bra"
+                && let Some(target) = words.next()
+            {
+                block.targets.push(target.trim_end_matches(',').to_string());
             }
             block.falls_through = guarded;
             blocks.push(Block { label: None, counts: Counts::default(), targets: Vec::new(), falls_through: true });

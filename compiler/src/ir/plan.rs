@@ -108,7 +108,7 @@ impl MmaInstruction {
 /// B fragments of column tile `n` for every k-step. `None` when the accumulator does not
 /// divide by the fragment or K is not a multiple of 16.
 pub fn mma_b_operand_layout(accumulator: &RegisterLayout, k_extent: usize) -> Option<RegisterLayout> {
-    if k_extent == 0 || k_extent % 16 != 0 {
+    if k_extent == 0 || !k_extent.is_multiple_of(16) {
         return None;
     }
     let quotient = accumulator.divide_right(&MmaInstruction::accumulator_fragment())?;
