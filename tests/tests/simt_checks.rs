@@ -57,6 +57,12 @@ fn count_barriers(body: &[Stmt]) -> usize {
         .sum()
 }
 
+/// The 1-based column of `sum(` on its line of the kernel's source.
+fn sum_column(kernel: &Kernel) -> usize {
+    let line = kernel.module.source.lines().find(|l| l.contains("sum(t, dim = 0)")).expect("in the source");
+    line.find("sum(").expect("on the line") + 1
+}
+
 /// The 1-based line of `kernel`'s source that contains `text`.
 fn line_of(kernel: &Kernel, text: &str) -> usize {
     let source = &kernel.module.source;
@@ -112,8 +118,9 @@ fn a_missing_sync_after_staging_is_a_read_after_write_race_at_the_reduction() {
     let line = line_of(&kernel, "sum(t, dim = 0)");
     assert!(text.starts_with(&format!("shared-memory race: thread {} reads byte ", second.thread)), "{text}");
     assert!(text.contains(&format!("that thread {} wrote since the last barrier", first.thread)), "{text}");
-    assert!(text.contains(&format!("--> {}:{line}:13", kernel.module.file_name)), "{text}");
-    assert!(text.contains(&format!("{line} |     let s = sum(t, dim = 0);")), "{text}");
+    let column = sum_column(&kernel);
+    assert!(text.contains(&format!("--> {}:{line}:{column}", kernel.module.file_name)), "{text}");
+    assert!(text.contains(&format!("{line} |     let s: reg f32[1, BN] @ spatial(1, BN) * replicate(4) = sum(t, dim = 0);")), "{text}");
     assert!(text.contains("= note: thread") && text.contains("reduce_sum"), "{text}");
     // What `tlc` prints: `error: ` and this text.
     println!("error: {text}");
@@ -140,7 +147,7 @@ fn a_missing_sync_between_reduction_and_broadcast_is_a_write_after_read_race() {
     let (broadcast_line, reduce_line) = (line_of(&kernel, "t - s"), line_of(&kernel, "sum(t, dim = 0)"));
     let file = &kernel.module.file_name;
     assert!(text.contains(&format!("--> {file}:{broadcast_line}:")), "{text}");
-    assert!(text.contains(&format!("::: {file}:{reduce_line}:13")), "{text}");
+    assert!(text.contains(&format!("::: {file}:{reduce_line}:{}", sum_column(&kernel))), "{text}");
     assert!(text.contains(&format!("thread {} read here", first.thread)), "{text}");
     println!("error: {text}");
 }

@@ -320,10 +320,28 @@ pub fn shuffle_reduction_fits(kernel: &Kernel, id: ValueId) -> bool {
     collected.into_iter().all(|c| c)
 }
 
-/// Whether `view`, `permute` or `reshape` `id` moves no data between threads: for `view`,
+/// The dims a `broadcast` repeats: those of extent 1 in the operand and more in the result.
+pub fn broadcast_dims(kernel: &Kernel, id: ValueId) -> Vec<usize> {
+    let Op::Broadcast(a) = kernel.value(id).op else { return Vec::new() };
+    match (kernel.value(a).ty.shape(), kernel.value(id).ty.shape()) {
+        (Some(from), Some(to)) if from.len() == to.len() => (0..to.len()).filter(|&d| from[d] == 1 && to[d] != 1).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The layout a `broadcast` operand needs for the broadcast to move no data: the result's
+/// layout with the repeated dims reduced (`reduce_keep_dims`: their local modes dropped, their
+/// spatial modes made replication), so every thread holds the operand elements its result
+/// elements repeat.
+pub fn broadcast_operand_layout(result: &RegisterLayout, dims: &[usize]) -> Option<RegisterLayout> {
+    result.reduce_keep_dims(dims).ok()
+}
+
+/// Whether `view`, `permute`, `reshape` or `broadcast` `id` moves no data between threads: for `view`,
 /// [`view_moves_no_data`] holds for the two layouts; for `permute`/`reshape`, the result's
 /// layout is the operand's permuted/reshaped (each thread keeps its elements at the same local
-/// indices).
+/// indices); for `broadcast`, the operand's layout is [`broadcast_operand_layout`] of the
+/// result's.
 pub fn in_registers(kernel: &Kernel, id: ValueId) -> bool {
     let data = kernel.value(id);
     let (Some(to), Some(shape)) = (data.layout.as_ref(), data.ty.shape()) else { return false };
@@ -336,6 +354,9 @@ pub fn in_registers(kernel: &Kernel, id: ValueId) -> bool {
         }
         Op::Permute { value, perm } => layout_of(kernel, *value).and_then(|l| l.permute(perm).ok()).as_ref() == Some(to),
         Op::Reshape(value) => layout_of(kernel, *value).and_then(|l| l.reshape(shape).ok()).as_ref() == Some(to),
+        Op::Broadcast(value) => {
+            layout_of(kernel, *value).is_some_and(|from| broadcast_operand_layout(to, &broadcast_dims(kernel, id)).as_ref() == Some(from))
+        }
         _ => false,
     }
 }
@@ -472,7 +493,7 @@ fn check_strategy(kernel: &Kernel, id: ValueId, strategy: &Strategy) -> Result<(
     let op = &kernel.value(id).op;
     match (strategy, op) {
         (Strategy::Staged, Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) => Ok(()),
-        (Strategy::InRegisters, Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) => {
+        (Strategy::InRegisters, Op::View(_) | Op::Permute { .. } | Op::Reshape(_) | Op::Broadcast(_)) => {
             if in_registers(kernel, id) { Ok(()) } else { Err("needs data to move between threads with these layouts".into()) }
         }
         (Strategy::Shuffle, Op::Reduce { .. }) => {
@@ -576,6 +597,15 @@ mod tests {
         let mut k = kernel.clone();
         k.values[reduce].strategy = None;
         assert!(errors(&k).contains("no strategy was selected"), "{}", errors(&k));
+
+        // The broadcast of the row maxima stays in registers (the maxima follow the rows'
+        // layout, reduced); with another layout for its operand it could not.
+        let broadcast = find(&kernel, |o| matches!(o, Op::Broadcast(_)));
+        assert_eq!(kernel.values[broadcast].strategy, Some(Strategy::InRegisters));
+        let mut k = kernel.clone();
+        let Op::Broadcast(operand) = k.values[broadcast].op else { unreachable!() };
+        k.values[operand.index()].layout = Some(RegisterLayout::replicate(&[32, 1], 128).unwrap());
+        assert!(errors(&k).contains("`via registers` needs data to move between threads"), "{}", errors(&k));
 
         // Scratch space inside the shared tensor, a misaligned offset, a plan over the limit.
         let mut k = kernel.clone();

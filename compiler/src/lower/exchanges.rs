@@ -5,9 +5,27 @@
 use super::*;
 
 impl Lower<'_> {
-    /// `broadcast` (always staged): the operand goes to its scratch space, and every result
+    /// `broadcast`: in registers when the operand's layout is the result's with the repeated
+    /// dims reduced; otherwise (staged) the operand goes to its scratch space, and every result
     /// element reads the operand element it repeats (index 0 along the broadcast dims).
     pub(super) fn broadcast(&mut self, id: ValueId, a: ValueId, body: &mut Vec<lir::Stmt>) {
+        if self.k.value(id).strategy == Some(Strategy::InRegisters) {
+            // Every thread holds the operand elements its result elements repeat
+            // (`plan::broadcast_operand_layout`): copy registers.
+            let dims = plan::broadcast_dims(self.k, id);
+            let (to, from) = (self.layout(id).clone(), self.layout(a).clone());
+            let regs = (0..to.local_size())
+                .map(|i| {
+                    let mut c = to.local_coords(i);
+                    for &d in &dims {
+                        c[d] = 0;
+                    }
+                    self.regs(a)[from.local_of(&c).expect("plan::in_registers: the operand holds it")]
+                })
+                .collect();
+            self.regs.insert(id, regs);
+            return;
+        }
         let from = self.k.value(a).ty.shape().expect("tensor").to_vec();
         let base = self.stage(id, body)[0];
         let layout = self.layout(id).clone();

@@ -25,6 +25,9 @@
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
 //!      (`spatial(wm, wn)`), and `local(..)` repeats outside;
+//!    * it holds the operand of a `broadcast`: the result's layout with the repeated dims
+//!      reduced (`plan::broadcast_operand_layout`), decided after the result's component, so
+//!      the broadcast moves no data;
 //!    * it holds the B operand of such a `dot` with f16/bf16 operands, computed in registers (no
 //!      global load or `dot` result in the component, not a shared load `ldmatrix` reads in
 //!      place): the B fragment layout that matches the accumulator's
@@ -238,7 +241,11 @@ fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, di
             _ => match fragment_layout_to_follow(kernel, members) {
                 FollowOperand::Wait if !force => return Decision::Wait,
                 FollowOperand::Follow(l) => Some(l),
-                _ => preferred(kernel, members, &shape, threads),
+                _ => match broadcast_layout_to_follow(kernel, members) {
+                    FollowOperand::Wait if !force => return Decision::Wait,
+                    FollowOperand::Follow(l) => Some(l),
+                    _ => preferred(kernel, members, &shape, threads),
+                },
             },
         },
     };
@@ -346,6 +353,27 @@ fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand
             return match &data.layout {
                 None => FollowOperand::Wait,
                 Some(acc) => plan::mma_b_operand_layout(acc, k).map_or(FollowOperand::None, FollowOperand::Follow),
+            };
+        }
+    }
+    FollowOperand::None
+}
+
+/// A component holding the operand of a `broadcast` takes the broadcast result's layout with
+/// the repeated dims reduced (`plan::broadcast_operand_layout`), decided after the result's
+/// component: every thread then holds the elements it repeats, and the broadcast moves no data.
+fn broadcast_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand {
+    for n in members {
+        let Node::Value(operand) = *n else { continue };
+        for (i, data) in kernel.values.iter().enumerate() {
+            let Op::Broadcast(a) = data.op else { continue };
+            if a != operand {
+                continue;
+            }
+            return match &data.layout {
+                None => FollowOperand::Wait,
+                Some(result) => plan::broadcast_operand_layout(result, &plan::broadcast_dims(kernel, ValueId(i as u32)))
+                    .map_or(FollowOperand::None, FollowOperand::Follow),
             };
         }
     }

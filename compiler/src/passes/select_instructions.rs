@@ -8,8 +8,8 @@
 //!   registers when its layout is the fragment layout (`plan::reads_registers`), else staged;
 //!   otherwise CUDA cores with both operands staged;
 //! * reductions: warp shuffles when `plan::shuffle_reduction_fits`, else staged;
-//! * `view`, `permute`, `reshape`: in registers when `plan::in_registers`, else staged;
-//! * `broadcast`: staged;
+//! * `view`, `permute`, `reshape`, `broadcast`: in registers when `plan::in_registers`, else
+//!   staged;
 //! * `copy_async`: runs of `v` consecutive elements of the last dimension per thread, `v` the
 //!   largest power of two with `v · bits ≤ 128` that divides it (one 16-, 8- or 4-byte
 //!   `cp.async` per aligned run); runs of elements narrower than a byte fill whole bytes (whole
@@ -50,10 +50,9 @@ pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
             Op::Reduce { .. } => {
                 if plan::shuffle_reduction_fits(kernel, id) { Strategy::Shuffle } else { Strategy::Staged }
             }
-            Op::View(_) | Op::Permute { .. } | Op::Reshape(_) => {
+            Op::View(_) | Op::Permute { .. } | Op::Reshape(_) | Op::Broadcast(_) => {
                 if plan::in_registers(kernel, id) { Strategy::InRegisters } else { Strategy::Staged }
             }
-            Op::Broadcast(_) => Strategy::Staged,
             Op::CopyAsync { .. } => {
                 let threads = kernel.num_threads();
                 match plan::copy_tile(kernel, id).and_then(|(tile, bits)| copy_layout(&tile, threads, bits)) {
