@@ -265,14 +265,7 @@ fn write_out(o: &Options, text: &str) -> Result<()> {
 /// lowering with the `-D` values that kernel declares: every error `compile` would find short
 /// of LLVM, each at its source line. A file without kernels gets a warning.
 fn check(o: &Options, path: &PathBuf) -> Result<bool> {
-    let module = match Module::from_file(path) {
-        Ok(m) => m,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(module) = compiled(Module::from_file(path))? else { return Ok(false) };
     let names = match &o.kernel {
         Some(k) => vec![k.clone()],
         None => module.kernel_names(),
@@ -302,13 +295,8 @@ fn check(o: &Options, path: &PathBuf) -> Result<bool> {
     for kernel in &names {
         let params = declared(kernel);
         let consts: Vec<(String, ConstValue)> = o.consts.iter().filter(|(n, _)| params.contains(n)).cloned().collect();
-        match module.kernel(Some(kernel), &consts) {
-            Ok(_) => {}
-            Err(e @ RuntimeError::Compile { .. }) => {
-                write_stderr(&e.to_string());
-                ok = false;
-            }
-            Err(e) => return Err(e.into()),
+        if compiled(module.kernel(Some(kernel), &consts))?.is_none() {
+            ok = false;
         }
     }
     if ok {
@@ -319,15 +307,7 @@ fn check(o: &Options, path: &PathBuf) -> Result<bool> {
 
 /// Compiles the selected kernel; `None` when the source has errors (already printed).
 fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>> {
-    let compiled = Module::from_file(path).and_then(|m| m.with_code_generator(tl_ptx::code_generator()).kernel(o.kernel.as_deref(), &o.consts));
-    match compiled {
-        Ok(k) => Ok(Some(k)),
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    compiled(Module::from_file(path).and_then(|m| m.with_code_generator(tl_ptx::code_generator()).kernel(o.kernel.as_deref(), &o.consts)))
 }
 
 fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
@@ -367,23 +347,9 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     }
     let mut passes = tl_compiler::driver::PassManager { print_after: o.print_after.clone(), verify_lir: true, ..Default::default() };
     let start = std::time::Instant::now();
-    let module = match Module::from_file(path) {
-        Ok(m) => m.with_code_generator(tl_ptx::code_generator()),
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(module) = compiled(Module::from_file(path).map(|m| m.with_code_generator(tl_ptx::code_generator())))? else { return Ok(false) };
     let parse_time = start.elapsed();
-    let kernel = match module.kernel_with(o.kernel.as_deref(), &o.consts, &mut passes) {
-        Ok(k) => k,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(kernel) = compiled(module.kernel_with(o.kernel.as_deref(), &o.consts, &mut passes))? else { return Ok(false) };
     let assumptions = kernel.assumptions(&o.assume)?;
     let mut timings = vec![("parse".to_string(), parse_time)];
     timings.append(&mut passes.timings);
@@ -424,27 +390,25 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     Ok(true)
 }
 
+/// A compilation's result: `Some` on success, `None` after printing its diagnostics (a compile
+/// error, reported as a failed command), an error otherwise.
+fn compiled<T>(result: Result<T, RuntimeError>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ RuntimeError::Compile { .. }) => {
+            write_stderr(&e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `tlc stats`: the statistics of the kernel's PTX (`backend::ptx_stats`) and the resources
 /// ptxas reports for it.
 fn stats(o: &Options, path: &PathBuf) -> Result<bool> {
     use tl_compiler::backend::{ptx_stats, ptxas};
     let arch = o.arch.unwrap_or(Arch::Sm80);
-    let module = match Module::from_file(path) {
-        Ok(m) => m.with_code_generator(tl_ptx::code_generator()),
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let kernel = match module.kernel(o.kernel.as_deref(), &o.consts) {
-        Ok(k) => k,
-        Err(e @ RuntimeError::Compile { .. }) => {
-            write_stderr(&e.to_string());
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
     let assumptions = kernel.assumptions(&o.assume)?;
     let ptx = kernel.variant_ptx(&assumptions, arch)?;
     let Some(stats) = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == kernel.name()) else {

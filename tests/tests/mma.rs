@@ -29,6 +29,35 @@ fn consts(t: DType, tile: [i64; 4]) -> Vec<(String, ConstValue)> {
     c
 }
 
+/// Runs `kernel` (parameters m, n, k, a, b, c) on the VM and the simulator and checks every
+/// element of c against the f64 sum of `product(i, j, p)` over p < k, within f32 accumulation
+/// error (one rounding per step of 16 on the simulator, per product on the VM).
+fn check_against_vm_and_host(kernel: &tl_runtime::Kernel, what: &str, (m, n, k): (usize, usize, usize), a: &HostTensor, b: &HostTensor, product: impl Fn(usize, usize, usize) -> f64) {
+    let args = vec![
+        Arg::scalar(m as i64),
+        Arg::scalar(n as i64),
+        Arg::scalar(k as i64),
+        a.clone().into(),
+        b.clone().into(),
+        HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
+    ];
+    let (mut vm_args, mut simt_args) = (args.clone(), args);
+    kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
+    kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
+    let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
+    for i in 0..m {
+        for j in 0..n {
+            let exact: f64 = (0..k).map(|p| product(i, j, p)).sum();
+            let magnitude: f64 = (0..k).map(|p| product(i, j, p).abs()).sum();
+            let tolerance = k as f64 * 2f64.powi(-23) * magnitude + 1e-30;
+            for (who, out) in [("vm", vm), ("simt", simt)] {
+                let got = out.get(i * n + j);
+                assert!((got - exact).abs() <= tolerance, "{what} {who}: c[{i}, {j}] = {got}, exact {exact}");
+            }
+        }
+    }
+}
+
 #[test]
 fn tensor_core_dot_matches_the_vm_and_the_host_product() {
     let module = Module::from_file(repo_root().join("tests/kernels/mma.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
@@ -40,30 +69,7 @@ fn tensor_core_dot_matches_the_vm_and_the_host_product() {
         let (m, n, k) = (tile[0] as usize * 2 - 3, tile[1] as usize + 5, tile[2] as usize * 2 + 7);
         let a = HostTensor::from_f64(t, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
         let b = HostTensor::from_f64(t, &[k, n], &(0..k * n).map(|_| rng.unit()).collect::<Vec<_>>());
-        let args = vec![
-            Arg::scalar(m as i64),
-            Arg::scalar(n as i64),
-            Arg::scalar(k as i64),
-            a.clone().into(),
-            b.clone().into(),
-            HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
-        ];
-        let (mut vm_args, mut simt_args) = (args.clone(), args);
-        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
-        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
-        let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
-        for i in 0..m {
-            for j in 0..n {
-                let exact: f64 = (0..k).map(|p| a.get(i * k + p) * b.get(p * n + j)).sum();
-                let magnitude: f64 = (0..k).map(|p| (a.get(i * k + p) * b.get(p * n + j)).abs()).sum();
-                // f32 accumulation: one rounding per step of 16 on the simulator, per product on the VM.
-                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + 1e-30;
-                for (who, out) in [("vm", vm), ("simt", simt)] {
-                    let got = out.get(i * n + j);
-                    assert!((got - exact).abs() <= tolerance, "{t} {tile:?} {who}: c[{i}, {j}] = {got}, exact {exact}");
-                }
-            }
-        }
+        check_against_vm_and_host(&kernel, &format!("{t} {tile:?}"), (m, n, k), &a, &b, |i, j, p| a.get(i * k + p) * b.get(p * n + j));
     }
 }
 
@@ -82,32 +88,8 @@ fn tensor_core_dot_takes_a_computed_b_operand_from_registers() {
         let (m, n, k) = (tile[0] as usize + 3, tile[1] as usize * 2 - 5, tile[2] as usize * 2 + 16);
         let a = HostTensor::from_f64(t, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
         let b = HostTensor::from_f64(DType::F32, &[k, n], &(0..k * n).map(|_| rng.unit() * 3.0).collect::<Vec<_>>());
-        let args = vec![
-            Arg::scalar(m as i64),
-            Arg::scalar(n as i64),
-            Arg::scalar(k as i64),
-            a.clone().into(),
-            b.clone().into(),
-            HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
-        ];
-        let (mut vm_args, mut simt_args) = (args.clone(), args);
-        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
-        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
-        let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
-        for i in 0..m {
-            for j in 0..n {
-                // k is a multiple of 16 past the edge (k - BK·⌊k/BK⌋ ≥ 0): products of the
-                // rounded operands, exactly.
-                let product = |p: usize| a.get(i * k + p) * t.round(DType::F32.round(b.get(p * n + j) * 0.5));
-                let exact: f64 = (0..k).map(product).sum();
-                let magnitude: f64 = (0..k).map(|p| product(p).abs()).sum();
-                let tolerance = k as f64 * 2f64.powi(-23) * magnitude + 1e-30;
-                for (who, out) in [("vm", vm), ("simt", simt)] {
-                    let got = out.get(i * n + j);
-                    assert!((got - exact).abs() <= tolerance, "{t} {tile:?} {who}: c[{i}, {j}] = {got}, exact {exact}");
-                }
-            }
-        }
+        // The products of the rounded operands, exactly.
+        check_against_vm_and_host(&kernel, &format!("{t} {tile:?}"), (m, n, k), &a, &b, |i, j, p| a.get(i * k + p) * t.round(DType::F32.round(b.get(p * n + j) * 0.5)));
         if tl_tests::ptxas_available("mma with B in registers") {
             for arch in Arch::ALL {
                 let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{t} {tile:?}: {e}"));
