@@ -2580,7 +2580,19 @@ fn run_unguarded(p: &Program) -> Outcome {
         .into_iter()
         .filter(|(needle, _)| lir.contains(needle))
         .map(|(_, name)| name)
-        .collect();
+        .collect::<Vec<_>>();
+        // Which strategies the planning passes chose (from the block IR's text form).
+        let planned = [
+            ("b: registers)", "plan:mma_b_from_registers"),
+            ("a: in_place", "plan:mma_a_in_place"),
+            ("via shuffle", "plan:reduce_by_shuffle"),
+        ]
+        .into_iter()
+        .filter(|(needle, _)| block_ir.contains(needle))
+        .map(|(_, name)| name)
+        .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via registers")).then_some("plan:broadcast_in_registers"))
+        .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via staged")).then_some("plan:broadcast_staged"));
+        let lowered = lowered.into_iter().chain(planned).collect();
         Outcome::Pass { exact, tolerant, elements, lowered }
     } else {
         fail(FailureKind::Mismatch, format!("the VM and the SIMT simulator disagree:\n{report}"))
