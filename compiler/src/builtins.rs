@@ -180,8 +180,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Why a call of `builtin` with `positional` positional arguments, the named arguments `named`
 /// and a dtype or not does not fit its row, if it does not (the first problem found).
 pub fn check_call(builtin: &Builtin, positional: usize, named: &[&str], has_dtype: bool) -> Result<(), CallError> {
-    if let Some(n) = named.iter().find(|n| !builtin.named.contains(n)) {
-        return Err(CallError::UnknownNamed(format!("`{}` has no argument named `{n}`", builtin.name)));
+    if let Some(index) = named.iter().position(|n| !builtin.named.contains(n)) {
+        return Err(CallError::UnknownNamed { message: format!("`{}` has no argument named `{}`", builtin.name, named[index]), index });
     }
     if builtin.takes_dtype != has_dtype {
         return Err(CallError::Dtype(if builtin.takes_dtype {
@@ -200,7 +200,8 @@ pub fn check_call(builtin: &Builtin, positional: usize, named: &[&str], has_dtyp
 /// that part).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {
-    UnknownNamed(String),
+    /// The named argument at `index` of the call's named arguments is not one of the function's.
+    UnknownNamed { message: String, index: usize },
     Dtype(String),
     Arity(String),
 }
@@ -208,7 +209,7 @@ pub enum CallError {
 impl CallError {
     pub fn message(&self) -> &str {
         match self {
-            CallError::UnknownNamed(m) | CallError::Dtype(m) | CallError::Arity(m) => m,
+            CallError::UnknownNamed { message: m, .. } | CallError::Dtype(m) | CallError::Arity(m) => m,
         }
     }
 }
@@ -231,7 +232,7 @@ mod tests {
     fn calls_are_checked_part_by_part() {
         let load = lookup("load", Context::Kernel).unwrap();
         assert_eq!(check_call(load, 3, &["pad"], false), Ok(()));
-        assert!(matches!(check_call(load, 3, &["dim"], false), Err(CallError::UnknownNamed(m)) if m.contains("no argument named `dim`")));
+        assert!(matches!(check_call(load, 3, &["dim"], false), Err(CallError::UnknownNamed { message: m, index: 0 }) if m.contains("no argument named `dim`")));
         assert!(matches!(check_call(load, 2, &[], false), Err(CallError::Arity(m)) if m == "`load` takes 3 arguments, found 2: load(tensor, [offsets], [shape], pad = value)"));
         let cast = lookup("cast", Context::Reference).unwrap();
         assert!(matches!(check_call(cast, 1, &[], false), Err(CallError::Dtype(m)) if m.contains("needs a dtype")));

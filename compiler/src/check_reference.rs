@@ -101,16 +101,13 @@ impl Checker<'_> {
                     return;
                 };
                 let positional = args.iter().filter(|a| a.name.is_none()).count();
-                let named: Vec<&str> = args.iter().filter_map(|a| a.name.as_ref().map(|n| n.name.as_str())).collect();
-                if let Err(problem) = builtins::check_call(builtin, positional, &named, dtype.is_some()) {
+                let named: Vec<&ast::Ident> = args.iter().filter_map(|a| a.name.as_ref()).collect();
+                let names: Vec<&str> = named.iter().map(|n| n.name.as_str()).collect();
+                if let Err(problem) = builtins::check_call(builtin, positional, &names, dtype.is_some()) {
                     let span = match (&problem, dtype) {
                         (builtins::CallError::Dtype(_), Some(d)) => d.span(),
                         (builtins::CallError::Dtype(_), None) => callee.span,
-                        (builtins::CallError::UnknownNamed(_), _) => args
-                            .iter()
-                            .filter_map(|a| a.name.as_ref())
-                            .find(|n| !builtin.named.contains(&n.name.as_str()))
-                            .map_or(e.span, |n| n.span),
+                        (builtins::CallError::UnknownNamed { index, .. }, _) => named[*index].span,
                         (builtins::CallError::Arity(_), _) => e.span,
                     };
                     self.error(problem.message().to_string(), span);

@@ -1212,7 +1212,7 @@ impl Sema {
         let names: Vec<&str> = named.iter().map(|(n, _, _)| n.name.as_str()).collect();
         if let Err(problem) = builtins::check_call(builtin, positional.len(), &names, dtype.is_some()) {
             let span = match &problem {
-                builtins::CallError::UnknownNamed(_) => named.iter().find(|(n, _, _)| !builtin.named.contains(&n.name.as_str())).map_or(e.span, |(n, _, _)| n.span),
+                builtins::CallError::UnknownNamed { index, .. } => named[*index].0.span,
                 builtins::CallError::Dtype(_) => dtype.map_or(callee.span, |d| d.1),
                 builtins::CallError::Arity(_) => e.span,
             };

@@ -29,22 +29,30 @@ fn consts(t: DType, tile: [i64; 4]) -> Vec<(String, ConstValue)> {
     c
 }
 
-/// Runs `kernel` (parameters m, n, k, a, b, c) on the VM and the simulator and checks every
-/// element of c against the f64 sum of `product(i, j, p)` over p < k, within f32 accumulation
-/// error (one rounding per step of 16 on the simulator, per product on the VM).
-fn check_against_vm_and_host(kernel: &tl_runtime::Kernel, what: &str, (m, n, k): (usize, usize, usize), a: &HostTensor, b: &HostTensor, product: impl Fn(usize, usize, usize) -> f64) {
+/// Runs `kernel` (parameters m, n, k, a, b, c) on the VM and on the simulator with c filled
+/// with `poison`; returns c from each.
+fn launch_on_vm_and_simt(kernel: &tl_runtime::Kernel, (m, n, k): (usize, usize, usize), a: &HostTensor, b: &HostTensor, c: DType, poison: f64) -> [HostTensor; 2] {
     let args = vec![
         Arg::scalar(m as i64),
         Arg::scalar(n as i64),
         Arg::scalar(k as i64),
         a.clone().into(),
         b.clone().into(),
-        HostTensor::filled(DType::F32, &[m, n], f64::NAN).into(),
+        HostTensor::filled(c, &[m, n], poison).into(),
     ];
-    let (mut vm_args, mut simt_args) = (args.clone(), args);
-    kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
-    kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
-    let (vm, simt) = (vm_args[5].tensor().unwrap(), simt_args[5].tensor().unwrap());
+    [Backend::Vm, Backend::Simt].map(|backend| {
+        let mut args = args.clone();
+        kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        args[5].tensor().unwrap().clone()
+    })
+}
+
+/// Runs `kernel` (parameters m, n, k, a, b, c) on the VM and the simulator and checks every
+/// element of c against the f64 sum of `product(i, j, p)` over p < k, within f32 accumulation
+/// error (one rounding per step of 16 on the simulator, per product on the VM).
+fn check_against_vm_and_host(kernel: &tl_runtime::Kernel, what: &str, (m, n, k): (usize, usize, usize), a: &HostTensor, b: &HostTensor, product: impl Fn(usize, usize, usize) -> f64) {
+    let [vm, simt] = launch_on_vm_and_simt(kernel, (m, n, k), a, b, DType::F32, f64::NAN);
+    let (vm, simt) = (&vm, &simt);
     for i in 0..m {
         for j in 0..n {
             let exact: f64 = (0..k).map(|p| product(i, j, p)).sum();
@@ -161,22 +169,12 @@ fn integer_tensor_core_dot_is_exact() {
         let random = |rng: &mut Rng, len: usize| (0..len).map(|_| (rng.next() % 256) as i64 as f64 - 128.0).collect::<Vec<_>>();
         let a = HostTensor::from_f64(DType::I8, &[m, k], &random(&mut rng, m * k));
         let b = HostTensor::from_f64(DType::I8, &[k, n], &random(&mut rng, k * n));
-        let args = vec![
-            Arg::scalar(m as i64),
-            Arg::scalar(n as i64),
-            Arg::scalar(k as i64),
-            a.clone().into(),
-            b.clone().into(),
-            HostTensor::filled(DType::I32, &[m, n], -12345.0).into(),
-        ];
-        let (mut vm_args, mut simt_args) = (args.clone(), args);
-        kernel.launch(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{e}"));
-        kernel.launch(Backend::Simt, &mut simt_args).unwrap_or_else(|e| panic!("{e}"));
+        let [vm, simt] = launch_on_vm_and_simt(&kernel, (m, n, k), &a, &b, DType::I32, -12345.0);
         for i in 0..m {
             for j in 0..n {
                 let exact: f64 = (0..k).map(|p| a.get(i * k + p) * b.get(p * n + j)).sum();
-                assert_eq!(vm_args[5].tensor().unwrap().get(i * n + j), exact, "{tile:?} vm c[{i}, {j}]");
-                assert_eq!(simt_args[5].tensor().unwrap().get(i * n + j), exact, "{tile:?} simt c[{i}, {j}]");
+                assert_eq!(vm.get(i * n + j), exact, "{tile:?} vm c[{i}, {j}]");
+                assert_eq!(simt.get(i * n + j), exact, "{tile:?} simt c[{i}, {j}]");
             }
         }
         if ptxas::find_ptxas().is_some() {

@@ -144,13 +144,14 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
     // Components are decided in rounds: one holding a reduction's result waits until the
     // reduction's operand has its layout (it prefers that layout, reduced), unless nothing
     // else can progress.
+    let users = Users::of(kernel);
     let mut pending: Vec<Vec<Node>> = components;
     let mut force = false;
     while !pending.is_empty() {
         let mut progressed = false;
         let mut waiting = Vec::new();
         for members in std::mem::take(&mut pending) {
-            match decide(kernel, &members, threads, force, &mut diagnostics) {
+            match decide(kernel, &users, &members, threads, force, &mut diagnostics) {
                 Decision::Wait => waiting.push(members),
                 Decision::Done => progressed = true,
             }
@@ -204,7 +205,7 @@ enum Decision {
 
 /// Decides the layout of one component (rules 2 and 3); waits while a reduction's operand it
 /// prefers to follow has no layout yet (unless `force`).
-fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, diagnostics: &mut Vec<Diagnostic>) -> Decision {
+fn decide(kernel: &mut Kernel, users: &Users, members: &[Node], threads: usize, force: bool, diagnostics: &mut Vec<Diagnostic>) -> Decision {
     let annotation_of = |n: &Node| match n {
         Node::Value(v) => kernel.values[v.index()].annotation.clone(),
         Node::Var(v) => kernel.vars[v.index()].annotation.clone(),
@@ -235,19 +236,27 @@ fn decide(kernel: &mut Kernel, members: &[Node], threads: usize, force: bool, di
                 None
             }
         },
-        None => match operand_layout_to_follow(kernel, members) {
-            FollowOperand::Wait if !force => return Decision::Wait,
-            FollowOperand::Follow(l) => Some(l),
-            _ => match fragment_layout_to_follow(kernel, members) {
-                FollowOperand::Wait if !force => return Decision::Wait,
-                FollowOperand::Follow(l) => Some(l),
-                _ => match broadcast_layout_to_follow(kernel, members) {
-                    FollowOperand::Wait if !force => return Decision::Wait,
-                    FollowOperand::Follow(l) => Some(l),
-                    _ => preferred(kernel, members, &shape, threads),
-                },
-            },
-        },
+        None => {
+            // The first rule that applies decides; one whose other side is undecided waits.
+            let rules: [&dyn Fn() -> FollowOperand; 3] = [
+                &|| operand_layout_to_follow(kernel, members),
+                &|| fragment_layout_to_follow(kernel, users, members),
+                &|| broadcast_layout_to_follow(kernel, users, members),
+            ];
+            let followed = rules
+                .into_iter()
+                .map(|rule| rule())
+                .find(|f| match f {
+                    FollowOperand::None => false,
+                    FollowOperand::Wait => !force,
+                    FollowOperand::Follow(_) => true,
+                });
+            match followed {
+                Some(FollowOperand::Wait) => return Decision::Wait,
+                Some(FollowOperand::Follow(l)) => Some(l),
+                _ => preferred(kernel, members, &shape, threads),
+            }
+        }
     };
     let layout = match layout.map_or_else(|| RegisterLayout::auto_local_spatial(&shape, threads), Ok) {
         Ok(l) => l,
@@ -328,7 +337,7 @@ fn operand_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand 
 /// `ldmatrix` can read in place) takes the `mma` B fragment layout that matches the accumulator's
 /// (`plan::mma_b_operand_layout`), decided after the accumulator's component: its registers
 /// then are the fragments, and nothing goes through shared memory.
-fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand {
+fn fragment_layout_to_follow(kernel: &Kernel, users: &Users, members: &[Node]) -> FollowOperand {
     // A global load prefers 16-byte vectors, and an accumulator its own fragment layout.
     let blocked = members.iter().any(|n| matches!(n, Node::Value(v) if matches!(kernel.values[v.index()].op, Op::Load { .. } | Op::Dot { .. })));
     if blocked {
@@ -336,9 +345,9 @@ fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand
     }
     for n in members {
         let Node::Value(operand) = *n else { continue };
-        for (i, data) in kernel.values.iter().enumerate() {
+        for &dot in users.dots_of_b.get(&operand).map_or(&[][..], Vec::as_slice) {
+            let data = &kernel.values[dot.index()];
             let Op::Dot { a, b, c } = data.op else { continue };
-            let dot = ValueId(i as u32);
             let dtypes = (kernel.values[a.index()].ty.dtype(), kernel.values[c.index()].ty.dtype());
             let Some(instruction) = (match dtypes {
                 (Some(x), Some(y)) => MmaInstruction::for_dtypes(x, y),
@@ -346,7 +355,7 @@ fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand
             }) else {
                 continue;
             };
-            if b != operand || instruction == MmaInstruction::S8 || plan::reads_in_place(kernel, b, dot, instruction) {
+            if instruction == MmaInstruction::S8 || plan::reads_in_place(kernel, b, dot, instruction) {
                 continue;
             }
             let Some(k) = kernel.values[b.index()].ty.shape().and_then(|s| s.first().copied()) else { continue };
@@ -362,22 +371,42 @@ fn fragment_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand
 /// A component holding the operand of a `broadcast` takes the broadcast result's layout with
 /// the repeated dims reduced (`plan::broadcast_operand_layout`), decided after the result's
 /// component: every thread then holds the elements it repeats, and the broadcast moves no data.
-fn broadcast_layout_to_follow(kernel: &Kernel, members: &[Node]) -> FollowOperand {
+fn broadcast_layout_to_follow(kernel: &Kernel, users: &Users, members: &[Node]) -> FollowOperand {
     for n in members {
         let Node::Value(operand) = *n else { continue };
-        for (i, data) in kernel.values.iter().enumerate() {
-            let Op::Broadcast(a) = data.op else { continue };
-            if a != operand {
-                continue;
-            }
-            return match &data.layout {
-                None => FollowOperand::Wait,
-                Some(result) => plan::broadcast_operand_layout(result, &plan::broadcast_dims(kernel, ValueId(i as u32)))
-                    .map_or(FollowOperand::None, FollowOperand::Follow),
-            };
-        }
+        let Some(&broadcast) = users.broadcast_of.get(&operand) else { continue };
+        return match &kernel.values[broadcast.index()].layout {
+            None => FollowOperand::Wait,
+            Some(result) => plan::broadcast_operand_layout(result, &plan::broadcast_dims(kernel, broadcast))
+                .map_or(FollowOperand::None, FollowOperand::Follow),
+        };
     }
     FollowOperand::None
+}
+
+/// The instructions whose operands the preference rules look up, found once per kernel: the
+/// `dot`s (in arena order) using a value as their B operand, and the first `broadcast` using
+/// it as its operand.
+struct Users {
+    dots_of_b: HashMap<ValueId, Vec<ValueId>>,
+    broadcast_of: HashMap<ValueId, ValueId>,
+}
+
+impl Users {
+    fn of(kernel: &Kernel) -> Users {
+        let mut users = Users { dots_of_b: HashMap::new(), broadcast_of: HashMap::new() };
+        for (i, data) in kernel.values.iter().enumerate() {
+            let id = ValueId(i as u32);
+            match data.op {
+                Op::Dot { b, .. } => users.dots_of_b.entry(b).or_default().push(id),
+                Op::Broadcast(a) => {
+                    users.broadcast_of.entry(a).or_insert(id);
+                }
+                _ => {}
+            }
+        }
+        users
+    }
 }
 
 /// The layout an annotation stands for, on `threads` threads.
