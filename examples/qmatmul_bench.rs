@@ -1,8 +1,11 @@
-//! Benchmark of the quantized matmul (`stdlib/kernels/qmatmul.tl`) for every weight format:
-//! what its PTX holds and how long it takes to compile. Prints numbers; asserts none.
+//! Benchmark of the quantized matmul for every weight format, on `[k, n]` weights
+//! (`stdlib/kernels/qmatmul.tl`) and on weights in fragment order
+//! (`stdlib/kernels/qmatmul_fragment.tl`): what its PTX holds and how long it takes to
+//! compile. Prints numbers; asserts none.
 //!
-//! For each format, at the decode configuration (BM = 16, BN = 128, BK = 64, G = 128,
-//! STAGES = 3, f16 scales; the variant for n and k multiples of 16, m unknown), it prints:
+//! For each format and weight order, at the decode configuration (BM = 16, BN = 128, BK = 64,
+//! G = 128, STAGES = 3, f16 scales; the variant for n and k multiples of 128, as the runtime
+//! picks for the layer shapes of Llama-3, m unknown), it prints:
 //! * the compile time from source to PTX (median of 3, release builds only mean anything);
 //! * the PTX instructions of the kernel and of its hot loop (the loop over k) per thread;
 //! * instructions per weight on the hot loop: the loop's instructions per thread divided by
@@ -23,78 +26,36 @@ const FORMATS: [&str; 14] = [
     "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i4", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2",
 ];
 const CONFIG: [(&str, i64); 5] = [("BM", 16), ("BN", 128), ("BK", 64), ("G", 128), ("STAGES", 3)];
-const ASSUME: &str = "n%16,k%16";
+const ASSUME: &str = "n%128,k%128";
+/// The kernels compared: (file and kernel name, how they take the weights).
+const KERNELS: [(&str, &str); 2] = [("qmatmul", "[k, n]"), ("qmatmul_fragment", "fragment")];
 
 fn main() -> anyhow::Result<()> {
     let markdown = std::env::args().any(|a| a == "--markdown");
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let path = format!("{root}/stdlib/kernels/qmatmul.tl");
-    let source = std::fs::read_to_string(&path)?;
     let arch = Arch::Sm80;
     let have_ptxas = ptxas::find_ptxas().is_some();
     let config: Vec<String> = CONFIG.iter().map(|(n, v)| format!("{n}={v}")).collect();
     println!("qmatmul at {} (variant {ASSUME}), {}, PTX from LLVM {}", config.join(" "), arch.name(), if cfg!(debug_assertions) { "(debug build: compile times are not meaningful)" } else { "(release build)" });
-    let header = ["format", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
-    if markdown {
-        println!("| {} |", header.join(" | "));
-        println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
-    } else {
-        println!("{:<10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7], header[8], header[9]);
-    }
-    for name in FORMATS {
-        let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
-        let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
-        consts.push(("W".into(), ConstValue::DType(w)));
-        // Source to PTX, the whole way, three times.
-        let mut times = Vec::new();
-        let mut ptx = String::new();
-        let mut threads = 0;
-        let mut planned = 0;
-        for _ in 0..3 {
-            let start = Instant::now();
-            let module = Module::from_source(&path, &source)?.with_code_generator(tl_ptx::code_generator());
-            let kernel = module.kernel(None, &consts)?;
-            let assumptions = kernel.assumptions(&[ASSUME.to_string()])?;
-            ptx = kernel.variant_ptx(&assumptions, arch)?.to_string();
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-            threads = kernel.compiled.lir.block_threads as usize;
-            planned = kernel.compiled.lir.shared_bytes;
-        }
-        times.sort_by(f64::total_cmp);
-        let stats = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == "qmatmul").ok_or_else(|| anyhow::anyhow!("no qmatmul entry"))?;
-        let hot = stats.hot_loop().ok_or_else(|| anyhow::anyhow!("no loop in qmatmul"))?;
-        let config = |name: &str| CONFIG.iter().find(|(n, _)| *n == name).map_or(1, |(_, v)| *v);
-        let weights_per_thread = (config("BK") * config("BN")) as f64 / threads as f64;
-        let usage = if have_ptxas {
-            let report = ptxas::assemble(&ptx, arch).map_err(|e| anyhow::anyhow!(e))?;
-            ptxas::parse_resource_usage(&report).into_iter().find(|u| u.name == "qmatmul")
-        } else {
-            None
-        };
-        let (registers, spills, smem) = match &usage {
-            // ptxas counts static shared memory only; beyond 48 KB the buffer is dynamic.
-            Some(u) if u.shared_bytes == 0 && planned > tl_compiler::backend::STATIC_SHARED_BYTES => {
-                (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), format!("{planned} (dynamic)"))
-            }
-            Some(u) => (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), u.shared_bytes.to_string()),
-            None => ("?".into(), "?".into(), "?".into()),
-        };
-        let row = [
-            name.to_string(),
-            format!("{:.0}", times[1]),
-            stats.counts.instructions.to_string(),
-            hot.counts.instructions.to_string(),
-            format!("{:.1}", hot.counts.instructions as f64 / weights_per_thread),
-            hot.counts.with_prefix("bar").to_string(),
-            hot.counts.with_prefix("mma").to_string(),
-            registers,
-            spills,
-            smem,
-        ];
+    let header = ["format", "weights", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
+    let print_row = |row: &[String]| {
         if markdown {
             println!("| {} |", row.join(" | "));
         } else {
-            println!("{:<10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]);
+            println!("{:<10} {:<9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10]);
+        }
+    };
+    print_row(&header.map(String::from));
+    if markdown {
+        println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for name in FORMATS {
+        let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
+        for (kernel_name, weights) in KERNELS {
+            let path = format!("{root}/stdlib/kernels/{kernel_name}.tl");
+            let mut row = vec![name.to_string(), weights.to_string()];
+            row.extend(measure(&path, kernel_name, w, arch, have_ptxas)?);
+            print_row(&row);
         }
     }
     if !have_ptxas {
@@ -106,4 +67,57 @@ fn main() -> anyhow::Result<()> {
         println!("no GPU present: the GPU comparison (our kernel against torch fp16 and Triton W4A16 at the copy-bandwidth bound) needs one");
     }
     Ok(())
+}
+
+/// The columns after the format and the weight order for kernel `kernel_name` of `path` with
+/// weights of `w`.
+fn measure(path: &str, kernel_name: &str, w: DType, arch: Arch, have_ptxas: bool) -> anyhow::Result<Vec<String>> {
+    let source = std::fs::read_to_string(path)?;
+    let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
+    consts.push(("W".into(), ConstValue::DType(w)));
+    // Source to PTX, the whole way, three times.
+    let mut times = Vec::new();
+    let mut ptx = String::new();
+    let mut threads = 0;
+    let mut planned = 0;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let module = Module::from_source(path, &source)?.with_code_generator(tl_ptx::code_generator());
+        let kernel = module.kernel(Some(kernel_name), &consts)?;
+        let assumptions = kernel.assumptions(&[ASSUME.to_string()])?;
+        ptx = kernel.variant_ptx(&assumptions, arch)?.to_string();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        threads = kernel.compiled.lir.block_threads as usize;
+        planned = kernel.compiled.lir.shared_bytes;
+    }
+    times.sort_by(f64::total_cmp);
+    let stats = ptx_stats::analyze(&ptx).into_iter().find(|k| k.name == kernel_name).ok_or_else(|| anyhow::anyhow!("no {kernel_name} entry"))?;
+    let hot = stats.hot_loop().ok_or_else(|| anyhow::anyhow!("no loop in {kernel_name}"))?;
+    let config = |name: &str| CONFIG.iter().find(|(n, _)| *n == name).map_or(1, |(_, v)| *v);
+    let weights_per_thread = (config("BK") * config("BN")) as f64 / threads as f64;
+    let usage = if have_ptxas {
+        let report = ptxas::assemble(&ptx, arch).map_err(|e| anyhow::anyhow!(e))?;
+        ptxas::parse_resource_usage(&report).into_iter().find(|u| u.name == kernel_name)
+    } else {
+        None
+    };
+    let (registers, spills, smem) = match &usage {
+        // ptxas counts static shared memory only; beyond 48 KB the buffer is dynamic.
+        Some(u) if u.shared_bytes == 0 && planned > tl_compiler::backend::STATIC_SHARED_BYTES => {
+            (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), format!("{planned} (dynamic)"))
+        }
+        Some(u) => (u.registers.to_string(), (u.spill_store_bytes + u.spill_load_bytes).to_string(), u.shared_bytes.to_string()),
+        None => ("?".into(), "?".into(), "?".into()),
+    };
+    Ok(vec![
+        format!("{:.0}", times[1]),
+        stats.counts.instructions.to_string(),
+        hot.counts.instructions.to_string(),
+        format!("{:.1}", hot.counts.instructions as f64 / weights_per_thread),
+        hot.counts.with_prefix("bar").to_string(),
+        hot.counts.with_prefix("mma").to_string(),
+        registers,
+        spills,
+        smem,
+    ])
 }

@@ -34,7 +34,7 @@ const USAGE: &str = "usage:
   stores it proves aligned become vector accesses of up to 16 bytes. Without --assume,
   compile emits the unspecialized variant (assumes nothing). tlc run (simt, cuda) picks the
   variant from the argument values itself: each integer scalar's largest power-of-two
-  divisor, up to 16.
+  divisor, up to 128.
 
   tlc stats prints what the kernel's PTX holds: its instructions by kind (global memory,
   shared memory, tensor cores, synchronization, control, the rest), each loop's (nested loops

@@ -96,6 +96,7 @@ pub const BUILTINS: &[Builtin] = &[
     kernel("cast", &[1], "cast<dtype>(x)").dtype(),
     kernel("view", &[1], "view<dtype>(x)").dtype(),
     kernel("transpose", &[1], "transpose(x)"),
+    kernel("permute", &[2], "permute(x, [dims])"),
     kernel("reshape", &[2], "reshape(x, [shape])"),
     kernel("dot", &[3], "dot(a, b, acc)"),
     kernel("where", &[3], "where(cond, a, b)"),
@@ -128,7 +129,17 @@ pub const BUILTINS: &[Builtin] = &[
     reference("cast", &[1], "cast<dtype>(x)").dtype(),
     reference("matmul", &[2], "matmul(a, b)"),
     reference("repeat_rows", &[3], "repeat_rows(x, group, rows)"),
+    reference("reshape", &[2], "reshape(x, [shape])"),
+    reference("permute", &[2], "permute(x, [dims])"),
+    reference("slice", &[3], "slice(x, [offsets], [shape])"),
+    reference("cdiv", &[2], "cdiv(a, b)"),
 ];
+
+/// Whether the reference builtin `name` takes lists (`[..]`) as arguments after its first:
+/// shapes, dimension orders, offsets.
+pub fn takes_lists(name: &str) -> bool {
+    matches!(name, "reshape" | "permute" | "slice")
+}
 
 /// The builtin `name` in `context`, if there is one.
 pub fn lookup(name: &str, context: Context) -> Option<&'static Builtin> {

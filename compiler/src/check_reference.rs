@@ -93,7 +93,11 @@ impl Checker<'_> {
                             self.error("`dim` must be an integer literal", a.value.span)
                         }
                         Some(_) => {}
-                        None => self.expr(&a.value),
+                        // Shapes, dimension orders and offsets are lists of values.
+                        None => match &a.value.kind {
+                            ExprKind::List(items) if builtins::takes_lists(&callee.name) => items.iter().for_each(|item| self.expr(item)),
+                            _ => self.expr(&a.value),
+                        },
                     }
                 }
                 let Some(builtin) = builtins::lookup(&callee.name, Context::Reference) else {

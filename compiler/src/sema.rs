@@ -1452,7 +1452,7 @@ impl Sema {
                 };
                 Operand::Value(self.emit(body, ty, Op::Cast(v), e.span))
             }
-            "transpose" | "reshape" => {
+            "transpose" | "reshape" | "permute" => {
                 let want = if name == "transpose" { 1 } else { 2 };
                 if !arity(self, want) {
                     return Operand::Error;
@@ -1474,9 +1474,35 @@ impl Sema {
                 }
                 let (list, ls) = it.next().expect("two");
                 let Operand::List(items) = list else {
-                    self.error("`reshape` needs the new shape as a list: `reshape(x, [4, 8])`", ls);
+                    let example = if name == "permute" { "`permute(x, [2, 0, 1])`" } else { "`reshape(x, [4, 8])`" };
+                    let what = if name == "permute" { "the order of the dimensions" } else { "the new shape" };
+                    self.error(format!("`{name}` needs {what} as a list: {example}"), ls);
                     return Operand::Error;
                 };
+                if name == "permute" {
+                    let mut perm = Vec::new();
+                    for (item, span) in items {
+                        match item {
+                            Operand::Int(x) if x >= 0 && (x as usize) < shape.len() && !perm.contains(&(x as usize)) => perm.push(x as usize),
+                            Operand::Int(x) if x >= 0 && perm.contains(&(x as usize)) => {
+                                self.error(format!("dimension {x} appears twice in the permutation"), span);
+                                return Operand::Error;
+                            }
+                            Operand::Error => return Operand::Error,
+                            _ => {
+                                self.error(format!("a dimension of a rank-{} tile is a compile-time integer from 0 to {}", shape.len(), shape.len() - 1), span);
+                                return Operand::Error;
+                            }
+                        }
+                    }
+                    if perm.len() != shape.len() {
+                        self.error(format!("`permute` of a rank-{} tile needs {} dimensions, not {}", shape.len(), shape.len(), perm.len()), ls);
+                        return Operand::Error;
+                    }
+                    // Result dimension i is operand dimension perm[i].
+                    let out = perm.iter().map(|&d| shape[d]).collect();
+                    return Operand::Value(self.emit(body, Type::Tensor { dtype: d, shape: out }, Op::Permute { value: v, perm }, e.span));
+                }
                 let mut out = Vec::new();
                 for (item, span) in items {
                     match item {

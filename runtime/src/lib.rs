@@ -293,7 +293,7 @@ pub struct Kernel {
     /// PTX of the unspecialized variant, keyed by architecture.
     ptx: HashMap<Arch, OnceLock<String>>,
     /// The largest power of two (as log2) launches specialize on; 0 runs the unspecialized
-    /// variant (`compiled.lir`) always. Defaults to 4 (divisibility by up to 16).
+    /// variant (`compiled.lir`) always. Defaults to 7 (divisibility by up to 128).
     pub specialize_log2: u32,
     variants: Mutex<HashMap<Assumptions, Arc<tl_compiler::lir::Program>>>,
     variant_ptx: Mutex<HashMap<(Assumptions, Arch), Arc<String>>>,

@@ -210,7 +210,21 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                         _ => return err("`dim` must be an integer literal", a.value.span),
                     },
                     Some(n) => return err(format!("unknown argument `{}`", n.name), n.span),
-                    None => positional.push(eval(&a.value, env)?),
+                    None => positional.push(match &a.value.kind {
+                        // A list of scalars (a shape, an order of dims, offsets) as a 1-D array.
+                        ExprKind::List(items) if builtins::takes_lists(name) => {
+                            let mut data = Vec::new();
+                            for item in items {
+                                let v = eval(item, env)?;
+                                if !v.shape.is_empty() {
+                                    return err(format!("a list holds scalars, not arrays of shape {:?}", v.shape), item.span);
+                                }
+                                data.push(v.data[0]);
+                            }
+                            Array { shape: vec![data.len()], data }
+                        }
+                        _ => eval(&a.value, env)?,
+                    }),
                 }
             }
             let want = |n: usize| -> Result<(), Diagnostic> {
@@ -312,12 +326,113 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let data = (0..rows * n).map(|i| x.data[(i / n / r) * n + i % n]).collect();
                     Ok(Array { shape: vec![rows, n], data })
                 }
+                "reshape" | "permute" | "slice" => {
+                    let x = &positional[0];
+                    let lists: Vec<Vec<usize>> = positional[1..]
+                        .iter()
+                        .zip(&args[1..])
+                        .map(|(list, arg)| whole_numbers(list, name, arg.value.span))
+                        .collect::<Result<_, _>>()?;
+                    rearrange(name, x, &lists).map_err(|message| Diagnostic::error(message, e.span))
+                }
+                "cdiv" => {
+                    want(2)?;
+                    let f = |p: f64, q: f64| if q > 0.0 && p >= 0.0 && p.fract() == 0.0 && q.fract() == 0.0 { (p / q).ceil() } else { f64::NAN };
+                    let out = zip_with(&positional[0], &positional[1], f).ok_or_else(|| Diagnostic::error("operand shapes do not broadcast", e.span))?;
+                    if out.data.iter().any(|v| v.is_nan()) {
+                        return err("`cdiv` takes a whole number and a positive whole number", e.span);
+                    }
+                    Ok(out)
+                }
                 _ => err(format!("internal error: the builtin `{name}` has no meaning in references"), callee.span),
             }
         }
         ExprKind::Field(..) | ExprKind::List(_) => err("not allowed in a reference", e.span),
         ExprKind::Error => err("unreadable expression", e.span),
     }
+}
+
+/// The entries of a list argument of `name` (a 1-D array from `[..]`) as whole numbers.
+fn whole_numbers(list: &Array, name: &str, span: Span) -> Result<Vec<usize>, Diagnostic> {
+    if list.shape.len() != 1 {
+        return err(format!("`{name}` takes a list here: `[a, b, ..]`"), span);
+    }
+    list.data
+        .iter()
+        .map(|&v| {
+            if v.is_finite() && v.fract() == 0.0 && (0.0..=1e15).contains(&v) {
+                Ok(v as usize)
+            } else {
+                err(format!("`{name}`: {v} is not a whole number"), span)
+            }
+        })
+        .collect()
+}
+
+/// `reshape(x, [shape])` (row-major order kept), `permute(x, [dims])` (result dim i is dim
+/// dims[i] of x) and `slice(x, [offsets], [shape])` (the block of `shape` at `offsets`).
+fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, String> {
+    match (name, lists) {
+        ("reshape", [shape]) => {
+            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if count != Some(x.data.len()) {
+                return Err(format!("`reshape` of an array of shape {:?} ({} elements) to {shape:?}", x.shape, x.data.len()));
+            }
+            Ok(Array { shape: shape.clone(), data: x.data.clone() })
+        }
+        ("permute", [perm]) => {
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..x.shape.len()).collect::<Vec<_>>() {
+                return Err(format!("`permute` of a rank-{} array needs an order of its dims 0..{}, not {perm:?}", x.shape.len(), x.shape.len()));
+            }
+            let shape: Vec<usize> = perm.iter().map(|&d| x.shape[d]).collect();
+            let strides = row_major_strides(&x.shape);
+            let data = (0..x.data.len())
+                .map(|flat| {
+                    let mut rest = flat;
+                    let mut source = 0;
+                    for (i, &extent) in shape.iter().enumerate().rev() {
+                        source += (rest % extent) * strides[perm[i]];
+                        rest /= extent;
+                    }
+                    x.data[source]
+                })
+                .collect();
+            Ok(Array { shape, data })
+        }
+        ("slice", [offsets, shape]) => {
+            let inside = offsets.len() == x.shape.len()
+                && shape.len() == x.shape.len()
+                && (0..shape.len()).all(|d| offsets[d].checked_add(shape[d]).is_some_and(|end| end <= x.shape[d]));
+            if !inside {
+                return Err(format!("`slice` of shape {shape:?} at {offsets:?} does not fit in an array of shape {:?}", x.shape));
+            }
+            let strides = row_major_strides(&x.shape);
+            let count: usize = shape.iter().product();
+            let data = (0..count)
+                .map(|flat| {
+                    let mut rest = flat;
+                    let mut source = 0;
+                    for d in (0..shape.len()).rev() {
+                        source += (offsets[d] + rest % shape[d]) * strides[d];
+                        rest /= shape[d];
+                    }
+                    x.data[source]
+                })
+                .collect();
+            Ok(Array { shape: shape.clone(), data })
+        }
+        _ => Err(format!("`{name}` takes an array and {} list(s)", if name == "slice" { 2 } else { 1 })),
+    }
+}
+
+fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
 }
 
 /// The relative tolerance for comparing a kernel output of `dtype` with its f64 reference.
@@ -365,4 +480,41 @@ pub fn compare(got: &[f64], want: &[f64], rtol: f64) -> Comparison {
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iota(shape: &[usize]) -> Array {
+        let count = shape.iter().product::<usize>();
+        Array { shape: shape.to_vec(), data: (0..count).map(|i| i as f64).collect() }
+    }
+
+    #[test]
+    fn permute_moves_each_element_by_the_definition() {
+        // x[i, j, l] = 12 i + 4 j + l; permute [2, 0, 1]: out[l, i, j] = x[i, j, l].
+        let x = iota(&[2, 3, 4]);
+        let out = rearrange("permute", &x, &[vec![2, 0, 1]]).unwrap();
+        assert_eq!(out.shape, vec![4, 2, 3]);
+        for l in 0..4 {
+            for i in 0..2 {
+                for j in 0..3 {
+                    assert_eq!(out.data[l * 6 + i * 3 + j], (12 * i + 4 * j + l) as f64);
+                }
+            }
+        }
+        assert!(rearrange("permute", &x, &[vec![0, 0, 1]]).unwrap_err().contains("order of its dims"));
+    }
+
+    #[test]
+    fn slice_and_reshape_by_the_definition() {
+        let x = iota(&[4, 5]);
+        let out = rearrange("slice", &x, &[vec![1, 2], vec![2, 3]]).unwrap();
+        assert_eq!(out.data, vec![7.0, 8.0, 9.0, 12.0, 13.0, 14.0]);
+        assert!(rearrange("slice", &x, &[vec![3, 0], vec![2, 1]]).unwrap_err().contains("does not fit"));
+        let r = rearrange("reshape", &x, &[vec![2, 10]]).unwrap();
+        assert_eq!((r.shape.clone(), r.data.clone()), (vec![2, 10], x.data.clone()));
+        assert!(rearrange("reshape", &x, &[vec![3, 7]]).unwrap_err().contains("20 elements"));
+    }
 }

@@ -14,6 +14,7 @@ use tl_runtime::{Module, RuntimeError};
 pub const KERNELS: &[(&str, &str)] = &[
     ("matmul", include_str!("../kernels/matmul.tl")),
     ("qmatmul", include_str!("../kernels/qmatmul.tl")),
+    ("qmatmul_fragment", include_str!("../kernels/qmatmul_fragment.tl")),
     ("silu", include_str!("../kernels/silu.tl")),
     ("softmax", include_str!("../kernels/softmax.tl")),
 ];

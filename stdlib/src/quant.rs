@@ -42,6 +42,10 @@
 //! assert_eq!(quantized.scale(0, 1), 0.5); // 3.5 / 7
 //! ```
 
+mod fragment_order;
+
+pub use fragment_order::{from_fragment_order, to_fragment_order, FragmentTile};
+
 use thiserror::Error;
 use tl_compiler::dtype::DType;
 use tl_vm::tensor::HostTensor;
@@ -208,6 +212,10 @@ pub enum QuantError {
     MalformedTensor { dtype: DType, shape: Vec<usize>, bytes: usize, expected: Option<usize> },
     #[error("weights to quantize must be f16, bf16, f32 or f64, not {dtype}")]
     UnsupportedInputDtype { dtype: DType },
+    #[error("a fragment-order tile is a multiple of 16 rows by a multiple of 32 columns, not {bk} × {bn}")]
+    FragmentTile { bk: usize, bn: usize },
+    #[error("a fragment-ordered [{rows}, {cols}] matrix has shape {expected:?}, not {shape:?}")]
+    FragmentOrderShape { shape: Vec<usize>, rows: usize, cols: usize, expected: Vec<usize> },
     #[error("the group (block) size must be at least 1 row")]
     GroupSizeZero,
     #[error("cannot quantize to {dtype}: {reason}")]

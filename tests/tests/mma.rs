@@ -154,6 +154,36 @@ fn transpose_and_reshape_move_the_right_elements() {
     }
 }
 
+/// `permute` of a 3-D tile on the VM and the simulator, against the host (the definition
+/// written out here) and the kernel's reference: in registers when the layout follows, through
+/// shared memory when an annotation forces another layout.
+#[test]
+fn permute_moves_the_right_elements() {
+    let module = Module::from_file(repo_root().join("tests/kernels/permute.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = module.kernel(None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ir = tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel);
+    assert_eq!(ir.matches("via registers").count(), 4, "{ir}");
+    assert_eq!(ir.matches("via staged").count(), 1, "{ir}");
+    let mut rng = Rng(0x9e3779b9);
+    let x = HostTensor::from_f64(DType::F32, &[8, 16], &(0..128).map(|_| rng.unit() + 0.25).collect::<Vec<_>>());
+    for backend in [Backend::Vm, Backend::Simt] {
+        let mut args = vec![x.clone().into(), HostTensor::filled(DType::F32, &[4, 32], f64::NAN).into(), HostTensor::filled(DType::F32, &[4, 32], f64::NAN).into()];
+        let report = kernel.check(backend, &mut args).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.passed(), "{} against the reference: {report:?}", backend.name());
+        let (p, q) = (args[1].tensor().unwrap(), args[2].tensor().unwrap());
+        for i in 0..2 {
+            for j in 0..4 {
+                for l in 0..16 {
+                    let v = x.get((4 * i + j) * 16 + l);
+                    assert_eq!(p.get(j * 32 + 2 * l + i), v, "{} p", backend.name());
+                    // q = permute [2, 1, 0] of a·3: q3[l, j, i], flattened l·8 + j·2 + i.
+                    assert_eq!(q.get(l * 8 + j * 2 + i), DType::F32.round(v * 3.0), "{} q", backend.name());
+                }
+            }
+        }
+    }
+}
+
 /// `dot` of i8 tiles into i32 on tensor cores (`mma.sync.m16n8k32.s8`): exact, so the VM, the
 /// simulator and the host agree bit for bit; ptxas accepts it.
 #[test]

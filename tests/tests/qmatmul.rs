@@ -24,7 +24,11 @@ fn weight_formats() -> Vec<DType> {
 }
 
 fn module() -> Module {
-    Module::from_file(repo_root().join("stdlib/kernels/qmatmul.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"))
+    module_of("qmatmul")
+}
+
+fn module_of(file: &str) -> Module {
+    Module::from_file(repo_root().join(format!("stdlib/kernels/{file}.tl"))).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 
@@ -42,13 +46,27 @@ fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
 }
 
 fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
-    check_on(w, s, m, n, k, seed, Backend::Vm)
+    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor)
 }
 
-fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend) {
+/// How the kernel takes the packed weights: `qmatmul` as the `[k, n]` matrix, or
+/// `qmatmul_fragment` in fragment order (`tl_stdlib::quant::to_fragment_order`, tiles of its
+/// default BK × BN = 64 × 128).
+#[derive(Clone, Copy, Debug)]
+enum WeightOrder {
+    RowMajor,
+    Fragment,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder) {
     const G: usize = 64;
-    let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
-    let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+    let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s)), ("G".to_string(), ConstValue::Int(G as i64))];
+    let module = match order {
+        WeightOrder::RowMajor => module(),
+        WeightOrder::Fragment => module_of("qmatmul_fragment"),
+    };
+    let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
     let mut rng = Rng(seed | 1);
     let groups = k.div_ceil(G);
     let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
@@ -64,7 +82,14 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         Arg::scalar(n as i64),
         Arg::scalar(k as i64),
         a.clone().into(),
-        b.clone().into(),
+        match order {
+            WeightOrder::RowMajor => b.clone(),
+            WeightOrder::Fragment => {
+                let tile = tl_stdlib::quant::FragmentTile::new(64, 128).unwrap();
+                tl_stdlib::quant::to_fragment_order(&b, tile).unwrap()
+            }
+        }
+        .into(),
         scales.clone().into(),
         zero_points.clone().into(),
         c.into(),
@@ -115,7 +140,23 @@ fn quantized_matmul_on_the_simulator() {
     let mut rng = Rng(0x7777_1234_5555_9999);
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("f6e3m2", "f16"), ("f8e4m3fn", "f16"), ("f4e2m1", "e8m0"), ("f4e2m1", "ue4m3"), ("u7", "ue4m3")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt);
+        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor);
+    }
+}
+
+/// `qmatmul_fragment` on weights re-laid out by the host (`to_fragment_order`), against the
+/// same f64 product of the original `[k, n]` codes: on the VM for every format, on the
+/// simulator for a sample, at ragged shapes (padding tiles included).
+#[test]
+fn fragment_ordered_weights_give_the_same_product() {
+    let mut rng = Rng(0x5eed_f4a9_0e0d_e401);
+    for w in weight_formats() {
+        let (n, k) = (130 + (rng.next() % 100) as usize, 64 + 1 + (rng.next() % 126) as usize);
+        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment);
+    }
+    for (w, s) in [("u4", "f16"), ("i3", "f16"), ("u8", "f16"), ("f6e3m2", "f16"), ("f4e2m1", "e8m0"), ("u1", "f16")] {
+        let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
+        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment);
     }
 }
 
@@ -132,19 +173,26 @@ fn qmatmul_ptx_assembles_for_every_format() {
     if !tl_tests::ptxas_available("qmatmul") {
         return;
     }
-    let module = module();
     let mut formats: Vec<(DType, DType)> = weight_formats().into_iter().map(|w| (w, DType::F16)).collect();
     formats.push((DType::F4E2M1, DType::E8M0));
-    for (w, s) in formats {
-        let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
-        let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
-        // The unspecialized variant and the one for m, n, k multiples of 16 (vector accesses).
-        let v16 = kernel.assumptions(&["m%16,n%16,k%16".into()]).unwrap();
-        for arch in Arch::ALL {
-            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
-            ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul W={w} S={s} for {}: {e}", arch.name()));
-            let ptx = kernel.variant_ptx(&v16, arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
-            ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul W={w} S={s} (m, n, k % 16) for {}: {e}", arch.name()));
+    for file in ["qmatmul", "qmatmul_fragment"] {
+        let module = module_of(file);
+        for &(w, s) in &formats {
+            let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s))];
+            let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+            // The unspecialized variant, the one for m, n, k multiples of 128 (vector
+            // accesses as wide as the formats allow), and m, n, k multiples
+            // of 16 (some copies tested for alignment at run time).
+            let variants = ["m%128,n%128,k%128", "m%16,n%16,k%16"].map(|v| kernel.assumptions(&[v.into()]).unwrap());
+            for arch in Arch::ALL {
+                let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
+                ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {file} W={w} S={s} for {}: {e}", arch.name()));
+                for variant in &variants {
+                    let ptx = kernel.variant_ptx(variant, arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
+                    ptxas::assemble(&ptx, arch)
+                        .unwrap_or_else(|e| panic!("ptxas rejected {file} W={w} S={s} ({variant:?}) for {}: {e}", arch.name()));
+                }
+            }
         }
     }
 }

@@ -84,6 +84,8 @@ pub enum SimtError {
     /// A vector access whose byte offset is not a multiple of its size (buffers are modelled
     /// as starting 256-byte aligned, like device allocations, so the offset decides).
     GlobalMisaligned { block: [u32; 3], thread: usize, what: &'static str, param: String, byte_offset: i64, size: usize, at: Location },
+    /// A shared vector access whose byte offset is not a multiple of its size.
+    SharedMisaligned { block: [u32; 3], thread: usize, offset: i64, size: usize, at: Location },
 }
 
 impl SimtError {
@@ -130,6 +132,9 @@ impl SimtError {
             SimtError::GlobalMisaligned { block, thread, what, param, byte_offset, size, .. } => format!(
                 "misaligned {what} of {size} bytes at byte {byte_offset} of `{param}` (not a multiple of {size}) in block {block:?}, thread {thread}"
             ),
+            SimtError::SharedMisaligned { block, thread, offset, size, .. } => format!(
+                "misaligned shared vector load of {size} bytes at shared byte {offset} (not a multiple of {size}) in block {block:?}, thread {thread}"
+            ),
         }
     }
 
@@ -147,7 +152,8 @@ impl SimtError {
             | SimtError::CheckFailed { at, .. }
             | SimtError::BadCopy { at, .. }
             | SimtError::Unsupported { at, .. }
-            | SimtError::GlobalMisaligned { at, .. } => at.as_ref(),
+            | SimtError::GlobalMisaligned { at, .. }
+            | SimtError::SharedMisaligned { at, .. } => at.as_ref(),
             SimtError::SharedRace { second, .. } => second.at.as_ref(),
             SimtError::BadArgument { .. } => None,
         }
@@ -693,6 +699,30 @@ impl<'a> Block<'a> {
                             let buffer = self.buffer(*param)?;
                             let values: Vec<V> =
                                 buffer[range].chunks(width).map(|b| decode(*ty, b)).collect();
+                            for (v, x) in dst.iter().zip(values) {
+                                self.regs[t][v.0 as usize] = x;
+                            }
+                        }
+                    }
+                }
+                Stmt::LoadSharedVector { dst, offset, ty } => {
+                    let width = ty.bytes();
+                    let size = dst.len() * width;
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let off = self.eval(offset, t)?.i();
+                            if !(1..=16).contains(&size) || !size.is_power_of_two() {
+                                return Err(Box::new(SimtError::Unsupported { block: self.block, what: format!("shared vector load of {size} bytes"), at: self.at() }));
+                            }
+                            if off.rem_euclid(size as i64) != 0 {
+                                return Err(Box::new(SimtError::SharedMisaligned { block: self.block, thread: t, offset: off, size, at: self.at() }));
+                            }
+                            if off < 0 || off as usize + size > self.shared.len() {
+                                return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset: off, size, bytes: self.shared.len(), at: self.at() }));
+                            }
+                            let range = off as usize..off as usize + size;
+                            self.shared_read(range.clone(), t)?;
+                            let values: Vec<V> = self.shared[range].chunks(width).map(|b| decode(*ty, b)).collect();
                             for (v, x) in dst.iter().zip(values) {
                                 self.regs[t][v.0 as usize] = x;
                             }

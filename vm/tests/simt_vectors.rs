@@ -1,7 +1,7 @@
 //! Vector global accesses in the simulator, on hand-built LIR: raw bytes move in order (f16
 //! lanes, packed u4 words), a byte offset that is not a multiple of the access size is a
 //! misaligned access reported with the instruction's location, and an access past the buffer
-//! is out of bounds.
+//! is out of bounds; the same for vector loads from shared memory.
 
 use tl_compiler::diagnostics::Span;
 use tl_compiler::dtype::DType;
@@ -106,4 +106,71 @@ fn a_vector_access_past_the_buffer_is_out_of_bounds() {
     let e = simt::launch(&p, [1, 1, 1], &mut args).unwrap_err();
     let SimtError::GlobalOutOfBounds { thread, what, index, len, .. } = e else { panic!("{e:?}") };
     assert_eq!((thread, what, index, len), (25, "vector load", 100, 100));
+}
+
+/// Each of 32 threads stores its 4 words of `src` to shared memory one word at a time, then
+/// (after a barrier) reads the 16 bytes of thread `(tid + 1) % 32` plus `shift` with one shared
+/// vector load and writes them to `dst` with one global vector store.
+fn shared_program(shift: i64) -> Program {
+    let mut p = Program {
+        name: "svcopy".into(),
+        params: vec![Param::Global { name: "src".into(), dtype: DType::I32 }, Param::Global { name: "dst".into(), dtype: DType::I32 }],
+        block_threads: 32,
+        shared_bytes: 512,
+        vars: Vec::new(),
+        body: Vec::new(),
+    };
+    let words: Vec<Var> = (0..4).map(|_| p.new_var(Ty::I32)).collect();
+    let back: Vec<Var> = (0..4).map(|_| p.new_var(Ty::I32)).collect();
+    let i32c = |v: i64| Expr::Int(Ty::I32, v);
+    let tid16 = |add: i64| Expr::Binary(BinaryOp::Add, Box::new(Expr::Binary(BinaryOp::Mul, Box::new(Expr::ThreadIdx), Box::new(i32c(16)))), Box::new(i32c(add)));
+    let neighbour = Expr::Binary(
+        BinaryOp::Add,
+        Box::new(Expr::Binary(
+            BinaryOp::Mul,
+            Box::new(Expr::Binary(BinaryOp::Rem, Box::new(Expr::Binary(BinaryOp::Add, Box::new(Expr::ThreadIdx), Box::new(i32c(1)))), Box::new(i32c(32)))),
+            Box::new(i32c(16)),
+        )),
+        Box::new(i32c(shift)),
+    );
+    let mut body = vec![Stmt::LoadGlobalVector { dst: words.clone(), param: 0, byte_offset: offset(16, 0), ty: Ty::I32 }];
+    for (w, r) in words.iter().enumerate() {
+        body.push(Stmt::StoreShared { offset: tid16(4 * w as i64), value: Expr::Var(*r) });
+    }
+    body.push(Stmt::Barrier);
+    body.push(Stmt::Source { span: Span::new(10, 14), what: "load shared".into() });
+    body.push(Stmt::LoadSharedVector { dst: back.clone(), offset: neighbour, ty: Ty::I32 });
+    body.push(Stmt::StoreGlobalVector { param: 1, byte_offset: offset(16, 0), values: back.into_iter().map(Expr::Var).collect(), ty: Ty::I32 });
+    p.body = body;
+    p
+}
+
+#[test]
+fn shared_vector_loads_read_their_bytes_in_order() {
+    let p = shared_program(0);
+    tl_compiler::lir::verify::verify(&p).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut args = tensors(DType::I32, 128, 11);
+    simt::launch(&p, [1, 1, 1], &mut args).unwrap();
+    let (Arg::Tensor(src), Arg::Tensor(dst)) = (&args[0], &args[1]) else { panic!() };
+    for t in 0..32 {
+        assert_eq!(dst.data[t * 16..t * 16 + 16], src.data[(t + 1) % 32 * 16..(t + 1) % 32 * 16 + 16], "thread {t}");
+    }
+    // Text form: prints and parses back.
+    let text = p.to_string();
+    assert!(text.contains("= ld.shared.v4.i32 ["), "{text}");
+    assert_eq!(tl_compiler::lir::parse::parse(&text).unwrap().to_string(), text);
+}
+
+#[test]
+fn a_misaligned_or_outside_shared_vector_load_is_reported() {
+    let mut args = tensors(DType::I32, 128, 11);
+    let e = simt::launch(&shared_program(8), [1, 1, 1], &mut args).unwrap_err();
+    let SimtError::SharedMisaligned { thread, offset, size, ref at, .. } = e else { panic!("{e:?}") };
+    assert_eq!((thread, offset, size), (0, 24, 16));
+    assert_eq!(at.as_ref().map(|(s, w)| (*s, w.as_str())), Some((Span::new(10, 14), "load shared")));
+    assert!(e.to_string().starts_with("misaligned shared vector load of 16 bytes at shared byte 24"), "{e}");
+    let mut args = tensors(DType::I32, 128, 11);
+    let e = simt::launch(&shared_program(16), [1, 1, 1], &mut args).unwrap_err();
+    let SimtError::SharedOutOfBounds { thread, offset, .. } = e else { panic!("{e:?}") };
+    assert_eq!((thread, offset), (30, 512)); // (30 + 1) · 16 + 16
 }

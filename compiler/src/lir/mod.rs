@@ -315,6 +315,10 @@ pub enum Stmt {
     /// `dst.len() · ty.bytes()` bytes, a power of two from 1 to 16, and `byte_offset` must be a
     /// multiple of it (buffers start 256-byte aligned); `ty` is not `i1`.
     LoadGlobalVector { dst: Vec<Var>, param: usize, byte_offset: Expr, ty: Ty },
+    /// One vector load from shared memory: `dst.len()` consecutive values of `ty` starting at
+    /// byte `offset` (i32) of the shared buffer, raw bits into `dst` in order, with the size
+    /// and alignment rules of `LoadGlobalVector` (the buffer starts 16-byte aligned).
+    LoadSharedVector { dst: Vec<Var>, offset: Expr, ty: Ty },
     /// One vector store: `values` (each of type `ty`) to consecutive `ty`-sized slots starting at
     /// byte `byte_offset` (i64) of `param`'s buffer, with the size and alignment rules of
     /// `LoadGlobalVector`. Sub-byte elements are stored as whole bytes or words, so the thread
@@ -501,6 +505,10 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
                     ty.name(),
                     expr_str(byte_offset)
                 );
+            }
+            Stmt::LoadSharedVector { dst, offset, ty } => {
+                let ds: Vec<String> = dst.iter().map(|v| format!("r{}", v.0)).collect();
+                let _ = writeln!(out, "{pad}{{{}}} = ld.shared.v{}.{} [{}]", ds.join(", "), dst.len(), ty.name(), expr_str(offset));
             }
             Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
                 let vs: Vec<String> = values.iter().map(expr_str).collect();

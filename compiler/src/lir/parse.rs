@@ -174,8 +174,19 @@ impl<'t> Parser<'t> {
                 self.expect("]")?;
                 return Ok(Stmt::LoadGlobalVector { dst, param, byte_offset, ty });
             }
+            if let Some(rest) = op.strip_prefix("ld.shared.v") {
+                let (count, tyname) = rest.split_once('.').ok_or_else(|| self.error("expected `ld.shared.vN.TY`"))?;
+                let ty = ty_named(tyname).ok_or_else(|| self.error(format!("unknown type `{tyname}`")))?;
+                if count.parse::<usize>().ok() != Some(dst.len()) {
+                    return Err(self.error("the vector width does not match its destinations"));
+                }
+                self.expect("[")?;
+                let offset = self.expr()?;
+                self.expect("]")?;
+                return Ok(Stmt::LoadSharedVector { dst, offset, ty });
+            }
             self.at = at;
-            return Err(self.error(format!("expected `ldmatrix` or `ld.global.vN`, found `{op}`")));
+            return Err(self.error(format!("expected `ldmatrix`, `ld.global.vN` or `ld.shared.vN`, found `{op}`")));
         }
         self.skip_blanks();
         let at = self.at;

@@ -426,6 +426,19 @@ impl Verifier<'_> {
                 }
                 dst.iter().for_each(|v| self.assign(*v));
             }
+            Stmt::LoadSharedVector { dst, offset, ty } => {
+                expect("a shared vector load's offset", Ty::I32, self.expr(offset)?)?;
+                vector_size("a shared vector load", dst.len(), *ty)?;
+                let bytes = (dst.len() * ty.bytes()) as u64;
+                self.shared_bounds("a shared vector load", offset, bytes)?;
+                if let Some(o) = constant(offset) {
+                    width("a shared vector load's offset (a multiple of its size)", o as u64, "aligned", o.rem_euclid(bytes as i64) == 0)?;
+                }
+                for v in dst {
+                    expect("a vector load destination", *ty, self.var(*v)?)?;
+                }
+                dst.iter().for_each(|v| self.assign(*v));
+            }
             Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
                 self.global(*param, "a vector store")?;
                 expect("a vector store's byte offset", Ty::I64, self.expr(byte_offset)?)?;
@@ -513,7 +526,9 @@ fn mark(body: &[Stmt], divergent: bool, uniform: &mut [bool], changed: &mut bool
                 mark(body, inner, uniform, changed);
             }
             Stmt::Mma { c, .. } => c.iter().for_each(|v| clear(v, uniform, changed)),
-            Stmt::LdMatrix { dst, .. } | Stmt::LoadGlobalVector { dst, .. } => dst.iter().for_each(|v| clear(v, uniform, changed)),
+            Stmt::LdMatrix { dst, .. } | Stmt::LoadGlobalVector { dst, .. } | Stmt::LoadSharedVector { dst, .. } => {
+                dst.iter().for_each(|v| clear(v, uniform, changed))
+            }
             Stmt::ShuffleXor { dst, .. } => clear(dst, uniform, changed),
             _ => {}
         }

@@ -142,6 +142,16 @@ impl Lower<'_> {
         let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
         let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
         let mut out = vec![lir::Stmt::LoadGlobalVector { dst: words.clone(), param, byte_offset, ty: word_ty }];
+        out.extend(self.unpack_words(&words, word_ty, dtype, dst));
+        out
+    }
+
+    /// The statements that cut the packed words `words` (of `word_ty`, element k of a word in
+    /// its bits `[k·n, (k+1)·n)`) into the registers `dst` of sub-byte `dtype` (integers sign-
+    /// or zero-extended, floats their code).
+    pub(super) fn unpack_words(&mut self, words: &[Var], word_ty: Ty, dtype: DType, dst: &[Var]) -> Vec<lir::Stmt> {
+        let bits = dtype.bits();
+        let mut out = Vec::new();
         let word_bits = word_ty.bytes() as u32 * 8;
         for (j, r) in dst.iter().enumerate() {
             let bit = j as u32 * bits;

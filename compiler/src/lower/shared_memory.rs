@@ -78,8 +78,28 @@ impl Lower<'_> {
         let layout = self.layout(id).clone();
         let dtype = self.dtype(id);
         let ty = Ty::of(dtype);
+        let v = self.shared_vector_width(shared, &layout, offsets, dtype);
         let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
         let mut regs = Vec::new();
+        if v > 1 {
+            for group in 0..layout.local_size() / v {
+                let element = self.shared_element(shared, &offsets, &self.coords(&layout, group * v));
+                let dst: Vec<Var> = (0..v).map(|_| self.new_var(ty)).collect();
+                if dtype.bits() < 8 {
+                    let (word_ty, count) = Self::packed_words(v, dtype.bits());
+                    let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
+                    let offset = bin(lir::BinaryOp::Div, element, int(Ty::I32, 8));
+                    body.push(lir::Stmt::LoadSharedVector { dst: words.clone(), offset, ty: word_ty });
+                    let unpack = self.unpack_words(&words, word_ty, dtype, &dst);
+                    body.extend(unpack);
+                } else {
+                    body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset: element, ty });
+                }
+                regs.extend(dst);
+            }
+            self.regs.insert(id, regs);
+            return;
+        }
         for i in 0..layout.local_size() {
             let coords = self.coords(&layout, i);
             let offset = self.shared_element(shared, &offsets, &coords);
@@ -97,6 +117,30 @@ impl Lower<'_> {
         self.regs.insert(id, regs);
     }
 
+    /// The number of elements `v` each vector access of a load of `layout` at `offsets` from
+    /// shared tensor `shared` moves (1: per-element accesses). As for global tensors
+    /// ([`Lower::vector_width`]), every group of `v` consecutive local indices must be `v`
+    /// consecutive elements of a row starting at a multiple of `v` in the tile
+    /// (`layout::analysis::row_tile_vector_width`), a power-of-two number of whole bytes of at
+    /// most 16; and the group's address must be a multiple of its size: the tensor starts
+    /// 16-byte aligned (the plan's rule), its rows are whole multiples of the group, and the
+    /// tile's offset in the last dimension is a proven multiple of `v`.
+    fn shared_vector_width(&self, shared: ValueId, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> usize {
+        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { return 1 };
+        if dtype == DType::Bool || layout.rank() == 0 {
+            return 1;
+        }
+        let bits = dtype.bits() as usize;
+        let row = *shape.last().expect("a shared tensor has dims");
+        let known = self.div.value(*offsets.last().expect("one offset per dim"));
+        let base_aligned = self.k.value(shared).shared_offsets[0].is_multiple_of(16);
+        let mut v = crate::layout::analysis::row_tile_vector_width(layout, dtype.bits(), 16).unwrap_or(1);
+        while v > 1 && (v.trailing_zeros() > known || !row.is_multiple_of(v) || !(v * bits).is_multiple_of(8) || !(v * bits / 8).is_power_of_two()) {
+            v /= 2;
+        }
+        if base_aligned { v } else { 1 }
+    }
+
     pub(super) fn store_shared(&mut self, shared: ValueId, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
         let tile = self.k.value(value).ty.shape().expect("tile").to_vec();
         self.shared_bounds_check("store", shared, offsets, &tile, body);
@@ -112,7 +156,8 @@ impl Lower<'_> {
     }
 
     /// `copy_async`: each thread (primary copies only) moves its runs of the tile (whole bytes).
-    /// When a run is 4, 8 or 16 bytes and the source rows and offsets are aligned to it (proven
+    /// When a run is 4, 8 or 16 bytes (or a power of two elements in whole 16-byte pieces, one
+    /// `cp.async` each) and the source rows and offsets are aligned to it (proven
     /// by the divisibility analysis, or else tested at run time for the whole block), each run
     /// is one `cp.async` that zero-fills what lies outside the tensor; otherwise every element is loaded (zero outside the tensor) and stored to
     /// shared memory directly, which is already complete when the group's `wait` returns.
@@ -155,7 +200,10 @@ impl Lower<'_> {
         // A run's bytes (whole bytes: for sub-byte formats the copy layout makes it so).
         let run_bits = run as i64 * if bits < 8 { bits } else { ty.bytes() as i64 * 8 };
         let run_bytes = run_bits / 8;
-        let vector = run_bits % 8 == 0 && matches!(run_bytes, 4 | 8 | 16);
+        // One `cp.async` of 4, 8 or 16 bytes, or 16-byte pieces of a longer run of a power of
+        // two elements (aligned like the run).
+        let pieces = ((run_bytes + 15) / 16).max(1);
+        let vector = run_bits % 8 == 0 && (matches!(run_bytes, 4 | 8 | 16) || (run_bytes % 16 == 0 && run.is_power_of_two()));
         let copies = if !vector {
             slow
         } else {
@@ -200,11 +248,30 @@ impl Lower<'_> {
                     bin(lir::BinaryOp::Mul, index.expect("rank >= 1"), int(Ty::I64, scale)),
                     int(Ty::I64, unit),
                 );
-                let reads = cmp(CmpOp::Gt, var(src_bytes), int(Ty::I32, 0));
-                let byte_index = Expr::Select(Box::new(reads), Box::new(byte_index), Box::new(int(Ty::I64, 0)));
                 let element = self.shared_element(shared, &dst, &coords);
                 let offset = if bits < 8 { bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)) } else { element };
-                fast.push(lir::Stmt::CopyAsync { offset, param, byte_index, bytes: run_bytes as u32, src_bytes: var(src_bytes) });
+                if pieces == 1 {
+                    let reads = cmp(CmpOp::Gt, var(src_bytes), int(Ty::I32, 0));
+                    let byte_index = Expr::Select(Box::new(reads), Box::new(byte_index), Box::new(int(Ty::I64, 0)));
+                    fast.push(lir::Stmt::CopyAsync { offset, param, byte_index, bytes: run_bytes as u32, src_bytes: var(src_bytes) });
+                    continue;
+                }
+                let byte_index = self.assign(&mut fast, Ty::I64, byte_index);
+                let offset = self.assign(&mut fast, Ty::I32, offset);
+                for piece in 0..pieces {
+                    // The piece's bytes inside the tensor: clamp(src_bytes - 16 · piece, 0, 16).
+                    let left = bin(lir::BinaryOp::Sub, var(src_bytes), int(Ty::I32, 16 * piece));
+                    let piece_bytes = self.assign(&mut fast, Ty::I32, bin(lir::BinaryOp::Min, bin(lir::BinaryOp::Max, left, int(Ty::I32, 0)), int(Ty::I32, 16)));
+                    let reads = cmp(CmpOp::Gt, var(piece_bytes), int(Ty::I32, 0));
+                    let at = bin(lir::BinaryOp::Add, var(byte_index), int(Ty::I64, 16 * piece));
+                    fast.push(lir::Stmt::CopyAsync {
+                        offset: bin(lir::BinaryOp::Add, var(offset), int(Ty::I32, 16 * piece)),
+                        param,
+                        byte_index: Expr::Select(Box::new(reads), Box::new(at), Box::new(int(Ty::I64, 0))),
+                        bytes: 16,
+                        src_bytes: var(piece_bytes),
+                    });
+                }
             }
             // Aligned when the source offset along the last dim and the row length (for
             // rank > 1) are multiples of the run: proven by the divisibility analysis, or

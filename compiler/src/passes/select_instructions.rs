@@ -12,8 +12,10 @@
 //!   staged;
 //! * `copy_async`: runs of `v` consecutive elements of the last dimension per thread, `v` the
 //!   largest power of two with `v · bits ≤ 128` that divides it (one 16-, 8- or 4-byte
-//!   `cp.async` per aligned run); runs of elements narrower than a byte fill whole bytes (whole
-//!   rows when no power of two does), so no two threads write parts of one byte; threads beyond
+//!   `cp.async` per aligned run), or for 3-, 5-, 6- and 7-bit codes the `128 / gcd(bits, 128)`
+//!   codes that fill whole 16-byte pieces (several `cp.async` per run) when it divides it; runs
+//!   of elements narrower than a byte fill whole bytes (whole rows when nothing else does), so
+//!   no two threads write parts of one byte; threads beyond
 //!   the tile's runs hold replicas (only the first replica copies). The recorded run is the
 //!   longest the layout holds (`plan::contiguous_run`).
 //!
@@ -81,6 +83,15 @@ pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
 fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
     let last = *shape.last()?;
     let mut v = widest_run(shape, bits, |_| true);
+    // A code width that is not a power of two fills 16-byte pieces only with runs of
+    // 128 / gcd(bits, 128) codes (128 u3 codes in 48 bytes, 64 u6 codes in 48): take those when
+    // the rows hold them, so the copy still goes in 16-byte `cp.async`s.
+    if bits < 8 && !bits.is_power_of_two() {
+        let piece = 128 >> (bits.trailing_zeros());
+        if last.is_multiple_of(piece) {
+            v = piece;
+        }
+    }
     if !(v * bits).is_multiple_of(8) {
         v = last;
     }

@@ -82,13 +82,20 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         count: usize,
         ty: Ty,
     ) -> Result<(PointerValue<'ctx>, BasicTypeEnum<'ctx>, BasicTypeEnum<'ctx>, u32), CodegenError> {
+        let (memory, lanes, size) = self.vector_types(count, ty)?;
+        let (base, _) = self.global_param(param)?;
+        let offset = self.expr_of(byte_offset, Ty::I64, "a vector byte offset")?;
+        let addr = self.byte_address(base, offset.v.into_int_value())?;
+        Ok((addr, memory, lanes, size))
+    }
+
+    /// The memory type (an integer or a vector of i32) of a vector access of `count` × `ty`,
+    /// the vector of its lanes, and its size in bytes (1 to 16, a power of two).
+    pub(super) fn vector_types(&self, count: usize, ty: Ty) -> Result<(BasicTypeEnum<'ctx>, BasicTypeEnum<'ctx>, u32), CodegenError> {
         let size = count * ty.bytes();
         if count == 0 || ty == Ty::I1 || !size.is_power_of_two() || size > 16 {
             return Err(self.invalid(format!("a vector access of {count} × {} ({size} bytes; 1 to 16, a power of two)", ty.name())));
         }
-        let (base, _) = self.global_param(param)?;
-        let offset = self.expr_of(byte_offset, Ty::I64, "a vector byte offset")?;
-        let addr = self.byte_address(base, offset.v.into_int_value())?;
         let (i8t, i16t, i32t) = (self.context.i8_type(), self.context.i16_type(), self.context.i32_type());
         let memory: BasicTypeEnum = match size {
             1 => i8t.into(),
@@ -103,7 +110,39 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
         } else {
             int_type(self.context, ty).vec_type(count as u32).into()
         };
-        Ok((addr, memory, lanes, size as u32))
+        Ok((memory, lanes, size as u32))
+    }
+
+    /// One load of `memory` at `addr` (aligned to its `size`), its lanes into the registers
+    /// `dst` of type `ty`.
+    pub(super) fn vector_load_into(
+        &mut self,
+        addr: PointerValue<'ctx>,
+        memory: BasicTypeEnum<'ctx>,
+        vector: BasicTypeEnum<'ctx>,
+        size: u32,
+        dst: &[Var],
+        ty: Ty,
+    ) -> Result<(), CodegenError> {
+        let raw = self.builder.build_load(memory, addr, "vld")?;
+        if let Some(i) = raw.as_instruction_value() {
+            i.set_alignment(size).map_err(|e| self.invalid(format!("vector load alignment: {e}")))?;
+        }
+        let elements = self.builder.build_bit_cast(raw, vector, "vlanes")?;
+        for (i, v) in dst.iter().enumerate() {
+            let (ptr, reg_ty) = self.var(*v)?;
+            if reg_ty != ty {
+                return Err(self.invalid(format!("vector load into r{} of type {}, not {}", v.0, reg_ty.name(), ty.name())));
+            }
+            let value = if dst.len() == 1 {
+                elements
+            } else {
+                let lane = self.context.i32_type().const_int(i as u64, false);
+                self.builder.build_extract_element(elements.into_vector_value(), lane, "vlane")?
+            };
+            self.builder.build_store(ptr, value)?;
+        }
+        Ok(())
     }
 
     /// The byte (i64) and the bit within it (i32) of bit `bit_index` of a packed buffer.

@@ -148,26 +148,14 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                 let result = self.call_intrinsic(name, &[], &args)?;
                 self.builder.build_store(dst_ptr, result)?;
             }
+            Stmt::LoadSharedVector { dst, offset, ty } => {
+                let (memory, vector, size) = self.vector_types(dst.len(), *ty)?;
+                let addr = self.shared_address(offset)?;
+                self.vector_load_into(addr, memory, vector, size, dst, *ty)?;
+            }
             Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
                 let (addr, memory, vector, size) = self.vector_access(*param, byte_offset, dst.len(), *ty)?;
-                let raw = self.builder.build_load(memory, addr, "vld")?;
-                if let Some(i) = raw.as_instruction_value() {
-                    i.set_alignment(size).map_err(|e| self.invalid(format!("vector load alignment: {e}")))?;
-                }
-                let elements = self.builder.build_bit_cast(raw, vector, "vlanes")?;
-                for (i, v) in dst.iter().enumerate() {
-                    let (ptr, reg_ty) = self.var(*v)?;
-                    if reg_ty != *ty {
-                        return Err(self.invalid(format!("vector load into r{} of type {}, not {}", v.0, reg_ty.name(), ty.name())));
-                    }
-                    let value = if dst.len() == 1 {
-                        elements
-                    } else {
-                        let lane = self.context.i32_type().const_int(i as u64, false);
-                        self.builder.build_extract_element(elements.into_vector_value(), lane, "vlane")?
-                    };
-                    self.builder.build_store(ptr, value)?;
-                }
+                self.vector_load_into(addr, memory, vector, size, dst, *ty)?;
             }
             Stmt::StoreGlobalVector { param, byte_offset, values, ty } => {
                 let (addr, memory, vector, size) = self.vector_access(*param, byte_offset, values.len(), *ty)?;
