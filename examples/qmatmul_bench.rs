@@ -3,7 +3,8 @@
 //! (`stdlib/kernels/qmatmul_fragment.tl`): what its PTX holds and how long it takes to
 //! compile. Prints numbers; asserts none.
 //!
-//! For each format and weight order, at the decode configuration (BM = 16, BN = 128, BK = 64,
+//! For each format, weight order and dequantization arithmetic (`D`: f32, or f16 with packed
+//! `f16x2` instructions), at the decode configuration (BM = 16, BN = 128, BK = 64,
 //! G = 128, STAGES = 3, f16 scales; the variant for n and k multiples of 128, as the runtime
 //! picks for the layer shapes of Llama-3, m unknown), it prints:
 //! * the compile time from source to PTX (median of 3, release builds only mean anything);
@@ -27,8 +28,9 @@ const FORMATS: [&str; 14] = [
 ];
 const CONFIG: [(&str, i64); 5] = [("BM", 16), ("BN", 128), ("BK", 64), ("G", 128), ("STAGES", 3)];
 const ASSUME: &str = "n%128,k%128";
-/// The kernels compared: (file and kernel name, how they take the weights).
-const KERNELS: [(&str, &str); 2] = [("qmatmul", "[k, n]"), ("qmatmul_fragment", "fragment")];
+/// The kernels compared: (file and kernel name, how they take the weights, the dequantization
+/// arithmetic `D`).
+const KERNELS: [(&str, &str, &str); 3] = [("qmatmul", "[k, n]", "f32"), ("qmatmul_fragment", "fragment", "f32"), ("qmatmul_fragment", "fragment", "f16")];
 
 fn main() -> anyhow::Result<()> {
     let markdown = std::env::args().any(|a| a == "--markdown");
@@ -36,12 +38,15 @@ fn main() -> anyhow::Result<()> {
     let have_ptxas = ptxas::find_ptxas().is_some();
     let config: Vec<String> = CONFIG.iter().map(|(n, v)| format!("{n}={v}")).collect();
     println!("qmatmul at {} (variant {ASSUME}), {}, PTX from LLVM {}", config.join(" "), arch.name(), if cfg!(debug_assertions) { "(debug build: compile times are not meaningful)" } else { "(release build)" });
-    let header = ["format", "weights", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
+    let header = ["format", "weights", "D", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
     let print_row = |row: &[String]| {
         if markdown {
             println!("| {} |", row.join(" | "));
         } else {
-            println!("{:<10} {:<9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}", row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10]);
+            println!(
+                "{:<10} {:<9} {:<4} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}",
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11]
+            );
         }
     };
     print_row(&header.map(String::from));
@@ -51,10 +56,11 @@ fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     for name in FORMATS {
         let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
-        for (kernel_name, weights) in KERNELS {
+        for (kernel_name, weights, arithmetic) in KERNELS {
             let path = format!("{root}/stdlib/kernels/{kernel_name}.tl");
-            let mut row = vec![name.to_string(), weights.to_string()];
-            row.extend(measure(&path, kernel_name, w, arch, have_ptxas)?);
+            let d = DType::from_name(arithmetic).ok_or_else(|| anyhow::anyhow!("unknown dtype {arithmetic}"))?;
+            let mut row = vec![name.to_string(), weights.to_string(), arithmetic.to_string()];
+            row.extend(measure(&path, kernel_name, w, d, arch, have_ptxas)?);
             print_row(&row);
         }
     }
@@ -69,12 +75,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The columns after the format and the weight order for kernel `kernel_name` of `path` with
-/// weights of `w`.
-fn measure(path: &str, kernel_name: &str, w: DType, arch: Arch, have_ptxas: bool) -> anyhow::Result<Vec<String>> {
+/// The columns after the format, the weight order and the arithmetic for kernel `kernel_name`
+/// of `path` with weights of `w` dequantized in `d`.
+fn measure(path: &str, kernel_name: &str, w: DType, d: DType, arch: Arch, have_ptxas: bool) -> anyhow::Result<Vec<String>> {
     let source = std::fs::read_to_string(path)?;
     let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
     consts.push(("W".into(), ConstValue::DType(w)));
+    consts.push(("D".into(), ConstValue::DType(d)));
     // Source to PTX, the whole way, three times.
     let mut times = Vec::new();
     let mut ptx = String::new();

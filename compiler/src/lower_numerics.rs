@@ -219,6 +219,48 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
     Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
 }
 
+/// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits: two's
+/// complement for signed formats, nothing above it cleared) to f16 or bf16: the `lop3` keeps
+/// the code's bits (`mask`), merges the pattern of `offset` and, for signed codes, flips the
+/// sign bit, which biases the value by half the range.
+pub fn raw_code_magic(from: DType, to: DType) -> Option<HalfMagic> {
+    let bits = from.bits();
+    if !from.is_int() || !matches!(bits, 1 | 2 | 4) {
+        return None;
+    }
+    let (pattern, base) = match to {
+        DType::F16 => (0x6400, 1024.0),
+        DType::BF16 => (0x4300, 128.0),
+        _ => return None,
+    };
+    let mask = (1i64 << bits) - 1;
+    Some(if from.is_signed_int() {
+        let sign = 1i64 << (bits - 1);
+        HalfMagic { mask, pattern: pattern | sign, lut: 0x6A, offset: base + sign as f64 }
+    } else {
+        HalfMagic { mask, pattern, lut: 0xEA, offset: base }
+    })
+}
+
+impl HalfMagic {
+    /// Both 16-bit patterns of `packed` (codes in bytes 0 and 2, anything in their other bits,
+    /// which the mask clears), with one `lop3`.
+    pub fn patterns(&self, packed: Expr) -> Expr {
+        let both = |x: i64| i32c(x | (x << 16));
+        Expr::Lop3 { a: Box::new(packed), b: Box::new(both(self.mask)), c: Box::new(both(self.pattern)), lut: self.lut }
+    }
+
+    /// Both halves of `word` (holding the patterns) as a packed pair of `to`, the magic value
+    /// subtracted from each (exact).
+    pub fn packed_value(&self, word: Expr, to: Ty) -> Option<Expr> {
+        let packed = to.packed()?;
+        let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
+        let bits = dtype.encode(self.offset) as i64;
+        let both = Expr::Bitcast { to: packed, value: Box::new(i32c(bits | (bits << 16))) };
+        Some(bin(BinaryOp::Sub, Expr::Bitcast { to: packed, value: Box::new(word) }, both))
+    }
+}
+
 /// A bit-placement conversion of a low-precision float to f16 or bf16.
 ///
 /// The code's exponent and mantissa fields move as one block under the destination's:
@@ -313,7 +355,7 @@ impl FastHalfCast {
     pub fn patterns(&self, packed: Expr) -> Expr {
         let both = |x: i64| i32c(x | (x << 16));
         match self {
-            FastHalfCast::Magic(m) => Expr::Lop3 { a: Box::new(packed), b: Box::new(both(m.mask)), c: Box::new(both(m.pattern)), lut: m.lut },
+            FastHalfCast::Magic(m) => m.patterns(packed),
             FastHalfCast::Float(p) => {
                 let fields = bin(BinaryOp::Shl, packed.clone(), i32c(p.field_shift));
                 let sign = match p.sign_shift {
@@ -338,6 +380,26 @@ impl FastHalfCast {
             FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
             FastHalfCast::Float(p) if p.scale == 1.0 => pattern,
             FastHalfCast::Float(p) => bin(BinaryOp::Mul, pattern, Expr::Float(to, p.scale)),
+        }
+    }
+
+    /// Both halves of `word` (a variable holding the patterns) as one packed pair of `to`
+    /// (f16 or bf16), corrected by one packed subtraction or multiplication: the same values
+    /// as [`Self::half`] gives for each half (the corrections are exact). `None` when the plan
+    /// has special codes to fix, which take the halves one by one.
+    pub fn packed(&self, word: Expr, to: Ty) -> Option<Expr> {
+        let packed = to.packed()?;
+        let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
+        let both = |v: f64| {
+            let bits = dtype.encode(v) as i64;
+            Expr::Bitcast { to: packed, value: Box::new(i32c(bits | (bits << 16))) }
+        };
+        let pattern = Expr::Bitcast { to: packed, value: Box::new(word.clone()) };
+        match self {
+            FastHalfCast::Magic(m) => m.packed_value(word, to),
+            FastHalfCast::Float(p) if !matches!(p.specials, SpecialCodes::None) => None,
+            FastHalfCast::Float(p) if p.scale == 1.0 => Some(pattern),
+            FastHalfCast::Float(p) => Some(bin(BinaryOp::Mul, pattern, both(p.scale))),
         }
     }
 

@@ -46,7 +46,7 @@ fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
 }
 
 fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
-    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor)
+    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor, DType::F32)
 }
 
 /// How the kernel takes the packed weights: `qmatmul` as the `[k, n]` matrix, or
@@ -58,10 +58,18 @@ enum WeightOrder {
     Fragment,
 }
 
+/// The kernel with weights `w`, scales `s`, dequantization arithmetic `d` (the kernels' `D`)
+/// at `m × n × k` on `backend`, against an f64 host product of the weights dequantized as the
+/// kernel's definition says: `(q − z) · s` rounded to `d` after each operation, then to f16.
 #[allow(clippy::too_many_arguments)]
-fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder) {
+fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType) {
     const G: usize = 64;
-    let consts = [("W".to_string(), ConstValue::DType(w)), ("S".to_string(), ConstValue::DType(s)), ("G".to_string(), ConstValue::Int(G as i64))];
+    let consts = [
+        ("W".to_string(), ConstValue::DType(w)),
+        ("S".to_string(), ConstValue::DType(s)),
+        ("G".to_string(), ConstValue::Int(G as i64)),
+        ("D".to_string(), ConstValue::DType(d)),
+    ];
     let module = match order {
         WeightOrder::RowMajor => module(),
         WeightOrder::Fragment => module_of("qmatmul_fragment"),
@@ -101,10 +109,9 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
             let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
             for p in 0..k {
                 let g = p / G;
-                // The kernel's dequantized weight: (q - z)·s in f32, rounded once to f16.
-                let weight = DType::F16.round(DType::F32.round(
-                    DType::F32.round(b.get(p * n + j) - zero_points.get(g * n + j)) * scales.get(g * n + j),
-                ));
+                // The kernel's dequantized weight: (q - z)·s in d, rounded to f16.
+                let shifted = d.round(d.round(b.get(p * n + j)) - d.round(zero_points.get(g * n + j)));
+                let weight = DType::F16.round(d.round(shifted * d.round(scales.get(g * n + j))));
                 exact += a.get(i * k + p) * weight;
                 magnitude += (a.get(i * k + p) * weight).abs();
             }
@@ -140,7 +147,7 @@ fn quantized_matmul_on_the_simulator() {
     let mut rng = Rng(0x7777_1234_5555_9999);
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("f6e3m2", "f16"), ("f8e4m3fn", "f16"), ("f4e2m1", "e8m0"), ("f4e2m1", "ue4m3"), ("u7", "ue4m3")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor);
+        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor, DType::F32);
     }
 }
 
@@ -152,11 +159,26 @@ fn fragment_ordered_weights_give_the_same_product() {
     let mut rng = Rng(0x5eed_f4a9_0e0d_e401);
     for w in weight_formats() {
         let (n, k) = (130 + (rng.next() % 100) as usize, 64 + 1 + (rng.next() % 126) as usize);
-        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment);
+        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment, DType::F32);
     }
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("u8", "f16"), ("f6e3m2", "f16"), ("f4e2m1", "e8m0"), ("u1", "f16")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment);
+        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment, DType::F32);
+    }
+}
+
+/// Dequantization in f16 (`-D D=f16`): the zero point subtracted and the scale applied in f16,
+/// which the compiler does on pairs of weights with packed `f16x2` instructions. On the VM and
+/// the simulator, both weight orders, against the host's f16 arithmetic; the integer formats
+/// and the floats whose values f16 holds.
+#[test]
+fn half_precision_dequantization_matches_the_f16_definition() {
+    let mut rng = Rng(0x0f16_0f16_0f16_0f16);
+    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn"] {
+        let w = DType::from_name(w).unwrap();
+        for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
+            check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16);
+        }
     }
 }
 

@@ -220,9 +220,24 @@ fn bits(ty: Ty) -> u32 {
         Ty::I1 => 1,
         Ty::I8 => 8,
         Ty::I16 | Ty::F16 | Ty::BF16 => 16,
-        Ty::I32 | Ty::F32 => 32,
+        Ty::I32 | Ty::F32 | Ty::F16x2 | Ty::BF16x2 => 32,
         Ty::I64 | Ty::F64 => 64,
     }
+}
+
+/// `f` applied to each half of the packed pairs `xs` (raw 32-bit registers of `ty`), each
+/// result rounded to the half's type: the packed instructions round each half as its own
+/// operation.
+fn packed_lanes(ty: Ty, xs: &[i64], f: impl Fn(&[f64]) -> f64) -> V {
+    let lane = ty.lane();
+    let mut out = 0u32;
+    for half in 0..2 {
+        let values: Vec<f64> = xs.iter().map(|x| decode(lane, &(((*x as u32) >> (16 * half)) as u16).to_le_bytes()).f()).collect();
+        let mut bytes = [0u8; 2];
+        encode(lane, V::F(round_float(lane, f(&values))), &mut bytes);
+        out |= (u16::from_le_bytes(bytes) as u32) << (16 * half);
+    }
+    V::I(out as i32 as i64)
 }
 
 /// Wraps an integer to the signed range of `ty` (i1 is 0 or 1).
@@ -1065,7 +1080,15 @@ impl<'a> Block<'a> {
             Expr::Binary(op, a, b) => {
                 let ty = p.ty(a);
                 let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
-                if ty.is_float() {
+                if ty.is_packed() {
+                    let op = *op;
+                    packed_lanes(ty, &[x.i(), y.i()], |v| match op {
+                        BinaryOp::Add => v[0] + v[1],
+                        BinaryOp::Sub => v[0] - v[1],
+                        BinaryOp::Mul => v[0] * v[1],
+                        _ => f64::NAN,
+                    })
+                } else if ty.is_float() {
                     let (x, y) = (x.f(), y.f());
                     let r = match op {
                         BinaryOp::Add => x + y,
@@ -1129,8 +1152,13 @@ impl<'a> Block<'a> {
             }
             Expr::Fma(a, b, c) => {
                 let ty = p.ty(a);
-                let (x, y, z) = (self.eval(a, t)?.f(), self.eval(b, t)?.f(), self.eval(c, t)?.f());
-                V::F(round_float(ty, x.mul_add(y, z)))
+                if ty.is_packed() {
+                    let (x, y, z) = (self.eval(a, t)?.i(), self.eval(b, t)?.i(), self.eval(c, t)?.i());
+                    packed_lanes(ty, &[x, y, z], |v| v[0].mul_add(v[1], v[2]))
+                } else {
+                    let (x, y, z) = (self.eval(a, t)?.f(), self.eval(b, t)?.f(), self.eval(c, t)?.f());
+                    V::F(round_float(ty, x.mul_add(y, z)))
+                }
             }
             Expr::Cast { to, value, from_unsigned, to_unsigned } => {
                 let from = p.ty(value);

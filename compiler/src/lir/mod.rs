@@ -30,20 +30,50 @@ pub enum Ty {
     BF16,
     F32,
     F64,
+    /// Two f16 in one 32-bit register, element 0 in the low half: `add`, `sub`, `mul` and
+    /// `fma` work on both halves at once (each half rounded as its own f16 operation);
+    /// `bitcast` to and from `i32` moves the bits.
+    F16x2,
+    /// Two bf16 in one 32-bit register, like [`Ty::F16x2`].
+    BF16x2,
 }
 
 impl Ty {
-    pub const ALL: [Ty; 9] = [Ty::I1, Ty::I8, Ty::I16, Ty::I32, Ty::I64, Ty::F16, Ty::BF16, Ty::F32, Ty::F64];
+    pub const ALL: [Ty; 11] = [Ty::I1, Ty::I8, Ty::I16, Ty::I32, Ty::I64, Ty::F16, Ty::BF16, Ty::F32, Ty::F64, Ty::F16x2, Ty::BF16x2];
 
+    /// Scalar floats (the packed pairs are not: see [`Ty::is_packed`]).
     pub fn is_float(self) -> bool {
         matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
+    }
+
+    /// A pair of 16-bit floats in one register.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Ty::F16x2 | Ty::BF16x2)
+    }
+
+    /// The type of each half of a packed pair (`self` for the other types).
+    pub fn lane(self) -> Ty {
+        match self {
+            Ty::F16x2 => Ty::F16,
+            Ty::BF16x2 => Ty::BF16,
+            t => t,
+        }
+    }
+
+    /// The packed pair of a 16-bit float type.
+    pub fn packed(self) -> Option<Ty> {
+        match self {
+            Ty::F16 => Some(Ty::F16x2),
+            Ty::BF16 => Some(Ty::BF16x2),
+            _ => None,
+        }
     }
 
     pub fn bytes(self) -> usize {
         match self {
             Ty::I1 | Ty::I8 => 1,
             Ty::I16 | Ty::F16 | Ty::BF16 => 2,
-            Ty::I32 | Ty::F32 => 4,
+            Ty::I32 | Ty::F32 | Ty::F16x2 | Ty::BF16x2 => 4,
             Ty::I64 | Ty::F64 => 8,
         }
     }
@@ -80,6 +110,8 @@ impl Ty {
             Ty::BF16 => "bf16",
             Ty::F32 => "f32",
             Ty::F64 => "f64",
+            Ty::F16x2 => "f16x2",
+            Ty::BF16x2 => "bf16x2",
         }
     }
 }

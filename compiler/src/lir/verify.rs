@@ -151,7 +151,7 @@ impl Verifier<'_> {
     /// The type of `e`, checking its operands.
     fn expr(&self, e: &Expr) -> Result<Ty, LirErrorKind> {
         Ok(match e {
-            Expr::Int(t, _) if t.is_float() => return Err(LirErrorKind::Operation { what: "an integer constant".into(), found: *t, allowed: "integer types only" }),
+            Expr::Int(t, _) if t.is_float() || t.is_packed() => return Err(LirErrorKind::Operation { what: "an integer constant".into(), found: *t, allowed: "integer types only" }),
             Expr::Float(t, _) if !t.is_float() => return Err(LirErrorKind::Operation { what: "a float constant".into(), found: *t, allowed: "float types only" }),
             Expr::Int(t, _) | Expr::Float(t, _) => *t,
             Expr::Var(v) => self.read(*v)?,
@@ -166,6 +166,9 @@ impl Verifier<'_> {
             }
             Expr::Unary(op, a) => {
                 let t = self.expr(a)?;
+                if t.is_packed() {
+                    return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: t, allowed: "scalar types only" });
+                }
                 let float_only = matches!(op, UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Tanh);
                 if float_only && !t.is_float() {
                     return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: t, allowed: "float types only" });
@@ -184,12 +187,18 @@ impl Verifier<'_> {
                 if x.is_float() && !float_ok {
                     return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: x, allowed: "integer types only" });
                 }
+                if x.is_packed() && !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) {
+                    return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: x, allowed: "scalar types only" });
+                }
                 x
             }
             Expr::Cmp(op, a, b) => {
                 let (x, y) = (self.expr(a)?, self.expr(b)?);
                 if x != y {
                     return Err(LirErrorKind::OperandTypes { what: "a comparison", left: x, right: y });
+                }
+                if x.is_packed() {
+                    return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: x, allowed: "scalar types only" });
                 }
                 if x.is_float() && matches!(op, CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe) {
                     return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: x, allowed: "integer types only" });
@@ -209,19 +218,26 @@ impl Verifier<'_> {
                 if x != y || x != z {
                     return Err(LirErrorKind::OperandTypes { what: "an fma", left: x, right: if x != y { y } else { z } });
                 }
-                if !x.is_float() {
+                if !x.is_float() && !x.is_packed() {
                     return Err(LirErrorKind::Operation { what: "Fma".into(), found: x, allowed: "float types only" });
                 }
                 x
             }
             Expr::Cast { to, value, .. } => {
-                self.expr(value)?;
+                let from = self.expr(value)?;
+                if from.is_packed() || to.is_packed() {
+                    return Err(LirErrorKind::Operation { what: "a conversion".into(), found: if from.is_packed() { from } else { *to }, allowed: "scalar types only (a packed pair takes a bitcast)" });
+                }
                 *to
             }
             Expr::Bitcast { to, value } => {
                 let from = self.expr(value)?;
                 if from.bytes() != to.bytes() {
                     return Err(LirErrorKind::Type { what: "a bitcast's operand", expected: format!("a {}-byte type", to.bytes()), found: from });
+                }
+                // A packed pair is built and taken apart through its 32-bit integer.
+                if (from.is_packed() || to.is_packed()) && ![from, *to].contains(&Ty::I32) {
+                    return Err(LirErrorKind::Type { what: "a packed pair's bitcast", expected: "i32".into(), found: if from.is_packed() { *to } else { from } });
                 }
                 *to
             }
@@ -567,6 +583,11 @@ mod tests {
         verify(&program(body)).err().unwrap_or_default().into_iter().map(|e| e.kind).collect()
     }
 
+    /// A packed pair of f16 (the bits of 1.0 and 2.0).
+    fn pair() -> Expr {
+        Expr::Bitcast { to: Ty::F16x2, value: b(i32c(0x4000_3c00)) }
+    }
+
     fn marker(what: &str) -> Stmt {
         Stmt::Source { span: Span { start: 3, end: 9 }, what: what.into() }
     }
@@ -615,6 +636,12 @@ mod tests {
             (Stmt::CopyAsync { offset: i32c(0), param: 0, byte_index: Expr::Int(Ty::I64, 0), bytes: 12, src_bytes: i32c(12) }, "cp.async bytes: 12"),
             (Stmt::Print { label: "x".into(), coords: vec![], value: i32c(1), unsigned: false }, "print of i32"),
             (Stmt::StoreGlobalVector { param: 0, byte_offset: Expr::Int(Ty::I64, 0), values: vec![i32c(1), i32c(2), i32c(3)], ty: Ty::I32 }, "a vector store: 12 is not one of 1, 2, 4, 8 or 16 bytes"),
+            // Packed pairs: built and taken apart through i32, only `+ - *` and fma on them.
+            (Stmt::Assign(Var(0), Expr::Bitcast { to: Ty::I32, value: b(Expr::Binary(BinaryOp::Div, b(pair()), b(pair()))) }), "Div of f16x2"),
+            (Stmt::Assign(Var(1), Expr::Cast { to: Ty::F32, value: b(pair()), from_unsigned: false, to_unsigned: false }), "a conversion of f16x2"),
+            (Stmt::Assign(Var(1), Expr::Bitcast { to: Ty::F32, value: b(pair()) }), "a packed pair's bitcast: expected i32, found f32"),
+            (Stmt::Assign(Var(2), Expr::Cmp(CmpOp::Lt, b(pair()), b(pair()))), "Lt of f16x2"),
+            (Stmt::LoadSharedVector { dst: vec![Var(0), Var(3)], offset: i32c(4), ty: Ty::I32 }, "a shared vector load's offset (a multiple of its size): 4"),
         ];
         for (stmt, expected) in cases {
             let errors = verify(&program(vec![stmt.clone()])).expect_err(expected);

@@ -100,10 +100,29 @@ impl Lower<'_> {
     /// destination); `None`, with nothing emitted, for the pairs without an exact plan (see
     /// `fast_half_cast`), which take the generic path.
     pub(super) fn cast_to_half_fast(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<Vec<Var>> {
+        self.cast_to_half_fast_packed(body, regs, from, to).map(|(out, _)| out)
+    }
+
+    /// [`Self::cast_to_half_fast`], and also the results as packed pairs (`packed.rs`) when
+    /// there is an even number of registers and the plan needs no special-code fixes.
+    pub(super) fn cast_to_half_fast_packed(
+        &mut self,
+        body: &mut Vec<lir::Stmt>,
+        regs: &[Var],
+        from: DType,
+        to: DType,
+    ) -> Option<(Vec<Var>, Option<Vec<Var>>)> {
         use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
         let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
+        if let Some(done) = self.cast_codes_in_words(body, regs, from, to) {
+            return Some(done);
+        }
+        // Whole pairs and no special codes: both halves of each pair in one packed operation,
+        // the scalar registers its halves.
+        let in_pairs = !regs.is_empty() && regs.len() % 2 == 0 && plan.packed(int(Ty::I32, 0), ty).is_some();
         let mut out = Vec::with_capacity(regs.len());
+        let mut pairs = Vec::new();
         for pair in regs.chunks(2) {
             let packed = match pair {
                 [low, high] => pack_pair(var(*low), var(*high)),
@@ -112,6 +131,11 @@ impl Lower<'_> {
             };
             let packed = self.assign(body, Ty::I32, packed);
             let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
+            if in_pairs {
+                let both = plan.packed(var(patterns), ty).expect("checked above");
+                pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
+                continue;
+            }
             for high in [false, true].into_iter().take(pair.len()) {
                 let mut value = self.assign(body, ty, plan.half(var(patterns), high, ty));
                 if let Some(fixed) = plan.fix_specials(var(value), var(packed), high, ty) {
@@ -120,7 +144,50 @@ impl Lower<'_> {
                 out.push(value);
             }
         }
-        Some(out)
+        if in_pairs {
+            let halves = self.halves_of(&pairs, body);
+            return Some((halves, Some(pairs)));
+        }
+        Some((out, None))
+    }
+
+    /// The fast cast of integer codes of 1, 2 or 4 bits straight from the words they were
+    /// loaded in (`code_sources`), pair by pair: one `prmt` brings the byte of each code of the
+    /// pair (each word shifted so the code starts its byte, the shifts shared) into bytes 0 and
+    /// 2, one `lop3` builds both patterns from the raw codes (`raw_code_magic`), one packed
+    /// subtraction finishes both halves. `None`, with nothing emitted, unless every register
+    /// has a known source and they pair up.
+    fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<(Vec<Var>, Option<Vec<Var>>)> {
+        let magic = crate::lower_numerics::raw_code_magic(from, to)?;
+        let packed_ty = Ty::of(to).packed()?;
+        if regs.is_empty() || regs.len() % 2 != 0 {
+            return None;
+        }
+        let sources: Vec<(Var, u32)> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
+        let mut shifted: HashMap<(Var, u32), Var> = HashMap::new();
+        let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, (word, bit): (Var, u32)| -> Var {
+            let by = bit % 8;
+            if by == 0 {
+                return word;
+            }
+            *shifted.entry((word, by)).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, by as i64))))
+        };
+        let mut pairs = Vec::with_capacity(regs.len() / 2);
+        for pair in sources.chunks(2) {
+            let (low, high) = (pair[0], pair[1]);
+            let a = shift_word(self, body, low);
+            let b = shift_word(self, body, high);
+            // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8 of
+            // `b` (selector values 4..7); the mask keeps only the codes.
+            let (lo_byte, hi_byte) = ((low.1 / 8) as i64, 4 + (high.1 / 8) as i64);
+            let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
+            let bytes = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) });
+            let patterns = self.assign(body, Ty::I32, magic.patterns(var(bytes)));
+            let value = magic.packed_value(var(patterns), Ty::of(to)).expect("f16 or bf16");
+            pairs.push(self.assign(body, packed_ty, value));
+        }
+        let out = self.halves_of(&pairs, body);
+        Some((out, Some(pairs)))
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision

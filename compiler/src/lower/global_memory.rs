@@ -142,21 +142,41 @@ impl Lower<'_> {
         let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
         let byte_offset = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, index, int(Ty::I64, bits as i64)), int(Ty::I64, 8));
         let mut out = vec![lir::Stmt::LoadGlobalVector { dst: words.clone(), param, byte_offset, ty: word_ty }];
-        out.extend(self.unpack_words(&words, word_ty, dtype, dst));
+        // Under a bounds predicate (the registers take the pad outside): no code sources.
+        out.extend(self.unpack_words(&words, word_ty, dtype, dst, false));
         out
     }
 
     /// The statements that cut the packed words `words` (of `word_ty`, element k of a word in
     /// its bits `[k·n, (k+1)·n)`) into the registers `dst` of sub-byte `dtype` (integers sign-
-    /// or zero-extended, floats their code).
-    pub(super) fn unpack_words(&mut self, words: &[Var], word_ty: Ty, dtype: DType, dst: &[Var]) -> Vec<lir::Stmt> {
+    /// or zero-extended, floats their code). With `unconditional` (the statements run
+    /// wherever the registers are read), records where each code of 1, 2 or 4 bits lies
+    /// (`code_sources`).
+    pub(super) fn unpack_words(&mut self, words: &[Var], word_ty: Ty, dtype: DType, dst: &[Var], unconditional: bool) -> Vec<lir::Stmt> {
         let bits = dtype.bits();
         let mut out = Vec::new();
         let word_bits = word_ty.bytes() as u32 * 8;
+        // Each word zero-extended to an i32 variable once.
+        let words32: Vec<Var> = words
+            .iter()
+            .map(|w| {
+                if word_ty == Ty::I32 {
+                    return *w;
+                }
+                let wide = self.new_var(Ty::I32);
+                out.push(lir::Stmt::Assign(wide, Expr::Cast { to: Ty::I32, value: Box::new(var(*w)), from_unsigned: true, to_unsigned: false }));
+                wide
+            })
+            .collect();
         for (j, r) in dst.iter().enumerate() {
             let bit = j as u32 * bits;
-            let word = var(words[(bit / word_bits) as usize]);
-            let word = if word_ty == Ty::I32 { word } else { Expr::Cast { to: Ty::I32, value: Box::new(word), from_unsigned: true, to_unsigned: false } };
+            let word32 = words32[(bit / word_bits) as usize];
+            // A code of 1, 2 or 4 bits lies inside one byte of its word: casts that take codes
+            // by the byte can read it there (`code_sources`).
+            if unconditional && bits.is_power_of_two() {
+                self.code_sources.insert(*r, (word32, bit % word_bits));
+            }
+            let word = var(word32);
             let shifted = if bit.is_multiple_of(word_bits) { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
             let code = self.new_var(Ty::I32);
             out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));

@@ -159,9 +159,16 @@ impl Lower<'_> {
                     }
                     regs
                 } else if b_in_registers {
-                    // Two 16-bit elements make one register, the lower k in the low half.
+                    // Two 16-bit elements make one register, the lower k in the low half:
+                    // a packed pair of the operand when it has one for these two elements.
                     let mut regs = Vec::new();
                     for h in 0..2 {
+                        let (low, high) = (b_local(q, step, h, 0), b_local(q, step, h, 1));
+                        if let Some(pairs) = self.packed_of(b).filter(|_| low % 2 == 0 && high == low + 1) {
+                            let pair = pairs[low / 2];
+                            regs.push(var(self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) })));
+                            continue;
+                        }
                         let half = |s: &Self, i: usize| -> Expr {
                             let register = var(s.regs(b)[b_local(q, step, h, i)]);
                             Expr::Cast { to: Ty::I32, value: Box::new(Expr::Bitcast { to: Ty::I16, value: Box::new(register) }), from_unsigned: true, to_unsigned: false }

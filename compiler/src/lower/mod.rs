@@ -48,6 +48,7 @@ mod elementwise;
 mod exchanges;
 mod global_memory;
 mod mma;
+mod packed;
 mod shared_memory;
 
 use elementwise::{binary_expr, constant_register, overflow_checked, unary_expr, unsigned_binary};
@@ -106,6 +107,8 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
             body: Vec::new(),
         },
         regs: HashMap::new(),
+        packed: HashMap::new(),
+        code_sources: HashMap::new(),
         var_regs: HashMap::new(),
         thread_parts: HashMap::new(),
         extents: HashMap::new(),
@@ -123,6 +126,11 @@ struct Lower<'k> {
     p: Program,
     /// Registers of every IR value computed so far.
     regs: HashMap<ValueId, Vec<Var>>,
+    /// Packed half pairs of some 16-bit float values (`packed.rs`).
+    packed: HashMap<ValueId, Vec<Var>>,
+    /// For registers holding a code of 1, 2 or 4 bits cut from a loaded word: the word (an i32
+    /// variable) and the code's bit offset in it.
+    code_sources: HashMap<Var, (Var, u32)>,
     var_regs: HashMap<ir::VarId, Vec<Var>>,
     /// `(tid / stride) % extent`, computed once in the prologue.
     thread_parts: HashMap<(usize, usize), Var>,
@@ -383,6 +391,9 @@ impl Lower<'_> {
             }
             Op::Binary(op, a, b) => {
                 let (op, a, b) = (*op, *a, *b);
+                if self.packed_binary(id, op, a, b, body) {
+                    return;
+                }
                 let unsigned = self.dtype(a).is_unsigned_int();
                 self.elementwise(id, body, |s, i| {
                     let (x, y) = (var(s.regs(a)[i]), var(s.regs(b)[i]));
@@ -399,8 +410,17 @@ impl Lower<'_> {
                 let a = *a;
                 let (from, to) = (self.dtype(a), dtype.expect("typed"));
                 let regs: Vec<Var> = self.regs(a).to_vec();
-                if let Some(out) = self.cast_to_half_fast(body, &regs, from, to) {
+                if from == to {
+                    // The same registers (and pairs).
+                    self.regs.insert(id, regs);
+                    if let Some(pairs) = self.packed.get(&a).cloned() {
+                        self.packed.insert(id, pairs);
+                    }
+                } else if let Some((out, pairs)) = self.cast_to_half_fast_packed(body, &regs, from, to) {
                     self.regs.insert(id, out);
+                    if let Some(pairs) = pairs {
+                        self.packed.insert(id, pairs);
+                    }
                 } else if from.is_low_precision() || to.is_low_precision() {
                     let out = regs.into_iter().map(|r| self.cast_into(body, var(r), from, to)).collect();
                     self.regs.insert(id, out);

@@ -90,7 +90,7 @@ impl Lower<'_> {
                     let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
                     let offset = bin(lir::BinaryOp::Div, element, int(Ty::I32, 8));
                     body.push(lir::Stmt::LoadSharedVector { dst: words.clone(), offset, ty: word_ty });
-                    let unpack = self.unpack_words(&words, word_ty, dtype, &dst);
+                    let unpack = self.unpack_words(&words, word_ty, dtype, &dst, true);
                     body.extend(unpack);
                 } else {
                     body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset: element, ty });

@@ -88,7 +88,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             Expr::Fma(a, b, c) => {
                 let (a, b) = self.operands(a, b, "Fma")?;
                 let c = self.expr_of(c, a.ty, "the addend of Fma")?;
-                if a.ty.is_float() {
+                if a.ty.is_float() || a.ty.is_packed() {
                     self.call_float_intrinsic("llvm.fma", a.ty, &[a.v, b.v, c.v])
                 } else {
                     // Integer arithmetic is exact modulo 2^n, so fusing changes nothing.
@@ -304,7 +304,17 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     pub(super) fn binary(&self, op: BinaryOp, a: Val<'ctx>, b: Val<'ctx>) -> Result<Val<'ctx>, CodegenError> {
         let bld = &self.builder;
-        let v: BasicValueEnum = if a.ty.is_float() {
+        let v: BasicValueEnum = if a.ty.is_packed() {
+            // Each half rounded as its own operation (no contraction: the builder sets no
+            // fast-math flags).
+            let (x, y) = (a.v.into_vector_value(), b.v.into_vector_value());
+            match op {
+                BinaryOp::Add => bld.build_float_add(x, y, "add2")?.into(),
+                BinaryOp::Sub => bld.build_float_sub(x, y, "sub2")?.into(),
+                BinaryOp::Mul => bld.build_float_mul(x, y, "mul2")?.into(),
+                _ => return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name()))),
+            }
+        } else if a.ty.is_float() {
             let (x, y) = (a.v.into_float_value(), b.v.into_float_value());
             match op {
                 BinaryOp::Add => bld.build_float_add(x, y, "add")?.into(),

@@ -308,7 +308,7 @@ fn int_type(context: &Context, ty: Ty) -> IntType<'_> {
         Ty::I1 => context.bool_type(),
         Ty::I8 => context.i8_type(),
         Ty::I16 | Ty::F16 | Ty::BF16 => context.i16_type(),
-        Ty::I32 | Ty::F32 => context.i32_type(),
+        Ty::I32 | Ty::F32 | Ty::F16x2 | Ty::BF16x2 => context.i32_type(),
         Ty::I64 | Ty::F64 => context.i64_type(),
     }
 }
@@ -317,15 +317,22 @@ fn int_type(context: &Context, ty: Ty) -> IntType<'_> {
 /// float of the same width, which no caller relies on).
 fn float_type(context: &Context, ty: Ty) -> FloatType<'_> {
     match ty {
-        Ty::F16 | Ty::I16 => context.f16_type(),
-        Ty::BF16 => context.bf16_type(),
+        Ty::F16 | Ty::I16 | Ty::F16x2 => context.f16_type(),
+        Ty::BF16 | Ty::BF16x2 => context.bf16_type(),
         Ty::F64 | Ty::I64 => context.f64_type(),
         Ty::F32 | Ty::I32 | Ty::I8 | Ty::I1 => context.f32_type(),
     }
 }
 
 fn llvm_type(context: &Context, ty: Ty) -> BasicTypeEnum<'_> {
-    if ty.is_float() { float_type(context, ty).into() } else { int_type(context, ty).into() }
+    if ty.is_packed() {
+        // `<2 x half>` / `<2 x bfloat>`: NVPTX selects the `.f16x2` / `.bf16x2` instructions.
+        float_type(context, ty).vec_type(2).into()
+    } else if ty.is_float() {
+        float_type(context, ty).into()
+    } else {
+        int_type(context, ty).into()
+    }
 }
 
 /// How a register type is laid out in memory: i1 takes a byte (the `bool` dtype).

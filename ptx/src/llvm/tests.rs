@@ -311,6 +311,33 @@ fn dtype_of(ty: Ty) -> DType {
         Ty::BF16 => DType::BF16,
         Ty::F32 => DType::F32,
         Ty::F64 => DType::F64,
+        Ty::F16x2 | Ty::BF16x2 => unreachable!("packed pairs are no dtype and not in ALL_TYS"),
+    }
+}
+
+/// Packed pairs: one i32 of the input bitcast to `f16x2`/`bf16x2`, then `-`, `*` and `fma`
+/// on both halves, stored back as an i32. f16 pairs become `.f16x2` instructions (the
+/// subtraction of a constant as the addition of its negation; with `.rn`:
+/// no contraction into an fma that the LIR did not ask for); ptxas accepts both.
+#[test]
+fn packed_half_pairs_use_the_paired_instructions() {
+    for (packed, markers) in [(Ty::F16x2, &["add.rn.f16x2", "mul.rn.f16x2", "fma.rn.f16x2"][..]), (Ty::BF16x2, &[][..])] {
+        let mut p = kernel("pairs", vec![global("x", DType::I32), global("y", DType::I32)], 32, 0);
+        let tid = cast(Ty::I64, Expr::ThreadIdx);
+        let word = p.new_var(Ty::I32);
+        let pair = p.new_var(packed);
+        let result = p.new_var(packed);
+        let as_pair = |e: Expr| Expr::Bitcast { to: packed, value: Box::new(e) };
+        let constant = as_pair(Expr::Int(Ty::I32, 0x3c00_4000));
+        p.body = vec![
+            Stmt::Assign(word, Expr::LoadGlobal { param: 0, index: Box::new(tid.clone()), ty: Ty::I32 }),
+            Stmt::Assign(pair, as_pair(var(word))),
+            Stmt::Assign(result, Expr::Binary(BinaryOp::Mul, Box::new(Expr::Binary(BinaryOp::Sub, Box::new(var(pair)), Box::new(constant.clone()))), Box::new(var(pair)))),
+            Stmt::Assign(result, Expr::Fma(Box::new(var(result)), Box::new(constant.clone()), Box::new(var(pair)))),
+            Stmt::StoreGlobal { param: 1, index: tid, value: Expr::Bitcast { to: Ty::I32, value: Box::new(var(result)) } },
+        ];
+        tl_compiler::lir::verify::verify(&p).unwrap_or_else(|e| panic!("{e:?}"));
+        compile_everywhere(&p, markers);
     }
 }
 
