@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             print_row(&row);
         }
     }
+    decode_grids(markdown);
     if !have_ptxas {
         println!("ptxas not found (set TL_PTXAS or put it on PATH): registers, spills and shared memory are unknown");
     }
@@ -127,4 +128,39 @@ fn measure(path: &str, kernel_name: &str, w: DType, d: DType, arch: Arch, have_p
         spills,
         smem,
     ])
+}
+
+/// The blocks a decode launch (m ≤ 16: one m tile) gives the GPU on the linear layers of
+/// Llama-3, BN = 128, BK = 64, without and with split-K (`stdlib/kernels/qmatmul_split.tl`):
+/// n / BN blocks, times the number of k ranges; an H100 or H200 has 132 SMs.
+fn decode_grids(markdown: bool) {
+    const LAYERS: [(&str, usize, usize); 8] = [
+        ("8B qkv", 6144, 4096),
+        ("8B o", 4096, 4096),
+        ("8B gate+up", 28672, 4096),
+        ("8B down", 4096, 14336),
+        ("70B qkv", 10240, 8192),
+        ("70B o", 8192, 8192),
+        ("70B gate+up", 57344, 8192),
+        ("70B down", 8192, 28672),
+    ];
+    const SPLITS: [usize; 4] = [1, 2, 4, 8];
+    let (bn, bk) = (128, 64);
+    println!();
+    println!("decode grids (m <= 16, BN={bn}, BK={bk}): blocks for SPLITS = {SPLITS:?} (k tiles per split in parentheses)");
+    let header = ["layer", "n", "k", "SPLITS=1", "SPLITS=2", "SPLITS=4", "SPLITS=8"];
+    if markdown {
+        println!("| {} |", header.join(" | "));
+        println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    }
+    for (name, n, k) in LAYERS {
+        let tiles = k.div_ceil(bk);
+        let mut row = vec![name.to_string(), n.to_string(), k.to_string()];
+        row.extend(SPLITS.iter().map(|s| format!("{} ({})", n.div_ceil(bn) * s, tiles.div_ceil(*s))));
+        if markdown {
+            println!("| {} |", row.join(" | "));
+        } else {
+            println!("{:<12} {:>6} {:>6} {:>11} {:>11} {:>11} {:>11}", row[0], row[1], row[2], row[3], row[4], row[5], row[6]);
+        }
+    }
 }

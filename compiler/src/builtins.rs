@@ -132,13 +132,14 @@ pub const BUILTINS: &[Builtin] = &[
     reference("reshape", &[2], "reshape(x, [shape])"),
     reference("permute", &[2], "permute(x, [dims])"),
     reference("slice", &[3], "slice(x, [offsets], [shape])"),
+    reference("pad", &[2], "pad(x, [shape])"),
     reference("cdiv", &[2], "cdiv(a, b)"),
 ];
 
 /// Whether the reference builtin `name` takes lists (`[..]`) as arguments after its first:
 /// shapes, dimension orders, offsets.
 pub fn takes_lists(name: &str) -> bool {
-    matches!(name, "reshape" | "permute" | "slice")
+    matches!(name, "reshape" | "permute" | "slice" | "pad")
 }
 
 /// The builtin `name` in `context`, if there is one.

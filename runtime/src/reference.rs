@@ -293,23 +293,34 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                 "matmul" => {
                     want(2)?;
                     let (a, b) = (&positional[0], &positional[1]);
-                    let ([m, ka], [kb, n]) = (a.shape.as_slice(), b.shape.as_slice()) else {
-                        return err("`matmul` takes two 2-D arrays", e.span);
+                    // [m, k] × [k, n], or a batch of them: [s, m, k] × [s, k, n].
+                    let (batch, m, ka, kb, n) = match (a.shape.as_slice(), b.shape.as_slice()) {
+                        ([m, ka], [kb, n]) => (None, *m, *ka, *kb, *n),
+                        ([sa, m, ka], [sb, kb, n]) if sa == sb => (Some(*sa), *m, *ka, *kb, *n),
+                        _ => return err(format!("`matmul` takes two 2-D arrays or two 3-D batches of one size, not {:?} and {:?}", a.shape, b.shape), e.span),
                     };
                     if ka != kb {
                         return err(format!("`matmul` shapes {:?} and {:?} do not match", a.shape, b.shape), e.span);
                     }
-                    let (m, k, n) = (*m, *ka, *n);
-                    let mut data = vec![0.0; m * n];
-                    for i in 0..m {
-                        for p in 0..k {
-                            let x = a.data[i * k + p];
-                            for j in 0..n {
-                                data[i * n + j] += x * b.data[p * n + j];
+                    let k = ka;
+                    let mut data = vec![0.0; batch.unwrap_or(1) * m * n];
+                    for s in 0..batch.unwrap_or(1) {
+                        let (a, b) = (&a.data[s * m * k..(s + 1) * m * k], &b.data[s * k * n..(s + 1) * k * n]);
+                        let out = &mut data[s * m * n..(s + 1) * m * n];
+                        for i in 0..m {
+                            for p in 0..k {
+                                let x = a[i * k + p];
+                                for j in 0..n {
+                                    out[i * n + j] += x * b[p * n + j];
+                                }
                             }
                         }
                     }
-                    Ok(Array { shape: vec![m, n], data })
+                    let shape = match batch {
+                        Some(s) => vec![s, m, n],
+                        None => vec![m, n],
+                    };
+                    Ok(Array { shape, data })
                 }
                 "repeat_rows" => {
                     // repeat_rows(x, r, rows): out[i, j] = x[i / r, j] for i < rows (per-group
@@ -326,7 +337,7 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let data = (0..rows * n).map(|i| x.data[(i / n / r) * n + i % n]).collect();
                     Ok(Array { shape: vec![rows, n], data })
                 }
-                "reshape" | "permute" | "slice" => {
+                "reshape" | "permute" | "slice" | "pad" => {
                     let x = &positional[0];
                     let lists: Vec<Vec<usize>> = positional[1..]
                         .iter()
@@ -370,7 +381,8 @@ fn whole_numbers(list: &Array, name: &str, span: Span) -> Result<Vec<usize>, Dia
 }
 
 /// `reshape(x, [shape])` (row-major order kept), `permute(x, [dims])` (result dim i is dim
-/// dims[i] of x) and `slice(x, [offsets], [shape])` (the block of `shape` at `offsets`).
+/// dims[i] of x), `slice(x, [offsets], [shape])` (the block of `shape` at `offsets`) and
+/// `pad(x, [shape])` (x in the leading corner of a zero array of `shape`).
 fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, String> {
     match (name, lists) {
         ("reshape", [shape]) => {
@@ -421,6 +433,25 @@ fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, Strin
                     x.data[source]
                 })
                 .collect();
+            Ok(Array { shape: shape.clone(), data })
+        }
+        ("pad", [shape]) => {
+            let fits = shape.len() == x.shape.len() && shape.iter().zip(&x.shape).all(|(new, old)| new >= old);
+            if !fits {
+                return Err(format!("`pad` of an array of shape {:?} to {shape:?} (as many dims, none smaller)", x.shape));
+            }
+            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|c| *c <= 1 << 32).ok_or_else(|| format!("`pad` to {shape:?} is too large"))?;
+            let mut data = vec![0.0; count];
+            let strides = row_major_strides(shape);
+            for (flat, v) in x.data.iter().enumerate() {
+                let mut rest = flat;
+                let mut target = 0;
+                for d in (0..x.shape.len()).rev() {
+                    target += (rest % x.shape[d]) * strides[d];
+                    rest /= x.shape[d];
+                }
+                data[target] = *v;
+            }
             Ok(Array { shape: shape.clone(), data })
         }
         _ => Err(format!("`{name}` takes an array and {} list(s)", if name == "slice" { 2 } else { 1 })),
@@ -505,6 +536,14 @@ mod tests {
             }
         }
         assert!(rearrange("permute", &x, &[vec![0, 0, 1]]).unwrap_err().contains("order of its dims"));
+    }
+
+    #[test]
+    fn pad_puts_the_array_in_the_leading_corner() {
+        let x = iota(&[2, 3]);
+        let out = rearrange("pad", &x, &[vec![3, 4]]).unwrap();
+        assert_eq!(out.data, vec![0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(rearrange("pad", &x, &[vec![1, 4]]).unwrap_err().contains("none smaller"));
     }
 
     #[test]

@@ -56,6 +56,9 @@ fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
 enum WeightOrder {
     RowMajor,
     Fragment,
+    /// Fragment order through the split-K pair of `stdlib/kernels/qmatmul_split.tl` (partial
+    /// products of this many k ranges, then their reduction).
+    Split(usize),
 }
 
 /// The kernel with weights `w`, scales `s`, dequantization arithmetic `d` (the kernels' `D`)
@@ -73,8 +76,13 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     let module = match order {
         WeightOrder::RowMajor => module(),
         WeightOrder::Fragment => module_of("qmatmul_fragment"),
+        WeightOrder::Split(_) => module_of("qmatmul_split"),
     };
-    let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+    let (name, consts) = match order {
+        WeightOrder::Split(splits) => (Some("qmatmul_split"), [&consts[..], &[("SPLITS".to_string(), ConstValue::Int(splits as i64))]].concat()),
+        _ => (None, consts.to_vec()),
+    };
+    let kernel = module.kernel(name, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
     let mut rng = Rng(seed | 1);
     let groups = k.div_ceil(G);
     let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
@@ -92,7 +100,7 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         a.clone().into(),
         match order {
             WeightOrder::RowMajor => b.clone(),
-            WeightOrder::Fragment => {
+            WeightOrder::Fragment | WeightOrder::Split(_) => {
                 let tile = tl_stdlib::quant::FragmentTile::new(64, 128).unwrap();
                 tl_stdlib::quant::to_fragment_order(&b, tile).unwrap()
             }
@@ -100,10 +108,23 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         .into(),
         scales.clone().into(),
         zero_points.clone().into(),
-        c.into(),
+        match order {
+            WeightOrder::Split(splits) => HostTensor::filled(DType::F32, &[splits, m, n], f64::NAN),
+            _ => c.clone(),
+        }
+        .into(),
     ];
     kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{w} on {}: {e}", backend.name()));
-    let got = args[7].tensor().unwrap();
+    let got = match order {
+        WeightOrder::Split(splits) => {
+            // The partials, added in order of the split by the reduction kernel.
+            let reduce = module.kernel(Some("qmatmul_split_reduce"), &[("SPLITS".to_string(), ConstValue::Int(splits as i64))]).unwrap_or_else(|e| panic!("{e}"));
+            let mut reduce_args = vec![Arg::scalar(m as i64), Arg::scalar(n as i64), args[7].clone(), c.into()];
+            reduce.launch(backend, &mut reduce_args).unwrap_or_else(|e| panic!("{w} reduce on {}: {e}", backend.name()));
+            reduce_args[3].tensor().unwrap().clone()
+        }
+        _ => args[7].tensor().unwrap().clone(),
+    };
     for i in 0..m {
         for j in 0..n {
             let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
@@ -167,6 +188,24 @@ fn fragment_ordered_weights_give_the_same_product() {
     }
 }
 
+/// Split-K for decode shapes (`qmatmul_split` then `qmatmul_split_reduce`): the product of
+/// the whole k, on the VM and the simulator, for several split counts (with empty splits when
+/// there are more splits than k tiles), against the same f64 host product.
+#[test]
+fn split_k_gives_the_whole_product() {
+    let mut rng = Rng(0x5b11_7000_0000_0001);
+    for (w, splits, m, k, backend, d) in [
+        ("u4", 4, 1, 700, Backend::Vm, DType::F32),
+        ("u4", 3, 16, 500, Backend::Simt, DType::F16),
+        ("i3", 2, 5, 300, Backend::Simt, DType::F32),
+        ("f4e2m1", 8, 3, 200, Backend::Vm, DType::F16),
+        ("u8", 1, 2, 129, Backend::Simt, DType::F32),
+    ] {
+        let w = DType::from_name(w).unwrap();
+        check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d);
+    }
+}
+
 /// Dequantization in f16 (`-D D=f16`): the zero point subtracted and the scale applied in f16,
 /// which the compiler does on pairs of weights with packed `f16x2` instructions. On the VM and
 /// the simulator, both weight orders, against the host's f16 arithmetic; the integer formats
@@ -213,6 +252,31 @@ fn qmatmul_ptx_assembles_for_every_format() {
                     let ptx = kernel.variant_ptx(variant, arch).unwrap_or_else(|e| panic!("{w} {}: {e}", arch.name()));
                     ptxas::assemble(&ptx, arch)
                         .unwrap_or_else(|e| panic!("ptxas rejected {file} W={w} S={s} ({variant:?}) for {}: {e}", arch.name()));
+                }
+            }
+        }
+    }
+}
+
+/// ptxas accepts both split-K kernels for a sample of formats, in f32 and f16, on both
+/// architectures.
+#[test]
+fn split_k_ptx_assembles() {
+    if !tl_tests::ptxas_available("qmatmul_split") {
+        return;
+    }
+    let module = module_of("qmatmul_split");
+    for (w, d) in [("u4", "f16"), ("u4", "f32"), ("i3", "f32"), ("f4e2m1", "f16"), ("u8", "f32")] {
+        let consts = [("W".to_string(), ConstValue::DType(DType::from_name(w).unwrap())), ("D".to_string(), ConstValue::DType(DType::from_name(d).unwrap()))];
+        for (name, consts) in [("qmatmul_split", &consts[..]), ("qmatmul_split_reduce", &[][..])] {
+            let kernel = module.kernel(Some(name), consts).unwrap_or_else(|e| panic!("{name} {w}: {e}"));
+            let v128 = kernel.assumptions(&["m%128,n%128,k%128".into()]).ok();
+            for arch in Arch::ALL {
+                let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{name} {w} {}: {e}", arch.name()));
+                ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {name} W={w} D={d} for {}: {e}", arch.name()));
+                if let Some(v) = &v128 {
+                    let ptx = kernel.variant_ptx(v, arch).unwrap_or_else(|e| panic!("{name} {w}: {e}"));
+                    ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {name} W={w} D={d} (% 128) for {}: {e}", arch.name()));
                 }
             }
         }

@@ -162,23 +162,19 @@ impl<'t> Parser<'t> {
                 self.expect("]")?;
                 return Ok(Stmt::LdMatrix { dst, row_offset, trans });
             }
-            if let Some(rest) = op.strip_prefix("ld.global.v") {
-                let (count, tyname) = rest.split_once('.').ok_or_else(|| self.error("expected `ld.global.vN.TY`"))?;
+            for space in ["global", "shared"] {
+                let Some(rest) = op.strip_prefix(&format!("ld.{space}.v")) else { continue };
+                let (count, tyname) = rest.split_once('.').ok_or_else(|| self.error(format!("expected `ld.{space}.vN.TY`")))?;
                 let ty = ty_named(tyname).ok_or_else(|| self.error(format!("unknown type `{tyname}`")))?;
                 if count.parse::<usize>().ok() != Some(dst.len()) {
                     return Err(self.error("the vector width does not match its destinations"));
                 }
-                let param = self.param_index()?;
-                self.expect("[byte")?;
-                let byte_offset = self.expr()?;
-                self.expect("]")?;
-                return Ok(Stmt::LoadGlobalVector { dst, param, byte_offset, ty });
-            }
-            if let Some(rest) = op.strip_prefix("ld.shared.v") {
-                let (count, tyname) = rest.split_once('.').ok_or_else(|| self.error("expected `ld.shared.vN.TY`"))?;
-                let ty = ty_named(tyname).ok_or_else(|| self.error(format!("unknown type `{tyname}`")))?;
-                if count.parse::<usize>().ok() != Some(dst.len()) {
-                    return Err(self.error("the vector width does not match its destinations"));
+                if space == "global" {
+                    let param = self.param_index()?;
+                    self.expect("[byte")?;
+                    let byte_offset = self.expr()?;
+                    self.expect("]")?;
+                    return Ok(Stmt::LoadGlobalVector { dst, param, byte_offset, ty });
                 }
                 self.expect("[")?;
                 let offset = self.expr()?;
