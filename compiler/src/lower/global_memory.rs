@@ -177,7 +177,13 @@ impl Lower<'_> {
                 self.code_sources.insert(*r, (word32, bit % word_bits));
             }
             let word = var(word32);
-            let shifted = if bit.is_multiple_of(word_bits) { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, (bit % word_bits) as i64)) };
+            let offset = bit % word_bits;
+            let mut shifted = if offset == 0 { word } else { bin(lir::BinaryOp::LShr, word, int(Ty::I32, offset as i64)) };
+            if offset + bits > word_bits {
+                // A code of 3, 5, 6 or 7 bits across two words: its high bits from the next.
+                let next = var(words32[(bit / word_bits) as usize + 1]);
+                shifted = bin(lir::BinaryOp::Or, shifted, bin(lir::BinaryOp::Shl, next, int(Ty::I32, (word_bits - offset) as i64)));
+            }
             let code = self.new_var(Ty::I32);
             out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));
             let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };

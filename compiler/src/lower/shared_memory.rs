@@ -79,6 +79,7 @@ impl Lower<'_> {
         let dtype = self.dtype(id);
         let ty = Ty::of(dtype);
         let v = self.shared_vector_width(shared, &layout, offsets, dtype);
+        let offsets_ids = offsets;
         let offsets: Vec<Expr> = offsets.iter().map(|o| var(self.scalar(*o))).collect();
         let mut regs = Vec::new();
         if v > 1 {
@@ -95,6 +96,27 @@ impl Lower<'_> {
                 } else {
                     body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset: element, ty });
                 }
+                regs.extend(dst);
+            }
+            self.regs.insert(id, regs);
+            return;
+        }
+        if let Some((run, piece_bytes)) = self.shared_word_runs(shared, &layout, offsets_ids, dtype) {
+            // Codes of 3, 5, 6 or 7 bits: each run of whole words in loads of `piece_bytes`.
+            let bits = dtype.bits() as usize;
+            for group in 0..layout.local_size() / run {
+                let element = self.shared_element(shared, &offsets, &self.coords(&layout, group * run));
+                let byte = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)));
+                let mut words = Vec::new();
+                for piece in 0..run * bits / 8 / piece_bytes {
+                    let dst: Vec<Var> = (0..piece_bytes / 4).map(|_| self.new_var(Ty::I32)).collect();
+                    let offset = bin(lir::BinaryOp::Add, var(byte), int(Ty::I32, (piece * piece_bytes) as i64));
+                    body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset, ty: Ty::I32 });
+                    words.extend(dst);
+                }
+                let dst: Vec<Var> = (0..run).map(|_| self.new_var(ty)).collect();
+                let unpack = self.unpack_words(&words, Ty::I32, dtype, &dst, true);
+                body.extend(unpack);
                 regs.extend(dst);
             }
             self.regs.insert(id, regs);
@@ -139,6 +161,29 @@ impl Lower<'_> {
             v /= 2;
         }
         if base_aligned { v } else { 1 }
+    }
+
+    /// For codes of 3, 5, 6 or 7 bits, which never fill a power-of-two number of bytes: the
+    /// run `run` of consecutive codes every thread holds (`plan::holds_runs`; a power of two,
+    /// so runs start at multiples of it) when it fills whole 32-bit words, with the size of
+    /// the aligned loads that read it (`piece_bytes`, the largest power of two up to 16
+    /// dividing the run's bytes). The run's address is a multiple of its bytes under the same
+    /// conditions as in [`Self::shared_vector_width`].
+    fn shared_word_runs(&self, shared: ValueId, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> Option<(usize, usize)> {
+        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { return None };
+        let bits = dtype.bits() as usize;
+        if bits >= 8 || bits.is_power_of_two() || layout.rank() == 0 {
+            return None;
+        }
+        let run = plan::contiguous_run(layout);
+        let row = *shape.last()?;
+        let known = self.div.value(*offsets.last()?);
+        let aligned = self.k.value(shared).shared_offsets[0].is_multiple_of(16) && row.is_multiple_of(run) && run.trailing_zeros() <= known;
+        if run < 2 || !(run * bits).is_multiple_of(32) || !aligned {
+            return None;
+        }
+        let bytes = run * bits / 8;
+        Some((run, (1usize << bytes.trailing_zeros()).min(16)))
     }
 
     pub(super) fn store_shared(&mut self, shared: ValueId, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
