@@ -120,7 +120,7 @@ impl Lower<'_> {
         }
         // Whole pairs and no special codes: both halves of each pair in one packed operation,
         // the scalar registers its halves.
-        let in_pairs = !regs.is_empty() && regs.len() % 2 == 0 && plan.packed(int(Ty::I32, 0), ty).is_some();
+        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packed(int(Ty::I32, 0), ty).is_some();
         let mut out = Vec::with_capacity(regs.len());
         let mut pairs = Vec::new();
         for pair in regs.chunks(2) {
@@ -160,7 +160,7 @@ impl Lower<'_> {
     fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<(Vec<Var>, Option<Vec<Var>>)> {
         let magic = crate::lower_numerics::raw_code_magic(from, to)?;
         let packed_ty = Ty::of(to).packed()?;
-        if regs.is_empty() || regs.len() % 2 != 0 {
+        if regs.is_empty() || !regs.len().is_multiple_of(2) {
             return None;
         }
         let sources: Vec<(Var, u32)> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;

@@ -91,7 +91,7 @@ impl Lower<'_> {
         let count = self.regs(a).len();
         // At least one operand already in pairs; the other in pairs too, or a broadcast in
         // registers, which is packed here (its few distinct pairs once each).
-        if self.regs(b).len() != count || count % 2 != 0 || (self.packed_of(a).is_none() && self.packed_of(b).is_none()) {
+        if self.regs(b).len() != count || !count.is_multiple_of(2) || (self.packed_of(a).is_none() && self.packed_of(b).is_none()) {
             return false;
         }
         let packable = |s: &Self, v: ValueId| {
