@@ -385,9 +385,13 @@ impl FastHalfCast {
 
     /// Both halves of `word` (a variable holding the patterns) as one packed pair of `to`
     /// (f16 or bf16), corrected by one packed subtraction or multiplication: the same values
-    /// as [`Self::half`] gives for each half (the corrections are exact). `None` when the plan
-    /// has special codes to fix, which take the halves one by one.
-    pub fn packed(&self, word: Expr, to: Ty) -> Option<Expr> {
+    /// as [`Self::half`] gives for each half (the corrections are exact). `codes` is the i32
+    /// of the two codes in bytes 0 and 2 (zero bytes above them): where all-ones magnitudes
+    /// are NaN, both halves are fixed at once with integer operations, the NaN pattern OR-ed
+    /// into each half whose code is one (a pattern with every exponent bit and the top
+    /// mantissa bit set is a NaN). `None` for the other special codes, which take the halves
+    /// one by one.
+    pub fn packed(&self, word: Expr, codes: Expr, to: Ty) -> Option<Expr> {
         let packed = to.packed()?;
         let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
         let both = |v: f64| {
@@ -395,11 +399,24 @@ impl FastHalfCast {
             Expr::Bitcast { to: packed, value: Box::new(i32c(bits | (bits << 16))) }
         };
         let pattern = Expr::Bitcast { to: packed, value: Box::new(word.clone()) };
-        match self {
-            FastHalfCast::Magic(m) => m.packed_value(word, to),
-            FastHalfCast::Float(p) if !matches!(p.specials, SpecialCodes::None) => None,
-            FastHalfCast::Float(p) if p.scale == 1.0 => Some(pattern),
-            FastHalfCast::Float(p) => Some(bin(BinaryOp::Mul, pattern, both(p.scale))),
+        let FastHalfCast::Float(p) = self else {
+            let FastHalfCast::Magic(m) = self else { unreachable!("two kinds of plans") };
+            return m.packed_value(word, to);
+        };
+        let value = if p.scale == 1.0 { pattern } else { bin(BinaryOp::Mul, pattern, both(p.scale)) };
+        match p.specials {
+            SpecialCodes::None => Some(value),
+            SpecialCodes::NanAtAllOnes { magnitude } => {
+                let pair = |x: i64| i32c(x | (x << 16));
+                // (code & m) + 1 reaches m + 1 (a power of two) only for an all-ones magnitude.
+                let top = magnitude + 1;
+                let flags = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, pair(magnitude)), pair(1)), pair(top));
+                let nan_pattern = if to == Ty::F16 { 0x7E00 } else { 0x7FC0 };
+                let nans = bin(BinaryOp::Mul, bin(BinaryOp::LShr, flags, i32c(top.trailing_zeros() as i64)), i32c(nan_pattern));
+                let bits = bin(BinaryOp::Or, Expr::Bitcast { to: Ty::I32, value: Box::new(value) }, nans);
+                Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
+            }
+            SpecialCodes::Ieee { .. } | SpecialCodes::PowersOfTwo => None,
         }
     }
 

@@ -120,7 +120,7 @@ impl Lower<'_> {
         }
         // Whole pairs and no special codes: both halves of each pair in one packed operation,
         // the scalar registers its halves.
-        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packed(int(Ty::I32, 0), ty).is_some();
+        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packed(int(Ty::I32, 0), int(Ty::I32, 0), ty).is_some();
         let mut out = Vec::with_capacity(regs.len());
         let mut pairs = Vec::new();
         for pair in regs.chunks(2) {
@@ -132,7 +132,7 @@ impl Lower<'_> {
             let packed = self.assign(body, Ty::I32, packed);
             let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
             if in_pairs {
-                let both = plan.packed(var(patterns), ty).expect("checked above");
+                let both = plan.packed(var(patterns), var(packed), ty).expect("checked above");
                 pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
                 continue;
             }
