@@ -3,8 +3,8 @@
 //! (`stdlib/kernels/qmatmul_fragment.tl`): what its PTX holds and how long it takes to
 //! compile. Prints numbers; asserts none.
 //!
-//! For each format, weight order and dequantization arithmetic (`D`: f32, or f16 with packed
-//! `f16x2` instructions), at the decode configuration (BM = 16, BN = 128, BK = 64,
+//! For each format, weight order and dequantization arithmetic (`D`: f32, f16 with packed
+//! `f16x2` instructions, or bf16 with bf16 activations and `bf16x2`), at the decode configuration (BM = 16, BN = 128, BK = 64,
 //! G = 128, STAGES = 3, f16 scales; the variant for n and k multiples of 128, as the runtime
 //! picks for the layer shapes of Llama-3, m unknown), it prints:
 //! * the compile time from source to PTX (median of 3, release builds only mean anything);
@@ -29,8 +29,13 @@ const FORMATS: [&str; 14] = [
 const CONFIG: [(&str, i64); 5] = [("BM", 16), ("BN", 128), ("BK", 64), ("G", 128), ("STAGES", 3)];
 const ASSUME: &str = "n%128,k%128";
 /// The kernels compared: (file and kernel name, how they take the weights, the dequantization
-/// arithmetic `D`).
-const KERNELS: [(&str, &str, &str); 3] = [("qmatmul", "[k, n]", "f32"), ("qmatmul_fragment", "fragment", "f32"), ("qmatmul_fragment", "fragment", "f16")];
+/// arithmetic `D`; the activations are f16, except with `D` = bf16, where they are bf16 too).
+const KERNELS: [(&str, &str, &str); 4] = [
+    ("qmatmul", "[k, n]", "f32"),
+    ("qmatmul_fragment", "fragment", "f32"),
+    ("qmatmul_fragment", "fragment", "f16"),
+    ("qmatmul_fragment", "fragment", "bf16"),
+];
 
 fn main() -> anyhow::Result<()> {
     let markdown = std::env::args().any(|a| a == "--markdown");
@@ -83,6 +88,9 @@ fn measure(path: &str, kernel_name: &str, w: DType, d: DType, arch: Arch, have_p
     let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
     consts.push(("W".into(), ConstValue::DType(w)));
     consts.push(("D".into(), ConstValue::DType(d)));
+    if d == DType::BF16 {
+        consts.push(("A".into(), ConstValue::DType(DType::BF16)));
+    }
     // Source to PTX, the whole way, three times.
     let mut times = Vec::new();
     let mut ptx = String::new();

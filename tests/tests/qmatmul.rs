@@ -46,7 +46,7 @@ fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
 }
 
 fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
-    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor, DType::F32)
+    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor, DType::F32, DType::F16)
 }
 
 /// How the kernel takes the packed weights: `qmatmul` as the `[k, n]` matrix, or
@@ -65,7 +65,7 @@ enum WeightOrder {
 /// at `m × n × k` on `backend`, against an f64 host product of the weights dequantized as the
 /// kernel's definition says: `(q − z) · s` rounded to `d` after each operation, then to f16.
 #[allow(clippy::too_many_arguments)]
-fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType) {
+fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType, act: DType) {
     const G: usize = 64;
     let consts = [
         ("W".to_string(), ConstValue::DType(w)),
@@ -73,6 +73,14 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         ("G".to_string(), ConstValue::Int(G as i64)),
         ("D".to_string(), ConstValue::DType(d)),
     ];
+    // Only the fragment-order kernel takes the activations' dtype.
+    let consts = match order {
+        WeightOrder::Fragment => [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat(),
+        _ => {
+            assert_eq!(act, DType::F16, "{order:?} takes f16 activations");
+            consts.to_vec()
+        }
+    };
     let module = match order {
         WeightOrder::RowMajor => module(),
         WeightOrder::Fragment => module_of("qmatmul_fragment"),
@@ -80,19 +88,19 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     };
     let (name, consts) = match order {
         WeightOrder::Split(splits) => (Some("qmatmul_split"), [&consts[..], &[("SPLITS".to_string(), ConstValue::Int(splits as i64))]].concat()),
-        _ => (None, consts.to_vec()),
+        _ => (None, consts),
     };
     let kernel = module.kernel(name, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
     let mut rng = Rng(seed | 1);
     let groups = k.div_ceil(G);
-    let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
+    let a = HostTensor::from_f64(act, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
     let b = weights(&mut rng, w, k, n);
     // Scales near 1/max so dequantized weights are O(1); e8m0 scales are powers of two.
     let scale_of = |rng: &mut Rng| (1.0 + rng.unit().abs()) / w.max_value().abs().max(1.0);
     let scales = HostTensor::from_f64(s, &[groups, n], &(0..groups * n).map(|_| scale_of(&mut rng)).collect::<Vec<_>>());
     let zero = if w.is_unsigned_int() { (w.max_value() / 2.0).round() } else { 0.0 };
     let zero_points = HostTensor::from_f64(DType::F16, &[groups, n], &vec![zero; groups * n]);
-    let c = HostTensor::filled(DType::F16, &[m, n], f64::NAN);
+    let c = HostTensor::filled(act, &[m, n], f64::NAN);
     let mut args = vec![
         Arg::scalar(m as i64),
         Arg::scalar(n as i64),
@@ -132,14 +140,15 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
                 let g = p / G;
                 // The kernel's dequantized weight: (q - z)·s in d, rounded to f16.
                 let shifted = d.round(d.round(b.get(p * n + j)) - d.round(zero_points.get(g * n + j)));
-                let weight = DType::F16.round(d.round(shifted * d.round(scales.get(g * n + j))));
+                let weight = act.round(d.round(shifted * d.round(scales.get(g * n + j))));
                 exact += a.get(i * k + p) * weight;
                 magnitude += (a.get(i * k + p) * weight).abs();
             }
             // f32 accumulation: at most k roundings of 2^-24 relative to the running sums;
             // then one f16 rounding of the result (2^-11 relative, plus half the smallest
             // subnormal step).
-            let tolerance = k as f64 * 2f64.powi(-24) * magnitude * 2.0 + exact.abs() * 2f64.powi(-11) + 2f64.powi(-25);
+            let half_ulp = if act == DType::BF16 { 2f64.powi(-8) } else { 2f64.powi(-11) };
+            let tolerance = k as f64 * 2f64.powi(-24) * magnitude * 2.0 + exact.abs() * half_ulp + 2f64.powi(-25);
             let value = got.get(i * n + j);
             assert!(
                 (value - exact).abs() <= tolerance,
@@ -168,7 +177,7 @@ fn quantized_matmul_on_the_simulator() {
     let mut rng = Rng(0x7777_1234_5555_9999);
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("f6e3m2", "f16"), ("f8e4m3fn", "f16"), ("f4e2m1", "e8m0"), ("f4e2m1", "ue4m3"), ("u7", "ue4m3")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor, DType::F32);
+        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor, DType::F32, DType::F16);
     }
 }
 
@@ -180,11 +189,11 @@ fn fragment_ordered_weights_give_the_same_product() {
     let mut rng = Rng(0x5eed_f4a9_0e0d_e401);
     for w in weight_formats() {
         let (n, k) = (130 + (rng.next() % 100) as usize, 64 + 1 + (rng.next() % 126) as usize);
-        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment, DType::F32);
+        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment, DType::F32, DType::F16);
     }
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("u8", "f16"), ("f6e3m2", "f16"), ("f4e2m1", "e8m0"), ("u1", "f16")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment, DType::F32);
+        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment, DType::F32, DType::F16);
     }
 }
 
@@ -202,7 +211,34 @@ fn split_k_gives_the_whole_product() {
         ("u8", 1, 2, 129, Backend::Simt, DType::F32),
     ] {
         let w = DType::from_name(w).unwrap();
-        check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d);
+        check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d, DType::F16);
+    }
+}
+
+/// bf16 activations (`-D A=bf16`) with bf16 dequantization (`-D D=bf16`, packed `bf16x2`
+/// pairs; e8m0 scales too, which bf16 holds) and with f32 dequantization, in fragment order,
+/// on the VM and the simulator, against the host product in bf16.
+#[test]
+fn bf16_activations_dequantize_in_bf16() {
+    let mut rng = Rng(0xbf16_bf16_0000_0001);
+    for (w, s, d, backend) in [
+        ("u4", "f16", "bf16", Backend::Simt),
+        ("i4", "f16", "bf16", Backend::Vm),
+        ("u2", "f16", "f32", Backend::Simt),
+        ("f4e2m1", "e8m0", "bf16", Backend::Simt),
+        ("f8e4m3fn", "e8m0", "bf16", Backend::Vm),
+    ] {
+        let [w, s, d] = [w, s, d].map(|n| DType::from_name(n).unwrap());
+        check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16);
+        if tl_tests::ptxas_available("qmatmul_fragment bf16") {
+            let consts = [("W", w), ("S", s), ("D", d), ("A", DType::BF16)].map(|(n, t)| (n.to_string(), ConstValue::DType(t)));
+            let kernel = module_of("qmatmul_fragment").kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+            let v128 = kernel.assumptions(&["m%128,n%128,k%128".into()]).unwrap();
+            for arch in Arch::ALL {
+                let ptx = kernel.variant_ptx(&v128, arch).unwrap_or_else(|e| panic!("{w} bf16 {}: {e}", arch.name()));
+                ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul_fragment W={w} D={d} A=bf16 for {}: {e}", arch.name()));
+            }
+        }
     }
 }
 
@@ -216,7 +252,7 @@ fn half_precision_dequantization_matches_the_f16_definition() {
     for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn"] {
         let w = DType::from_name(w).unwrap();
         for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
-            check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16);
+            check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16);
         }
     }
 }
