@@ -73,9 +73,9 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         ("G".to_string(), ConstValue::Int(G as i64)),
         ("D".to_string(), ConstValue::DType(d)),
     ];
-    // Only the fragment-order kernel takes the activations' dtype.
+    // The fragment-order kernels take the activations' dtype.
     let consts = match order {
-        WeightOrder::Fragment => [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat(),
+        WeightOrder::Fragment | WeightOrder::Split(_) => [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat(),
         _ => {
             assert_eq!(act, DType::F16, "{order:?} takes f16 activations");
             consts.to_vec()
@@ -126,7 +126,8 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     let got = match order {
         WeightOrder::Split(splits) => {
             // The partials, added in order of the split by the reduction kernel.
-            let reduce = module.kernel(Some("qmatmul_split_reduce"), &[("SPLITS".to_string(), ConstValue::Int(splits as i64))]).unwrap_or_else(|e| panic!("{e}"));
+            let consts = [("SPLITS".to_string(), ConstValue::Int(splits as i64)), ("A".to_string(), ConstValue::DType(act))];
+            let reduce = module.kernel(Some("qmatmul_split_reduce"), &consts).unwrap_or_else(|e| panic!("{e}"));
             let mut reduce_args = vec![Arg::scalar(m as i64), Arg::scalar(n as i64), args[7].clone(), c.into()];
             reduce.launch(backend, &mut reduce_args).unwrap_or_else(|e| panic!("{w} reduce on {}: {e}", backend.name()));
             reduce_args[3].tensor().unwrap().clone()
@@ -213,6 +214,8 @@ fn split_k_gives_the_whole_product() {
         let w = DType::from_name(w).unwrap();
         check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d, DType::F16);
     }
+    // bf16 activations, dequantized in bf16.
+    check_on(DType::U4, DType::F16, 4, 150, 300, rng.next(), Backend::Simt, WeightOrder::Split(3), DType::BF16, DType::BF16);
 }
 
 /// bf16 activations (`-D A=bf16`) with bf16 dequantization (`-D D=bf16`, packed `bf16x2`
