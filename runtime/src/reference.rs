@@ -400,15 +400,12 @@ fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, Strin
             }
             let shape: Vec<usize> = perm.iter().map(|&d| x.shape[d]).collect();
             let strides = row_major_strides(&x.shape);
+            let mut coords = vec![0; shape.len()];
             let data = (0..x.data.len())
                 .map(|flat| {
-                    let mut rest = flat;
-                    let mut source = 0;
-                    for (i, &extent) in shape.iter().enumerate().rev() {
-                        source += (rest % extent) * strides[perm[i]];
-                        rest /= extent;
-                    }
-                    x.data[source]
+                    // Result coordinate i is coordinate perm[i] of x.
+                    unravel(flat, &shape, &mut coords);
+                    x.data[coords.iter().zip(perm).map(|(c, &d)| c * strides[d]).sum::<usize>()]
                 })
                 .collect();
             Ok(Array { shape, data })
@@ -422,15 +419,11 @@ fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, Strin
             }
             let strides = row_major_strides(&x.shape);
             let count: usize = shape.iter().product();
+            let mut coords = vec![0; shape.len()];
             let data = (0..count)
                 .map(|flat| {
-                    let mut rest = flat;
-                    let mut source = 0;
-                    for d in (0..shape.len()).rev() {
-                        source += (offsets[d] + rest % shape[d]) * strides[d];
-                        rest /= shape[d];
-                    }
-                    x.data[source]
+                    unravel(flat, shape, &mut coords);
+                    x.data[(0..shape.len()).map(|d| (offsets[d] + coords[d]) * strides[d]).sum::<usize>()]
                 })
                 .collect();
             Ok(Array { shape: shape.clone(), data })
@@ -443,14 +436,10 @@ fn rearrange(name: &str, x: &Array, lists: &[Vec<usize>]) -> Result<Array, Strin
             let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|c| *c <= 1 << 32).ok_or_else(|| format!("`pad` to {shape:?} is too large"))?;
             let mut data = vec![0.0; count];
             let strides = row_major_strides(shape);
+            let mut coords = vec![0; x.shape.len()];
             for (flat, v) in x.data.iter().enumerate() {
-                let mut rest = flat;
-                let mut target = 0;
-                for d in (0..x.shape.len()).rev() {
-                    target += (rest % x.shape[d]) * strides[d];
-                    rest /= x.shape[d];
-                }
-                data[target] = *v;
+                unravel(flat, &x.shape, &mut coords);
+                data[coords.iter().zip(&strides).map(|(c, s)| c * s).sum::<usize>()] = *v;
             }
             Ok(Array { shape: shape.clone(), data })
         }
