@@ -219,6 +219,34 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
     Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
 }
 
+/// `x` in both 16-bit halves of an i32 constant.
+fn both_halves(x: i64) -> Expr {
+    i32c(x | (x << 16))
+}
+
+/// The packed pair of `to` (f16 or bf16) holding `v` in both halves; `None` for other types.
+fn packed_constant(v: f64, to: Ty) -> Option<Expr> {
+    let packed = to.packed()?;
+    let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
+    Some(Expr::Bitcast { to: packed, value: Box::new(both_halves(dtype.encode(v) as i64)) })
+}
+
+/// The low (`high == false`) or high 16-bit half of the i32 `word` as a register of the
+/// 16-bit type `to`.
+pub fn half_of_word(word: Expr, high: bool, to: Ty) -> Expr {
+    let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
+    // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
+    let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
+    if to == Ty::I16 { half } else { Expr::Bitcast { to, value: Box::new(half) } }
+}
+
+/// The i32 whose low half holds the bits of the 16-bit register `low` and whose high half
+/// those of `high`.
+pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
+    let bits = |r: Expr| Expr::Cast { to: Ty::I32, value: Box::new(Expr::Bitcast { to: Ty::I16, value: Box::new(r) }), from_unsigned: true, to_unsigned: false };
+    bin(BinaryOp::Or, bits(low), bin(BinaryOp::Shl, bits(high), i32c(16)))
+}
+
 /// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits: two's
 /// complement for signed formats, nothing above it cleared) to f16 or bf16: the `lop3` keeps
 /// the code's bits (`mask`), merges the pattern of `offset` and, for signed codes, flips the
@@ -246,18 +274,14 @@ impl HalfMagic {
     /// Both 16-bit patterns of `packed` (codes in bytes 0 and 2, anything in their other bits,
     /// which the mask clears), with one `lop3`.
     pub fn patterns(&self, packed: Expr) -> Expr {
-        let both = |x: i64| i32c(x | (x << 16));
-        Expr::Lop3 { a: Box::new(packed), b: Box::new(both(self.mask)), c: Box::new(both(self.pattern)), lut: self.lut }
+        Expr::Lop3 { a: Box::new(packed), b: Box::new(both_halves(self.mask)), c: Box::new(both_halves(self.pattern)), lut: self.lut }
     }
 
     /// Both halves of `word` (holding the patterns) as a packed pair of `to`, the magic value
     /// subtracted from each (exact).
     pub fn packed_value(&self, word: Expr, to: Ty) -> Option<Expr> {
-        let packed = to.packed()?;
-        let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
-        let bits = dtype.encode(self.offset) as i64;
-        let both = Expr::Bitcast { to: packed, value: Box::new(i32c(bits | (bits << 16))) };
-        Some(bin(BinaryOp::Sub, Expr::Bitcast { to: packed, value: Box::new(word) }, both))
+        let offset = packed_constant(self.offset, to)?;
+        Some(bin(BinaryOp::Sub, Expr::Bitcast { to: to.packed()?, value: Box::new(word) }, offset))
     }
 }
 
@@ -353,7 +377,7 @@ impl FastHalfCast {
     /// The destination patterns of both 16-bit halves of `packed` (an i32 variable holding
     /// codes or containers in bytes 0 and 2, zero above them), with one `lop3`.
     pub fn patterns(&self, packed: Expr) -> Expr {
-        let both = |x: i64| i32c(x | (x << 16));
+        let both = both_halves;
         match self {
             FastHalfCast::Magic(m) => m.patterns(packed),
             FastHalfCast::Float(p) => {
@@ -372,10 +396,7 @@ impl FastHalfCast {
     /// holding the patterns) as `to` (f16 or bf16): the magic value subtracted, or the scale
     /// multiplied in.
     pub fn half(&self, word: Expr, high: bool, to: Ty) -> Expr {
-        let bits = if high { bin(BinaryOp::LShr, word, i32c(16)) } else { bin(BinaryOp::And, word, i32c(0xFFFF)) };
-        // The bits are below 2^16, so the unsigned narrowing keeps them unchanged.
-        let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
-        let pattern = Expr::Bitcast { to, value: Box::new(half) };
+        let pattern = half_of_word(word, high, to);
         match self {
             FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
             FastHalfCast::Float(p) if p.scale == 1.0 => pattern,
@@ -392,32 +413,34 @@ impl FastHalfCast {
     /// mantissa bit set is a NaN). `None` for the other special codes, which take the halves
     /// one by one.
     pub fn packed(&self, word: Expr, codes: Expr, to: Ty) -> Option<Expr> {
-        let packed = to.packed()?;
-        let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
-        let both = |v: f64| {
-            let bits = dtype.encode(v) as i64;
-            Expr::Bitcast { to: packed, value: Box::new(i32c(bits | (bits << 16))) }
-        };
-        let pattern = Expr::Bitcast { to: packed, value: Box::new(word.clone()) };
-        let FastHalfCast::Float(p) = self else {
-            let FastHalfCast::Magic(m) = self else { unreachable!("two kinds of plans") };
-            return m.packed_value(word, to);
-        };
-        let value = if p.scale == 1.0 { pattern } else { bin(BinaryOp::Mul, pattern, both(p.scale)) };
-        match p.specials {
-            SpecialCodes::None => Some(value),
-            SpecialCodes::NanAtAllOnes { magnitude } => {
-                let pair = |x: i64| i32c(x | (x << 16));
-                // (code & m) + 1 reaches m + 1 (a power of two) only for an all-ones magnitude.
-                let top = magnitude + 1;
-                let flags = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, pair(magnitude)), pair(1)), pair(top));
-                let nan_pattern = if to == Ty::F16 { 0x7E00 } else { 0x7FC0 };
-                let nans = bin(BinaryOp::Mul, bin(BinaryOp::LShr, flags, i32c(top.trailing_zeros() as i64)), i32c(nan_pattern));
-                let bits = bin(BinaryOp::Or, Expr::Bitcast { to: Ty::I32, value: Box::new(value) }, nans);
-                Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
-            }
-            SpecialCodes::Ieee { .. } | SpecialCodes::PowersOfTwo => None,
+        if !self.packs(to) {
+            return None;
         }
+        let packed = to.packed()?;
+        let p = match self {
+            FastHalfCast::Magic(m) => return m.packed_value(word, to),
+            FastHalfCast::Float(p) => p,
+        };
+        let pattern = Expr::Bitcast { to: packed, value: Box::new(word) };
+        let value = if p.scale == 1.0 { pattern } else { bin(BinaryOp::Mul, pattern, packed_constant(p.scale, to)?) };
+        let SpecialCodes::NanAtAllOnes { magnitude } = p.specials else { return Some(value) };
+        // (code & m) + 1 reaches m + 1 (a power of two) only for an all-ones magnitude.
+        let top = magnitude + 1;
+        let flags = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(magnitude)), both_halves(1)), both_halves(top));
+        let nan_pattern = if to == Ty::F16 { 0x7E00 } else { 0x7FC0 };
+        let nans = bin(BinaryOp::Mul, bin(BinaryOp::LShr, flags, i32c(top.trailing_zeros() as i64)), i32c(nan_pattern));
+        let bits = bin(BinaryOp::Or, Expr::Bitcast { to: Ty::I32, value: Box::new(value) }, nans);
+        Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
+    }
+
+    /// Whether [`Self::packed`] has a packed form for a pair converted to `to`: f16 or bf16,
+    /// and no special codes but all-ones NaNs.
+    pub fn packs(&self, to: Ty) -> bool {
+        to.packed().is_some()
+            && match self {
+                FastHalfCast::Magic(_) => true,
+                FastHalfCast::Float(p) => matches!(p.specials, SpecialCodes::None | SpecialCodes::NanAtAllOnes { .. }),
+            }
     }
 
     /// The value of a special code, replacing `value` (a variable holding what [`Self::half`]

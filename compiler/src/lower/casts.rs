@@ -115,12 +115,12 @@ impl Lower<'_> {
         use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
         let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
-        if let Some(done) = self.cast_codes_in_words(body, regs, from, to) {
-            return Some(done);
+        if let Some((out, pairs)) = self.cast_codes_in_words(body, regs, from, to) {
+            return Some((out, Some(pairs)));
         }
         // Whole pairs and no special codes: both halves of each pair in one packed operation,
         // the scalar registers its halves.
-        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packed(int(Ty::I32, 0), int(Ty::I32, 0), ty).is_some();
+        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packs(ty);
         let mut out = Vec::with_capacity(regs.len());
         let mut pairs = Vec::new();
         for pair in regs.chunks(2) {
@@ -157,7 +157,7 @@ impl Lower<'_> {
     /// 2, one `lop3` builds both patterns from the raw codes (`raw_code_magic`), one packed
     /// subtraction finishes both halves. `None`, with nothing emitted, unless every register
     /// has a known source and they pair up.
-    fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<(Vec<Var>, Option<Vec<Var>>)> {
+    fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<(Vec<Var>, Vec<Var>)> {
         let magic = crate::lower_numerics::raw_code_magic(from, to)?;
         let packed_ty = Ty::of(to).packed()?;
         if regs.is_empty() || !regs.len().is_multiple_of(2) {
@@ -187,7 +187,7 @@ impl Lower<'_> {
             pairs.push(self.assign(body, packed_ty, value));
         }
         let out = self.halves_of(&pairs, body);
-        Some((out, Some(pairs)))
+        Some((out, pairs))
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision

@@ -169,11 +169,7 @@ impl Lower<'_> {
                             regs.push(var(self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) })));
                             continue;
                         }
-                        let half = |s: &Self, i: usize| -> Expr {
-                            let register = var(s.regs(b)[b_local(q, step, h, i)]);
-                            Expr::Cast { to: Ty::I32, value: Box::new(Expr::Bitcast { to: Ty::I16, value: Box::new(register) }), from_unsigned: true, to_unsigned: false }
-                        };
-                        let packed = bin(lir::BinaryOp::Or, half(self, 0), bin(lir::BinaryOp::Shl, half(self, 1), int(Ty::I32, 16)));
+                        let packed = crate::lower_numerics::word_of_halves(var(self.regs(b)[low]), var(self.regs(b)[high]));
                         regs.push(var(self.assign(body, Ty::I32, packed)));
                     }
                     regs

@@ -39,10 +39,7 @@ impl Lower<'_> {
         for &pair in pairs {
             let word = self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) });
             for high in [false, true] {
-                let bits = if high { bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, 16)) } else { bin(lir::BinaryOp::And, var(word), int(Ty::I32, 0xFFFF)) };
-                // Below 2^16, so the unsigned narrowing keeps the bits.
-                let half = Expr::Cast { to: Ty::I16, value: Box::new(bits), from_unsigned: true, to_unsigned: true };
-                regs.push(self.assign(body, lane, Expr::Bitcast { to: lane, value: Box::new(half) }));
+                regs.push(self.assign(body, lane, crate::lower_numerics::half_of_word(var(word), high, lane)));
             }
         }
         regs
@@ -50,8 +47,7 @@ impl Lower<'_> {
 
     /// The packed register of the 16-bit float registers `low` and `high` (of type `lane`).
     pub(super) fn pack_halves(&mut self, low: Var, high: Var, lane: Ty, body: &mut Vec<lir::Stmt>) -> Var {
-        let bits = |r: Var| Expr::Cast { to: Ty::I32, value: Box::new(Expr::Bitcast { to: Ty::I16, value: Box::new(var(r)) }), from_unsigned: true, to_unsigned: false };
-        let word = bin(lir::BinaryOp::Or, bits(low), bin(lir::BinaryOp::Shl, bits(high), int(Ty::I32, 16)));
+        let word = crate::lower_numerics::word_of_halves(var(low), var(high));
         let packed = lane.packed().expect("a 16-bit float");
         self.assign(body, packed, Expr::Bitcast { to: packed, value: Box::new(word) })
     }
