@@ -144,42 +144,43 @@ impl Lower<'_> {
     /// ([`Lower::vector_width`]), every group of `v` consecutive local indices must be `v`
     /// consecutive elements of a row starting at a multiple of `v` in the tile
     /// (`layout::analysis::row_tile_vector_width`), a power-of-two number of whole bytes of at
-    /// most 16; and the group's address must be a multiple of its size: the tensor starts
-    /// 16-byte aligned (the plan's rule), its rows are whole multiples of the group, and the
-    /// tile's offset in the last dimension is a proven multiple of `v`.
+    /// most 16; and the group's address must be a multiple of its size
+    /// ([`Self::shared_run_aligned`]).
     fn shared_vector_width(&self, shared: ValueId, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> usize {
-        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { return 1 };
         if dtype == DType::Bool || layout.rank() == 0 {
             return 1;
         }
         let bits = dtype.bits() as usize;
-        let row = *shape.last().expect("a shared tensor has dims");
-        let known = self.div.value(*offsets.last().expect("one offset per dim"));
-        let base_aligned = self.k.value(shared).shared_offsets[0].is_multiple_of(16);
         let mut v = crate::layout::analysis::row_tile_vector_width(layout, dtype.bits(), 16).unwrap_or(1);
-        while v > 1 && (v.trailing_zeros() > known || !row.is_multiple_of(v) || !(v * bits).is_multiple_of(8) || !(v * bits / 8).is_power_of_two()) {
+        while v > 1 && (!self.shared_run_aligned(shared, offsets, v) || !(v * bits).is_multiple_of(8) || !(v * bits / 8).is_power_of_two()) {
             v /= 2;
         }
-        if base_aligned { v } else { 1 }
+        v
+    }
+
+    /// Whether runs of `run` elements (a power of two) that start at multiples of `run` in a
+    /// tile of shared tensor `shared` at `offsets` start at multiples of `run` in the tensor
+    /// too, hence at addresses aligned to the run's bytes: the tensor starts 16-byte aligned
+    /// (the plan's rule), its rows are whole multiples of the run, and the tile's offset in
+    /// the last dimension is a proven multiple of it.
+    fn shared_run_aligned(&self, shared: ValueId, offsets: &[ValueId], run: usize) -> bool {
+        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { return false };
+        let (Some(&row), Some(&last)) = (shape.last(), offsets.last()) else { return false };
+        self.k.value(shared).shared_offsets[0].is_multiple_of(16) && row.is_multiple_of(run) && run.trailing_zeros() <= self.div.value(last)
     }
 
     /// For codes of 3, 5, 6 or 7 bits, which never fill a power-of-two number of bytes: the
     /// run `run` of consecutive codes every thread holds (`plan::holds_runs`; a power of two,
     /// so runs start at multiples of it) when it fills whole 32-bit words, with the size of
     /// the aligned loads that read it (`piece_bytes`, the largest power of two up to 16
-    /// dividing the run's bytes). The run's address is a multiple of its bytes under the same
-    /// conditions as in [`Self::shared_vector_width`].
+    /// dividing the run's bytes), when the run is aligned ([`Self::shared_run_aligned`]).
     fn shared_word_runs(&self, shared: ValueId, layout: &RegisterLayout, offsets: &[ValueId], dtype: DType) -> Option<(usize, usize)> {
-        let Type::Shared { shape, .. } = &self.k.value(shared).ty else { return None };
         let bits = dtype.bits() as usize;
         if bits >= 8 || bits.is_power_of_two() || layout.rank() == 0 {
             return None;
         }
         let run = plan::contiguous_run(layout);
-        let row = *shape.last()?;
-        let known = self.div.value(*offsets.last()?);
-        let aligned = self.k.value(shared).shared_offsets[0].is_multiple_of(16) && row.is_multiple_of(run) && run.trailing_zeros() <= known;
-        if run < 2 || !(run * bits).is_multiple_of(32) || !aligned {
+        if run < 2 || !(run * bits).is_multiple_of(32) || !self.shared_run_aligned(shared, offsets, run) {
             return None;
         }
         let bytes = run * bits / 8;
