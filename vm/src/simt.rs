@@ -723,19 +723,16 @@ impl<'a> Block<'a> {
                 Stmt::LoadSharedVector { dst, offset, ty } => {
                     let width = ty.bytes();
                     let size = dst.len() * width;
+                    if !(1..=16).contains(&size) || !size.is_power_of_two() {
+                        return Err(Box::new(SimtError::Unsupported { block: self.block, what: format!("shared vector load of {size} bytes"), at: self.at() }));
+                    }
                     for t in 0..self.threads {
                         if mask[t] {
                             let off = self.eval(offset, t)?.i();
-                            if !(1..=16).contains(&size) || !size.is_power_of_two() {
-                                return Err(Box::new(SimtError::Unsupported { block: self.block, what: format!("shared vector load of {size} bytes"), at: self.at() }));
-                            }
                             if off.rem_euclid(size as i64) != 0 {
                                 return Err(Box::new(SimtError::SharedMisaligned { block: self.block, thread: t, offset: off, size, at: self.at() }));
                             }
-                            if off < 0 || off as usize + size > self.shared.len() {
-                                return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread: t, offset: off, size, bytes: self.shared.len(), at: self.at() }));
-                            }
-                            let range = off as usize..off as usize + size;
+                            let range = self.shared_bytes_range(off, size, t)?;
                             self.shared_read(range.clone(), t)?;
                             let values: Vec<V> = self.shared[range].chunks(width).map(|b| decode(*ty, b)).collect();
                             for (v, x) in dst.iter().zip(values) {
@@ -932,7 +929,11 @@ impl<'a> Block<'a> {
     }
 
     fn shared_range(&self, offset: i64, ty: Ty, thread: usize) -> Result<std::ops::Range<usize>, Fault> {
-        let size = ty.bytes();
+        self.shared_bytes_range(offset, ty.bytes(), thread)
+    }
+
+    /// The `size` bytes at `offset` of the shared buffer, or the fault of an access outside it.
+    fn shared_bytes_range(&self, offset: i64, size: usize, thread: usize) -> Result<std::ops::Range<usize>, Fault> {
         if offset < 0 || offset as usize + size > self.shared.len() {
             return Err(Box::new(SimtError::SharedOutOfBounds { block: self.block, thread, offset, size, bytes: self.shared.len(), at: self.at() }));
         }
