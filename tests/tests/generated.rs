@@ -2576,22 +2576,18 @@ fn run_unguarded(p: &Program) -> Outcome {
             ("cp.async.", "lir:cp_async"),
             ("cp.async.16 ", "lir:cp_async_16B"),
             ("st.global.b", "lir:packed_store"),
-        ]
-        .into_iter()
-        .filter(|(needle, _)| lir.contains(needle))
-        .map(|(_, name)| name)
-        .collect::<Vec<_>>();
+        ];
+        let lowered = names_found(&lir, &lowered);
         // Which strategies the planning passes chose (from the block IR's text form).
         let planned = [
             ("b: registers)", "plan:mma_b_from_registers"),
             ("a: in_place", "plan:mma_a_in_place"),
             ("via shuffle", "plan:reduce_by_shuffle"),
-        ]
-        .into_iter()
-        .filter(|(needle, _)| block_ir.contains(needle))
-        .map(|(_, name)| name)
-        .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via registers")).then_some("plan:broadcast_in_registers"))
-        .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via staged")).then_some("plan:broadcast_staged"));
+        ];
+        let planned = names_found(&block_ir, &planned)
+            .into_iter()
+            .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via registers")).then_some("plan:broadcast_in_registers"))
+            .chain(block_ir.lines().any(|l| l.contains(" = broadcast ") && l.contains("via staged")).then_some("plan:broadcast_staged"));
         let lowered = lowered.into_iter().chain(planned).collect();
         Outcome::Pass { exact, tolerant, elements, lowered }
     } else {
@@ -2834,3 +2830,7 @@ fn vm_and_simt_agree_on_generated_programs() {
     assert!(s.programs >= cases as usize * 9 / 10, "only {} of {cases} cases ran a program", s.programs);
 }
 
+/// The names of the rows of `table` whose text (the first of the pair) occurs in `text`.
+fn names_found<'a>(text: &str, table: &[(&str, &'a str)]) -> Vec<&'a str> {
+    table.iter().filter(|(needle, _)| text.contains(needle)).map(|(_, name)| *name).collect()
+}
