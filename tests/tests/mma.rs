@@ -156,7 +156,7 @@ fn transpose_and_reshape_move_the_right_elements() {
 
 /// `permute` of a 3-D tile on the VM and the simulator, against the host (the definition
 /// written out here) and the kernel's reference: in registers when the layout follows, through
-/// shared memory when an annotation forces another layout.
+/// shared memory when an annotation forces another layout; ptxas accepts its PTX.
 #[test]
 fn permute_moves_the_right_elements() {
     let module = Module::from_file(repo_root().join("tests/kernels/permute.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
@@ -180,6 +180,12 @@ fn permute_moves_the_right_elements() {
                     assert_eq!(q.get(l * 8 + j * 2 + i), DType::F32.round(v * 3.0), "{} q", backend.name());
                 }
             }
+        }
+    }
+    if tl_tests::ptxas_available("permute") {
+        for arch in Arch::ALL {
+            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{}: {e}", arch.name()));
+            ptxas::assemble(ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected permute3 for {}: {e}", arch.name()));
         }
     }
 }
