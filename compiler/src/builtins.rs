@@ -101,6 +101,7 @@ pub const BUILTINS: &[Builtin] = &[
     kernel("dot", &[3], "dot(a, b, acc)"),
     kernel("where", &[3], "where(cond, a, b)"),
     kernel("cdiv", &[2], "cdiv(a, b)"),
+    kernel("bits", &[0], "bits<dtype>()").dtype(),
     // Math and reductions.
     kernel("exp", &[1], "exp(x)"),
     kernel("exp2", &[1], "exp2(x)"),
@@ -134,6 +135,7 @@ pub const BUILTINS: &[Builtin] = &[
     reference("slice", &[3], "slice(x, [offsets], [shape])"),
     reference("pad", &[2], "pad(x, [shape])"),
     reference("cdiv", &[2], "cdiv(a, b)"),
+    reference("bits", &[0], "bits<dtype>()").dtype(),
 ];
 
 /// Whether the reference builtin `name` takes lists (`[..]`) as arguments after its first:

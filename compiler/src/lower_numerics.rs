@@ -188,8 +188,12 @@ pub struct HalfMagic {
     /// The `lop3` truth table: `(a & b) | c` (0xEA) for unsigned sources, `(a & b) ^ c` (0x6A)
     /// for signed ones, with `a` the container bytes, `b` the mask and `c` the pattern.
     pub lut: u8,
-    /// What to subtract from the patched pattern's value to get the source value.
+    /// What to subtract from the patched pattern's value, times `scale`, to get the source
+    /// value.
     pub offset: f64,
+    /// What the patched pattern's value is multiplied by: 1, or `2^-r` for a code placed `r`
+    /// bits above the bottom of the mantissa ([`raw_code_magic`]).
+    pub scale: f64,
 }
 
 /// The magic-number plan for a cast of integer `from` to `to`, if there is an exact one:
@@ -216,7 +220,7 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
         (DType::BF16, true) if from.bits() <= 7 => (0x7F, 0x4340, 192.0),
         _ => return None,
     };
-    Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset })
+    Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset, scale: 1.0 })
 }
 
 /// `x` in both 16-bit halves of an i32 constant.
@@ -225,7 +229,7 @@ fn both_halves(x: i64) -> Expr {
 }
 
 /// The packed pair of `to` (f16 or bf16) holding `v` in both halves; `None` for other types.
-fn packed_constant(v: f64, to: Ty) -> Option<Expr> {
+pub fn packed_constant(v: f64, to: Ty) -> Option<Expr> {
     let packed = to.packed()?;
     let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
     Some(Expr::Bitcast { to: packed, value: Box::new(both_halves(dtype.encode(v) as i64)) })
@@ -248,12 +252,17 @@ pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
 }
 
 /// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits: two's
-/// complement for signed formats, nothing above it cleared) to f16 or bf16: the `lop3` keeps
-/// the code's bits (`mask`), merges the pattern of `offset` and, for signed codes, flips the
-/// sign bit, which biases the value by half the range.
-pub fn raw_code_magic(from: DType, to: DType) -> Option<HalfMagic> {
+/// complement for signed formats, nothing above it cleared) to f16 or bf16, with the code `r`
+/// bits above the bottom of each 16-bit half: the `lop3` keeps the code's bits (`mask`),
+/// merges the pattern of `base` and, for signed codes, flips the sign bit, which biases the
+/// value by half the range. The pattern's value is `base + u·2^r` (`u` the biased code), so
+/// `value · 2^-r − (base·2^-r + bias)` is the code, exactly: `r + bits` stays within the
+/// mantissa (`r` below 8 for f16, below 4 for bf16, and a multiple of the width), and every
+/// operand and result is a small integer or a power of two. `None` for other formats and for
+/// an `r` out of range.
+pub fn raw_code_magic(from: DType, to: DType, r: u32) -> Option<HalfMagic> {
     let bits = from.bits();
-    if !from.is_int() || !matches!(bits, 1 | 2 | 4) {
+    if !from.is_int() || !matches!(bits, 1 | 2 | 4) || r >= raw_code_shift_limit(to)? || !r.is_multiple_of(bits) {
         return None;
     }
     let (pattern, base) = match to {
@@ -261,13 +270,25 @@ pub fn raw_code_magic(from: DType, to: DType) -> Option<HalfMagic> {
         DType::BF16 => (0x4300, 128.0),
         _ => return None,
     };
-    let mask = (1i64 << bits) - 1;
+    let mask = ((1i64 << bits) - 1) << r;
+    let scale = 2f64.powi(-(r as i32));
     Some(if from.is_signed_int() {
         let sign = 1i64 << (bits - 1);
-        HalfMagic { mask, pattern: pattern | sign, lut: 0x6A, offset: base + sign as f64 }
+        HalfMagic { mask, pattern: pattern | (sign << r), lut: 0x6A, offset: base * scale + sign as f64, scale }
     } else {
-        HalfMagic { mask, pattern, lut: 0xEA, offset: base }
+        HalfMagic { mask, pattern, lut: 0xEA, offset: base * scale, scale }
     })
+}
+
+/// How far above the bottom of a half [`raw_code_magic`] can place a code of 1, 2 or 4 bits
+/// in `to` (exclusive): a power of two at most the mantissa width, so a code at bit `r`
+/// below it ends at or below it.
+pub fn raw_code_shift_limit(to: DType) -> Option<u32> {
+    match to {
+        DType::F16 => Some(8),
+        DType::BF16 => Some(4),
+        _ => None,
+    }
 }
 
 impl HalfMagic {
@@ -278,10 +299,13 @@ impl HalfMagic {
     }
 
     /// Both halves of `word` (holding the patterns) as a packed pair of `to`, the magic value
-    /// subtracted from each (exact).
+    /// subtracted from each (exact): one subtraction, or one `fma` for a scaled pattern.
     pub fn packed_value(&self, word: Expr, to: Ty) -> Option<Expr> {
-        let offset = packed_constant(self.offset, to)?;
-        Some(bin(BinaryOp::Sub, Expr::Bitcast { to: to.packed()?, value: Box::new(word) }, offset))
+        let pair = Expr::Bitcast { to: to.packed()?, value: Box::new(word) };
+        if self.scale == 1.0 {
+            return Some(bin(BinaryOp::Sub, pair, packed_constant(self.offset, to)?));
+        }
+        Some(Expr::Fma(Box::new(pair), Box::new(packed_constant(self.scale, to)?), Box::new(packed_constant(-self.offset, to)?)))
     }
 }
 

@@ -1637,6 +1637,9 @@ impl Sema {
                 let op = if name == "max" { BinaryOp::Max } else { BinaryOp::Min };
                 Operand::Value(self.emit(body, ty, Op::Binary(op, a, b), e.span))
             }
+            // The width of a dtype in bits, a compile-time integer (`bits<W>()` for a dtype
+            // parameter W), so that shapes can follow the packing of a format.
+            "bits" => Operand::Int(i64::from(dtype.expect("checked by check_call").0.bits())),
             "cdiv" => {
                 if !arity(self, 2) {
                     return Operand::Error;

@@ -278,16 +278,14 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let data = (0..ab.data.len()).map(|i| if c.data[i] != 0.0 { a.data[i] } else { b.data[i] }).collect();
                     Ok(Array { shape: ab.shape, data })
                 }
+                "bits" => {
+                    want(0)?;
+                    let d = dtype_argument(dtype.as_ref(), env, "`bits` needs a dtype: `bits<u4>()`", callee.span)?;
+                    Ok(Array { shape: vec![], data: vec![f64::from(d.bits())] })
+                }
                 "cast" => {
                     want(1)?;
-                    let d = match dtype {
-                        None => return err("`cast` needs a dtype: `cast<f16>(x)`", callee.span),
-                        Some(ast::DTypeRef::Known(d, _)) => *d,
-                        Some(ast::DTypeRef::Named(name)) => match env.dtypes.get(&name.name) {
-                            Some(d) => *d,
-                            None => return err(format!("unknown dtype `{}`", name.name), name.span),
-                        },
-                    };
+                    let d = dtype_argument(dtype.as_ref(), env, "`cast` needs a dtype: `cast<f16>(x)`", callee.span)?;
                     Ok(positional[0].map(|x| d.round(x)))
                 }
                 "matmul" => {
@@ -360,6 +358,15 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
         }
         ExprKind::Field(..) | ExprKind::List(_) => err("not allowed in a reference", e.span),
         ExprKind::Error => err("unreadable expression", e.span),
+    }
+}
+
+/// The dtype a builtin's `<dtype>` names (a dtype parameter resolved through `env`).
+fn dtype_argument(dtype: Option<&ast::DTypeRef>, env: &Env, missing: &str, span: Span) -> Result<tl_compiler::dtype::DType, Diagnostic> {
+    match dtype {
+        None => err(missing, span),
+        Some(ast::DTypeRef::Known(d, _)) => Ok(*d),
+        Some(ast::DTypeRef::Named(name)) => env.dtypes.get(&name.name).copied().ok_or_else(|| Diagnostic::error(format!("unknown dtype `{}`", name.name), name.span)),
     }
 }
 

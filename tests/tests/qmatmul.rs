@@ -46,7 +46,7 @@ fn weights(rng: &mut Rng, w: DType, k: usize, n: usize) -> HostTensor {
 }
 
 fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
-    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor, DType::F32, DType::F16)
+    check_on(w, s, m, n, k, seed, Backend::Vm, WeightOrder::RowMajor, DType::F32, DType::F16, DType::F16)
 }
 
 /// How the kernel takes the packed weights: `qmatmul` as the `[k, n]` matrix, or
@@ -62,16 +62,19 @@ enum WeightOrder {
 }
 
 /// The kernel with weights `w`, scales `s`, dequantization arithmetic `d` (the kernels' `D`)
-/// at `m × n × k` on `backend`, against an f64 host product of the weights dequantized as the
-/// kernel's definition says: `(q − z) · s` rounded to `d` after each operation, then to f16.
+/// and zero points of dtype `zero` (`Z`) at `m × n × k` on `backend`, against an f64 host
+/// product of the weights dequantized as the kernel's definition says: `(q − z) · s` rounded
+/// to `d` after each operation, then to the activations' dtype `act`. Integer zero points are
+/// random over their whole range; f16 ones the middle of the weights' range.
 #[allow(clippy::too_many_arguments)]
-fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType, act: DType) {
+fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType, act: DType, zero: DType) {
     const G: usize = 64;
     let consts = [
         ("W".to_string(), ConstValue::DType(w)),
         ("S".to_string(), ConstValue::DType(s)),
         ("G".to_string(), ConstValue::Int(G as i64)),
         ("D".to_string(), ConstValue::DType(d)),
+        ("Z".to_string(), ConstValue::DType(zero)),
     ];
     // The fragment-order kernels take the activations' dtype.
     let consts = match order {
@@ -98,8 +101,16 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     // Scales near 1/max so dequantized weights are O(1); e8m0 scales are powers of two.
     let scale_of = |rng: &mut Rng| (1.0 + rng.unit().abs()) / w.max_value().abs().max(1.0);
     let scales = HostTensor::from_f64(s, &[groups, n], &(0..groups * n).map(|_| scale_of(&mut rng)).collect::<Vec<_>>());
-    let zero = if w.is_unsigned_int() { (w.max_value() / 2.0).round() } else { 0.0 };
-    let zero_points = HostTensor::from_f64(DType::F16, &[groups, n], &vec![zero; groups * n]);
+    let zero_points = match zero.int_range() {
+        Some((low, high)) => {
+            let span = (high - low + 1) as u64;
+            HostTensor::from_f64(zero, &[groups, n], &(0..groups * n).map(|_| (low + (rng.next() % span) as i128) as f64).collect::<Vec<_>>())
+        }
+        None => {
+            let middle = if w.is_unsigned_int() { (w.max_value() / 2.0).round() } else { 0.0 };
+            HostTensor::from_f64(zero, &[groups, n], &vec![middle; groups * n])
+        }
+    };
     let c = HostTensor::filled(act, &[m, n], f64::NAN);
     let mut args = vec![
         Arg::scalar(m as i64),
@@ -178,7 +189,7 @@ fn quantized_matmul_on_the_simulator() {
     let mut rng = Rng(0x7777_1234_5555_9999);
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("f6e3m2", "f16"), ("f8e4m3fn", "f16"), ("f4e2m1", "e8m0"), ("f4e2m1", "ue4m3"), ("u7", "ue4m3")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor, DType::F32, DType::F16);
+        check_on(w, s, 17, 37, 129, rng.next(), Backend::Simt, WeightOrder::RowMajor, DType::F32, DType::F16, DType::F16);
     }
 }
 
@@ -190,11 +201,11 @@ fn fragment_ordered_weights_give_the_same_product() {
     let mut rng = Rng(0x5eed_f4a9_0e0d_e401);
     for w in weight_formats() {
         let (n, k) = (130 + (rng.next() % 100) as usize, 64 + 1 + (rng.next() % 126) as usize);
-        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment, DType::F32, DType::F16);
+        check_on(w, DType::F16, 3, n, k, rng.next(), Backend::Vm, WeightOrder::Fragment, DType::F32, DType::F16, DType::F16);
     }
     for (w, s) in [("u4", "f16"), ("i3", "f16"), ("u8", "f16"), ("f6e3m2", "f16"), ("f4e2m1", "e8m0"), ("u1", "f16")] {
         let (w, s) = (DType::from_name(w).unwrap(), DType::from_name(s).unwrap());
-        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment, DType::F32, DType::F16);
+        check_on(w, s, 17, 150, 129, rng.next(), Backend::Simt, WeightOrder::Fragment, DType::F32, DType::F16, DType::F16);
     }
 }
 
@@ -212,10 +223,10 @@ fn split_k_gives_the_whole_product() {
         ("u8", 1, 2, 129, Backend::Simt, DType::F32),
     ] {
         let w = DType::from_name(w).unwrap();
-        check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d, DType::F16);
+        check_on(w, DType::F16, m, 150, k, rng.next(), backend, WeightOrder::Split(splits), d, DType::F16, DType::F16);
     }
     // bf16 activations, dequantized in bf16.
-    check_on(DType::U4, DType::F16, 4, 150, 300, rng.next(), Backend::Simt, WeightOrder::Split(3), DType::BF16, DType::BF16);
+    check_on(DType::U4, DType::F16, 4, 150, 300, rng.next(), Backend::Simt, WeightOrder::Split(3), DType::BF16, DType::BF16, DType::F16);
 }
 
 /// bf16 activations (`-D A=bf16`) with bf16 dequantization (`-D D=bf16`, packed `bf16x2`
@@ -232,7 +243,7 @@ fn bf16_activations_dequantize_in_bf16() {
         ("f8e4m3fn", "e8m0", "bf16", Backend::Vm),
     ] {
         let [w, s, d] = [w, s, d].map(|n| DType::from_name(n).unwrap());
-        check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16);
+        check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16, DType::F16);
         if tl_tests::ptxas_available("qmatmul_fragment bf16") {
             let consts = [("W", w), ("S", s), ("D", d), ("A", DType::BF16)].map(|(n, t)| (n.to_string(), ConstValue::DType(t)));
             let kernel = module_of("qmatmul_fragment").kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
@@ -255,9 +266,71 @@ fn half_precision_dequantization_matches_the_f16_definition() {
     for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn"] {
         let w = DType::from_name(w).unwrap();
         for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
-            check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16);
+            check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16, DType::F16);
         }
     }
+}
+
+/// Integer zero points (`-D Z=u4`, as GPTQ/AWQ checkpoints store them), random over their
+/// whole range: with f16 or bf16 dequantization the compiler folds them into the magic-number
+/// correction of 1-, 2- and 4-bit codes where every step stays exact, and keeps two steps
+/// where it would not (bf16 with u8 zero points, 3-bit codes). Against the host's arithmetic.
+#[test]
+fn integer_zero_points_match_the_definition() {
+    let mut rng = Rng(0x2e50_2e50_0000_0001);
+    for (w, zero, d, act, backend, order) in [
+        ("u4", "u4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("u4", "u4", "f16", "f16", Backend::Vm, WeightOrder::Fragment),
+        ("i4", "i8", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("u1", "u4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("i2", "i4", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
+        ("u2", "u8", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
+        ("u3", "u4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("u4", "u8", "f16", "f16", Backend::Simt, WeightOrder::RowMajor),
+        ("u4", "u4", "f32", "f16", Backend::Vm, WeightOrder::Split(2)),
+        ("u4", "u4", "f16", "f16", Backend::Simt, WeightOrder::Split(3)),
+    ] {
+        let [w, zero, d, act] = [w, zero, d, act].map(|n| DType::from_name(n).unwrap());
+        check_on(w, DType::F16, 5, 140, 300, rng.next(), backend, order, d, act, zero);
+    }
+}
+
+/// The count of packed half-precision instructions of each name in the PTX of
+/// `qmatmul_fragment` (n and k multiples of 128, sm_80).
+fn packed_instruction_counts(consts: &[(&str, &str)]) -> std::collections::HashMap<String, usize> {
+    let consts: Vec<(String, ConstValue)> = consts.iter().map(|(n, t)| (n.to_string(), ConstValue::DType(DType::from_name(t).unwrap()))).collect();
+    let kernel = module_of("qmatmul_fragment").kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+    let variant = kernel.assumptions(&["n%128,k%128".into()]).unwrap();
+    let ptx = kernel.variant_ptx(&variant, Arch::Sm80).unwrap_or_else(|e| panic!("{e}"));
+    let mut counts = std::collections::HashMap::new();
+    for line in ptx.lines() {
+        if let Some(name) = line.split_whitespace().next().filter(|n| n.ends_with("f16x2") || n.starts_with("prmt") || n.starts_with("lop3")) {
+            *counts.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// u4 weights in fragment order with f16 dequantization: each pair of codes sits 16 bits apart
+/// in its word, so one `lop3` makes both halves (no `prmt`), and integer zero points fold into
+/// the correction: per k tile, each thread's 32 pairs take one `lop3`, one subtraction or
+/// `fma`, and one multiplication by the scale (2 instructions per weight at most, shifts
+/// included), where f16 zero points need a second subtraction per pair.
+#[test]
+fn u4_fragment_dequantization_takes_two_instructions_per_weight() {
+    let folded = packed_instruction_counts(&[("W", "u4"), ("D", "f16"), ("Z", "u4")]);
+    let unfolded = packed_instruction_counts(&[("W", "u4"), ("D", "f16"), ("Z", "f16")]);
+    let get = |c: &std::collections::HashMap<String, usize>, n: &str| c.get(n).copied().unwrap_or(0);
+    let corrections = |c: &std::collections::HashMap<String, usize>| get(c, "sub.rn.f16x2") + get(c, "fma.rn.f16x2") + get(c, "add.rn.f16x2");
+    // 32 pairs per thread and tile (64 × 128 / 128 threads / 2), plus the corrections of
+    // each column (4 columns × 2 bit positions of a pair in its byte) and the zero points' own
+    // conversion (2 pairs).
+    assert!(corrections(&folded) <= 32 + 8 + 2, "folded zero points: {folded:?}");
+    assert!(corrections(&unfolded) >= 64, "f16 zero points: {unfolded:?}");
+    assert_eq!(get(&folded, "mul.rn.f16x2"), 32, "{folded:?}");
+    // One lop3 per pair (the u4 zero points' own conversion adds at most a few), no prmt per pair.
+    assert!((32..=36).contains(&get(&folded, "lop3.b32")), "{folded:?}");
+    assert!(get(&folded, "prmt.b32") <= 4, "{folded:?}");
 }
 
 #[test]

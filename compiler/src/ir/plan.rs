@@ -126,7 +126,26 @@ pub fn reads_registers(kernel: &Kernel, dot: ValueId, instruction: MmaInstructio
     }
     let (Some(layout), Some(acc)) = (layout_of(kernel, b), layout_of(kernel, dot)) else { return false };
     let Some(&k) = kernel.value(b).ty.shape().and_then(|s| s.first()) else { return false };
-    mma_b_operand_layout(acc, k).as_ref() == Some(layout)
+    mma_b_operand_layout(acc, k).is_some_and(|fragment| same_up_to_register_order(layout, &fragment))
+}
+
+/// Whether `layout` gives every thread the same elements as `fragment`, with its registers
+/// in an order of their own that is the same in every thread (a renaming of registers, which
+/// costs nothing: the lowering finds each fragment register through `local_of`). A weight
+/// order that interleaves codes within a thread's run (`qmatmul_fragment`) gives such a
+/// layout.
+fn same_up_to_register_order(layout: &RegisterLayout, fragment: &RegisterLayout) -> bool {
+    if layout == fragment {
+        return true;
+    }
+    if layout.shape() != fragment.shape() || layout.num_threads() != fragment.num_threads() || layout.local_size() != fragment.local_size() {
+        return false;
+    }
+    // The renaming, from thread 0; then every thread must agree with it.
+    let Some(renaming) = (0..fragment.local_size()).map(|l| fragment.coord(0, l).and_then(|c| layout.local_of(&c))).collect::<Option<Vec<usize>>>() else {
+        return false;
+    };
+    (0..fragment.num_threads()).all(|t| renaming.iter().enumerate().all(|(l, &mine)| layout.coord(t, mine).is_some() && layout.coord(t, mine) == fragment.coord(t, l)))
 }
 
 /// Where the fragments of an operand of a tensor-core `dot` come from.

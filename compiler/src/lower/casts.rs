@@ -100,29 +100,38 @@ impl Lower<'_> {
     /// destination); `None`, with nothing emitted, for the pairs without an exact plan (see
     /// `fast_half_cast`), which take the generic path.
     pub(super) fn cast_to_half_fast(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<Vec<Var>> {
-        self.cast_to_half_fast_packed(body, regs, from, to).map(|(out, _)| out)
+        self.cast_to_half_fast_packed(body, regs, &adjacent_pairs(regs.len()), from, to).map(|cast| cast.regs)
     }
 
     /// [`Self::cast_to_half_fast`], and also the results as packed pairs (`packed.rs`) when
-    /// there is an even number of registers and the plan needs no special-code fixes.
-    pub(super) fn cast_to_half_fast_packed(
-        &mut self,
-        body: &mut Vec<lir::Stmt>,
-        regs: &[Var],
-        from: DType,
-        to: DType,
-    ) -> Option<(Vec<Var>, Option<Vec<Var>>)> {
+    /// there is an even number of registers and the plan needs no special-code fixes, and the
+    /// pairs before their correction where the codes came straight from loaded words. The
+    /// pairs are those of `pairing` (every register once).
+    pub(super) fn cast_to_half_fast_packed(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
         use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
         let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
-        if let Some((out, pairs)) = self.cast_codes_in_words(body, regs, from, to) {
-            return Some((out, Some(pairs)));
+        let covered = !regs.is_empty() && pairing.len() * 2 == regs.len();
+        if covered {
+            if let Some(cast) = self.cast_codes_in_words(body, regs, pairing, from, to) {
+                return Some(cast);
+            }
         }
         // Whole pairs and no special codes: both halves of each pair in one packed operation,
         // the scalar registers its halves.
-        let in_pairs = !regs.is_empty() && regs.len().is_multiple_of(2) && plan.packs(ty);
+        let in_pairs = covered && plan.packs(ty);
+        if in_pairs {
+            let mut pairs = Vec::with_capacity(pairing.len());
+            for &(low, high) in pairing {
+                let packed = self.assign(body, Ty::I32, pack_pair(var(regs[low]), var(regs[high])));
+                let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
+                let both = plan.packed(var(patterns), var(packed), ty).expect("checked above");
+                pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
+            }
+            let halves = self.halves_of(&pairs, pairing, body);
+            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: None });
+        }
         let mut out = Vec::with_capacity(regs.len());
-        let mut pairs = Vec::new();
         for pair in regs.chunks(2) {
             let packed = match pair {
                 [low, high] => pack_pair(var(*low), var(*high)),
@@ -131,11 +140,6 @@ impl Lower<'_> {
             };
             let packed = self.assign(body, Ty::I32, packed);
             let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
-            if in_pairs {
-                let both = plan.packed(var(patterns), var(packed), ty).expect("checked above");
-                pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
-                continue;
-            }
             for high in [false, true].into_iter().take(pair.len()) {
                 let mut value = self.assign(body, ty, plan.half(var(patterns), high, ty));
                 if let Some(fixed) = plan.fix_specials(var(value), var(packed), high, ty) {
@@ -144,50 +148,60 @@ impl Lower<'_> {
                 out.push(value);
             }
         }
-        if in_pairs {
-            let halves = self.halves_of(&pairs, body);
-            return Some((halves, Some(pairs)));
-        }
-        Some((out, None))
+        Some(FastCast { regs: out, pairs: None, raw: None })
     }
 
     /// The fast cast of integer codes of 1, 2 or 4 bits straight from the words they were
-    /// loaded in (`code_sources`), pair by pair: one `prmt` brings the byte of each code of the
-    /// pair (each word shifted so the code starts its byte, the shifts shared) into bytes 0 and
-    /// 2, one `lop3` builds both patterns from the raw codes (`raw_code_magic`), one packed
-    /// subtraction finishes both halves. `None`, with nothing emitted, unless every register
-    /// has a known source and they pair up.
-    fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], from: DType, to: DType) -> Option<(Vec<Var>, Vec<Var>)> {
-        let magic = crate::lower_numerics::raw_code_magic(from, to)?;
+    /// loaded in (`code_sources`), pair by pair, without unpacking them first:
+    /// * when the two codes of a pair sit 16 bits apart in one word (the fragment order of
+    ///   `qmatmul_fragment` puts them there), the word shifted right by a multiple of
+    ///   `raw_code_shift_limit` (the shifts shared) already holds them at bit `r` of each
+    ///   half: one `lop3` builds both patterns (`raw_code_magic` at `r`);
+    /// * otherwise one `prmt` first brings the byte of each code (each word shifted so the code
+    ///   starts its byte, the shifts shared) into bytes 0 and 2.
+    ///
+    /// One packed subtraction (or `fma`, for `r > 0`) finishes both halves; the result also
+    /// records the pairs before it, for a subtraction that can absorb it (`packed.rs`).
+    /// `None`, with nothing emitted, unless every register has a known source and they pair
+    /// up.
+    fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
+        use crate::lower_numerics::{raw_code_magic, raw_code_shift_limit};
+        let limit = raw_code_shift_limit(to)?;
+        raw_code_magic(from, to, 0)?;
         let packed_ty = Ty::of(to).packed()?;
-        if regs.is_empty() || !regs.len().is_multiple_of(2) {
-            return None;
-        }
         let sources: Vec<(Var, u32)> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
         let mut shifted: HashMap<(Var, u32), Var> = HashMap::new();
-        let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, (word, bit): (Var, u32)| -> Var {
-            let by = bit % 8;
+        let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var, by: u32| -> Var {
             if by == 0 {
                 return word;
             }
             *shifted.entry((word, by)).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, by as i64))))
         };
         let mut pairs = Vec::with_capacity(regs.len() / 2);
-        for pair in sources.chunks(2) {
-            let (low, high) = (pair[0], pair[1]);
-            let a = shift_word(self, body, low);
-            let b = shift_word(self, body, high);
-            // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8 of
-            // `b` (selector values 4..7); the mask keeps only the codes.
-            let (lo_byte, hi_byte) = ((low.1 / 8) as i64, 4 + (high.1 / 8) as i64);
-            let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
-            let bytes = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) });
+        let mut raw = Vec::with_capacity(regs.len() / 2);
+        for &(low, high) in pairing {
+            let (low, high) = (sources[low], sources[high]);
+            let (bytes, magic) = if low.0 == high.0 && high.1 == low.1 + 16 {
+                let r = low.1 % limit;
+                let word = shift_word(self, body, low.0, low.1 - r);
+                (word, raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width"))
+            } else {
+                let a = shift_word(self, body, low.0, low.1 % 8);
+                let b = shift_word(self, body, high.0, high.1 % 8);
+                // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8 of
+                // `b` (selector values 4..7); the mask keeps only the codes.
+                let (lo_byte, hi_byte) = ((low.1 / 8) as i64, 4 + (high.1 / 8) as i64);
+                let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
+                let bytes = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) });
+                (bytes, raw_code_magic(from, to, 0).expect("checked above"))
+            };
             let patterns = self.assign(body, Ty::I32, magic.patterns(var(bytes)));
             let value = magic.packed_value(var(patterns), Ty::of(to)).expect("f16 or bf16");
             pairs.push(self.assign(body, packed_ty, value));
+            raw.push(RawPair { pattern: patterns, scale: magic.scale, offset: magic.offset });
         }
-        let out = self.halves_of(&pairs, body);
-        Some((out, pairs))
+        let out = self.halves_of(&pairs, pairing, body);
+        Some(FastCast { regs: out, pairs: Some(pairs), raw: Some(RawPairs { pairs: raw, codes: from }) })
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision

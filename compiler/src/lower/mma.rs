@@ -84,6 +84,7 @@ impl Lower<'_> {
         // k-half `h` and element `i`, the local index that holds it in every thread (found
         // through thread 0, whose fragment coordinates are the tile's origin).
         let b_in_registers = operands[1].1 == OperandSource::Registers;
+        let b_pairing = if b_in_registers { self.pairing(b) } else { Vec::new() };
         let b_layout = self.layout(b).clone();
         let b_local = |q: usize, s: usize, h: usize, i: usize| -> usize {
             let origin_n = layout.coord(0, q * 4).expect("thread 0 holds every tile's first register")[1];
@@ -164,8 +165,9 @@ impl Lower<'_> {
                     let mut regs = Vec::new();
                     for h in 0..2 {
                         let (low, high) = (b_local(q, step, h, 0), b_local(q, step, h, 1));
-                        if let Some(pairs) = self.packed_of(b).filter(|_| low % 2 == 0 && high == low + 1) {
-                            let pair = pairs[low / 2];
+                        let pair_index = b_pairing.iter().position(|&p| p == (low, high));
+                        if let (Some(pairs), Some(index)) = (self.packed_of(b), pair_index) {
+                            let pair = pairs[index];
                             regs.push(var(self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) })));
                             continue;
                         }

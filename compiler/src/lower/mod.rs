@@ -44,6 +44,7 @@ use crate::passes::divisibility::{self, Assumptions, Divisibility};
 use std::collections::HashMap;
 
 mod casts;
+use packed::{adjacent_pairs, FastCast, RawPair, RawPairs};
 mod elementwise;
 mod exchanges;
 mod global_memory;
@@ -108,6 +109,7 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
         },
         regs: HashMap::new(),
         packed: HashMap::new(),
+        raw_pairs: HashMap::new(),
         code_sources: HashMap::new(),
         var_regs: HashMap::new(),
         thread_parts: HashMap::new(),
@@ -128,6 +130,8 @@ struct Lower<'k> {
     regs: HashMap<ValueId, Vec<Var>>,
     /// Packed half pairs of some 16-bit float values (`packed.rs`).
     packed: HashMap<ValueId, Vec<Var>>,
+    /// The pairs of some fast casts before their last correction (`packed.rs`).
+    raw_pairs: HashMap<ValueId, RawPairs>,
     /// For registers holding a code of 1, 2 or 4 bits cut from a loaded word: the word (an i32
     /// variable) and the code's bit offset in it.
     code_sources: HashMap<Var, (Var, u32)>,
@@ -391,7 +395,7 @@ impl Lower<'_> {
             }
             Op::Binary(op, a, b) => {
                 let (op, a, b) = (*op, *a, *b);
-                if self.packed_binary(id, op, a, b, body) {
+                if self.folded_zero_point(id, op, a, b, body) || self.packed_binary(id, op, a, b, body) {
                     return;
                 }
                 let unsigned = self.dtype(a).is_unsigned_int();
@@ -416,10 +420,16 @@ impl Lower<'_> {
                     if let Some(pairs) = self.packed.get(&a).cloned() {
                         self.packed.insert(id, pairs);
                     }
-                } else if let Some((out, pairs)) = self.cast_to_half_fast_packed(body, &regs, from, to) {
-                    self.regs.insert(id, out);
-                    if let Some(pairs) = pairs {
+                } else if let Some(cast) = {
+                    let pairing = self.pairing(id);
+                    self.cast_to_half_fast_packed(body, &regs, &pairing, from, to)
+                } {
+                    self.regs.insert(id, cast.regs);
+                    if let Some(pairs) = cast.pairs {
                         self.packed.insert(id, pairs);
+                    }
+                    if let Some(raw) = cast.raw {
+                        self.raw_pairs.insert(id, raw);
                     }
                 } else if from.is_low_precision() || to.is_low_precision() {
                     let out = regs.into_iter().map(|r| self.cast_into(body, var(r), from, to)).collect();

@@ -1,11 +1,15 @@
-//! Packed half pairs: registers `2j` and `2j + 1` of a 16-bit float tile as one `f16x2` (or
-//! `bf16x2`) register, so that elementwise arithmetic on the tile takes one instruction per
-//! pair and the tensor cores take the pair as it is.
+//! Packed half pairs: two registers of a 16-bit float tile as one `f16x2` (or `bf16x2`)
+//! register, so that elementwise arithmetic on the tile takes one instruction per pair and
+//! the tensor cores take the pair as it is. Which registers pair up is a function of the
+//! tile's layout alone ([`pairing_of_layout`]): registers `2j` and `2j + 1`, or, where those
+//! are not rows `k` and `k + 1` of one column but every register has such a partner in its
+//! thread, those row pairs (the pairs of a tensor-core B operand), so values of one layout
+//! always pair alike.
 //!
 //! Expects the scalar registers of every value (`Lower::regs`), as everywhere in the
-//! lowering. Guarantees: a value with a packed form (`Lower::packed`) has, for every pair,
-//! a register whose halves are exactly its scalar registers `2j` (low half) and `2j + 1`
-//! (high); the scalar registers stay defined (as the halves of the packed ones where an
+//! lowering. Guarantees: a value with a packed form (`Lower::packed`) has, for every pair
+//! `(low, high)` of its pairing, a register whose halves are exactly its scalar registers
+//! `low` (low half) and `high`; the scalar registers stay defined (as the halves of the packed ones where an
 //! operation produced only those), so every consumer that does not know pairs reads them as
 //! before. A pair is formed where the pairs already exist or are cheap:
 //! * the fast dequantizing casts of integers (and of floats without special codes) build both
@@ -14,9 +18,90 @@
 //!   a broadcast in registers (packed there, each distinct pair of its registers once); each
 //!   half is rounded as its own operation, exactly like the scalar instructions, so results
 //!   are bit-identical;
-//! * a cast to the same dtype keeps its operand's pairs.
+//! * a cast to the same dtype keeps its operand's pairs;
+//! * `codes - zero_points` where `codes` is a fast cast of 1-, 2- or 4-bit integer codes
+//!   straight from their words and `zero_points` holds integers (a cast, possibly broadcast,
+//!   of an integer tile) folds the zero point into the magic-number correction: one packed
+//!   subtraction (or `fma`) of `offset + zero_point` per pair instead of two. Every value
+//!   involved is an integer the pair type holds exactly (checked against the dtypes' ranges),
+//!   so the result is the same as the two rounded subtractions.
 
 use super::*;
+use crate::lower_numerics::packed_constant;
+
+/// Which registers of a value make its packed pairs: `(low half, high half)` register
+/// indices, every register once.
+pub(super) type Pairing = Vec<(usize, usize)>;
+
+/// Registers `2j` and `2j + 1` of `count` registers.
+pub(super) fn adjacent_pairs(count: usize) -> Pairing {
+    (0..count / 2).map(|j| (2 * j, 2 * j + 1)).collect()
+}
+
+/// The pairing of the registers of a tile of `layout` (module header): row pairs where every
+/// register holding an even row `k` has the register holding row `k + 1` of its column as
+/// partner, at the same local indices in every thread; registers `2j, 2j + 1` otherwise.
+pub(super) fn pairing_of_layout(layout: &RegisterLayout) -> Pairing {
+    let adjacent = adjacent_pairs(layout.local_size());
+    let Some(rows) = row_pairs(layout) else { return adjacent };
+    rows
+}
+
+fn row_pairs(layout: &RegisterLayout) -> Option<Pairing> {
+    let locals = layout.local_size();
+    if layout.rank() != 2 || !locals.is_multiple_of(2) {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(locals / 2);
+    for low in 0..locals {
+        let coord = layout.coord(0, low)?;
+        if coord[0] % 2 == 1 {
+            continue;
+        }
+        let partner = [coord[0] + 1, coord[1]];
+        let high = layout.local_of(&partner)?;
+        if layout.coord(0, high).as_deref() != Some(&partner[..]) {
+            return None;
+        }
+        pairs.push((low, high));
+    }
+    if pairs.len() * 2 != locals {
+        return None;
+    }
+    let same_in_every_thread = (1..layout.num_threads()).all(|t| {
+        pairs.iter().all(|&(low, high)| match (layout.coord(t, low), layout.coord(t, high)) {
+            (Some(l), Some(h)) => h[0] == l[0] + 1 && h[1] == l[1],
+            _ => false,
+        })
+    });
+    same_in_every_thread.then_some(pairs)
+}
+
+/// The result of a fast dequantizing cast (`casts.rs`).
+pub(super) struct FastCast {
+    /// The scalar registers, in order.
+    pub regs: Vec<Var>,
+    /// The packed pairs, where the cast built them.
+    pub pairs: Option<Vec<Var>>,
+    /// The pairs before their last correction, where the codes came straight from words.
+    pub raw: Option<RawPairs>,
+}
+
+/// A packed pair before its last, exact correction: each half's value is
+/// `pattern · scale − offset`, with `pattern` (an i32) read as the pair type.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RawPair {
+    pub pattern: Var,
+    pub scale: f64,
+    pub offset: f64,
+}
+
+/// The uncorrected pairs of a cast of integer `codes`.
+#[derive(Clone, Debug)]
+pub(super) struct RawPairs {
+    pub pairs: Vec<RawPair>,
+    pub codes: DType,
+}
 
 impl Lower<'_> {
     /// The packed pairs of `id`, if it has them.
@@ -24,25 +109,33 @@ impl Lower<'_> {
         self.packed.get(&id).map(Vec::as_slice)
     }
 
-    /// Records `pairs` as the packed form of `id` and defines its scalar registers as their
-    /// halves.
+    /// The pairing of the registers of tile `id` ([`pairing_of_layout`]).
+    /// No pairs for a scalar.
+    pub(super) fn pairing(&self, id: ValueId) -> Pairing {
+        self.k.value(id).layout.as_ref().map_or_else(Vec::new, pairing_of_layout)
+    }
+
+    /// Records `pairs` (in the order of its pairing) as the packed form of `id` and defines
+    /// its scalar registers as their halves.
     pub(super) fn define_from_pairs(&mut self, id: ValueId, pairs: Vec<Var>, body: &mut Vec<lir::Stmt>) {
-        let regs = self.halves_of(&pairs, body);
+        let pairing = self.pairing(id);
+        let regs = self.halves_of(&pairs, &pairing, body);
         self.regs.insert(id, regs);
         self.packed.insert(id, pairs);
     }
 
-    /// The halves of the packed registers `pairs` as scalar registers, in order.
-    pub(super) fn halves_of(&mut self, pairs: &[Var], body: &mut Vec<lir::Stmt>) -> Vec<Var> {
+    /// The halves of the packed registers `pairs` as scalar registers, each at its place in
+    /// `pairing`.
+    pub(super) fn halves_of(&mut self, pairs: &[Var], pairing: &[(usize, usize)], body: &mut Vec<lir::Stmt>) -> Vec<Var> {
         let lane = self.p.vars[pairs[0].0 as usize].lane();
-        let mut regs = Vec::with_capacity(pairs.len() * 2);
-        for &pair in pairs {
+        let mut regs: Vec<Option<Var>> = vec![None; pairs.len() * 2];
+        for (&pair, &(low, high)) in pairs.iter().zip(pairing) {
             let word = self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) });
-            for high in [false, true] {
-                regs.push(self.assign(body, lane, crate::lower_numerics::half_of_word(var(word), high, lane)));
+            for (index, is_high) in [(low, false), (high, true)] {
+                regs[index] = Some(self.assign(body, lane, crate::lower_numerics::half_of_word(var(word), is_high, lane)));
             }
         }
-        regs
+        regs.into_iter().map(|r| r.expect("a pairing covers every register")).collect()
     }
 
     /// The packed register of the 16-bit float registers `low` and `high` (of type `lane`).
@@ -53,12 +146,13 @@ impl Lower<'_> {
     }
 
     /// The registers `regs` (of the 16-bit float type `lane`; they may repeat, as a
-    /// broadcast's do) packed pair by pair, each distinct pair of source registers once, at
-    /// this point of `body`.
-    fn pack_registers(&mut self, regs: &[Var], lane: Ty, body: &mut Vec<lir::Stmt>) -> Vec<Var> {
+    /// broadcast's do) packed pair by pair of `pairing`, each distinct pair of source registers
+    /// once, at this point of `body`.
+    fn pack_registers(&mut self, regs: &[Var], pairing: &[(usize, usize)], lane: Ty, body: &mut Vec<lir::Stmt>) -> Vec<Var> {
         let mut made: HashMap<(Var, Var), Var> = HashMap::new();
         let mut pairs = Vec::with_capacity(regs.len() / 2);
-        for pair in regs.chunks(2) {
+        for &(low, high) in pairing {
+            let pair = [regs[low], regs[high]];
             let key = (pair[0], pair[1]);
             let packed = match made.get(&key) {
                 Some(p) => *p,
@@ -90,8 +184,11 @@ impl Lower<'_> {
         if self.regs(b).len() != count || !count.is_multiple_of(2) || (self.packed_of(a).is_none() && self.packed_of(b).is_none()) {
             return false;
         }
+        // Pairs of one pairing: the result's (the operands' layouts are the result's).
+        let pairing = self.pairing(id);
         let packable = |s: &Self, v: ValueId| {
-            s.packed_of(v).is_some() || (matches!(s.k.value(v).op, Op::Broadcast(_)) && s.k.value(v).strategy == Some(Strategy::InRegisters))
+            let in_pairs = s.packed_of(v).is_some() && s.pairing(v) == pairing;
+            in_pairs || (matches!(s.k.value(v).op, Op::Broadcast(_)) && s.k.value(v).strategy == Some(Strategy::InRegisters))
         };
         if !packable(self, a) || !packable(self, b) {
             return false;
@@ -100,7 +197,7 @@ impl Lower<'_> {
             Some(p) => p.to_vec(),
             None => {
                 let regs = s.regs(v).to_vec();
-                s.pack_registers(&regs, lane, body)
+                s.pack_registers(&regs, &pairing, lane, body)
             }
         };
         let (x, y) = (pairs_of(self, a), pairs_of(self, b));
@@ -108,5 +205,80 @@ impl Lower<'_> {
         let pairs = operands.into_iter().map(|(x, y)| self.assign(body, packed_ty, bin(lir_op, var(x), var(y)))).collect();
         self.define_from_pairs(id, pairs, body);
         true
+    }
+
+    /// `a - b` as one packed operation per pair when `a` has raw pairs (a fast cast of codes
+    /// from words) and `b` holds integers: the zero point joins the magic offset, `pattern −
+    /// (offset + b)`, or `fma(pattern, scale, −(offset + b))` for scaled patterns. Every
+    /// intermediate is an integer of magnitude at most the pair type's exact-integer limit
+    /// (2^11 for f16, 2^8 for bf16), so each operation is exact and the result equals the
+    /// rounded `(a − offset) − b`. `false`, with nothing emitted, where that is not proven.
+    pub(super) fn folded_zero_point(&mut self, id: ValueId, op: BinaryOp, a: ValueId, b: ValueId, body: &mut Vec<lir::Stmt>) -> bool {
+        if op != BinaryOp::Sub {
+            return false;
+        }
+        let Some(raw) = self.raw_pairs.get(&a).cloned() else { return false };
+        let lane = Ty::of(self.dtype(id));
+        let Some(packed_ty) = lane.packed() else { return false };
+        let (Some((zero_low, zero_high)), Some((code_low, code_high))) = (self.integer_values(b), raw.codes.int_range()) else {
+            return false;
+        };
+        let limit: i128 = if lane == Ty::F16 { 1 << 11 } else { 1 << 8 };
+        let within = |x: i128| x.abs() <= limit;
+        let offsets_exact = raw.pairs.iter().all(|p| {
+            let offset = p.offset as i128;
+            p.offset.fract() == 0.0 && within(offset + zero_low) && within(offset + zero_high)
+        });
+        let values_exact = within(zero_low) && within(zero_high) && within(code_low - zero_high) && within(code_high - zero_low);
+        let pairing = self.pairing(id);
+        if !offsets_exact || !values_exact || self.regs(b).len() != raw.pairs.len() * 2 || self.pairing(a) != pairing {
+            return false;
+        }
+        let zero_pairs = match self.packed_of(b).filter(|_| self.pairing(b) == pairing) {
+            Some(pairs) => pairs.to_vec(),
+            None => {
+                let regs = self.regs(b).to_vec();
+                self.pack_registers(&regs, &pairing, lane, body)
+            }
+        };
+        // `offset + zero` (or its negation), once per distinct offset, scale and zero pair.
+        let mut corrections: HashMap<(u64, u64, Var), Var> = HashMap::new();
+        let mut pairs = Vec::with_capacity(raw.pairs.len());
+        for (p, zero) in raw.pairs.iter().zip(zero_pairs) {
+            let scaled = p.scale != 1.0;
+            let key = (p.scale.to_bits(), p.offset.to_bits(), zero);
+            let correction = match corrections.get(&key) {
+                Some(c) => *c,
+                None => {
+                    let e = if scaled {
+                        bin(lir::BinaryOp::Sub, packed_constant(-p.offset, lane).expect("f16 or bf16"), var(zero))
+                    } else {
+                        bin(lir::BinaryOp::Add, packed_constant(p.offset, lane).expect("f16 or bf16"), var(zero))
+                    };
+                    let c = self.assign(body, packed_ty, e);
+                    corrections.insert(key, c);
+                    c
+                }
+            };
+            let pattern = Expr::Bitcast { to: packed_ty, value: Box::new(var(p.pattern)) };
+            let value = if scaled {
+                Expr::Fma(Box::new(pattern), Box::new(packed_constant(p.scale, lane).expect("f16 or bf16")), Box::new(var(correction)))
+            } else {
+                bin(lir::BinaryOp::Sub, pattern, var(correction))
+            };
+            pairs.push(self.assign(body, packed_ty, value));
+        }
+        self.define_from_pairs(id, pairs, body);
+        true
+    }
+
+    /// The range of the integers a 16-bit float value holds when it is a cast of an integer
+    /// tile, possibly broadcast; `None` otherwise.
+    fn integer_values(&self, v: ValueId) -> Option<(i128, i128)> {
+        match &self.k.value(v).op {
+            Op::Cast(x) if self.dtype(*x).is_int() => self.dtype(*x).int_range(),
+            Op::Broadcast(x) => self.integer_values(*x),
+            _ => None,
+        }
     }
 }

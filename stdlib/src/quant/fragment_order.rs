@@ -10,10 +10,15 @@
 //! nn = a1·32 + q                (a1 < bn/32, q < 32)
 //! ```
 //!
-//! sits at `((((q·4 + r)·(bk/16) + a0)·(bn/32) + a1)·2 + h)·2 + c`. That is the order in which
-//! the 128 threads of a block hold the tile as the B operand of `mma.m16n8k16` when its four
-//! warps share the m rows: thread `q·4 + r` holds the `4·(bk/16)·(bn/32)` codes of column
-//! `q` of each 32-column slice and of rows `2r, 2r+1, 2r+8, 2r+9` of each 16-row slice.
+//! has pair index `P = ((a0·(bn/32) + a1)·2 + h)` in the run of thread `q·4 + r`, the
+//! `4·(bk/16)·(bn/32)` codes of column `q` of each 32-column slice and of rows `2r, 2r+1,
+//! 2r+8, 2r+9` of each 16-row slice: the order in which the 128 threads of a block hold the
+//! tile as the B operand of `mma.m16n8k16` when its four warps share the m rows. Thread runs
+//! follow one another; inside a run, the codes of pair `P = w·pw + j` (`j < pw`) sit at
+//! `(w·2 + c)·pw + j`: for codes whose width divides 16, `pw` is `16 / bits` (the two codes of
+//! a pair 16 bits apart in a 32-bit word, where one `lop3` turns both into halves of an f16
+//! pair), and 1 (the two codes adjacent) for other widths or when a run is shorter than a
+//! word of pairs (see [`FragmentTile::pairs_per_word`]).
 //!
 //! ```
 //! use tl_compiler::dtype::DType;
@@ -55,12 +60,26 @@ impl FragmentTile {
         self.bn
     }
 
+    /// How many pairs of `bits`-wide codes share a 32-bit word, with the two codes of each
+    /// 16 bits apart: `16 / bits` for widths that divide 16 when it divides the pairs of a
+    /// thread's run (`bk·bn / 256`), else 1. The kernels compute the same number (`PW`).
+    pub fn pairs_per_word(self, bits: u32) -> usize {
+        let pairs_per_run = self.bk * self.bn / 256;
+        match 16usize.checked_div(bits as usize) {
+            Some(word) if bits > 0 && 16 % bits == 0 && pairs_per_run.is_multiple_of(word) => word,
+            _ => 1,
+        }
+    }
+
     /// The position inside its tile's run of `bk · bn` codes of weight `[kk, nn]` of the tile
-    /// (`kk < bk`, `nn < bn`).
-    pub fn position(self, kk: usize, nn: usize) -> usize {
+    /// (`kk < bk`, `nn < bn`), for codes of `bits` bits.
+    pub fn position(self, kk: usize, nn: usize, bits: u32) -> usize {
         let (a0, h, r, c) = (kk / 16, kk / 8 % 2, kk / 2 % 4, kk % 2);
         let (a1, q) = (nn / 32, nn % 32);
-        ((((q * 4 + r) * (self.bk / 16) + a0) * (self.bn / 32) + a1) * 2 + h) * 2 + c
+        let pair = (a0 * (self.bn / 32) + a1) * 2 + h;
+        let pw = self.pairs_per_word(bits);
+        let run = self.bk * self.bn / 128;
+        (q * 4 + r) * run + ((pair / pw) * 2 + c) * pw + pair % pw
     }
 
     /// The shape of the fragment-ordered tensor of a `[rows, cols]` matrix.
@@ -70,10 +89,10 @@ impl FragmentTile {
 
     /// The flat index in the fragment-ordered tensor of weight `[row, col]` of a matrix of
     /// `cols` columns.
-    fn ordered_index(self, row: usize, col: usize, cols: usize) -> usize {
+    fn ordered_index(self, row: usize, col: usize, cols: usize, bits: u32) -> usize {
         let tile_size = self.bk * self.bn;
         let (kb, nb) = (row / self.bk, col / self.bn);
-        kb * cols.div_ceil(self.bn) * tile_size + nb * tile_size + self.position(row % self.bk, col % self.bn)
+        kb * cols.div_ceil(self.bn) * tile_size + nb * tile_size + self.position(row % self.bk, col % self.bn, bits)
     }
 }
 
@@ -86,7 +105,7 @@ pub fn to_fragment_order(codes: &HostTensor, tile: FragmentTile) -> Result<HostT
     let mut ordered = HostTensor::zeros(codes.dtype, &shape);
     for row in 0..rows {
         for col in 0..cols {
-            ordered.set_code(tile.ordered_index(row, col, cols), codes.code(row * cols + col));
+            ordered.set_code(tile.ordered_index(row, col, cols, codes.dtype.bits()), codes.code(row * cols + col));
         }
     }
     Ok(ordered)
@@ -104,7 +123,7 @@ pub fn from_fragment_order(ordered: &HostTensor, tile: FragmentTile, rows: usize
     let mut codes = HostTensor::zeros(ordered.dtype, &[rows, cols]);
     for row in 0..rows {
         for col in 0..cols {
-            codes.set_code(row * cols + col, ordered.code(tile.ordered_index(row, col, cols)));
+            codes.set_code(row * cols + col, ordered.code(tile.ordered_index(row, col, cols, ordered.dtype.bits())));
         }
     }
     Ok(codes)
@@ -139,9 +158,15 @@ mod tests {
     #[test]
     fn positions_are_the_compiled_kernels_b_fragment_order() {
         let module = crate::module("qmatmul_fragment").expect("listed").expect("checks");
-        for (bk, bn) in [(16, 32), (64, 128), (32, 64), (128, 64), (16, 128)] {
-            let consts = [("BK".to_string(), ConstValue::Int(bk as i64)), ("BN".to_string(), ConstValue::Int(bn as i64)), ("G".to_string(), ConstValue::Int(bk as i64))];
-            let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{bk}×{bn}: {e}"));
+        let tiles = [(16, 32), (64, 128), (32, 64), (128, 64), (16, 128), (32, 128)];
+        for ((bk, bn), w) in tiles.into_iter().flat_map(|t| [DType::U1, DType::U2, DType::I4, DType::U3, DType::U8].map(|w| (t, w))) {
+            let consts = [
+                ("BK".to_string(), ConstValue::Int(bk as i64)),
+                ("BN".to_string(), ConstValue::Int(bn as i64)),
+                ("G".to_string(), ConstValue::Int(bk as i64)),
+                ("W".to_string(), ConstValue::DType(w)),
+            ];
+            let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{bk}×{bn} {w}: {e}"));
             let ir = &kernel.compiled.kernel;
             let b = ir.values.iter().find_map(|v| match v.op { Op::Dot { b, .. } => Some(b), _ => None }).expect("a dot");
             let layout = ir.value(b).layout.clone().expect("a laid-out operand");
@@ -153,8 +178,8 @@ mod tests {
             for thread in 0..128 {
                 for local in 0..per_thread {
                     let coords = layout.coord(thread, local).expect("inside the layout");
-                    let position = tile.position(coords[0], coords[1]);
-                    assert_eq!(position, thread * per_thread + local, "tile {bk}×{bn}: [{}, {}]", coords[0], coords[1]);
+                    let position = tile.position(coords[0], coords[1], w.bits());
+                    assert_eq!(position, thread * per_thread + local, "tile {bk}×{bn} {w}: [{}, {}]", coords[0], coords[1]);
                     seen[position] = true;
                 }
             }
