@@ -29,12 +29,15 @@ const FORMATS: [&str; 14] = [
 const CONFIG: [(&str, i64); 5] = [("BM", 16), ("BN", 128), ("BK", 64), ("G", 128), ("STAGES", 3)];
 const ASSUME: &str = "n%128,k%128";
 /// The kernels compared: (file and kernel name, how they take the weights, the dequantization
-/// arithmetic `D`; the activations are f16, except with `D` = bf16, where they are bf16 too).
-const KERNELS: [(&str, &str, &str); 4] = [
-    ("qmatmul", "[k, n]", "f32"),
-    ("qmatmul_fragment", "fragment", "f32"),
-    ("qmatmul_fragment", "fragment", "f16"),
-    ("qmatmul_fragment", "fragment", "bf16"),
+/// arithmetic `D`, the zero points' dtype `Z`; the activations are f16, except with `D` =
+/// bf16, where they are bf16 too). Integer zero points (u4, as GPTQ/AWQ checkpoints store
+/// them) fold into the conversion of 1-, 2- and 4-bit codes.
+const KERNELS: [(&str, &str, &str, &str); 5] = [
+    ("qmatmul", "[k, n]", "f32", "f16"),
+    ("qmatmul_fragment", "fragment", "f32", "f16"),
+    ("qmatmul_fragment", "fragment", "f16", "f16"),
+    ("qmatmul_fragment", "fragment", "f16", "u4"),
+    ("qmatmul_fragment", "fragment", "bf16", "f16"),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -43,14 +46,14 @@ fn main() -> anyhow::Result<()> {
     let have_ptxas = ptxas::find_ptxas().is_some();
     let config: Vec<String> = CONFIG.iter().map(|(n, v)| format!("{n}={v}")).collect();
     println!("qmatmul at {} (variant {ASSUME}), {}, PTX from LLVM {}", config.join(" "), arch.name(), if cfg!(debug_assertions) { "(debug build: compile times are not meaningful)" } else { "(release build)" });
-    let header = ["format", "weights", "D", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
+    let header = ["format", "weights", "D", "Z", "compile ms", "PTX instr", "K-loop instr", "instr/weight", "barriers", "mma", "registers", "spills (B)", "smem (B)"];
     let print_row = |row: &[String]| {
         if markdown {
             println!("| {} |", row.join(" | "));
         } else {
             println!(
-                "{:<10} {:<9} {:<4} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}",
-                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11]
+                "{:<10} {:<9} {:<4} {:<4} {:>10} {:>10} {:>12} {:>12} {:>8} {:>5} {:>9} {:>10} {:>8}",
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11], row[12]
             );
         }
     };
@@ -61,11 +64,11 @@ fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     for name in FORMATS {
         let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
-        for (kernel_name, weights, arithmetic) in KERNELS {
+        for (kernel_name, weights, arithmetic, zero) in KERNELS {
             let path = format!("{root}/stdlib/kernels/{kernel_name}.tl");
-            let d = DType::from_name(arithmetic).ok_or_else(|| anyhow::anyhow!("unknown dtype {arithmetic}"))?;
-            let mut row = vec![name.to_string(), weights.to_string(), arithmetic.to_string()];
-            row.extend(measure(&path, kernel_name, w, d, arch, have_ptxas)?);
+            let [d, z] = [arithmetic, zero].map(|t| DType::from_name(t).ok_or_else(|| anyhow::anyhow!("unknown dtype {t}")));
+            let mut row = vec![name.to_string(), weights.to_string(), arithmetic.to_string(), zero.to_string()];
+            row.extend(measure(&path, kernel_name, w, d?, z?, arch, have_ptxas)?);
             print_row(&row);
         }
     }
@@ -81,13 +84,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The columns after the format, the weight order and the arithmetic for kernel `kernel_name`
-/// of `path` with weights of `w` dequantized in `d`.
-fn measure(path: &str, kernel_name: &str, w: DType, d: DType, arch: Arch, have_ptxas: bool) -> anyhow::Result<Vec<String>> {
+/// The columns after the format, the weight order, the arithmetic and the zero points' dtype
+/// for kernel `kernel_name` of `path` with weights of `w` dequantized in `d`, zero points of `z`.
+#[allow(clippy::too_many_arguments)]
+fn measure(path: &str, kernel_name: &str, w: DType, d: DType, z: DType, arch: Arch, have_ptxas: bool) -> anyhow::Result<Vec<String>> {
     let source = std::fs::read_to_string(path)?;
     let mut consts: Vec<(String, ConstValue)> = CONFIG.iter().map(|(n, v)| (n.to_string(), ConstValue::Int(*v))).collect();
     consts.push(("W".into(), ConstValue::DType(w)));
     consts.push(("D".into(), ConstValue::DType(d)));
+    consts.push(("Z".into(), ConstValue::DType(z)));
     if d == DType::BF16 {
         consts.push(("A".into(), ConstValue::DType(DType::BF16)));
     }

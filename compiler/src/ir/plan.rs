@@ -141,11 +141,14 @@ fn same_up_to_register_order(layout: &RegisterLayout, fragment: &RegisterLayout)
     if layout.shape() != fragment.shape() || layout.num_threads() != fragment.num_threads() || layout.local_size() != fragment.local_size() {
         return false;
     }
-    // The renaming, from thread 0; then every thread must agree with it.
+    // The renaming, from thread 0. A coordinate is the sum of a thread's part and a register's
+    // part (`RegisterLayout::coord`), so once the registers of thread 0 agree, every thread
+    // agrees if its first register does.
     let Some(renaming) = (0..fragment.local_size()).map(|l| fragment.coord(0, l).and_then(|c| layout.local_of(&c))).collect::<Option<Vec<usize>>>() else {
         return false;
     };
-    (0..fragment.num_threads()).all(|t| renaming.iter().enumerate().all(|(l, &mine)| layout.coord(t, mine).is_some() && layout.coord(t, mine) == fragment.coord(t, l)))
+    let agree = |t: usize, l: usize| layout.coord(t, renaming[l]).is_some() && layout.coord(t, renaming[l]) == fragment.coord(t, l);
+    (0..fragment.local_size()).all(|l| agree(0, l)) && (1..fragment.num_threads()).all(|t| agree(t, 0))
 }
 
 /// Where the fragments of an operand of a tensor-core `dot` come from.

@@ -112,10 +112,8 @@ impl Lower<'_> {
         let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
         let covered = !regs.is_empty() && pairing.len() * 2 == regs.len();
-        if covered {
-            if let Some(cast) = self.cast_codes_in_words(body, regs, pairing, from, to) {
-                return Some(cast);
-            }
+        if covered && let Some(cast) = self.cast_codes_in_words(body, regs, pairing, from, to) {
+            return Some(cast);
         }
         // Whole pairs and no special codes: both halves of each pair in one packed operation,
         // the scalar registers its halves.

@@ -40,11 +40,11 @@ pub(super) fn adjacent_pairs(count: usize) -> Pairing {
 
 /// The pairing of the registers of a tile of `layout` (module header): row pairs where every
 /// register holding an even row `k` has the register holding row `k + 1` of its column as
-/// partner, at the same local indices in every thread; registers `2j, 2j + 1` otherwise.
+/// partner (the same registers in every thread); registers `2j, 2j + 1` otherwise.
 pub(super) fn pairing_of_layout(layout: &RegisterLayout) -> Pairing {
-    let adjacent = adjacent_pairs(layout.local_size());
-    let Some(rows) = row_pairs(layout) else { return adjacent };
-    rows
+    // Row pairs come out ordered by their low register, so where registers `2j, 2j + 1` are
+    // row pairs the two pairings are the same.
+    row_pairs(layout).unwrap_or_else(|| adjacent_pairs(layout.local_size()))
 }
 
 fn row_pairs(layout: &RegisterLayout) -> Option<Pairing> {
@@ -65,16 +65,9 @@ fn row_pairs(layout: &RegisterLayout) -> Option<Pairing> {
         }
         pairs.push((low, high));
     }
-    if pairs.len() * 2 != locals {
-        return None;
-    }
-    let same_in_every_thread = (1..layout.num_threads()).all(|t| {
-        pairs.iter().all(|&(low, high)| match (layout.coord(t, low), layout.coord(t, high)) {
-            (Some(l), Some(h)) => h[0] == l[0] + 1 && h[1] == l[1],
-            _ => false,
-        })
-    });
-    same_in_every_thread.then_some(pairs)
+    // A coordinate is the sum of a thread's part and a register's part
+    // (`RegisterLayout::coord`), so partners found in thread 0 are partners in every thread.
+    (pairs.len() * 2 == locals).then_some(pairs)
 }
 
 /// The result of a fast dequantizing cast (`casts.rs`).
