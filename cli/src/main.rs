@@ -38,7 +38,7 @@ const USAGE: &str = "usage:
 
   tlc stats prints what the kernel's PTX holds: its instructions by kind (global memory,
   shared memory, tensor cores, synchronization, control, the rest), each loop's (nested loops
-  included; the one with the most instructions is marked hot), and what ptxas reports:
+  included; the innermost loop with the most instructions is marked hot), and what ptxas reports:
   registers, barriers, shared memory and spills (when ptxas is found: TL_PTXAS or PATH).
 
   --print-after PASS writes the IR after that pass to standard error. The passes, in order:

@@ -68,11 +68,16 @@ enum WeightOrder {
 /// random over their whole range; f16 ones the middle of the weights' range.
 #[allow(clippy::too_many_arguments)]
 fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend: Backend, order: WeightOrder, d: DType, act: DType, zero: DType) {
-    const G: usize = 64;
+    // Groups of two k tiles of the fragment kernels (BK = 64), so that their loop over a
+    // group's tiles runs more than once, and the last group of a ragged k is partial.
+    let g_rows: usize = match order {
+        WeightOrder::RowMajor => 64,
+        WeightOrder::Fragment | WeightOrder::Split(_) => 128,
+    };
     let consts = [
         ("W".to_string(), ConstValue::DType(w)),
         ("S".to_string(), ConstValue::DType(s)),
-        ("G".to_string(), ConstValue::Int(G as i64)),
+        ("G".to_string(), ConstValue::Int(g_rows as i64)),
         ("D".to_string(), ConstValue::DType(d)),
         ("Z".to_string(), ConstValue::DType(zero)),
     ];
@@ -95,7 +100,7 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     };
     let kernel = module.kernel(name, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
     let mut rng = Rng(seed | 1);
-    let groups = k.div_ceil(G);
+    let groups = k.div_ceil(g_rows);
     let a = HostTensor::from_f64(act, &[m, k], &(0..m * k).map(|_| rng.unit()).collect::<Vec<_>>());
     let b = weights(&mut rng, w, k, n);
     // Scales near 1/max so dequantized weights are O(1); e8m0 scales are powers of two.
@@ -149,7 +154,7 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         for j in 0..n {
             let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
             for p in 0..k {
-                let g = p / G;
+                let g = p / g_rows;
                 // The kernel's dequantized weight: (q - z)·s in d, rounded to f16.
                 let shifted = d.round(d.round(b.get(p * n + j)) - d.round(zero_points.get(g * n + j)));
                 let weight = act.round(d.round(shifted * d.round(scales.get(g * n + j))));
