@@ -158,18 +158,19 @@ fn decode_grids(markdown: bool) {
         ("70B down", 8192, 28672),
     ];
     const SPLITS: [usize; 4] = [1, 2, 4, 8];
-    let (bn, bk) = (128, 64);
+    let (bn, bk, g) = (128, 64, 128);
     println!();
-    println!("decode grids (m <= 16, BN={bn}, BK={bk}): blocks for SPLITS = {SPLITS:?} (k tiles per split in parentheses)");
+    println!("decode grids (m <= 16, BN={bn}, BK={bk}, G={g}): blocks for SPLITS = {SPLITS:?} (k tiles per split in parentheses: whole groups of G / BK tiles)");
     let header = ["layer", "n", "k", "SPLITS=1", "SPLITS=2", "SPLITS=4", "SPLITS=8"];
     if markdown {
         println!("| {} |", header.join(" | "));
         println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
     }
     for (name, n, k) in LAYERS {
-        let tiles = k.div_ceil(bk);
+        // As `qmatmul_split` divides k: whole groups per split.
+        let (tiles, groups) = (k.div_ceil(bk), k.div_ceil(g));
         let mut row = vec![name.to_string(), n.to_string(), k.to_string()];
-        row.extend(SPLITS.iter().map(|s| format!("{} ({})", n.div_ceil(bn) * s, tiles.div_ceil(*s))));
+        row.extend(SPLITS.iter().map(|s| format!("{} ({})", n.div_ceil(bn) * s, (groups.div_ceil(*s) * (g / bk)).min(tiles))));
         if markdown {
             println!("| {} |", row.join(" | "));
         } else {
