@@ -38,7 +38,8 @@ const USAGE: &str = "usage:
 
   tlc stats prints what the kernel's PTX holds: its instructions by kind (global memory,
   shared memory, tensor cores, synchronization, control, the rest), each loop's (nested loops
-  included; the innermost loop with the most instructions is marked hot), and what ptxas reports:
+  included; the innermost loop with the most instructions is marked hot, and its instructions
+  are listed by opcode), and what ptxas reports:
   registers, barriers, shared memory and spills (when ptxas is found: TL_PTXAS or PATH).
 
   --print-after PASS writes the IR after that pass to standard error. The passes, in order:
@@ -435,6 +436,13 @@ fn stats(o: &Options, path: &PathBuf) -> Result<bool> {
             l.counts.with_prefix("bar"),
             l.counts.with_prefix("mma")
         ));
+    }
+    if let Some(l) = stats.hot_loop() {
+        // The hot loop's instructions by opcode, most frequent first (ties by name).
+        let mut opcodes: Vec<(&String, &usize)> = l.counts.by_opcode.iter().collect();
+        opcodes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let listed: Vec<String> = opcodes.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        out.push_str(&format!("  hot loop by opcode: {}\n", listed.join(", ")));
     }
     match ptxas::find_ptxas() {
         None => out.push_str("  ptxas: not found, so registers, spills and shared memory are unknown (set TL_PTXAS or put ptxas on PATH)\n"),

@@ -251,8 +251,9 @@ pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
     bin(BinaryOp::Or, bits(low), bin(BinaryOp::Shl, bits(high), i32c(16)))
 }
 
-/// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits: two's
-/// complement for signed formats, nothing above it cleared) to f16 or bf16, with the code `r`
+/// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits, or 8 bits to
+/// f16: two's complement for signed formats, nothing above it cleared) to f16 or bf16, with
+/// the code `r`
 /// bits above the bottom of each 16-bit half: the `lop3` keeps the code's bits (`mask`),
 /// merges the pattern of `base` and, for signed codes, flips the sign bit, which biases the
 /// value by half the range. The pattern's value is `base + u·2^r` (`u` the biased code), so
@@ -262,7 +263,9 @@ pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
 /// an `r` out of range.
 pub fn raw_code_magic(from: DType, to: DType, r: u32) -> Option<HalfMagic> {
     let bits = from.bits();
-    if !from.is_int() || !matches!(bits, 1 | 2 | 4) || r >= raw_code_shift_limit(to)? || !r.is_multiple_of(bits) {
+    // Bytes only into f16, whose 10 mantissa bits hold them (bf16's 7 do not).
+    let width_fits = matches!(bits, 1 | 2 | 4) || (bits == 8 && to == DType::F16);
+    if !from.is_int() || from == DType::Bool || !width_fits || r >= raw_code_shift_limit(to)? || !r.is_multiple_of(bits) {
         return None;
     }
     let (pattern, base) = match to {

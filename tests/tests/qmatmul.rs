@@ -246,6 +246,8 @@ fn bf16_activations_dequantize_in_bf16() {
         ("u2", "f16", "f32", Backend::Simt),
         ("f4e2m1", "e8m0", "bf16", Backend::Simt),
         ("f8e4m3fn", "e8m0", "bf16", Backend::Vm),
+        ("f8e4m3fn", "e8m0", "bf16", Backend::Simt),
+        ("f4e2m1", "f16", "bf16", Backend::Simt),
     ] {
         let [w, s, d] = [w, s, d].map(|n| DType::from_name(n).unwrap());
         check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16, DType::F16);
@@ -268,7 +270,7 @@ fn bf16_activations_dequantize_in_bf16() {
 #[test]
 fn half_precision_dequantization_matches_the_f16_definition() {
     let mut rng = Rng(0x0f16_0f16_0f16_0f16);
-    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn"] {
+    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2"] {
         let w = DType::from_name(w).unwrap();
         for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
             check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16, DType::F16);

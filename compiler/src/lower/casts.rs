@@ -149,24 +149,36 @@ impl Lower<'_> {
         Some(FastCast { regs: out, pairs: None, raw: None })
     }
 
-    /// The fast cast of integer codes of 1, 2 or 4 bits straight from the words they were
-    /// loaded in (`code_sources`), pair by pair, without unpacking them first:
+    /// The fast cast of codes of 1, 2, 4 or 8 bits straight from the words they were loaded in
+    /// (`code_sources`), pair by pair, without unpacking them first:
     /// * when the two codes of a pair sit 16 bits apart in one word (the fragment order of
-    ///   `qmatmul_fragment` puts them there), the word shifted right by a multiple of
-    ///   `raw_code_shift_limit` (the shifts shared) already holds them at bit `r` of each
-    ///   half: one `lop3` builds both patterns (`raw_code_magic` at `r`);
+    ///   `qmatmul_fragment` puts them there), the word shifted right already holds them at the
+    ///   same place in each half: for integers, shifted by a multiple of
+    ///   `raw_code_shift_limit`, one `lop3` builds both patterns from the codes `r` bits up
+    ///   (`raw_code_magic` at `r`); for floats, shifted so that the codes start their halves,
+    ///   the placement (`FloatPlacement`) takes the word as it is (its masks drop the other
+    ///   codes above them);
     /// * otherwise one `prmt` first brings the byte of each code (each word shifted so the code
-    ///   starts its byte, the shifts shared) into bytes 0 and 2.
+    ///   starts its byte) into bytes 0 and 2.
     ///
-    /// One packed subtraction (or `fma`, for `r > 0`) finishes both halves; the result also
-    /// records the pairs before it, for a subtraction that can absorb it (`packed.rs`).
-    /// `None`, with nothing emitted, unless every register has a known source and they pair
-    /// up.
+    /// The shifts are shared. One packed subtraction (or `fma`, for `r > 0`) finishes an
+    /// integer pair, and the result also records the pairs before it, for a subtraction that
+    /// can absorb it (`packed.rs`); a float pair takes the placement's packed correction.
+    /// `None`, with nothing emitted, unless every register has a known source, the pairs
+    /// cover them, and the plan has a packed form.
     fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
-        use crate::lower_numerics::{raw_code_magic, raw_code_shift_limit};
+        use crate::lower_numerics::{fast_half_cast, raw_code_magic, raw_code_shift_limit, FastHalfCast};
         let limit = raw_code_shift_limit(to)?;
-        raw_code_magic(from, to, 0)?;
-        let packed_ty = Ty::of(to).packed()?;
+        let ty = Ty::of(to);
+        let packed_ty = ty.packed()?;
+        let float_plan = match fast_half_cast(from, to)? {
+            FastHalfCast::Float(p) => Some(FastHalfCast::Float(p)).filter(|plan| plan.packs(ty)),
+            FastHalfCast::Magic(_) => None,
+        };
+        let integers = raw_code_magic(from, to, 0).is_some();
+        if !integers && float_plan.is_none() {
+            return None;
+        }
         let sources: Vec<(Var, u32)> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
         let mut shifted: HashMap<(Var, u32), Var> = HashMap::new();
         let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var, by: u32| -> Var {
@@ -179,27 +191,38 @@ impl Lower<'_> {
         let mut raw = Vec::with_capacity(regs.len() / 2);
         for &(low, high) in pairing {
             let (low, high) = (sources[low], sources[high]);
-            let (bytes, magic) = if low.0 == high.0 && high.1 == low.1 + 16 {
-                let r = low.1 % limit;
-                let word = shift_word(self, body, low.0, low.1 - r);
-                (word, raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width"))
+            let same_word = low.0 == high.0 && high.1 == low.1 + 16;
+            // The word with the pair's codes at the same place in each half: `r` bits up.
+            let (codes, r) = if same_word {
+                let r = if integers { low.1 % limit } else { 0 };
+                (shift_word(self, body, low.0, low.1 - r), r)
             } else {
                 let a = shift_word(self, body, low.0, low.1 % 8);
                 let b = shift_word(self, body, high.0, high.1 % 8);
                 // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8 of
-                // `b` (selector values 4..7); the mask keeps only the codes.
+                // `b` (selector values 4..7); the masks keep only the codes.
                 let (lo_byte, hi_byte) = ((low.1 / 8) as i64, 4 + (high.1 / 8) as i64);
                 let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
-                let bytes = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) });
-                (bytes, raw_code_magic(from, to, 0).expect("checked above"))
+                (self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) }), 0)
             };
-            let patterns = self.assign(body, Ty::I32, magic.patterns(var(bytes)));
-            let value = magic.packed_value(var(patterns), Ty::of(to)).expect("f16 or bf16");
-            pairs.push(self.assign(body, packed_ty, value));
-            raw.push(RawPair { pattern: patterns, scale: magic.scale, offset: magic.offset });
+            match &float_plan {
+                Some(plan) => {
+                    let patterns = self.assign(body, Ty::I32, plan.patterns(var(codes)));
+                    let value = plan.packed(var(patterns), var(codes), ty).expect("checked: the plan packs");
+                    pairs.push(self.assign(body, packed_ty, value));
+                }
+                None => {
+                    let magic = raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width");
+                    let patterns = self.assign(body, Ty::I32, magic.patterns(var(codes)));
+                    let value = magic.packed_value(var(patterns), ty).expect("f16 or bf16");
+                    pairs.push(self.assign(body, packed_ty, value));
+                    raw.push(RawPair { pattern: patterns, scale: magic.scale, offset: magic.offset });
+                }
+            }
         }
         let out = self.halves_of(&pairs, pairing, body);
-        Some(FastCast { regs: out, pairs: Some(pairs), raw: Some(RawPairs { pairs: raw, codes: from }) })
+        let raw = integers.then_some(RawPairs { pairs: raw, codes: from });
+        Some(FastCast { regs: out, pairs: Some(pairs), raw })
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision

@@ -171,8 +171,8 @@ impl Lower<'_> {
         for (j, r) in dst.iter().enumerate() {
             let bit = j as u32 * bits;
             let word32 = words32[(bit / word_bits) as usize];
-            // A code of 1, 2 or 4 bits lies inside one byte of its word: casts that take codes
-            // by the byte can read it there (`code_sources`).
+            // A code of 1, 2, 4 or 8 bits lies inside one byte of its word: casts that take
+            // codes by the byte can read it there (`code_sources`).
             if unconditional && bits.is_power_of_two() {
                 self.code_sources.insert(*r, (word32, bit % word_bits));
             }
@@ -186,7 +186,9 @@ impl Lower<'_> {
             }
             let code = self.new_var(Ty::I32);
             out.push(lir::Stmt::Assign(code, bin(lir::BinaryOp::And, shifted, int(Ty::I32, (1i64 << bits) - 1))));
-            let value = if dtype.is_signed_int() { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };
+            // Signed codes sign-extended; a whole byte too, whatever its dtype, so that its bits
+            // fit the i8 container unchanged (narrowing saturates).
+            let value = if dtype.is_signed_int() || bits == 8 { crate::lower_numerics::sign_extend(var(code), bits) } else { var(code) };
             out.push(lir::Stmt::Assign(*r, Expr::Cast { to: Ty::I8, value: Box::new(value), from_unsigned: false, to_unsigned: false }));
         }
         out

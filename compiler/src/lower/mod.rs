@@ -132,8 +132,8 @@ struct Lower<'k> {
     packed: HashMap<ValueId, Vec<Var>>,
     /// The pairs of some fast casts before their last correction (`packed.rs`).
     raw_pairs: HashMap<ValueId, RawPairs>,
-    /// For registers holding a code of 1, 2 or 4 bits cut from a loaded word: the word (an i32
-    /// variable) and the code's bit offset in it.
+    /// For registers holding a code of 1, 2, 4 or 8 bits cut from a loaded word: the word (an
+    /// i32 variable) and the code's bit offset in it.
     code_sources: HashMap<Var, (Var, u32)>,
     var_regs: HashMap<ir::VarId, Vec<Var>>,
     /// `(tid / stride) % extent`, computed once in the prologue.

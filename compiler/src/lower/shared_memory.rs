@@ -86,10 +86,14 @@ impl Lower<'_> {
             for group in 0..layout.local_size() / v {
                 let element = self.shared_element(shared, &offsets, &self.coords(&layout, group * v));
                 let dst: Vec<Var> = (0..v).map(|_| self.new_var(ty)).collect();
-                if dtype.bits() < 8 {
+                // Codes below 8 bits, and bytes in whole words: loaded as words and cut, so
+                // that the fast casts can take the codes straight from the words
+                // (`code_sources`).
+                if dtype.bits() < 8 || (dtype.bits() == 8 && dtype != DType::Bool && (v * 8).is_multiple_of(32)) {
                     let (word_ty, count) = Self::packed_words(v, dtype.bits());
                     let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
-                    let offset = bin(lir::BinaryOp::Div, element, int(Ty::I32, 8));
+                    // Sub-byte elements are addressed by the bit, bytes by the byte.
+                    let offset = if dtype.bits() < 8 { bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)) } else { element };
                     body.push(lir::Stmt::LoadSharedVector { dst: words.clone(), offset, ty: word_ty });
                     let unpack = self.unpack_words(&words, word_ty, dtype, &dst, true);
                     body.extend(unpack);
