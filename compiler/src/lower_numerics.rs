@@ -460,6 +460,17 @@ impl FastHalfCast {
         Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
     }
 
+    /// The last correction of [`Self::packed`] as `(scale, offset)`, when it is the only step
+    /// after the patterns: each half's value is `pattern · scale − offset`, exactly. `None`
+    /// where special codes are patched in afterwards.
+    pub fn correction(&self) -> Option<(f64, f64)> {
+        match self {
+            FastHalfCast::Magic(m) => Some((m.scale, m.offset)),
+            FastHalfCast::Float(p) if p.specials == SpecialCodes::None => Some((p.scale, 0.0)),
+            FastHalfCast::Float(_) => None,
+        }
+    }
+
     /// Whether [`Self::packed`] has a packed form for a pair converted to `to`: f16 or bf16,
     /// and no special codes but all-ones NaNs.
     pub fn packs(&self, to: Ty) -> bool {

@@ -17,7 +17,7 @@ fn packed_half_pairs_match_the_reference_on_vm_and_simt() {
     let module = Module::from_file(repo_root().join("tests/kernels/packed_half.tl")).map(|m| m.with_code_generator(tl_ptx::code_generator())).unwrap_or_else(|e| panic!("{e}"));
     let ptxas = tl_tests::ptxas_available("packed_half");
     for h in ["f16", "bf16"] {
-        for w in ["u1", "u2", "u4", "i4", "i3", "u7", "u8", "i8", "f4e2m1"] {
+        for w in ["u1", "u2", "u4", "i4", "i3", "u7", "u8", "i8", "f4e2m1", "f6e3m2"] {
             let consts = [("W".to_string(), ConstValue::DType(DType::from_name(w).unwrap())), ("H".to_string(), ConstValue::DType(DType::from_name(h).unwrap()))];
             let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{w}/{h}: {e}"));
             let lir = kernel.compiled.lir.to_string();
@@ -26,8 +26,16 @@ fn packed_half_pairs_match_the_reference_on_vm_and_simt() {
             if fast {
                 assert!(lir.contains(&format!("{h}x2")), "{w}/{h}: no packed arithmetic in the LIR");
             }
-            for seed in 0..2 {
-                let args = kernel.random_args(seed, &[]).unwrap();
+            // Seeds 0 and 1 with random offsets; seed 2 with offsets of +0 and −0 in turn, where
+            // the sign of a zero result depends on how the subtraction is folded (−0 − +0 is
+            // −0, −0 − −0 is +0).
+            for seed in 0..3 {
+                let mut args = kernel.random_args(seed, &[]).unwrap();
+                if seed == 2 {
+                    let h = DType::from_name(h).unwrap();
+                    let zeros: Vec<f64> = (0..64).map(|c| if c % 2 == 0 { 0.0 } else { -0.0 }).collect();
+                    args[1] = tl_runtime::HostTensor::from_f64(h, &[1, 64], &zeros).into();
+                }
                 let (mut vm_args, mut simt_args) = (args.clone(), args);
                 let vm = kernel.check(Backend::Vm, &mut vm_args).unwrap_or_else(|e| panic!("{w}/{h} vm: {e}"));
                 assert!(vm.passed(), "{w}/{h} vm: {vm:?}");

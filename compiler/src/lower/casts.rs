@@ -120,14 +120,19 @@ impl Lower<'_> {
         let in_pairs = covered && plan.packs(ty);
         if in_pairs {
             let mut pairs = Vec::with_capacity(pairing.len());
+            let correction = plan.correction();
+            let mut raw = Vec::new();
             for &(low, high) in pairing {
                 let packed = self.assign(body, Ty::I32, pack_pair(var(regs[low]), var(regs[high])));
                 let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
                 let both = plan.packed(var(patterns), var(packed), ty).expect("checked above");
                 pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
+                if let Some((scale, offset)) = correction {
+                    raw.push(RawPair { pattern: patterns, scale, offset });
+                }
             }
             let halves = self.halves_of(&pairs, pairing, body);
-            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: None });
+            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: correction.map(|_| raw) });
         }
         let mut out = Vec::with_capacity(regs.len());
         for pair in regs.chunks(2) {
@@ -210,6 +215,9 @@ impl Lower<'_> {
                     let patterns = self.assign(body, Ty::I32, plan.patterns(var(codes)));
                     let value = plan.packed(var(patterns), var(codes), ty).expect("checked: the plan packs");
                     pairs.push(self.assign(body, packed_ty, value));
+                    if let Some((scale, offset)) = plan.correction() {
+                        raw.push(RawPair { pattern: patterns, scale, offset });
+                    }
                 }
                 None => {
                     let magic = raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width");
@@ -221,7 +229,7 @@ impl Lower<'_> {
             }
         }
         let out = self.halves_of(&pairs, pairing, body);
-        let raw = integers.then_some(RawPairs { pairs: raw, codes: from });
+        let raw = (raw.len() == pairs.len()).then_some(raw);
         Some(FastCast { regs: out, pairs: Some(pairs), raw })
     }
 

@@ -89,12 +89,8 @@ pub(super) struct RawPair {
     pub offset: f64,
 }
 
-/// The uncorrected pairs of a cast of integer `codes`.
-#[derive(Clone, Debug)]
-pub(super) struct RawPairs {
-    pub pairs: Vec<RawPair>,
-    pub codes: DType,
-}
+/// The uncorrected pairs of a fast cast, in the order of its pairing.
+pub(super) type RawPairs = Vec<RawPair>;
 
 impl Lower<'_> {
     /// The packed pairs of `id`, if it has them.
@@ -200,12 +196,14 @@ impl Lower<'_> {
         true
     }
 
-    /// `a - b` as one packed operation per pair when `a` has raw pairs (a fast cast of codes
-    /// from words) and `b` holds integers: the zero point joins the magic offset, `pattern −
-    /// (offset + b)`, or `fma(pattern, scale, −(offset + b))` for scaled patterns. Every
-    /// intermediate is an integer of magnitude at most the pair type's exact-integer limit
-    /// (2^11 for f16, 2^8 for bf16), so each operation is exact and the result equals the
-    /// rounded `(a − offset) − b`. `false`, with nothing emitted, where that is not proven.
+    /// `a - b` as one packed operation per pair when `a` has raw pairs (each half
+    /// `pattern · scale − offset`, exactly) and `offset + b` is exact: `fma(pattern, scale,
+    /// −(offset + b))`, or `pattern − (offset + b)` for unscaled patterns. Exact addends: for
+    /// floats (offset 0) the negation `−0 − b`, which keeps the sign of a zero as the
+    /// subtraction does; for integers, `b` holding integers with `|offset + b|` within the
+    /// pair type's exact-integer limit (2^11 for f16, 2^8 for bf16). The correction is exact,
+    /// so the one rounding is that of the subtraction. `false`, with nothing emitted, where
+    /// that is not proven or nothing would be saved.
     pub(super) fn folded_zero_point(&mut self, id: ValueId, op: BinaryOp, a: ValueId, b: ValueId, body: &mut Vec<lir::Stmt>) -> bool {
         if op != BinaryOp::Sub {
             return false;
@@ -213,18 +211,21 @@ impl Lower<'_> {
         let Some(raw) = self.raw_pairs.get(&a).cloned() else { return false };
         let lane = Ty::of(self.dtype(id));
         let Some(packed_ty) = lane.packed() else { return false };
-        let (Some((zero_low, zero_high)), Some((code_low, code_high))) = (self.integer_values(b), raw.codes.int_range()) else {
+        // Nothing to fold into a pattern that is its value.
+        if raw.iter().all(|p| p.scale == 1.0 && p.offset == 0.0) {
             return false;
-        };
+        }
         let limit: i128 = if lane == Ty::F16 { 1 << 11 } else { 1 << 8 };
         let within = |x: i128| x.abs() <= limit;
-        let offsets_exact = raw.pairs.iter().all(|p| {
-            let offset = p.offset as i128;
-            p.offset.fract() == 0.0 && within(offset + zero_low) && within(offset + zero_high)
-        });
-        let values_exact = within(zero_low) && within(zero_high) && within(code_low - zero_high) && within(code_high - zero_low);
+        let addends_exact = raw.iter().all(|p| p.offset == 0.0)
+            || self.integer_values(b).is_some_and(|(low, high)| {
+                raw.iter().all(|p| {
+                    let offset = p.offset as i128;
+                    p.offset.fract() == 0.0 && within(low) && within(high) && within(offset + low) && within(offset + high)
+                })
+            });
         let pairing = self.pairing(id);
-        if !offsets_exact || !values_exact || self.regs(b).len() != raw.pairs.len() * 2 || self.pairing(a) != pairing {
+        if !addends_exact || self.regs(b).len() != raw.len() * 2 || self.pairing(a) != pairing {
             return false;
         }
         let zero_pairs = match self.packed_of(b).filter(|_| self.pairing(b) == pairing) {
@@ -234,15 +235,17 @@ impl Lower<'_> {
                 self.pack_registers(&regs, &pairing, lane, body)
             }
         };
-        // `offset + zero` (or its negation), once per distinct offset, scale and zero pair.
+        // The addend (or, unscaled, the subtrahend), once per distinct offset, scale and zero
+        // pair.
         let mut corrections: HashMap<(u64, u64, Var), Var> = HashMap::new();
-        let mut pairs = Vec::with_capacity(raw.pairs.len());
-        for (p, zero) in raw.pairs.iter().zip(zero_pairs) {
+        let mut pairs = Vec::with_capacity(raw.len());
+        for (p, zero) in raw.iter().zip(zero_pairs) {
             let scaled = p.scale != 1.0;
             let key = (p.scale.to_bits(), p.offset.to_bits(), zero);
             let correction = match corrections.get(&key) {
                 Some(c) => *c,
                 None => {
+                    // −offset − b (−0 − b for floats); offset + b for an unscaled pattern.
                     let e = if scaled {
                         bin(lir::BinaryOp::Sub, packed_constant(-p.offset, lane).expect("f16 or bf16"), var(zero))
                     } else {
