@@ -81,14 +81,8 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         ("D".to_string(), ConstValue::DType(d)),
         ("Z".to_string(), ConstValue::DType(zero)),
     ];
-    // The fragment-order kernels take the activations' dtype.
-    let consts = match order {
-        WeightOrder::Fragment | WeightOrder::Split(_) => [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat(),
-        _ => {
-            assert_eq!(act, DType::F16, "{order:?} takes f16 activations");
-            consts.to_vec()
-        }
-    };
+    // Every kernel takes the activations' dtype.
+    let consts = [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat();
     let module = match order {
         WeightOrder::RowMajor => module(),
         WeightOrder::Fragment => module_of("qmatmul_fragment"),
@@ -235,8 +229,9 @@ fn split_k_gives_the_whole_product() {
 }
 
 /// bf16 activations (`-D A=bf16`) with bf16 dequantization (`-D D=bf16`, packed `bf16x2`
-/// pairs; e8m0 scales too, which bf16 holds) and with f32 dequantization, in fragment order,
-/// on the VM and the simulator, against the host product in bf16.
+/// pairs; e8m0 scales too, which bf16 holds) and with f32 dequantization, in fragment order
+/// and in `[k, n]` order, on the VM and the simulator, against the host product in bf16; ptxas
+/// accepts both kernels.
 #[test]
 fn bf16_activations_dequantize_in_bf16() {
     let mut rng = Rng(0xbf16_bf16_0000_0001);
@@ -251,13 +246,17 @@ fn bf16_activations_dequantize_in_bf16() {
     ] {
         let [w, s, d] = [w, s, d].map(|n| DType::from_name(n).unwrap());
         check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16, DType::F16);
-        if tl_tests::ptxas_available("qmatmul_fragment bf16") {
+        // The `[k, n]` kernel takes bf16 activations too.
+        check_on(w, s, 7, 70, 100, rng.next(), backend, WeightOrder::RowMajor, d, DType::BF16, DType::F16);
+        if tl_tests::ptxas_available("qmatmul bf16") {
             let consts = [("W", w), ("S", s), ("D", d), ("A", DType::BF16)].map(|(n, t)| (n.to_string(), ConstValue::DType(t)));
-            let kernel = module_of("qmatmul_fragment").kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
-            let v128 = kernel.assumptions(&["m%128,n%128,k%128".into()]).unwrap();
-            for arch in Arch::ALL {
-                let ptx = kernel.variant_ptx(&v128, arch).unwrap_or_else(|e| panic!("{w} bf16 {}: {e}", arch.name()));
-                ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected qmatmul_fragment W={w} D={d} A=bf16 for {}: {e}", arch.name()));
+            for file in ["qmatmul_fragment", "qmatmul"] {
+                let kernel = module_of(file).kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+                let v128 = kernel.assumptions(&["m%128,n%128,k%128".into()]).unwrap();
+                for arch in Arch::ALL {
+                    let ptx = kernel.variant_ptx(&v128, arch).unwrap_or_else(|e| panic!("{w} bf16 {}: {e}", arch.name()));
+                    ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {file} W={w} D={d} A=bf16 for {}: {e}", arch.name()));
+                }
             }
         }
     }
