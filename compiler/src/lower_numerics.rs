@@ -455,7 +455,13 @@ impl FastHalfCast {
         let top = magnitude + 1;
         let flags = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(magnitude)), both_halves(1)), both_halves(top));
         let nan_pattern = if to == Ty::F16 { 0x7E00 } else { 0x7FC0 };
-        let nans = bin(BinaryOp::Mul, bin(BinaryOp::LShr, flags, i32c(top.trailing_zeros() as i64)), i32c(nan_pattern));
+        // Each flag (bit log2(top) of its half) times the NaN pattern over it: one multiplication
+        // where the pattern is a multiple of the flag, else the flag shifted down first.
+        let nans = if nan_pattern % top == 0 {
+            bin(BinaryOp::Mul, flags, i32c(nan_pattern / top))
+        } else {
+            bin(BinaryOp::Mul, bin(BinaryOp::LShr, flags, i32c(top.trailing_zeros() as i64)), i32c(nan_pattern))
+        };
         let bits = bin(BinaryOp::Or, Expr::Bitcast { to: Ty::I32, value: Box::new(value) }, nans);
         Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
     }
