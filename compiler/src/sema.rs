@@ -564,6 +564,9 @@ impl Sema {
                     }
                 })
             }
+            ExprKind::Call { callee, dtype: Some(d), args } if callee.name == "bits" && args.is_empty() => {
+                Some(SymExpr::Const(i64::from(self.resolve_dtype(d)?.bits())))
+            }
             ExprKind::Call { callee, dtype: None, args } if ["cdiv", "min", "max"].contains(&callee.name.as_str()) && args.len() == 2 && args.iter().all(|a| a.name.is_none()) => {
                 let (x, y) = bin(self, &args[0].value, &args[1].value)?;
                 Some(match callee.name.as_str() {
