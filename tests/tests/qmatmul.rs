@@ -448,3 +448,22 @@ fn host_quantized_weights_run_through_the_kernel() {
         }
     }
 }
+
+/// A tile whose copy cannot be cut into byte-filling runs for every thread (48 × 32 u1 codes
+/// per k tile: 12 codes a thread) is an error at the copy, not an internal error; a 64 × 32
+/// tile of the same codes compiles.
+#[test]
+fn copies_that_do_not_split_into_bytes_are_errors_at_the_copy() {
+    let consts = |bk: i64| -> Vec<(String, ConstValue)> {
+        [("BK", bk), ("BN", 32), ("G", bk)]
+            .map(|(n, v)| (n.to_string(), ConstValue::Int(v)))
+            .into_iter()
+            .chain([("W".to_string(), ConstValue::DType(DType::U1))])
+            .collect()
+    };
+    let error = module_of("qmatmul_fragment").kernel(None, &consts(48)).err().expect("u1 tiles of 48 × 32 do not split into bytes").to_string();
+    assert!(error.contains("cannot be spread over the block's 128 threads in runs that fill whole bytes"), "{error}");
+    assert!(!error.contains("internal"), "{error}");
+    assert!(error.contains("copy_async(sb"), "the error shows the copy: {error}");
+    module_of("qmatmul_fragment").kernel(None, &consts(64)).unwrap_or_else(|e| panic!("u1 at 64 × 32: {e}"));
+}

@@ -58,13 +58,11 @@ pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
             Op::CopyAsync { .. } => {
                 let threads = kernel.num_threads();
                 match plan::copy_tile(kernel, id).and_then(|(tile, bits)| copy_layout(&tile, threads, bits)) {
-                    Some(layout) => {
-                        let run = plan::contiguous_run(&layout);
-                        Strategy::Copy { layout, run }
-                    }
+                    Some((layout, run)) => Strategy::Copy { layout, run },
                     None => {
+                        let tile = plan::copy_tile(kernel, id).map(|(tile, bits)| format!(" of {tile:?} ({bits}-bit elements)")).unwrap_or_default();
                         diagnostics.push(Diagnostic::error(
-                            format!("this copy's tile cannot be spread over the block's {threads} threads"),
+                            format!("this copy's tile{tile} cannot be spread over the block's {threads} threads in runs that fill whole bytes; choose a tile whose elements split into such runs"),
                             kernel.value(id).span,
                         ));
                         continue;
@@ -79,8 +77,17 @@ pub fn select_instructions(kernel: &mut Kernel) -> Vec<Diagnostic> {
 }
 
 /// The layout that distributes a `copy_async` of a tile of `shape` over `threads` (see the
-/// module header).
-fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
+/// module header), with its run, when `plan::copy_fits` accepts it; `None` otherwise (the
+/// runs would leave some thread a part of a byte), which is a diagnostic at the copy.
+fn copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<(RegisterLayout, usize)> {
+    let layout = preferred_copy_layout(shape, threads, bits)?;
+    let run = plan::contiguous_run(&layout);
+    plan::copy_fits(shape, bits, threads, &layout, run).then_some((layout, run))
+}
+
+/// The runs of the module header: the widest aligned run, 16-byte pieces for odd code
+/// widths, whole rows where a run would not fill whole bytes.
+fn preferred_copy_layout(shape: &[usize], threads: usize, bits: usize) -> Option<RegisterLayout> {
     let last = *shape.last()?;
     let mut v = widest_run(shape, bits, |_| true);
     // A code width that is not a power of two fills 16-byte pieces only with runs of
