@@ -450,6 +450,9 @@ impl FastHalfCast {
         };
         let pattern = Expr::Bitcast { to: packed, value: Box::new(word) };
         let value = if p.scale == 1.0 { pattern } else { bin(BinaryOp::Mul, pattern, packed_constant(p.scale, to)?) };
+        if let SpecialCodes::Ieee { exponent, mantissa } = p.specials {
+            return Some(Expr::Bitcast { to: packed, value: Box::new(ieee_specials(value, codes, exponent, mantissa, to)) });
+        }
         let SpecialCodes::NanAtAllOnes { magnitude } = p.specials else { return Some(value) };
         // (code & m) + 1 reaches m + 1 (a power of two) only for an all-ones magnitude.
         let top = magnitude + 1;
@@ -478,12 +481,12 @@ impl FastHalfCast {
     }
 
     /// Whether [`Self::packed`] has a packed form for a pair converted to `to`: f16 or bf16,
-    /// and no special codes but all-ones NaNs.
+    /// and no special codes but all-ones NaNs and IEEE infinities and NaNs.
     pub fn packs(&self, to: Ty) -> bool {
         to.packed().is_some()
             && match self {
                 FastHalfCast::Magic(_) => true,
-                FastHalfCast::Float(p) => matches!(p.specials, SpecialCodes::None | SpecialCodes::NanAtAllOnes { .. }),
+                FastHalfCast::Float(p) => matches!(p.specials, SpecialCodes::None | SpecialCodes::NanAtAllOnes { .. } | SpecialCodes::Ieee { .. }),
             }
     }
 
@@ -508,6 +511,30 @@ impl FastHalfCast {
             }
         })
     }
+}
+
+/// The bits (an i32) of the packed pair `value` (placed and scaled codes) with the IEEE
+/// special codes of both halves replaced at once: where a code's exponent field (`exponent`,
+/// a mask over the code) is all ones, the half's exponent and mantissa become those of an
+/// infinity (mantissa field zero: `mantissa`) or of a NaN, its sign kept. `codes` holds the two
+/// codes at the bottom of each half (anything above them). All with integer operations on the
+/// pair: an all-ones field plus its lowest bit carries into the bit above it, a nonzero
+/// mantissa plus its mask reaches the bit above the mantissa, and a flag (bit 0 of a half)
+/// times a pattern below 2^16 spreads it over its half only.
+fn ieee_specials(value: Expr, codes: Expr, exponent: i64, mantissa: i64, to: Ty) -> Expr {
+    let (infinity, quiet) = if to == Ty::F16 { (0x7C00, 0x0200) } else { (0x7F80, 0x0040) };
+    let exponent_low = exponent & exponent.wrapping_neg();
+    let exponent_top = exponent + exponent_low;
+    let all_ones = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes.clone(), both_halves(exponent)), both_halves(exponent_low)), both_halves(exponent_top));
+    let special = bin(BinaryOp::LShr, all_ones, i32c(exponent_top.trailing_zeros() as i64));
+    let mantissa_top = mantissa + 1;
+    let nonzero = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(mantissa)), both_halves(mantissa)), both_halves(mantissa_top));
+    let nan = bin(BinaryOp::And, bin(BinaryOp::LShr, nonzero, i32c(mantissa_top.trailing_zeros() as i64)), special.clone());
+    let patterns = bin(BinaryOp::Or, bin(BinaryOp::Mul, special.clone(), i32c(infinity)), bin(BinaryOp::Mul, nan, i32c(quiet)));
+    let magnitudes = bin(BinaryOp::Mul, special, i32c(0x7FFF));
+    // (value & ~magnitudes) | patterns
+    let bits = Expr::Bitcast { to: Ty::I32, value: Box::new(value) };
+    Expr::Lop3 { a: Box::new(bits), b: Box::new(magnitudes), c: Box::new(patterns), lut: 0xBA }
 }
 
 /// The `prmt` selector that puts byte 0 of `a` into byte 0 and byte 0 of `b` (source byte 4)
