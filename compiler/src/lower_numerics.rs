@@ -253,8 +253,7 @@ pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
 
 /// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits, or 8 bits to
 /// f16: two's complement for signed formats, nothing above it cleared) to f16 or bf16, with
-/// the code `r`
-/// bits above the bottom of each 16-bit half: the `lop3` keeps the code's bits (`mask`),
+/// the code `r` bits above the bottom of each 16-bit half: the `lop3` keeps the code's bits (`mask`),
 /// merges the pattern of `base` and, for signed codes, flips the sign bit, which biases the
 /// value by half the range. The pattern's value is `base + u·2^r` (`u` the biased code), so
 /// `value · 2^-r − (base·2^-r + bias)` is the code, exactly: `r + bits` stays within the
@@ -283,7 +282,7 @@ pub fn raw_code_magic(from: DType, to: DType, r: u32) -> Option<HalfMagic> {
     })
 }
 
-/// How far above the bottom of a half [`raw_code_magic`] can place a code of 1, 2 or 4 bits
+/// How far above the bottom of a half [`raw_code_magic`] can place a code of 1, 2, 4 or 8 bits
 /// in `to` (exclusive): a power of two at most the mantissa width, so a code at bit `r`
 /// below it ends at or below it.
 pub fn raw_code_shift_limit(to: DType) -> Option<u32> {
@@ -434,11 +433,11 @@ impl FastHalfCast {
     /// Both halves of `word` (a variable holding the patterns) as one packed pair of `to`
     /// (f16 or bf16), corrected by one packed subtraction or multiplication: the same values
     /// as [`Self::half`] gives for each half (the corrections are exact). `codes` is the i32
-    /// of the two codes in bytes 0 and 2 (zero bytes above them): where all-ones magnitudes
-    /// are NaN, both halves are fixed at once with integer operations, the NaN pattern OR-ed
-    /// into each half whose code is one (a pattern with every exponent bit and the top
-    /// mantissa bit set is a NaN). `None` for the other special codes, which take the halves
-    /// one by one.
+    /// with the two codes at the bottom of its halves (anything above them): special codes are
+    /// fixed in both halves at once with integer operations, all-ones-magnitude NaNs by
+    /// OR-ing the NaN pattern into each half whose code is one (a pattern with every exponent
+    /// bit and the top mantissa bit set is a NaN), IEEE infinities and NaNs by
+    /// [`ieee_specials`]. `None` for `e8m0`, whose halves are converted one by one.
     pub fn packed(&self, word: Expr, codes: Expr, to: Ty) -> Option<Expr> {
         if !self.packs(to) {
             return None;
@@ -454,9 +453,7 @@ impl FastHalfCast {
             return Some(Expr::Bitcast { to: packed, value: Box::new(ieee_specials(value, codes, exponent, mantissa, to)) });
         }
         let SpecialCodes::NanAtAllOnes { magnitude } = p.specials else { return Some(value) };
-        // (code & m) + 1 reaches m + 1 (a power of two) only for an all-ones magnitude.
-        let top = magnitude + 1;
-        let flags = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(magnitude)), both_halves(1)), both_halves(top));
+        let (flags, top) = all_ones_flags(codes, magnitude);
         let nan_pattern = if to == Ty::F16 { 0x7E00 } else { 0x7FC0 };
         // Each flag (bit log2(top) of its half) times the NaN pattern over it: one multiplication
         // where the pattern is a multiple of the flag, else the flag shifted down first.
@@ -513,19 +510,26 @@ impl FastHalfCast {
     }
 }
 
+/// For each half of `codes`, whether the bits of `field` (a contiguous mask) are all ones: the
+/// field plus its lowest bit carries into the bit just above it, `top`, which is the flag
+/// (the flags, and `top`). The field stays below bit 15, so no carry reaches the other half.
+fn all_ones_flags(codes: Expr, field: i64) -> (Expr, i64) {
+    let low = field & field.wrapping_neg();
+    let top = field + low;
+    (bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(field)), both_halves(low)), both_halves(top)), top)
+}
+
 /// The bits (an i32) of the packed pair `value` (placed and scaled codes) with the IEEE
 /// special codes of both halves replaced at once: where a code's exponent field (`exponent`,
 /// a mask over the code) is all ones, the half's exponent and mantissa become those of an
 /// infinity (mantissa field zero: `mantissa`) or of a NaN, its sign kept. `codes` holds the two
 /// codes at the bottom of each half (anything above them). All with integer operations on the
-/// pair: an all-ones field plus its lowest bit carries into the bit above it, a nonzero
-/// mantissa plus its mask reaches the bit above the mantissa, and a flag (bit 0 of a half)
-/// times a pattern below 2^16 spreads it over its half only.
+/// pair: [`all_ones_flags`] for the exponent, a nonzero mantissa plus its mask reaches the bit
+/// above the mantissa, and a flag (bit 0 of a half) times a pattern below 2^16 spreads it over
+/// its half only.
 fn ieee_specials(value: Expr, codes: Expr, exponent: i64, mantissa: i64, to: Ty) -> Expr {
     let (infinity, quiet) = if to == Ty::F16 { (0x7C00, 0x0200) } else { (0x7F80, 0x0040) };
-    let exponent_low = exponent & exponent.wrapping_neg();
-    let exponent_top = exponent + exponent_low;
-    let all_ones = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes.clone(), both_halves(exponent)), both_halves(exponent_low)), both_halves(exponent_top));
+    let (all_ones, exponent_top) = all_ones_flags(codes.clone(), exponent);
     let special = bin(BinaryOp::LShr, all_ones, i32c(exponent_top.trailing_zeros() as i64));
     let mantissa_top = mantissa + 1;
     let nonzero = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(mantissa)), both_halves(mantissa)), both_halves(mantissa_top));

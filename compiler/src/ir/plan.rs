@@ -147,7 +147,10 @@ fn same_up_to_register_order(layout: &RegisterLayout, fragment: &RegisterLayout)
     let Some(renaming) = (0..fragment.local_size()).map(|l| fragment.coord(0, l).and_then(|c| layout.local_of(&c))).collect::<Option<Vec<usize>>>() else {
         return false;
     };
-    let agree = |t: usize, l: usize| layout.coord(t, renaming[l]).is_some() && layout.coord(t, renaming[l]) == fragment.coord(t, l);
+    let agree = |t: usize, l: usize| {
+        let mine = layout.coord(t, renaming[l]);
+        mine.is_some() && mine == fragment.coord(t, l)
+    };
     (0..fragment.local_size()).all(|l| agree(0, l)) && (1..fragment.num_threads()).all(|t| agree(t, 0))
 }
 

@@ -104,9 +104,8 @@ impl Lower<'_> {
     }
 
     /// [`Self::cast_to_half_fast`], and also the results as packed pairs (`packed.rs`) when
-    /// there is an even number of registers and the plan needs no special-code fixes, and the
-    /// pairs before their correction where the codes came straight from loaded words. The
-    /// pairs are those of `pairing` (every register once).
+    /// `pairing` covers the registers (every register once) and the plan has a packed form,
+    /// with the pairs before their last correction where the plan ends in one.
     pub(super) fn cast_to_half_fast_packed(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
         use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
         let plan = fast_half_cast(from, to)?;
@@ -119,20 +118,15 @@ impl Lower<'_> {
         // the scalar registers its halves.
         let in_pairs = covered && plan.packs(ty);
         if in_pairs {
-            let mut pairs = Vec::with_capacity(pairing.len());
-            let correction = plan.correction();
-            let mut raw = Vec::new();
+            let (mut pairs, mut raw) = (Vec::with_capacity(pairing.len()), Vec::with_capacity(pairing.len()));
             for &(low, high) in pairing {
                 let packed = self.assign(body, Ty::I32, pack_pair(var(regs[low]), var(regs[high])));
-                let patterns = self.assign(body, Ty::I32, plan.patterns(var(packed)));
-                let both = plan.packed(var(patterns), var(packed), ty).expect("checked above");
-                pairs.push(self.assign(body, ty.packed().expect("f16 or bf16"), both));
-                if let Some((scale, offset)) = correction {
-                    raw.push(RawPair { pattern: patterns, scale, offset });
-                }
+                let (pair, raw_pair) = self.fast_pair(&plan, packed, ty, body);
+                pairs.push(pair);
+                raw.push(raw_pair);
             }
             let halves = self.halves_of(&pairs, pairing, body);
-            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: correction.map(|_| raw) });
+            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: raw.into_iter().collect() });
         }
         let mut out = Vec::with_capacity(regs.len());
         for pair in regs.chunks(2) {
@@ -167,15 +161,14 @@ impl Lower<'_> {
     ///   starts its byte) into bytes 0 and 2.
     ///
     /// The shifts are shared. One packed subtraction (or `fma`, for `r > 0`) finishes an
-    /// integer pair, and the result also records the pairs before it, for a subtraction that
-    /// can absorb it (`packed.rs`); a float pair takes the placement's packed correction.
-    /// `None`, with nothing emitted, unless every register has a known source, the pairs
-    /// cover them, and the plan has a packed form.
+    /// integer pair, the placement's packed correction a float pair; the result also records
+    /// the pairs before that correction where it is the last step, for a subtraction that can
+    /// absorb it (`packed.rs`). `None`, with nothing emitted, unless every register has a known
+    /// source and the plan has a packed form.
     fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
         use crate::lower_numerics::{fast_half_cast, raw_code_magic, raw_code_shift_limit, FastHalfCast};
         let limit = raw_code_shift_limit(to)?;
         let ty = Ty::of(to);
-        let packed_ty = ty.packed()?;
         let float_plan = match fast_half_cast(from, to)? {
             FastHalfCast::Float(p) => Some(FastHalfCast::Float(p)).filter(|plan| plan.packs(ty)),
             FastHalfCast::Magic(_) => None,
@@ -192,8 +185,7 @@ impl Lower<'_> {
             }
             *shifted.entry((word, by)).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, by as i64))))
         };
-        let mut pairs = Vec::with_capacity(regs.len() / 2);
-        let mut raw = Vec::with_capacity(regs.len() / 2);
+        let (mut pairs, mut raw) = (Vec::with_capacity(pairing.len()), Vec::with_capacity(pairing.len()));
         for &(low, high) in pairing {
             let (low, high) = (sources[low], sources[high]);
             let same_word = low.0 == high.0 && high.1 == low.1 + 16;
@@ -210,27 +202,23 @@ impl Lower<'_> {
                 let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
                 (self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) }), 0)
             };
-            match &float_plan {
-                Some(plan) => {
-                    let patterns = self.assign(body, Ty::I32, plan.patterns(var(codes)));
-                    let value = plan.packed(var(patterns), var(codes), ty).expect("checked: the plan packs");
-                    pairs.push(self.assign(body, packed_ty, value));
-                    if let Some((scale, offset)) = plan.correction() {
-                        raw.push(RawPair { pattern: patterns, scale, offset });
-                    }
-                }
-                None => {
-                    let magic = raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width");
-                    let patterns = self.assign(body, Ty::I32, magic.patterns(var(codes)));
-                    let value = magic.packed_value(var(patterns), ty).expect("f16 or bf16");
-                    pairs.push(self.assign(body, packed_ty, value));
-                    raw.push(RawPair { pattern: patterns, scale: magic.scale, offset: magic.offset });
-                }
-            }
+            let plan = float_plan.unwrap_or_else(|| FastHalfCast::Magic(raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width")));
+            let (pair, raw_pair) = self.fast_pair(&plan, codes, ty, body);
+            pairs.push(pair);
+            raw.push(raw_pair);
         }
         let out = self.halves_of(&pairs, pairing, body);
-        let raw = (raw.len() == pairs.len()).then_some(raw);
-        Some(FastCast { regs: out, pairs: Some(pairs), raw })
+        Some(FastCast { regs: out, pairs: Some(pairs), raw: raw.into_iter().collect() })
+    }
+
+    /// One pair of a fast cast by `plan` (one that packs) from `codes`, an i32 holding the
+    /// pair's codes where the plan's patterns take them: the packed pair, and the pair before
+    /// its last correction where the plan ends in one ([`crate::lower_numerics::FastHalfCast::correction`]).
+    fn fast_pair(&mut self, plan: &crate::lower_numerics::FastHalfCast, codes: Var, ty: Ty, body: &mut Vec<lir::Stmt>) -> (Var, Option<RawPair>) {
+        let patterns = self.assign(body, Ty::I32, plan.patterns(var(codes)));
+        let value = plan.packed(var(patterns), var(codes), ty).expect("a plan that packs, to f16 or bf16");
+        let pair = self.assign(body, ty.packed().expect("f16 or bf16"), value);
+        (pair, plan.correction().map(|(scale, offset)| RawPair { pattern: patterns, scale, offset }))
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision

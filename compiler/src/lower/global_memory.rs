@@ -150,7 +150,7 @@ impl Lower<'_> {
     /// The statements that cut the packed words `words` (of `word_ty`, element k of a word in
     /// its bits `[k·n, (k+1)·n)`) into the registers `dst` of sub-byte `dtype` (integers sign-
     /// or zero-extended, floats their code). With `unconditional` (the statements run
-    /// wherever the registers are read), records where each code of 1, 2 or 4 bits lies
+    /// wherever the registers are read), records where each code of 1, 2, 4 or 8 bits lies
     /// (`code_sources`).
     pub(super) fn unpack_words(&mut self, words: &[Var], word_ty: Ty, dtype: DType, dst: &[Var], unconditional: bool) -> Vec<lir::Stmt> {
         let bits = dtype.bits();

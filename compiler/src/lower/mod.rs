@@ -44,13 +44,14 @@ use crate::passes::divisibility::{self, Assumptions, Divisibility};
 use std::collections::HashMap;
 
 mod casts;
-use packed::{adjacent_pairs, FastCast, RawPair, RawPairs};
 mod elementwise;
 mod exchanges;
 mod global_memory;
 mod mma;
 mod packed;
 mod shared_memory;
+
+use packed::{adjacent_pairs, FastCast, RawPair, RawPairs};
 
 use elementwise::{binary_expr, constant_register, overflow_checked, unary_expr, unsigned_binary};
 

@@ -9,9 +9,9 @@
 //! Expects the scalar registers of every value (`Lower::regs`), as everywhere in the
 //! lowering. Guarantees: a value with a packed form (`Lower::packed`) has, for every pair
 //! `(low, high)` of its pairing, a register whose halves are exactly its scalar registers
-//! `low` (low half) and `high`; the scalar registers stay defined (as the halves of the packed ones where an
-//! operation produced only those), so every consumer that does not know pairs reads them as
-//! before. A pair is formed where the pairs already exist or are cheap:
+//! `low` (low half) and `high`; the scalar registers stay defined (as the halves of the
+//! packed ones where an operation produced only those), so every consumer that does not know
+//! pairs reads them as before. A pair is formed where the pairs already exist or are cheap:
 //! * the fast dequantizing casts of integers (and of floats without special codes) build both
 //!   halves in one register anyway, and correct them with one packed operation;
 //! * `+`, `-`, `*` of two tiles run packed when one has pairs and the other has them too or is
@@ -19,12 +19,13 @@
 //!   half is rounded as its own operation, exactly like the scalar instructions, so results
 //!   are bit-identical;
 //! * a cast to the same dtype keeps its operand's pairs;
-//! * `codes - zero_points` where `codes` is a fast cast of 1-, 2- or 4-bit integer codes
-//!   straight from their words and `zero_points` holds integers (a cast, possibly broadcast,
-//!   of an integer tile) folds the zero point into the magic-number correction: one packed
-//!   subtraction (or `fma`) of `offset + zero_point` per pair instead of two. Every value
-//!   involved is an integer the pair type holds exactly (checked against the dtypes' ranges),
-//!   so the result is the same as the two rounded subtractions.
+//! * `codes - zero_points` where `codes` is a fast cast whose pairs end in one exact
+//!   correction (`pattern · scale − offset`: the magic-number subtraction of integers, the
+//!   scaling of placed floats) folds the zero point into that correction: one packed `fma`
+//!   (or subtraction) per pair instead of two. It needs `offset + zero_point` exact: always
+//!   for floats (offset 0), for integers when the zero points are integers (a cast, possibly
+//!   broadcast, of an integer tile) within the pair type's exact range. The correction being
+//!   exact, the one rounding of the sum is that of the subtraction: the same result.
 
 use super::*;
 use crate::lower_numerics::packed_constant;
@@ -76,7 +77,7 @@ pub(super) struct FastCast {
     pub regs: Vec<Var>,
     /// The packed pairs, where the cast built them.
     pub pairs: Option<Vec<Var>>,
-    /// The pairs before their last correction, where the codes came straight from words.
+    /// The pairs before their last correction, where the plan ends in one.
     pub raw: Option<RawPairs>,
 }
 
@@ -219,10 +220,9 @@ impl Lower<'_> {
         let within = |x: i128| x.abs() <= limit;
         let addends_exact = raw.iter().all(|p| p.offset == 0.0)
             || self.integer_values(b).is_some_and(|(low, high)| {
-                raw.iter().all(|p| {
-                    let offset = p.offset as i128;
-                    p.offset.fract() == 0.0 && within(low) && within(high) && within(offset + low) && within(offset + high)
-                })
+                within(low)
+                    && within(high)
+                    && raw.iter().all(|p| p.offset.fract() == 0.0 && within(p.offset as i128 + low) && within(p.offset as i128 + high))
             });
         let pairing = self.pairing(id);
         if !addends_exact || self.regs(b).len() != raw.len() * 2 || self.pairing(a) != pairing {

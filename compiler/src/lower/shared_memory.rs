@@ -89,7 +89,7 @@ impl Lower<'_> {
                 // Codes below 8 bits, and bytes in whole words: loaded as words and cut, so
                 // that the fast casts can take the codes straight from the words
                 // (`code_sources`).
-                if dtype.bits() < 8 || (dtype.bits() == 8 && dtype != DType::Bool && (v * 8).is_multiple_of(32)) {
+                if dtype.bits() < 8 || (dtype.bits() == 8 && (v * 8).is_multiple_of(32)) {
                     let (word_ty, count) = Self::packed_words(v, dtype.bits());
                     let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
                     // Sub-byte elements are addressed by the bit, bytes by the byte.
