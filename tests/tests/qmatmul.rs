@@ -301,6 +301,38 @@ fn integer_zero_points_match_the_definition() {
     }
 }
 
+/// ptxas accepts the dequantization paths of the fragment kernels for both architectures:
+/// every format of `half_precision_dequantization_matches_the_f16_definition` in f16 (codes
+/// from their words, the interleaved pairs, the packed special codes, the folded f16 zero
+/// points of floats), IEEE-special floats, and integer zero points folded into the magic
+/// numbers, in `qmatmul_fragment`, `qmatmul_split` and `qmatmul`.
+#[test]
+fn half_precision_dequantization_assembles() {
+    if !tl_tests::ptxas_available("qmatmul f16 dequantization") {
+        return;
+    }
+    let mut configs: Vec<(&str, [&str; 4])> = ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2", "f8e4m3"]
+        .into_iter()
+        .map(|w| ("qmatmul_fragment", [w, "f16", "f16", "f16"]))
+        .collect();
+    configs.extend([
+        ("qmatmul_fragment", ["u4", "f16", "f16", "u4"]),
+        ("qmatmul_fragment", ["i2", "bf16", "bf16", "i4"]),
+        ("qmatmul_fragment", ["f8e5m2", "bf16", "bf16", "f16"]),
+        ("qmatmul_split", ["u4", "f16", "f16", "u4"]),
+        ("qmatmul", ["u4", "f16", "f16", "u8"]),
+    ]);
+    for (file, [w, d, act, zero]) in configs {
+        let consts = [("W", w), ("D", d), ("A", act), ("Z", zero)].map(|(n, t)| (n.to_string(), ConstValue::DType(DType::from_name(t).unwrap())));
+        let kernel = module_of(file).kernel(Some(file), &consts).unwrap_or_else(|e| panic!("{file} {w}: {e}"));
+        let v128 = kernel.assumptions(&["m%128,n%128,k%128".into()]).unwrap();
+        for arch in Arch::ALL {
+            let ptx = kernel.variant_ptx(&v128, arch).unwrap_or_else(|e| panic!("{file} {w} {}: {e}", arch.name()));
+            ptxas::assemble(&ptx, arch).unwrap_or_else(|e| panic!("ptxas rejected {file} W={w} D={d} A={act} Z={zero} for {}: {e}", arch.name()));
+        }
+    }
+}
+
 /// The count of packed half-precision instructions of each name in the PTX of
 /// `qmatmul_fragment` (n and k multiples of 128, sm_80).
 fn packed_instruction_counts(consts: &[(&str, &str)]) -> std::collections::HashMap<String, usize> {
