@@ -180,20 +180,21 @@ pub fn encode_float(x: Expr, f: FloatFormat) -> Expr {
 /// pattern are one `lop3`, for two values at once when they share an i32 (bytes 0 and 2).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HalfMagic {
-    /// The bits of a container's byte that carry the value.
-    pub mask: i64,
-    /// The destination's 16-bit pattern merged with the value (and, for signed sources, with
-    /// the bias bit, which the `lop3` flips).
-    pub pattern: i64,
+    /// The bits of each 16-bit half (low, high) of the i32 that carry the value: a container's
+    /// byte, or a raw code where it lies in its half ([`raw_code_magic`]).
+    pub mask: [i64; 2],
+    /// Each half's 16-bit pattern merged with the value (and, for signed sources, with the
+    /// bias bit, which the `lop3` flips).
+    pub pattern: [i64; 2],
     /// The `lop3` truth table: `(a & b) | c` (0xEA) for unsigned sources, `(a & b) ^ c` (0x6A)
     /// for signed ones, with `a` the container bytes, `b` the mask and `c` the pattern.
     pub lut: u8,
-    /// What to subtract from the patched pattern's value, times `scale`, to get the source
-    /// value.
-    pub offset: f64,
-    /// What the patched pattern's value is multiplied by: 1, or `2^-r` for a code placed `r`
-    /// bits above the bottom of the mantissa ([`raw_code_magic`]).
-    pub scale: f64,
+    /// What to subtract from each half's patched pattern's value, times `scale`, to get the
+    /// source value.
+    pub offset: [f64; 2],
+    /// What each half's patched pattern's value is multiplied by: 1, or `2^-r` for a code
+    /// placed `r` bits above the bottom of the mantissa ([`raw_code_magic`]).
+    pub scale: [f64; 2],
 }
 
 /// The magic-number plan for a cast of integer `from` to `to`, if there is an exact one:
@@ -220,7 +221,7 @@ pub fn half_magic(from: DType, to: DType) -> Option<HalfMagic> {
         (DType::BF16, true) if from.bits() <= 7 => (0x7F, 0x4340, 192.0),
         _ => return None,
     };
-    Some(HalfMagic { mask, pattern, lut: if signed { 0x6A } else { 0xEA }, offset, scale: 1.0 })
+    Some(HalfMagic { mask: [mask; 2], pattern: [pattern; 2], lut: if signed { 0x6A } else { 0xEA }, offset: [offset; 2], scale: [1.0; 2] })
 }
 
 /// `x` in both 16-bit halves of an i32 constant.
@@ -230,9 +231,16 @@ fn both_halves(x: i64) -> Expr {
 
 /// The packed pair of `to` (f16 or bf16) holding `v` in both halves; `None` for other types.
 pub fn packed_constant(v: f64, to: Ty) -> Option<Expr> {
+    packed_constant_halves([v, v], to)
+}
+
+/// The packed pair of `to` (f16 or bf16) holding `values[0]` in its low half and `values[1]`
+/// in its high half; `None` for other types.
+pub fn packed_constant_halves(values: [f64; 2], to: Ty) -> Option<Expr> {
     let packed = to.packed()?;
     let dtype = if to == Ty::F16 { DType::F16 } else { DType::BF16 };
-    Some(Expr::Bitcast { to: packed, value: Box::new(both_halves(dtype.encode(v) as i64)) })
+    let bits = dtype.encode(values[0]) as i64 | (dtype.encode(values[1]) as i64) << 16;
+    Some(Expr::Bitcast { to: packed, value: Box::new(i32c(bits)) })
 }
 
 /// The low (`high == false`) or high 16-bit half of the i32 `word` as a register of the
@@ -251,20 +259,20 @@ pub fn word_of_halves(low: Expr, high: Expr) -> Expr {
     bin(BinaryOp::Or, bits(low), bin(BinaryOp::Shl, bits(high), i32c(16)))
 }
 
-/// The magic-number conversion of a raw integer code of `from` (1, 2 or 4 bits, or 8 bits to
-/// f16: two's complement for signed formats, nothing above it cleared) to f16 or bf16, with
-/// the code `r` bits above the bottom of each 16-bit half: the `lop3` keeps the code's bits (`mask`),
+/// The magic-number conversion of a pair of raw integer codes of `from` (any width up to 8
+/// bits: two's complement for signed formats, nothing above it cleared) to f16 or bf16, with
+/// the code of the low half `r[0]` bits above the bottom of that half and the code of the high
+/// half `r[1]` bits above the bottom of its half: the `lop3` keeps the codes' bits (`mask`),
 /// merges the pattern of `base` and, for signed codes, flips the sign bit, which biases the
-/// value by half the range. The pattern's value is `base + u·2^r` (`u` the biased code), so
+/// value by half the range. A half's pattern value is `base + u·2^r` (`u` the biased code), so
 /// `value · 2^-r − (base·2^-r + bias)` is the code, exactly: `r + bits` stays within the
-/// mantissa (`r` below 8 for f16, below 4 for bf16, and a multiple of the width), and every
-/// operand and result is a small integer or a power of two. `None` for other formats and for
-/// an `r` out of range.
-pub fn raw_code_magic(from: DType, to: DType, r: u32) -> Option<HalfMagic> {
+/// mantissa ([`raw_code_capacity`]: `base + u·2^r` below `2·base`), and every operand and
+/// result is a small integer or a power of two. `None` for other formats and for an `r` out of
+/// range.
+pub fn raw_code_magic(from: DType, to: DType, r: [u32; 2]) -> Option<HalfMagic> {
     let bits = from.bits();
-    // Bytes only into f16, whose 10 mantissa bits hold them (bf16's 7 do not).
-    let width_fits = matches!(bits, 1 | 2 | 4) || (bits == 8 && to == DType::F16);
-    if !from.is_int() || from == DType::Bool || !width_fits || r >= raw_code_shift_limit(to)? || !r.is_multiple_of(bits) {
+    let capacity = raw_code_capacity(to)?;
+    if !from.is_int() || from == DType::Bool || bits > 8 || r.iter().any(|&r| r + bits > capacity) {
         return None;
     }
     let (pattern, base) = match to {
@@ -272,42 +280,53 @@ pub fn raw_code_magic(from: DType, to: DType, r: u32) -> Option<HalfMagic> {
         DType::BF16 => (0x4300, 128.0),
         _ => return None,
     };
-    let mask = ((1i64 << bits) - 1) << r;
-    let scale = 2f64.powi(-(r as i32));
-    Some(if from.is_signed_int() {
-        let sign = 1i64 << (bits - 1);
-        HalfMagic { mask, pattern: pattern | (sign << r), lut: 0x6A, offset: base * scale + sign as f64, scale }
-    } else {
-        HalfMagic { mask, pattern, lut: 0xEA, offset: base * scale, scale }
+    let half = |r: u32| {
+        let mask = ((1i64 << bits) - 1) << r;
+        let scale = 2f64.powi(-(r as i32));
+        if from.is_signed_int() {
+            let sign = 1i64 << (bits - 1);
+            (mask, pattern | (sign << r), base * scale + sign as f64, scale)
+        } else {
+            (mask, pattern, base * scale, scale)
+        }
+    };
+    let (low, high) = (half(r[0]), half(r[1]));
+    Some(HalfMagic {
+        mask: [low.0, high.0],
+        pattern: [low.1, high.1],
+        lut: if from.is_signed_int() { 0x6A } else { 0xEA },
+        offset: [low.2, high.2],
+        scale: [low.3, high.3],
     })
 }
 
-/// How far above the bottom of a half [`raw_code_magic`] can place a code of 1, 2, 4 or 8 bits
-/// in `to` (exclusive): a power of two at most the mantissa width, so a code at bit `r`
-/// below it ends at or below it.
-pub fn raw_code_shift_limit(to: DType) -> Option<u32> {
+/// How many bits above the bottom of a half the code of [`raw_code_magic`] may reach (its
+/// bit position plus its width): the mantissa width of `to`, 10 for f16 and 7 for bf16.
+pub fn raw_code_capacity(to: DType) -> Option<u32> {
     match to {
-        DType::F16 => Some(8),
-        DType::BF16 => Some(4),
+        DType::F16 => Some(10),
+        DType::BF16 => Some(7),
         _ => None,
     }
 }
 
 impl HalfMagic {
-    /// Both 16-bit patterns of `packed` (codes in bytes 0 and 2, anything in their other bits,
-    /// which the mask clears), with one `lop3`.
+    /// Both 16-bit patterns of `packed` (each half's code where its `mask` takes it, anything
+    /// in the other bits, which the mask clears), with one `lop3`.
     pub fn patterns(&self, packed: Expr) -> Expr {
-        Expr::Lop3 { a: Box::new(packed), b: Box::new(both_halves(self.mask)), c: Box::new(both_halves(self.pattern)), lut: self.lut }
+        let halves = |x: [i64; 2]| i32c(x[0] | x[1] << 16);
+        Expr::Lop3 { a: Box::new(packed), b: Box::new(halves(self.mask)), c: Box::new(halves(self.pattern)), lut: self.lut }
     }
 
     /// Both halves of `word` (holding the patterns) as a packed pair of `to`, the magic value
     /// subtracted from each (exact): one subtraction, or one `fma` for a scaled pattern.
     pub fn packed_value(&self, word: Expr, to: Ty) -> Option<Expr> {
         let pair = Expr::Bitcast { to: to.packed()?, value: Box::new(word) };
-        if self.scale == 1.0 {
-            return Some(bin(BinaryOp::Sub, pair, packed_constant(self.offset, to)?));
+        if self.scale == [1.0; 2] {
+            return Some(bin(BinaryOp::Sub, pair, packed_constant_halves(self.offset, to)?));
         }
-        Some(Expr::Fma(Box::new(pair), Box::new(packed_constant(self.scale, to)?), Box::new(packed_constant(-self.offset, to)?)))
+        let minus_offset = self.offset.map(|o| -o);
+        Some(Expr::Fma(Box::new(pair), Box::new(packed_constant_halves(self.scale, to)?), Box::new(packed_constant_halves(minus_offset, to)?)))
     }
 }
 
@@ -399,21 +418,60 @@ pub fn fast_half_cast(from: DType, to: DType) -> Option<FastHalfCast> {
     Some(FastHalfCast::Float(FloatPlacement { field_shift, field_mask, sign_shift, scale, specials }))
 }
 
+impl FloatPlacement {
+    /// Both 16-bit patterns from `fields`, an i32 with each code's exponent and mantissa
+    /// fields under the destination's (each code shifted by `field_shift`), and `sign`, one
+    /// with each code's sign bit at bit 15 of its half (shifted by `sign_shift`; `None` for
+    /// unsigned formats): `(fields & field_mask) | (sign & 0x8000)` in each half, the masks
+    /// dropping whatever else the two hold.
+    pub fn patterns_of(&self, fields: Expr, sign: Option<Expr>) -> Expr {
+        let sign = match sign {
+            Some(sign) => bin(BinaryOp::And, sign, both_halves(0x8000)),
+            None => i32c(0),
+        };
+        // (fields & mask) | sign
+        Expr::Lop3 { a: Box::new(fields), b: Box::new(both_halves(self.field_mask)), c: Box::new(sign), lut: 0xEA }
+    }
+
+    /// The marking of special codes in the placed patterns ([`FastHalfCast::marked_specials`])
+    /// for a conversion to `to` (f16 or bf16): the placed field whose all-ones value marks a
+    /// special code, and the bit just above it (`top`). The field plus its lowest bit carries
+    /// into `top` exactly when it is all ones; setting the bits from `top` up to bit 14 then
+    /// completes an all-ones exponent. That is the value for IEEE codes (the placed exponent
+    /// field: infinity over a zero mantissa, NaN over any other), and for all-ones-magnitude
+    /// NaNs (the placed exponent and mantissa fields) when the mantissa part is not empty.
+    /// Whether [`FastHalfCast::packed`] reads the codes themselves for a pair converted to
+    /// `to`: for special codes not marked in the patterns.
+    pub fn reads_codes(&self, to: Ty) -> bool {
+        self.specials != SpecialCodes::None && self.special_marking(to).is_none()
+    }
+
+    fn special_marking(&self, to: Ty) -> Option<(i64, i64)> {
+        let mantissa_mask = match to {
+            Ty::F16 => 0x03FF,
+            Ty::BF16 => 0x007F,
+            _ => return None,
+        };
+        let field = match self.specials {
+            SpecialCodes::NanAtAllOnes { .. } if self.field_mask & mantissa_mask != 0 => self.field_mask,
+            SpecialCodes::Ieee { exponent, .. } => exponent << self.field_shift,
+            _ => return None,
+        };
+        let top = field + (field & field.wrapping_neg());
+        (top < 0x8000).then_some((field, top))
+    }
+}
+
 impl FastHalfCast {
     /// The destination patterns of both 16-bit halves of `packed` (an i32 variable holding
     /// codes or containers in bytes 0 and 2, zero above them), with one `lop3`.
     pub fn patterns(&self, packed: Expr) -> Expr {
-        let both = both_halves;
         match self {
             FastHalfCast::Magic(m) => m.patterns(packed),
             FastHalfCast::Float(p) => {
                 let fields = bin(BinaryOp::Shl, packed.clone(), i32c(p.field_shift));
-                let sign = match p.sign_shift {
-                    Some(shift) => bin(BinaryOp::And, bin(BinaryOp::Shl, packed, i32c(shift)), both(0x8000)),
-                    None => i32c(0),
-                };
-                // (fields & mask) | sign
-                Expr::Lop3 { a: Box::new(fields), b: Box::new(both(p.field_mask)), c: Box::new(sign), lut: 0xEA }
+                let sign = p.sign_shift.map(|shift| bin(BinaryOp::Shl, packed, i32c(shift)));
+                p.patterns_of(fields, sign)
             }
         }
     }
@@ -424,20 +482,51 @@ impl FastHalfCast {
     pub fn half(&self, word: Expr, high: bool, to: Ty) -> Expr {
         let pattern = half_of_word(word, high, to);
         match self {
-            FastHalfCast::Magic(m) => bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset)),
+            FastHalfCast::Magic(m) => {
+                let h = high as usize;
+                if m.scale[h] == 1.0 {
+                    bin(BinaryOp::Sub, pattern, Expr::Float(to, m.offset[h]))
+                } else {
+                    Expr::Fma(Box::new(pattern), Box::new(Expr::Float(to, m.scale[h])), Box::new(Expr::Float(to, -m.offset[h])))
+                }
+            }
             FastHalfCast::Float(p) if p.scale == 1.0 => pattern,
             FastHalfCast::Float(p) => bin(BinaryOp::Mul, pattern, Expr::Float(to, p.scale)),
         }
     }
 
-    /// Both halves of `word` (a variable holding the patterns) as one packed pair of `to`
-    /// (f16 or bf16), corrected by one packed subtraction or multiplication: the same values
-    /// as [`Self::half`] gives for each half (the corrections are exact). `codes` is the i32
-    /// with the two codes at the bottom of its halves (anything above them): special codes are
-    /// fixed in both halves at once with integer operations, all-ones-magnitude NaNs by
-    /// OR-ing the NaN pattern into each half whose code is one (a pattern with every exponent
-    /// bit and the top mantissa bit set is a NaN), IEEE infinities and NaNs by
-    /// [`ieee_specials`]. `None` for `e8m0`, whose halves are converted one by one.
+    /// The patterns of both halves of `pattern` (an i32 variable holding what
+    /// [`Self::patterns`] gives) with the special codes marked in the patterns themselves,
+    /// where the plan allows it (`FloatPlacement::special_marking`): IEEE infinities and NaNs,
+    /// and all-ones-magnitude NaNs (`f8e4m3fn`, `ueXmY`). The marking field plus its lowest
+    /// bit carries into the bit above it, which, spread up to bit 14 (one `lop3` when it is
+    /// bit 14 itself, as for every 4-bit exponent into f16, else one multiplication), makes the
+    /// exponent all ones over the code's own mantissa, sign kept. Infinities and NaNs stay so
+    /// through the exact correction, so the correction stays the plan's last step
+    /// ([`Self::correction`]). `None` where the plan has no such marking.
+    pub fn marked_specials(&self, pattern: Expr, to: Ty) -> Option<Expr> {
+        let FastHalfCast::Float(p) = self else { return None };
+        let (field, top) = p.special_marking(to)?;
+        let fill = 0x8000 - top;
+        let low = field & field.wrapping_neg();
+        let carried = bin(BinaryOp::Add, pattern.clone(), both_halves(low));
+        if fill == top {
+            // pattern | (carried & top)
+            return Some(Expr::Lop3 { a: Box::new(pattern), b: Box::new(carried), c: Box::new(both_halves(top)), lut: 0xF8 });
+        }
+        let flags = bin(BinaryOp::And, carried, both_halves(top));
+        Some(bin(BinaryOp::Or, pattern, bin(BinaryOp::Mul, flags, i32c(fill / top))))
+    }
+
+    /// Both halves of `word` (a variable holding the patterns, marked by
+    /// [`Self::marked_specials`] where it marks) as one packed pair of `to` (f16 or bf16),
+    /// corrected by one packed subtraction or multiplication: the same values as
+    /// [`Self::half`] gives for each half (the corrections are exact). `codes` is the i32 with
+    /// the two codes at the bottom of its halves (anything above them): all-ones-magnitude
+    /// NaNs not marked in the patterns (no mantissa bits) are fixed in both halves at once with
+    /// integer operations, by OR-ing the NaN pattern into each half whose code is one (a
+    /// pattern with every exponent bit and the top mantissa bit set is a NaN). `None` for
+    /// `e8m0`, whose halves are converted one by one.
     pub fn packed(&self, word: Expr, codes: Expr, to: Ty) -> Option<Expr> {
         if !self.packs(to) {
             return None;
@@ -449,8 +538,8 @@ impl FastHalfCast {
         };
         let pattern = Expr::Bitcast { to: packed, value: Box::new(word) };
         let value = if p.scale == 1.0 { pattern } else { bin(BinaryOp::Mul, pattern, packed_constant(p.scale, to)?) };
-        if let SpecialCodes::Ieee { exponent, mantissa } = p.specials {
-            return Some(Expr::Bitcast { to: packed, value: Box::new(ieee_specials(value, codes, exponent, mantissa, to)) });
+        if p.special_marking(to).is_some() {
+            return Some(value);
         }
         let SpecialCodes::NanAtAllOnes { magnitude } = p.specials else { return Some(value) };
         let (flags, top) = all_ones_flags(codes, magnitude);
@@ -466,24 +555,30 @@ impl FastHalfCast {
         Some(Expr::Bitcast { to: packed, value: Box::new(bits) })
     }
 
-    /// The last correction of [`Self::packed`] as `(scale, offset)`, when it is the only step
-    /// after the patterns: each half's value is `pattern · scale − offset`, exactly. `None`
-    /// where special codes are patched in afterwards.
-    pub fn correction(&self) -> Option<(f64, f64)> {
+    /// The last correction of [`Self::packed`] as `(scale, offset)` of each half (low, high),
+    /// when it is the only step after the (marked) patterns: each half's value is
+    /// `pattern · scale − offset`, exactly (NaN for a NaN pattern). `None` where special codes
+    /// are patched in afterwards.
+    pub fn correction(&self, to: Ty) -> Option<([f64; 2], [f64; 2])> {
         match self {
             FastHalfCast::Magic(m) => Some((m.scale, m.offset)),
-            FastHalfCast::Float(p) if p.specials == SpecialCodes::None => Some((p.scale, 0.0)),
+            FastHalfCast::Float(p) if p.specials == SpecialCodes::None || p.special_marking(to).is_some() => Some(([p.scale; 2], [0.0; 2])),
             FastHalfCast::Float(_) => None,
         }
     }
 
     /// Whether [`Self::packed`] has a packed form for a pair converted to `to`: f16 or bf16,
-    /// and no special codes but all-ones NaNs and IEEE infinities and NaNs.
+    /// and no special codes but all-ones NaNs and IEEE infinities and NaNs (marked in the
+    /// patterns).
     pub fn packs(&self, to: Ty) -> bool {
         to.packed().is_some()
             && match self {
                 FastHalfCast::Magic(_) => true,
-                FastHalfCast::Float(p) => matches!(p.specials, SpecialCodes::None | SpecialCodes::NanAtAllOnes { .. } | SpecialCodes::Ieee { .. }),
+                FastHalfCast::Float(p) => match p.specials {
+                    SpecialCodes::None | SpecialCodes::NanAtAllOnes { .. } => true,
+                    SpecialCodes::Ieee { .. } => p.special_marking(to).is_some(),
+                    SpecialCodes::PowersOfTwo => false,
+                },
             }
     }
 
@@ -517,28 +612,6 @@ fn all_ones_flags(codes: Expr, field: i64) -> (Expr, i64) {
     let low = field & field.wrapping_neg();
     let top = field + low;
     (bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(field)), both_halves(low)), both_halves(top)), top)
-}
-
-/// The bits (an i32) of the packed pair `value` (placed and scaled codes) with the IEEE
-/// special codes of both halves replaced at once: where a code's exponent field (`exponent`,
-/// a mask over the code) is all ones, the half's exponent and mantissa become those of an
-/// infinity (mantissa field zero: `mantissa`) or of a NaN, its sign kept. `codes` holds the two
-/// codes at the bottom of each half (anything above them). All with integer operations on the
-/// pair: [`all_ones_flags`] for the exponent, a nonzero mantissa plus its mask reaches the bit
-/// above the mantissa, and a flag (bit 0 of a half) times a pattern below 2^16 spreads it over
-/// its half only.
-fn ieee_specials(value: Expr, codes: Expr, exponent: i64, mantissa: i64, to: Ty) -> Expr {
-    let (infinity, quiet) = if to == Ty::F16 { (0x7C00, 0x0200) } else { (0x7F80, 0x0040) };
-    let (all_ones, exponent_top) = all_ones_flags(codes.clone(), exponent);
-    let special = bin(BinaryOp::LShr, all_ones, i32c(exponent_top.trailing_zeros() as i64));
-    let mantissa_top = mantissa + 1;
-    let nonzero = bin(BinaryOp::And, bin(BinaryOp::Add, bin(BinaryOp::And, codes, both_halves(mantissa)), both_halves(mantissa)), both_halves(mantissa_top));
-    let nan = bin(BinaryOp::And, bin(BinaryOp::LShr, nonzero, i32c(mantissa_top.trailing_zeros() as i64)), special.clone());
-    let patterns = bin(BinaryOp::Or, bin(BinaryOp::Mul, special.clone(), i32c(infinity)), bin(BinaryOp::Mul, nan, i32c(quiet)));
-    let magnitudes = bin(BinaryOp::Mul, special, i32c(0x7FFF));
-    // (value & ~magnitudes) | patterns
-    let bits = Expr::Bitcast { to: Ty::I32, value: Box::new(value) };
-    Expr::Lop3 { a: Box::new(bits), b: Box::new(magnitudes), c: Box::new(patterns), lut: 0xBA }
 }
 
 /// The `prmt` selector that puts byte 0 of `a` into byte 0 and byte 0 of `b` (source byte 4)
@@ -580,12 +653,58 @@ mod tests {
         }
     }
 
+    /// Every code of every integer width, at every place in each half that `raw_code_magic`
+    /// accepts, with other bits set around it: the `lop3` (computed here from its truth
+    /// table) and the correction give the code's value exactly, in f16 arithmetic as decoded
+    /// by `DType`; places beyond the mantissa are refused.
+    #[test]
+    fn raw_code_magic_is_exact_at_every_place() {
+        for to in [DType::F16, DType::BF16] {
+            let capacity = raw_code_capacity(to).unwrap();
+            for bits in 1..=8u32 {
+                for signed in [false, true] {
+                    let from = DType::Int { signed, bits: bits as u8 };
+                    if bits > capacity {
+                        assert_eq!(raw_code_magic(from, to, [0, 0]), None, "{from} → {to}");
+                        continue;
+                    }
+                    assert_eq!(raw_code_magic(from, to, [capacity + 1 - bits, 0]), None, "{from} → {to}");
+                    assert_eq!(raw_code_magic(from, to, [0, capacity + 1 - bits]), None, "{from} → {to}");
+                    let places = 0..=capacity - bits;
+                    for (r0, r1) in places.clone().flat_map(|a| places.clone().map(move |b| (a, b))) {
+                        let m = raw_code_magic(from, to, [r0, r1]).unwrap_or_else(|| panic!("{from} → {to} at {r0}, {r1}"));
+                        // The correction's constants are values of `to` (the packed constants).
+                        for x in m.scale.into_iter().chain(m.offset) {
+                            assert_eq!(to.decode(to.encode(x)), x, "{from} → {to} at {r0}, {r1}");
+                        }
+                        for code in 0..1u64 << bits {
+                            let other = (code * 7 + 3) % (1 << bits);
+                            // Codes in place, every other bit of the word set.
+                            let inside = (code << r0) | (other << (16 + r1));
+                            let mask = ((1u64 << bits) - 1) << r0 | ((1u64 << bits) - 1) << (16 + r1);
+                            let word = inside | (0xFFFF_FFFF & !mask);
+                            let (b, c) = ((m.mask[0] | m.mask[1] << 16) as u64, (m.pattern[0] | m.pattern[1] << 16) as u64);
+                            let lop3 = if m.lut == 0xEA { (word & b) | c } else { (word & b) ^ c };
+                            for (half, value) in [(0, code), (1, other)] {
+                                let pattern = to.decode((lop3 >> (16 * half)) & 0xFFFF);
+                                let want = if signed && value >= 1 << (bits - 1) { value as f64 - (1u64 << bits) as f64 } else { value as f64 };
+                                assert_eq!(pattern * m.scale[half] - m.offset[half], want, "{from} → {to} at {r0}, {r1}: code {value}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn fast_half_cast_plans() {
         let d = |n: &str| DType::from_name(n).unwrap();
         // Integers: the f16 magic for every width, the bf16 one up to 7 bits.
         let magic = |from: &str, to| match fast_half_cast(d(from), to) {
-            Some(FastHalfCast::Magic(m)) => Some((m.mask, m.pattern, m.lut, m.offset)),
+            Some(FastHalfCast::Magic(m)) if m.mask[0] == m.mask[1] && m.pattern[0] == m.pattern[1] && m.offset[0] == m.offset[1] => {
+                Some((m.mask[0], m.pattern[0], m.lut, m.offset[0]))
+            }
             _ => None,
         };
         assert_eq!(magic("u4", DType::F16), Some((0xFF, 0x6400, 0xEA, 1024.0)));

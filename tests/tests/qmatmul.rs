@@ -269,7 +269,7 @@ fn bf16_activations_dequantize_in_bf16() {
 #[test]
 fn half_precision_dequantization_matches_the_f16_definition() {
     let mut rng = Rng(0x0f16_0f16_0f16_0f16);
-    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2"] {
+    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i6", "u7", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2"] {
         let w = DType::from_name(w).unwrap();
         for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
             check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16, DType::F16);
@@ -279,8 +279,8 @@ fn half_precision_dequantization_matches_the_f16_definition() {
 
 /// Integer zero points (`-D Z=u4`, as GPTQ/AWQ checkpoints store them), random over their
 /// whole range: with f16 or bf16 dequantization the compiler folds them into the magic-number
-/// correction of 1-, 2- and 4-bit codes where every step stays exact, and keeps two steps
-/// where it would not (bf16 with u8 zero points, 3-bit codes). Against the host's arithmetic.
+/// correction of integer codes where every step stays exact, and keeps two steps where it
+/// would not (bf16 with u8 zero points). Against the host's arithmetic.
 #[test]
 fn integer_zero_points_match_the_definition() {
     let mut rng = Rng(0x2e50_2e50_0000_0001);
@@ -292,6 +292,9 @@ fn integer_zero_points_match_the_definition() {
         ("i2", "i4", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
         ("u2", "u8", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
         ("u3", "u4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("i5", "i4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
+        ("u6", "u8", "f16", "f16", Backend::Vm, WeightOrder::Fragment),
+        ("u3", "u4", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
         ("u4", "u8", "f16", "f16", Backend::Simt, WeightOrder::RowMajor),
         ("u4", "u4", "f32", "f16", Backend::Vm, WeightOrder::Split(2)),
         ("u4", "u4", "f16", "f16", Backend::Simt, WeightOrder::Split(3)),
@@ -311,13 +314,15 @@ fn half_precision_dequantization_assembles() {
     if !tl_tests::ptxas_available("qmatmul f16 dequantization") {
         return;
     }
-    let mut configs: Vec<(&str, [&str; 4])> = ["u1", "u2", "u4", "i4", "u3", "i3", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2", "f8e4m3"]
+    let mut configs: Vec<(&str, [&str; 4])> = ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i5", "u6", "i6", "u7", "i7", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2", "f8e4m3"]
         .into_iter()
         .map(|w| ("qmatmul_fragment", [w, "f16", "f16", "f16"]))
         .collect();
     configs.extend([
         ("qmatmul_fragment", ["u4", "f16", "f16", "u4"]),
         ("qmatmul_fragment", ["i2", "bf16", "bf16", "i4"]),
+        ("qmatmul_fragment", ["i3", "bf16", "bf16", "i4"]),
+        ("qmatmul_split", ["u5", "f16", "f16", "u4"]),
         ("qmatmul_fragment", ["f8e5m2", "bf16", "bf16", "f16"]),
         ("qmatmul_split", ["u4", "f16", "f16", "u4"]),
         ("qmatmul", ["u4", "f16", "f16", "u8"]),
@@ -369,6 +374,114 @@ fn u4_fragment_dequantization_takes_two_instructions_per_weight() {
     // One lop3 per pair (the u4 zero points' own conversion adds at most a few), no prmt per pair.
     assert!((32..=36).contains(&get(&folded, "lop3.b32")), "{folded:?}");
     assert!(get(&folded, "prmt.b32") <= 4, "{folded:?}");
+}
+
+/// Infinity and NaN weight codes in fragment order: the fast casts mark them in the placed
+/// patterns (an all-ones field carries into the exponent above it), where the zero point and
+/// the scale keep them. Every special code of the format, each in a column of its own, at a
+/// random row; on the VM and the simulator against f64 arithmetic, where a column with an
+/// infinity gives infinities of the activation's sign and one with a NaN gives NaN.
+#[test]
+fn special_weight_codes_in_fragment_order() {
+    let mut rng = Rng(0x5eed_0f_1f_0000_0003);
+    for (w, d) in [("f8e4m3fn", "f16"), ("f8e4m3", "f16"), ("f8e5m2", "f16"), ("f8e4m3", "bf16"), ("f8e5m2", "bf16"), ("f8e4m3fn", "bf16")] {
+        let [w, d] = [w, d].map(|n| DType::from_name(n).unwrap());
+        let consts: Vec<(String, ConstValue)> = [("W", w), ("D", d), ("A", d), ("S", d), ("Z", d)].map(|(n, t)| (n.to_string(), ConstValue::DType(t))).into_iter().collect();
+        let kernel = module_of("qmatmul_fragment").kernel(None, &consts).unwrap_or_else(|e| panic!("{w}: {e}"));
+        let (m, n, k) = (3usize, 140usize, 200usize);
+        let specials: Vec<u64> = (0..1u64 << w.bits()).filter(|&c| !w.decode(c).is_finite()).collect();
+        assert!(!specials.is_empty() && specials.len() < n);
+        let a = HostTensor::from_f64(d, &[m, k], &(0..m * k).map(|_| {
+            let x = 0.25 + rng.unit().abs();
+            if rng.next() % 2 == 0 { x } else { -x }
+        }).collect::<Vec<_>>());
+        let mut b = weights(&mut rng, w, k, n);
+        for (j, &code) in specials.iter().enumerate() {
+            b.set_code((rng.next() as usize % k) * n + j, code);
+        }
+        let groups = k.div_ceil(128);
+        let scales = HostTensor::from_f64(d, &[groups, n], &(0..groups * n).map(|_| (1.0 + rng.unit().abs()) / w.max_value()).collect::<Vec<_>>());
+        let zero_points = HostTensor::from_f64(d, &[groups, n], &(0..groups * n).map(|_| rng.unit()).collect::<Vec<_>>());
+        let ordered = tl_stdlib::quant::to_fragment_order(&b, tl_stdlib::quant::FragmentTile::new(64, 128).unwrap()).unwrap();
+        for backend in [Backend::Vm, Backend::Simt] {
+            let mut args = vec![
+                Arg::scalar(m as i64),
+                Arg::scalar(n as i64),
+                Arg::scalar(k as i64),
+                a.clone().into(),
+                ordered.clone().into(),
+                scales.clone().into(),
+                zero_points.clone().into(),
+                HostTensor::filled(d, &[m, n], 0.0).into(),
+            ];
+            kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{w} on {}: {e}", backend.name()));
+            let got = args[7].tensor().unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+                    for p in 0..k {
+                        let g = p / 128;
+                        let weight = d.round(d.round(d.round(b.get(p * n + j)) - zero_points.get(g * n + j)) * scales.get(g * n + j));
+                        exact += a.get(i * k + p) * weight;
+                        magnitude += (a.get(i * k + p) * weight).abs();
+                    }
+                    let value = got.get(i * n + j);
+                    let place = format!("{w} with {d} on {}: c[{i}, {j}] = {value}, reference {exact}", backend.name());
+                    if exact.is_nan() {
+                        assert!(value.is_nan(), "{place}");
+                    } else if exact.is_infinite() {
+                        assert_eq!(value, exact, "{place}");
+                    } else {
+                        let half_ulp = if d == DType::BF16 { 2f64.powi(-8) } else { 2f64.powi(-11) };
+                        let tolerance = k as f64 * 2f64.powi(-24) * magnitude * 2.0 + exact.abs() * half_ulp + 2f64.powi(-25);
+                        assert!((value - exact).abs() <= tolerance, "{place} (tolerance {tolerance:e})");
+                    }
+                }
+            }
+            // Every column with a special code is not finite in every row.
+            for j in 0..specials.len() {
+                assert!((0..m).all(|i| !got.get(i * n + j).is_finite()), "{w} with {d} on {}: column {j}", backend.name());
+            }
+        }
+    }
+}
+
+/// Codes of 3, 5, 6 and 7 bits in fragment order lie about 16 bits apart (12, 20, 12 and 14
+/// bits), so a 32-bit window of each thread's run (a word, shifted, or two funnel-shifted)
+/// holds the two codes of a pair inside their halves: one `lop3` per pair, no `prmt`, and
+/// with integer zero points one correction per pair, as for u4.
+#[test]
+fn odd_width_fragment_dequantization_takes_one_lop3_per_pair() {
+    let get = |c: &std::collections::HashMap<String, usize>, n: &str| c.get(n).copied().unwrap_or(0);
+    for (w, signed) in [("u3", "i3"), ("u5", "i5"), ("u6", "i6"), ("u7", "i7")] {
+        for w in [w, signed] {
+            let counts = packed_instruction_counts(&[("W", w), ("D", "f16"), ("Z", "u4")]);
+            let corrections = get(&counts, "sub.rn.f16x2") + get(&counts, "fma.rn.f16x2") + get(&counts, "add.rn.f16x2");
+            // 32 pairs per thread and tile, and per column at most the corrections of 4 places
+            // of a pair in its window and the zero points' own conversion.
+            assert!(corrections <= 32 + 16 + 2, "{w}: {counts:?}");
+            assert_eq!(get(&counts, "mul.rn.f16x2"), 32, "{w}: {counts:?}");
+            assert!((32..=36).contains(&get(&counts, "lop3.b32")), "{w}: {counts:?}");
+            assert!(get(&counts, "prmt.b32") <= 4, "{w}: {counts:?}");
+        }
+    }
+}
+
+/// The fragment kernels' own references (`reference` blocks, which undo the fragment order
+/// with the kernels' `PW`) agree with the kernels for integer codes of every width, whose
+/// groups of pairs differ (16 / 8 / 4 / 2 pairs), on the VM at random shapes.
+#[test]
+fn fragment_kernels_match_their_references_for_every_width() {
+    for file in ["qmatmul_fragment", "qmatmul_split"] {
+        let module = module_of(file);
+        for w in ["u1", "u2", "u3", "i3", "u4", "u5", "i5", "u6", "i6", "u7", "i7", "u8"] {
+            let consts = [("W".to_string(), ConstValue::DType(DType::from_name(w).unwrap()))];
+            let kernel = module.kernel(Some(file), &consts).unwrap_or_else(|e| panic!("{file} {w}: {e}"));
+            let mut args = kernel.random_args(7, &[]).unwrap();
+            let report = kernel.check(Backend::Vm, &mut args).unwrap_or_else(|e| panic!("{file} {w}: {e}"));
+            assert!(report.passed(), "{file} W={w}: {report:?}");
+        }
+    }
 }
 
 #[test]

@@ -121,7 +121,7 @@ impl Lower<'_> {
             let (mut pairs, mut raw) = (Vec::with_capacity(pairing.len()), Vec::with_capacity(pairing.len()));
             for &(low, high) in pairing {
                 let packed = self.assign(body, Ty::I32, pack_pair(var(regs[low]), var(regs[high])));
-                let (pair, raw_pair) = self.fast_pair(&plan, packed, ty, body);
+                let (pair, raw_pair) = self.fast_pair(&plan, plan.patterns(var(packed)), packed, ty, body);
                 pairs.push(pair);
                 raw.push(raw_pair);
             }
@@ -148,62 +148,96 @@ impl Lower<'_> {
         Some(FastCast { regs: out, pairs: None, raw: None })
     }
 
-    /// The fast cast of codes of 1, 2, 4 or 8 bits straight from the words they were loaded in
-    /// (`code_sources`), pair by pair, without unpacking them first:
-    /// * when the two codes of a pair sit 16 bits apart in one word (the fragment order of
-    ///   `qmatmul_fragment` puts them there), the word shifted right already holds them at the
-    ///   same place in each half: for integers, shifted by a multiple of
-    ///   `raw_code_shift_limit`, one `lop3` builds both patterns from the codes `r` bits up
-    ///   (`raw_code_magic` at `r`); for floats, shifted so that the codes start their halves,
-    ///   the placement (`FloatPlacement`) takes the word as it is (its masks drop the other
-    ///   codes above them);
-    /// * otherwise one `prmt` first brings the byte of each code (each word shifted so the code
-    ///   starts its byte) into bytes 0 and 2.
+    /// The fast cast of codes straight from the words they were loaded in (`code_sources`),
+    /// pair by pair, without unpacking them first:
+    /// * where the pair's two codes lie about 16 bits apart in a run of words (the fragment
+    ///   order of `qmatmul_fragment` puts them `PW · bits` bits apart, `PW` the power of two
+    ///   nearest `16 / bits`), one 32-bit window of the run (the word itself, shifted, or two
+    ///   words funnel-shifted) holds each code inside its 16-bit half: for integers, `r` bits
+    ///   up in each half (the low and the high code may differ), where one `lop3` builds both
+    ///   patterns (`raw_code_magic`); for floats, exactly 16 bits apart, the windows that start
+    ///   `field_shift` and `sign_shift` bits below the low code already hold each code's fields
+    ///   and sign bit where the placement (`FloatPlacement::patterns_of`) puts them, its masks
+    ///   dropping the rest;
+    /// * otherwise, for codes each inside a byte of its word, one `prmt` first brings the byte
+    ///   of each code (each word shifted so the code starts its byte) into bytes 0 and 2.
     ///
-    /// The shifts are shared. One packed subtraction (or `fma`, for `r > 0`) finishes an
-    /// integer pair, the placement's packed correction a float pair; the result also records
-    /// the pairs before that correction where it is the last step, for a subtraction that can
-    /// absorb it (`packed.rs`). `None`, with nothing emitted, unless every register has a known
-    /// source and the plan has a packed form.
+    /// The windows and shifts are shared: a pair takes a window already made where its codes
+    /// fit in it. One packed subtraction (or `fma`, where a code is placed above the bottom
+    /// of its half) finishes an integer pair, the placement's packed correction a float pair;
+    /// the result also records the pairs before that correction where it is the last step,
+    /// for a subtraction that can absorb it (`packed.rs`). `None`, with nothing emitted,
+    /// unless every register has a known source, every pair one of the two forms and the
+    /// plan a packed form.
     fn cast_codes_in_words(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
-        use crate::lower_numerics::{fast_half_cast, raw_code_magic, raw_code_shift_limit, FastHalfCast};
-        let limit = raw_code_shift_limit(to)?;
+        use crate::lower_numerics::{fast_half_cast, raw_code_capacity, raw_code_magic, FastHalfCast};
+        let capacity = raw_code_capacity(to)?;
         let ty = Ty::of(to);
-        let float_plan = match fast_half_cast(from, to)? {
-            FastHalfCast::Float(p) => Some(FastHalfCast::Float(p)).filter(|plan| plan.packs(ty)),
+        let placement = match fast_half_cast(from, to)? {
+            FastHalfCast::Float(p) => Some(p).filter(|p| FastHalfCast::Float(*p).packs(ty)),
             FastHalfCast::Magic(_) => None,
         };
-        let integers = raw_code_magic(from, to, 0).is_some();
-        if !integers && float_plan.is_none() {
+        let integers = raw_code_magic(from, to, [0, 0]).is_some();
+        if !integers && placement.is_none() {
             return None;
         }
-        let sources: Vec<(Var, u32)> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
-        let mut shifted: HashMap<(Var, u32), Var> = HashMap::new();
-        let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var, by: u32| -> Var {
-            if by == 0 {
-                return word;
-            }
-            *shifted.entry((word, by)).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, by as i64))))
-        };
-        let (mut pairs, mut raw) = (Vec::with_capacity(pairing.len()), Vec::with_capacity(pairing.len()));
+        let bits = from.bits();
+        let sources: Vec<CodeSource> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
+        // Every pair planned before anything is emitted.
+        let mut windows: Vec<CodeWindow> = Vec::new();
+        let mut plans = Vec::with_capacity(pairing.len());
         for &(low, high) in pairing {
             let (low, high) = (sources[low], sources[high]);
-            let same_word = low.0 == high.0 && high.1 == low.1 + 16;
-            // The word with the pair's codes at the same place in each half: `r` bits up.
-            let (codes, r) = if same_word {
-                let r = if integers { low.1 % limit } else { 0 };
-                (shift_word(self, body, low.0, low.1 - r), r)
-            } else {
-                let a = shift_word(self, body, low.0, low.1 % 8);
-                let b = shift_word(self, body, high.0, high.1 % 8);
-                // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8 of
-                // `b` (selector values 4..7); the masks keep only the codes.
-                let (lo_byte, hi_byte) = ((low.1 / 8) as i64, 4 + (high.1 / 8) as i64);
-                let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
-                (self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) }), 0)
+            let in_window = match placement {
+                Some(p) => self.placed_pair_windows(low, high, bits, &p, ty, &mut windows),
+                None => self.pair_window(low, high, bits, capacity, &mut windows),
             };
-            let plan = float_plan.unwrap_or_else(|| FastHalfCast::Magic(raw_code_magic(from, to, r).expect("r below the limit, a multiple of the width")));
-            let (pair, raw_pair) = self.fast_pair(&plan, codes, ty, body);
+            plans.push(in_window.or_else(|| self.pair_bytes(low, high, bits))?);
+        }
+        let mut made: HashMap<usize, Var> = HashMap::new();
+        let mut window_var = |s: &mut Self, body: &mut Vec<lir::Stmt>, window: usize| -> Var {
+            *made.entry(window).or_insert_with(|| s.code_window(body, windows[window]))
+        };
+        let mut shifted: HashMap<(Var, u32), Var> = HashMap::new();
+        let (mut pairs, mut raw) = (Vec::with_capacity(pairing.len()), Vec::with_capacity(pairing.len()));
+        for plan in plans {
+            let (fast, patterns, codes) = match plan {
+                PairCodes::Window { window, r } => {
+                    let codes = window_var(self, body, window);
+                    let plan = FastHalfCast::Magic(raw_code_magic(from, to, r).expect("planned within the mantissa"));
+                    (plan, plan.patterns(var(codes)), codes)
+                }
+                PairCodes::Placed { fields, sign, codes } => {
+                    let p = placement.expect("placed pairs of a placement");
+                    let fields = window_var(self, body, fields);
+                    let sign = sign.map(|w| var(window_var(self, body, w)));
+                    // The codes themselves only for special codes not marked in the patterns.
+                    let codes = codes.map_or(fields, |w| window_var(self, body, w));
+                    debug_assert!(codes != fields || !p.reads_codes(ty));
+                    (FastHalfCast::Float(p), p.patterns_of(var(fields), sign), codes)
+                }
+                PairCodes::Bytes { low: (low_word, low_bit), high: (high_word, high_bit) } => {
+                    let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var, by: u32| -> Var {
+                        if by == 0 {
+                            return word;
+                        }
+                        *shifted.entry((word, by)).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::LShr, var(word), int(Ty::I32, by as i64))))
+                    };
+                    let a = shift_word(self, body, low_word, low_bit % 8);
+                    let b = shift_word(self, body, high_word, high_bit % 8);
+                    // Result bytes 0 and 1 from byte low/8 of `a`, bytes 2 and 3 from byte high/8
+                    // of `b` (selector values 4..7); the masks keep only the codes.
+                    let (lo_byte, hi_byte) = ((low_bit / 8) as i64, 4 + (high_bit / 8) as i64);
+                    let selector = lo_byte | (lo_byte << 4) | (hi_byte << 8) | (hi_byte << 12);
+                    let codes = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(a)), b: Box::new(var(b)), selector: Box::new(int(Ty::I32, selector)) });
+                    let plan = match placement {
+                        Some(p) => FastHalfCast::Float(p),
+                        None => FastHalfCast::Magic(raw_code_magic(from, to, [0, 0]).expect("integers")),
+                    };
+                    (plan, plan.patterns(var(codes)), codes)
+                }
+            };
+            let (pair, raw_pair) = self.fast_pair(&fast, patterns, codes, ty, body);
             pairs.push(pair);
             raw.push(raw_pair);
         }
@@ -211,14 +245,140 @@ impl Lower<'_> {
         Some(FastCast { regs: out, pairs: Some(pairs), raw: raw.into_iter().collect() })
     }
 
-    /// One pair of a fast cast by `plan` (one that packs) from `codes`, an i32 holding the
-    /// pair's codes where the plan's patterns take them: the packed pair, and the pair before
-    /// its last correction where the plan ends in one ([`crate::lower_numerics::FastHalfCast::correction`]).
-    fn fast_pair(&mut self, plan: &crate::lower_numerics::FastHalfCast, codes: Var, ty: Ty, body: &mut Vec<lir::Stmt>) -> (Var, Option<RawPair>) {
-        let patterns = self.assign(body, Ty::I32, plan.patterns(var(codes)));
+    /// The window of a pair of integer codes (of `bits` bits) in one run, each inside its half
+    /// of the window `r` bits up (`r[0]` for the low code, `r[1]` for the high one), `r + bits`
+    /// within `capacity`. A window in `windows` where the codes fit is reused (its reach
+    /// extended to them); otherwise the one with the low code lowest is added. `None` where
+    /// there is none.
+    fn pair_window(&self, low: CodeSource, high: CodeSource, bits: u32, capacity: u32, windows: &mut Vec<CodeWindow>) -> Option<PairCodes> {
+        if low.run != high.run || bits > capacity {
+            return None;
+        }
+        // The high code sits `skew` bits above where the low code's place in the high half is.
+        let skew = high.bit as i64 - low.bit as i64 - 16;
+        let (lowest, mut highest) = (0.max(-skew), (capacity - bits) as i64 - 0.max(skew));
+        if lowest > highest {
+            return None;
+        }
+        // Codes below the largest power of two under the capacity where they can be: windows
+        // then start on byte boundaries where the codes allow it (one shift for the codes of a
+        // byte pair), with fewer distinct correction constants.
+        let preferred = 1i64 << capacity.ilog2();
+        if lowest < preferred {
+            highest = highest.min(preferred - 1);
+        }
+        let end = (high.bit + bits) as i64;
+        let fits = |start: i64| (lowest..=highest).contains(&(low.bit as i64 - start)) && self.window_holds(low.run, start, end);
+        let window = match windows.iter().position(|w| w.run == low.run && fits(w.start)) {
+            Some(i) => {
+                windows[i].reach = windows[i].reach.max(end);
+                i
+            }
+            None => {
+                let start = (lowest..=highest).map(|r| low.bit as i64 - r).find(|&start| fits(start))?;
+                windows.push(CodeWindow { run: low.run, start, reach: end });
+                windows.len() - 1
+            }
+        };
+        let r = low.bit as i64 - windows[window].start;
+        Some(PairCodes::Window { window, r: [r as u32, (r + skew) as u32] })
+    }
+
+    /// The windows of a pair of float codes placed by `placement`, exactly 16 bits apart in
+    /// one run: the fields window starts `field_shift` bits below the low code (so each code's
+    /// fields already sit under the destination's), the sign window `sign_shift` bits below
+    /// it, and, where the conversion to `ty` reads the codes themselves (special codes not
+    /// marked in the patterns), a window at the low code. Windows with the same start are
+    /// shared. `None` where the codes are not so placed.
+    fn placed_pair_windows(&self, low: CodeSource, high: CodeSource, bits: u32, placement: &crate::lower_numerics::FloatPlacement, ty: Ty, windows: &mut Vec<CodeWindow>) -> Option<PairCodes> {
+        if low.run != high.run || high.bit != low.bit + 16 {
+            return None;
+        }
+        let end = (high.bit + bits) as i64;
+        let mut window_at = |start: i64| -> Option<usize> {
+            if !self.window_holds(low.run, start, end) {
+                return None;
+            }
+            match windows.iter().position(|w| w.run == low.run && w.start == start) {
+                Some(i) => {
+                    windows[i].reach = windows[i].reach.max(end);
+                    Some(i)
+                }
+                None => {
+                    windows.push(CodeWindow { run: low.run, start, reach: end });
+                    Some(windows.len() - 1)
+                }
+            }
+        };
+        let fields = window_at(low.bit as i64 - placement.field_shift)?;
+        let sign = match placement.sign_shift {
+            Some(shift) => Some(window_at(low.bit as i64 - shift)?),
+            None => None,
+        };
+        let codes = match placement.reads_codes(ty) {
+            true => Some(window_at(low.bit as i64)?),
+            false => None,
+        };
+        Some(PairCodes::Placed { fields, sign, codes })
+    }
+
+    /// A pair whose codes each lie inside one byte of a word: taken by the byte.
+    fn pair_bytes(&self, low: CodeSource, high: CodeSource, bits: u32) -> Option<PairCodes> {
+        let in_word = |source: CodeSource| {
+            let (words, word_bits) = &self.code_runs[source.run];
+            let bit = source.bit % word_bits;
+            (bit % 8 + bits <= 8).then(|| (words[(source.bit / word_bits) as usize], bit))
+        };
+        Some(PairCodes::Bytes { low: in_word(low)?, high: in_word(high)? })
+    }
+
+    /// Whether the 32-bit window of run `run` from bit `start` (below 0: the first word
+    /// shifted up) holds the run's bits up to `end` (exclusive).
+    fn window_holds(&self, run: usize, start: i64, end: i64) -> bool {
+        let (words, word_bits) = &self.code_runs[run];
+        let word_bits = *word_bits as i64;
+        if end - start > 32 {
+            return false;
+        }
+        if start < 0 {
+            return start > -32 && end <= word_bits;
+        }
+        let word = start / word_bits;
+        word < words.len() as i64 && (end <= (word + 1) * word_bits || (word_bits == 32 && word + 1 < words.len() as i64))
+    }
+
+    /// The bits of `window` (see [`Self::window_holds`]) in an i32: a word, a word shifted, or
+    /// two words funnel-shifted where its reach goes into the next.
+    fn code_window(&mut self, body: &mut Vec<lir::Stmt>, window: CodeWindow) -> Var {
+        let CodeWindow { run, start, reach } = window;
+        let (words, word_bits) = self.code_runs[run].clone();
+        if start < 0 {
+            return self.assign(body, Ty::I32, bin(lir::BinaryOp::Shl, var(words[0]), int(Ty::I32, -start)));
+        }
+        let (word, offset) = ((start / word_bits as i64) as usize, start % word_bits as i64);
+        if offset == 0 {
+            return words[word];
+        }
+        let mut window = bin(lir::BinaryOp::LShr, var(words[word]), int(Ty::I32, offset));
+        if reach > (word as i64 + 1) * word_bits as i64 {
+            window = bin(lir::BinaryOp::Or, window, bin(lir::BinaryOp::Shl, var(words[word + 1]), int(Ty::I32, 32 - offset)));
+        }
+        self.assign(body, Ty::I32, window)
+    }
+
+    /// One pair of a fast cast by `plan` (one that packs) from `patterns`, the i32 of both
+    /// halves' patterns (`FastHalfCast::patterns`, or a placement's from its windows), and
+    /// `codes`, an i32 with the pair's codes at the bottom of their halves where the plan's
+    /// special codes read them: the packed pair, and the pair before its last correction where
+    /// the plan ends in one ([`crate::lower_numerics::FastHalfCast::correction`]).
+    fn fast_pair(&mut self, plan: &crate::lower_numerics::FastHalfCast, patterns: Expr, codes: Var, ty: Ty, body: &mut Vec<lir::Stmt>) -> (Var, Option<RawPair>) {
+        let mut patterns = self.assign(body, Ty::I32, patterns);
+        if let Some(marked) = plan.marked_specials(var(patterns), ty) {
+            patterns = self.assign(body, Ty::I32, marked);
+        }
         let value = plan.packed(var(patterns), var(codes), ty).expect("a plan that packs, to f16 or bf16");
         let pair = self.assign(body, ty.packed().expect("f16 or bf16"), value);
-        (pair, plan.correction().map(|(scale, offset)| RawPair { pattern: patterns, scale, offset }))
+        (pair, plan.correction(ty).map(|(scale, offset)| RawPair { pattern: patterns, scale, offset }))
     }
 
     /// `wide` (a register of `wide_dtype`) as an f32 that rounds into every low-precision
@@ -271,4 +431,24 @@ impl Lower<'_> {
             to_unsigned: to.is_int() && !to.is_signed_int(),
         }
     }
+}
+
+/// 32 bits of a run of words (`Lower::code_runs`) from bit `start` (below 0: the first word
+/// shifted up), of which the codes read reach up to bit `reach` (exclusive).
+#[derive(Clone, Copy, Debug)]
+struct CodeWindow {
+    run: usize,
+    start: i64,
+    reach: i64,
+}
+
+/// How a pair of codes reaches the fast cast (`cast_codes_in_words`).
+enum PairCodes {
+    /// Integers in window `window` of the cast's windows, `r` bits up in each half.
+    Window { window: usize, r: [u32; 2] },
+    /// Floats: the windows with the codes' fields and sign bits in place, and the window with
+    /// the codes at the bottom of their halves where the conversion reads them.
+    Placed { fields: usize, sign: Option<usize>, codes: Option<usize> },
+    /// Each in a byte of its word: the word and the code's bit in it, low code and high code.
+    Bytes { low: (Var, u32), high: (Var, u32) },
 }

@@ -150,8 +150,8 @@ impl Lower<'_> {
     /// The statements that cut the packed words `words` (of `word_ty`, element k of a word in
     /// its bits `[k·n, (k+1)·n)`) into the registers `dst` of sub-byte `dtype` (integers sign-
     /// or zero-extended, floats their code). With `unconditional` (the statements run
-    /// wherever the registers are read), records where each code of 1, 2, 4 or 8 bits lies
-    /// (`code_sources`).
+    /// wherever the registers are read), records where each code lies (`code_sources`), so
+    /// that the fast casts can take the codes from the words.
     pub(super) fn unpack_words(&mut self, words: &[Var], word_ty: Ty, dtype: DType, dst: &[Var], unconditional: bool) -> Vec<lir::Stmt> {
         let bits = dtype.bits();
         let mut out = Vec::new();
@@ -168,13 +168,15 @@ impl Lower<'_> {
                 wide
             })
             .collect();
+        let run = self.code_runs.len();
+        if unconditional {
+            self.code_runs.push((words32.clone(), word_bits));
+        }
         for (j, r) in dst.iter().enumerate() {
             let bit = j as u32 * bits;
             let word32 = words32[(bit / word_bits) as usize];
-            // A code of 1, 2, 4 or 8 bits lies inside one byte of its word: casts that take
-            // codes by the byte can read it there (`code_sources`).
-            if unconditional && bits.is_power_of_two() {
-                self.code_sources.insert(*r, (word32, bit % word_bits));
+            if unconditional {
+                self.code_sources.insert(*r, super::CodeSource { run, bit });
             }
             let word = var(word32);
             let offset = bit % word_bits;

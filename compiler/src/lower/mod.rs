@@ -112,6 +112,7 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
         packed: HashMap::new(),
         raw_pairs: HashMap::new(),
         code_sources: HashMap::new(),
+        code_runs: Vec::new(),
         var_regs: HashMap::new(),
         thread_parts: HashMap::new(),
         extents: HashMap::new(),
@@ -124,6 +125,15 @@ pub fn lower_with(kernel: &Kernel, assumptions: &Assumptions) -> Result<Program,
     Ok(cx.p)
 }
 
+/// Where a code cut from loaded words lies: bit `bit` of run `run` of `Lower::code_runs`,
+/// whose words' bits follow one another (bit `b` is bit `b % w` of word `b / w`, `w` the bits
+/// of a word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CodeSource {
+    pub run: usize,
+    pub bit: u32,
+}
+
 struct Lower<'k> {
     k: &'k Kernel,
     p: Program,
@@ -133,9 +143,11 @@ struct Lower<'k> {
     packed: HashMap<ValueId, Vec<Var>>,
     /// The pairs of some fast casts before their last correction (`packed.rs`).
     raw_pairs: HashMap<ValueId, RawPairs>,
-    /// For registers holding a code of 1, 2, 4 or 8 bits cut from a loaded word: the word (an
-    /// i32 variable) and the code's bit offset in it.
-    code_sources: HashMap<Var, (Var, u32)>,
+    /// For registers holding a code cut from loaded words: where it lies in them.
+    code_sources: HashMap<Var, CodeSource>,
+    /// The words that codes were cut from, one run per load (`CodeSource::run`): their i32
+    /// variables and how many bits of each the load filled (8, 16 or 32).
+    code_runs: Vec<(Vec<Var>, u32)>,
     var_regs: HashMap<ir::VarId, Vec<Var>>,
     /// `(tid / stride) % extent`, computed once in the prologue.
     thread_parts: HashMap<(usize, usize), Var>,

@@ -28,7 +28,7 @@
 //!   exact, the one rounding of the sum is that of the subtraction: the same result.
 
 use super::*;
-use crate::lower_numerics::packed_constant;
+use crate::lower_numerics::packed_constant_halves;
 
 /// Which registers of a value make its packed pairs: `(low half, high half)` register
 /// indices, every register once.
@@ -82,12 +82,13 @@ pub(super) struct FastCast {
 }
 
 /// A packed pair before its last, exact correction: each half's value is
-/// `pattern · scale − offset`, with `pattern` (an i32) read as the pair type.
+/// `pattern · scale − offset`, with `pattern` (an i32) read as the pair type and the scale
+/// and offset of that half (low, high).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct RawPair {
     pub pattern: Var,
-    pub scale: f64,
-    pub offset: f64,
+    pub scale: [f64; 2],
+    pub offset: [f64; 2],
 }
 
 /// The uncorrected pairs of a fast cast, in the order of its pairing.
@@ -213,16 +214,16 @@ impl Lower<'_> {
         let lane = Ty::of(self.dtype(id));
         let Some(packed_ty) = lane.packed() else { return false };
         // Nothing to fold into a pattern that is its value.
-        if raw.iter().all(|p| p.scale == 1.0 && p.offset == 0.0) {
+        if raw.iter().all(|p| p.scale == [1.0; 2] && p.offset == [0.0; 2]) {
             return false;
         }
         let limit: i128 = if lane == Ty::F16 { 1 << 11 } else { 1 << 8 };
         let within = |x: i128| x.abs() <= limit;
-        let addends_exact = raw.iter().all(|p| p.offset == 0.0)
+        let addends_exact = raw.iter().all(|p| p.offset == [0.0; 2])
             || self.integer_values(b).is_some_and(|(low, high)| {
                 within(low)
                     && within(high)
-                    && raw.iter().all(|p| p.offset.fract() == 0.0 && within(p.offset as i128 + low) && within(p.offset as i128 + high))
+                    && raw.iter().flat_map(|p| p.offset).all(|o| o.fract() == 0.0 && within(o as i128 + low) && within(o as i128 + high))
             });
         let pairing = self.pairing(id);
         if !addends_exact || self.regs(b).len() != raw.len() * 2 || self.pairing(a) != pairing {
@@ -237,19 +238,19 @@ impl Lower<'_> {
         };
         // The addend (or, unscaled, the subtrahend), once per distinct offset, scale and zero
         // pair.
-        let mut corrections: HashMap<(u64, u64, Var), Var> = HashMap::new();
+        let mut corrections: HashMap<([u64; 2], [u64; 2], Var), Var> = HashMap::new();
         let mut pairs = Vec::with_capacity(raw.len());
         for (p, zero) in raw.iter().zip(zero_pairs) {
-            let scaled = p.scale != 1.0;
-            let key = (p.scale.to_bits(), p.offset.to_bits(), zero);
+            let scaled = p.scale != [1.0; 2];
+            let key = (p.scale.map(f64::to_bits), p.offset.map(f64::to_bits), zero);
             let correction = match corrections.get(&key) {
                 Some(c) => *c,
                 None => {
                     // −offset − b (−0 − b for floats); offset + b for an unscaled pattern.
                     let e = if scaled {
-                        bin(lir::BinaryOp::Sub, packed_constant(-p.offset, lane).expect("f16 or bf16"), var(zero))
+                        bin(lir::BinaryOp::Sub, packed_constant_halves(p.offset.map(|o| -o), lane).expect("f16 or bf16"), var(zero))
                     } else {
-                        bin(lir::BinaryOp::Add, packed_constant(p.offset, lane).expect("f16 or bf16"), var(zero))
+                        bin(lir::BinaryOp::Add, packed_constant_halves(p.offset, lane).expect("f16 or bf16"), var(zero))
                     };
                     let c = self.assign(body, packed_ty, e);
                     corrections.insert(key, c);
@@ -258,7 +259,7 @@ impl Lower<'_> {
             };
             let pattern = Expr::Bitcast { to: packed_ty, value: Box::new(var(p.pattern)) };
             let value = if scaled {
-                Expr::Fma(Box::new(pattern), Box::new(packed_constant(p.scale, lane).expect("f16 or bf16")), Box::new(var(correction)))
+                Expr::Fma(Box::new(pattern), Box::new(packed_constant_halves(p.scale, lane).expect("f16 or bf16")), Box::new(var(correction)))
             } else {
                 bin(lir::BinaryOp::Sub, pattern, var(correction))
             };

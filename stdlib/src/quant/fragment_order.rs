@@ -15,10 +15,11 @@
 //! 2r+8, 2r+9` of each 16-row slice: the order in which the 128 threads of a block hold the
 //! tile as the B operand of `mma.m16n8k16` when its four warps share the m rows. Thread runs
 //! follow one another; inside a run, the codes of pair `P = w·pw + j` (`j < pw`) sit at
-//! `(w·2 + c)·pw + j`: for codes whose width divides 16, `pw` is `16 / bits` (the two codes of
-//! a pair 16 bits apart in a 32-bit word, where one `lop3` turns both into halves of an f16
-//! pair), and 1 (the two codes adjacent) for other widths or when a run is shorter than a
-//! word of pairs (see [`FragmentTile::pairs_per_word`]).
+//! `(w·2 + c)·pw + j`: `pw` is the power of two nearest `16 / bits`, so that the two codes of
+//! a pair lie about 16 bits apart, where one `lop3` on a 32-bit window of the run turns both
+//! into halves of an f16 pair (exactly 16 bits apart, in one word, for widths that divide
+//! 16; 12, 20, 12 and 14 bits for 3, 5, 6 and 7 bits), and 1 (the two codes adjacent) when
+//! a run does not hold whole groups of `2·pw` codes (see [`FragmentTile::pairs_per_group`]).
 //!
 //! ```
 //! use tl_compiler::dtype::DType;
@@ -60,13 +61,18 @@ impl FragmentTile {
         self.bn
     }
 
-    /// How many pairs of `bits`-wide codes share a 32-bit word, with the two codes of each
-    /// 16 bits apart: `16 / bits` for widths that divide 16 when it divides the pairs of a
-    /// thread's run (`bk·bn / 256`), else 1. The kernels compute the same number (`PW`).
-    pub fn pairs_per_word(self, bits: u32) -> usize {
+    /// How many pairs of `bits`-wide codes make a group of the order, whose two codes of each
+    /// pair lie `pairs · bits` bits apart: the power of two nearest `16 / bits` (the largest
+    /// power of two at most `20 / bits`: 16, 8, 4, 4, 4, 2, 2, 2 for 1 to 8 bits) when it
+    /// divides the pairs of a thread's run (`bk·bn / 256`), else 1. The kernels compute the
+    /// same number (`PW`).
+    pub fn pairs_per_group(self, bits: u32) -> usize {
         let pairs_per_run = self.bk * self.bn / 256;
-        match 16usize.checked_div(bits as usize) {
-            Some(word) if bits > 0 && 16 % bits == 0 && pairs_per_run.is_multiple_of(word) => word,
+        match 20usize.checked_div(bits as usize) {
+            Some(near) if near > 0 => {
+                let group = 1usize << near.ilog2();
+                if pairs_per_run.is_multiple_of(group) { group } else { 1 }
+            }
             _ => 1,
         }
     }
@@ -77,7 +83,7 @@ impl FragmentTile {
         let (a0, h, r, c) = (kk / 16, kk / 8 % 2, kk / 2 % 4, kk % 2);
         let (a1, q) = (nn / 32, nn % 32);
         let pair = (a0 * (self.bn / 32) + a1) * 2 + h;
-        let pw = self.pairs_per_word(bits);
+        let pw = self.pairs_per_group(bits);
         let run = self.bk * self.bn / 128;
         (q * 4 + r) * run + ((pair / pw) * 2 + c) * pw + pair % pw
     }
@@ -159,7 +165,7 @@ mod tests {
     fn positions_are_the_compiled_kernels_b_fragment_order() {
         let module = crate::module("qmatmul_fragment").expect("listed").expect("checks");
         let tiles = [(16, 32), (64, 128), (32, 64), (128, 64), (16, 128), (32, 128)];
-        for ((bk, bn), w) in tiles.into_iter().flat_map(|t| [DType::U1, DType::U2, DType::I4, DType::U3, DType::U8].map(|w| (t, w))) {
+        for ((bk, bn), w) in tiles.into_iter().flat_map(|t| [DType::U1, DType::U2, DType::I4, DType::U3, DType::Int { signed: true, bits: 5 }, DType::Int { signed: false, bits: 6 }, DType::Int { signed: false, bits: 7 }, DType::U8].map(|w| (t, w))) {
             let consts = [
                 ("BK".to_string(), ConstValue::Int(bk as i64)),
                 ("BN".to_string(), ConstValue::Int(bn as i64)),
