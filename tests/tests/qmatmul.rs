@@ -269,7 +269,7 @@ fn bf16_activations_dequantize_in_bf16() {
 #[test]
 fn half_precision_dequantization_matches_the_f16_definition() {
     let mut rng = Rng(0x0f16_0f16_0f16_0f16);
-    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i6", "u7", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2"] {
+    for w in ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i6", "u7", "u8", "i8", "f3e1m1", "f4e2m1", "f5e2m2", "f6e3m2", "f6e2m3", "f7e3m3", "f8e4m3fn", "f8e5m2"] {
         let w = DType::from_name(w).unwrap();
         for (order, backend) in [(WeightOrder::RowMajor, Backend::Simt), (WeightOrder::Fragment, Backend::Simt), (WeightOrder::Fragment, Backend::Vm)] {
             check_on(w, DType::F16, 9, 140, 129, rng.next(), backend, order, DType::F16, DType::F16, DType::F16);
@@ -314,7 +314,7 @@ fn half_precision_dequantization_assembles() {
     if !tl_tests::ptxas_available("qmatmul f16 dequantization") {
         return;
     }
-    let mut configs: Vec<(&str, [&str; 4])> = ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i5", "u6", "i6", "u7", "i7", "u8", "i8", "f4e2m1", "f6e3m2", "f8e4m3fn", "f8e5m2", "f8e4m3"]
+    let mut configs: Vec<(&str, [&str; 4])> = ["u1", "u2", "u4", "i4", "u3", "i3", "u5", "i5", "u6", "i6", "u7", "i7", "u8", "i8", "f3e1m1", "f4e2m1", "f5e2m2", "f6e3m2", "f7e3m3", "f8e4m3fn", "f8e5m2", "f8e4m3"]
         .into_iter()
         .map(|w| ("qmatmul_fragment", [w, "f16", "f16", "f16"]))
         .collect();
@@ -443,6 +443,20 @@ fn special_weight_codes_in_fragment_order() {
                 assert!((0..m).all(|i| !got.get(i * n + j).is_finite()), "{w} with {d} on {}: column {j}", backend.name());
             }
         }
+    }
+}
+
+/// Floats of 3, 5, 6 and 7 bits, whose two codes of a pair cannot sit 16 bits apart, take
+/// each half's fields from a window of its own, joined by one `prmt`: no per-code unpacking
+/// (`bfe`), one `prmt` and one `lop3` per pair.
+#[test]
+fn odd_width_float_pairs_take_one_prmt_and_one_lop3() {
+    let get = |c: &std::collections::HashMap<String, usize>, n: &str| c.get(n).copied().unwrap_or(0);
+    for w in ["f3e1m1", "f5e2m2", "f6e3m2", "f6e2m3", "f7e3m3"] {
+        let counts = packed_instruction_counts(&[("W", w), ("D", "f16")]);
+        assert!((32..=36).contains(&get(&counts, "prmt.b32")), "{w}: {counts:?}");
+        assert!((32..=36).contains(&get(&counts, "lop3.b32")), "{w}: {counts:?}");
+        assert_eq!(get(&counts, "mul.rn.f16x2"), 32, "{w}: {counts:?}");
     }
 }
 

@@ -158,7 +158,9 @@ impl Lower<'_> {
     ///   patterns (`raw_code_magic`); for floats, exactly 16 bits apart, the windows that start
     ///   `field_shift` and `sign_shift` bits below the low code already hold each code's fields
     ///   and sign bit where the placement (`FloatPlacement::patterns_of`) puts them, its masks
-    ///   dropping the rest;
+    ///   dropping the rest; floats whose codes cannot sit 16 bits apart (3, 5, 6 and 7 bits)
+    ///   take each half's fields from a window of its own, joined by one `prmt`, the sign bit
+    ///   from just above the fields;
     /// * otherwise, for codes each inside a byte of its word, one `prmt` first brings the byte
     ///   of each code (each word shifted so the code starts its byte) into bytes 0 and 2.
     ///
@@ -215,6 +217,16 @@ impl Lower<'_> {
                     let codes = codes.map_or(fields, |w| window_var(self, body, w));
                     debug_assert!(codes != fields || !p.reads_codes(ty));
                     (FastHalfCast::Float(p), p.patterns_of(var(fields), sign), codes)
+                }
+                PairCodes::PlacedHalves { low, high } => {
+                    let p = placement.expect("placed pairs of a placement");
+                    let (low, high) = (window_var(self, body, low), window_var(self, body, high));
+                    // The low half of `low` and the high half of `high` (prmt bytes 0, 1, 6, 7).
+                    let selector = int(Ty::I32, 0x7610);
+                    let fields = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(low)), b: Box::new(var(high)), selector: Box::new(selector) });
+                    // Each sign bit sits just above its fields: `sign_shift − field_shift` below bit 15.
+                    let sign = p.sign_shift.map(|shift| bin(lir::BinaryOp::Shl, var(fields), int(Ty::I32, shift - p.field_shift)));
+                    (FastHalfCast::Float(p), p.patterns_of(var(fields), sign), fields)
                 }
                 PairCodes::Bytes { low: (low_word, low_bit), high: (high_word, high_bit) } => {
                     let mut shift_word = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var, by: u32| -> Var {
@@ -291,11 +303,10 @@ impl Lower<'_> {
     /// marked in the patterns), a window at the low code. Windows with the same start are
     /// shared. `None` where the codes are not so placed.
     fn placed_pair_windows(&self, low: CodeSource, high: CodeSource, bits: u32, placement: &crate::lower_numerics::FloatPlacement, ty: Ty, windows: &mut Vec<CodeWindow>) -> Option<PairCodes> {
-        if low.run != high.run || high.bit != low.bit + 16 {
+        if low.run != high.run {
             return None;
         }
-        let end = (high.bit + bits) as i64;
-        let mut window_at = |start: i64| -> Option<usize> {
+        let mut window_at = |start: i64, end: i64| -> Option<usize> {
             if !self.window_holds(low.run, start, end) {
                 return None;
             }
@@ -310,13 +321,24 @@ impl Lower<'_> {
                 }
             }
         };
-        let fields = window_at(low.bit as i64 - placement.field_shift)?;
+        let (low_end, end) = ((low.bit + bits) as i64, (high.bit + bits) as i64);
+        if high.bit != low.bit + 16 {
+            // Codes of widths that cannot sit 16 bits apart: each half's fields from a window of
+            // its own, the sign from the fields (just above them).
+            if placement.reads_codes(ty) || high.bit < low.bit {
+                return None;
+            }
+            let low_fields = window_at(low.bit as i64 - placement.field_shift, low_end)?;
+            let high_fields = window_at(high.bit as i64 - 16 - placement.field_shift, end)?;
+            return Some(PairCodes::PlacedHalves { low: low_fields, high: high_fields });
+        }
+        let fields = window_at(low.bit as i64 - placement.field_shift, end)?;
         let sign = match placement.sign_shift {
-            Some(shift) => Some(window_at(low.bit as i64 - shift)?),
+            Some(shift) => Some(window_at(low.bit as i64 - shift, end)?),
             None => None,
         };
         let codes = match placement.reads_codes(ty) {
-            true => Some(window_at(low.bit as i64)?),
+            true => Some(window_at(low.bit as i64, end)?),
             false => None,
         };
         Some(PairCodes::Placed { fields, sign, codes })
@@ -449,6 +471,9 @@ enum PairCodes {
     /// Floats: the windows with the codes' fields and sign bits in place, and the window with
     /// the codes at the bottom of their halves where the conversion reads them.
     Placed { fields: usize, sign: Option<usize>, codes: Option<usize> },
+    /// Floats whose codes do not sit 16 bits apart: the window with the low code's fields in
+    /// place in its low half, and the one with the high code's in its high half.
+    PlacedHalves { low: usize, high: usize },
     /// Each in a byte of its word: the word and the code's bit in it, low code and high code.
     Bytes { low: (Var, u32), high: (Var, u32) },
 }
