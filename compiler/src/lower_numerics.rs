@@ -79,6 +79,9 @@ pub fn decode_float(code: Expr, f: FloatFormat) -> Expr {
             select(below_normal, tiny, normal),
         );
     }
+    if let Some(placed) = decode_float_by_placement(code.clone(), f) {
+        return placed;
+    }
     let magnitude_mask = (1i64 << (e_bits + m_bits)) - 1;
     let magnitude = bin(BinaryOp::And, code.clone(), i32c(magnitude_mask));
     let exponent = bin(BinaryOp::LShr, magnitude.clone(), i32c(m_bits));
@@ -112,6 +115,44 @@ pub fn decode_float(code: Expr, f: FloatFormat) -> Expr {
         value = select(cmp(CmpOp::Ne, sign, i32c(0)), Expr::Unary(crate::lir::UnaryOp::Neg, Box::new(value.clone())), value);
     }
     value
+}
+
+/// The f32 value of a code (an i32 variable or constant) of a format whose exponent field is
+/// narrower than f32's, by bit placement: the exponent and mantissa fields go under f32's
+/// (mantissa at the top of f32's, exponent in the low bits of f32's exponent field), the sign
+/// to bit 31, and one exact multiplication by `2^(127 − bias)` rescales normal and subnormal
+/// codes alike (both formats keep their subnormals at exponent field 0). Special codes are
+/// marked in the pattern before that: the placed field that is all ones for them (the
+/// exponent of IEEE formats; exponent and mantissa for all-ones NaNs) plus its lowest bit
+/// carries into the bit above it, and that bit spread up to bit 30 gives f32's all-ones
+/// exponent over the code's own mantissa, which the multiplication keeps: infinity or NaN.
+/// `None` where that does not give the value: `e8m0` and exponent fields as wide as f32's,
+/// and all-ones NaNs without mantissa bits.
+fn decode_float_by_placement(code: Expr, f: FloatFormat) -> Option<Expr> {
+    let (x, y) = (f.exponent_bits as i64, f.mantissa_bits as i64);
+    if x >= 8 || y > 23 {
+        return None;
+    }
+    let placed = bin(BinaryOp::Shl, bin(BinaryOp::And, code.clone(), i32c((1i64 << (x + y)) - 1)), i32c(23 - y));
+    let marking = match f.specials {
+        Specials::Finite => None,
+        Specials::Ieee => Some(1i64 << 23),
+        Specials::NanAtAllOnes if y > 0 => Some(1i64 << (23 - y)),
+        Specials::NanAtAllOnes | Specials::PowersOfTwo => return None,
+    };
+    let mut bits = placed.clone();
+    if let Some(low) = marking {
+        // The field ends at bit 23 + x − 1; its carry reaches `top`, spread up to bit 30.
+        let top = 1i64 << (23 + x);
+        let flags = bin(BinaryOp::And, bin(BinaryOp::Add, placed, i32c(low)), i32c(top));
+        bits = bin(BinaryOp::Or, bits, bin(BinaryOp::Mul, flags, i32c((1i64 << (8 - x)) - 1)));
+    }
+    if f.signed {
+        let sign = bin(BinaryOp::And, bin(BinaryOp::Shl, code, i32c(31 - (x + y))), i32c(i32::MIN as i64));
+        bits = bin(BinaryOp::Or, bits, sign);
+    }
+    let pattern = Expr::Bitcast { to: Ty::F32, value: Box::new(bits) };
+    Some(bin(BinaryOp::Mul, pattern, Expr::Float(Ty::F32, pow2(127 - f.bias()))))
 }
 
 /// The code (in an i32) of an f32 value rounded into `f` (`x` must be a variable).
