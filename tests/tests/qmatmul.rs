@@ -243,6 +243,10 @@ fn bf16_activations_dequantize_in_bf16() {
         ("f8e4m3fn", "e8m0", "bf16", Backend::Vm),
         ("f8e4m3fn", "e8m0", "bf16", Backend::Simt),
         ("f4e2m1", "f16", "bf16", Backend::Simt),
+        // 8-bit integers to bf16 through the f32 magic number.
+        ("u8", "f16", "bf16", Backend::Simt),
+        ("i8", "f16", "bf16", Backend::Simt),
+        ("i8", "f16", "bf16", Backend::Vm),
     ] {
         let [w, s, d] = [w, s, d].map(|n| DType::from_name(n).unwrap());
         check_on(w, s, 7, 140, 200, rng.next(), backend, WeightOrder::Fragment, d, DType::BF16, DType::F16);
@@ -295,6 +299,10 @@ fn integer_zero_points_match_the_definition() {
         ("i5", "i4", "f16", "f16", Backend::Simt, WeightOrder::Fragment),
         ("u6", "u8", "f16", "f16", Backend::Vm, WeightOrder::Fragment),
         ("u3", "u4", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
+        // 8-bit codes to bf16 through f32, the zero point in the f32 subtraction.
+        ("u8", "u8", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
+        ("i8", "i4", "bf16", "bf16", Backend::Simt, WeightOrder::Fragment),
+        ("i8", "u8", "bf16", "bf16", Backend::Vm, WeightOrder::Fragment),
         ("u4", "u8", "f16", "f16", Backend::Simt, WeightOrder::RowMajor),
         ("u4", "u4", "f32", "f16", Backend::Vm, WeightOrder::Split(2)),
         ("u4", "u4", "f16", "f16", Backend::Simt, WeightOrder::Split(3)),
@@ -322,6 +330,8 @@ fn half_precision_dequantization_assembles() {
         ("qmatmul_fragment", ["u4", "f16", "f16", "u4"]),
         ("qmatmul_fragment", ["i2", "bf16", "bf16", "i4"]),
         ("qmatmul_fragment", ["i3", "bf16", "bf16", "i4"]),
+        ("qmatmul_fragment", ["u8", "bf16", "bf16", "u8"]),
+        ("qmatmul_fragment", ["i8", "bf16", "bf16", "i4"]),
         ("qmatmul_split", ["u5", "f16", "f16", "u4"]),
         ("qmatmul_fragment", ["f8e5m2", "bf16", "bf16", "f16"]),
         ("qmatmul_split", ["u4", "f16", "f16", "u4"]),

@@ -108,6 +108,9 @@ impl Lower<'_> {
     /// with the pairs before their last correction where the plan ends in one.
     pub(super) fn cast_to_half_fast_packed(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
         use crate::lower_numerics::{fast_half_cast, pack_pair, widen_container};
+        if let Some(cast) = self.cast_bytes_to_bf16(body, regs, pairing, from, to) {
+            return Some(cast);
+        }
         let plan = fast_half_cast(from, to)?;
         let ty = Ty::of(to);
         let covered = !regs.is_empty() && pairing.len() * 2 == regs.len();
@@ -126,7 +129,7 @@ impl Lower<'_> {
                 raw.push(raw_pair);
             }
             let halves = self.halves_of(&pairs, pairing, body);
-            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: raw.into_iter().collect() });
+            return Some(FastCast { regs: halves, pairs: Some(pairs), raw: raw.into_iter().collect::<Option<_>>().map(RawPairs::Halves) });
         }
         let mut out = Vec::with_capacity(regs.len());
         for pair in regs.chunks(2) {
@@ -146,6 +149,54 @@ impl Lower<'_> {
             }
         }
         Some(FastCast { regs: out, pairs: None, raw: None })
+    }
+
+    /// 8-bit integers to bf16, whose 8 significand bits hold them but leave no room for a
+    /// 16-bit magic number: through f32's, `2^23 + u` being the f32 pattern `0x4B000000 | u`.
+    /// One `prmt` per code builds it, taking the code's byte from its word (`code_sources`)
+    /// or its container and the other three bytes from the magic constant; signed codes are
+    /// biased to unsigned by flipping their top bits first (once per word). One exact f32
+    /// subtraction gives the value, and the conversion to bf16 is exact too; the pairs are
+    /// packed for the packed arithmetic that follows, and the f32 patterns recorded, so that
+    /// an integer zero point joins the subtraction (`packed.rs`). `None`, with nothing
+    /// emitted, for other casts and when `pairing` does not cover the registers.
+    fn cast_bytes_to_bf16(&mut self, body: &mut Vec<lir::Stmt>, regs: &[Var], pairing: &[(usize, usize)], from: DType, to: DType) -> Option<FastCast> {
+        if to != DType::BF16 || !from.is_int() || from.bits() != 8 || regs.is_empty() || pairing.len() * 2 != regs.len() {
+            return None;
+        }
+        const MAGIC: i64 = 0x4B00_0000;
+        let signed = from.is_signed_int();
+        let offset = 8_388_608.0 + if signed { 128.0 } else { 0.0 };
+        // Each word (or container) once, its top bits flipped for signed codes.
+        let mut flipped: HashMap<Var, Var> = HashMap::new();
+        let mut biased = |s: &mut Self, body: &mut Vec<lir::Stmt>, word: Var| -> Var {
+            if !signed {
+                return word;
+            }
+            *flipped.entry(word).or_insert_with(|| s.assign(body, Ty::I32, bin(lir::BinaryOp::Xor, var(word), int(Ty::I32, 0x8080_8080u32 as i32 as i64))))
+        };
+        let (mut values, mut patterns) = (Vec::with_capacity(regs.len()), Vec::with_capacity(regs.len()));
+        for r in regs {
+            let source = self.code_sources.get(r).copied().and_then(|source| {
+                let (words, word_bits) = &self.code_runs[source.run];
+                (source.bit % 8 == 0).then(|| (words[(source.bit / word_bits) as usize], (source.bit % word_bits / 8) as i64))
+            });
+            let (word, byte) = match source {
+                Some(found) => found,
+                None => (self.assign(body, Ty::I32, crate::lower_numerics::widen_container(var(*r))), 0),
+            };
+            let word = biased(self, body, word);
+            // Byte 0 from the code's byte, bytes 1..3 from the magic constant (source bytes 5..7).
+            let selector = byte | 0x7650;
+            let pattern = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(word)), b: Box::new(int(Ty::I32, MAGIC)), selector: Box::new(int(Ty::I32, selector)) });
+            patterns.push(pattern);
+            let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(pattern)) };
+            let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, Expr::Float(Ty::F32, offset)));
+            values.push(self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16)));
+        }
+        let pairs: Vec<Var> = pairing.iter().map(|&(low, high)| self.pack_halves(values[low], values[high], Ty::BF16, body)).collect();
+        let raw = pairing.iter().map(|&(low, high)| RawF32Pair { patterns: [patterns[low], patterns[high]], offset }).collect();
+        Some(FastCast { regs: values, pairs: Some(pairs), raw: Some(RawPairs::F32(raw)) })
     }
 
     /// The fast cast of codes straight from the words they were loaded in (`code_sources`),
@@ -254,7 +305,7 @@ impl Lower<'_> {
             raw.push(raw_pair);
         }
         let out = self.halves_of(&pairs, pairing, body);
-        Some(FastCast { regs: out, pairs: Some(pairs), raw: raw.into_iter().collect() })
+        Some(FastCast { regs: out, pairs: Some(pairs), raw: raw.into_iter().collect::<Option<_>>().map(RawPairs::Halves) })
     }
 
     /// The window of a pair of integer codes (of `bits` bits) in one run, each inside its half

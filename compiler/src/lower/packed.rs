@@ -91,8 +91,23 @@ pub(super) struct RawPair {
     pub offset: [f64; 2],
 }
 
+/// A bf16 pair of 8-bit integer codes before its last, exact step (`cast_bytes_to_bf16`):
+/// each half's value is the f32 read from its `patterns` (an i32) minus `offset`, rounded to
+/// bf16 (exactly).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RawF32Pair {
+    pub patterns: [Var; 2],
+    pub offset: f64,
+}
+
 /// The uncorrected pairs of a fast cast, in the order of its pairing.
-pub(super) type RawPairs = Vec<RawPair>;
+#[derive(Clone, Debug)]
+pub(super) enum RawPairs {
+    /// 16-bit patterns with a packed correction.
+    Halves(Vec<RawPair>),
+    /// f32 patterns with a subtraction per half.
+    F32(Vec<RawF32Pair>),
+}
 
 impl Lower<'_> {
     /// The packed pairs of `id`, if it has them.
@@ -210,7 +225,11 @@ impl Lower<'_> {
         if op != BinaryOp::Sub {
             return false;
         }
-        let Some(raw) = self.raw_pairs.get(&a).cloned() else { return false };
+        let raw = match self.raw_pairs.get(&a).cloned() {
+            Some(RawPairs::Halves(raw)) => raw,
+            Some(RawPairs::F32(raw)) => return self.folded_f32_zero_point(id, a, b, &raw, body),
+            None => return false,
+        };
         let lane = Ty::of(self.dtype(id));
         let Some(packed_ty) = lane.packed() else { return false };
         // Nothing to fold into a pattern that is its value.
@@ -264,6 +283,44 @@ impl Lower<'_> {
                 bin(lir::BinaryOp::Sub, pattern, var(correction))
             };
             pairs.push(self.assign(body, packed_ty, value));
+        }
+        self.define_from_pairs(id, pairs, body);
+        true
+    }
+
+    /// [`Self::folded_zero_point`] for bf16 pairs of 8-bit integer codes (`RawPairs::F32`):
+    /// `(pattern − offset) − z` is `pattern − (offset + z)`, one f32 subtraction per half,
+    /// exact for integer zero points within bf16's exact range (their f32 sums stay below
+    /// 2^24), so the one rounding into bf16 is that of the subtraction in bf16. The addends
+    /// are made once per distinct zero-point register.
+    fn folded_f32_zero_point(&mut self, id: ValueId, a: ValueId, b: ValueId, raw: &[RawF32Pair], body: &mut Vec<lir::Stmt>) -> bool {
+        let lane = Ty::of(self.dtype(id));
+        let pairing = self.pairing(id);
+        let exact = self.integer_values(b).is_some_and(|(low, high)| low.abs() <= 1 << 8 && high.abs() <= 1 << 8);
+        if lane != Ty::BF16 || !exact || self.regs(b).len() != raw.len() * 2 || self.pairing(a) != pairing {
+            return false;
+        }
+        let zeros = self.regs(b).to_vec();
+        let mut addends: HashMap<(Var, u64), Var> = HashMap::new();
+        let mut pairs = Vec::with_capacity(raw.len());
+        for (p, &(low, high)) in raw.iter().zip(pairing.iter()) {
+            let mut halves = [low, high].map(|_| Var(0));
+            for (h, register) in [low, high].into_iter().enumerate() {
+                let zero = zeros[register];
+                let addend = match addends.get(&(zero, p.offset.to_bits())) {
+                    Some(v) => *v,
+                    None => {
+                        let z = self.cast_expr(var(zero), crate::dtype::DType::BF16, crate::dtype::DType::F32);
+                        let v = self.assign(body, Ty::F32, bin(lir::BinaryOp::Add, z, Expr::Float(Ty::F32, p.offset)));
+                        addends.insert((zero, p.offset.to_bits()), v);
+                        v
+                    }
+                };
+                let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(p.patterns[h])) };
+                let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, var(addend)));
+                halves[h] = self.assign(body, Ty::BF16, self.cast_expr(var(value), crate::dtype::DType::F32, crate::dtype::DType::BF16));
+            }
+            pairs.push(self.pack_halves(halves[0], halves[1], Ty::BF16, body));
         }
         self.define_from_pairs(id, pairs, body);
         true
