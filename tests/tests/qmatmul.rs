@@ -470,6 +470,17 @@ fn odd_width_float_pairs_take_one_prmt_and_one_lop3() {
     }
 }
 
+/// f8e5m2 codes are the top bytes of their f16 patterns: one `prmt` per pair puts both in
+/// place over zero bytes, with no mask or shift.
+#[test]
+fn f8e5m2_pairs_take_one_prmt() {
+    let counts = packed_instruction_counts(&[("W", "f8e5m2"), ("D", "f16")]);
+    let get = |n: &str| counts.get(n).copied().unwrap_or(0);
+    assert!((32..=36).contains(&get("prmt.b32")), "{counts:?}");
+    assert!(get("lop3.b32") <= 4, "{counts:?}");
+    assert_eq!(get("mul.rn.f16x2"), 32, "{counts:?}");
+}
+
 /// Codes of 3, 5, 6 and 7 bits in fragment order lie about 16 bits apart (12, 20, 12 and 14
 /// bits), so a 32-bit window of each thread's run (a word, shifted, or two funnel-shifted)
 /// holds the two codes of a pair inside their halves: one `lop3` per pair, no `prmt`, and

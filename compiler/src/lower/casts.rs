@@ -211,7 +211,8 @@ impl Lower<'_> {
     ///   and sign bit where the placement (`FloatPlacement::patterns_of`) puts them, its masks
     ///   dropping the rest; floats whose codes cannot sit 16 bits apart (3, 5, 6 and 7 bits)
     ///   take each half's fields from a window of its own, joined by one `prmt`, the sign bit
-    ///   from just above the fields;
+    ///   from just above the fields; bytes that are the top bytes of their patterns (f8e5m2
+    ///   to f16) go in place by one `prmt` of their word;
     /// * otherwise, for codes each inside a byte of its word, one `prmt` first brings the byte
     ///   of each code (each word shifted so the code starts its byte) into bytes 0 and 2.
     ///
@@ -268,6 +269,13 @@ impl Lower<'_> {
                     let codes = codes.map_or(fields, |w| window_var(self, body, w));
                     debug_assert!(codes != fields || !p.reads_codes(ty));
                     (FastHalfCast::Float(p), p.patterns_of(var(fields), sign), codes)
+                }
+                PairCodes::TopBytes { word, low_byte } => {
+                    let p = placement.expect("placed pairs of a placement");
+                    // Result bytes: zero (byte 4 of the zero register), the low code, zero, the high code.
+                    let selector = 4 | low_byte << 4 | 4 << 8 | (low_byte + 2) << 12;
+                    let prmt = Expr::Prmt { a: Box::new(var(word)), b: Box::new(int(Ty::I32, 0)), selector: Box::new(int(Ty::I32, selector)) };
+                    (FastHalfCast::Float(p), prmt, word)
                 }
                 PairCodes::PlacedHalves { low, high } => {
                     let p = placement.expect("placed pairs of a placement");
@@ -382,6 +390,12 @@ impl Lower<'_> {
             let low_fields = window_at(low.bit as i64 - placement.field_shift, low_end)?;
             let high_fields = window_at(high.bit as i64 - 16 - placement.field_shift, end)?;
             return Some(PairCodes::PlacedHalves { low: low_fields, high: high_fields });
+        }
+        let (words, word_bits) = &self.code_runs[low.run];
+        if bits == 8 && placement.field_shift == 8 && placement.sign_shift == Some(8) && !placement.reads_codes(ty) && *word_bits == 32 && low.bit % 32 < 16 && low.bit % 8 == 0 {
+            // Bytes that are the top bytes of their patterns (f8e5m2 to f16): one `prmt` puts
+            // them there, zero bytes under them.
+            return Some(PairCodes::TopBytes { word: words[(low.bit / 32) as usize], low_byte: (low.bit % 32 / 8) as i64 });
         }
         let fields = window_at(low.bit as i64 - placement.field_shift, end)?;
         let sign = match placement.sign_shift {
@@ -522,6 +536,9 @@ enum PairCodes {
     /// Floats: the windows with the codes' fields and sign bits in place, and the window with
     /// the codes at the bottom of their halves where the conversion reads them.
     Placed { fields: usize, sign: Option<usize>, codes: Option<usize> },
+    /// Floats whose codes are the top bytes of their patterns: the word, and the byte of the
+    /// low code in it (the high code's is two above).
+    TopBytes { word: Var, low_byte: i64 },
     /// Floats whose codes do not sit 16 bits apart: the window with the low code's fields in
     /// place in its low half, and the one with the high code's in its high half.
     PlacedHalves { low: usize, high: usize },
