@@ -140,13 +140,12 @@ fn decode_float_by_placement(code: Expr, f: FloatFormat) -> Option<Expr> {
         Specials::NanAtAllOnes if y > 0 => Some(1i64 << (23 - y)),
         Specials::NanAtAllOnes | Specials::PowersOfTwo => return None,
     };
-    let mut bits = placed.clone();
-    if let Some(low) = marking {
-        // The field ends at bit 23 + x − 1; its carry reaches `top`, spread up to bit 30.
-        let top = 1i64 << (23 + x);
-        let flags = bin(BinaryOp::And, bin(BinaryOp::Add, placed, i32c(low)), i32c(top));
-        bits = bin(BinaryOp::Or, bits, bin(BinaryOp::Mul, flags, i32c((1i64 << (8 - x)) - 1)));
-    }
+    // The field ends at bit 23 + x − 1; its carry reaches `top`, spread up to bit 30.
+    let top = 1i64 << (23 + x);
+    let mut bits = match marking {
+        Some(low) => mark_all_ones(placed, low, top, (1i64 << 31) - top),
+        None => placed,
+    };
     if f.signed {
         let sign = bin(BinaryOp::And, bin(BinaryOp::Shl, code, i32c(31 - (x + y))), i32c(i32::MIN as i64));
         bits = bin(BinaryOp::Or, bits, sign);
@@ -474,6 +473,12 @@ impl FloatPlacement {
         Expr::Lop3 { a: Box::new(fields), b: Box::new(both_halves(self.field_mask)), c: Box::new(sign), lut: 0xEA }
     }
 
+    /// Whether [`FastHalfCast::packed`] reads the codes themselves for a pair converted to
+    /// `to`: for special codes not marked in the patterns.
+    pub fn reads_codes(&self, to: Ty) -> bool {
+        self.specials != SpecialCodes::None && self.special_marking(to).is_none()
+    }
+
     /// The marking of special codes in the placed patterns ([`FastHalfCast::marked_specials`])
     /// for a conversion to `to` (f16 or bf16): the placed field whose all-ones value marks a
     /// special code, and the bit just above it (`top`). The field plus its lowest bit carries
@@ -481,12 +486,6 @@ impl FloatPlacement {
     /// completes an all-ones exponent. That is the value for IEEE codes (the placed exponent
     /// field: infinity over a zero mantissa, NaN over any other), and for all-ones-magnitude
     /// NaNs (the placed exponent and mantissa fields) when the mantissa part is not empty.
-    /// Whether [`FastHalfCast::packed`] reads the codes themselves for a pair converted to
-    /// `to`: for special codes not marked in the patterns.
-    pub fn reads_codes(&self, to: Ty) -> bool {
-        self.specials != SpecialCodes::None && self.special_marking(to).is_none()
-    }
-
     fn special_marking(&self, to: Ty) -> Option<(i64, i64)> {
         let mantissa_mask = match to {
             Ty::F16 => 0x03FF,
@@ -548,15 +547,8 @@ impl FastHalfCast {
     pub fn marked_specials(&self, pattern: Expr, to: Ty) -> Option<Expr> {
         let FastHalfCast::Float(p) = self else { return None };
         let (field, top) = p.special_marking(to)?;
-        let fill = 0x8000 - top;
-        let low = field & field.wrapping_neg();
-        let carried = bin(BinaryOp::Add, pattern.clone(), both_halves(low));
-        if fill == top {
-            // pattern | (carried & top)
-            return Some(Expr::Lop3 { a: Box::new(pattern), b: Box::new(carried), c: Box::new(both_halves(top)), lut: 0xF8 });
-        }
-        let flags = bin(BinaryOp::And, carried, both_halves(top));
-        Some(bin(BinaryOp::Or, pattern, bin(BinaryOp::Mul, flags, i32c(fill / top))))
+        let halves = |x: i64| x | x << 16;
+        Some(mark_all_ones(pattern, halves(field & field.wrapping_neg()), halves(top), halves(0x8000 - top)))
     }
 
     /// Both halves of `word` (a variable holding the patterns, marked by
@@ -644,6 +636,21 @@ impl FastHalfCast {
             }
         })
     }
+}
+
+/// `pattern` (an i32 variable) with the bits of `fill` set where a field is all ones: the
+/// field plus its lowest bit (`low`) carries into the bit just above it, `top`, the lowest
+/// bit of `fill`, which is then spread over `fill` (one `lop3` where `fill` is `top` itself,
+/// one multiplication otherwise). `low`, `top` and `fill` may hold a bit in each 16-bit half,
+/// for both halves at once: a field stays below its half's top bit, so no carry crosses.
+fn mark_all_ones(pattern: Expr, low: i64, top: i64, fill: i64) -> Expr {
+    let carried = bin(BinaryOp::Add, pattern.clone(), i32c(low));
+    if fill == top {
+        // pattern | (carried & top)
+        return Expr::Lop3 { a: Box::new(pattern), b: Box::new(carried), c: Box::new(i32c(top)), lut: 0xF8 };
+    }
+    let flags = bin(BinaryOp::And, carried, i32c(top));
+    bin(BinaryOp::Or, pattern, bin(BinaryOp::Mul, flags, i32c(fill / top)))
 }
 
 /// For each half of `codes`, whether the bits of `field` (a contiguous mask) are all ones: the

@@ -177,12 +177,12 @@ impl Lower<'_> {
         };
         let (mut values, mut patterns) = (Vec::with_capacity(regs.len()), Vec::with_capacity(regs.len()));
         for r in regs {
-            let source = self.code_sources.get(r).copied().and_then(|source| {
-                let (words, word_bits) = &self.code_runs[source.run];
-                (source.bit % 8 == 0).then(|| (words[(source.bit / word_bits) as usize], (source.bit % word_bits / 8) as i64))
-            });
-            let (word, byte) = match source {
-                Some(found) => found,
+            // The code's byte in its word (8-bit codes start their bytes), or its container.
+            let (word, byte) = match self.code_sources.get(r) {
+                Some(&source) => {
+                    let (word, bit) = self.code_word(source);
+                    (word, (bit / 8) as i64)
+                }
                 None => (self.assign(body, Ty::I32, crate::lower_numerics::widen_container(var(*r))), 0),
             };
             let word = biased(self, body, word);
@@ -195,8 +195,8 @@ impl Lower<'_> {
             values.push(self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16)));
         }
         let pairs: Vec<Var> = pairing.iter().map(|&(low, high)| self.pack_halves(values[low], values[high], Ty::BF16, body)).collect();
-        let raw = pairing.iter().map(|&(low, high)| RawF32Pair { patterns: [patterns[low], patterns[high]], offset }).collect();
-        Some(FastCast { regs: values, pairs: Some(pairs), raw: Some(RawPairs::F32(raw)) })
+        let patterns = pairing.iter().map(|&(low, high)| [patterns[low], patterns[high]]).collect();
+        Some(FastCast { regs: values, pairs: Some(pairs), raw: Some(RawPairs::F32 { patterns, offset }) })
     }
 
     /// The fast cast of codes straight from the words they were loaded in (`code_sources`),
@@ -340,19 +340,12 @@ impl Lower<'_> {
         }
         let end = (high.bit + bits) as i64;
         let fits = |start: i64| (lowest..=highest).contains(&(low.bit as i64 - start)) && self.window_holds(low.run, start, end);
-        let window = match windows.iter().position(|w| w.run == low.run && fits(w.start)) {
-            Some(i) => {
-                windows[i].reach = windows[i].reach.max(end);
-                i
-            }
-            None => {
-                let start = (lowest..=highest).map(|r| low.bit as i64 - r).find(|&start| fits(start))?;
-                windows.push(CodeWindow { run: low.run, start, reach: end });
-                windows.len() - 1
-            }
+        let start = match windows.iter().find(|w| w.run == low.run && fits(w.start)) {
+            Some(w) => w.start,
+            None => (lowest..=highest).map(|r| low.bit as i64 - r).find(|&start| fits(start))?,
         };
-        let r = low.bit as i64 - windows[window].start;
-        Some(PairCodes::Window { window, r: [r as u32, (r + skew) as u32] })
+        let r = low.bit as i64 - start;
+        Some(PairCodes::Window { window: CodeWindow::claim(windows, low.run, start, end), r: [r as u32, (r + skew) as u32] })
     }
 
     /// The windows of a pair of float codes placed by `placement`, exactly 16 bits apart in
@@ -365,21 +358,7 @@ impl Lower<'_> {
         if low.run != high.run {
             return None;
         }
-        let mut window_at = |start: i64, end: i64| -> Option<usize> {
-            if !self.window_holds(low.run, start, end) {
-                return None;
-            }
-            match windows.iter().position(|w| w.run == low.run && w.start == start) {
-                Some(i) => {
-                    windows[i].reach = windows[i].reach.max(end);
-                    Some(i)
-                }
-                None => {
-                    windows.push(CodeWindow { run: low.run, start, reach: end });
-                    Some(windows.len() - 1)
-                }
-            }
-        };
+        let mut window_at = |start: i64, end: i64| self.window_holds(low.run, start, end).then(|| CodeWindow::claim(windows, low.run, start, end));
         let (low_end, end) = ((low.bit + bits) as i64, (high.bit + bits) as i64);
         if high.bit != low.bit + 16 {
             // Codes of widths that cannot sit 16 bits apart: each half's fields from a window of
@@ -391,11 +370,11 @@ impl Lower<'_> {
             let high_fields = window_at(high.bit as i64 - 16 - placement.field_shift, end)?;
             return Some(PairCodes::PlacedHalves { low: low_fields, high: high_fields });
         }
-        let (words, word_bits) = &self.code_runs[low.run];
-        if bits == 8 && placement.field_shift == 8 && placement.sign_shift == Some(8) && !placement.reads_codes(ty) && *word_bits == 32 && low.bit % 32 < 16 && low.bit % 8 == 0 {
+        let (word, bit) = self.code_word(low);
+        if bits == 8 && placement.field_shift == 8 && placement.sign_shift == Some(8) && !placement.reads_codes(ty) && self.code_runs[low.run].1 == 32 && bit < 16 && bit % 8 == 0 {
             // Bytes that are the top bytes of their patterns (f8e5m2 to f16): one `prmt` puts
             // them there, zero bytes under them.
-            return Some(PairCodes::TopBytes { word: words[(low.bit / 32) as usize], low_byte: (low.bit % 32 / 8) as i64 });
+            return Some(PairCodes::TopBytes { word, low_byte: (bit / 8) as i64 });
         }
         let fields = window_at(low.bit as i64 - placement.field_shift, end)?;
         let sign = match placement.sign_shift {
@@ -411,12 +390,14 @@ impl Lower<'_> {
 
     /// A pair whose codes each lie inside one byte of a word: taken by the byte.
     fn pair_bytes(&self, low: CodeSource, high: CodeSource, bits: u32) -> Option<PairCodes> {
-        let in_word = |source: CodeSource| {
-            let (words, word_bits) = &self.code_runs[source.run];
-            let bit = source.bit % word_bits;
-            (bit % 8 + bits <= 8).then(|| (words[(source.bit / word_bits) as usize], bit))
-        };
-        Some(PairCodes::Bytes { low: in_word(low)?, high: in_word(high)? })
+        let in_byte = |source: CodeSource| Some(self.code_word(source)).filter(|(_, bit)| bit % 8 + bits <= 8);
+        Some(PairCodes::Bytes { low: in_byte(low)?, high: in_byte(high)? })
+    }
+
+    /// The word (an i32 variable) that holds the code at `source`, and the code's bit in it.
+    fn code_word(&self, source: CodeSource) -> (Var, u32) {
+        let (words, word_bits) = &self.code_runs[source.run];
+        (words[(source.bit / word_bits) as usize], source.bit % word_bits)
     }
 
     /// Whether the 32-bit window of run `run` from bit `start` (below 0: the first word
@@ -527,6 +508,23 @@ struct CodeWindow {
     run: usize,
     start: i64,
     reach: i64,
+}
+
+impl CodeWindow {
+    /// The index in `windows` of the window of run `run` from bit `start`, its reach extended
+    /// to `end`, added if there is none.
+    fn claim(windows: &mut Vec<CodeWindow>, run: usize, start: i64, end: i64) -> usize {
+        match windows.iter().position(|w| w.run == run && w.start == start) {
+            Some(i) => {
+                windows[i].reach = windows[i].reach.max(end);
+                i
+            }
+            None => {
+                windows.push(CodeWindow { run, start, reach: end });
+                windows.len() - 1
+            }
+        }
+    }
 }
 
 /// How a pair of codes reaches the fast cast (`cast_codes_in_words`).

@@ -51,7 +51,7 @@ mod mma;
 mod packed;
 mod shared_memory;
 
-use packed::{adjacent_pairs, FastCast, RawF32Pair, RawPair, RawPairs};
+use packed::{adjacent_pairs, FastCast, RawPair, RawPairs};
 
 use elementwise::{binary_expr, constant_register, overflow_checked, unary_expr, unsigned_binary};
 

@@ -91,22 +91,15 @@ pub(super) struct RawPair {
     pub offset: [f64; 2],
 }
 
-/// A bf16 pair of 8-bit integer codes before its last, exact step (`cast_bytes_to_bf16`):
-/// each half's value is the f32 read from its `patterns` (an i32) minus `offset`, rounded to
-/// bf16 (exactly).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RawF32Pair {
-    pub patterns: [Var; 2],
-    pub offset: f64,
-}
-
 /// The uncorrected pairs of a fast cast, in the order of its pairing.
 #[derive(Clone, Debug)]
 pub(super) enum RawPairs {
     /// 16-bit patterns with a packed correction.
     Halves(Vec<RawPair>),
-    /// f32 patterns with a subtraction per half.
-    F32(Vec<RawF32Pair>),
+    /// bf16 pairs of 8-bit integer codes before their last, exact step
+    /// (`cast_bytes_to_bf16`): each half's value is the f32 read from its pattern (an i32, low
+    /// half first) minus `offset`, rounded to bf16 (exactly).
+    F32 { patterns: Vec<[Var; 2]>, offset: f64 },
 }
 
 impl Lower<'_> {
@@ -227,7 +220,7 @@ impl Lower<'_> {
         }
         let raw = match self.raw_pairs.get(&a).cloned() {
             Some(RawPairs::Halves(raw)) => raw,
-            Some(RawPairs::F32(raw)) => return self.folded_f32_zero_point(id, a, b, &raw, body),
+            Some(RawPairs::F32 { patterns, offset }) => return self.folded_f32_zero_point(id, a, b, &patterns, offset, body),
             None => return false,
         };
         let lane = Ty::of(self.dtype(id));
@@ -293,33 +286,33 @@ impl Lower<'_> {
     /// exact for integer zero points within bf16's exact range (their f32 sums stay below
     /// 2^24), so the one rounding into bf16 is that of the subtraction in bf16. The addends
     /// are made once per distinct zero-point register.
-    fn folded_f32_zero_point(&mut self, id: ValueId, a: ValueId, b: ValueId, raw: &[RawF32Pair], body: &mut Vec<lir::Stmt>) -> bool {
+    fn folded_f32_zero_point(&mut self, id: ValueId, a: ValueId, b: ValueId, patterns: &[[Var; 2]], offset: f64, body: &mut Vec<lir::Stmt>) -> bool {
+        use crate::dtype::DType;
         let lane = Ty::of(self.dtype(id));
         let pairing = self.pairing(id);
         let exact = self.integer_values(b).is_some_and(|(low, high)| low.abs() <= 1 << 8 && high.abs() <= 1 << 8);
-        if lane != Ty::BF16 || !exact || self.regs(b).len() != raw.len() * 2 || self.pairing(a) != pairing {
+        if lane != Ty::BF16 || !exact || self.regs(b).len() != patterns.len() * 2 || self.pairing(a) != pairing {
             return false;
         }
         let zeros = self.regs(b).to_vec();
-        let mut addends: HashMap<(Var, u64), Var> = HashMap::new();
-        let mut pairs = Vec::with_capacity(raw.len());
-        for (p, &(low, high)) in raw.iter().zip(pairing.iter()) {
-            let mut halves = [low, high].map(|_| Var(0));
-            for (h, register) in [low, high].into_iter().enumerate() {
+        let mut addends: HashMap<Var, Var> = HashMap::new();
+        let mut pairs = Vec::with_capacity(patterns.len());
+        for (pair_patterns, &(low, high)) in patterns.iter().zip(pairing.iter()) {
+            let halves = [(low, pair_patterns[0]), (high, pair_patterns[1])].map(|(register, pattern)| {
                 let zero = zeros[register];
-                let addend = match addends.get(&(zero, p.offset.to_bits())) {
+                let addend = match addends.get(&zero) {
                     Some(v) => *v,
                     None => {
-                        let z = self.cast_expr(var(zero), crate::dtype::DType::BF16, crate::dtype::DType::F32);
-                        let v = self.assign(body, Ty::F32, bin(lir::BinaryOp::Add, z, Expr::Float(Ty::F32, p.offset)));
-                        addends.insert((zero, p.offset.to_bits()), v);
+                        let z = self.cast_expr(var(zero), DType::BF16, DType::F32);
+                        let v = self.assign(body, Ty::F32, bin(lir::BinaryOp::Add, z, Expr::Float(Ty::F32, offset)));
+                        addends.insert(zero, v);
                         v
                     }
                 };
-                let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(p.patterns[h])) };
+                let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(pattern)) };
                 let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, var(addend)));
-                halves[h] = self.assign(body, Ty::BF16, self.cast_expr(var(value), crate::dtype::DType::F32, crate::dtype::DType::BF16));
-            }
+                self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16))
+            });
             pairs.push(self.pack_halves(halves[0], halves[1], Ty::BF16, body));
         }
         self.define_from_pairs(id, pairs, body);
