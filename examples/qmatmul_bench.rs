@@ -16,8 +16,14 @@
 //!
 //! Run with `cargo run --release -p tl-examples --example qmatmul_bench` (add `-- --markdown`
 //! for the table of docs/performance.md). The GPU half of the benchmark (our kernel against
-//! torch fp16 and a Triton W4A16 kernel at the copy-bandwidth bound) needs a GPU; without one
-//! this says so.
+//! torch fp16, a Triton W4A16 kernel and the copy-bandwidth bound, `qmatmul_bench_gpu.rs`)
+//! runs when a CUDA driver and a device are present (`--no-gpu` skips it, `--gpu-only` runs
+//! it alone); without one this says so. On a GPU machine without Rust, carry the release
+//! binary (`target/release/examples/qmatmul_bench`) and run it from a copy of the repository:
+//! it reads the kernels and `scripts/qmatmul_reference_bench.py` from the current directory.
+
+#[path = "qmatmul_bench_gpu.rs"]
+mod gpu;
 
 use std::time::Instant;
 use tl_compiler::backend::{ptx_stats, ptxas, Arch};
@@ -42,6 +48,13 @@ const KERNELS: [(&str, &str, &str, &str); 5] = [
 
 fn main() -> anyhow::Result<()> {
     let markdown = std::env::args().any(|a| a == "--markdown");
+    let root = repository_root();
+    if std::env::args().any(|a| a == "--gpu-only") {
+        if !tl_runtime::cuda::driver_available() {
+            anyhow::bail!("--gpu-only: no CUDA driver and device here");
+        }
+        return gpu::run(&root, markdown);
+    }
     let arch = Arch::Sm80;
     let have_ptxas = ptxas::find_ptxas().is_some();
     let config: Vec<String> = CONFIG.iter().map(|(n, v)| format!("{n}={v}")).collect();
@@ -61,7 +74,6 @@ fn main() -> anyhow::Result<()> {
     if markdown {
         println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
     }
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     for name in FORMATS {
         let w = DType::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown format {name}"))?;
         for (kernel_name, weights, arithmetic, zero) in KERNELS {
@@ -76,12 +88,24 @@ fn main() -> anyhow::Result<()> {
     if !have_ptxas {
         println!("ptxas not found (set TL_PTXAS or put it on PATH): registers, spills and shared memory are unknown");
     }
-    if tl_runtime::cuda::driver_available() {
-        println!("a CUDA driver is present; the GPU comparison (torch fp16, Triton W4A16, copy bandwidth) is not part of this benchmark yet");
+    if std::env::args().any(|a| a == "--no-gpu") {
+        println!("--no-gpu: the GPU comparison is skipped");
+    } else if tl_runtime::cuda::driver_available() {
+        gpu::run(&root, markdown)?;
     } else {
         println!("no GPU present: the GPU comparison (our kernel against torch fp16 and Triton W4A16 at the copy-bandwidth bound) needs one");
     }
     Ok(())
+}
+
+/// The repository whose kernels are measured: the current directory when it holds
+/// `stdlib/kernels` (a binary carried to another machine and run from a copy of the
+/// repository), else the one this was built from.
+fn repository_root() -> String {
+    match std::env::current_dir() {
+        Ok(dir) if dir.join("stdlib/kernels/qmatmul_fragment.tl").is_file() => dir.display().to_string(),
+        _ => concat!(env!("CARGO_MANIFEST_DIR"), "/..").to_string(),
+    }
 }
 
 /// The columns after the format, the weight order, the arithmetic and the zero points' dtype

@@ -104,8 +104,39 @@ pub fn compute_capability() -> Result<(i32, i32), CudaError> {
 
 /// Runs one kernel on GPU 0 and copies every tensor argument back. See the module docs.
 pub fn launch(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport, CudaError> {
+    let times = time(spec, args, &TimingPlan::ONCE)?;
+    Ok(LaunchReport { kernel_ms: times[0] })
+}
+
+/// How [`time`] repeats a launch for a benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimingPlan {
+    /// Launches before the timed ones (module load and the first touch of the buffers stay out
+    /// of the numbers).
+    pub warmup: u32,
+    /// Timed launches, at least 1.
+    pub runs: u32,
+    /// Bytes of a scratch buffer written before every launch, so that the L2 cache holds none
+    /// of the kernel's inputs (0: no flush). The write is outside the timed region.
+    pub flush_bytes: usize,
+}
+
+impl TimingPlan {
+    /// One launch, not repeated, no flush: what [`launch`] does.
+    pub const ONCE: TimingPlan = TimingPlan { warmup: 0, runs: 1, flush_bytes: 0 };
+}
+
+/// Runs the kernel `plan.warmup + plan.runs` times on one device copy of its arguments, each
+/// launch timed alone by CUDA events (after the L2 flush of `plan.flush_bytes`, untimed), then
+/// copies every tensor back as [`launch`] does; returns the timed launches' kernel times in
+/// milliseconds, in launch order. The kernel must compute the same result when run again on
+/// its own output (every shipped kernel writes its outputs without reading them).
+pub fn time(spec: &LaunchSpec, args: &mut [KernelArg], plan: &TimingPlan) -> Result<Vec<f64>, CudaError> {
+    if plan.runs == 0 {
+        return Err(CudaError::BadArgument("a timing plan needs at least one timed run".into()));
+    }
     validate(spec, args)?;
-    let result = launch_on_device(spec, args);
+    let result = launch_on_device(spec, args, plan);
     if matches!(
         result,
         Err(CudaError::Driver { .. } | CudaError::Panicked { .. })
@@ -117,7 +148,39 @@ pub fn launch(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport,
     result
 }
 
-fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport, CudaError> {
+/// The bandwidth of a device-to-device copy of `bytes` bytes on GPU 0, in GB/s (10^9 bytes per
+/// second) counting the bytes read plus the bytes written: the median of `runs` copies timed
+/// by CUDA events, after one untimed copy. This is the memory-bandwidth ceiling a memory-bound
+/// kernel is measured against.
+pub fn copy_bandwidth_gbs(bytes: usize, runs: u32) -> Result<f64, CudaError> {
+    if bytes == 0 || runs == 0 {
+        return Err(CudaError::BadArgument("a copy-bandwidth measurement needs bytes and runs".into()));
+    }
+    let ctx = context()?;
+    let stream = ctx.default_stream();
+    let source = guarded("allocating device memory", || stream.alloc_zeros::<u8>(bytes))?;
+    let mut destination = guarded("allocating device memory", || stream.alloc_zeros::<u8>(bytes))?;
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let begin = guarded("recording an event", || stream.record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))?;
+        guarded("copying on the device", || stream.memcpy_dtod(&source, &mut destination))?;
+        let end = guarded("recording an event", || stream.record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))?;
+        let ms = guarded("timing the copy", || begin.elapsed_ms(&end))? as f64;
+        if run > 0 {
+            times.push(ms);
+        }
+    }
+    let median = median_ms(&mut times);
+    Ok(2.0 * bytes as f64 / (median * 1e-3) / 1e9)
+}
+
+/// The median of some times (the lower middle one of an even count).
+pub fn median_ms(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg], plan: &TimingPlan) -> Result<Vec<f64>, CudaError> {
     let ctx = context()?;
     let module = module(&ctx, spec.ptx)?;
     let func = guarded("looking up the kernel", || {
@@ -140,6 +203,10 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
             buffers.push(buf);
         }
     }
+    let mut flush = match plan.flush_bytes {
+        0 => None,
+        bytes => Some(guarded("allocating the cache-flush buffer", || stream.alloc_zeros::<u8>(bytes))?),
+    };
     // Every scalar lives in its own zero-padded 8-byte slot (see `scalar_slot`).
     let slots: Vec<u64> = args
         .iter()
@@ -163,7 +230,11 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         block_dim: (spec.block_threads, 1, 1),
         shared_mem_bytes: dynamic_shared,
     };
-    let kernel_ms = {
+    let mut times = Vec::new();
+    for run in 0..plan.warmup + plan.runs {
+        if let Some(scratch) = flush.as_mut() {
+            guarded("flushing the L2 cache", || stream.memset_zeros(scratch))?;
+        }
         let mut builder = stream.launch_builder(&func);
         let (mut bufs, mut scalars) = (buffers.iter_mut(), slots.iter());
         for arg in args.iter() {
@@ -182,11 +253,14 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         // the compiler's responsibility.
         let events = guarded("launching the kernel", || unsafe { builder.launch(cfg) })?;
         guarded("running the kernel", || stream.synchronize())?;
-        match events {
+        let kernel_ms = match events {
             Some((begin, end)) => guarded("timing the kernel", || begin.elapsed_ms(&end))? as f64,
             None => start.elapsed().as_secs_f64() * 1e3,
+        };
+        if run >= plan.warmup {
+            times.push(kernel_ms);
         }
-    };
+    }
 
     let mut bufs = buffers.iter();
     for arg in args.iter_mut() {
@@ -200,7 +274,7 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchR
         }
     }
     guarded("copying tensors back to the host", || stream.synchronize())?;
-    Ok(LaunchReport { kernel_ms })
+    Ok(times)
 }
 
 /// The bytes of `value` as the kernel's register for `dtype` holds it (`lir::Ty::of`),
@@ -746,6 +820,9 @@ DONE:
         assert!(expected(&err), "{err:?}");
         assert!(expected(&device_name().unwrap_err()));
         assert!(expected(&compute_capability().unwrap_err()));
+        let plan = TimingPlan { warmup: 1, runs: 3, flush_bytes: 1 << 20 };
+        assert!(expected(&time(&vadd_spec(1), &mut args, &plan).unwrap_err()));
+        assert!(expected(&copy_bandwidth_gbs(1 << 20, 3).unwrap_err()));
         if no_lib {
             let msg = err.to_string();
             assert!(
@@ -753,6 +830,16 @@ DONE:
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn timing_plans_need_a_timed_run() {
+        let plan = TimingPlan { warmup: 3, runs: 0, flush_bytes: 0 };
+        assert!(matches!(time(&vadd_spec(1), &mut [], &plan), Err(CudaError::BadArgument(m)) if m.contains("timed run")));
+        assert!(matches!(copy_bandwidth_gbs(0, 3), Err(CudaError::BadArgument(_))));
+        assert_eq!(median_ms(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_ms(&mut [4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert!(median_ms(&mut []).is_nan());
     }
 
     #[test]
@@ -789,6 +876,24 @@ DONE:
         }
         let expected: Vec<f64> = av.iter().zip(&bv).map(|(x, y)| x + 0.5 * y).collect();
         assert_eq!(c.to_f64(), expected);
+
+        // Timed repetitions with a cache flush: one time per timed run, the result unchanged.
+        c = HostTensor::filled(DType::F32, &[n], f64::NAN);
+        let mut args = [
+            KernelArg::Tensor(&mut a),
+            KernelArg::Tensor(&mut b),
+            KernelArg::Tensor(&mut c),
+            KernelArg::Scalar { value: Number::Float(0.5), dtype: DType::F32 },
+            KernelArg::Scalar { value: Number::Int(n as i128), dtype: DType::U32 },
+        ];
+        let plan = TimingPlan { warmup: 2, runs: 5, flush_bytes: 64 << 20 };
+        let times = time(&vadd_spec(grid), &mut args, &plan).unwrap();
+        assert_eq!(times.len(), 5);
+        assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0), "{times:?}");
+        assert_eq!(c.to_f64(), expected);
+        let bandwidth = copy_bandwidth_gbs(256 << 20, 5).unwrap();
+        println!("copy bandwidth: {bandwidth:.0} GB/s");
+        assert!(bandwidth > 10.0 && bandwidth < 100_000.0, "{bandwidth}");
 
         // Empty tensors are allowed (n = 0: no thread touches them).
         let mut e = [

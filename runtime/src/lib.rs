@@ -389,6 +389,32 @@ impl Kernel {
     /// Runs the variant for `assumptions` (checked against the arguments: a variant launched
     /// with values it does not assume would compute the wrong thing).
     pub fn launch_variant(&self, backend: Backend, args: &mut [Arg], assumptions: &Assumptions) -> Result<LaunchReport, RuntimeError> {
+        let grid = self.checked_grid(args, assumptions)?;
+        let mut report = LaunchReport { grid, kernel_ms: None };
+        if grid.contains(&0) {
+            return Ok(report);
+        }
+        report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
+        Ok(report)
+    }
+
+    /// Times the variant for `assumptions` on the GPU (the `cuda` backend) as `plan` says:
+    /// warm-up launches, then timed ones, each after an L2 flush, on one device copy of the
+    /// arguments (copied back at the end, as a launch does). Returns the timed launches' kernel
+    /// times in milliseconds; [`cuda::median_ms`] summarizes them. The arguments are checked
+    /// as for [`Kernel::launch_variant`]; an empty grid is an error here (nothing to time).
+    pub fn time_variant(&self, args: &mut [Arg], assumptions: &Assumptions, plan: &cuda::TimingPlan) -> Result<Vec<f64>, RuntimeError> {
+        let grid = self.checked_grid(args, assumptions)?;
+        if grid.contains(&0) {
+            return Err(RuntimeError::Usage(format!("the grid of `{}` is empty ({grid:?}): there is nothing to time", self.name())));
+        }
+        executors::cuda::time(self, args, grid, assumptions, plan)
+    }
+
+    /// The launch's grid, after checking the arguments against the kernel's parameters and the
+    /// variant's assumptions (a variant launched with values it does not assume would compute
+    /// the wrong thing).
+    fn checked_grid(&self, args: &[Arg], assumptions: &Assumptions) -> Result<[u32; 3], RuntimeError> {
         let kernel = &self.compiled.kernel;
         tl_vm::interp::check_args(kernel, args).map_err(|e| self.launch_error(e))?;
         if !assumptions.holds_for(&self.scalar_values(args)) {
@@ -398,13 +424,7 @@ impl Kernel {
                 assumptions.describe(kernel)
             )));
         }
-        let grid = tl_vm::interp::eval_grid(kernel, args).map_err(|e| self.launch_error(e))?;
-        let mut report = LaunchReport { grid, kernel_ms: None };
-        if grid.contains(&0) {
-            return Ok(report);
-        }
-        report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
-        Ok(report)
+        tl_vm::interp::eval_grid(kernel, args).map_err(|e| self.launch_error(e))
     }
 
     /// A launch error rendered at its place in the source: a bad argument at its parameter, a

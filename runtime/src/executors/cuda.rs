@@ -14,30 +14,38 @@ impl Executor for Cuda {
     }
 
     fn launch(&self, kernel: &Kernel, args: &mut [Arg], grid: [u32; 3], assumptions: &Assumptions) -> Result<Option<f64>, RuntimeError> {
-        if !cuda::driver_available() {
-            return Err(cuda::CudaError::NoDriver.into());
-        }
-        let arch = match cuda::compute_capability()? {
-            (9, _) => Arch::Sm90a,
-            _ => Arch::Sm80,
-        };
-        let ptx = kernel.variant_ptx(assumptions, arch)?;
-        let program = kernel.variant(assumptions)?;
-        let mut kargs: Vec<cuda::KernelArg> = Vec::new();
-        for (p, a) in kernel.compiled.kernel.params.iter().zip(args.iter_mut()) {
-            match (a, &p.kind) {
-                (Arg::Scalar(v), ParamKind::Scalar(d)) => kargs.push(cuda::KernelArg::Scalar { value: *v, dtype: *d }),
-                (Arg::Tensor(t), _) => kargs.push(cuda::KernelArg::Tensor(t)),
-                _ => return Err(RuntimeError::Usage(format!("argument `{}` has the wrong kind", p.name))),
-            }
-        }
-        let spec = cuda::LaunchSpec {
-            ptx: ptx.as_str(),
-            kernel_name: &kernel.compiled.kernel.name,
-            grid,
-            block_threads: program.block_threads,
-            shared_bytes: program.shared_bytes as u32,
-        };
-        Ok(Some(cuda::launch(&spec, &mut kargs)?.kernel_ms))
+        let times = time(kernel, args, grid, assumptions, &cuda::TimingPlan::ONCE)?;
+        Ok(times.first().copied())
     }
+}
+
+/// Runs the variant for `assumptions` over `grid` on GPU 0 as `plan` says (`cuda::time`): its
+/// PTX for the device's architecture, the arguments in the kernel's parameter order. Returns the
+/// timed launches' kernel times in milliseconds.
+pub(crate) fn time(kernel: &Kernel, args: &mut [Arg], grid: [u32; 3], assumptions: &Assumptions, plan: &cuda::TimingPlan) -> Result<Vec<f64>, RuntimeError> {
+    if !cuda::driver_available() {
+        return Err(cuda::CudaError::NoDriver.into());
+    }
+    let arch = match cuda::compute_capability()? {
+        (9, _) => Arch::Sm90a,
+        _ => Arch::Sm80,
+    };
+    let ptx = kernel.variant_ptx(assumptions, arch)?;
+    let program = kernel.variant(assumptions)?;
+    let mut kargs: Vec<cuda::KernelArg> = Vec::new();
+    for (p, a) in kernel.compiled.kernel.params.iter().zip(args.iter_mut()) {
+        match (a, &p.kind) {
+            (Arg::Scalar(v), ParamKind::Scalar(d)) => kargs.push(cuda::KernelArg::Scalar { value: *v, dtype: *d }),
+            (Arg::Tensor(t), _) => kargs.push(cuda::KernelArg::Tensor(t)),
+            _ => return Err(RuntimeError::Usage(format!("argument `{}` has the wrong kind", p.name))),
+        }
+    }
+    let spec = cuda::LaunchSpec {
+        ptx: ptx.as_str(),
+        kernel_name: &kernel.compiled.kernel.name,
+        grid,
+        block_threads: program.block_threads,
+        shared_bytes: program.shared_bytes as u32,
+    };
+    Ok(cuda::time(&spec, &mut kargs, plan)?)
 }

@@ -6,7 +6,7 @@
 //! executor of the [`crate::Backend`] it was given. A new backend is a new file here that
 //! implements [`Executor`], and a variant of `Backend` naming it.
 
-mod cuda;
+pub(crate) mod cuda;
 mod simt;
 mod vm;
 
