@@ -55,6 +55,10 @@ fn check(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64) {
 #[derive(Clone, Copy, Debug)]
 enum WeightOrder {
     RowMajor,
+    /// `[k, n]` weights at the decode tiles BN = 128, BK = 64, G = 128, where the accumulator
+    /// interleaves the `mma` column tiles (`plan::MmaTiling`) so that each thread reads its
+    /// codes of a row in one 16-bit piece.
+    RowMajorWide,
     Fragment,
     /// Fragment order through the split-K pair of `stdlib/kernels/qmatmul_split.tl` (partial
     /// products of this many k ranges, then their reduction).
@@ -72,7 +76,7 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     // group's tiles runs more than once, and the last group of a ragged k is partial.
     let g_rows: usize = match order {
         WeightOrder::RowMajor => 64,
-        WeightOrder::Fragment | WeightOrder::Split(_) => 128,
+        WeightOrder::RowMajorWide | WeightOrder::Fragment | WeightOrder::Split(_) => 128,
     };
     let consts = [
         ("W".to_string(), ConstValue::DType(w)),
@@ -83,8 +87,12 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
     ];
     // Every kernel takes the activations' dtype.
     let consts = [&consts[..], &[("A".to_string(), ConstValue::DType(act))]].concat();
+    let consts = match order {
+        WeightOrder::RowMajorWide => [&consts[..], &[("BN".to_string(), ConstValue::Int(128)), ("BK".to_string(), ConstValue::Int(64))]].concat(),
+        _ => consts,
+    };
     let module = match order {
-        WeightOrder::RowMajor => module(),
+        WeightOrder::RowMajor | WeightOrder::RowMajorWide => module(),
         WeightOrder::Fragment => module_of("qmatmul_fragment"),
         WeightOrder::Split(_) => module_of("qmatmul_split"),
     };
@@ -117,7 +125,7 @@ fn check_on(w: DType, s: DType, m: usize, n: usize, k: usize, seed: u64, backend
         Arg::scalar(k as i64),
         a.clone().into(),
         match order {
-            WeightOrder::RowMajor => b.clone(),
+            WeightOrder::RowMajor | WeightOrder::RowMajorWide => b.clone(),
             WeightOrder::Fragment | WeightOrder::Split(_) => {
                 let tile = tl_stdlib::quant::FragmentTile::new(64, 128).unwrap();
                 tl_stdlib::quant::to_fragment_order(&b, tile).unwrap()
@@ -646,4 +654,46 @@ fn copies_that_do_not_split_into_bytes_are_errors_at_the_copy() {
     assert!(!error.contains("internal"), "{error}");
     assert!(error.contains("copy_async(sb"), "the error shows the copy: {error}");
     module_of("qmatmul_fragment").kernel(None, &consts(64)).unwrap_or_else(|e| panic!("u1 at 64 × 32: {e}"));
+}
+
+/// `[k, n]` weights at the decode tiles (BN = 128, BK = 64): the accumulator interleaves the
+/// `mma` column tiles (`plan::MmaTiling`), so each thread's B fragments are consecutive
+/// columns of a row and come from one 16-bit piece of the packed tile. On the simulator (the
+/// generated code) and the VM against the host product, for codes that divide 16 bits and
+/// others, in f32 and f16, with ragged n and k.
+#[test]
+fn row_major_weights_at_decode_tiles() {
+    let mut rng = Rng(0x0dec_0de0_7113_5eed);
+    for (w, d, backend) in [
+        ("u4", "f32", Backend::Simt),
+        ("u4", "f16", Backend::Simt),
+        ("u2", "f16", Backend::Simt),
+        ("u8", "f32", Backend::Simt),
+        ("i4", "f16", Backend::Simt),
+        ("f4e2m1", "f16", Backend::Simt),
+        ("f8e4m3fn", "f32", Backend::Simt),
+        ("u3", "f16", Backend::Simt),
+        ("u1", "f16", Backend::Vm),
+    ] {
+        let [w, d] = [w, d].map(|n| DType::from_name(n).unwrap());
+        check_on(w, DType::F16, 5, 250, 200, rng.next(), backend, WeightOrder::RowMajorWide, d, DType::F16, DType::F16);
+    }
+}
+
+/// The PTX of the `[k, n]` kernel at the decode tiles reads u4 codes from shared memory in
+/// 16-bit pieces, four codes of one row each (16 per k tile and thread: 64 codes), never a
+/// byte at a time.
+#[test]
+fn row_major_u4_codes_come_from_shared_memory_in_16_bit_pieces() {
+    let consts: Vec<(String, ConstValue)> = [("W", "u4"), ("D", "f16")]
+        .iter()
+        .map(|(n, t)| (n.to_string(), ConstValue::DType(DType::from_name(t).unwrap())))
+        .chain([("BN", 128), ("BK", 64), ("G", 128)].map(|(n, v)| (n.to_string(), ConstValue::Int(v))))
+        .collect();
+    let kernel = module().kernel(None, &consts).unwrap_or_else(|e| panic!("{e}"));
+    let variant = kernel.assumptions(&["n%128,k%128".into()]).unwrap();
+    let ptx = kernel.variant_ptx(&variant, Arch::Sm80).unwrap_or_else(|e| panic!("{e}"));
+    let count = |prefix: &str| ptx.lines().filter(|l| l.split_whitespace().next().is_some_and(|op| op.starts_with(prefix))).count();
+    assert_eq!(count("ld.shared.b8") + count("ld.shared.u8"), 0, "byte loads of the codes");
+    assert_eq!(count("ld.shared.b16") + count("ld.shared.u16"), 16, "one 16-bit load per row and column strip");
 }

@@ -101,19 +101,71 @@ impl MmaInstruction {
     }
 }
 
+/// How an accumulator layout splits into `mma.m16n8` tiles: `Q * fragment * local(1, inner)`
+/// ([`MmaInstruction::accumulator_fragment`]). Each local index `q` of `Q` and each `j <
+/// inner` is one 16×8 tile of one warp: with `inner` > 1 the tile's 8 columns are every
+/// `inner`-th column of a strip of `8 · inner`, so that a thread holds `2 · inner` consecutive
+/// columns of the result, and the B fragments the `inner` consecutive columns of a row that a
+/// packed tile of narrow codes keeps in one 16-bit piece.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MmaTiling {
+    pub quotient: RegisterLayout,
+    pub inner: usize,
+}
+
+impl MmaTiling {
+    /// The tiling of `layout`, if it has one (`inner` a power of two; the smallest that works,
+    /// which makes it unique).
+    pub fn of(layout: &RegisterLayout) -> Option<MmaTiling> {
+        let columns = *layout.shape().get(1)?;
+        let mut inner = 1;
+        while inner * 8 <= columns {
+            let outer = if inner == 1 { Some(layout.clone()) } else { layout.divide_right(&RegisterLayout::local(&[1, inner]).ok()?) };
+            if let Some(quotient) = outer.and_then(|l| l.divide_right(&MmaInstruction::accumulator_fragment())) {
+                return Some(MmaTiling { quotient, inner });
+            }
+            inner *= 2;
+        }
+        None
+    }
+
+    /// The accumulator layout of `quotient` tiles with `inner` columns interleaved.
+    pub fn layout(quotient: &RegisterLayout, inner: usize) -> Option<RegisterLayout> {
+        quotient.product(&MmaInstruction::accumulator_fragment()).and_then(|l| l.with_local(&[1, inner])).ok()
+    }
+
+    /// The tiles: `quotient.local_size() · inner`.
+    pub fn tiles(&self) -> usize {
+        self.quotient.local_size() * self.inner
+    }
+
+    /// The local index of fragment register `i` (0..4) of tile `(q, j)`: locals of a product
+    /// ravel outer first.
+    pub fn register(&self, q: usize, i: usize, j: usize) -> usize {
+        (q * 4 + i) * self.inner + j
+    }
+}
+
 /// The layout of a [K, N] B operand whose registers are the `mma` fragments of an accumulator
-/// of layout `accumulator` (`Q * accumulator_fragment`): `local(K / 16, 1) * Q' * b_fragment`,
-/// where `Q'` is `Q` without its m dimension (warps that share columns of the result hold the
-/// same fragments: replication), so the thread that holds accumulator tile `(m, n)` holds the
-/// B fragments of column tile `n` for every k-step. `None` when the accumulator does not
-/// divide by the fragment or K is not a multiple of 16.
+/// of layout `accumulator` (`Q * accumulator_fragment * local(1, inner)`, [`MmaTiling`]):
+/// `local(K / 16, 1) * Q' * b_fragment * local(1, inner)`, where `Q'` is `Q` without its m
+/// dimension (warps that share columns of the result hold the same fragments: replication), so
+/// the thread that holds accumulator tile `(m, n)` holds the B fragments of column tile `n` for
+/// every k-step. `None` when the accumulator has no tiling or K is not a multiple of 16.
 pub fn mma_b_operand_layout(accumulator: &RegisterLayout, k_extent: usize) -> Option<RegisterLayout> {
     if k_extent == 0 || !k_extent.is_multiple_of(16) {
         return None;
     }
-    let quotient = accumulator.divide_right(&MmaInstruction::accumulator_fragment())?;
-    let columns = quotient.reduce_keep_dims(&[0]).ok()?;
-    RegisterLayout::local(&[k_extent / 16, 1]).ok()?.product(&columns).ok()?.product(&MmaInstruction::b_fragment()).ok()
+    let tiling = MmaTiling::of(accumulator)?;
+    let columns = tiling.quotient.reduce_keep_dims(&[0]).ok()?;
+    RegisterLayout::local(&[k_extent / 16, 1])
+        .ok()?
+        .product(&columns)
+        .ok()?
+        .product(&MmaInstruction::b_fragment())
+        .ok()?
+        .with_local(&[1, tiling.inner])
+        .ok()
 }
 
 /// Whether tensor-core `dot` can take its B operand from the operand's registers: a 16-bit
@@ -241,9 +293,9 @@ fn layout_of(kernel: &Kernel, id: ValueId) -> Option<&RegisterLayout> {
 
 /// The tensor-core instruction `dot` `id` can run on: its operand and accumulator dtypes have
 /// one, the k extent is a multiple of the instruction's, the accumulator and the result share a
-/// layout, and that layout is `Q * fragment` ([`MmaInstruction::accumulator_fragment`]) with
-/// `Q` using whole warps without replication, so that each local index of `Q` is one 16×8 tile
-/// of one warp.
+/// layout, and that layout has an [`MmaTiling`] whose `Q` uses whole warps without
+/// replication, so that each tile is one 16×8 tile of one warp; with interleaved column tiles
+/// (`inner` > 1) the B operand must come from its registers ([`reads_registers`]).
 pub fn mma_instruction(kernel: &Kernel, id: ValueId) -> Option<MmaInstruction> {
     let Op::Dot { a, c, .. } = kernel.value(id).op else { return None };
     let instruction = MmaInstruction::for_dtypes(kernel.value(a).ty.dtype()?, kernel.value(c).ty.dtype()?)?;
@@ -252,8 +304,14 @@ pub fn mma_instruction(kernel: &Kernel, id: ValueId) -> Option<MmaInstruction> {
     if k_extent % instruction.k_step() != 0 || layout_of(kernel, c) != Some(layout) {
         return None;
     }
-    let quotient = layout.divide_right(&MmaInstruction::accumulator_fragment())?;
-    (quotient.replication() == 1 && quotient.num_threads() * 32 == kernel.num_threads()).then_some(instruction)
+    let tiling = MmaTiling::of(layout)?;
+    let quotient = &tiling.quotient;
+    if quotient.replication() != 1 || quotient.num_threads() * 32 != kernel.num_threads() {
+        return None;
+    }
+    // Interleaved column tiles take their B fragments from registers only: `ldmatrix` and the
+    // s8 gather read 8 consecutive columns.
+    (tiling.inner == 1 || reads_registers(kernel, id, instruction)).then_some(instruction)
 }
 
 /// Whether `ldmatrix` can read `operand` of tensor-core `dot` in place: it is a 2-D `load` from
@@ -665,6 +723,44 @@ mod tests {
                 assert_eq!(fragment.coord(lane, local), Some(vec![2 * t + i + 8 * h, g]), "lane {lane} local {local}");
             }
         }
+    }
+
+    #[test]
+    fn interleaved_mma_tiles_take_every_inner_th_column() {
+        // Two warps over a 16 × 64 accumulator: each warp 4 column tiles, interleaved by
+        // `inner`. Tile (q, j) of a thread holds, in fragment register i = 2·r0 + r1, row
+        // g + 8·r0 and column n0 + inner·(2t + r1) + j of the ISA's fragment (lane 4g + t).
+        let quotient = RegisterLayout::spatial(&[1, 2]).unwrap();
+        for inner in [1, 2, 4] {
+            let outer = RegisterLayout::local(&[1, 4 / inner]).unwrap().product(&quotient).unwrap();
+            let layout = MmaTiling::layout(&outer, inner).unwrap();
+            let tiling = MmaTiling::of(&layout).unwrap_or_else(|| panic!("inner {inner}"));
+            assert_eq!((tiling.inner, tiling.tiles()), (inner, 4), "inner {inner}");
+            for thread in 0..64 {
+                let (warp, lane) = (thread / 32, thread % 32);
+                let (g, t) = (lane / 4, lane % 4);
+                for q in 0..4 / inner {
+                    for j in 0..inner {
+                        // `local` outside `spatial`: the warps' strips of 8·inner columns alternate.
+                        let n0 = q * 16 * inner + warp * 8 * inner;
+                        for i in 0..4 {
+                            let (r0, r1) = (i / 2, i % 2);
+                            let want = vec![g + 8 * r0, n0 + inner * (2 * t + r1) + j];
+                            assert_eq!(layout.coord(thread, tiling.register(q, i, j)), Some(want), "inner {inner} thread {thread} tile ({q}, {j}) register {i}");
+                        }
+                    }
+                }
+            }
+            // The B operand's fragments: column g of tile j is n0 + inner·g + j, row k = 2t + i
+            // (+ 8h), in lane 4g + t; (k, n) = (2, inner + 1) is g = (inner + 1) / inner, t = 1.
+            let b = mma_b_operand_layout(&layout, 32).unwrap();
+            let owner = 4 * ((inner + 1) / inner) + 1;
+            assert_eq!(b.owners(&[2, inner + 1]).first().map(|o| o.0), Some(owner), "inner {inner}");
+            let local = b.local_of(&[2, inner + 1]).unwrap();
+            assert_eq!(b.coord(owner, local), Some(vec![2, inner + 1]));
+        }
+        // A layout that is not of this form has no tiling.
+        assert_eq!(MmaTiling::of(&RegisterLayout::spatial(&[16, 8]).unwrap().with_local(&[1, 4]).unwrap()), None);
     }
 
     #[test]

@@ -45,9 +45,10 @@ impl Lower<'_> {
     }
 
     /// `dot` on tensor cores (strategy `mma`, legal by `plan::mma_instruction`): the
-    /// accumulator's layout is `Q * fragment` (the `mma.m16n8` accumulator fragment innermost,
-    /// whole warps in `Q`), so each local index of `Q` is one 16×8 tile of one warp, and the k
-    /// extent is walked in steps of the instruction's k. Each operand is read by `ldmatrix`
+    /// accumulator's layout is `Q * fragment * local(1, inner)` ([`MmaTiling`]: whole warps in
+    /// `Q`), so each local index of `Q` and each `j < inner` is one 16×8 tile of one warp, and
+    /// the k extent is walked in steps of the instruction's k, the A fragments of a step loaded
+    /// once for the `inner` tiles that share them. Each operand is read by `ldmatrix`
     /// from its shared tensor in place or from the scratch space it is staged in (row-major,
     /// 16-byte aligned rows since K is a multiple of 16 and N of 8), or, for a B operand whose
     /// layout is the fragment layout, packed from its registers, as the strategy says.
@@ -64,7 +65,7 @@ impl Lower<'_> {
         let b_shape = self.k.value(b).ty.shape().expect("tensor").to_vec();
         let k_extent = a_shape[1];
         let layout = self.layout(id).clone();
-        let quotient = layout.divide_right(&MmaInstruction::accumulator_fragment()).expect("plan::mma_instruction");
+        let tiling = MmaTiling::of(&layout).expect("plan::mma_instruction");
         // An operand read in place: its shared tensor and the offsets of the load.
         let direct: Vec<Option<(ValueId, Vec<Expr>)>> = operands
             .iter()
@@ -80,14 +81,14 @@ impl Lower<'_> {
         let staged_bases = if staged { self.stage(id, body) } else { Vec::new() };
         let mut next_base = staged_bases.into_iter();
         let bases: Vec<usize> = (0..2).map(|i| if is_staged(i) { next_base.next().expect("plan: one offset per staged operand") } else { 0 }).collect();
-        // A B operand in registers: for the tile of accumulator register `q·4`, k-step `s`,
-        // k-half `h` and element `i`, the local index that holds it in every thread (found
-        // through thread 0, whose fragment coordinates are the tile's origin).
+        // A B operand in registers: for the tile whose first accumulator register is `first`,
+        // k-step `s`, k-half `h` and element `i`, the local index that holds it in every thread
+        // (found through thread 0, whose fragment coordinates are the tile's origin).
         let b_in_registers = operands[1].1 == OperandSource::Registers;
         let b_pairing = if b_in_registers { self.pairing(b) } else { Vec::new() };
         let b_layout = self.layout(b).clone();
-        let b_local = |q: usize, s: usize, h: usize, i: usize| -> usize {
-            let origin_n = layout.coord(0, q * 4).expect("thread 0 holds every tile's first register")[1];
+        let b_local = |first: usize, s: usize, h: usize, i: usize| -> usize {
+            let origin_n = layout.coord(0, first).expect("thread 0 holds every tile's first register")[1];
             let k = s * 16 + h * 8 + i;
             let local = b_layout.local_of(&[k, origin_n]).expect("plan::reads_registers: the B layout holds the tile");
             debug_assert_eq!(b_layout.coord(0, local), Some(vec![k, origin_n]), "plan::reads_registers");
@@ -104,15 +105,17 @@ impl Lower<'_> {
         let group = self.assign(body, Ty::I32, bin(lir::BinaryOp::Div, var(lane), int(Ty::I32, 4)));
         let tig = self.assign(body, Ty::I32, bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 4)));
         let acc: Vec<Var> = self.regs(c).to_vec().into_iter().map(|r| self.assign(body, acc_ty, var(r))).collect();
-        for q in 0..quotient.local_size() {
-            // The tile's origin: register q·4 holds (origin_m + group, origin_n + 2·tig).
-            let first = self.coords(&layout, q * 4);
+        for q in 0..tiling.quotient.local_size() {
+            // The tiles' origins: register `tiling.register(q, 0, j)` holds (origin_m + group,
+            // origin_n[j] + 2·tig); the `inner` tiles of `q` share their rows.
+            let first = self.coords(&layout, tiling.register(q, 0, 0));
             let origin_m = self.assign(body, Ty::I32, bin(lir::BinaryOp::Sub, first[0].clone(), var(group)));
-            let origin_n = self.assign(
-                body,
-                Ty::I32,
-                bin(lir::BinaryOp::Sub, first[1].clone(), bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 2))),
-            );
+            let origin_n: Vec<Var> = (0..tiling.inner)
+                .map(|j| {
+                    let first = self.coords(&layout, tiling.register(q, 0, j));
+                    self.assign(body, Ty::I32, bin(lir::BinaryOp::Sub, first[1].clone(), bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 2))))
+                })
+                .collect();
             for step in 0..k_extent / k_step {
                 let k0 = (step * k_step) as i64;
                 // Fragments straight from shared memory with ldmatrix: A (row-major [M, K]) as
@@ -135,58 +138,61 @@ impl Lower<'_> {
                 );
                 let a_offset = operand_offset(self, 0, a_row, a_col);
                 body.push(lir::Stmt::LdMatrix { dst: a_regs.clone(), row_offset: a_offset, trans: false });
-                let b_regs: Vec<Expr> = if kind == lir::MmaKind::S8 {
-                    // B of m16n8k32.s8: b_i at k = 4·tig + (i % 4) + 16·(i / 4), n = groupID,
-                    // four bytes per register; ldmatrix cannot transpose bytes, so gather them.
-                    let col = bin(lir::BinaryOp::Add, var(origin_n), var(group));
-                    let mut regs = Vec::new();
-                    for half in 0..2i64 {
-                        let mut packed: Option<Expr> = None;
-                        for byte in 0..4i64 {
-                            let k = bin(
-                                lir::BinaryOp::Add,
-                                int(Ty::I32, k0 + 16 * half + byte),
-                                bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 4)),
-                            );
-                            let off = self.shared_offset(bases[1], &[k, col.clone()], &b_shape, 1, false);
-                            let value = Expr::Cast { to: Ty::I32, value: Box::new(Expr::LoadShared { offset: Box::new(off), ty: Ty::I8 }), from_unsigned: true, to_unsigned: false };
-                            let shifted = if byte == 0 { value } else { bin(lir::BinaryOp::Shl, value, int(Ty::I32, 8 * byte)) };
-                            packed = Some(match packed {
-                                None => shifted,
-                                Some(p) => bin(lir::BinaryOp::Or, p, shifted),
-                            });
+                let a_regs: [Expr; 4] = a_regs.into_iter().map(var).collect::<Vec<_>>().try_into().expect("four");
+                for (j, &origin_n) in origin_n.iter().enumerate() {
+                    let b_regs: Vec<Expr> = if kind == lir::MmaKind::S8 {
+                        // B of m16n8k32.s8: b_i at k = 4·tig + (i % 4) + 16·(i / 4), n =
+                        // groupID, four bytes per register; ldmatrix cannot transpose bytes, so
+                        // gather them.
+                        let col = bin(lir::BinaryOp::Add, var(origin_n), var(group));
+                        let mut regs = Vec::new();
+                        for half in 0..2i64 {
+                            let mut packed: Option<Expr> = None;
+                            for byte in 0..4i64 {
+                                let k = bin(
+                                    lir::BinaryOp::Add,
+                                    int(Ty::I32, k0 + 16 * half + byte),
+                                    bin(lir::BinaryOp::Mul, var(tig), int(Ty::I32, 4)),
+                                );
+                                let off = self.shared_offset(bases[1], &[k, col.clone()], &b_shape, 1, false);
+                                let value = Expr::Cast { to: Ty::I32, value: Box::new(Expr::LoadShared { offset: Box::new(off), ty: Ty::I8 }), from_unsigned: true, to_unsigned: false };
+                                let shifted = if byte == 0 { value } else { bin(lir::BinaryOp::Shl, value, int(Ty::I32, 8 * byte)) };
+                                packed = Some(match packed {
+                                    None => shifted,
+                                    Some(p) => bin(lir::BinaryOp::Or, p, shifted),
+                                });
+                            }
+                            regs.push(var(self.assign(body, Ty::I32, packed.expect("four bytes"))));
                         }
-                        regs.push(var(self.assign(body, Ty::I32, packed.expect("four bytes"))));
-                    }
-                    regs
-                } else if b_in_registers {
-                    // Two 16-bit elements make one register, the lower k in the low half:
-                    // a packed pair of the operand when it has one for these two elements.
-                    let mut regs = Vec::new();
-                    for h in 0..2 {
-                        let (low, high) = (b_local(q, step, h, 0), b_local(q, step, h, 1));
-                        let pair_index = b_pairing.iter().position(|&p| p == (low, high));
-                        if let (Some(pairs), Some(index)) = (self.packed_of(b), pair_index) {
-                            let pair = pairs[index];
-                            regs.push(var(self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) })));
-                            continue;
+                        regs
+                    } else if b_in_registers {
+                        // Two 16-bit elements make one register, the lower k in the low half:
+                        // a packed pair of the operand when it has one for these two elements.
+                        let mut regs = Vec::new();
+                        for h in 0..2 {
+                            let tile = tiling.register(q, 0, j);
+                            let (low, high) = (b_local(tile, step, h, 0), b_local(tile, step, h, 1));
+                            let pair_index = b_pairing.iter().position(|&p| p == (low, high));
+                            if let (Some(pairs), Some(index)) = (self.packed_of(b), pair_index) {
+                                let pair = pairs[index];
+                                regs.push(var(self.assign(body, Ty::I32, Expr::Bitcast { to: Ty::I32, value: Box::new(var(pair)) })));
+                                continue;
+                            }
+                            let packed = crate::lower_numerics::word_of_halves(var(self.regs(b)[low]), var(self.regs(b)[high]));
+                            regs.push(var(self.assign(body, Ty::I32, packed)));
                         }
-                        let packed = crate::lower_numerics::word_of_halves(var(self.regs(b)[low]), var(self.regs(b)[high]));
-                        regs.push(var(self.assign(body, Ty::I32, packed)));
-                    }
-                    regs
-                } else {
-                    let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
-                    let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
-                    let b_offset = operand_offset(self, 1, b_row, var(origin_n));
-                    body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
-                    b_regs.into_iter().map(var).collect()
-                };
-                let a_regs: Vec<Expr> = a_regs.into_iter().map(var).collect();
-                let c_regs = [acc[q * 4], acc[q * 4 + 1], acc[q * 4 + 2], acc[q * 4 + 3]];
-                let a_regs: [Expr; 4] = a_regs.try_into().expect("four");
-                let b_regs: [Expr; 2] = b_regs.try_into().expect("two");
-                body.push(lir::Stmt::Mma { kind, a: a_regs, b: b_regs, c: c_regs });
+                        regs
+                    } else {
+                        let b_regs: Vec<Var> = (0..2).map(|_| self.new_var(Ty::I32)).collect();
+                        let b_row = bin(lir::BinaryOp::Add, int(Ty::I32, k0), bin(lir::BinaryOp::Rem, var(lane), int(Ty::I32, 16)));
+                        let b_offset = operand_offset(self, 1, b_row, var(origin_n));
+                        body.push(lir::Stmt::LdMatrix { dst: b_regs.clone(), row_offset: b_offset, trans: true });
+                        b_regs.into_iter().map(var).collect()
+                    };
+                    let c_regs = [0, 1, 2, 3].map(|i| acc[tiling.register(q, i, j)]);
+                    let b_regs: [Expr; 2] = b_regs.try_into().expect("two");
+                    body.push(lir::Stmt::Mma { kind, a: a_regs.clone(), b: b_regs, c: c_regs });
+                }
             }
         }
         // Scratch space is reused by the next staging: wait until every warp has read it.

@@ -37,7 +37,7 @@
 use crate::dtype::DType;
 use crate::number::Number;
 use crate::ir::{self, BinaryOp, Kernel, Op, ParamKind, ReduceOp, Stmt, SymExpr, Type, UnaryOp, ValueId};
-use crate::ir::plan::{self, MmaInstruction, OperandSource, Strategy};
+use crate::ir::plan::{self, MmaInstruction, MmaTiling, OperandSource, Strategy};
 use crate::layout::RegisterLayout;
 use crate::lir::{self, CmpOp, Expr, Program, Ty, Var};
 use crate::passes::divisibility::{self, Assumptions, Divisibility};

@@ -24,7 +24,11 @@
 //!    * it holds the accumulator of a `dot` with f16/bf16/i8 operands, M a multiple of 16 and N of
 //!      8: the tensor-core layout — the `mma.m16n8` accumulator fragment
 //!      `local(2, 1) * spatial(8, 4) * local(1, 2)` for each warp, warps spread over the tile
-//!      (`spatial(wm, wn)`), and `local(..)` repeats outside;
+//!      (`spatial(wm, wn)`), and `local(..)` repeats outside; when the B operand is computed
+//!      from a shared tile of codes narrower than 16 bits (a quantized matmul's weights), up to
+//!      `codes_per_piece` of a warp's column tiles are interleaved (`local(1, inner)`
+//!      innermost, `plan::MmaTiling`), so that the B fragments of a thread are consecutive
+//!      columns of a row, read as one piece of the packed tile;
 //!    * it holds the operand of a `broadcast`: the result's layout with the repeated dims
 //!      reduced (`plan::broadcast_operand_layout`), decided after the result's component, so
 //!      the broadcast moves no data;
@@ -440,10 +444,12 @@ fn from_annotation(a: &LayoutAnnotation, threads: usize) -> Result<RegisterLayou
 fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize) -> Option<RegisterLayout> {
     let values = || members.iter().filter_map(|n| if let Node::Value(v) = n { Some(*v) } else { None });
     for v in values() {
-        if let Op::Dot { a, .. } = kernel.values[v.index()].op {
+        if let Op::Dot { a, b, c } = kernel.values[v.index()].op {
             let operand = kernel.values[a.index()].ty.dtype();
             if operand.is_some_and(MmaInstruction::takes_operands_of) {
-                if let Some(l) = mma_accumulator(shape, threads) {
+                let s8 = operand.zip(kernel.values[c.index()].ty.dtype()).and_then(|(x, y)| MmaInstruction::for_dtypes(x, y)) == Some(MmaInstruction::S8);
+                let inner = if s8 { 1 } else { interleaved_columns(kernel, b) };
+                if let Some(l) = mma_accumulator(shape, threads, inner) {
                     return Some(l);
                 }
             }
@@ -469,9 +475,59 @@ fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize)
     None
 }
 
+/// How many `mma` column tiles to interleave ([`plan::MmaTiling`]) for a 16-bit float `dot`
+/// whose B operand is `b`: when `b` is computed elementwise from a shared tile of codes
+/// narrower than 16 bits (the packed weights of a quantized matmul), [`codes_per_piece`], so
+/// that the B fragments take consecutive columns of a row, one piece of the packed tile,
+/// instead of one code each from scattered bytes; 1 otherwise, and 1 when a
+/// global load feeds `b` (its component then prefers 16-byte vectors to the fragment layout,
+/// and interleaved tiles need the fragments in registers: `plan::mma_instruction`).
+fn interleaved_columns(kernel: &Kernel, b: ValueId) -> usize {
+    let shape = kernel.values[b.index()].ty.shape();
+    let mut pending = vec![b];
+    let (mut seen, mut found) = (0, 1);
+    while let Some(v) = pending.pop() {
+        seen += 1;
+        if seen > 64 {
+            break;
+        }
+        let data = &kernel.values[v.index()];
+        if data.ty.shape() != shape {
+            continue;
+        }
+        match data.op {
+            Op::Load { .. } => return 1,
+            Op::LoadShared { .. } => {
+                let bits = data.ty.dtype().map_or(16, |d| d.bits() as usize);
+                if bits < 16 {
+                    found = found.max(codes_per_piece(bits));
+                }
+            }
+            Op::Cast(x) | Op::Unary(_, x) => pending.push(x),
+            Op::Binary(_, x, y) => pending.extend([x, y]),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// How many consecutive codes of `bits` bits (fewer than 16) a thread's B fragments take from
+/// one row: the most (a power of two) that fit in 16 bits, or in 32 when they make whole bytes
+/// (a run that ends inside a byte beyond 16 bits costs more to cut than it saves: u5 and u7
+/// take 2, u6 and 8-bit codes 4, measured on the quantized matmul's K loop).
+fn codes_per_piece(bits: usize) -> usize {
+    let mut codes = 32;
+    while codes > 1 && !(codes * bits <= 16 || (codes * bits <= 32 && (codes * bits) % 8 == 0)) {
+        codes /= 2;
+    }
+    codes
+}
+
 /// The `mma.m16n8` accumulator layout of an [M, N] tile (M % 16 == 0, N % 8 == 0) over the
-/// block's warps, or `None` when the tile does not fit it.
-fn mma_accumulator(shape: &[usize], threads: usize) -> Option<RegisterLayout> {
+/// block's warps, with up to `inner` (a power of two) column tiles interleaved
+/// ([`plan::MmaTiling`]: as many as a warp's column tiles allow), or `None` when the tile does
+/// not fit it.
+fn mma_accumulator(shape: &[usize], threads: usize, inner: usize) -> Option<RegisterLayout> {
     let [m, n] = shape else { return None };
     let warps = threads / 32;
     if threads % 32 != 0 || m % 16 != 0 || n % 8 != 0 {
@@ -491,10 +547,13 @@ fn mma_accumulator(shape: &[usize], threads: usize) -> Option<RegisterLayout> {
         }
     }
     let (wm, wn) = best?;
-    RegisterLayout::local(&[tiles_m / wm, tiles_n / wn])
-        .and_then(|l| l.with_spatial(&[wm, wn]))
-        .and_then(|l| l.product(&MmaInstruction::accumulator_fragment()))
-        .ok()
+    // As many interleaved tiles as asked for and a warp has.
+    let mut inner = inner.max(1);
+    while (tiles_n / wn) % inner != 0 {
+        inner /= 2;
+    }
+    let quotient = RegisterLayout::local(&[tiles_m / wm, tiles_n / wn / inner]).and_then(|l| l.with_spatial(&[wm, wn])).ok()?;
+    plan::MmaTiling::layout(&quotient, inner)
 }
 
 /// Each thread holds `v` consecutive elements of the last dimension (one access of at most 16
@@ -528,4 +587,18 @@ pub(crate) fn runs_of(shape: &[usize], threads: usize, v: usize) -> Option<Regis
     let mut inner = vec![1; shape.len()];
     *inner.last_mut()? = v;
     RegisterLayout::auto_local_spatial(&outer, threads).and_then(|o| o.with_local(&inner)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codes_per_piece;
+
+    #[test]
+    fn runs_of_codes_fit_a_piece() {
+        // bits → codes: 16 bits at most, or 32 in whole bytes.
+        let want = [(1, 32), (2, 16), (3, 8), (4, 8), (5, 2), (6, 4), (7, 2), (8, 4), (12, 2), (15, 1)];
+        for (bits, codes) in want {
+            assert_eq!(codes_per_piece(bits), codes, "{bits} bits");
+        }
+    }
 }
