@@ -658,9 +658,10 @@ fn copies_that_do_not_split_into_bytes_are_errors_at_the_copy() {
 
 /// `[k, n]` weights at the decode tiles (BN = 128, BK = 64): the accumulator interleaves the
 /// `mma` column tiles (`plan::MmaTiling`), so each thread's B fragments are consecutive
-/// columns of a row and come from one 16-bit piece of the packed tile. On the simulator (the
-/// generated code) and the VM against the host product, for codes that divide 16 bits and
-/// others, in f32 and f16, with ragged n and k.
+/// columns of a row and come from one piece of the packed tile; in f16 the pieces of rows k
+/// and k + 1 are joined into one word, so the pairs take the fast casts of fragment order. On
+/// the simulator (the generated code) and the VM against the host product, for codes that
+/// divide 16 bits and others, in f32 and f16, with ragged n and k.
 #[test]
 fn row_major_weights_at_decode_tiles() {
     let mut rng = Rng(0x0dec_0de0_7113_5eed);
@@ -672,6 +673,11 @@ fn row_major_weights_at_decode_tiles() {
         ("i4", "f16", Backend::Simt),
         ("f4e2m1", "f16", Backend::Simt),
         ("f8e4m3fn", "f32", Backend::Simt),
+        ("f8e4m3fn", "f16", Backend::Simt),
+        ("f8e5m2", "f16", Backend::Simt),
+        ("u8", "f16", Backend::Simt),
+        ("i8", "f16", Backend::Simt),
+        ("u6", "f16", Backend::Simt),
         ("u3", "f16", Backend::Simt),
         ("u1", "f16", Backend::Vm),
     ] {

@@ -216,8 +216,10 @@ impl Lower<'_> {
     /// * otherwise, for codes each inside a byte of its word, one `prmt` first brings the byte
     ///   of each code (each word shifted so the code starts its byte) into bytes 0 and 2.
     ///
-    /// The windows and shifts are shared: a pair takes a window already made where its codes
-    /// fit in it. One packed subtraction (or `fma`, where a code is placed above the bottom
+    /// Pairs whose codes were loaded in two words at the same place (rows k and k + 1 of a
+    /// `[k, n]` tile) are first joined into one word (`join_pair_words`), which makes them 16
+    /// bits apart. The windows and shifts are shared: a pair takes a window already made where
+    /// its codes fit in it. One packed subtraction (or `fma`, where a code is placed above the bottom
     /// of its half) finishes an integer pair, the placement's packed correction a float pair;
     /// the result also records the pairs before that correction where it is the last step,
     /// for a subtraction that can absorb it (`packed.rs`). `None`, with nothing emitted,
@@ -237,16 +239,27 @@ impl Lower<'_> {
         }
         let bits = from.bits();
         let sources: Vec<CodeSource> = regs.iter().map(|r| self.code_sources.get(r).copied()).collect::<Option<_>>()?;
-        // Every pair planned before anything is emitted.
+        // Every pair planned before anything is emitted; the joined words (below) are runs
+        // whose variables exist once the plan holds.
+        let runs_before = self.code_runs.len();
+        let (pair_sources, joins) = self.join_pair_words(pairing, &sources, bits);
         let mut windows: Vec<CodeWindow> = Vec::new();
         let mut plans = Vec::with_capacity(pairing.len());
-        for &(low, high) in pairing {
-            let (low, high) = (sources[low], sources[high]);
+        for &(low, high) in &pair_sources {
             let in_window = match placement {
                 Some(p) => self.placed_pair_windows(low, high, bits, &p, ty, &mut windows),
                 None => self.pair_window(low, high, bits, capacity, &mut windows),
             };
-            plans.push(in_window.or_else(|| self.pair_bytes(low, high, bits))?);
+            match in_window.or_else(|| self.pair_bytes(low, high, bits)) {
+                Some(plan) => plans.push(plan),
+                None => {
+                    self.code_runs.truncate(runs_before);
+                    return None;
+                }
+            }
+        }
+        for join in joins {
+            body.push(lir::Stmt::Assign(join.word, Expr::Prmt { a: Box::new(var(join.low)), b: Box::new(var(join.high)), selector: Box::new(int(Ty::I32, join.selector())) }));
         }
         let mut made: HashMap<usize, Var> = HashMap::new();
         let mut window_var = |s: &mut Self, body: &mut Vec<lir::Stmt>, window: usize| -> Var {
@@ -314,6 +327,40 @@ impl Lower<'_> {
         }
         let out = self.halves_of(&pairs, pairing, body);
         Some(FastCast { regs: out, pairs: Some(pairs), raw: raw.into_iter().collect::<Option<_>>().map(RawPairs::Halves) })
+    }
+
+    /// The sources of each pair's two codes, with pairs whose codes were loaded in different
+    /// words at the same place (rows k and k + 1 of a `[k, n]` tile, a thread's piece of each
+    /// row one load) moved to a joined word: the 16-bit slices of the two words that hold them,
+    /// side by side (one `prmt` per pair of slices, shared by the pairs in them), so that the
+    /// codes sit 16 bits apart as in fragment order and the windows serve them. The joined
+    /// words are new runs of `code_runs` whose variables the caller assigns once the plan
+    /// holds ([`WordJoin`]; a plan that fails drops the runs and leaves the variables unused).
+    fn join_pair_words(&mut self, pairing: &[(usize, usize)], sources: &[CodeSource], bits: u32) -> (Vec<(CodeSource, CodeSource)>, Vec<WordJoin>) {
+        let mut joins: Vec<WordJoin> = Vec::new();
+        let mut pair_sources = Vec::with_capacity(pairing.len());
+        for &(low, high) in pairing {
+            let (low, high) = (sources[low], sources[high]);
+            let ((low_word, low_bit), (high_word, high_bit)) = (self.code_word(low), self.code_word(high));
+            if low.run == high.run || low_bit != high_bit || low_bit % 16 + bits > 16 {
+                pair_sources.push((low, high));
+                continue;
+            }
+            let slice = low_bit / 16;
+            let run = match joins.iter().find(|j| (j.low, j.high, j.slice) == (low_word, high_word, slice)) {
+                Some(join) => join.run,
+                None => {
+                    let run = self.code_runs.len();
+                    let word = self.new_var(Ty::I32);
+                    self.code_runs.push((vec![word], 32));
+                    joins.push(WordJoin { low: low_word, high: high_word, slice, word, run });
+                    run
+                }
+            };
+            let bit = low_bit % 16;
+            pair_sources.push((CodeSource { run, bit }, CodeSource { run, bit: bit + 16 }));
+        }
+        (pair_sources, joins)
     }
 
     /// The window of a pair of integer codes (of `bits` bits) in one run, each inside its half
@@ -498,6 +545,26 @@ impl Lower<'_> {
             from_unsigned: from == DType::Bool || (from.is_int() && !from.is_signed_int()),
             to_unsigned: to.is_int() && !to.is_signed_int(),
         }
+    }
+}
+
+/// Two words joined into one run (`join_pair_words`): 16-bit slice `slice` of `low` in the
+/// low half, the same slice of `high` in the high half.
+struct WordJoin {
+    low: Var,
+    high: Var,
+    slice: u32,
+    /// The joined word, the one word of run `run`.
+    word: Var,
+    run: usize,
+}
+
+impl WordJoin {
+    /// The `prmt` selector: bytes `2·slice`, `2·slice + 1` of `low`, then the same of `high`
+    /// (selector values 4..7).
+    fn selector(&self) -> i64 {
+        let byte = 2 * self.slice as i64;
+        byte | (byte + 1) << 4 | (byte + 4) << 8 | (byte + 5) << 12
     }
 }
 
