@@ -38,8 +38,9 @@ const ASSUME: &str = "n%128,k%128";
 /// arithmetic `D`, the zero points' dtype `Z`; the activations are f16, except with `D` =
 /// bf16, where they are bf16 too). Integer zero points (u4, as GPTQ/AWQ checkpoints store
 /// them) fold into the conversion of 1-, 2- and 4-bit codes.
-const KERNELS: [(&str, &str, &str, &str); 5] = [
+const KERNELS: [(&str, &str, &str, &str); 6] = [
     ("qmatmul", "[k, n]", "f32", "f16"),
+    ("qmatmul", "[k, n]", "f16", "f16"),
     ("qmatmul_fragment", "fragment", "f32", "f16"),
     ("qmatmul_fragment", "fragment", "f16", "f16"),
     ("qmatmul_fragment", "fragment", "f16", "u4"),
