@@ -42,6 +42,27 @@ impl Lower<'_> {
         }
     }
 
+    /// Byte offset (i32) in the shared buffer of a run of sub-byte codes that starts on a byte
+    /// (`shared_vector_width`: rows of whole runs, runs of whole bytes), at `offsets` plus
+    /// `tile_coords` as in [`Self::shared_element`]: the leading dims times their rows' bytes
+    /// plus the last coordinate's bit divided by 8, so that only the column part, which the
+    /// runs of different rows share, is divided.
+    fn shared_run_byte(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
+        let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
+        let lead = shape.len() - tile_coords.len();
+        let coord = |d: usize| match (d < lead, &offsets[d]) {
+            (true, o) => o.clone(),
+            (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
+            (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
+        };
+        let last = shape.len() - 1;
+        let row_bytes = (shape[last] * dtype.bits() as usize / 8) as i64;
+        let rows = self.shared_offset(0, &(0..last).map(coord).collect::<Vec<_>>(), &shape[..last], row_bytes, false);
+        let column = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, coord(last), int(Ty::I32, dtype.bits() as i64)), int(Ty::I32, 8));
+        let base = self.k.value(shared).shared_offsets[0] as i64;
+        bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Add, int(Ty::I32, base), rows), column)
+    }
+
     /// A `Check` that the tile of `tile` extents at `offsets` (one per dim of the shared
     /// tensor; the tile covers the trailing dims) lies inside shared tensor `shared`: the
     /// language makes an access outside it an error, also where the bytes would still be in
@@ -93,7 +114,9 @@ impl Lower<'_> {
                     let (word_ty, count) = Self::packed_words(v, dtype.bits());
                     let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
                     // Sub-byte elements are addressed by the bit, bytes by the byte.
-                    let offset = if dtype.bits() < 8 { bin(lir::BinaryOp::Div, element, int(Ty::I32, 8)) } else { element };
+                    // Sub-byte runs start on a byte: their byte offset, with the rows' part a
+                    // multiple of whole rows so that its constants fold into the loads.
+                    let offset = if dtype.bits() < 8 { self.shared_run_byte(shared, &offsets, &self.coords(&layout, group * v)) } else { element };
                     body.push(lir::Stmt::LoadSharedVector { dst: words.clone(), offset, ty: word_ty });
                     let unpack = self.unpack_words(&words, word_ty, dtype, &dst, true);
                     body.extend(unpack);
