@@ -85,14 +85,12 @@ pub fn run(root: &str, markdown: bool) -> anyhow::Result<()> {
             check_variant(v, w, (128, 1024, 2048), Backend::Cuda, &mut rng).with_context(|| format!("{width} {} at m = 128", v.label))?;
         }
         for (layer, n, k) in LAYERS {
-            // Random codes in fragment order (random bytes are random codes in any order), f16
-            // scales near 1 / 2^b, u4 zero points: timing data, checked above at small shapes.
+            // Random codes in fragment order (random bytes are random codes in any order), with
+            // random scales and zero points: timing data, checked above at small shapes.
             let weights = random_weights(w, n, k, &mut rng);
-            let groups = k.div_ceil(G);
-            let scales = HostTensor::from_f64(DType::F16, &[groups, n], &(0..groups * n).map(|_| (1.0 + rng.random::<f64>()) / w.max_value()).collect::<Vec<_>>());
-            let zero_points = HostTensor::from_codes(DType::U4, &[groups, n], &(0..groups * n).map(|_| rng.random_range(0..16u64)).collect::<Vec<_>>());
+            let (scales, zero_points) = random_group_parameters(w, n, k, &mut rng);
             for m in BATCH {
-                let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.random::<f64>() * 2.0 - 0.75).collect::<Vec<_>>());
+                let a = random_activations(m, k, &mut rng);
                 let candidates = if m <= 16 { &decode } else { &prefill };
                 let mut best: Option<(f64, &str)> = None;
                 for v in candidates {
@@ -186,6 +184,25 @@ fn main_args(v: &Variant, m: usize, n: usize, k: usize, a: &HostTensor, b: &Host
     vec![Arg::scalar(m as i64), Arg::scalar(n as i64), Arg::scalar(k as i64), a.clone().into(), b.clone().into(), scales.clone().into(), zero_points.clone().into(), out.into()]
 }
 
+/// The arguments of the split-K reduction of the partials `partials` into a poisoned `c`.
+fn reduce_args(m: usize, n: usize, partials: &Arg) -> Vec<Arg> {
+    vec![Arg::scalar(m as i64), Arg::scalar(n as i64), partials.clone(), HostTensor::filled(DType::F16, &[m, n], f64::NAN).into()]
+}
+
+/// Per group of G rows and column of a `[k, n]` matrix of `w` codes: f16 scales near 1 / the
+/// largest code (so dequantized weights are O(1)) and random u4 zero points.
+fn random_group_parameters(w: DType, n: usize, k: usize, rng: &mut ChaCha8Rng) -> (HostTensor, HostTensor) {
+    let groups = k.div_ceil(G);
+    let scales = HostTensor::from_f64(DType::F16, &[groups, n], &(0..groups * n).map(|_| (1.0 + rng.random::<f64>()) / w.max_value()).collect::<Vec<_>>());
+    let zero_points = HostTensor::from_codes(DType::U4, &[groups, n], &(0..groups * n).map(|_| rng.random_range(0..16u64)).collect::<Vec<_>>());
+    (scales, zero_points)
+}
+
+/// f16 activations in [−0.75, 1.25): random, not zero-mean.
+fn random_activations(m: usize, k: usize, rng: &mut ChaCha8Rng) -> HostTensor {
+    HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.random::<f64>() * 2.0 - 0.75).collect::<Vec<_>>())
+}
+
 /// The median time of the product (the main kernel plus the reduction, each timed alone).
 #[allow(clippy::too_many_arguments)]
 fn time_variant(v: &Variant, m: usize, n: usize, k: usize, a: &HostTensor, b: &HostTensor, scales: &HostTensor, zero_points: &HostTensor) -> anyhow::Result<f64> {
@@ -193,7 +210,7 @@ fn time_variant(v: &Variant, m: usize, n: usize, k: usize, a: &HostTensor, b: &H
     let signature = v.main.signature(&args);
     let mut total = cuda::median_ms(&mut v.main.time_variant(&mut args, &signature, &PLAN)?);
     if let Some(reduce) = &v.reduce {
-        let mut reduce_args = vec![Arg::scalar(m as i64), Arg::scalar(n as i64), args[7].clone(), HostTensor::filled(DType::F16, &[m, n], f64::NAN).into()];
+        let mut reduce_args = reduce_args(m, n, &args[7]);
         let signature = reduce.signature(&reduce_args);
         total += cuda::median_ms(&mut reduce.time_variant(&mut reduce_args, &signature, &PLAN)?);
     }
@@ -205,19 +222,17 @@ fn time_variant(v: &Variant, m: usize, n: usize, k: usize, a: &HostTensor, b: &H
 /// rounded to f16 after each operation (the kernel's `D = f16`), f32 accumulation, one f16
 /// rounding of the result.
 fn check_variant(v: &Variant, w: DType, (m, n, k): (usize, usize, usize), backend: Backend, rng: &mut ChaCha8Rng) -> anyhow::Result<()> {
-    let groups = k.div_ceil(G);
     let codes: Vec<u64> = (0..k * n).map(|_| rng.random_range(0..1u64 << w.bits())).collect();
     let b = HostTensor::from_codes(w, &[k, n], &codes);
     let tile = tl_stdlib::quant::FragmentTile::new(BK, BN)?;
     let ordered = tl_stdlib::quant::to_fragment_order(&b, tile)?;
-    let scales = HostTensor::from_f64(DType::F16, &[groups, n], &(0..groups * n).map(|_| (1.0 + rng.random::<f64>()) / w.max_value()).collect::<Vec<_>>());
-    let zero_points = HostTensor::from_codes(DType::U4, &[groups, n], &(0..groups * n).map(|_| rng.random_range(0..16u64)).collect::<Vec<_>>());
-    let a = HostTensor::from_f64(DType::F16, &[m, k], &(0..m * k).map(|_| rng.random::<f64>() * 2.0 - 0.75).collect::<Vec<_>>());
+    let (scales, zero_points) = random_group_parameters(w, n, k, rng);
+    let a = random_activations(m, k, rng);
     let mut args = main_args(v, m, n, k, &a, &ordered, &scales, &zero_points);
     v.main.launch(backend, &mut args)?;
     let got = match &v.reduce {
         Some(reduce) => {
-            let mut reduce_args = vec![Arg::scalar(m as i64), Arg::scalar(n as i64), args[7].clone(), HostTensor::filled(DType::F16, &[m, n], f64::NAN).into()];
+            let mut reduce_args = reduce_args(m, n, &args[7]);
             reduce.launch(backend, &mut reduce_args)?;
             reduce_args[3].tensor().ok_or_else(|| anyhow!("no output"))?.clone()
         }

@@ -134,11 +134,6 @@ impl MmaTiling {
         quotient.product(&MmaInstruction::accumulator_fragment()).and_then(|l| l.with_local(&[1, inner])).ok()
     }
 
-    /// The tiles: `quotient.local_size() · inner`.
-    pub fn tiles(&self) -> usize {
-        self.quotient.local_size() * self.inner
-    }
-
     /// The local index of fragment register `i` (0..4) of tile `(q, j)`: locals of a product
     /// ravel outer first.
     pub fn register(&self, q: usize, i: usize, j: usize) -> usize {
@@ -735,7 +730,7 @@ mod tests {
             let outer = RegisterLayout::local(&[1, 4 / inner]).unwrap().product(&quotient).unwrap();
             let layout = MmaTiling::layout(&outer, inner).unwrap();
             let tiling = MmaTiling::of(&layout).unwrap_or_else(|| panic!("inner {inner}"));
-            assert_eq!((tiling.inner, tiling.tiles()), (inner, 4), "inner {inner}");
+            assert_eq!((tiling.inner, tiling.quotient.local_size() * inner), (inner, 4), "inner {inner}");
             for thread in 0..64 {
                 let (warp, lane) = (thread / 32, thread % 32);
                 let (g, t) = (lane / 4, lane % 4);

@@ -190,13 +190,19 @@ impl Lower<'_> {
             let selector = byte | 0x7650;
             let pattern = self.assign(body, Ty::I32, Expr::Prmt { a: Box::new(var(word)), b: Box::new(int(Ty::I32, MAGIC)), selector: Box::new(int(Ty::I32, selector)) });
             patterns.push(pattern);
-            let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(pattern)) };
-            let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, Expr::Float(Ty::F32, offset)));
-            values.push(self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16)));
+            values.push(self.bf16_of_f32_pattern(pattern, Expr::Float(Ty::F32, offset), body));
         }
         let pairs: Vec<Var> = pairing.iter().map(|&(low, high)| self.pack_halves(values[low], values[high], Ty::BF16, body)).collect();
         let patterns = pairing.iter().map(|&(low, high)| [patterns[low], patterns[high]]).collect();
         Some(FastCast { regs: values, pairs: Some(pairs), raw: Some(RawPairs::F32 { patterns, offset }) })
+    }
+
+    /// `f32(pattern) − subtrahend` (an exact f32 subtraction for the 8-bit integer patterns of
+    /// [`Self::cast_bytes_to_bf16`]), rounded to bf16.
+    pub(super) fn bf16_of_f32_pattern(&mut self, pattern: Var, subtrahend: Expr, body: &mut Vec<lir::Stmt>) -> Var {
+        let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(pattern)) };
+        let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, subtrahend));
+        self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16))
     }
 
     /// The fast cast of codes straight from the words they were loaded in (`code_sources`),

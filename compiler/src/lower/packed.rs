@@ -309,9 +309,7 @@ impl Lower<'_> {
                         v
                     }
                 };
-                let float = Expr::Bitcast { to: Ty::F32, value: Box::new(var(pattern)) };
-                let value = self.assign(body, Ty::F32, bin(lir::BinaryOp::Sub, float, var(addend)));
-                self.assign(body, Ty::BF16, self.cast_expr(var(value), DType::F32, DType::BF16))
+                self.bf16_of_f32_pattern(pattern, var(addend), body)
             });
             pairs.push(self.pack_halves(halves[0], halves[1], Ty::BF16, body));
         }

@@ -25,14 +25,7 @@ impl Lower<'_> {
     /// narrower than a byte, its bit offset.
     pub(super) fn shared_element(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
         let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
-        let lead = shape.len() - tile_coords.len();
-        let coords: Vec<Expr> = (0..shape.len())
-            .map(|d| match (d < lead, &offsets[d]) {
-                (true, o) => o.clone(),
-                (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
-                (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
-            })
-            .collect();
+        let coords = Self::tensor_coords(offsets, tile_coords);
         let base = self.k.value(shared).shared_offsets[0];
         // Packed formats are addressed by the bit, the others by the byte.
         if dtype.bits() < 8 {
@@ -49,18 +42,29 @@ impl Lower<'_> {
     /// runs of different rows share, is divided.
     fn shared_run_byte(&self, shared: ValueId, offsets: &[Expr], tile_coords: &[Expr]) -> Expr {
         let Type::Shared { dtype, shape } = &self.k.value(shared).ty else { unreachable!("verified: a shared tensor") };
-        let lead = shape.len() - tile_coords.len();
-        let coord = |d: usize| match (d < lead, &offsets[d]) {
-            (true, o) => o.clone(),
-            (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
-            (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
-        };
+        let mut coords = Self::tensor_coords(offsets, tile_coords);
+        let column = coords.pop().expect("a shared tensor has a dimension");
         let last = shape.len() - 1;
         let row_bytes = (shape[last] * dtype.bits() as usize / 8) as i64;
-        let rows = self.shared_offset(0, &(0..last).map(coord).collect::<Vec<_>>(), &shape[..last], row_bytes, false);
-        let column = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, coord(last), int(Ty::I32, dtype.bits() as i64)), int(Ty::I32, 8));
+        let rows = self.shared_offset(0, &coords, &shape[..last], row_bytes, false);
+        let column = bin(lir::BinaryOp::Div, bin(lir::BinaryOp::Mul, column, int(Ty::I32, dtype.bits() as i64)), int(Ty::I32, 8));
         let base = self.k.value(shared).shared_offsets[0] as i64;
         bin(lir::BinaryOp::Add, bin(lir::BinaryOp::Add, int(Ty::I32, base), rows), column)
+    }
+
+    /// The coordinates in a shared tensor of the element at `offsets` (one per dim) plus
+    /// `tile_coords` (over its trailing dims).
+    fn tensor_coords(offsets: &[Expr], tile_coords: &[Expr]) -> Vec<Expr> {
+        let lead = offsets.len() - tile_coords.len();
+        offsets
+            .iter()
+            .enumerate()
+            .map(|(d, o)| match (d < lead, o) {
+                (true, o) => o.clone(),
+                (false, Expr::Int(_, 0)) => tile_coords[d - lead].clone(),
+                (false, o) => bin(lir::BinaryOp::Add, o.clone(), tile_coords[d - lead].clone()),
+            })
+            .collect()
     }
 
     /// A `Check` that the tile of `tile` extents at `offsets` (one per dim of the shared
@@ -105,7 +109,10 @@ impl Lower<'_> {
         let mut regs = Vec::new();
         if v > 1 {
             for group in 0..layout.local_size() / v {
-                let element = self.shared_element(shared, &offsets, &self.coords(&layout, group * v));
+                let tile_coords = self.coords(&layout, group * v);
+                // Sub-byte runs start on a byte: their byte offset, the rows' part a multiple of
+                // whole rows so that its constants fold into the loads.
+                let offset = if dtype.bits() < 8 { self.shared_run_byte(shared, &offsets, &tile_coords) } else { self.shared_element(shared, &offsets, &tile_coords) };
                 let dst: Vec<Var> = (0..v).map(|_| self.new_var(ty)).collect();
                 // Codes below 8 bits, and bytes in whole words: loaded as words and cut, so
                 // that the fast casts can take the codes straight from the words
@@ -113,15 +120,11 @@ impl Lower<'_> {
                 if dtype.bits() < 8 || (dtype.bits() == 8 && (v * 8).is_multiple_of(32)) {
                     let (word_ty, count) = Self::packed_words(v, dtype.bits());
                     let words: Vec<Var> = (0..count).map(|_| self.new_var(word_ty)).collect();
-                    // Sub-byte elements are addressed by the bit, bytes by the byte.
-                    // Sub-byte runs start on a byte: their byte offset, with the rows' part a
-                    // multiple of whole rows so that its constants fold into the loads.
-                    let offset = if dtype.bits() < 8 { self.shared_run_byte(shared, &offsets, &self.coords(&layout, group * v)) } else { element };
                     body.push(lir::Stmt::LoadSharedVector { dst: words.clone(), offset, ty: word_ty });
                     let unpack = self.unpack_words(&words, word_ty, dtype, &dst, true);
                     body.extend(unpack);
                 } else {
-                    body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset: element, ty });
+                    body.push(lir::Stmt::LoadSharedVector { dst: dst.clone(), offset, ty });
                 }
                 regs.extend(dst);
             }
