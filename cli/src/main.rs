@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tl_compiler::ir::{ConstValue, ParamKind};
 use tl_compiler::syntax::{lexer, parser};
 use tl_runtime::tensor_file::{self, TensorFileKind};
-use tl_runtime::{Arch, Arg, Backend, DType, Module, RuntimeError, reference};
+use tl_runtime::{Arch, Arg, Backend, DType, Module, Number, RuntimeError, reference};
 
 const USAGE: &str = "usage:
   tlc check FILE
@@ -25,6 +25,11 @@ const USAGE: &str = "usage:
     *.tlt  tensor file: every dtype (u4, f6e3m2, f8e4m3fn, e8m0, bf16, ...), packed
            (format: docs/language.md, section Tensor files)
   An input file must hold exactly the parameter's dtype and shape.
+
+  --arg NAME=VALUE gives a scalar parameter: an integer (--arg n=4096) or, for a float
+  parameter, a number (--arg alpha=0.5, 1e-3, -inf), rounded once to its dtype (f16, bf16,
+  f32, f64). A scalar also comes from --input NAME=FILE with one element of its dtype
+  (numpy.save(path, numpy.float16(0.5))). Scalars --arg does not give are random.
 
   -D NAME=VALUE sets a compile-time parameter: an integer (-D BM=64) or, for a dtype
   parameter (`<W: dtype = u4>`), a dtype name (-D W=f6e3m2).
@@ -63,7 +68,8 @@ struct Options {
     out: Option<PathBuf>,
     backend: Option<Backend>,
     against: Option<Backend>,
-    sizes: Vec<(String, i64)>,
+    /// `--arg NAME=VALUE`: the scalar arguments given (sizes and any other scalar).
+    scalars: Vec<(String, Number)>,
     seed: u64,
     inputs: Vec<(String, PathBuf)>,
     outputs: Vec<(String, PathBuf)>,
@@ -80,6 +86,15 @@ fn name_value(s: &str, flag: &str) -> Result<(String, String), Usage> {
 
 fn parse_int(s: &str, what: &str) -> Result<i64, Usage> {
     s.parse().map_err(|_| Usage(format!("{what}: `{s}` is not an integer")))
+}
+
+/// A scalar argument: an integer (`64`, `-3`) kept exactly, or a float (`0.5`, `-1e-3`, `inf`,
+/// `nan`) for float parameters.
+fn parse_scalar(s: &str, what: &str) -> Result<Number, Usage> {
+    if let Ok(i) = s.parse::<i128>() {
+        return Ok(Number::Int(i));
+    }
+    s.parse::<f64>().map(Number::Float).map_err(|_| Usage(format!("--arg {what}: `{s}` is not a number")))
 }
 
 /// The commands, in the order the usage lists them.
@@ -158,8 +173,8 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
             "--arg" => {
                 let (n, v) = name_value(&value("--arg")?, "--arg")?;
                 once(&mut seen, "--arg", &n)?;
-                let v = parse_int(&v, &n)?;
-                o.sizes.push((n, v));
+                let v = parse_scalar(&v, &n)?;
+                o.scalars.push((n, v));
             }
             "--assume" => o.assume.push(value("--assume")?),
             "--print-after" => {
@@ -514,8 +529,30 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
         let (_, dtype) = tensor_param(&kernel, name)?;
         check_tensor_path("--output", name, dtype, file)?;
     }
-    let mut args = kernel.random_args(o.seed, &o.sizes)?;
+    // Scalars from files first: sizes among them shape the tensors.
+    let mut scalars = o.scalars.clone();
     for (name, file) in &o.inputs {
+        let Some(ParamKind::Scalar(dtype)) = params.iter().find(|p| &p.name == name).map(|p| &p.kind) else { continue };
+        if scalars.iter().any(|(n, _)| n == name) {
+            bail!("`{name}` is given twice, by --arg and by --input");
+        }
+        let t = tensor_file::read_tensor_file(file)?;
+        if t.dtype != *dtype || t.len() != 1 {
+            bail!(
+                "--input {name}=`{}`: `{name}` is a {dtype} scalar, but the file holds {}{:?} \
+                 (a scalar's file holds one {dtype} element, e.g. `numpy.save(path, numpy.float32(0.5))`)",
+                file.display(),
+                t.dtype,
+                t.shape
+            );
+        }
+        scalars.push((name.clone(), t.get_number(0)));
+    }
+    let mut args = kernel.random_args_with_scalars(o.seed, &scalars, tl_runtime::max_host_bytes())?;
+    for (name, file) in &o.inputs {
+        if params.iter().any(|p| &p.name == name && matches!(p.kind, ParamKind::Scalar(_))) {
+            continue;
+        }
         let (index, dtype) = tensor_param(&kernel, name)?;
         check_tensor_path("--input", name, dtype, file)?;
         let t = tensor_file::read_tensor_file(file)?;

@@ -283,3 +283,40 @@ fn stats_count_the_instructions_of_the_ptx_and_its_loops() {
     }
     assert_eq!(tlc(&["stats", file, "--backend", "vm"]).0, 2, "run options do not apply");
 }
+
+#[test]
+fn run_takes_float_scalars_from_arg_and_from_npy_files() {
+    let file = "tests/kernels/scalar_arguments.tl";
+    let (code, out, err) = tlc(&["run", file, "--arg", "n=100", "--arg", "alpha=0.3", "--arg", "beta=-1.5e-2", "--arg", "gamma=3", "--against", "simt"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // 0.3 rounded to f16 is 1229 / 4096, -0.015 to bf16 is -246 / 16384.
+    assert!(out.contains("PASS axpy backend=vm n=100 alpha=0.300048828125 beta=-0.0150146484375 gamma=3 output=y vs reference"), "{out}");
+    assert!(out.contains("PASS axpy backend=vm vs simt"), "{out}");
+    // A scalar from a file of one element of its dtype (numpy.save(path, numpy.float16(0.3))).
+    let dir = temp_dir("scalars");
+    let alpha = dir.join("alpha.npy");
+    tl_runtime::npy::write_npy_file(&alpha, &tl_runtime::HostTensor::from_f64(tl_runtime::DType::F16, &[], &[0.3])).unwrap();
+    let input = format!("alpha={}", alpha.display());
+    let (code, out, err) = tlc(&["run", file, "--arg", "n=64", "--input", &input]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("alpha=0.300048828125"), "{out}");
+    // The wrong dtype, a value twice, an integer parameter given a fraction, a float too large
+    // for its dtype, and text that is no number are errors that say so.
+    let wide = dir.join("wide.npy");
+    tl_runtime::npy::write_npy_file(&wide, &tl_runtime::HostTensor::from_f64(tl_runtime::DType::F32, &[], &[0.3])).unwrap();
+    let (code, _, err) = tlc(&["run", file, "--input", &format!("alpha={}", wide.display())]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`alpha` is a f16 scalar, but the file holds f32[]"), "{err}");
+    let (code, _, err) = tlc(&["run", file, "--arg", "alpha=1", "--input", &input]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`alpha` is given twice"), "{err}");
+    let (code, _, err) = tlc(&["run", file, "--arg", "n=1.5"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--arg n=1.5 is not an integer, but `n` is i32") && err.contains("scalar_arguments.tl:3:"), "{err}");
+    let (code, _, err) = tlc(&["run", file, "--arg", "alpha=1e6"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("beyond the largest finite f16 (65504)"), "{err}");
+    let (code, _, err) = tlc(&["run", file, "--arg", "alpha=half"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--arg alpha: `half` is not a number"), "{err}");
+}

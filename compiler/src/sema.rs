@@ -936,16 +936,18 @@ impl Sema {
                     },
                     (UnOp::Neg, Operand::Float(v)) => Operand::Float(-v),
                     (UnOp::Not, Operand::Bool(b)) => Operand::Bool(!b),
+                    (UnOp::BitNot, Operand::Int(v)) => Operand::Int(!v),
                     (op, x) => {
                         let Some(v) = self.materialize_default(x, a.span, body) else { return Operand::Error };
                         let ty = self.ty(v).clone();
                         let dtype = ty.dtype().expect("typed");
-                        let ok = match op {
-                            UnOp::Neg => dtype.is_float() || dtype.is_signed_int(),
-                            UnOp::Not => !dtype.is_float(),
+                        let (ok, symbol, hint) = match op {
+                            UnOp::Neg => (dtype.is_float() || dtype.is_signed_int(), "-", ""),
+                            UnOp::Not => (dtype == DType::Bool, "!", if dtype.is_int() { " (`!` is logical; `~` complements an integer's bits)" } else { "" }),
+                            UnOp::BitNot => (dtype.is_int(), "~", if dtype == DType::Bool { " (`~` complements an integer's bits; `!` negates a bool)" } else { "" }),
                         };
                         if !ok {
-                            self.error(format!("`{}` does not apply to {dtype}", if *op == UnOp::Neg { "-" } else { "!" }), e.span);
+                            self.error(format!("`{symbol}` does not apply to {dtype}{hint}"), e.span);
                             return Operand::Error;
                         }
                         let u = if *op == UnOp::Neg { UnaryOp::Neg } else { UnaryOp::Not };
@@ -999,6 +1001,15 @@ impl Sema {
                     self.error(format!("`{}` needs bool operands", op.symbol()), span);
                     return Operand::Error;
                 }
+                BinOp::BitAnd => Some(p & q),
+                BinOp::BitOr => Some(p | q),
+                BinOp::BitXor => Some(p ^ q),
+                BinOp::Shl | BinOp::Shr if !(0..64).contains(&q) => {
+                    self.error(format!("shift amount {q} is outside 0..64, the bits of a compile-time integer"), span);
+                    return Operand::Error;
+                }
+                BinOp::Shl => i64::try_from(i128::from(p) << q).ok(),
+                BinOp::Shr => Some(p >> q),
             };
             return match r {
                 Some(v) => Operand::Int(v),
@@ -1029,11 +1040,18 @@ impl Sema {
         };
         let dtype = ty.dtype().expect("typed");
         let is_logic = matches!(op, BinOp::And | BinOp::Or);
-        if is_logic && dtype.is_float() {
-            self.error(format!("`{}` needs bool or integer operands, not {dtype}", op.symbol()), span);
+        if is_logic && dtype != DType::Bool {
+            let hint = if dtype.is_int() { format!(" (for the bits of integers use `{}`)", if op == BinOp::And { "&" } else { "|" }) } else { String::new() };
+            self.error(format!("`{}` needs bool operands, not {dtype}{hint}", op.symbol()), span);
             return Operand::Error;
         }
-        if !is_logic && !op.is_comparison() && dtype == DType::Bool {
+        let is_shift = matches!(op, BinOp::Shl | BinOp::Shr);
+        if op.is_bit_operation() && !(dtype.is_int() || (dtype == DType::Bool && !is_shift)) {
+            let what = if is_shift { "integer" } else { "integer or bool" };
+            self.error(format!("`{}` needs {what} operands, not {dtype}", op.symbol()), span);
+            return Operand::Error;
+        }
+        if !is_logic && !op.is_bit_operation() && !op.is_comparison() && dtype == DType::Bool {
             self.error(format!("`{}` does not apply to bool", op.symbol()), span);
             return Operand::Error;
         }
@@ -1056,8 +1074,11 @@ impl Sema {
             BinOp::Ge => BinaryOp::Ge,
             BinOp::Eq => BinaryOp::Eq,
             BinOp::Ne => BinaryOp::Ne,
-            BinOp::And => BinaryOp::And,
-            BinOp::Or => BinaryOp::Or,
+            BinOp::And | BinOp::BitAnd => BinaryOp::And,
+            BinOp::Or | BinOp::BitOr => BinaryOp::Or,
+            BinOp::BitXor => BinaryOp::Xor,
+            BinOp::Shl => BinaryOp::Shl,
+            BinOp::Shr => BinaryOp::Shr,
         };
         let result_ty = if op.is_comparison() {
             match &ty {

@@ -453,6 +453,32 @@ impl Kernel {
     }
 
     /// A usage error about parameter `index`, rendered at the parameter.
+    /// The value `v` given for scalar parameter `index` of dtype `d`, as the launch takes it.
+    fn scalar_argument(&self, index: usize, d: DType, v: Number) -> Result<Number, RuntimeError> {
+        let name = &self.compiled.kernel.params[index].name;
+        match v {
+            Number::Int(i) if d.is_int() || d == DType::Bool => {
+                let (lo, hi) = d.int_range().expect("integer dtype");
+                if i < lo || i > hi {
+                    return Err(self.param_error(index, format!("--arg {name}={i} is out of range for {d} ({lo}..={hi})")));
+                }
+                Ok(v)
+            }
+            Number::Float(f) if d.is_int() || d == DType::Bool => {
+                Err(self.param_error(index, format!("--arg {name}={f} is not an integer, but `{name}` is {d}")))
+            }
+            _ => {
+                // Exactly the number given when the float format holds it, else rounded once.
+                let rounded = d.round_number(v);
+                if rounded.to_f64().is_infinite() && v.to_f64().is_finite() {
+                    let max = d.max_value();
+                    return Err(self.param_error(index, format!("--arg {name}={v} is beyond the largest finite {d} ({max})")));
+                }
+                Ok(rounded)
+            }
+        }
+    }
+
     fn param_error(&self, index: usize, message: String) -> RuntimeError {
         let span = self.compiled.kernel.params[index].span;
         let rendered = render_fault(&Diagnostic::error(message.clone(), span), &self.module.file_name, &self.module.source);
@@ -471,10 +497,19 @@ impl Kernel {
     /// [`Kernel::random_args`] with `limit` bytes of tensors at most instead of
     /// [`max_host_bytes`].
     pub fn random_args_within(&self, seed: u64, sizes: &[(String, i64)], limit: u64) -> Result<Vec<Arg>, RuntimeError> {
+        let scalars: Vec<(String, Number)> = sizes.iter().map(|(n, v)| (n.clone(), Number::Int(i128::from(*v)))).collect();
+        self.random_args_with_scalars(seed, &scalars, limit)
+    }
+
+    /// [`Kernel::random_args_within`] with scalar values of any kind: integers for integer and
+    /// bool parameters (in range), integers or floats for float parameters, rounded to the
+    /// parameter's dtype (to nearest even; a finite value beyond the dtype's range is an
+    /// error, an infinity or NaN given as such is kept).
+    pub fn random_args_with_scalars(&self, seed: u64, scalars: &[(String, Number)], limit: u64) -> Result<Vec<Arg>, RuntimeError> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let kernel = &self.compiled.kernel;
-        for (name, _) in sizes {
+        for (name, _) in scalars {
             if !kernel.params.iter().any(|p| &p.name == name && matches!(p.kind, ParamKind::Scalar(_))) {
                 return Err(RuntimeError::Usage(format!("kernel `{}` has no scalar parameter `{name}`", kernel.name)));
             }
@@ -484,19 +519,8 @@ impl Kernel {
         for (index, p) in kernel.params.iter().enumerate() {
             match &p.kind {
                 ParamKind::Scalar(d) => {
-                    let v = match sizes.iter().find(|(n, _)| *n == p.name) {
-                        Some((_, v)) => {
-                            if d.is_int() || *d == DType::Bool {
-                                let (lo, hi) = d.int_range().expect("integer dtype");
-                                if (*v as i128) < lo || (*v as i128) > hi {
-                                    return Err(self.param_error(index, format!("--arg {}={v} is out of range for {d} ({lo}..={hi})", p.name)));
-                                }
-                                Number::Int(*v as i128)
-                            } else {
-                                // Exactly the integer given when the float format holds it.
-                                d.round_number(Number::Int(*v as i128))
-                            }
-                        }
+                    let v = match scalars.iter().find(|(n, _)| *n == p.name) {
+                        Some((_, v)) => self.scalar_argument(index, *d, *v)?,
                         None if d.is_float() => Number::Float(d.round(rng.random_range(-2.0..2.0))),
                         None => {
                             let (lo, hi) = d.int_range().expect("integer or bool dtype");

@@ -152,6 +152,18 @@ fn reduce(a: &Array, dim: usize, init: f64, f: impl Fn(f64, f64) -> f64) -> Arra
     Array { shape, data }
 }
 
+/// Integers up to 2^53 in magnitude are exact in f64, the reference's number.
+const EXACT_INTEGER_BITS: u32 = 53;
+
+/// Bit operations take integers that f64 holds exactly (`op` and `span` name the place).
+fn exact_integers(x: &Array, op: &str, span: Span) -> Result<(), Diagnostic> {
+    let limit = (EXACT_INTEGER_BITS as f64).exp2();
+    match x.data.iter().find(|v| v.fract() != 0.0 || v.abs() > limit || v.is_nan()) {
+        Some(v) => err(format!("`{op}` needs integers of at most 2^{EXACT_INTEGER_BITS} in magnitude, not {v}"), span),
+        None => Ok(()),
+    }
+}
+
 /// Names visible to a reference: values, and the kernel's dtype parameters.
 struct Env {
     values: HashMap<String, Array>,
@@ -166,8 +178,22 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
         ExprKind::Name(n) => env.values.get(n).cloned().ok_or_else(|| Diagnostic::error(format!("unknown name `{n}`"), e.span)),
         ExprKind::Unary(UnOp::Neg, a) => Ok(eval(a, env)?.map(|x| -x)),
         ExprKind::Unary(UnOp::Not, a) => Ok(eval(a, env)?.map(|x| (x == 0.0) as u8 as f64)),
+        ExprKind::Unary(UnOp::BitNot, a) => {
+            let x = eval(a, env)?;
+            exact_integers(&x, "~", a.span)?;
+            Ok(x.map(|v| -v - 1.0))
+        }
         ExprKind::Binary(op, a, b) => {
             let (x, y) = (eval(a, env)?, eval(b, env)?);
+            if op.is_bit_operation() {
+                exact_integers(&x, op.symbol(), a.span)?;
+                exact_integers(&y, op.symbol(), b.span)?;
+                if matches!(op, BinOp::Shl | BinOp::Shr) {
+                    if let Some(q) = y.data.iter().find(|q| !(0.0..=EXACT_INTEGER_BITS as f64).contains(*q)) {
+                        return err(format!("shift amount {q} is outside 0..={EXACT_INTEGER_BITS}"), b.span);
+                    }
+                }
+            }
             let f = |p: f64, q: f64| -> f64 {
                 match op {
                     BinOp::Add => p + q,
@@ -183,11 +209,21 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     BinOp::Ne => (p != q) as u8 as f64,
                     BinOp::And => (p != 0.0 && q != 0.0) as u8 as f64,
                     BinOp::Or => (p != 0.0 || q != 0.0) as u8 as f64,
+                    // Integers of unbounded width, two's complement (checked exact above).
+                    BinOp::BitAnd => ((p as i64) & (q as i64)) as f64,
+                    BinOp::BitOr => ((p as i64) | (q as i64)) as f64,
+                    BinOp::BitXor => ((p as i64) ^ (q as i64)) as f64,
+                    BinOp::Shl => p * (q as f64).exp2(),
+                    BinOp::Shr => (p / (q as f64).exp2()).floor(),
                 }
             };
-            zip_with(&x, &y, f).ok_or_else(|| {
+            let result = zip_with(&x, &y, f).ok_or_else(|| {
                 Diagnostic::error(format!("shapes {:?} and {:?} do not broadcast", x.shape, y.shape), e.span)
-            })
+            })?;
+            if *op == BinOp::Shl {
+                exact_integers(&result, "<<", e.span)?;
+            }
+            Ok(result)
         }
         ExprKind::Call { callee, dtype, args } => {
             let name = callee.name.as_str();

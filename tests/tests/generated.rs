@@ -947,9 +947,9 @@ impl Gen {
         } else if d == DType::Bool {
             vec!["!"]
         } else if d.is_signed_int() {
-            vec!["-", "abs", "!"]
+            vec!["-", "abs", "~"]
         } else {
-            vec!["abs", "!"]
+            vec!["abs", "~"]
         };
         let op = ops[self.rng.random_range(0..ops.len())];
         let info = if d.is_float() {
@@ -983,8 +983,8 @@ impl Gen {
                 "abs" if i.lo >= 0 => (i.lo, i.hi),
                 "abs" if i.hi <= 0 => (-i.hi, -i.lo),
                 "abs" => (0, (-i.lo).max(i.hi)),
-                "!" if d.is_signed_int() => (-i.hi - 1, -i.lo - 1),
-                "!" => {
+                "~" if d.is_signed_int() => (-i.hi - 1, -i.lo - 1),
+                "~" => {
                     let max = d.int_range().unwrap().1;
                     (max - i.hi, max - i.lo)
                 }
@@ -1000,7 +1000,7 @@ impl Gen {
             }
         };
         let expr = match op {
-            "-" | "!" => format!("{op}{}", v.name),
+            "-" | "!" | "~" => format!("{op}{}", v.name),
             f => format!("{f}({})", v.name),
         };
         self.kind(format!("unary:{op}"));
@@ -1113,11 +1113,11 @@ impl Gen {
         let va = self.values[a].clone();
         let d = va.dtype;
         let ops: Vec<&str> = if d == DType::Bool {
-            vec!["&&", "||", "==", "!=", "<"]
+            vec!["&&", "||", "&", "^", "==", "!=", "<"]
         } else if d.is_float() {
             vec!["+", "-", "*", "/", "max", "min", "<", "<=", ">", ">=", "==", "!="]
         } else {
-            vec!["+", "-", "*", "/", "%", "max", "min", "&&", "||", "<", "<=", ">", ">=", "==", "!="]
+            vec!["+", "-", "*", "/", "%", "max", "min", "&", "|", "^", "<<", ">>", "<", "<=", ">", ">=", "==", "!="]
         };
         let op = ops[self.rng.random_range(0..ops.len())];
         let compare = matches!(op, "<" | "<=" | ">" | ">=" | "==" | "!=");
@@ -1185,17 +1185,20 @@ impl Gen {
                 }
                 "max" => (ix.lo.max(iy.lo), ix.hi.max(iy.hi)),
                 "min" => (ix.lo.min(iy.lo), ix.hi.min(iy.hi)),
-                "&&" | "||" => {
+                "&" | "|" | "^" => {
                     if ix.lo >= 0 && iy.lo >= 0 {
                         let m = ix.hi.max(iy.hi);
                         let bound = if m == 0 { 0 } else { (1i128 << (128 - m.leading_zeros())) - 1 };
-                        if op == "&&" { (0, ix.hi.min(iy.hi)) } else { (0, bound) }
+                        if op == "&" { (0, ix.hi.min(iy.hi)) } else { (0, bound) }
                     } else {
                         let m = [ix.lo, ix.hi, iy.lo, iy.hi].iter().map(|v| if *v < 0 { -v - 1 } else { *v }).max().unwrap();
                         let bits = 128 - m.leading_zeros();
                         (-(1i128 << bits), (1i128 << bits) - 1)
                     }
                 }
+                // Bits shifted up wrap: anything of the dtype. Shifted down: toward 0 (or -1).
+                "<<" => d.int_range().unwrap(),
+                ">>" => (ix.lo.min(0), ix.hi.max(0)),
                 "/" | "%" => {
                     // Divisor max(y, 1) >= 1: no division by zero, no MIN / -1.
                     let (blo, bhi) = (iy.lo.max(1), iy.hi.max(1));

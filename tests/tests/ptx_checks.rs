@@ -27,6 +27,19 @@ fn assembles(test: &str, kernel: &Kernel) {
     }
 }
 
+/// Bit operations on integers of every width assemble (the shifts' amount rule adds selects
+/// and a minimum, the widths below 8 bits a wrap back to their bits).
+#[test]
+fn bit_operations_assemble_for_every_width() {
+    let source = std::fs::read_to_string(repo_root().join("tests/kernels/bit_operations.tl")).unwrap();
+    let module = Module::from_source("bit_operations.tl", &source).unwrap().with_code_generator(tl_ptx::code_generator());
+    for d in ["u1", "i3", "u4", "i4", "u8", "i8", "i16", "u32", "i64", "u64"] {
+        let consts = [("T".to_string(), tl_compiler::ir::ConstValue::parse(d).unwrap())];
+        let kernel = module.kernel(None, &consts).unwrap_or_else(|e| panic!("{d}: {e}"));
+        assembles(&format!("bit_operations {d}"), &kernel);
+    }
+}
+
 /// The overflow checks are `check.cpu`: the GPU code has no trap for them.
 #[test]
 fn overflow_checks_stay_off_the_gpu() {

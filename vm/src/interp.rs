@@ -974,6 +974,9 @@ fn binary(op: BinaryOp, d: DType, x: Number, y: Number) -> Result<Number, Fault>
     if matches!(op, BinaryOp::Div | BinaryOp::Rem) && b == 0 {
         return Err(Fault::DivisionByZero);
     }
+    if matches!(op, BinaryOp::Shl | BinaryOp::Shr) {
+        return Ok(Number::Int(shift(op, d, a, b)));
+    }
     let r = match op {
         BinaryOp::Add => a.checked_add(b),
         BinaryOp::Sub => a.checked_sub(b),
@@ -982,9 +985,11 @@ fn binary(op: BinaryOp, d: DType, x: Number, y: Number) -> Result<Number, Fault>
         BinaryOp::Rem => a.checked_rem(b),
         BinaryOp::Max => Some(a.max(b)),
         BinaryOp::Min => Some(a.min(b)),
+        // Bitwise on two's complement values: the result of two values of `d` is one.
         BinaryOp::And => Some(a & b),
         BinaryOp::Or => Some(a | b),
-        _ => unreachable!("comparisons are handled above"),
+        BinaryOp::Xor => Some(a ^ b),
+        _ => unreachable!("comparisons and shifts are handled above"),
     };
     let r = r.ok_or(Fault::IntegerOverflow(d))?;
     if d.is_low_precision() {
@@ -993,6 +998,35 @@ fn binary(op: BinaryOp, d: DType, x: Number, y: Number) -> Result<Number, Fault>
         return Ok(d.round_number(Number::Int(r)));
     }
     if d == DType::Bool { Ok(bool_value(r != 0)) } else { fit_int(d, r) }
+}
+
+/// `a << b` or `a >> b` on integer dtype `d`, on the dtype's own bits (docs/language.md §5):
+/// bits shifted beyond the width are dropped, `>>` fills with the sign on signed dtypes and
+/// with zeros on unsigned ones, and an amount outside `0 .. width` (a negative one included)
+/// shifts everything out.
+fn shift(op: BinaryOp, d: DType, a: i128, b: i128) -> i128 {
+    let width = d.bits();
+    let signed = d.is_signed_int();
+    let modulus = 1i128 << width;
+    let in_range = (0..i128::from(width)).contains(&b);
+    match op {
+        BinaryOp::Shl => {
+            if !in_range {
+                return 0;
+            }
+            // The low `width` bits of the shifted pattern, read back in the dtype.
+            // (In u128: a 64-bit pattern shifted by up to 63 bits fits.)
+            let bits = (((a.rem_euclid(modulus) as u128) << b) % modulus as u128) as i128;
+            if signed && bits >= modulus / 2 { bits - modulus } else { bits }
+        }
+        _ => match (signed, in_range) {
+            // `>>` on an i128 is arithmetic: the sign fill of a signed value.
+            (true, true) => a >> b,
+            (true, false) => if a < 0 { -1 } else { 0 },
+            (false, true) => a >> b,
+            (false, false) => 0,
+        },
+    }
 }
 
 /// `view` on the logical tile (docs/language.md): every row's codes, concatenated LSB first,

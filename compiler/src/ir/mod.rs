@@ -246,12 +246,20 @@ pub enum BinaryOp {
     Ge,
     Eq,
     Ne,
+    /// Logical on bool, bitwise on integers (on the dtype's own bits).
     And,
     Or,
+    Xor,
+    /// `a << b`: the bits of `a` moved up by `b`, those beyond the dtype's width dropped; an
+    /// amount outside `0 .. width` gives 0.
+    Shl,
+    /// `a >> b`: arithmetic on signed integers, logical on unsigned; an amount outside
+    /// `0 .. width` gives the sign fill (signed: 0 or -1) or 0 (unsigned).
+    Shr,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 15] = [
+    pub const ALL: [BinaryOp; 18] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -267,6 +275,9 @@ impl BinaryOp {
         BinaryOp::Ne,
         BinaryOp::And,
         BinaryOp::Or,
+        BinaryOp::Xor,
+        BinaryOp::Shl,
+        BinaryOp::Shr,
     ];
 
     pub fn name(self) -> &'static str {
@@ -286,6 +297,9 @@ impl BinaryOp {
             BinaryOp::Ne => "ne",
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
+            BinaryOp::Xor => "xor",
+            BinaryOp::Shl => "shl",
+            BinaryOp::Shr => "shr",
         }
     }
 

@@ -186,6 +186,14 @@ impl Verifier<'_> {
                 if xt != yt {
                     self.err(format!("%{}: {} operands differ in type", id.0, b.name()));
                 }
+                let operand_ok = match (b, xt.dtype()) {
+                    (BinaryOp::And | BinaryOp::Or | BinaryOp::Xor, Some(d)) => d.is_int() || d == DType::Bool,
+                    (BinaryOp::Shl | BinaryOp::Shr, Some(d)) => d.is_int(),
+                    _ => true,
+                };
+                if !operand_ok {
+                    self.err(format!("%{}: {} needs integer operands", id.0, b.name()));
+                }
                 let want_dtype = if b.is_comparison() { Some(DType::Bool) } else { xt.dtype() };
                 if ty.dtype() != want_dtype || ty.shape() != xt.shape() {
                     self.err(format!("%{}: {} result type is wrong", id.0, b.name()));

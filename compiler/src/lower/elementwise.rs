@@ -55,6 +55,9 @@ impl Lower<'_> {
                     bin(lir::BinaryOp::Xor, wide[0].clone(), int(Ty::I32, d.int_range().expect("integer").1 as i64))
                 }
                 Op::Unary(op, _) => unary_expr(*op, wide[0].clone(), cty),
+                // Shifts on the dtype's own bits, in the i32 of the widened operands; the
+                // result fits the dtype, so the cast back is exact.
+                Op::Binary(op @ (BinaryOp::Shl | BinaryOp::Shr), _, _) => shift_expr(*op, wide[0].clone(), wide[1].clone(), d, cty),
                 Op::Binary(op, _, _) => {
                     let (x, y) = (wide[0].clone(), wide[1].clone());
                     binary_expr(*op, x, y)
@@ -131,12 +134,40 @@ pub(super) fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
         BinaryOp::Min => bin(B::Min, x, y),
         BinaryOp::And => bin(B::And, x, y),
         BinaryOp::Or => bin(B::Or, x, y),
+        BinaryOp::Xor => bin(B::Xor, x, y),
+        BinaryOp::Shl | BinaryOp::Shr => unreachable!("shifts depend on the dtype: `shift_expr`"),
         BinaryOp::Lt => cmp(CmpOp::Lt, x, y),
         BinaryOp::Le => cmp(CmpOp::Le, x, y),
         BinaryOp::Gt => cmp(CmpOp::Gt, x, y),
         BinaryOp::Ge => cmp(CmpOp::Ge, x, y),
         BinaryOp::Eq => cmp(CmpOp::Eq, x, y),
         BinaryOp::Ne => cmp(CmpOp::Ne, x, y),
+    }
+}
+
+/// `x << y` or `x >> y` for integer dtype `d` held in registers of type `ty` (the dtype's
+/// own, or i32 for the widened codes below 8 bits, sign- or zero-extended): the language's
+/// rule (docs/language.md §5) on the dtype's bits. An amount outside `0 .. width` (a negative
+/// one is a large unsigned number) shifts everything out, where LLVM's shifts are undefined;
+/// a left shift in a wider register is wrapped back to the dtype's width.
+pub(super) fn shift_expr(op: BinaryOp, x: Expr, y: Expr, d: DType, ty: Ty) -> Expr {
+    use lir::BinaryOp as B;
+    let width = i64::from(d.bits());
+    let register_bits = 8 * ty.bytes() as i64;
+    let select = |c: Expr, a: Expr, b: Expr| Expr::Select(Box::new(c), Box::new(a), Box::new(b));
+    let in_range = cmp(CmpOp::ULt, y.clone(), int(ty, width));
+    match op {
+        BinaryOp::Shl => {
+            let shifted = select(in_range, bin(B::Shl, x, y), int(ty, 0));
+            match register_bits - width {
+                0 => shifted,
+                spare if d.is_signed_int() => bin(B::AShr, bin(B::Shl, shifted, int(ty, spare)), int(ty, spare)),
+                _ => bin(B::And, shifted, int(ty, (1i64 << width) - 1)),
+            }
+        }
+        // The sign fill of a signed value: shifting by width − 1 or more gives it.
+        _ if d.is_signed_int() => bin(B::AShr, x, bin(B::UMin, y, int(ty, width - 1))),
+        _ => select(in_range, bin(B::LShr, x, y), int(ty, 0)),
     }
 }
 

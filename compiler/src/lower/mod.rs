@@ -53,7 +53,7 @@ mod shared_memory;
 
 use packed::{adjacent_pairs, FastCast, RawPair, RawPairs};
 
-use elementwise::{binary_expr, constant_register, overflow_checked, unary_expr, unsigned_binary};
+use elementwise::{binary_expr, constant_register, overflow_checked, shift_expr, unary_expr, unsigned_binary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
@@ -411,9 +411,13 @@ impl Lower<'_> {
                 if self.folded_zero_point(id, op, a, b, body) || self.packed_binary(id, op, a, b, body) {
                     return;
                 }
-                let unsigned = self.dtype(a).is_unsigned_int();
+                let operand_dtype = self.dtype(a);
+                let unsigned = operand_dtype.is_unsigned_int();
                 self.elementwise(id, body, |s, i| {
                     let (x, y) = (var(s.regs(a)[i]), var(s.regs(b)[i]));
+                    if matches!(op, BinaryOp::Shl | BinaryOp::Shr) {
+                        return shift_expr(op, x, y, operand_dtype, Ty::of(operand_dtype));
+                    }
                     if unsigned {
                         if let Some(e) = unsigned_binary(op, x.clone(), y.clone()) {
                             return e;

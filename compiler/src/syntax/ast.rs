@@ -179,8 +179,16 @@ pub enum BinOp {
     Ge,
     Eq,
     Ne,
+    /// `&&`, `||`: logical, on bools.
     And,
     Or,
+    /// `&`, `|`, `^`: bitwise on integers (on bools: logical, both sides evaluated).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// `<<`, `>>` (arithmetic on signed integers, logical on unsigned).
+    Shl,
+    Shr,
 }
 
 impl BinOp {
@@ -199,18 +207,31 @@ impl BinOp {
             BinOp::Ne => "!=",
             BinOp::And => "&&",
             BinOp::Or => "||",
+            BinOp::BitAnd => "&",
+            BinOp::BitOr => "|",
+            BinOp::BitXor => "^",
+            BinOp::Shl => "<<",
+            BinOp::Shr => ">>",
         }
     }
 
     pub fn is_comparison(self) -> bool {
         matches!(self, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne)
     }
+
+    /// `& | ^ << >>`: on integers only, on the dtype's own bits.
+    pub fn is_bit_operation(self) -> bool {
+        matches!(self, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnOp {
     Neg,
+    /// `!`: logical not of a bool.
     Not,
+    /// `~`: the complement of an integer's bits.
+    BitNot,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -148,6 +148,18 @@ pub enum Tok {
     OrOr,
     #[token("!")]
     Bang,
+    #[token("&")]
+    Amp,
+    #[token("|")]
+    Pipe,
+    #[token("^")]
+    Caret,
+    #[token("~")]
+    Tilde,
+    #[token("<<")]
+    ShiftLeft,
+    #[token(">>")]
+    ShiftRight,
     /// `<` directly after a name and before a dtype: `cast<f16>`.
     GenericOpen,
     /// The matching `>`.
@@ -206,6 +218,12 @@ impl fmt::Display for Tok {
                     Tok::AndAnd => "&&",
                     Tok::OrOr => "||",
                     Tok::Bang => "!",
+                    Tok::Amp => "&",
+                    Tok::Pipe => "|",
+                    Tok::Caret => "^",
+                    Tok::Tilde => "~",
+                    Tok::ShiftLeft => "<<",
+                    Tok::ShiftRight => ">>",
                     _ => unreachable!("handled above"),
                 };
                 write!(f, "`{text}`")
