@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
 
   tlc run fills every tensor parameter with seeded random values (outputs with NaN or the
-  largest value) unless --input gives it; --output writes a parameter after the run.
+  largest value, except tensors atomic_add adds into) unless --input gives it; --output writes
+  a parameter after the run.
   TENSOR is a file whose extension picks its form:
     *.npy  NumPy array: bool, i8..i64, u8..u64, f16, f32, f64
     *.tlt  tensor file: every dtype (u4, f6e3m2, f8e4m3fn, e8m0, bf16, ...), packed

@@ -84,6 +84,7 @@ pub const BUILTINS: &[Builtin] = &[
     // Memory.
     kernel("load", &[3], "load(tensor, [offsets], [shape], pad = value)").named(&["pad"]),
     kernel("store", &[3], "store(tensor, tile, [offsets])").statement(),
+    kernel("atomic_add", &[3], "atomic_add(tensor, tile, [offsets])").statement(),
     kernel("shared", &[1], "shared<dtype>([shape])").dtype(),
     kernel("copy_async", &[4], "copy_async(shared, [offsets], tensor, [offsets])").statement(),
     kernel("commit", &[0], "commit()").statement(),
@@ -93,6 +94,7 @@ pub const BUILTINS: &[Builtin] = &[
     // Tiles.
     kernel("zeros", &[1], "zeros<dtype>([shape])").dtype(),
     kernel("full", &[2], "full<dtype>([shape], value)").dtype(),
+    kernel("iota", &[1], "iota<dtype>([shape], dim = d)").dtype().named(&["dim"]),
     kernel("cast", &[1], "cast<dtype>(x)").dtype(),
     kernel("view", &[1], "view<dtype>(x)").dtype(),
     kernel("transpose", &[1], "transpose(x)"),
@@ -133,15 +135,17 @@ pub const BUILTINS: &[Builtin] = &[
     reference("reshape", &[2], "reshape(x, [shape])"),
     reference("permute", &[2], "permute(x, [dims])"),
     reference("slice", &[3], "slice(x, [offsets], [shape])"),
+    reference("gather", &[2], "gather(x, indices)"),
     reference("pad", &[2], "pad(x, [shape])"),
     reference("cdiv", &[2], "cdiv(a, b)"),
     reference("bits", &[0], "bits<dtype>()").dtype(),
+    reference("iota", &[1], "iota<dtype>([shape], dim = d)").dtype().named(&["dim"]),
 ];
 
-/// Whether the reference builtin `name` takes lists (`[..]`) as arguments after its first:
-/// shapes, dimension orders, offsets.
+/// Whether the reference builtin `name` takes lists (`[..]`) as arguments: shapes, dimension
+/// orders, offsets.
 pub fn takes_lists(name: &str) -> bool {
-    matches!(name, "reshape" | "permute" | "slice" | "pad")
+    matches!(name, "reshape" | "permute" | "slice" | "pad" | "iota")
 }
 
 /// The builtin `name` in `context`, if there is one.

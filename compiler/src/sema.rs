@@ -9,6 +9,7 @@
 //! after an error so that one run reports as many independent errors as it can.
 
 use crate::builtins;
+use crate::ir::ATOMIC_ADD_DTYPES;
 use crate::diagnostics::{Diagnostic, Span};
 use crate::dtype::DType;
 use crate::number::Number;
@@ -797,6 +798,10 @@ impl Sema {
         }
         match (&have, want) {
             (Type::Scalar(_), Type::Tensor { .. }) => Some(self.emit(body, want.clone(), Op::Splat(scalar), span)),
+            // A one-element tile (a reduction to [1], say) where a scalar is needed: its element.
+            (Type::Tensor { shape, .. }, Type::Scalar(_)) if shape.iter().all(|&e| e == 1) => {
+                Some(self.emit(body, want.clone(), Op::ToScalar(scalar), span))
+            }
             (Type::Tensor { shape: from, .. }, Type::Tensor { shape: to, .. })
                 if from.len() == to.len() && from.iter().zip(to).all(|(f, t)| f == t || *f == 1) =>
             {
@@ -1412,7 +1417,7 @@ impl Sema {
                 let ty = Type::Tensor { dtype, shape };
                 Operand::Value(self.emit(body, ty, Op::Load { param, offsets, pad: dtype.round_number(pad) }, e.span))
             }
-            "store" => {
+            "store" | "atomic_add" => {
                 if !arity(self, 3) {
                     return Operand::Error;
                 }
@@ -1424,8 +1429,13 @@ impl Sema {
                 if !mutable {
                     self.diags.push(
                         Diagnostic::error(format!("`{}` is not writable", self.k.param(param).name), ts)
-                            .with_label(self.k.param(param).span, "declare it `global mut` to store into it"),
+                            .with_label(self.k.param(param).span, format!("declare it `global mut` to {} it", if name == "store" { "store into" } else { "add into" })),
                     );
+                    return Operand::Error;
+                }
+                if name == "atomic_add" && !ATOMIC_ADD_DTYPES.contains(&dtype) {
+                    let names: Vec<String> = ATOMIC_ADD_DTYPES.iter().map(|d| d.to_string()).collect();
+                    self.error(format!("`atomic_add` adds into tensors of {}, not {dtype}", names.join(", ")), ts);
                     return Operand::Error;
                 }
                 let Some(v) = self.materialize_default(val, vs, body) else { return Operand::Error };
@@ -1437,12 +1447,13 @@ impl Sema {
                         return Operand::Error;
                     }
                     _ => {
-                        self.error(format!("`store` needs a tile of rank {}, found {}", pshape.len(), ir::print::type_str(&vt)), vs);
+                        self.error(format!("`{name}` needs a tile of rank {}, found {}", pshape.len(), ir::print::type_str(&vt)), vs);
                         return Operand::Error;
                     }
                 }
                 let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
-                self.emit(body, Type::Unit, Op::Store { param, value: v, offsets }, e.span);
+                let op = if name == "store" { Op::Store { param, value: v, offsets } } else { Op::AtomicAdd { param, value: v, offsets } };
+                self.emit(body, Type::Unit, op, e.span);
                 Operand::Error // a store has no value; callers treat it as a statement
             }
             "zeros" | "full" => {
@@ -1462,6 +1473,38 @@ impl Sema {
                     return Operand::Error;
                 }
                 Operand::Value(self.emit(body, Type::Tensor { dtype, shape }, Op::Splat(scalar), e.span))
+            }
+            "iota" => {
+                let (d, ds) = dtype.expect("checked");
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                let (shape, ss) = positional.into_iter().next().expect("1");
+                let Some(shape) = self.shape_list(shape, ss) else { return Operand::Error };
+                if d == DType::Bool {
+                    self.error("`iota` makes indices: give it a numeric dtype, not bool", ds);
+                    return Operand::Error;
+                }
+                let dim = match dim_arg {
+                    None if shape.len() == 1 => 0,
+                    None => {
+                        self.error(format!("`iota` of a rank-{} tile needs `dim = d`, the dimension whose index each element holds", shape.len()), e.span);
+                        return Operand::Error;
+                    }
+                    Some((Operand::Int(k), _)) if k >= 0 && (k as usize) < shape.len() => k as usize,
+                    Some((_, ks)) => {
+                        self.error(format!("`dim` must be a compile-time integer in 0..{}", shape.len()), ks);
+                        return Operand::Error;
+                    }
+                };
+                let last = shape[dim] as i128 - 1;
+                if let Some((_, hi)) = d.int_range().filter(|_| d.is_int()) {
+                    if last > hi {
+                        self.error(format!("indices up to {last} do not fit {d} (at most {hi})"), ds);
+                        return Operand::Error;
+                    }
+                }
+                Operand::Value(self.emit(body, Type::Tensor { dtype: d, shape }, Op::Iota { dim }, e.span))
             }
             "cast" => {
                 let to = dtype.expect("checked").0;

@@ -568,10 +568,18 @@ impl Kernel {
                 ),
             ));
         }
+        // Tensors that `atomic_add` adds into are accumulators: their values at launch are part
+        // of the result, so they start random like inputs (and references read them).
+        let accumulated: std::collections::HashSet<usize> = kernel
+            .values
+            .iter()
+            .filter_map(|v| if let tl_compiler::ir::Op::AtomicAdd { param, .. } = v.op { Some(param.index()) } else { None })
+            .collect();
         for (i, p) in kernel.params.iter().enumerate() {
             let ParamKind::Global { dtype, mutable, .. } = &p.kind else { continue };
             let dims = shapes[i].take().expect("sized above");
-            let t = if *mutable { poisoned_tensor(*dtype, &dims) } else { random_tensor(&mut rng, *dtype, &dims) };
+            let poisoned = *mutable && !accumulated.contains(&i);
+            let t = if poisoned { poisoned_tensor(*dtype, &dims) } else { random_tensor(&mut rng, *dtype, &dims) };
             args[i] = Arg::Tensor(t);
         }
         Ok(args)

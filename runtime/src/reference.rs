@@ -266,6 +266,21 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
             let want = |n: usize| -> Result<(), Diagnostic> {
                 if positional.len() == n { Ok(()) } else { err(format!("`{name}` takes {n} argument(s) here"), e.span) }
             };
+            if name == "iota" {
+                want(1)?;
+                let shape = whole_numbers(&positional[0], name, e.span)?;
+                let d = dtype_argument(dtype.as_ref(), env, "`iota` needs a dtype: `iota<i32>([n])`", callee.span)?;
+                let axis = match dim {
+                    None if shape.len() == 1 => 0,
+                    Some(k) if k >= 0 && (k as usize) < shape.len() => k as usize,
+                    _ => return err(format!("`iota` of shape {shape:?} needs `dim = d` with d in 0..{}", shape.len()), e.span),
+                };
+                let count = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).filter(|&c| c <= 1 << 32);
+                let Some(count) = count else { return err(format!("`iota` of shape {shape:?} is too large"), e.span) };
+                let stride: usize = shape[axis + 1..].iter().product();
+                let data = (0..count).map(|f| d.round((f / stride % shape[axis]) as f64)).collect();
+                return Ok(Array { shape, data });
+            }
             if let Some(d) = dim {
                 want(1)?;
                 let a = &positional[0];
@@ -370,6 +385,26 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let (r, rows, n) = (r as usize, rows as usize, *n);
                     let data = (0..rows * n).map(|i| x.data[(i / n / r) * n + i % n]).collect();
                     Ok(Array { shape: vec![rows, n], data })
+                }
+                "gather" => {
+                    want(2)?;
+                    let (x, idx) = (&positional[0], &positional[1]);
+                    let Some((&rows, row_shape)) = x.shape.split_first() else {
+                        return err("`gather` takes rows of an array of rank 1 or more, not a scalar", e.span);
+                    };
+                    let row: usize = row_shape.iter().product();
+                    // Row `i` for each index; an index that names no row gives zeros, as a
+                    // kernel's load outside a tensor reads them.
+                    let data = idx
+                        .data
+                        .iter()
+                        .flat_map(|&i| {
+                            let inside = i.fract() == 0.0 && (0.0..rows as f64).contains(&i);
+                            (0..row).map(move |c| if inside { x.data[i as usize * row + c] } else { 0.0 })
+                        })
+                        .collect();
+                    let shape = idx.shape.iter().chain(row_shape).copied().collect();
+                    Ok(Array { shape, data })
                 }
                 "reshape" | "permute" | "slice" | "pad" => {
                     let x = &positional[0];

@@ -1691,6 +1691,18 @@ impl Gen {
     fn fill(&mut self) -> Attempt {
         let d = weighted(&mut self.rng, &cast_dtypes());
         let shape = self.tile_shape();
+        // Indices along one dimension, where the dtype holds them exactly.
+        if d != DType::Bool && self.rng.random_bool(0.4) {
+            let dim = self.rng.random_range(0..shape.len());
+            let top = shape[dim] as i128 - 1;
+            let exact = if d.is_int() { d.int_range().is_some_and(|(_, hi)| top <= hi) } else { !d.is_low_precision() && top <= 256 };
+            if exact {
+                let info = if d.is_int() { Info::int(0, top) } else { finish_float(d, top as f64, false, true, 0.0) };
+                self.kind("iota");
+                self.emit(format!("iota<{d}>({}, dim = {dim})", shape_str(&shape)), d, Some(shape), info, &[]);
+                return Done;
+            }
+        }
         if d == DType::Bool || self.rng.random_bool(0.3) {
             let info = if d.is_float() { finish_float(d, 0.0, false, true, 0.0) } else { Info::int(0, 0) };
             self.kind("zeros");

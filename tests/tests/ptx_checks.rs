@@ -40,6 +40,30 @@ fn bit_operations_assemble_for_every_width() {
     }
 }
 
+/// `atomic_add` becomes an atomic reduction in global memory for every dtype that has one
+/// (bf16 on sm_80 a compare-and-swap loop), and assembles.
+#[test]
+fn atomic_adds_assemble_for_every_dtype() {
+    let source = std::fs::read_to_string(repo_root().join("tests/kernels/atomics.tl")).unwrap();
+    let module = Module::from_source("atomics.tl", &source).unwrap().with_code_generator(tl_ptx::code_generator());
+    for d in tl_compiler::ir::ATOMIC_ADD_DTYPES {
+        let kernel = module.kernel(None, &[("T".to_string(), tl_compiler::ir::ConstValue::DType(d))]).unwrap_or_else(|e| panic!("{d}: {e}"));
+        for arch in Arch::ALL {
+            let ptx = kernel.ptx(arch).unwrap_or_else(|e| panic!("{d} {}: {e}", arch.name()));
+            let want = if d == tl_compiler::dtype::DType::BF16 && arch == Arch::Sm80 { "atom.relaxed.gpu.global.cas.b32" } else { "atom.global.add" };
+            let atomic = ptx.lines().any(|l| l.contains(want));
+            assert!(atomic, "{d} on {}: no `{want}` in\n{ptx}", arch.name());
+        }
+        assembles(&format!("atomics {d}"), &kernel);
+    }
+}
+
+/// Index tiles in every layout the test kernel gives them assemble.
+#[test]
+fn index_tiles_assemble() {
+    assembles("index_tiles", &from_file("tests/kernels/index_tiles.tl"));
+}
+
 /// The overflow checks are `check.cpu`: the GPU code has no trap for them.
 #[test]
 fn overflow_checks_stay_off_the_gpu() {

@@ -135,7 +135,9 @@ fn shipped_kernels_specialized_and_unspecialized_on_the_simulator() {
                 assert_eq!(signature.log2, expected, "{name} {sizes:?}");
                 let vectors = vector_accesses(&kernel.variant(&signature).unwrap());
                 match unit {
-                    1 => assert!(vectors.is_empty(), "{name} {sizes:?}: odd sizes prove nothing, yet {vectors:?}"),
+                    // Odd sizes prove nothing beyond what holds for every size (a row length fixed
+                    // at compile time, as in examples/clip_rows.tl, aligns its rows anyway).
+                    1 => assert_eq!(vectors, vector_accesses(&kernel.compiled.lir), "{name} {sizes:?}: odd sizes prove nothing, yet"),
                     _ => assert!(!vectors.is_empty(), "{name} {sizes:?}: no vector access in the {signature} variant"),
                 }
                 println!("{name} {sizes:?}: variant {}", signature.describe(&kernel.compiled.kernel));

@@ -550,6 +550,13 @@ impl Machine<'_, '_> {
                 get(env, *a)?.iter().map(|&x| convert(d, x)).collect()
             }
             Op::Splat(a) => vec![get_scalar(env, *a)?; n],
+            Op::ToScalar(a) => vec![get(env, *a)?[0]],
+            Op::Iota { dim } => {
+                // Row-major: the index along `dim` of flat element `f` is f / stride % extent.
+                let (d, shape) = (dtype()?, shape_of(ty));
+                let stride: usize = shape[dim + 1..].iter().product();
+                (0..n).map(|f| d.round_number(Number::Int((f / stride % shape[*dim]) as i128))).collect()
+            }
             Op::Broadcast(a) => broadcast(get(env, *a)?, value_shape(kernel, *a), shape_of(ty)),
             Op::Reshape(a) => get(env, *a)?.to_vec(),
             Op::Permute { value, perm } => {
@@ -592,6 +599,19 @@ impl Machine<'_, '_> {
                     _ => return Err(internal("`store` names no `mut` tensor parameter")),
                 };
                 store(tensor, &offsets, value_shape(kernel, *value), get(env, *value)?)?;
+                Vec::new()
+            }
+            Op::AtomicAdd { param, value, offsets } => {
+                let offsets = scalars_of(env, offsets)?;
+                let mutable = matches!(
+                    kernel.get_param(*param).map(|p| &p.kind),
+                    Some(ParamKind::Global { mutable: true, .. })
+                );
+                let tensor = match self.args.get_mut(param.index()) {
+                    Some(Arg::Tensor(t)) if mutable => t,
+                    _ => return Err(internal("`atomic_add` names no `mut` tensor parameter")),
+                };
+                atomic_add(tensor, &offsets, value_shape(kernel, *value), get(env, *value)?)?;
                 Vec::new()
             }
             Op::SharedAlloc => {
@@ -815,9 +835,12 @@ fn op_name(op: &Op) -> String {
         Op::Binary(b, _, _) => b.name().into(),
         Op::Cast(_) => "cast".into(),
         Op::Splat(_) => "splat".into(),
+        Op::ToScalar(_) => "to_scalar".into(),
+        Op::Iota { .. } => "iota".into(),
         Op::Broadcast(_) => "broadcast".into(),
         Op::Load { .. } => "load".into(),
         Op::Store { .. } => "store".into(),
+        Op::AtomicAdd { .. } => "atomic_add".into(),
         Op::Dot { .. } => "dot".into(),
         Op::Reduce { op, .. } => format!("reduce_{}", op.name()),
         Op::Select { .. } => "select".into(),
@@ -1131,6 +1154,32 @@ fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> R
     for_each_index(tile, |idx| {
         if let Some(i) = global_index(&shape, &st, offsets, idx) {
             t.set_number(i, x[k]);
+        }
+        k += 1;
+    });
+    Ok(())
+}
+
+/// `atomic_add`: adds the tile into `t` element by element in row-major order (one order of
+/// the many the GPU may take); integers wrap around, floats round once per addition.
+fn atomic_add(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
+    check_rank(t, offsets, tile)?;
+    let st = strides(&t.shape);
+    let shape = t.shape.clone();
+    let d = t.dtype;
+    let mut k = 0;
+    for_each_index(tile, |idx| {
+        if let Some(i) = global_index(&shape, &st, offsets, idx) {
+            let sum = match (t.get_number(i), x[k]) {
+                (Number::Int(a), Number::Int(b)) => {
+                    // Two's complement wrap-around to the dtype's width.
+                    let (lo, hi) = d.int_range().expect("integer dtype");
+                    let modulus = hi - lo + 1;
+                    Number::Int((a + b - lo).rem_euclid(modulus) + lo)
+                }
+                (a, b) => d.round_number(Number::Float(a.to_f64() + b.to_f64())),
+            };
+            t.set_number(i, sum);
         }
         k += 1;
     });

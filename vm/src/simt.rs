@@ -213,6 +213,15 @@ impl V {
             V::I(v) => v as f64,
         }
     }
+
+    /// The same value bit for bit (so a NaN equals itself, and -0 differs from +0).
+    fn same_bits(self, other: V) -> bool {
+        match (self, other) {
+            (V::I(a), V::I(b)) => a == b,
+            (V::F(a), V::F(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
 }
 
 fn bits(ty: Ty) -> u32 {
@@ -561,6 +570,28 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
+                Stmt::AssignUniform(v, e) => {
+                    let mut first: Option<(usize, V)> = None;
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let x = self.eval(e, t)?;
+                            match first {
+                                None => first = Some((t, x)),
+                                // Bitwise: a NaN is the same NaN everywhere.
+                                Some((t0, x0)) if !x0.same_bits(x) => {
+                                    let show = |v: V| match v {
+                                        V::I(n) => n.to_string(),
+                                        V::F(f) => format!("{f:e}"),
+                                    };
+                                    let message = format!("a value the block relies on being the same in every thread differs: thread {t0} has {}, thread {t} has {}", show(x0), show(x));
+                                    return Err(Box::new(SimtError::CheckFailed { block: self.block, message, at: self.at() }));
+                                }
+                                Some(_) => {}
+                            }
+                            self.regs[t][v.0 as usize] = x;
+                        }
+                    }
+                }
                 Stmt::StoreGlobal { param, index, value } => {
                     for t in 0..self.threads {
                         if mask[t] {
@@ -574,6 +605,29 @@ impl<'a> Block<'a> {
                                 V::F(f) => tensor.set(i as usize, f),
                                 V::I(n) if tensor.dtype == DType::Bool => tensor.set(i as usize, (n != 0) as u8 as f64),
                                 V::I(n) => tensor.set_code(i as usize, unsigned_of(ty, n) as u64),
+                            }
+                        }
+                    }
+                }
+                Stmt::AtomicAddGlobal { param, index, value } => {
+                    // Thread by thread in index order: one of the orders the GPU may take.
+                    for t in 0..self.threads {
+                        if mask[t] {
+                            let i = self.eval(index, t)?.i();
+                            let x = self.eval(value, t)?;
+                            let ty = self.program.ty(value);
+                            let tensor = self.tensor(*param, i, t, "atomic addition")?;
+                            let i = i as usize;
+                            match x {
+                                // The sum of two values of at most 32 bits is rounded once by
+                                // `set` (f64 holds it closely enough for one correct rounding).
+                                V::F(f) => tensor.set(i, tensor.get(i) + f),
+                                V::I(n) => {
+                                    let bits = tensor.dtype.bits();
+                                    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                                    let sum = tensor.code(i).wrapping_add(unsigned_of(ty, n) as u64) & mask;
+                                    tensor.set_code(i, sum);
+                                }
                             }
                         }
                     }

@@ -351,6 +351,12 @@ pub enum Op {
     Cast(ValueId),
     /// A scalar repeated over the value's shape.
     Splat(ValueId),
+    /// The element of a one-element tile (every extent 1), as a scalar: the same value in
+    /// every thread, so it can steer control flow and offsets.
+    ToScalar(ValueId),
+    /// The tile of the value's shape whose element at `[i0, i1, ...]` is `i_dim`, in the
+    /// value's dtype (rounded once for a float dtype).
+    Iota { dim: usize },
     /// A tensor whose extent-1 dims are repeated to the value's shape (same rank).
     Broadcast(ValueId),
     /// Tile of the value's shape from global tensor parameter `param`, starting at `offsets`
@@ -359,6 +365,12 @@ pub enum Op {
     /// Writes a tile into global tensor parameter `param` at `offsets`; elements outside the
     /// tensor are skipped. Produces `Type::Unit`.
     Store { param: ParamId, value: ValueId, offsets: Vec<ValueId> },
+    /// Adds a tile into global tensor parameter `param` at `offsets`, each element atomically
+    /// (one read-modify-write that no other thread or block interleaves with); elements outside
+    /// the tensor are skipped. Integers wrap, floats round once per addition; the order of
+    /// additions from different threads and blocks is unspecified. Dtypes:
+    /// [`ATOMIC_ADD_DTYPES`]. Produces `Type::Unit`.
+    AtomicAdd { param: ParamId, value: ValueId, offsets: Vec<ValueId> },
     /// `c + a @ b` for `a: [M, K]`, `b: [K, N]`, `c: [M, N]`; products and sums in `c`'s dtype.
     Dot { a: ValueId, b: ValueId, c: ValueId },
     /// A shared tensor of the value's type (`Type::Shared`), allocated for the whole block; its
@@ -606,22 +618,26 @@ pub fn shared_tensor_bytes(dtype: DType, shape: &[usize]) -> Option<usize> {
     crate::dtype::packed_bytes(elements, dtype.bits()).map(shared_piece_bytes)
 }
 
+/// The dtypes `atomic_add` adds into: those with an atomic addition on the GPU (bf16 on
+/// sm_80 through a compare-and-swap loop).
+pub const ATOMIC_ADD_DTYPES: [DType; 8] = [DType::I32, DType::U32, DType::I64, DType::U64, DType::F16, DType::BF16, DType::F32, DType::F64];
+
 /// Operands of an op, in order.
 pub fn operands(op: &Op) -> Vec<ValueId> {
     match op {
         Op::Const(_) | Op::Param(_) | Op::BlockIdx(_) | Op::LoopIndex | Op::ReadVar(_) => vec![],
-        Op::SharedAlloc | Op::Commit | Op::Wait(_) | Op::Sync => vec![],
+        Op::SharedAlloc | Op::Commit | Op::Wait(_) | Op::Sync | Op::Iota { .. } => vec![],
         Op::LoadShared { shared, offsets } => std::iter::once(*shared).chain(offsets.iter().copied()).collect(),
         Op::StoreShared { shared, value, offsets } => [*shared, *value].into_iter().chain(offsets.iter().copied()).collect(),
         Op::CopyAsync { shared, dst_offsets, src_offsets, .. } => {
             std::iter::once(*shared).chain(dst_offsets.iter().copied()).chain(src_offsets.iter().copied()).collect()
         }
-        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::Broadcast(a) | Op::View(a) | Op::Reshape(a) => vec![*a],
+        Op::Unary(_, a) | Op::Cast(a) | Op::Splat(a) | Op::ToScalar(a) | Op::Broadcast(a) | Op::View(a) | Op::Reshape(a) => vec![*a],
         Op::Permute { value, .. } | Op::Print { value, .. } => vec![*value],
         Op::Reduce { value, .. } => vec![*value],
         Op::Binary(_, a, b) => vec![*a, *b],
         Op::Load { offsets, .. } => offsets.clone(),
-        Op::Store { value, offsets, .. } => {
+        Op::Store { value, offsets, .. } | Op::AtomicAdd { value, offsets, .. } => {
             let mut v = vec![*value];
             v.extend(offsets);
             v

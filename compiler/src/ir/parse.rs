@@ -576,6 +576,11 @@ impl<'t> Parser<'t> {
             "view" => Op::View(one(self)?),
             "reshape" => Op::Reshape(one(self)?),
             "splat" => Op::Splat(one(self)?),
+            "to_scalar" => Op::ToScalar(one(self)?),
+            "iota" => {
+                self.expect_word("dim")?;
+                Op::Iota { dim: self.integer("a dimension")? }
+            }
             "broadcast" => Op::Broadcast(one(self)?),
             "permute" => {
                 let value = one(self)?;
@@ -588,11 +593,12 @@ impl<'t> Parser<'t> {
                 self.expect_word("pad")?;
                 Op::Load { param, offsets, pad: self.number(ty.dtype())? }
             }
-            "store" => {
+            "store" | "atomic_add" => {
                 let param = self.param_index()?;
                 let offsets = self.ids()?;
                 self.expect(",")?;
-                Op::Store { param, value: one(self)?, offsets }
+                let value = one(self)?;
+                if word == "store" { Op::Store { param, value, offsets } } else { Op::AtomicAdd { param, value, offsets } }
             }
             "shared_alloc" => Op::SharedAlloc,
             "load_shared" => {

@@ -176,12 +176,17 @@ pub fn op_str(kernel: &Kernel, op: &Op) -> String {
         Op::Permute { value, perm } => format!("permute %{}, {perm:?}", value.0),
         Op::Reshape(a) => format!("reshape %{}", a.0),
         Op::Splat(a) => format!("splat %{}", a.0),
+        Op::ToScalar(a) => format!("to_scalar %{}", a.0),
+        Op::Iota { dim } => format!("iota dim {dim}"),
         Op::Broadcast(a) => format!("broadcast %{}", a.0),
         Op::Load { param, offsets, pad } => {
             format!("load {}[{}] pad {}", param_name(kernel, *param), ids(offsets), number_str(*pad))
         }
         Op::Store { param, value, offsets } => {
             format!("store {}[{}], %{}", param_name(kernel, *param), ids(offsets), value.0)
+        }
+        Op::AtomicAdd { param, value, offsets } => {
+            format!("atomic_add {}[{}], %{}", param_name(kernel, *param), ids(offsets), value.0)
         }
         Op::SharedAlloc => "shared_alloc".into(),
         Op::LoadShared { shared, offsets } => format!("load_shared %{}[{}]", shared.0, ids(offsets)),

@@ -209,6 +209,24 @@ impl Verifier<'_> {
                     self.err(format!("%{}: splat needs a scalar of the same dtype", id.0));
                 }
             }
+            Op::ToScalar(a) => {
+                let one_element = self.ty(*a).shape().is_some_and(|s| s.iter().all(|&e| e == 1));
+                if !one_element || !ty.is_scalar() || self.ty(*a).dtype() != ty.dtype() {
+                    self.err(format!("%{}: to_scalar needs a one-element tile of the result's dtype", id.0));
+                }
+            }
+            Op::Iota { dim } => {
+                let fits = match (ty.shape(), ty.dtype()) {
+                    (Some(shape), Some(d)) if *dim < shape.len() && d != DType::Bool => {
+                        // Integer indices must be exact in the dtype.
+                        !d.is_int() || d.int_range().is_some_and(|(_, hi)| (shape[*dim] as i128) <= hi + 1)
+                    }
+                    _ => false,
+                };
+                if !fits {
+                    self.err(format!("%{}: iota needs a numeric tile with dimension {dim} whose indices fit its dtype", id.0));
+                }
+            }
             Op::Permute { value, perm } => {
                 let vt = self.ty(*value).clone();
                 let ok = match (vt.shape(), ty.shape()) {
@@ -251,6 +269,14 @@ impl Verifier<'_> {
                 let vt = self.ty(*value).clone();
                 let offsets = offsets.clone();
                 self.check_access(id, *param, &offsets, vt.dtype(), vt.shape().map(|s| s.len()), true);
+            }
+            Op::AtomicAdd { param, value, offsets } => {
+                let vt = self.ty(*value).clone();
+                let offsets = offsets.clone();
+                self.check_access(id, *param, &offsets, vt.dtype(), vt.shape().map(|s| s.len()), true);
+                if !vt.dtype().is_some_and(|d| ATOMIC_ADD_DTYPES.contains(&d)) {
+                    self.err(format!("%{}: atomic_add of a dtype without an atomic addition", id.0));
+                }
             }
             Op::SharedAlloc => {
                 if !matches!(&ty, Type::Shared { shape, .. } if !shape.is_empty()) {

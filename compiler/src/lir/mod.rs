@@ -283,8 +283,17 @@ pub enum MmaKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     Assign(Var, Expr),
+    /// `dst = uniform value`: an assignment of a value the program guarantees to be the same
+    /// in every thread of the block (the element of a one-element tile, which every thread
+    /// holds), so `dst` may steer barriers and loops. The simulator checks the guarantee; the
+    /// GPU assigns.
+    AssignUniform(Var, Expr),
     /// Writes `value` (of the parameter's register type) to element `index` (i64).
     StoreGlobal { param: usize, index: Expr, value: Expr },
+    /// Adds `value` (of the parameter's register type, one of `ir::ATOMIC_ADD_DTYPES`) to
+    /// element `index` (i64) atomically: no other thread's access to the element comes between
+    /// its read and its write. Integers wrap; floats round once.
+    AtomicAddGlobal { param: usize, index: Expr, value: Expr },
     StoreShared { offset: Expr, value: Expr },
     /// Replaces the `bits` (1..=8) bits at bit `bit_offset` (i32) of the shared buffer with
     /// the low bits of `value` (i32), keeping the other bits of the bytes it touches (as
@@ -441,8 +450,14 @@ fn print_stmts(body: &[Stmt], depth: usize, out: &mut String) {
             Stmt::Assign(v, e) => {
                 let _ = writeln!(out, "{pad}r{} = {}", v.0, expr_str(e));
             }
+            Stmt::AssignUniform(v, e) => {
+                let _ = writeln!(out, "{pad}r{} = uniform {}", v.0, expr_str(e));
+            }
             Stmt::StoreGlobal { param, index, value } => {
                 let _ = writeln!(out, "{pad}st.global p{param}[{}] = {}", expr_str(index), expr_str(value));
+            }
+            Stmt::AtomicAddGlobal { param, index, value } => {
+                let _ = writeln!(out, "{pad}red.add.global p{param}[{}] += {}", expr_str(index), expr_str(value));
             }
             Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
                 let _ = writeln!(out, "{pad}st.global.b{bits} p{param}[bit {}] = {}", expr_str(bit_index), expr_str(value));

@@ -229,6 +229,14 @@ impl<'t> Parser<'t> {
                 self.expect("=")?;
                 Ok(Stmt::StoreGlobal { param, index, value: self.expr()? })
             }
+            "red.add.global" => {
+                let param = self.param_index()?;
+                self.expect("[")?;
+                let index = self.expr()?;
+                self.expect("]")?;
+                self.expect("+=")?;
+                Ok(Stmt::AtomicAddGlobal { param, index, value: self.expr()? })
+            }
             "st.shared" => {
                 self.expect("[")?;
                 let offset = self.expr()?;
@@ -308,6 +316,9 @@ impl<'t> Parser<'t> {
                     self.expect(",")?;
                     let lane_mask = self.integer("a lane mask")?;
                     return Ok(Stmt::ShuffleXor { dst, src, lane_mask });
+                }
+                if self.eat_word("uniform") {
+                    return Ok(Stmt::AssignUniform(dst, self.expr()?));
                 }
                 Ok(Stmt::Assign(dst, self.expr()?))
             }

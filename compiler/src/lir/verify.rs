@@ -315,7 +315,7 @@ impl Verifier<'_> {
     fn stmt(&mut self, s: &Stmt, control: Control) -> Check {
         match s {
             Stmt::Source { span, what } => self.source = Some((*span, what.clone())),
-            Stmt::Assign(v, e) => {
+            Stmt::Assign(v, e) | Stmt::AssignUniform(v, e) => {
                 let found = self.expr(e)?;
                 expect("an assignment's value", self.var(*v)?, found)?;
                 self.assign(*v);
@@ -323,6 +323,11 @@ impl Verifier<'_> {
             Stmt::StoreGlobal { param, index, value } => {
                 self.global(*param, "a global store")?;
                 expect("a global store's index", Ty::I64, self.expr(index)?)?;
+                self.expr(value)?;
+            }
+            Stmt::AtomicAddGlobal { param, index, value } => {
+                self.global(*param, "an atomic addition")?;
+                expect("an atomic addition's index", Ty::I64, self.expr(index)?)?;
                 self.expr(value)?;
             }
             Stmt::StoreShared { offset, value } => {
@@ -529,6 +534,9 @@ fn mark(body: &[Stmt], divergent: bool, uniform: &mut [bool], changed: &mut bool
     for s in body {
         match s {
             Stmt::Assign(v, e) if divergent || !expr_is_uniform(e, uniform) => clear(v, uniform, changed),
+            // The program guarantees the value (the simulator checks it), unless only some
+            // threads assign it.
+            Stmt::AssignUniform(v, _) if divergent => clear(v, uniform, changed),
             Stmt::If { cond, then_body, else_body } => {
                 let inner = divergent || !expr_is_uniform(cond, uniform);
                 mark(then_body, inner, uniform, changed);

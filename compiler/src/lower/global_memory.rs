@@ -93,6 +93,21 @@ impl Lower<'_> {
         }
     }
 
+    /// `atomic_add`: each element in bounds added once, by the thread that holds its primary
+    /// copy (a replicated tile adds once, as it stores once), element by element.
+    pub(super) fn atomic_add(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        let layout = self.layout(value).clone();
+        let first = self.is_first_replica(&layout);
+        for i in 0..layout.local_size() {
+            let (inb, index) = self.global_access(param, &layout, offsets, i);
+            body.push(lir::Stmt::If {
+                cond: bin(lir::BinaryOp::And, first.clone(), inb),
+                then_body: vec![lir::Stmt::AtomicAddGlobal { param, index, value: var(self.regs(value)[i]) }],
+                else_body: Vec::new(),
+            });
+        }
+    }
+
     /// The number of elements `v` each vector access of a load or store of `layout` at
     /// `offsets` into global tensor `param` moves (1: per-element accesses). `v` qualifies when
     /// the layout analysis finds every group of `v` consecutive local indices to be `v`

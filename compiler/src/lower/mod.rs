@@ -362,7 +362,7 @@ impl Lower<'_> {
         // where they come from, so the simulator can name the source of a fault or a race.
         let divides = matches!(data.op, Op::Binary(BinaryOp::Div | BinaryOp::Rem, ..)) && dtype.is_some_and(|d| d.is_int());
         let may_overflow = dtype.is_some_and(|d| overflow_checked(&data.op, d).is_some());
-        if divides || may_overflow || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
+        if divides || may_overflow || matches!(data.op, Op::Load { .. } | Op::Store { .. } | Op::AtomicAdd { .. } | Op::ToScalar(_) | Op::LoadShared { .. } | Op::StoreShared { .. } | Op::CopyAsync { .. } | Op::Commit | Op::Wait(_) | Op::Sync | Op::Dot { .. } | Op::Reduce { .. } | Op::Broadcast(_) | Op::View(_) | Op::Permute { .. } | Op::Reshape(_)) {
             let what = crate::ir::print::op_str(self.k, &data.op);
             body.push(lir::Stmt::Source { span: data.span, what });
         }
@@ -382,6 +382,27 @@ impl Lower<'_> {
             Op::Param(i) => {
                 let i = *i;
                 self.elementwise(id, body, |_, _| Expr::Param(i.index()));
+            }
+            Op::ToScalar(a) => {
+                // Every thread holds the one element (a layout maps each of its registers to
+                // a coordinate, and a one-element tile has only one): take the first register.
+                let a = *a;
+                let ty = Ty::of(dtype.expect("typed"));
+                let v = self.new_var(ty);
+                body.push(lir::Stmt::AssignUniform(v, var(self.regs(a)[0])));
+                self.regs.insert(id, vec![v]);
+            }
+            Op::Iota { dim } => {
+                // Each register's coordinate along `dim`, from the layout, converted once.
+                let (dim, d) = (*dim, dtype.expect("typed"));
+                let layout = self.layout(id).clone();
+                let regs: Vec<Var> = (0..layout.local_size())
+                    .map(|i| {
+                        let index = self.coords(&layout, i).swap_remove(dim);
+                        self.cast_into(body, index, DType::I32, d)
+                    })
+                    .collect();
+                self.regs.insert(id, regs);
             }
             Op::BlockIdx(a) => {
                 let a = *a;
@@ -483,6 +504,7 @@ impl Lower<'_> {
             Op::Sync => body.push(lir::Stmt::Barrier),
             Op::Print { value, label } => self.print(*value, label, body),
             Op::Store { param, value, offsets } => self.store(param.index(), *value, offsets, body),
+            Op::AtomicAdd { param, value, offsets } => self.atomic_add(param.index(), *value, offsets, body),
             Op::Broadcast(a) => self.broadcast(id, *a, body),
             Op::Reduce { op, value, dim } => self.reduce(id, *op, *value, *dim, body),
             Op::Dot { a, b, c } => self.dot(id, *a, *b, *c, body),

@@ -459,7 +459,7 @@ fn preferred(kernel: &Kernel, members: &[Node], shape: &[usize], threads: usize)
         .values
         .iter()
         .filter_map(|d| match d.op {
-            Op::Store { value, .. } | Op::StoreShared { value, .. } => Some(value),
+            Op::Store { value, .. } | Op::AtomicAdd { value, .. } | Op::StoreShared { value, .. } => Some(value),
             _ => None,
         })
         .collect();

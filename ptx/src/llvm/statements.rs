@@ -2,6 +2,8 @@
 //! warp instructions (`mma.sync`, `ldmatrix`, `shfl`), `cp.async` and `print` (through `vprintf`).
 
 use super::*;
+use inkwell::context::AsContextRef;
+use inkwell::values::AsValueRef;
 
 impl<'ctx, 'a> Codegen<'ctx, 'a> {
     pub(super) fn stmts(&mut self, body: &[Stmt]) -> Result<(), CodegenError> {
@@ -10,7 +12,7 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
 
     pub(super) fn stmt(&mut self, stmt: &Stmt) -> Result<(), CodegenError> {
         match stmt {
-            Stmt::Assign(var, e) => {
+            Stmt::Assign(var, e) | Stmt::AssignUniform(var, e) => {
                 let (ptr, ty) = self.var(*var)?;
                 let value = self.expr_of(e, ty, &format!("the value assigned to r{}", var.0))?;
                 self.builder.build_store(ptr, value.v)?;
@@ -22,6 +24,37 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                     self.expr_of(value, Ty::of(dtype), "a value stored to global memory")?;
                 let addr = self.element_address(base, dtype, index)?;
                 self.store(addr, value)?;
+            }
+            Stmt::AtomicAddGlobal { param, index, value } => {
+                let (base, dtype) = self.global_param(*param)?;
+                if !tl_compiler::ir::ATOMIC_ADD_DTYPES.contains(&dtype) {
+                    return Err(self.invalid(format!("an atomic addition into a {dtype} tensor")));
+                }
+                let index = self.expr_of(index, Ty::I64, "a global index")?;
+                let value = self.expr_of(value, Ty::of(dtype), "a value added to global memory")?;
+                let addr = self.element_address(base, dtype, index)?;
+                // Relaxed order at device scope, result unused: NVPTX emits an atomic addition
+                // in global memory (bf16 on sm_80, which has none, becomes a 32-bit
+                // compare-and-swap loop).
+                let op = if dtype.is_float() { AtomicRMWBinOp::FAdd } else { AtomicRMWBinOp::Add };
+                let scope = c"device";
+                // SAFETY: `scope` is a valid string of the given length; the builder is
+                // positioned inside the kernel (as for every statement); `addr` points to an
+                // element of the value's type (an integer or float of 16 to 64 bits); the
+                // ordering is one an `atomicrmw` takes. (inkwell builds integer `atomicrmw`s of
+                // the system scope only.)
+                unsafe {
+                    let context = self.context.as_ctx_ref();
+                    let id = inkwell::llvm_sys::core::LLVMGetSyncScopeID(context, scope.as_ptr(), scope.count_bytes());
+                    inkwell::llvm_sys::core::LLVMBuildAtomicRMWSyncScope(
+                        self.builder.as_mut_ptr(),
+                        op.into(),
+                        addr.as_value_ref(),
+                        value.v.as_value_ref(),
+                        AtomicOrdering::Monotonic.into(),
+                        id,
+                    );
+                }
             }
             Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
                 let (base, _) = self.global_param(*param)?;
