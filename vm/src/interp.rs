@@ -588,7 +588,8 @@ impl Machine<'_, '_> {
                 let tensor = tensor.ok_or_else(|| internal("`load` names a scalar parameter"))?;
                 load(tensor, &offsets, shape_of(ty), dtype()?.round_number(*pad))?
             }
-            Op::Store { param, value, offsets } => {
+            Op::Store { param, value, offsets } | Op::AtomicAdd { param, value, offsets } => {
+                let adds = matches!(data.op, Op::AtomicAdd { .. });
                 let offsets = scalars_of(env, offsets)?;
                 let mutable = matches!(
                     kernel.get_param(*param).map(|p| &p.kind),
@@ -596,22 +597,10 @@ impl Machine<'_, '_> {
                 );
                 let tensor = match self.args.get_mut(param.index()) {
                     Some(Arg::Tensor(t)) if mutable => t,
-                    _ => return Err(internal("`store` names no `mut` tensor parameter")),
+                    _ => return Err(internal(&format!("`{}` names no `mut` tensor parameter", if adds { "atomic_add" } else { "store" }))),
                 };
-                store(tensor, &offsets, value_shape(kernel, *value), get(env, *value)?)?;
-                Vec::new()
-            }
-            Op::AtomicAdd { param, value, offsets } => {
-                let offsets = scalars_of(env, offsets)?;
-                let mutable = matches!(
-                    kernel.get_param(*param).map(|p| &p.kind),
-                    Some(ParamKind::Global { mutable: true, .. })
-                );
-                let tensor = match self.args.get_mut(param.index()) {
-                    Some(Arg::Tensor(t)) if mutable => t,
-                    _ => return Err(internal("`atomic_add` names no `mut` tensor parameter")),
-                };
-                atomic_add(tensor, &offsets, value_shape(kernel, *value), get(env, *value)?)?;
+                let (tile, x) = (value_shape(kernel, *value), get(env, *value)?);
+                if adds { atomic_add(tensor, &offsets, tile, x)? } else { store(tensor, &offsets, tile, x)? }
                 Vec::new()
             }
             Op::SharedAlloc => {
