@@ -1498,11 +1498,11 @@ impl Sema {
                     }
                 };
                 let last = shape[dim] as i128 - 1;
-                if let Some((_, hi)) = d.int_range().filter(|_| d.is_int()) {
-                    if last > hi {
-                        self.error(format!("indices up to {last} do not fit {d} (at most {hi})"), ds);
-                        return Operand::Error;
-                    }
+                if let Some((_, hi)) = d.int_range().filter(|_| d.is_int())
+                    && last > hi
+                {
+                    self.error(format!("indices up to {last} do not fit {d} (at most {hi})"), ds);
+                    return Operand::Error;
                 }
                 Operand::Value(self.emit(body, Type::Tensor { dtype: d, shape }, Op::Iota { dim }, e.span))
             }

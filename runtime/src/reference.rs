@@ -188,10 +188,10 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
             if op.is_bit_operation() {
                 exact_integers(&x, op.symbol(), a.span)?;
                 exact_integers(&y, op.symbol(), b.span)?;
-                if matches!(op, BinOp::Shl | BinOp::Shr) {
-                    if let Some(q) = y.data.iter().find(|q| !(0.0..=EXACT_INTEGER_BITS as f64).contains(*q)) {
-                        return err(format!("shift amount {q} is outside 0..={EXACT_INTEGER_BITS}"), b.span);
-                    }
+                if matches!(op, BinOp::Shl | BinOp::Shr)
+                    && let Some(q) = y.data.iter().find(|q| !(0.0..=EXACT_INTEGER_BITS as f64).contains(*q))
+                {
+                    return err(format!("shift amount {q} is outside 0..={EXACT_INTEGER_BITS}"), b.span);
                 }
             }
             let f = |p: f64, q: f64| -> f64 {
@@ -213,8 +213,8 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     BinOp::BitAnd => ((p as i64) & (q as i64)) as f64,
                     BinOp::BitOr => ((p as i64) | (q as i64)) as f64,
                     BinOp::BitXor => ((p as i64) ^ (q as i64)) as f64,
-                    BinOp::Shl => p * (q as f64).exp2(),
-                    BinOp::Shr => (p / (q as f64).exp2()).floor(),
+                    BinOp::Shl => p * q.exp2(),
+                    BinOp::Shr => (p / q.exp2()).floor(),
                 }
             };
             let result = zip_with(&x, &y, f).ok_or_else(|| {
