@@ -116,6 +116,7 @@ pub const BUILTINS: &[Builtin] = &[
     kernel("sum", &[1], "sum(x, dim = d)").named(&["dim"]),
     kernel("max", &[1, 2], "max(x, dim = d) or max(a, b)").named(&["dim"]),
     kernel("min", &[1, 2], "min(x, dim = d) or min(a, b)").named(&["dim"]),
+    kernel("clamp", &[3], "clamp(x, lo, hi)"),
     // References: whole arrays in f64.
     reference("exp", &[1], "exp(x)"),
     reference("exp2", &[1], "exp2(x)"),
@@ -128,6 +129,7 @@ pub const BUILTINS: &[Builtin] = &[
     reference("sum", &[1], "sum(x, dim = d)").named(&["dim"]),
     reference("max", &[1, 2], "max(x, dim = d) or max(a, b)").named(&["dim"]),
     reference("min", &[1, 2], "min(x, dim = d) or min(a, b)").named(&["dim"]),
+    reference("clamp", &[3], "clamp(x, lo, hi)"),
     reference("where", &[3], "where(cond, a, b)"),
     reference("cast", &[1], "cast<dtype>(x)").dtype(),
     reference("matmul", &[2], "matmul(a, b)"),

@@ -576,6 +576,10 @@ impl Sema {
                     _ => SymExpr::Max(x, y),
                 })
             }
+            ExprKind::Call { callee, dtype: None, args } if callee.name == "clamp" && args.len() == 3 && args.iter().all(|a| a.name.is_none()) => {
+                let (x, lo) = bin(self, &args[0].value, &args[1].value)?;
+                Some(SymExpr::Min(Box::new(SymExpr::Max(x, lo)), Box::new(self.sym_expr(&args[2].value)?)))
+            }
             ExprKind::Error => None,
             _ => {
                 self.error("expected an integer expression of scalar parameters and compile-time values", e.span);
@@ -976,6 +980,24 @@ impl Sema {
                 self.call(e, callee, dtype, args, body)
             }
         }
+    }
+
+    /// `max(x, y)` or `min(x, y)` (`op` is `Max` or `Min`) elementwise with broadcasting, folded
+    /// on two compile-time integers.
+    fn max_or_min(&mut self, op: BinaryOp, (x, xs): (Operand, Span), (y, ys): (Operand, Span), span: Span, body: &mut Vec<Stmt>) -> Operand {
+        if matches!(x, Operand::Error) || matches!(y, Operand::Error) {
+            return Operand::Error;
+        }
+        if let (Operand::Int(p), Operand::Int(q)) = (&x, &y) {
+            return Operand::Int(if op == BinaryOp::Max { *p.max(q) } else { *p.min(q) });
+        }
+        let Some(ty) = self.unify(&x, &y, span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
+        if ty.dtype() == Some(DType::Bool) {
+            self.error(format!("`{}` does not apply to bool", op.name()), span);
+            return Operand::Error;
+        }
+        let (Some(a), Some(b)) = (self.coerce_to(x, &ty, xs, body), self.coerce_to(y, &ty, ys, body)) else { return Operand::Error };
+        Operand::Value(self.emit(body, ty, Op::Binary(op, a, b), span))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1692,17 +1714,18 @@ impl Sema {
                 let mut it = positional.into_iter();
                 let (x, xs) = it.next().expect("2");
                 let (y, ys) = it.next().expect("2");
-                if let (Operand::Int(p), Operand::Int(q)) = (&x, &y) {
-                    return Operand::Int(if name == "max" { *p.max(q) } else { *p.min(q) });
-                }
-                let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
-                if ty.dtype() == Some(DType::Bool) {
-                    self.error(format!("`{name}` does not apply to bool"), e.span);
+                let op = if name == "max" { BinaryOp::Max } else { BinaryOp::Min };
+                self.max_or_min(op, (x, xs), (y, ys), e.span, body)
+            }
+            // min(max(x, lo), hi), as numpy's `clip` (hi wins where lo > hi).
+            "clamp" => {
+                if !arity(self, 3) {
                     return Operand::Error;
                 }
-                let (Some(a), Some(b)) = (self.coerce_to(x, &ty, xs, body), self.coerce_to(y, &ty, ys, body)) else { return Operand::Error };
-                let op = if name == "max" { BinaryOp::Max } else { BinaryOp::Min };
-                Operand::Value(self.emit(body, ty, Op::Binary(op, a, b), e.span))
+                let mut it = positional.into_iter();
+                let (x, lo, hi) = (it.next().expect("3"), it.next().expect("3"), it.next().expect("3"));
+                let lower = self.max_or_min(BinaryOp::Max, x, lo, e.span, body);
+                self.max_or_min(BinaryOp::Min, (lower, e.span), hi, e.span, body)
             }
             // The width of a dtype in bits, a compile-time integer (`bits<W>()` for a dtype
             // parameter W), so that shapes can follow the packing of a format.

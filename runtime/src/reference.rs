@@ -316,6 +316,12 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     zip_with(&positional[0], &positional[1], f)
                         .ok_or_else(|| Diagnostic::error("operand shapes do not broadcast", e.span))
                 }
+                "clamp" => {
+                    want(3)?;
+                    let shape_error = || Diagnostic::error("operand shapes do not broadcast", e.span);
+                    let lower = zip_with(&positional[0], &positional[1], f64::max).ok_or_else(shape_error)?;
+                    zip_with(&lower, &positional[2], f64::min).ok_or_else(shape_error)
+                }
                 "where" => {
                     want(3)?;
                     let ab = zip_with(&positional[1], &positional[2], |_, _| 0.0)
