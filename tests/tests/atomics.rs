@@ -15,8 +15,7 @@ const DTYPES: [DType; 8] = [DType::I32, DType::U32, DType::I64, DType::U64, DTyp
 /// Codes of `d` for the host: integers as two's complement patterns (some near the top of the
 /// range when `wide`), floats as small integers.
 fn random_codes(d: DType, count: usize, wide: bool, rng: &mut Rng) -> Vec<u64> {
-    let bits = d.bits();
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mask = tl_compiler::dtype::mask(d.bits());
     (0..count)
         .map(|i| {
             if d.is_int() {
@@ -33,9 +32,7 @@ fn random_codes(d: DType, count: usize, wide: bool, rng: &mut Rng) -> Vec<u64> {
 /// The host's sum of two elements of `d`, from their codes.
 fn add(d: DType, a: u64, b: u64) -> u64 {
     if d.is_int() {
-        let bits = d.bits();
-        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
-        return a.wrapping_add(b) & mask;
+        return a.wrapping_add(b) & tl_compiler::dtype::mask(d.bits());
     }
     let value = |c: u64| HostTensor::from_codes(d, &[1], &[c]).get(0);
     // Small integers: the sum is exact in every float dtype here.

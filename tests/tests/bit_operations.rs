@@ -32,7 +32,7 @@ const DTYPES: [DType; 16] = [
 ];
 
 fn mask(d: DType) -> u64 {
-    if d.bits() == 64 { u64::MAX } else { (1u64 << d.bits()) - 1 }
+    tl_compiler::dtype::mask(d.bits())
 }
 
 /// The shift amount a code stands for (negative codes of signed dtypes included).

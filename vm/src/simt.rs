@@ -623,8 +623,7 @@ impl<'a> Block<'a> {
                                 // `set` (f64 holds it closely enough for one correct rounding).
                                 V::F(f) => tensor.set(i, tensor.get(i) + f),
                                 V::I(n) => {
-                                    let bits = tensor.dtype.bits();
-                                    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                                    let mask = tl_compiler::dtype::mask(tensor.dtype.bits());
                                     let sum = tensor.code(i).wrapping_add(unsigned_of(ty, n) as u64) & mask;
                                     tensor.set_code(i, sum);
                                 }

@@ -79,30 +79,28 @@ impl Lower<'_> {
             }
             return;
         }
-        for i in 0..layout.local_size() {
-            let (inb, index) = self.global_access(param, &layout, offsets, i);
-            body.push(lir::Stmt::If {
-                cond: bin(lir::BinaryOp::And, first.clone(), inb),
-                then_body: vec![if dtype.bits() < 8 {
-                    packed_store(param, index, dtype, var(self.regs(value)[i]))
-                } else {
-                    lir::Stmt::StoreGlobal { param, index, value: var(self.regs(value)[i]) }
-                }],
-                else_body: Vec::new(),
-            });
-        }
+        self.write_each_element(param, value, offsets, body, |index, element| {
+            if dtype.bits() < 8 { packed_store(param, index, dtype, element) } else { lir::Stmt::StoreGlobal { param, index, value: element } }
+        });
     }
 
     /// `atomic_add`: each element in bounds added once, by the thread that holds its primary
     /// copy (a replicated tile adds once, as it stores once), element by element.
     pub(super) fn atomic_add(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>) {
+        self.write_each_element(param, value, offsets, body, |index, element| lir::Stmt::AtomicAddGlobal { param, index, value: element });
+    }
+
+    /// For each register of tile `value` written at `offsets` into global tensor `param`, the
+    /// statement `write(index, element)`, run when the element is inside the tensor and the
+    /// thread holds its primary copy (so a replicated tile writes each element once).
+    fn write_each_element(&mut self, param: usize, value: ValueId, offsets: &[ValueId], body: &mut Vec<lir::Stmt>, write: impl Fn(Expr, Expr) -> lir::Stmt) {
         let layout = self.layout(value).clone();
         let first = self.is_first_replica(&layout);
         for i in 0..layout.local_size() {
             let (inb, index) = self.global_access(param, &layout, offsets, i);
             body.push(lir::Stmt::If {
                 cond: bin(lir::BinaryOp::And, first.clone(), inb),
-                then_body: vec![lir::Stmt::AtomicAddGlobal { param, index, value: var(self.regs(value)[i]) }],
+                then_body: vec![write(index, var(self.regs(value)[i]))],
                 else_body: Vec::new(),
             });
         }
