@@ -984,6 +984,27 @@ impl Sema {
 
     /// `max(x, y)` or `min(x, y)` (`op` is `Max` or `Min`) elementwise with broadcasting, folded
     /// on two compile-time integers.
+    /// The operation `approx = ...` asks for: the accurate function `exact`, or its hardware
+    /// approximation; an error (and `None`) for a value that is no compile-time bool or a
+    /// function without one.
+    fn approx_variant(&mut self, name: &str, exact: UnaryOp, approx: Option<(&Operand, Span)>) -> Option<UnaryOp> {
+        match approx {
+            None | Some((Operand::Bool(false), _)) => Some(exact),
+            Some((Operand::Bool(true), span)) => {
+                let found = exact.approximate();
+                if found.is_none() {
+                    let why = if exact == UnaryOp::Sqrt { " (it is correctly rounded)" } else { "" };
+                    self.error(format!("`{name}` has no approximate variant{why}: drop `approx = true`"), span);
+                }
+                found
+            }
+            Some((_, span)) => {
+                self.error("`approx` must be `true` or `false`", span);
+                None
+            }
+        }
+    }
+
     fn max_or_min(&mut self, op: BinaryOp, (x, xs): (Operand, Span), (y, ys): (Operand, Span), span: Span, body: &mut Vec<Stmt>) -> Operand {
         if matches!(x, Operand::Error) || matches!(y, Operand::Error) {
             return Operand::Error;
@@ -1153,6 +1174,22 @@ impl Sema {
     }
 
     fn offsets(&mut self, op: Operand, rank: usize, span: Span, body: &mut Vec<Stmt>) -> Option<Vec<ValueId>> {
+        let items = self.offset_items(op, rank, span)?;
+        let mut out = Vec::new();
+        for (item, s) in items {
+            if let Operand::Value(v) = &item {
+                if self.ty(*v).shape().is_some_and(|shape| shape.iter().any(|&e| e != 1)) {
+                    self.error("these offsets are scalars: index tiles (gathers and scatters) work with global tensors in `load`, `store` and `atomic_add`", s);
+                    return None;
+                }
+            }
+            out.push(self.coerce_to(item, &Type::Scalar(DType::I32), s, body)?);
+        }
+        Some(out)
+    }
+
+    /// The items of a list of `rank` offsets.
+    fn offset_items(&mut self, op: Operand, rank: usize, span: Span) -> Option<Vec<(Operand, Span)>> {
         let Operand::List(items) = op else {
             if !matches!(op, Operand::Error) {
                 self.error("expected a list of offsets such as `[block.x * 16, 0]`", span);
@@ -1163,11 +1200,61 @@ impl Sema {
             self.error(format!("expected {rank} offsets (one per tensor dimension), found {}", items.len()), span);
             return None;
         }
+        Some(items)
+    }
+
+    /// The offsets of a global `load`, `store` or `atomic_add` of a tile of shape `tile`: a
+    /// scalar per dimension (the tile's corner), or along a dimension a tile of indices (see
+    /// [`Self::index_tile`]).
+    fn global_offsets(&mut self, op: Operand, tile: &[usize], span: Span, body: &mut Vec<Stmt>) -> Option<Vec<ValueId>> {
+        let items = self.offset_items(op, tile.len(), span)?;
         let mut out = Vec::new();
-        for (item, s) in items {
-            out.push(self.coerce_to(item, &Type::Scalar(DType::I32), s, body)?);
+        for (d, (item, s)) in items.into_iter().enumerate() {
+            let index_tile = match &item {
+                Operand::Value(v) => match self.ty(*v).clone() {
+                    Type::Tensor { dtype, shape } if shape.iter().any(|&e| e != 1) => Some((*v, dtype, shape)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match index_tile {
+                Some((v, dtype, shape)) => out.push(self.index_tile(v, dtype, &shape, d, tile, s, body)?),
+                None => out.push(self.coerce_to(item, &Type::Scalar(DType::I32), s, body)?),
+            }
         }
         Some(out)
+    }
+
+    /// An offset that is a tile of indices (a gather or scatter along dimension `d` of a tile
+    /// of shape `tile`): `[tile[d]]`, one index per position along `d`, or any shape that
+    /// broadcasts to `tile`, one per element. Returns it broadcast to `tile`'s shape, which
+    /// the IR requires of an index tile.
+    #[allow(clippy::too_many_arguments)]
+    fn index_tile(&mut self, v: ValueId, dtype: DType, shape: &[usize], d: usize, tile: &[usize], span: Span, body: &mut Vec<Stmt>) -> Option<ValueId> {
+        if !matches!(dtype, DType::I32 | DType::I64) {
+            self.error(format!("an index tile holds i32 or i64 indices, not {dtype} (use `cast<i32>(...)`)"), span);
+            return None;
+        }
+        let along = shape.len() == 1 && tile.len() > 1 && shape[0] == tile[d];
+        let broadcasts = shape.len() == tile.len() && shape.iter().zip(tile).all(|(s, t)| s == t || *s == 1);
+        if !along && !broadcasts {
+            self.error(
+                format!(
+                    "an index tile for dimension {d} of a {tile:?} tile has shape [{}] (one index per row along it) or a shape that broadcasts to {tile:?}, not {shape:?}",
+                    tile[d]
+                ),
+                span,
+            );
+            return None;
+        }
+        let v = if along {
+            let mut placed = vec![1; tile.len()];
+            placed[d] = tile[d];
+            self.emit(body, Type::Tensor { dtype, shape: placed }, Op::Reshape(v), span)
+        } else {
+            v
+        };
+        self.coerce_to(Operand::Value(v), &Type::Tensor { dtype, shape: tile.to_vec() }, span, body)
     }
 
     /// The global tensor parameter a `load`/`store` names as its first argument: its index,
@@ -1420,7 +1507,7 @@ impl Sema {
                     self.error(format!("tile rank {} does not match the tensor's rank {}", shape.len(), pshape.len()), ss);
                     return Operand::Error;
                 }
-                let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
+                let Some(offsets) = self.global_offsets(offs, &shape, os, body) else { return Operand::Error };
                 let pad = match named.iter().find(|(n, _, _)| n.name == "pad") {
                     None => Number::Int(0),
                     Some((_, Operand::Int(v), _)) => Number::Int(*v as i128),
@@ -1473,7 +1560,8 @@ impl Sema {
                         return Operand::Error;
                     }
                 }
-                let Some(offsets) = self.offsets(offs, pshape.len(), os, body) else { return Operand::Error };
+                let tile = vt.shape().expect("a tile").to_vec();
+                let Some(offsets) = self.global_offsets(offs, &tile, os, body) else { return Operand::Error };
                 let op = if name == "store" { Op::Store { param, value: v, offsets } } else { Op::AtomicAdd { param, value: v, offsets } };
                 self.emit(body, Type::Unit, op, e.span);
                 Operand::Error // a store has no value; callers treat it as a statement
@@ -1645,22 +1733,16 @@ impl Sema {
                 *out.last_mut().expect("rank >= 1") = total_bits / to.bits() as usize;
                 Operand::Value(self.emit(body, Type::Tensor { dtype: to, shape: out }, Op::View(v), e.span))
             }
-            "exp" | "exp2" | "log" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "abs" => {
+            "exp" | "exp2" | "log" | "log2" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "sin" | "cos" | "erf" | "abs" => {
                 if !arity(self, 1) {
                     return Operand::Error;
                 }
                 let (x, xs) = positional.into_iter().next().expect("1");
                 let Some(v) = self.materialize_default(x, xs, body) else { return Operand::Error };
                 let ty = self.ty(v).clone();
-                let u = match name {
-                    "exp" => UnaryOp::Exp,
-                    "exp2" => UnaryOp::Exp2,
-                    "log" => UnaryOp::Log,
-                    "sqrt" => UnaryOp::Sqrt,
-                    "rsqrt" => UnaryOp::Rsqrt,
-                    "sigmoid" => UnaryOp::Sigmoid,
-                    "tanh" => UnaryOp::Tanh,
-                    _ => UnaryOp::Abs,
+                let exact = UnaryOp::math_function(name).expect("a math function");
+                let Some(u) = self.approx_variant(name, exact, named.iter().find(|(n, _, _)| n.name == "approx").map(|(_, o, s)| (o, *s))) else {
+                    return Operand::Error;
                 };
                 let dt = ty.dtype().expect("typed");
                 if (u.needs_float() && !dt.is_float()) || dt == DType::Bool {
@@ -1668,6 +1750,32 @@ impl Sema {
                     return Operand::Error;
                 }
                 Operand::Value(self.emit(body, ty, Op::Unary(u, v), e.span))
+            }
+            "pow" => {
+                if !arity(self, 2) {
+                    return Operand::Error;
+                }
+                let approx = named.iter().find(|(n, _, _)| n.name == "approx").map(|(_, o, s)| (o, *s));
+                let approx = match approx {
+                    None => false,
+                    Some((Operand::Bool(b), _)) => *b,
+                    Some((_, span)) => {
+                        self.error("`approx` must be `true` or `false`", span);
+                        return Operand::Error;
+                    }
+                };
+                let mut it = positional.into_iter();
+                let (x, xs) = it.next().expect("2");
+                let (y, ys) = it.next().expect("2");
+                let Some(ty) = self.unify(&x, &y, e.span).or_else(|| Some(Type::Scalar(DType::F32))) else { return Operand::Error };
+                let dt = ty.dtype().expect("typed");
+                if !dt.is_float() {
+                    self.error(format!("`pow` needs float operands, found {dt}"), e.span);
+                    return Operand::Error;
+                }
+                let (Some(a), Some(b)) = (self.coerce_to(x, &ty, xs, body), self.coerce_to(y, &ty, ys, body)) else { return Operand::Error };
+                let op = if approx { BinaryOp::PowApprox } else { BinaryOp::Pow };
+                Operand::Value(self.emit(body, ty, Op::Binary(op, a, b), e.span))
             }
             "sum" | "max" | "min" if dim_arg.is_some() => {
                 if !arity(self, 1) {

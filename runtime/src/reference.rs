@@ -281,6 +281,35 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                 let data = (0..count).map(|f| d.round((f / stride % shape[axis]) as f64)).collect();
                 return Ok(Array { shape, data });
             }
+            if name == "repeat" {
+                // repeat(x, r, dim = d): every index along d taken r times in a row
+                // (out[.., i, ..] = x[.., i / r, ..]), as numpy's `repeat` with an axis.
+                want(2)?;
+                let x = &positional[0];
+                let r = positional[1].data.first().copied().unwrap_or(f64::NAN);
+                if !positional[1].shape.is_empty() || !(r.is_finite() && r.fract() == 0.0 && (1.0..=1e9).contains(&r)) {
+                    return err("`repeat` repeats a positive whole number of times", args[1].value.span);
+                }
+                let axis = match dim {
+                    None if x.shape.len() == 1 => 0,
+                    Some(k) if k >= 0 && (k as usize) < x.shape.len() => k as usize,
+                    _ => return err(format!("`repeat` of shape {:?} needs `dim = d` with d in 0..{}", x.shape, x.shape.len()), e.span),
+                };
+                let r = r as usize;
+                let mut shape = x.shape.clone();
+                shape[axis] *= r;
+                let count = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).filter(|&c| c <= 1 << 32);
+                let Some(count) = count else { return err(format!("`repeat` to shape {shape:?} is too large"), e.span) };
+                let inner: usize = shape[axis + 1..].iter().product();
+                let data = (0..count)
+                    .map(|f| {
+                        let (outer, rest) = (f / (inner * shape[axis]), f % (inner * shape[axis]));
+                        let (i, j) = (rest / inner, rest % inner);
+                        x.data[(outer * x.shape[axis] + i / r) * inner + j]
+                    })
+                    .collect();
+                return Ok(Array { shape, data });
+            }
             if let Some(d) = dim {
                 want(1)?;
                 let a = &positional[0];
@@ -296,19 +325,16 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                 };
             }
             match name {
-                "exp" | "exp2" | "log" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "abs" => {
+                "exp" | "exp2" | "log" | "log2" | "sqrt" | "rsqrt" | "sigmoid" | "tanh" | "sin" | "cos" | "erf" | "abs" => {
                     want(1)?;
-                    let f: fn(f64) -> f64 = match name {
-                        "exp" => f64::exp,
-                        "exp2" => f64::exp2,
-                        "log" => f64::ln,
-                        "sqrt" => f64::sqrt,
-                        "rsqrt" => |x| 1.0 / x.sqrt(),
-                        "sigmoid" => |x| 1.0 / (1.0 + (-x).exp()),
-                        "tanh" => f64::tanh,
-                        _ => f64::abs,
-                    };
-                    Ok(positional[0].map(f))
+                    // The same f64 functions as the VM's.
+                    let op = tl_compiler::ir::UnaryOp::math_function(name).expect("a math function");
+                    Ok(positional[0].map(|x| op.exact_f64(x)))
+                }
+                "pow" => {
+                    want(2)?;
+                    zip_with(&positional[0], &positional[1], f64::powf)
+                        .ok_or_else(|| Diagnostic::error("operand shapes do not broadcast", e.span))
                 }
                 "max" | "min" => {
                     want(2)?;
@@ -348,7 +374,14 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                 "matmul" => {
                     want(2)?;
                     let (a, b) = (&positional[0], &positional[1]);
-                    // [m, k] × [k, n], or a batch of them: [s, m, k] × [s, k, n].
+                    // [m, k] × [k, n], or a batch of them: [s, m, k] × [s, k, n]; a 1-D
+                    // operand is a row (left) or a column (right) vector whose dimension
+                    // the result drops, as numpy's `matmul`.
+                    let (vector_left, vector_right) = (a.shape.len() == 1, b.shape.len() == 1);
+                    let row = Array { shape: vec![1, a.data.len()], data: a.data.clone() };
+                    let column = Array { shape: vec![b.data.len(), 1], data: b.data.clone() };
+                    let a = if vector_left { &row } else { a };
+                    let b = if vector_right { &column } else { b };
                     let (batch, m, ka, kb, n) = match (a.shape.as_slice(), b.shape.as_slice()) {
                         ([m, ka], [kb, n]) => (None, *m, *ka, *kb, *n),
                         ([sa, m, ka], [sb, kb, n]) if sa == sb => (Some(*sa), *m, *ka, *kb, *n),
@@ -374,6 +407,12 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                     let shape = match batch {
                         Some(s) => vec![s, m, n],
                         None => vec![m, n],
+                    };
+                    let shape = match (vector_left, vector_right) {
+                        (true, true) => vec![],
+                        (true, false) => vec![n],
+                        (false, true) => vec![m],
+                        (false, false) => shape,
                     };
                     Ok(Array { shape, data })
                 }
@@ -411,6 +450,13 @@ fn eval(e: &ast::Expr, env: &Env) -> Result<Array, Diagnostic> {
                         .collect();
                     let shape = idx.shape.iter().chain(row_shape).copied().collect();
                     Ok(Array { shape, data })
+                }
+                "transpose" => {
+                    want(1)?;
+                    if positional[0].shape.len() != 2 {
+                        return err(format!("`transpose` swaps the dimensions of a 2-D array, not of shape {:?} (`permute` reorders any)", positional[0].shape), e.span);
+                    }
+                    rearrange("permute", &positional[0], &[vec![1, 0]]).map_err(|message| Diagnostic::error(message, e.span))
                 }
                 "reshape" | "permute" | "slice" | "pad" => {
                     let x = &positional[0];

@@ -42,3 +42,40 @@ fn clamp_bounds_floats_and_integers_like_the_host() {
         assert_eq!(args[5].tensor().unwrap().to_f64(), want_m, "{}", backend.name());
     }
 }
+
+/// `examples/rotary.tl` against a host computation in f64 from the definition of RoPE (not
+/// the reference block): positions from 0 to past any trained context, negative ones too, on
+/// the VM and the simulator. The tolerance is f16's rounding of the result plus the f32
+/// rounding of the angle, which grows with the position.
+#[test]
+fn rotary_embedding_matches_the_host() {
+    let source = std::fs::read_to_string(tl_tests::repo_root().join("examples/rotary.tl")).unwrap();
+    let kernel = Module::from_source("rotary.tl", &source).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"));
+    let (rows, d) = (40usize, 128usize);
+    let positions: Vec<f64> = (0..rows).map(|i| [0.0, 1.0, 2.0, 7.0, 100.0, 4095.0, 32767.0, 131_071.0, -5.0, 1_000_000.0][i % 10] + (i / 10) as f64).collect();
+    let mut rng = tl_tests::Rng(0x70e);
+    let x: Vec<f64> = (0..rows * d).map(|_| f64::from(half::f16::from_f64(rng.unit() * 3.0 - 1.0))).collect();
+    for backend in [Backend::Vm, Backend::Simt] {
+        let mut args = vec![
+            Arg::Scalar(Number::Int(rows as i128)),
+            HostTensor::from_f64(DType::I32, &[rows], &positions).into(),
+            HostTensor::from_f64(DType::F16, &[rows, d], &x).into(),
+            HostTensor::filled(DType::F16, &[rows, d], f64::NAN).into(),
+        ];
+        kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        let got = args[3].tensor().unwrap().to_f64();
+        for r in 0..rows {
+            for j in 0..d / 2 {
+                let angle = positions[r] * 10000f64.powf(-2.0 * j as f64 / d as f64);
+                let (low, high) = (x[r * d + j], x[r * d + j + d / 2]);
+                let want = [low * angle.cos() - high * angle.sin(), high * angle.cos() + low * angle.sin()];
+                let angle_error = 4.0 * positions[r].abs() * 2f64.powi(-24) + 1e-6;
+                for (half, want) in want.into_iter().enumerate() {
+                    let g = got[r * d + j + half * d / 2];
+                    let tolerance = 2f64.powi(-11) * want.abs() + angle_error * (low.abs() + high.abs()) + 1e-7;
+                    assert!((g - want).abs() <= tolerance, "{}: row {r} (position {}) column {}: got {g}, want {want}", backend.name(), positions[r], j + half * d / 2);
+                }
+            }
+        }
+    }
+}

@@ -176,3 +176,54 @@ fn shared_memory_beyond_48_kb_is_dynamic_and_bounded_per_architecture() {
         ptxas::assemble(ptx, Arch::Sm90a).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// The accurate math functions are sequences of exact operations (no `.approx` instruction in
+/// their PTX), the `approx = true` ones PTX's approximations; both assemble for every float
+/// dtype.
+#[test]
+fn math_functions_assemble_and_use_approximations_only_when_asked() {
+    let source = std::fs::read_to_string(repo_root().join("tests/kernels/math_functions.tl")).unwrap();
+    let module = Module::from_source("math_functions.tl", &source).unwrap().with_code_generator(tl_ptx::code_generator());
+    for d in ["f32", "f16", "bf16", "f64", "f8e4m3"] {
+        let consts = [("T".to_string(), tl_compiler::ir::ConstValue::parse(d).unwrap())];
+        let accurate = module.kernel(Some("accurate"), &consts).unwrap_or_else(|e| panic!("{d}: {e}"));
+        let approximate = module.kernel(Some("approximate"), &consts).unwrap_or_else(|e| panic!("{d}: {e}"));
+        for arch in Arch::ALL {
+            let ptx = accurate.ptx(arch).unwrap_or_else(|e| panic!("{d} {}: {e}", arch.name()));
+            let approximations: Vec<&str> = ptx.lines().filter(|l| l.contains(".approx")).collect();
+            assert!(approximations.is_empty(), "{d} on {}: accurate math uses {approximations:?}", arch.name());
+            let ptx = approximate.ptx(arch).unwrap_or_else(|e| panic!("{d} {}: {e}", arch.name()));
+            for want in ["ex2.approx.f32", "lg2.approx.f32", "sin.approx.f32", "cos.approx.f32", "tanh.approx.f32"] {
+                assert!(ptx.contains(want), "{d} on {}: no `{want}` in the approximate kernel", arch.name());
+            }
+            // f64's rsqrt is 1 / sqrt(x) (PTX's f64 approximation is too coarse).
+            if d != "f64" {
+                assert!(ptx.contains("rsqrt.approx.f32"), "{d} on {}: no `rsqrt.approx.f32`", arch.name());
+            }
+        }
+        assembles(&format!("math_functions accurate {d}"), &accurate);
+        assembles(&format!("math_functions approximate {d}"), &approximate);
+    }
+}
+
+/// Scalar parameters of every float width (f16 and bf16 passed by value) assemble.
+#[test]
+fn float_scalar_arguments_assemble() {
+    assembles("scalar_arguments", &from_file("tests/kernels/scalar_arguments.tl"));
+}
+
+/// Gathers and scatters with index tiles assemble, and a gather of whole rows reads them
+/// with vector loads.
+#[test]
+fn gathers_and_scatters_assemble() {
+    let source = std::fs::read_to_string(repo_root().join("tests/kernels/gathers.tl")).unwrap();
+    let module = Module::from_source("gathers.tl", &source).unwrap().with_code_generator(tl_ptx::code_generator());
+    for name in module.kernel_names() {
+        let kernel = module.kernel(Some(&name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assembles(&format!("gathers {name}"), &kernel);
+        if name == "gather_rows" {
+            let ptx = kernel.ptx(Arch::Sm90a).unwrap_or_else(|e| panic!("{e}"));
+            assert!(ptx.contains("ld.global.v4"), "no vector load in the row gather:\n{ptx}");
+        }
+    }
+}

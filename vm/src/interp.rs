@@ -583,14 +583,14 @@ impl Machine<'_, '_> {
                     .collect()
             }
             Op::Load { param, offsets, pad } => {
-                let offsets = scalars_of(env, offsets)?;
+                let offsets = tile_offsets(kernel, env, offsets)?;
                 let tensor = self.args.get(param.index()).and_then(Arg::tensor);
                 let tensor = tensor.ok_or_else(|| internal("`load` names a scalar parameter"))?;
                 load(tensor, &offsets, shape_of(ty), dtype()?.round_number(*pad))?
             }
             Op::Store { param, value, offsets } | Op::AtomicAdd { param, value, offsets } => {
                 let adds = matches!(data.op, Op::AtomicAdd { .. });
-                let offsets = scalars_of(env, offsets)?;
+                let offsets = tile_offsets(kernel, env, offsets)?;
                 let mutable = matches!(
                     kernel.get_param(*param).map(|p| &p.kind),
                     Some(ParamKind::Global { mutable: true, .. })
@@ -667,7 +667,8 @@ impl Machine<'_, '_> {
                 let tile = tensor.shape[lead..].to_vec();
                 // Outside the tensor: all bits zero, as `cp.async` fills (0 in every format but
                 // e8m0, whose code 0 is 2^-127).
-                let values = load(source, &src_offsets, &tile, source.dtype.decode_number(0))?;
+                let corner: Vec<Offset> = src_offsets.iter().map(|&o| Offset::At(o)).collect();
+                let values = load(source, &corner, &tile, source.dtype.decode_number(0))?;
                 let mut at = dst_offsets;
                 at.resize(tensor.shape.len(), 0);
                 let targets = tensor.tile_indices(*shared, &at, &tile)?;
@@ -766,6 +767,27 @@ impl Machine<'_, '_> {
 /// The values of scalar offsets, as integers.
 fn scalars_of(env: &[Option<Vec<Number>>], ids: &[ValueId]) -> Result<Vec<i64>, Fault> {
     ids.iter().map(|o| get_scalar(env, *o).map(index_value)).collect()
+}
+
+/// Where a global access puts a tile along one dimension: at a corner (`At(o)`: element `i`
+/// goes to index `o + i`), or at the indices of an index tile (`Each`: element `k`, counted
+/// row-major over the tile, goes to index `indices[k]`; a gather or a scatter).
+enum Offset {
+    At(i64),
+    Each(Vec<i64>),
+}
+
+/// The offsets of a global access: scalars or index tiles (of the tile's shape).
+fn tile_offsets(kernel: &Kernel, env: &[Option<Vec<Number>>], ids: &[ValueId]) -> Result<Vec<Offset>, Fault> {
+    ids.iter()
+        .map(|&o| {
+            if kernel.values[o.index()].ty.shape().is_some() {
+                Ok(Offset::Each(get(env, o)?.iter().map(|&n| index_value(n)).collect()))
+            } else {
+                get_scalar(env, o).map(|n| Offset::At(index_value(n)))
+            }
+        })
+        .collect()
 }
 
 /// An offset or a loop bound as an `i64` (saturating: a value beyond `i64` is out of every
@@ -908,17 +930,11 @@ fn unary(op: UnaryOp, d: DType, x: Number) -> Result<Number, Fault> {
     match class(d) {
         Class::Float => {
             let x = x.to_f64();
+            // The approximations compute the exact function too (the GPU's differ by the
+            // hardware's error bounds).
             let r = match op {
-                UnaryOp::Neg => -x,
-                UnaryOp::Abs => x.abs(),
-                UnaryOp::Exp => x.exp(),
-                UnaryOp::Exp2 => x.exp2(),
-                UnaryOp::Log => x.ln(),
-                UnaryOp::Sqrt => x.sqrt(),
-                UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-                UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                UnaryOp::Tanh => x.tanh(),
                 UnaryOp::Not => return Err(Fault::Unsupported(format!("`not` of a {d} value"))),
+                _ => op.exact_f64(x),
             };
             Ok(arithmetic_result(d, r))
         }
@@ -966,6 +982,8 @@ fn binary(op: BinaryOp, d: DType, x: Number, y: Number) -> Result<Number, Fault>
             BinaryOp::Rem => x % y,
             BinaryOp::Max => max_num(x, y),
             BinaryOp::Min => min_num(x, y),
+            // C's pow (special cases included); the approximation computes it too.
+            BinaryOp::Pow | BinaryOp::PowApprox => x.powf(y),
             _ => return Err(Fault::Unsupported(format!("`{}` of {d} values", op.name()))),
         };
         return Ok(arithmetic_result(d, r));
@@ -1098,16 +1116,21 @@ fn broadcast(x: &[Number], from: &[usize], to: &[usize]) -> Vec<Number> {
     out
 }
 
-/// The flat index of tile element `idx` at `offsets` in a tensor of `shape`, if in bounds.
+/// The flat index of tile element `idx` (number `k` in row-major order) at `offsets` in a
+/// tensor of `shape`, if in bounds.
 fn global_index(
     shape: &[usize],
     strides: &[usize],
-    offsets: &[i64],
+    offsets: &[Offset],
     idx: &[usize],
+    k: usize,
 ) -> Option<usize> {
     let mut flat = 0;
     for d in 0..shape.len() {
-        let g = offsets[d].checked_add(idx[d] as i64)?;
+        let g = match &offsets[d] {
+            Offset::At(o) => o.checked_add(idx[d] as i64)?,
+            Offset::Each(indices) => *indices.get(k)?,
+        };
         if g < 0 || g >= shape[d] as i64 {
             return None;
         }
@@ -1116,32 +1139,39 @@ fn global_index(
     Some(flat)
 }
 
-fn check_rank(t: &HostTensor, offsets: &[i64], tile: &[usize]) -> Result<(), Fault> {
-    if t.shape.len() != offsets.len() || tile.len() != offsets.len() {
+fn check_rank(t: &HostTensor, offsets: &[Offset], tile: &[usize]) -> Result<(), Fault> {
+    let count: usize = tile.iter().product();
+    let tiles_fit = offsets.iter().all(|o| match o {
+        Offset::At(_) => true,
+        Offset::Each(indices) => indices.len() == count,
+    });
+    if t.shape.len() != offsets.len() || tile.len() != offsets.len() || !tiles_fit {
         return Err(Fault::Internal("tile, offsets and tensor ranks differ".into()));
     }
     Ok(())
 }
 
 /// A tile of shape `tile` at `offsets` (possibly negative); elements outside read `pad`.
-fn load(t: &HostTensor, offsets: &[i64], tile: &[usize], pad: Number) -> Result<Vec<Number>, Fault> {
+fn load(t: &HostTensor, offsets: &[Offset], tile: &[usize], pad: Number) -> Result<Vec<Number>, Fault> {
     check_rank(t, offsets, tile)?;
     let st = strides(&t.shape);
     let mut out = Vec::with_capacity(tile.iter().product());
     for_each_index(tile, |idx| {
-        out.push(global_index(&t.shape, &st, offsets, idx).map_or(t.dtype.round_number(pad), |i| t.get_number(i)));
+        let k = out.len();
+        out.push(global_index(&t.shape, &st, offsets, idx, k).map_or(t.dtype.round_number(pad), |i| t.get_number(i)));
     });
     Ok(out)
 }
 
-/// Writes tile `x` of shape `tile` at `offsets`; elements outside the tensor are skipped.
-fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
+/// Writes tile `x` of shape `tile` at `offsets` in row-major order (a scatter to one index
+/// twice keeps the later element); elements outside the tensor are skipped.
+fn store(t: &mut HostTensor, offsets: &[Offset], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
     check_rank(t, offsets, tile)?;
     let st = strides(&t.shape);
     let shape = t.shape.clone();
     let mut k = 0;
     for_each_index(tile, |idx| {
-        if let Some(i) = global_index(&shape, &st, offsets, idx) {
+        if let Some(i) = global_index(&shape, &st, offsets, idx, k) {
             t.set_number(i, x[k]);
         }
         k += 1;
@@ -1151,14 +1181,14 @@ fn store(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> R
 
 /// `atomic_add`: adds the tile into `t` element by element in row-major order (one order of
 /// the many the GPU may take); integers wrap around, floats round once per addition.
-fn atomic_add(t: &mut HostTensor, offsets: &[i64], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
+fn atomic_add(t: &mut HostTensor, offsets: &[Offset], tile: &[usize], x: &[Number]) -> Result<(), Fault> {
     check_rank(t, offsets, tile)?;
     let st = strides(&t.shape);
     let shape = t.shape.clone();
     let d = t.dtype;
     let mut k = 0;
     for_each_index(tile, |idx| {
-        if let Some(i) = global_index(&shape, &st, offsets, idx) {
+        if let Some(i) = global_index(&shape, &st, offsets, idx, k) {
             let sum = match (t.get_number(i), x[k]) {
                 (Number::Int(a), Number::Int(b)) => {
                     // Two's complement wrap-around to the dtype's width.

@@ -1113,12 +1113,17 @@ impl<'a> Block<'a> {
                         UnaryOp::Neg => -f,
                         UnaryOp::Not => f,
                         UnaryOp::Abs => f.abs(),
+                        // The hardware approximations as the exact function, rounded once
+                        // (the GPU differs by the bounds of PTX's `.approx` instructions).
                         UnaryOp::Exp => f.exp(),
                         UnaryOp::Exp2 => f.exp2(),
                         UnaryOp::Log => f.ln(),
+                        UnaryOp::Log2 => f.log2(),
                         UnaryOp::Sqrt => f.sqrt(),
                         UnaryOp::Rsqrt => 1.0 / f.sqrt(),
                         UnaryOp::Tanh => f.tanh(),
+                        UnaryOp::Sin => f.sin(),
+                        UnaryOp::Cos => f.cos(),
                     };
                     V::F(round_float(ty, r))
                 } else {
@@ -1211,7 +1216,13 @@ impl<'a> Block<'a> {
                     packed_lanes(ty, &[x, y, z], |v| v[0].mul_add(v[1], v[2]))
                 } else {
                     let (x, y, z) = (self.eval(a, t)?.f(), self.eval(b, t)?.f(), self.eval(c, t)?.f());
-                    V::F(round_float(ty, x.mul_add(y, z)))
+                    // f32 through f32's own fma: an f64 fma rounded again to f32 could round
+                    // twice.
+                    if ty == Ty::F32 {
+                        V::F(f64::from((x as f32).mul_add(y as f32, z as f32)))
+                    } else {
+                        V::F(round_float(ty, x.mul_add(y, z)))
+                    }
                 }
             }
             Expr::Cast { to, value, from_unsigned, to_unsigned } => {

@@ -180,6 +180,10 @@ pub struct Param {
     pub span: Span,
 }
 
+/// Elementwise operations of one operand. The math functions (`exp` .. `erf`) are accurate
+/// to a few ulps on every backend (docs/language.md §5 gives the measured bounds); their
+/// `*Approx` twins (`exp(x, approx = true)`) are the GPU's hardware approximations (PTX
+/// `.approx` instructions), which the CPU backends compute exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnaryOp {
     Neg,
@@ -188,24 +192,50 @@ pub enum UnaryOp {
     Exp,
     Exp2,
     Log,
+    Log2,
     Sqrt,
     Rsqrt,
     Sigmoid,
     Tanh,
+    Sin,
+    Cos,
+    Erf,
+    ExpApprox,
+    Exp2Approx,
+    LogApprox,
+    Log2Approx,
+    RsqrtApprox,
+    SigmoidApprox,
+    TanhApprox,
+    SinApprox,
+    CosApprox,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 10] = [
+    pub const ALL: [UnaryOp; 23] = [
         UnaryOp::Neg,
         UnaryOp::Not,
         UnaryOp::Abs,
         UnaryOp::Exp,
         UnaryOp::Exp2,
         UnaryOp::Log,
+        UnaryOp::Log2,
         UnaryOp::Sqrt,
         UnaryOp::Rsqrt,
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Erf,
+        UnaryOp::ExpApprox,
+        UnaryOp::Exp2Approx,
+        UnaryOp::LogApprox,
+        UnaryOp::Log2Approx,
+        UnaryOp::RsqrtApprox,
+        UnaryOp::SigmoidApprox,
+        UnaryOp::TanhApprox,
+        UnaryOp::SinApprox,
+        UnaryOp::CosApprox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -216,16 +246,78 @@ impl UnaryOp {
             UnaryOp::Exp => "exp",
             UnaryOp::Exp2 => "exp2",
             UnaryOp::Log => "log",
+            UnaryOp::Log2 => "log2",
             UnaryOp::Sqrt => "sqrt",
             UnaryOp::Rsqrt => "rsqrt",
             UnaryOp::Sigmoid => "sigmoid",
             UnaryOp::Tanh => "tanh",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Erf => "erf",
+            UnaryOp::ExpApprox => "exp.approx",
+            UnaryOp::Exp2Approx => "exp2.approx",
+            UnaryOp::LogApprox => "log.approx",
+            UnaryOp::Log2Approx => "log2.approx",
+            UnaryOp::RsqrtApprox => "rsqrt.approx",
+            UnaryOp::SigmoidApprox => "sigmoid.approx",
+            UnaryOp::TanhApprox => "tanh.approx",
+            UnaryOp::SinApprox => "sin.approx",
+            UnaryOp::CosApprox => "cos.approx",
         }
+    }
+
+    /// The math function called `name` in the language (`exp`, ..., `abs`).
+    pub fn math_function(name: &str) -> Option<UnaryOp> {
+        Self::ALL.into_iter().find(|u| u.name() == name && !matches!(u, UnaryOp::Neg | UnaryOp::Not))
+    }
+
+    /// The hardware approximation of this function (`approx = true`), where the GPU has one.
+    pub fn approximate(self) -> Option<UnaryOp> {
+        Some(match self {
+            UnaryOp::Exp => UnaryOp::ExpApprox,
+            UnaryOp::Exp2 => UnaryOp::Exp2Approx,
+            UnaryOp::Log => UnaryOp::LogApprox,
+            UnaryOp::Log2 => UnaryOp::Log2Approx,
+            UnaryOp::Rsqrt => UnaryOp::RsqrtApprox,
+            UnaryOp::Sigmoid => UnaryOp::SigmoidApprox,
+            UnaryOp::Tanh => UnaryOp::TanhApprox,
+            UnaryOp::Sin => UnaryOp::SinApprox,
+            UnaryOp::Cos => UnaryOp::CosApprox,
+            _ => return None,
+        })
+    }
+
+    /// The exact function an approximation stands for (the identity for the others): what
+    /// the CPU backends compute.
+    pub fn exact(self) -> UnaryOp {
+        Self::ALL.into_iter().find(|u| u.approximate() == Some(self)).unwrap_or(self)
     }
 
     /// Math functions that need a float operand.
     pub fn needs_float(self) -> bool {
         !matches!(self, UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs)
+    }
+
+    /// The exact value of the float function (`Not` is no float function: NaN), in f64: what
+    /// the VM and the reference blocks compute before rounding once to the dtype, and the
+    /// simulator for the hardware approximations. `erf` is libm's.
+    pub fn exact_f64(self, x: f64) -> f64 {
+        match self.exact() {
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp2 => x.exp2(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Log2 => x.log2(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+            UnaryOp::Erf => libm::erf(x),
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -256,10 +348,14 @@ pub enum BinaryOp {
     /// `a >> b`: arithmetic on signed integers, logical on unsigned; an amount outside
     /// `0 .. width` gives the sign fill (signed: 0 or -1) or 0 (unsigned).
     Shr,
+    /// `pow(a, b)` on floats (C's `pow`, accurate to a few ulps); `PowApprox` is
+    /// `exp2(b · log2(a))` through the GPU's hardware approximations, for `a > 0`.
+    Pow,
+    PowApprox,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 18] = [
+    pub const ALL: [BinaryOp; 20] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -278,6 +374,8 @@ impl BinaryOp {
         BinaryOp::Xor,
         BinaryOp::Shl,
         BinaryOp::Shr,
+        BinaryOp::Pow,
+        BinaryOp::PowApprox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -300,6 +398,8 @@ impl BinaryOp {
             BinaryOp::Xor => "xor",
             BinaryOp::Shl => "shl",
             BinaryOp::Shr => "shr",
+            BinaryOp::Pow => "pow",
+            BinaryOp::PowApprox => "pow.approx",
         }
     }
 

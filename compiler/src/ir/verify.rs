@@ -189,10 +189,12 @@ impl Verifier<'_> {
                 let operand_ok = match (b, xt.dtype()) {
                     (BinaryOp::And | BinaryOp::Or | BinaryOp::Xor, Some(d)) => d.is_int() || d == DType::Bool,
                     (BinaryOp::Shl | BinaryOp::Shr, Some(d)) => d.is_int(),
+                    (BinaryOp::Pow | BinaryOp::PowApprox, Some(d)) => d.is_float(),
                     _ => true,
                 };
                 if !operand_ok {
-                    self.err(format!("%{}: {} needs integer operands", id.0, b.name()));
+                    let kind = if matches!(b, BinaryOp::Pow | BinaryOp::PowApprox) { "float" } else { "integer" };
+                    self.err(format!("%{}: {} needs {kind} operands", id.0, b.name()));
                 }
                 let want_dtype = if b.is_comparison() { Some(DType::Bool) } else { xt.dtype() };
                 if ty.dtype() != want_dtype || ty.shape() != xt.shape() {
@@ -263,17 +265,17 @@ impl Verifier<'_> {
             }
             Op::Load { param, offsets, .. } => {
                 let offsets = offsets.clone();
-                self.check_access(id, *param, &offsets, ty.dtype(), ty.shape().map(|s| s.len()), false);
+                self.check_access(id, *param, &offsets, ty.dtype(), ty.shape(), false);
             }
             Op::Store { param, value, offsets } => {
                 let vt = self.ty(*value).clone();
                 let offsets = offsets.clone();
-                self.check_access(id, *param, &offsets, vt.dtype(), vt.shape().map(|s| s.len()), true);
+                self.check_access(id, *param, &offsets, vt.dtype(), vt.shape(), true);
             }
             Op::AtomicAdd { param, value, offsets } => {
                 let vt = self.ty(*value).clone();
                 let offsets = offsets.clone();
-                self.check_access(id, *param, &offsets, vt.dtype(), vt.shape().map(|s| s.len()), true);
+                self.check_access(id, *param, &offsets, vt.dtype(), vt.shape(), true);
                 if !vt.dtype().is_some_and(|d| ATOMIC_ADD_DTYPES.contains(&d)) {
                     self.err(format!("%{}: atomic_add of a dtype without an atomic addition", id.0));
                 }
@@ -392,9 +394,10 @@ impl Verifier<'_> {
         param: ParamId,
         offsets: &[ValueId],
         dtype: Option<DType>,
-        rank: Option<usize>,
+        tile: Option<&[usize]>,
         is_store: bool,
     ) {
+        let rank = tile.map(|t| t.len());
         let Some(ParamKind::Global { dtype: pd, shape, mutable }) =
             self.kernel.get_param(param).map(|p| &p.kind)
         else {
@@ -408,7 +411,15 @@ impl Verifier<'_> {
             self.err(format!("%{}: store into a tensor that is not `mut`", id.0));
         }
         for o in offsets {
-            self.scalar_of(id, *o, DType::I32);
+            // An index tile (a gather or scatter) has the tile's shape and i32 or i64 indices.
+            match (o.index() < self.kernel.values.len()).then(|| self.ty(*o).clone()) {
+                Some(Type::Tensor { dtype, shape }) => {
+                    if !matches!(dtype, DType::I32 | DType::I64) || Some(shape.as_slice()) != tile {
+                        self.err(format!("%{}: index tile %{} must be i32 or i64 of the tile's shape", id.0, o.0));
+                    }
+                }
+                _ => self.scalar_of(id, *o, DType::I32),
+            }
         }
     }
 }

@@ -140,17 +140,25 @@ pub enum UnaryOp {
     /// Logical not on i1, bitwise not on integers.
     Not,
     Abs,
-    /// The following are float-only; the backend may compute them through f32 approximations.
+    /// Correctly rounded square root (float only).
+    Sqrt,
+    /// The GPU's hardware approximations (float only; computed through f32): PTX
+    /// `ex2.approx` (`Exp` multiplies by log2 e first), `lg2.approx` (`Log` multiplies by
+    /// ln 2 after), `rsqrt.approx`, `tanh.approx`, `sin.approx`, `cos.approx`. The CPU
+    /// backends compute the exact function, rounded once. The accurate math functions of the
+    /// language are sequences of exact operations instead (`lower/math.rs`).
     Exp,
     Exp2,
     Log,
-    Sqrt,
+    Log2,
     Rsqrt,
     Tanh,
+    Sin,
+    Cos,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 9] = [UnaryOp::Neg, UnaryOp::Not, UnaryOp::Abs, UnaryOp::Exp, UnaryOp::Exp2, UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt, UnaryOp::Tanh];
+    pub const ALL: [UnaryOp; 12] = [UnaryOp::Neg, UnaryOp::Not, UnaryOp::Abs, UnaryOp::Sqrt, UnaryOp::Exp, UnaryOp::Exp2, UnaryOp::Log, UnaryOp::Log2, UnaryOp::Rsqrt, UnaryOp::Tanh, UnaryOp::Sin, UnaryOp::Cos];
 
     /// The name in the text form (`neg`), which the parser reads back.
     pub fn name(self) -> String {

@@ -169,7 +169,7 @@ impl Verifier<'_> {
                 if t.is_packed() {
                     return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: t, allowed: "scalar types only" });
                 }
-                let float_only = matches!(op, UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Tanh);
+                let float_only = !matches!(op, UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs);
                 if float_only && !t.is_float() {
                     return Err(LirErrorKind::Operation { what: format!("{op:?}"), found: t, allowed: "float types only" });
                 }

@@ -49,6 +49,18 @@ impl Lower<'_> {
                 })
                 .map(var)
                 .collect();
+            if let Op::Unary(op, _) = &data.op {
+                if super::math::has_sequence(*op) {
+                    let r = self.math_unary(body, *op, wide[0].clone(), cty);
+                    out.push(self.cast_into(body, var(r), compute, result));
+                    continue;
+                }
+            }
+            if let Op::Binary(BinaryOp::Pow, _, _) = &data.op {
+                let r = self.math_pow(body, wide[0].clone(), wide[1].clone(), cty);
+                out.push(self.cast_into(body, var(r), compute, result));
+                continue;
+            }
             let e = match &data.op {
                 // `!` on unsigned integers flips the dtype's own bits (in i32 it would flip 32).
                 Op::Unary(UnaryOp::Not, _) if d.is_unsigned_int() => {
@@ -95,21 +107,27 @@ impl Lower<'_> {
     }
 }
 
-/// The LIR of a unary operation on one element (`ty` is the element's register type).
+/// The LIR of a unary operation on one element (`ty` is the element's register type) that is
+/// one expression: everything but the accurate math functions (`math::has_sequence`), whose
+/// sequences `Lower::math_unary` emits.
 pub(super) fn unary_expr(op: UnaryOp, x: Expr, ty: Ty) -> Expr {
     let u = |o| Expr::Unary(o, Box::new(x.clone()));
     match op {
         UnaryOp::Neg => u(lir::UnaryOp::Neg),
         UnaryOp::Not => u(lir::UnaryOp::Not),
         UnaryOp::Abs => u(lir::UnaryOp::Abs),
-        UnaryOp::Exp => u(lir::UnaryOp::Exp),
-        UnaryOp::Exp2 => u(lir::UnaryOp::Exp2),
-        UnaryOp::Log => u(lir::UnaryOp::Log),
         UnaryOp::Sqrt => u(lir::UnaryOp::Sqrt),
-        UnaryOp::Rsqrt => u(lir::UnaryOp::Rsqrt),
-        UnaryOp::Tanh => u(lir::UnaryOp::Tanh),
+        // The hardware approximations.
+        UnaryOp::ExpApprox => u(lir::UnaryOp::Exp),
+        UnaryOp::Exp2Approx => u(lir::UnaryOp::Exp2),
+        UnaryOp::LogApprox => u(lir::UnaryOp::Log),
+        UnaryOp::Log2Approx => u(lir::UnaryOp::Log2),
+        UnaryOp::RsqrtApprox => u(lir::UnaryOp::Rsqrt),
+        UnaryOp::TanhApprox => u(lir::UnaryOp::Tanh),
+        UnaryOp::SinApprox => u(lir::UnaryOp::Sin),
+        UnaryOp::CosApprox => u(lir::UnaryOp::Cos),
         // 1 / (1 + exp(-x))
-        UnaryOp::Sigmoid => bin(
+        UnaryOp::SigmoidApprox => bin(
             lir::BinaryOp::Div,
             Expr::Float(ty, 1.0),
             bin(
@@ -118,7 +136,16 @@ pub(super) fn unary_expr(op: UnaryOp, x: Expr, ty: Ty) -> Expr {
                 Expr::Unary(lir::UnaryOp::Exp, Box::new(Expr::Unary(lir::UnaryOp::Neg, Box::new(x.clone())))),
             ),
         ),
+        UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tanh | UnaryOp::Erf | UnaryOp::Rsqrt | UnaryOp::Sigmoid => {
+            unreachable!("accurate math functions are sequences: `Lower::math_unary`")
+        }
     }
+}
+
+/// `pow(x, y, approx = true)`: 2^(y·log2 x) through the hardware approximations.
+pub(super) fn pow_approx_expr(x: Expr, y: Expr) -> Expr {
+    let log2 = Expr::Unary(lir::UnaryOp::Log2, Box::new(x));
+    Expr::Unary(lir::UnaryOp::Exp2, Box::new(bin(lir::BinaryOp::Mul, y, log2)))
 }
 
 /// The LIR of a binary operation on one element of a signed or float dtype.
@@ -136,6 +163,8 @@ pub(super) fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
         BinaryOp::Or => bin(B::Or, x, y),
         BinaryOp::Xor => bin(B::Xor, x, y),
         BinaryOp::Shl | BinaryOp::Shr => unreachable!("shifts depend on the dtype: `shift_expr`"),
+        BinaryOp::PowApprox => pow_approx_expr(x, y),
+        BinaryOp::Pow => unreachable!("pow is a sequence: `Lower::math_pow`"),
         BinaryOp::Lt => cmp(CmpOp::Lt, x, y),
         BinaryOp::Le => cmp(CmpOp::Le, x, y),
         BinaryOp::Gt => cmp(CmpOp::Gt, x, y),

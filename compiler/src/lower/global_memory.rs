@@ -1,6 +1,8 @@
 //! Loads and stores of global tensors: bounds-predicated per element, or vector accesses of
 //! 2–16 bytes where the layout analysis and the divisibility analysis allow them; sub-byte
-//! formats as packed words.
+//! formats as packed words. An offset may be an index tile (gathers and scatters): each
+//! register then takes its index along that dimension from the index tile's register of the
+//! same number (layout inference gave both the same layout).
 
 use super::*;
 
@@ -13,7 +15,12 @@ impl Lower<'_> {
         let mut conds = Vec::new();
         let mut index: Option<Expr> = None;
         for (d, c) in coords.into_iter().enumerate() {
-            let g = to_i64(bin(lir::BinaryOp::Add, var(self.scalar(offsets[d])), c));
+            // An index tile (joined with the tile's layout) holds the element's index itself.
+            let g = if self.k.value(offsets[d]).ty.shape().is_some() {
+                to_i64(var(self.regs(offsets[d])[local]))
+            } else {
+                to_i64(bin(lir::BinaryOp::Add, var(self.scalar(offsets[d])), c))
+            };
             conds.push(cmp(CmpOp::Ge, g.clone(), int(Ty::I64, 0)));
             conds.push(cmp(CmpOp::Lt, g.clone(), var(extents[d])));
             let term = bin(lir::BinaryOp::Mul, g, var(strides[d]));
@@ -121,6 +128,21 @@ impl Lower<'_> {
             return 1;
         }
         let last = layout.rank() - 1;
+        // Index tiles: a vector runs along the last dimension, so its elements must share
+        // their indices: an index tile broadcast along the last dimension (one index per row)
+        // does; one on the last dimension, or one that varies along it, does not.
+        for (d, &o) in offsets.iter().enumerate() {
+            if self.k.value(o).ty.shape().is_none() {
+                continue;
+            }
+            let constant_along_rows = match self.k.value(o).op {
+                Op::Broadcast(source) => self.k.value(source).ty.shape().and_then(|s| s.last()) == Some(&1),
+                _ => false,
+            };
+            if d == last || !constant_along_rows {
+                return 1;
+            }
+        }
         let bits = dtype.bits() as usize;
         let known = self.div.value(offsets[last]).min(self.div.sym(&shape[last]));
         let mut v = crate::layout::analysis::row_tile_vector_width(layout, dtype.bits(), 16).unwrap_or(1);

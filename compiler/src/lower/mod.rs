@@ -47,6 +47,7 @@ mod casts;
 mod elementwise;
 mod exchanges;
 mod global_memory;
+mod math;
 mod mma;
 mod packed;
 mod shared_memory;
@@ -422,6 +423,12 @@ impl Lower<'_> {
             Op::Unary(op, a) => {
                 let (op, a) = (*op, *a);
                 let ty = Ty::of(dtype.expect("typed"));
+                if math::has_sequence(op) {
+                    let regs: Vec<Var> = self.regs(a).to_vec();
+                    let out = regs.into_iter().map(|r| self.math_unary(body, op, var(r), ty)).collect();
+                    self.regs.insert(id, out);
+                    return;
+                }
                 // `abs` of an unsigned integer is the value itself (the register is signed).
                 let identity = op == UnaryOp::Abs && self.dtype(a).is_unsigned_int();
                 self.elementwise(id, body, |s, i| if identity { var(s.regs(a)[i]) } else { unary_expr(op, var(s.regs(a)[i]), ty) });
@@ -433,6 +440,13 @@ impl Lower<'_> {
                     return;
                 }
                 let operand_dtype = self.dtype(a);
+                if op == BinaryOp::Pow {
+                    let ty = Ty::of(operand_dtype);
+                    let pairs: Vec<(Var, Var)> = self.regs(a).iter().copied().zip(self.regs(b).iter().copied()).collect();
+                    let out = pairs.into_iter().map(|(x, y)| self.math_pow(body, var(x), var(y), ty)).collect();
+                    self.regs.insert(id, out);
+                    return;
+                }
                 let unsigned = operand_dtype.is_unsigned_int();
                 self.elementwise(id, body, |s, i| {
                     let (x, y) = (var(s.regs(a)[i]), var(s.regs(b)[i]));

@@ -8,7 +8,9 @@
 //!    and per tensor variable, and an edge between two nodes that must share a layout, because
 //!    the lowering pairs their registers one to one without moving data between threads:
 //!    elementwise operations (`unary`, `binary`, `cast`, `select`) join their result with each
-//!    tensor operand; `dot` joins its result with its accumulator; `Assign(var, v)` joins
+//!    tensor operand; `dot` joins its result with its accumulator; a global load, store or
+//!    `atomic_add` joins the tile with its index tiles (offsets that are tiles: gathers and
+//!    scatters); `Assign(var, v)` joins
 //!    `var` and `v`; a read of `var` joins the result with `var`. Loads, stores, broadcasts,
 //!    reductions, `dot`'s operands and `view` accept any layouts on their two sides (the
 //!    lowering addresses memory through each side's own layout).
@@ -100,6 +102,17 @@ pub fn infer_layouts(kernel: &mut Kernel) -> Vec<Diagnostic> {
             Op::ReadVar(var) => join(&mut graph, me, Node::Var(*var)),
             // The accumulator and the result of `dot` pair their registers.
             Op::Dot { c, .. } => join(&mut graph, me, Node::Value(*c)),
+            // Index tiles (gathers, scatters) give each register of the tile its index.
+            Op::Load { offsets, .. } => {
+                for o in offsets {
+                    join(&mut graph, me, Node::Value(*o));
+                }
+            }
+            Op::Store { value, offsets, .. } | Op::AtomicAdd { value, offsets, .. } => {
+                for o in offsets {
+                    join(&mut graph, Node::Value(*value), Node::Value(*o));
+                }
+            }
             _ => {}
         }
     }

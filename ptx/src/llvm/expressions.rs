@@ -195,9 +195,12 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
             UnaryOp::Exp
             | UnaryOp::Exp2
             | UnaryOp::Log
+            | UnaryOp::Log2
             | UnaryOp::Sqrt
             | UnaryOp::Rsqrt
-            | UnaryOp::Tanh => {
+            | UnaryOp::Tanh
+            | UnaryOp::Sin
+            | UnaryOp::Cos => {
                 if !a.ty.is_float() {
                     return Err(self.invalid(format!("{op:?} applied to {}", a.ty.name())));
                 }
@@ -285,6 +288,9 @@ impl<'ctx, 'a> Codegen<'ctx, 'a> {
                     "ln",
                 )?
             }
+            UnaryOp::Log2 => call("llvm.nvvm.lg2.approx.f", false, x)?,
+            UnaryOp::Sin => call("llvm.nvvm.sin.approx.f", false, x)?,
+            UnaryOp::Cos => call("llvm.nvvm.cos.approx.f", false, x)?,
             UnaryOp::Rsqrt => call("llvm.nvvm.rsqrt.approx.f", false, x)?,
             UnaryOp::Sqrt => call("llvm.sqrt", true, x)?,
             UnaryOp::Tanh => {

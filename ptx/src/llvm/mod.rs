@@ -13,10 +13,11 @@
 //! * `bool` tensors hold one byte per element (0 or 1 on store, any non-zero reads as true);
 //! * every arithmetic operation rounds on its own (no mul+add contraction), except `Fma`;
 //! * casts follow the value semantics of `cast` (docs/language.md §7), rounding once (see [`Codegen::cast`]);
-//! * `Exp`, `Exp2`, `Log` and `Tanh` use the f32 hardware approximations (`ex2.approx`,
-//!   `lg2.approx`, `tanh.approx`) for every float type, f64 included (through f32); so does
-//!   `Rsqrt` (`rsqrt.approx`) except on f64, where it is `1 / sqrt(x)`; `Sqrt` is correctly
-//!   rounded for every type;
+//! * `Exp`, `Exp2`, `Log`, `Log2`, `Tanh`, `Sin` and `Cos` are the f32 hardware
+//!   approximations (`ex2.approx`, `lg2.approx`, `tanh.approx`, `sin.approx`, `cos.approx`)
+//!   for every float type, f64 included (through f32); so is `Rsqrt` (`rsqrt.approx`) except
+//!   on f64, where it is `1 / sqrt(x)`; `Sqrt` is correctly rounded for every type (the
+//!   accurate math functions of the language arrive as sequences of exact operations);
 //! * float `Min`/`Max` return the other operand when one is NaN (IEEE minNum, PTX `min`);
 //! * integer `Div`/`Rem` by zero give an unspecified value (LLVM treats them as undefined);
 //! * `LoadGlobalVector`/`StoreGlobalVector` are one access of their size (`<4 x i32>`,
