@@ -21,6 +21,15 @@
 
 use super::*;
 
+/// The pieces of `ln x` (`Sequence::log_parts`): x = 2^e·(1 + f), ln(1 + f) = f − half_square
+/// + tail.
+struct LogParts {
+    e: Expr,
+    f: Expr,
+    half_square: Expr,
+    tail: Expr,
+}
+
 /// Emits the statements of one element's math function; expressions are trees, so a value
 /// used twice is first bound to a register.
 struct Sequence<'a, 'k> {
@@ -107,9 +116,6 @@ fn horner(x: &Expr, coefficients: &[f64], constant: fn(f64) -> Expr) -> Expr {
 /// about 2^-49.
 const LN2_HI: f64 = 0.693_147_182_464_599_6;
 const LN2_LO: f64 = -1.904_654_212_125_933_6e-9;
-/// log2(e) split the same way.
-const LOG2E_HI: f64 = 1.442_695_021_629_333_5;
-const LOG2E_LO: f64 = 1.925_963_033_500_011e-8;
 /// π/2 as three f64 parts: the first two of 28 significant bits each (so `k · part` is exact
 /// for |k| < 2^25 and the first reduction step cancels exactly), the third the rest.
 const HALF_PI_1: f64 = 1.570_796_325_802_803;
@@ -184,9 +190,8 @@ impl Sequence<'_, '_> {
 
     /// x = 2^e·m with m in [√½, √2) and f = m − 1 (exact); ln(1 + f) = f − f²/2 + s·(f²/2 + R)
     /// with s = f/(2 + f) and R = 2s²/3 + 2s⁴/5 + ... (the atanh series), so the rounding of
-    /// s only touches a small term. Returns (e as f32, ln(1 + f)); zeros, negatives,
-    /// infinities and NaN are the caller's.
-    fn log_parts(&mut self, x: &Expr) -> (Expr, Expr) {
+    /// s only touches a small term. Zeros, negatives, infinities and NaN are the caller's.
+    fn log_parts(&mut self, x: &Expr) -> LogParts {
         // Subnormals are scaled into the normal range first.
         let subnormal = self.bind_bool(cmp(CmpOp::Lt, x.clone(), f32c(f64::from(f32::MIN_POSITIVE))));
         let scaled = select(subnormal.clone(), mul(x.clone(), f32c(8_388_608.0)), x.clone());
@@ -198,11 +203,11 @@ impl Sequence<'_, '_> {
         let f = self.bind_f32(sub(m, f32c(1.0)));
         let s = self.bind_f32(div(f.clone(), add(f32c(2.0), f.clone())));
         let z = self.bind_f32(mul(s.clone(), s.clone()));
-        let series = mul(z.clone(), horner(&z, &[2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0], f32c));
+        let series = self.bind_f32(mul(z.clone(), horner(&z, &[2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0], f32c)));
         let half_square = self.bind_f32(mul(mul(f32c(0.5), f.clone()), f.clone()));
-        let log1p = sub(f, sub(half_square.clone(), mul(s, add(half_square, series))));
-        let log1p = self.bind_f32(log1p);
-        (e, log1p)
+        // The small term s·(f²/2 + R) of ln(1 + f).
+        let tail = self.bind_f32(mul(s, add(half_square.clone(), series)));
+        LogParts { e, f, half_square, tail }
     }
 
     /// The special values of log and log2: −inf at ±0, NaN below 0 and for NaN, +inf at +inf.
@@ -215,17 +220,29 @@ impl Sequence<'_, '_> {
 
     /// ln x = e·ln 2 + ln(1 + f), the product exact inside the `fma`s.
     fn log(&mut self, x: &Expr) -> Expr {
-        let (e, log1p) = self.log_parts(x);
-        let tail = fma(e.clone(), f32c(LN2_LO), log1p);
-        let result = self.bind_f32(fma(e, f32c(LN2_HI), tail));
+        let p = self.log_parts(x);
+        let log1p = self.bind_f32(sub(p.f, sub(p.half_square, p.tail)));
+        let low = fma(p.e.clone(), f32c(LN2_LO), log1p);
+        let result = self.bind_f32(fma(p.e, f32c(LN2_HI), low));
         self.log_specials(x, result)
     }
 
-    /// log2 x = e + ln(1 + f)·log2 e, with log2 e in two parts.
+    /// log2 x = e + ln(1 + f)·log2 e. ln(1 + f) is split into hi = f − f²/2 cut to 12
+    /// significant bits and the rest lo (exact but for the last roundings), so that hi times
+    /// the 12-bit head of log2 e is exact; e + that sum is added with its rounding error kept
+    /// (|e| ≥ 1 exceeds the other term, or e is 0), and the small products come last.
     fn log2(&mut self, x: &Expr) -> Expr {
-        let (e, log1p) = self.log_parts(x);
-        let low = fma(log1p.clone(), f32c(LOG2E_LO), e);
-        let result = self.bind_f32(fma(log1p, f32c(LOG2E_HI), low));
+        let p = self.log_parts(x);
+        let rounded = bitcast(Ty::I32, sub(p.f.clone(), p.half_square.clone()));
+        let hi = self.bind_f32(bitcast(Ty::F32, bin(lir::BinaryOp::And, rounded, int(Ty::I32, 0xffff_f000_u32 as i32 as i64))));
+        let lo = self.bind_f32(add(sub(sub(p.f, hi.clone()), p.half_square), p.tail));
+        let head = f64::from(f32::from_bits(std::f32::consts::LOG2_E.to_bits() & 0xffff_f000));
+        let rest = std::f64::consts::LOG2_E - head;
+        let product_hi = self.bind_f32(mul(hi.clone(), f32c(head)));
+        let product_lo = fma(add(lo.clone(), hi), f32c(rest), mul(lo, f32c(head)));
+        let sum = self.bind_f32(add(p.e.clone(), product_hi.clone()));
+        let error = add(sub(p.e, sum.clone()), product_hi);
+        let result = self.bind_f32(add(add(product_lo, error), sum));
         self.log_specials(x, result)
     }
 
@@ -357,6 +374,40 @@ impl Sequence<'_, '_> {
         self.bind(Ty::F64, r)
     }
 
+    /// 1/√x: s = √x and y = 1/s, both correctly rounded, then one correction step from the
+    /// exact residuals x − s² and 1 − y·s (each exact through an `fma`):
+    /// 1/√x ≈ y·(1 + (1 − y·s) − (x − s²)·y²/2).
+    fn rsqrt(&mut self, x: &Expr) -> Expr {
+        // Tiny arguments (subnormals) are scaled by 2^50 first, which keeps the residuals exact
+        // and y² finite; the result scales back by 2^25.
+        let tiny = self.bind_bool(cmp(CmpOp::Lt, x.clone(), f32c(2f64.powi(-100))));
+        let x = &self.bind_f32(select(tiny.clone(), mul(x.clone(), f32c(2f64.powi(50))), x.clone()));
+        let root = self.bind_f32(Expr::Unary(lir::UnaryOp::Sqrt, bx(x.clone())));
+        let y = self.bind_f32(div(f32c(1.0), root.clone()));
+        let square_residual = fma(neg(root.clone()), root.clone(), x.clone());
+        let division_residual = fma(neg(y.clone()), root, f32c(1.0));
+        let correction = sub(division_residual, mul(mul(f32c(0.5), square_residual), mul(y.clone(), y.clone())));
+        let corrected = fma(y.clone(), correction, y.clone());
+        // Zeros, infinities, negatives and NaN: the correctly rounded steps' own result.
+        let finite_positive = and(cmp(CmpOp::Gt, x.clone(), f32c(0.0)), cmp(CmpOp::Lt, x.clone(), f32c(f64::INFINITY)));
+        let result = self.bind_f32(select(finite_positive, corrected, y));
+        select(tiny, mul(result.clone(), f32c(2f64.powi(25))), result)
+    }
+
+    /// With e = e^−|x| (which cannot overflow): 1/(1 + e) for x ≥ 0, e/(1 + e) below (down to
+    /// the subnormal results); the rounding error c of d = 1 + e (exact: 1 ≥ e) corrects the
+    /// quotient q: n/(d + c) ≈ q − q·c/d.
+    fn sigmoid(&mut self, x: &Expr) -> Expr {
+        let minus = self.bind_f32(neg(abs(x.clone())));
+        let e = self.exp(&minus);
+        let e = self.bind_f32(e);
+        let d = self.bind_f32(add(f32c(1.0), e.clone()));
+        let c = add(sub(f32c(1.0), d.clone()), e.clone());
+        let numerator = select(cmp(CmpOp::Lt, x.clone(), f32c(0.0)), e, f32c(1.0));
+        let q = self.bind_f32(div(numerator, d.clone()));
+        fma(neg(q.clone()), div(c, d), q)
+    }
+
     /// Whether the f32 `v` (≥ 0 or NaN) is an integer: every f32 from 2^23 up is one.
     fn is_integer(&mut self, v: &Expr) -> Expr {
         let rounded = convert(Ty::F32, convert(Ty::I32, v.clone()));
@@ -429,18 +480,10 @@ impl Lower<'_> {
                 UnaryOp::Cos => s.sin_or_cos(&narrow, Ty::F32, true),
                 UnaryOp::Tanh => s.tanh(&narrow),
                 UnaryOp::Erf => s.erf(&narrow),
-                // Two correctly rounded steps.
-                UnaryOp::Rsqrt => div(f32c(1.0), Expr::Unary(lir::UnaryOp::Sqrt, bx(narrow))),
+                UnaryOp::Rsqrt => s.rsqrt(&narrow),
                 // With e = e^−|x| (which cannot overflow): 1/(1 + e) for x ≥ 0, e/(1 + e) below
                 // (down to the subnormal results).
-                UnaryOp::Sigmoid => {
-                    let minus = s.bind_f32(neg(abs(narrow.clone())));
-                    let e = s.exp(&minus);
-                    let e = s.bind_f32(e);
-                    let denominator = s.bind_f32(add(f32c(1.0), e.clone()));
-                    let numerator = select(cmp(CmpOp::Lt, narrow, f32c(0.0)), e, f32c(1.0));
-                    div(numerator, denominator)
-                }
+                UnaryOp::Sigmoid => s.sigmoid(&narrow),
                 _ => unreachable!("has_sequence"),
             }
         };
