@@ -11,12 +11,17 @@ use tl_runtime::{Arch, Arg, Backend, DType, Module, Number, RuntimeError, refere
 
 const USAGE: &str = "usage:
   tlc check FILE
-  tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx
+  tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx|clif
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
               [--print-after PASS]... [--time]
   tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
-  tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda] [--arg NAME=VALUE]...
+  tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
+
+  --backend picks where tlc run runs the kernel: vm (the block-level reference interpreter,
+  the default), simt (the thread-level simulator of the lowered program), cuda (a GPU through
+  the CUDA driver) or cpu (the lowered program compiled to native code by Cranelift,
+  bit-exact with simt; --emit clif prints its Cranelift IR).
 
   tlc run fills every tensor parameter with seeded random values (outputs with NaN or the
   largest value, except tensors atomic_add adds into) unless --input gives it; --output writes
@@ -390,10 +395,13 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
         "lir" => kernel.variant(&assumptions)?.to_string(),
         "llvm" => tl_ptx::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
         "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
-        other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm or ptx)"),
+        "clif" => kernel.cpu_program(&assumptions)?.clif().to_string(),
+        other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm, ptx or clif)"),
     };
     if emit == "llvm" || emit == "ptx" {
         timings.push((format!("codegen ({emit}, {arch})"), start.elapsed()));
+    } else if emit == "clif" {
+        timings.push(("codegen (clif, native code)".to_string(), start.elapsed()));
     }
     write_out(o, &text)?;
     if o.time {

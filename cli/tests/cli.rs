@@ -320,3 +320,18 @@ fn run_takes_float_scalars_from_arg_and_from_npy_files() {
     assert_eq!(code, 2);
     assert!(err.contains("--arg alpha: `half` is not a number"), "{err}");
 }
+
+/// The Cranelift backend from the command line: a run checked against the reference, the
+/// Cranelift IR, and a kernel it does not compile yet refused with a clear error.
+#[test]
+fn the_cpu_backend_runs_kernels_and_prints_its_ir() {
+    let (code, out, err) = tlc(&["run", "stdlib/kernels/softmax.tl", "--backend", "cpu", "--arg", "m=8", "--arg", "n=300"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS softmax backend=cpu"), "{out}");
+    let (code, out, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "clif"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("function") && out.contains("fadd"), "{out}");
+    let (code, out, err) = tlc(&["run", "stdlib/kernels/matmul.tl", "--backend", "cpu"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the cpu backend does not run `ldmatrix`") || err.contains("the cpu backend does not run `mma`"), "{err}");
+}

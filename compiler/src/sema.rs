@@ -1177,11 +1177,11 @@ impl Sema {
         let items = self.offset_items(op, rank, span)?;
         let mut out = Vec::new();
         for (item, s) in items {
-            if let Operand::Value(v) = &item {
-                if self.ty(*v).shape().is_some_and(|shape| shape.iter().any(|&e| e != 1)) {
-                    self.error("these offsets are scalars: index tiles (gathers and scatters) work with global tensors in `load`, `store` and `atomic_add`", s);
-                    return None;
-                }
+            if let Operand::Value(v) = &item
+                && self.ty(*v).shape().is_some_and(|shape| shape.iter().any(|&e| e != 1))
+            {
+                self.error("these offsets are scalars: index tiles (gathers and scatters) work with global tensors in `load`, `store` and `atomic_add`", s);
+                return None;
             }
             out.push(self.coerce_to(item, &Type::Scalar(DType::I32), s, body)?);
         }

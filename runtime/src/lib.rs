@@ -46,10 +46,12 @@ pub enum Backend {
     Simt,
     /// An NVIDIA GPU through the CUDA driver.
     Cuda,
+    /// Native code compiled by Cranelift from the per-thread program (`tl_cpu`).
+    Cpu,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Vm, Backend::Simt, Backend::Cuda];
+    pub const ALL: [Backend; 4] = [Backend::Vm, Backend::Simt, Backend::Cuda, Backend::Cpu];
 
     /// The implementation that runs launches on this backend (`executors`, one file each).
     pub fn executor(self) -> &'static dyn executors::Executor {
@@ -57,6 +59,7 @@ impl Backend {
             Backend::Vm => &executors::VM,
             Backend::Simt => &executors::SIMT,
             Backend::Cuda => &executors::CUDA,
+            Backend::Cpu => &executors::CPU,
         }
     }
 
@@ -87,6 +90,10 @@ pub enum RuntimeError {
     /// it adds) when the simulator knows it, and is the error's own text otherwise.
     #[error("{rendered}")]
     Simt { error: tl_vm::simt::SimtError, rendered: String },
+    /// A failure of the `cpu` backend (a fault rendered at its source, or a construct it does
+    /// not compile yet).
+    #[error("{rendered}")]
+    Cpu { error: tl_cpu::CpuError, rendered: String },
     #[error(transparent)]
     Cuda(#[from] cuda::CudaError),
     #[error(transparent)]
@@ -182,6 +189,7 @@ impl Module {
             specialize_log2: tl_compiler::passes::divisibility::DEFAULT_CAP_LOG2,
             variants: Default::default(),
             variant_ptx: Default::default(),
+            cpu_programs: Default::default(),
         })
     }
 
@@ -203,6 +211,18 @@ impl Module {
             }
             _ => RuntimeError::Vm(error),
         }
+    }
+
+    /// A `cpu` backend error; a fault is rendered at the instruction it happened in.
+    pub fn cpu_error(&self, error: tl_cpu::CpuError) -> RuntimeError {
+        let rendered = match &error {
+            tl_cpu::CpuError::Fault { message, block, thread, at: Some((span, what)) } => {
+                let d = Diagnostic::error(format!("{message} (block ({}, {}, {}), thread {thread})", block[0], block[1], block[2]), *span).with_note(format!("in `{what}`"));
+                render_fault(&d, &self.file_name, &self.source)
+            }
+            e => e.to_string(),
+        };
+        RuntimeError::Cpu { error, rendered }
     }
 
     pub fn simt_error(&self, error: tl_vm::simt::SimtError) -> RuntimeError {
@@ -297,6 +317,8 @@ pub struct Kernel {
     pub specialize_log2: u32,
     variants: Mutex<HashMap<Assumptions, Arc<tl_compiler::lir::Program>>>,
     variant_ptx: Mutex<HashMap<(Assumptions, Arch), Arc<String>>>,
+    /// Native code of the variants the `cpu` backend ran, compiled once per variant.
+    cpu_programs: Mutex<HashMap<Assumptions, Arc<tl_cpu::CompiledProgram>>>,
 }
 
 /// What a launch measured.
@@ -377,6 +399,18 @@ impl Kernel {
         let ptx = Arc::new(self.module.code_generator()?.ptx(&program, arch)?);
         let mut cache = self.variant_ptx.lock().map_err(|_| poisoned())?;
         Ok(cache.entry(key).or_insert(ptx).clone())
+    }
+
+    /// The variant for `assumptions` compiled to native code by the `cpu` backend, once per
+    /// variant.
+    pub fn cpu_program(&self, assumptions: &Assumptions) -> Result<Arc<tl_cpu::CompiledProgram>, RuntimeError> {
+        if let Some(p) = self.cpu_programs.lock().map_err(|_| poisoned())?.get(assumptions) {
+            return Ok(p.clone());
+        }
+        let program = self.variant(assumptions)?;
+        let compiled = Arc::new(tl_cpu::compile(&program).map_err(|e| self.module.cpu_error(e))?);
+        let mut cache = self.cpu_programs.lock().map_err(|_| poisoned())?;
+        Ok(cache.entry(assumptions.clone()).or_insert(compiled).clone())
     }
 
     /// Runs the kernel over its grid. Tensors of `args` are updated in place. `simt` and `cuda`

@@ -1107,102 +1107,17 @@ impl<'a> Block<'a> {
             Expr::Unary(op, a) => {
                 let ty = p.ty(a);
                 let x = self.eval(a, t)?;
-                if ty.is_float() {
-                    let f = x.f();
-                    let r = match op {
-                        UnaryOp::Neg => -f,
-                        UnaryOp::Not => f,
-                        UnaryOp::Abs => f.abs(),
-                        // The hardware approximations as the exact function, rounded once
-                        // (the GPU differs by the bounds of PTX's `.approx` instructions).
-                        UnaryOp::Exp => f.exp(),
-                        UnaryOp::Exp2 => f.exp2(),
-                        UnaryOp::Log => f.ln(),
-                        UnaryOp::Log2 => f.log2(),
-                        UnaryOp::Sqrt => f.sqrt(),
-                        UnaryOp::Rsqrt => 1.0 / f.sqrt(),
-                        UnaryOp::Tanh => f.tanh(),
-                        UnaryOp::Sin => f.sin(),
-                        UnaryOp::Cos => f.cos(),
-                    };
-                    V::F(round_float(ty, r))
-                } else {
-                    let n = x.i();
-                    V::I(wrap(ty, match op {
-                        UnaryOp::Neg => n.wrapping_neg(),
-                        UnaryOp::Not => !n,
-                        UnaryOp::Abs => n.wrapping_abs(),
-                        _ => n,
-                    }))
-                }
+                unary_value(*op, ty, x)
             }
             Expr::Binary(op, a, b) => {
                 let ty = p.ty(a);
                 let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
-                if ty.is_packed() {
-                    let op = *op;
-                    packed_lanes(ty, &[x.i(), y.i()], |v| match op {
-                        BinaryOp::Add => v[0] + v[1],
-                        BinaryOp::Sub => v[0] - v[1],
-                        BinaryOp::Mul => v[0] * v[1],
-                        _ => f64::NAN,
-                    })
-                } else if ty.is_float() {
-                    let (x, y) = (x.f(), y.f());
-                    let r = match op {
-                        BinaryOp::Add => x + y,
-                        BinaryOp::Sub => x - y,
-                        BinaryOp::Mul => x * y,
-                        BinaryOp::Div => x / y,
-                        BinaryOp::Rem => x % y,
-                        BinaryOp::Min => minimum_number(x, y),
-                        BinaryOp::Max => maximum_number(x, y),
-                        _ => f64::NAN,
-                    };
-                    V::F(round_float(ty, r))
-                } else {
-                    let (x, y) = (x.i(), y.i());
-                    if matches!(op, BinaryOp::Div | BinaryOp::Rem | BinaryOp::UDiv | BinaryOp::URem) && y == 0 {
-                        return Err(Box::new(SimtError::DivisionByZero { block: self.block, thread: t, at: self.at() }));
-                    }
-                    V::I(wrap(ty, match op {
-                        BinaryOp::Add => x.wrapping_add(y),
-                        BinaryOp::Sub => x.wrapping_sub(y),
-                        BinaryOp::Mul => x.wrapping_mul(y),
-                        BinaryOp::Div => x.wrapping_div(y),
-                        BinaryOp::Rem => x.wrapping_rem(y),
-                        BinaryOp::Min => x.min(y),
-                        BinaryOp::Max => x.max(y),
-                        BinaryOp::And => x & y,
-                        BinaryOp::Or => x | y,
-                        BinaryOp::Xor => x ^ y,
-                        BinaryOp::Shl => x.wrapping_shl(unsigned_of(ty, y) as u32),
-                        BinaryOp::LShr => ((unsigned_of(ty, x) as u64) >> (unsigned_of(ty, y) as u32 & 63)) as i64,
-                        BinaryOp::AShr => x >> (unsigned_of(ty, y) as u32 & 63),
-                        BinaryOp::UDiv => ((unsigned_of(ty, x) as u64) / (unsigned_of(ty, y) as u64)) as i64,
-                        BinaryOp::URem => ((unsigned_of(ty, x) as u64) % (unsigned_of(ty, y) as u64)) as i64,
-                        BinaryOp::UMin => (unsigned_of(ty, x) as u64).min(unsigned_of(ty, y) as u64) as i64,
-                        BinaryOp::UMax => (unsigned_of(ty, x) as u64).max(unsigned_of(ty, y) as u64) as i64,
-                    }))
-                }
+                binary_value(*op, ty, x, y).ok_or_else(|| Box::new(SimtError::DivisionByZero { block: self.block, thread: t, at: self.at() }))?
             }
             Expr::Cmp(op, a, b) => {
                 let ty = p.ty(a);
                 let (x, y) = (self.eval(a, t)?, self.eval(b, t)?);
-                let r = match op {
-                    CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => {
-                        let (x, y) = (unsigned_of(ty, x.i()) as u64, unsigned_of(ty, y.i()) as u64);
-                        match op {
-                            CmpOp::ULt => x < y,
-                            CmpOp::ULe => x <= y,
-                            CmpOp::UGt => x > y,
-                            _ => x >= y,
-                        }
-                    }
-                    _ if ty.is_float() => ordered(*op, x.f(), y.f()),
-                    _ => ordered(*op, x.i(), y.i()),
-                };
-                V::I(r as i64)
+                cmp_value(*op, ty, x, y)
             }
             Expr::Select(c, a, b) => {
                 let c = self.eval(c, t)?.i();
@@ -1211,19 +1126,8 @@ impl<'a> Block<'a> {
             }
             Expr::Fma(a, b, c) => {
                 let ty = p.ty(a);
-                if ty.is_packed() {
-                    let (x, y, z) = (self.eval(a, t)?.i(), self.eval(b, t)?.i(), self.eval(c, t)?.i());
-                    packed_lanes(ty, &[x, y, z], |v| v[0].mul_add(v[1], v[2]))
-                } else {
-                    let (x, y, z) = (self.eval(a, t)?.f(), self.eval(b, t)?.f(), self.eval(c, t)?.f());
-                    // f32 through f32's own fma: an f64 fma rounded again to f32 could round
-                    // twice.
-                    if ty == Ty::F32 {
-                        V::F(f64::from((x as f32).mul_add(y as f32, z as f32)))
-                    } else {
-                        V::F(round_float(ty, x.mul_add(y, z)))
-                    }
-                }
+                let (x, y, z) = (self.eval(a, t)?, self.eval(b, t)?, self.eval(c, t)?);
+                fma_value(ty, x, y, z)
             }
             Expr::Cast { to, value, from_unsigned, to_unsigned } => {
                 let from = p.ty(value);
@@ -1281,6 +1185,180 @@ impl<'a> Block<'a> {
 /// `{b, a}` (bytes 0-3 from `a`, 4-7 from `b`); nibble `i` of the selector's low 16 bits gives
 /// result byte `i`: its low 3 bits pick a source byte, its top bit asks for that byte's sign
 /// bit replicated over all 8 bits instead of the byte itself.
+/// One unary operation on a register of type `ty`.
+fn unary_value(op: UnaryOp, ty: Ty, x: V) -> V {
+    if ty.is_float() {
+        let f = x.f();
+        let r = match op {
+            UnaryOp::Neg => -f,
+            UnaryOp::Not => f,
+            UnaryOp::Abs => f.abs(),
+            // The hardware approximations as the exact function, rounded once (the GPU
+            // differs by the bounds of PTX's `.approx` instructions).
+            UnaryOp::Exp => f.exp(),
+            UnaryOp::Exp2 => f.exp2(),
+            UnaryOp::Log => f.ln(),
+            UnaryOp::Log2 => f.log2(),
+            UnaryOp::Sqrt => f.sqrt(),
+            UnaryOp::Rsqrt => 1.0 / f.sqrt(),
+            UnaryOp::Tanh => f.tanh(),
+            UnaryOp::Sin => f.sin(),
+            UnaryOp::Cos => f.cos(),
+        };
+        V::F(round_float(ty, r))
+    } else {
+        let n = x.i();
+        V::I(wrap(ty, match op {
+            UnaryOp::Neg => n.wrapping_neg(),
+            UnaryOp::Not => !n,
+            UnaryOp::Abs => n.wrapping_abs(),
+            _ => n,
+        }))
+    }
+}
+
+/// One binary operation on registers of type `ty`; `None` for an integer division or
+/// remainder by zero.
+fn binary_value(op: BinaryOp, ty: Ty, x: V, y: V) -> Option<V> {
+    Some(if ty.is_packed() {
+        packed_lanes(ty, &[x.i(), y.i()], |v| match op {
+            BinaryOp::Add => v[0] + v[1],
+            BinaryOp::Sub => v[0] - v[1],
+            BinaryOp::Mul => v[0] * v[1],
+            _ => f64::NAN,
+        })
+    } else if ty.is_float() {
+        let (x, y) = (x.f(), y.f());
+        let r = match op {
+            BinaryOp::Add => x + y,
+            BinaryOp::Sub => x - y,
+            BinaryOp::Mul => x * y,
+            BinaryOp::Div => x / y,
+            BinaryOp::Rem => x % y,
+            BinaryOp::Min => minimum_number(x, y),
+            BinaryOp::Max => maximum_number(x, y),
+            _ => f64::NAN,
+        };
+        V::F(round_float(ty, r))
+    } else {
+        let (x, y) = (x.i(), y.i());
+        if matches!(op, BinaryOp::Div | BinaryOp::Rem | BinaryOp::UDiv | BinaryOp::URem) && y == 0 {
+            return None;
+        }
+        V::I(wrap(ty, match op {
+            BinaryOp::Add => x.wrapping_add(y),
+            BinaryOp::Sub => x.wrapping_sub(y),
+            BinaryOp::Mul => x.wrapping_mul(y),
+            BinaryOp::Div => x.wrapping_div(y),
+            BinaryOp::Rem => x.wrapping_rem(y),
+            BinaryOp::Min => x.min(y),
+            BinaryOp::Max => x.max(y),
+            BinaryOp::And => x & y,
+            BinaryOp::Or => x | y,
+            BinaryOp::Xor => x ^ y,
+            BinaryOp::Shl => x.wrapping_shl(unsigned_of(ty, y) as u32),
+            BinaryOp::LShr => ((unsigned_of(ty, x) as u64) >> (unsigned_of(ty, y) as u32 & 63)) as i64,
+            BinaryOp::AShr => x >> (unsigned_of(ty, y) as u32 & 63),
+            BinaryOp::UDiv => ((unsigned_of(ty, x) as u64) / (unsigned_of(ty, y) as u64)) as i64,
+            BinaryOp::URem => ((unsigned_of(ty, x) as u64) % (unsigned_of(ty, y) as u64)) as i64,
+            BinaryOp::UMin => (unsigned_of(ty, x) as u64).min(unsigned_of(ty, y) as u64) as i64,
+            BinaryOp::UMax => (unsigned_of(ty, x) as u64).max(unsigned_of(ty, y) as u64) as i64,
+        }))
+    })
+}
+
+/// A comparison of registers of type `ty` (i1: 0 or 1).
+fn cmp_value(op: CmpOp, ty: Ty, x: V, y: V) -> V {
+    let r = match op {
+        CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe => {
+            let (x, y) = (unsigned_of(ty, x.i()) as u64, unsigned_of(ty, y.i()) as u64);
+            match op {
+                CmpOp::ULt => x < y,
+                CmpOp::ULe => x <= y,
+                CmpOp::UGt => x > y,
+                _ => x >= y,
+            }
+        }
+        _ if ty.is_float() => ordered(op, x.f(), y.f()),
+        _ => ordered(op, x.i(), y.i()),
+    };
+    V::I(r as i64)
+}
+
+/// `x · y + z` rounded once, on registers of float type `ty` (each half of a packed pair on
+/// its own).
+fn fma_value(ty: Ty, x: V, y: V, z: V) -> V {
+    if ty.is_packed() {
+        packed_lanes(ty, &[x.i(), y.i(), z.i()], |v| v[0].mul_add(v[1], v[2]))
+    } else if ty == Ty::F32 {
+        // f32's own fma: an f64 fma rounded again to f32 could round twice.
+        V::F(f64::from((x.f() as f32).mul_add(y.f() as f32, z.f() as f32)))
+    } else {
+        V::F(round_float(ty, x.f().mul_add(y.f(), z.f())))
+    }
+}
+
+/// The LIR's operations on raw register bits, for backends that compile the LIR (the
+/// Cranelift backend calls these for what it does not generate inline), so that they compute
+/// what the simulator computes bit for bit. A register of type `ty` is its `ty.bytes()` bytes
+/// little-endian in the low bytes of the `i64` (the rest ignored on input, zero or sign on
+/// output as `wrap` leaves them).
+pub mod registers {
+    use super::*;
+
+    fn value(ty: Ty, bits: i64) -> V {
+        decode(ty, &bits.to_le_bytes()[..ty.bytes().max(1)])
+    }
+
+    fn bits_of(ty: Ty, v: V) -> i64 {
+        let mut out = [0u8; 8];
+        encode(ty, v, &mut out[..ty.bytes().max(1)]);
+        let raw = i64::from_le_bytes(out);
+        if ty.is_float() || ty.is_packed() { raw } else { wrap(ty, raw) }
+    }
+
+    pub fn unary(op: UnaryOp, ty: Ty, x: i64) -> i64 {
+        bits_of(ty, unary_value(op, ty, value(ty, x)))
+    }
+
+    /// `None`: an integer division or remainder by zero.
+    pub fn binary(op: BinaryOp, ty: Ty, x: i64, y: i64) -> Option<i64> {
+        binary_value(op, ty, value(ty, x), value(ty, y)).map(|v| bits_of(ty, v))
+    }
+
+    /// 0 or 1.
+    pub fn compare(op: CmpOp, ty: Ty, x: i64, y: i64) -> i64 {
+        cmp_value(op, ty, value(ty, x), value(ty, y)).i()
+    }
+
+    pub fn fma(ty: Ty, x: i64, y: i64, z: i64) -> i64 {
+        bits_of(ty, fma_value(ty, value(ty, x), value(ty, y), value(ty, z)))
+    }
+
+    pub fn cast(x: i64, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> i64 {
+        bits_of(to, super::cast(value(from, x), from, to, from_unsigned, to_unsigned))
+    }
+
+    /// The register a scalar argument `v` gives a parameter of type `ty` (as the simulator's
+    /// `Expr::Param`: floats rounded once, integers wrapped to the register).
+    pub fn scalar_argument(ty: Ty, v: &Number) -> i64 {
+        let value = match v {
+            _ if ty.is_float() => V::F(round_float(ty, v.to_f64())),
+            Number::Int(i) => V::I(wrap(ty, *i as i64)),
+            Number::Float(f) => V::I(wrap(ty, *f as i64)),
+        };
+        bits_of(ty, value)
+    }
+
+    pub fn prmt(a: u32, b: u32, selector: u32) -> u32 {
+        super::prmt(a, b, selector)
+    }
+
+    pub fn lop3(a: u32, b: u32, c: u32, lut: u8) -> u32 {
+        super::lop3(a, b, c, lut)
+    }
+}
+
 fn prmt(a: u32, b: u32, selector: u32) -> u32 {
     let source = ((b as u64) << 32) | a as u64;
     let mut result = 0u32;

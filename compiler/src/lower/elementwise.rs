@@ -49,12 +49,12 @@ impl Lower<'_> {
                 })
                 .map(var)
                 .collect();
-            if let Op::Unary(op, _) = &data.op {
-                if super::math::has_sequence(*op) {
-                    let r = self.math_unary(body, *op, wide[0].clone(), cty);
-                    out.push(self.cast_into(body, var(r), compute, result));
-                    continue;
-                }
+            if let Op::Unary(op, _) = &data.op
+                && super::math::has_sequence(*op)
+            {
+                let r = self.math_unary(body, *op, wide[0].clone(), cty);
+                out.push(self.cast_into(body, var(r), compute, result));
+                continue;
             }
             if let Op::Binary(BinaryOp::Pow, _, _) = &data.op {
                 let r = self.math_pow(body, wide[0].clone(), wide[1].clone(), cty);

@@ -6,6 +6,7 @@
 //! executor of the [`crate::Backend`] it was given. A new backend is a new file here that
 //! implements [`Executor`], and a variant of `Backend` naming it.
 
+mod cpu;
 pub(crate) mod cuda;
 mod simt;
 mod vm;
@@ -26,6 +27,7 @@ pub trait Executor: Sync {
 pub(crate) static VM: vm::Vm = vm::Vm;
 pub(crate) static SIMT: simt::Simt = simt::Simt;
 pub(crate) static CUDA: cuda::Cuda = cuda::Cuda;
+pub(crate) static CPU: cpu::Cpu = cpu::Cpu;
 
 #[cfg(test)]
 mod tests {
@@ -36,7 +38,7 @@ mod tests {
         for backend in Backend::ALL {
             assert_eq!(Backend::parse(backend.executor().name()), Some(backend));
         }
-        assert_eq!(Backend::ALL.map(|b| b.name()), ["vm", "simt", "cuda"]);
+        assert_eq!(Backend::ALL.map(|b| b.name()), ["vm", "simt", "cuda", "cpu"]);
         assert_eq!(Backend::parse("gpu"), None);
     }
 }

@@ -1,0 +1,219 @@
+//! The Cranelift CPU backend: a kernel's LIR (one thread's program) compiled to native code
+//! that runs a whole block, bit-exact with the simulator (`tl_vm::simt`).
+//!
+//! Why the LIR and not the block IR: the LIR is where every decision is already made and
+//! recorded (layouts, vector widths, instruction sequences, the accurate math), and the
+//! simulator defines its semantics register by register; compiling it keeps one meaning for
+//! the CPU backends and the GPU, and the simulator is the oracle the compiled code is checked
+//! against.
+//!
+//! Execution model (`codegen`): one native function per program runs one block. The block's
+//! threads run one after another between *collective* points — barriers and warp shuffles —
+//! so a barrier is the boundary between two loops over the threads, and a shuffle reads the
+//! other lanes' registers after every thread has computed them. Registers live in a register
+//! file in memory (`threads × (registers + 1)` slots of 8 bytes; the extra slot per thread is
+//! the shuffles' scratch), which keeps every value across a barrier per thread. Control flow
+//! around collective points is block-uniform (the LIR verifier guarantees it), so its
+//! condition or bounds are taken from thread 0.
+//!
+//! Faults are diagnostics, not crashes: every global and shared access is bounds-checked in
+//! the generated code (and vector accesses alignment-checked), integer division by zero and
+//! failed `check`s stop the block; the launch reports the fault with the source instruction.
+//!
+//! Not yet (refused with [`CpuError::Unsupported`] at compile time): `mma`, `ldmatrix` and
+//! `print`. Blocks run one after another (not yet in parallel).
+
+mod codegen;
+mod helpers;
+
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::default_libcall_names;
+use tl_compiler::diagnostics::Span;
+use tl_compiler::lir::{Param, Program};
+use tl_vm::interp::Arg;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpuError {
+    #[error("the cpu backend does not run {0} yet (use `--backend simt` or `vm`)")]
+    Unsupported(String),
+    #[error("cranelift: {0}")]
+    Codegen(String),
+    #[error("{message}")]
+    Fault { message: String, block: [u32; 3], thread: u32, at: Option<(Span, String)> },
+    #[error("bad launch: {0}")]
+    Launch(String),
+}
+
+/// What compiled code reads and writes of its launch (`#[repr(C)]`: the generated code
+/// addresses the fields by these offsets).
+#[repr(C)]
+pub(crate) struct Frame {
+    pub block: [i32; 3],
+    /// 0: none; see [`FaultKind`].
+    pub fault: i32,
+    pub fault_thread: i32,
+    /// The `Source` statement in effect (its number), -1 before the first.
+    pub source: i32,
+    pub fault_param: i32,
+    pub fault_message: i32,
+    pub fault_index: i64,
+    /// The division helper's flag.
+    pub failed: i64,
+    pub buffers: *const Buffer,
+    pub scalars: *const i64,
+    pub shared: *mut u8,
+    pub registers: *mut u64,
+}
+
+pub(crate) mod frame_offsets {
+    pub const BLOCK: i32 = 0;
+    pub const FAULT: i32 = 12;
+    pub const FAULT_THREAD: i32 = 16;
+    pub const SOURCE: i32 = 20;
+    pub const FAULT_PARAM: i32 = 24;
+    pub const FAULT_MESSAGE: i32 = 28;
+    pub const FAULT_INDEX: i32 = 32;
+    pub const FAILED: i32 = 40;
+    pub const BUFFERS: i32 = 48;
+    pub const SCALARS: i32 = 56;
+    pub const SHARED: i32 = 64;
+    pub const REGISTERS: i32 = 72;
+}
+
+/// One global tensor's bytes.
+#[repr(C)]
+pub(crate) struct Buffer {
+    pub ptr: *mut u8,
+    pub len: i64,
+}
+
+/// Why compiled code stopped a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum FaultKind {
+    GlobalOutOfBounds = 1,
+    SharedOutOfBounds = 2,
+    Misaligned = 3,
+    DivisionByZero = 4,
+    Check = 5,
+}
+
+/// A program compiled to native code, reusable across launches.
+pub struct CompiledProgram {
+    // Keeps the code alive; never touched again after finalization.
+    _module: JITModule,
+    entry: extern "C" fn(*mut Frame) -> i32,
+    program: Program,
+    sources: Vec<(Span, String)>,
+    messages: Vec<String>,
+    clif: String,
+}
+
+// SAFETY: the finalized code is immutable and `entry` reads only its frame argument; the
+// module is kept only so that the code stays mapped.
+unsafe impl Send for CompiledProgram {}
+unsafe impl Sync for CompiledProgram {}
+
+impl std::fmt::Debug for CompiledProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledProgram").field("name", &self.program.name).finish()
+    }
+}
+
+/// Compiles `program` for this machine.
+pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CpuError::Codegen(e.to_string()));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| CpuError::Codegen(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CpuError::Codegen(e.to_string()))?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    for (name, address) in helpers::symbols() {
+        builder.symbol(name, address);
+    }
+    let mut module = JITModule::new(builder);
+    let generated = codegen::generate(&mut module, program)?;
+    module.finalize_definitions().map_err(|e| CpuError::Codegen(e.to_string()))?;
+    let code = module.get_finalized_function(generated.id);
+    // SAFETY: the function was generated with this signature (`codegen::generate`).
+    let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
+    Ok(CompiledProgram { _module: module, entry, program: program.clone(), sources: generated.sources, messages: generated.messages, clif: generated.clif })
+}
+
+/// The Cranelift IR of `program` (`tlc compile --emit clif`).
+pub fn clif(program: &Program) -> Result<String, CpuError> {
+    Ok(compile(program)?.clif)
+}
+
+impl CompiledProgram {
+    pub fn clif(&self) -> &str {
+        &self.clif
+    }
+
+    /// Runs the program over `grid`, blocks in order, updating the tensors of `args`.
+    pub fn launch(&self, grid: [u32; 3], args: &mut [Arg]) -> Result<(), CpuError> {
+        let p = &self.program;
+        if args.len() != p.params.len() {
+            return Err(CpuError::Launch(format!("{} arguments for {} parameters", args.len(), p.params.len())));
+        }
+        let mut scalars = vec![0i64; p.params.len()];
+        let mut buffers = Vec::with_capacity(p.params.len());
+        for (i, (param, arg)) in p.params.iter().zip(args.iter_mut()).enumerate() {
+            match (param, arg) {
+                (Param::Global { .. }, Arg::Tensor(t)) => buffers.push(Buffer { ptr: t.data.as_mut_ptr(), len: t.data.len() as i64 }),
+                (Param::Scalar { ty, .. }, Arg::Scalar(v)) => {
+                    scalars[i] = tl_vm::simt::registers::scalar_argument(*ty, v);
+                    buffers.push(Buffer { ptr: std::ptr::null_mut(), len: 0 });
+                }
+                _ => return Err(CpuError::Launch(format!("argument {i} does not match its parameter"))),
+            }
+        }
+        let threads = p.block_threads as usize;
+        let mut registers = vec![0u64; threads * (p.vars.len() + 1)];
+        let mut shared = vec![0u8; p.shared_bytes.max(1)];
+        for z in 0..grid[2] {
+            for y in 0..grid[1] {
+                for x in 0..grid[0] {
+                    let mut frame = Frame {
+                        block: [x as i32, y as i32, z as i32],
+                        fault: 0,
+                        fault_thread: 0,
+                        source: -1,
+                        fault_param: -1,
+                        fault_message: -1,
+                        fault_index: 0,
+                        failed: 0,
+                        buffers: buffers.as_ptr(),
+                        scalars: scalars.as_ptr(),
+                        shared: shared.as_mut_ptr(),
+                        registers: registers.as_mut_ptr(),
+                    };
+                    if (self.entry)(&mut frame) != 0 {
+                        return Err(self.fault(&frame, [x, y, z]));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fault(&self, frame: &Frame, block: [u32; 3]) -> CpuError {
+        let param = usize::try_from(frame.fault_param).ok().and_then(|i| self.program.params.get(i)).map(|p| match p {
+            Param::Global { name, .. } | Param::Scalar { name, .. } => name.clone(),
+        });
+        let message = match frame.fault {
+            1 => format!("out-of-bounds access of `{}` at element or byte {}", param.unwrap_or_default(), frame.fault_index),
+            2 => format!("out-of-bounds shared-memory access at byte {} (the block has {} bytes)", frame.fault_index, self.program.shared_bytes),
+            3 => format!("misaligned vector access at byte {}", frame.fault_index),
+            4 => "integer division by zero".to_string(),
+            _ => usize::try_from(frame.fault_message).ok().and_then(|i| self.messages.get(i)).cloned().unwrap_or_else(|| "a check failed".into()),
+        };
+        let at = usize::try_from(frame.source).ok().and_then(|i| self.sources.get(i)).cloned();
+        CpuError::Fault { message, block, thread: frame.fault_thread as u32, at }
+    }
+}
