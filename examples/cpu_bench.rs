@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             ("stdlib/kernels/silu.tl", vec![("m", 1024), ("n", 4096)], true),
             ("examples/rotary.tl", vec![("t", 4096)], true),
             ("examples/embedding.tl", vec![("tokens", 4096), ("vocab", 32000)], false),
+            ("stdlib/kernels/qmatmul.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
         ]
     };
     println!("{:<12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>9}", "kernel", "compile ms", "cpu ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu");

@@ -16,7 +16,7 @@ const USAGE: &str = "usage:
               [--print-after PASS]... [--time]
   tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
-              [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt]
+              [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt|cpu]
 
   --backend picks where tlc run runs the kernel: vm (the block-level reference interpreter,
   the default), simt (the thread-level simulator of the lowered program), cuda (a GPU through
@@ -173,7 +173,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
             "-o" => o.out = Some(PathBuf::from(value("-o")?)),
             "--backend" | "--against" => {
                 let v = value(&a)?;
-                let b = Backend::parse(&v).ok_or_else(|| Usage(format!("unknown backend `{v}` (vm, simt or cuda)")))?;
+                let b = Backend::parse(&v).ok_or_else(|| Usage(format!("unknown backend `{v}` (vm, simt, cuda or cpu)")))?;
                 if a == "--backend" { o.backend = Some(b) } else { o.against = Some(b) }
             }
             "--arg" => {

@@ -1,7 +1,6 @@
 //! LIR → Cranelift IR for one block (see the crate's header for the execution model).
 //!
-//! Expects a verified LIR program without `mma`, `ldmatrix` and `print` (refused first, by
-//! [`unsupported`]). Guarantees: the generated function `fn(*mut Frame) -> i32` returns 0
+//! Expects a verified LIR program without `print` (refused first, by [`unsupported`]). Guarantees: the generated function `fn(*mut Frame) -> i32` returns 0
 //! after running every thread of the block, or 1 with the fault recorded in the frame; every
 //! memory access it makes is inside a buffer (checked before the access); registers of type
 //! `ty` are stored in their slots as `ty.bytes()` little-endian bytes.
@@ -27,8 +26,6 @@ pub(crate) struct Generated {
 /// The first statement the backend does not compile yet, by name.
 fn unsupported(body: &[Stmt]) -> Option<&'static str> {
     body.iter().find_map(|s| match s {
-        Stmt::Mma { .. } => Some("`mma` (tensor-core dot products)"),
-        Stmt::LdMatrix { .. } => Some("`ldmatrix`"),
         Stmt::Print { .. } => Some("`print`"),
         Stmt::If { then_body, else_body, .. } => unsupported(then_body).or_else(|| unsupported(else_body)),
         Stmt::For { body, .. } => unsupported(body),
@@ -78,6 +75,14 @@ struct Helpers {
     read_bits: FuncRef,
     write_bits: FuncRef,
     atomic_add: FuncRef,
+    /// f16, bf16 → f32; f32 → f16, bf16; f64 → f16, bf16.
+    widen: [FuncRef; 2],
+    narrow: [FuncRef; 2],
+    narrow_f64: [FuncRef; 2],
+    /// The approximation math on f32 and on f64.
+    math: [FuncRef; 2],
+    mma: FuncRef,
+    ldmatrix: FuncRef,
 }
 
 struct Gen<'a, 'f> {
@@ -123,6 +128,16 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_read_bits", signature(&[ptr, i, i], &[i]))?,
         declare("tl_cpu_write_bits", signature(&[ptr, i, i, i], &[]))?,
         declare("tl_cpu_atomic_add", signature(&[ptr, i, i], &[]))?,
+        declare("tl_cpu_f16_to_f32", signature(&[i], &[types::F32]))?,
+        declare("tl_cpu_bf16_to_f32", signature(&[i], &[types::F32]))?,
+        declare("tl_cpu_f32_to_f16", signature(&[types::F32], &[i]))?,
+        declare("tl_cpu_f32_to_bf16", signature(&[types::F32], &[i]))?,
+        declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
+        declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
+        declare("tl_cpu_math_f32", signature(&[i, types::F32], &[types::F32]))?,
+        declare("tl_cpu_math_f64", signature(&[i, types::F64], &[types::F64]))?,
+        declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i], &[]))?,
+        declare("tl_cpu_ldmatrix", signature(&[ptr, i, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
     ];
     let mut ctx = module.make_context();
     ctx.func.signature = signature(&[ptr], &[types::I32]);
@@ -141,6 +156,12 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
             read_bits: refs[7],
             write_bits: refs[8],
             atomic_add: refs[9],
+            widen: [refs[10], refs[11]],
+            narrow: [refs[12], refs[13]],
+            narrow_f64: [refs[14], refs[15]],
+            math: [refs[16], refs[17]],
+            mma: refs[18],
+            ldmatrix: refs[19],
         };
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -185,6 +206,38 @@ impl Gen<'_, '_> {
             match s {
                 Stmt::Barrier => {}
                 Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle(*dst, *src, *lane_mask),
+                Stmt::Mma { kind, a, b, c } => {
+                    // Every lane's fragments to its scratch slots, then the warps' products.
+                    let operands: Vec<&Expr> = a.iter().chain(b.iter()).collect();
+                    self.to_scratch(&operands)?;
+                    let kind = match kind {
+                        tl_compiler::lir::MmaKind::F16 => 0,
+                        tl_compiler::lir::MmaKind::BF16 => 1,
+                        tl_compiler::lir::MmaKind::S8 => 2,
+                    };
+                    let mut args = self.warp_arguments();
+                    args.insert(3, self.b.ins().iconst(types::I64, kind));
+                    for v in c {
+                        args.push(self.b.ins().iconst(types::I64, i64::from(v.0)));
+                    }
+                    self.b.ins().call(self.helpers.mma, &args);
+                }
+                Stmt::LdMatrix { dst, row_offset, trans } => {
+                    self.to_scratch(&[row_offset])?;
+                    let mut args = self.warp_arguments();
+                    let shared_len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
+                    let count = self.b.ins().iconst(types::I64, dst.len() as i64);
+                    let trans = self.b.ins().iconst(types::I64, i64::from(*trans));
+                    let scratch = args.pop().expect("scratch");
+                    args.extend([self.shared, shared_len, count, trans, scratch]);
+                    for i in 0..4 {
+                        args.push(self.b.ins().iconst(types::I64, dst.get(i).map_or(0, |v| i64::from(v.0))));
+                    }
+                    let bad = self.call(self.helpers.ldmatrix, &args);
+                    let ok = self.b.ins().icmp_imm_s(IntCC::Equal, bad, -1);
+                    let zero = self.b.ins().iconst(types::I64, 0);
+                    self.guard(ok, FaultKind::SharedOutOfBounds, -1, zero, -1);
+                }
                 Stmt::If { cond, then_body, else_body } => {
                     let c = self.uniform(|g| g.expr(cond))?;
                     let (then_block, else_block, after) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
@@ -260,6 +313,32 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
+    /// Each thread's values of `operands` (32-bit registers) to its scratch slots 0, 1, ...
+    fn to_scratch(&mut self, operands: &[&Expr]) -> Result<(), CpuError> {
+        let zero = self.b.ins().iconst(types::I32, 0);
+        let threads = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads));
+        let first = self.p.vars.len();
+        self.counted_loop(zero, threads, |g, t| {
+            let saved = g.thread.replace(t);
+            for (k, e) in operands.iter().enumerate() {
+                let v = g.expr(e)?;
+                let at = g.slot(t, first + k);
+                g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
+            }
+            g.thread = saved;
+            Ok(())
+        })
+    }
+
+    /// The register file, its slots per thread, the thread count and the first scratch slot
+    /// (the leading arguments of the warp-instruction helpers).
+    fn warp_arguments(&mut self) -> Vec<Value> {
+        let stride = self.b.ins().iconst(types::I64, (self.p.vars.len() + helpers::SCRATCH) as i64);
+        let threads = self.b.ins().iconst(types::I64, i64::from(self.p.block_threads));
+        let scratch = self.b.ins().iconst(types::I64, self.p.vars.len() as i64);
+        vec![self.registers, stride, threads, scratch]
+    }
+
     /// `dst` of each thread becomes `src` of the thread `lane ^ mask` in its warp: all
     /// sources are copied to the scratch slots first.
     fn shuffle(&mut self, dst: Var, src: Var, lane_mask: u32) {
@@ -289,7 +368,7 @@ impl Gen<'_, '_> {
 
     /// The address of register `v` of thread `t`.
     fn slot(&mut self, t: Value, v: usize) -> Value {
-        let stride = (self.p.vars.len() + 1) as i64 * 8;
+        let stride = (self.p.vars.len() + helpers::SCRATCH) as i64 * 8;
         let t = self.b.ins().uextend(types::I64, t);
         let row = self.b.ins().imul_imm_s(t, stride);
         let at = self.b.ins().iadd_imm_s(row, v as i64 * 8);
@@ -749,6 +828,23 @@ impl Gen<'_, '_> {
     /// saturation; integer → float and f64 → f32 round to nearest even once; float → integer
     /// rounds to nearest even and saturates, NaN → 0; anything → i1 is `!= 0`.
     fn native_cast(&mut self, x: Value, from: Ty, to: Ty, from_unsigned: bool, to_unsigned: bool) -> Option<Value> {
+        // 16-bit floats: through f32 (exact widening; one rounding narrowing from f32 or f64).
+        let half = |t: Ty| matches!(t, Ty::F16 | Ty::BF16);
+        if half(from) && (native_float(to) || native_int(to) || half(to)) {
+            let wide = self.widen16(x, from);
+            return if to == Ty::F32 {
+                Some(wide)
+            } else if half(to) {
+                Some(self.narrow16(wide, Ty::F32, to))
+            } else if to == Ty::F64 {
+                Some(self.b.ins().fpromote(types::F64, wide))
+            } else {
+                self.native_cast(wide, Ty::F32, to, false, to_unsigned)
+            };
+        }
+        if native_float(from) && half(to) {
+            return Some(self.narrow16(x, from, to));
+        }
         let ins = self.b.ins();
         if to == Ty::I1 {
             return if native_int(from) {
@@ -888,8 +984,24 @@ impl Gen<'_, '_> {
         Some(if ty == Ty::I64 { result } else { self.b.ins().ireduce(cl(ty), result) })
     }
 
+    /// A 16-bit float register as the f32 of its value (exact).
+    fn widen16(&mut self, x: Value, ty: Ty) -> Value {
+        let bits = self.b.ins().sextend(types::I64, x);
+        let f = self.helpers.widen[usize::from(ty == Ty::BF16)];
+        self.call(f, &[bits])
+    }
+
+    /// An f32 (or f64) rounded once to the 16-bit float `ty`.
+    fn narrow16(&mut self, x: Value, from: Ty, ty: Ty) -> Value {
+        let f = if from == Ty::F64 { self.helpers.narrow_f64[usize::from(ty == Ty::BF16)] } else { self.helpers.narrow[usize::from(ty == Ty::BF16)] };
+        let r = self.call(f, &[x]);
+        self.b.ins().ireduce(types::I16, r)
+    }
+
     fn unary(&mut self, op: UnaryOp, ty: Ty, x: Value) -> Value {
         match (op, ty) {
+            (UnaryOp::Neg, Ty::F16 | Ty::BF16) => self.b.ins().bxor_imm_s(x, -0x8000),
+            (UnaryOp::Abs, Ty::F16 | Ty::BF16) => self.b.ins().band_imm_s(x, 0x7fff),
             (UnaryOp::Neg, t) if native_int(t) => self.b.ins().ineg(x),
             (UnaryOp::Abs, t) if native_int(t) => self.b.ins().iabs(x),
             (UnaryOp::Not, t) if native_int(t) => self.b.ins().bnot(x),
@@ -897,6 +1009,11 @@ impl Gen<'_, '_> {
             (UnaryOp::Neg, t) if native_float(t) => self.b.ins().fneg(x),
             (UnaryOp::Abs, t) if native_float(t) => self.b.ins().fabs(x),
             (UnaryOp::Sqrt, t) if native_float(t) => self.b.ins().sqrt(x),
+            (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, t) if native_float(t) => {
+                let code = self.b.ins().iconst(types::I64, helpers::unary_code(op));
+                let f = self.helpers.math[usize::from(t == Ty::F64)];
+                self.call(f, &[code, x])
+            }
             _ => {
                 let bits = self.to_bits(x, ty);
                 let (o, t) = (self.b.ins().iconst(types::I64, helpers::unary_code(op)), self.b.ins().iconst(types::I64, helpers::ty_code(ty)));
@@ -935,6 +1052,12 @@ impl Gen<'_, '_> {
         }
         if let Some(v) = self.native_integer_binary(op, ty, x, y) {
             return v;
+        }
+        // 16-bit floats: in f32, rounded once more (the same result, see `helpers`).
+        if matches!(ty, Ty::F16 | Ty::BF16) && matches!(op, B::Add | B::Sub | B::Mul | B::Div | B::Min | B::Max) {
+            let (a, b) = (self.widen16(x, ty), self.widen16(y, ty));
+            let r = self.binary(op, Ty::F32, a, b);
+            return self.narrow16(r, Ty::F32, ty);
         }
         let (xb, yb) = (self.to_bits(x, ty), self.to_bits(y, ty));
         let (o, t) = (self.b.ins().iconst(types::I64, helpers::binary_code(op)), self.b.ins().iconst(types::I64, helpers::ty_code(ty)));
@@ -982,6 +1105,10 @@ impl Gen<'_, '_> {
                 CmpOp::UGe => IntCC::UnsignedGreaterThanOrEqual,
             };
             return self.b.ins().icmp(cc, x, y);
+        }
+        if matches!(ty, Ty::F16 | Ty::BF16) && !matches!(op, CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe) {
+            let (a, b) = (self.widen16(x, ty), self.widen16(y, ty));
+            return self.compare(op, Ty::F32, a, b);
         }
         if native_float(ty) && !matches!(op, CmpOp::ULt | CmpOp::ULe | CmpOp::UGt | CmpOp::UGe) {
             let cc = match op {

@@ -94,9 +94,13 @@ pub(crate) extern "C" fn write_bits(base: *mut u8, bit: i64, bits: i64, value: i
     }
 }
 
-/// `*element += value` for a register type `ty` (integers wrap, floats round once); blocks run
-/// one after another, so no other access comes between the read and the write.
+/// Locks for atomic additions, chosen by address: additions to one element from blocks on
+/// several threads take the same lock, so none comes between another's read and write.
+static ATOMIC_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+
+/// `*element += value` for a register type `ty` (integers wrap, floats round once), atomically.
 pub(crate) extern "C" fn atomic_add(element: *mut u8, ty: i64, value: i64) {
+    let _guard = ATOMIC_LOCKS[(element as usize >> 3) % 64].lock().unwrap_or_else(|e| e.into_inner());
     let ty = ty_of(ty);
     let n = ty.bytes();
     let mut bytes = [0u8; 8];
@@ -107,6 +111,143 @@ pub(crate) extern "C" fn atomic_add(element: *mut u8, ty: i64, value: i64) {
     let out = sum.to_le_bytes();
     // SAFETY: as above.
     unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), element, n) };
+}
+
+/// 16-bit floats to and from f32 (exact one way, rounded to nearest even the other; the
+/// arithmetic of two 16-bit floats in f32 rounds once more to the same result as the
+/// simulator's exact value rounded once, since f32 has more than twice their precision plus
+/// two bits), and from f64 in one rounding.
+pub(crate) extern "C" fn f16_to_f32(bits: i64) -> f32 {
+    half::f16::from_bits(bits as u16).to_f32()
+}
+
+pub(crate) extern "C" fn bf16_to_f32(bits: i64) -> f32 {
+    half::bf16::from_bits(bits as u16).to_f32()
+}
+
+pub(crate) extern "C" fn f32_to_f16(x: f32) -> i64 {
+    i64::from(half::f16::from_f32(x).to_bits() as i16)
+}
+
+pub(crate) extern "C" fn f32_to_bf16(x: f32) -> i64 {
+    i64::from(half::bf16::from_f32(x).to_bits() as i16)
+}
+
+pub(crate) extern "C" fn f64_to_f16(x: f64) -> i64 {
+    i64::from(half::f16::from_f64(x).to_bits() as i16)
+}
+
+pub(crate) extern "C" fn f64_to_bf16(x: f64) -> i64 {
+    i64::from(half::bf16::from_f64(x).to_bits() as i16)
+}
+
+/// The hardware-approximation math (`lir::UnaryOp` `Exp` .. `Cos`) on an f32 or f64 register
+/// as the simulator computes it: the exact function in f64, rounded once.
+fn approximation(op: i64, x: f64) -> f64 {
+    match UnaryOp::ALL[op as usize] {
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Exp2 => x.exp2(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Log2 => x.log2(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Sqrt => x.sqrt(),
+        _ => f64::NAN,
+    }
+}
+
+pub(crate) extern "C" fn math_f32(op: i64, x: f32) -> f32 {
+    approximation(op, f64::from(x)) as f32
+}
+
+pub(crate) extern "C" fn math_f64(op: i64, x: f64) -> f64 {
+    approximation(op, x)
+}
+
+/// Scratch slots per thread after its registers (operands of the warp instructions).
+pub(crate) const SCRATCH: usize = 8;
+
+/// The low 4 bytes of register slot `slot` of thread `t` (`stride` slots per thread).
+///
+/// # Safety
+/// `registers` holds `threads × stride` slots.
+unsafe fn slot32(registers: *mut u64, stride: usize, t: usize, slot: usize) -> *mut u32 {
+    unsafe { registers.add(t * stride + slot) as *mut u32 }
+}
+
+/// `mma.sync` for every warp of the block (`tl_vm::warp`, as the simulator): the A and B
+/// fragments of each lane in its scratch slots 0–3 and 4–5, the accumulator in slots `c`
+/// (f32, or i32 for `kind` 2, s8), updated in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) extern "C" fn mma(registers: *mut u64, stride: i64, threads: i64, kind: i64, scratch: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
+    use tl_vm::warp::{mma_m16n8k16, mma_m16n8k32_s8, WARP};
+    let (stride, scratch, c) = (stride as usize, scratch as usize, [c0 as usize, c1 as usize, c2 as usize, c3 as usize]);
+    let kind = [tl_compiler::lir::MmaKind::F16, tl_compiler::lir::MmaKind::BF16, tl_compiler::lir::MmaKind::S8][kind as usize];
+    for warp in 0..threads as usize / WARP {
+        let (mut fa, mut fb) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP]);
+        let (mut fc, mut ic) = ([[0f32; 4]; WARP], [[0i32; 4]; WARP]);
+        // SAFETY: the compiled code passes its register file and its shape.
+        unsafe {
+            for lane in 0..WARP {
+                let t = warp * WARP + lane;
+                for i in 0..4 {
+                    fa[lane][i] = *slot32(registers, stride, t, scratch + i);
+                    let r = *slot32(registers, stride, t, c[i]);
+                    fc[lane][i] = f32::from_bits(r);
+                    ic[lane][i] = r as i32;
+                }
+                for i in 0..2 {
+                    fb[lane][i] = *slot32(registers, stride, t, scratch + 4 + i);
+                }
+            }
+            if kind == tl_compiler::lir::MmaKind::S8 {
+                mma_m16n8k32_s8(&fa, &fb, &mut ic);
+            } else {
+                mma_m16n8k16(kind, &fa, &fb, &mut fc);
+            }
+            for lane in 0..WARP {
+                for i in 0..4 {
+                    *slot32(registers, stride, warp * WARP + lane, c[i]) = if kind == tl_compiler::lir::MmaKind::S8 { ic[lane][i] as u32 } else { fc[lane][i].to_bits() };
+                }
+            }
+        }
+    }
+}
+
+/// `ldmatrix` for every warp (`tl_vm::warp::ldmatrix`): lane l < 8·count gives in scratch slot
+/// 0 the byte offset of its row of 16 bytes in shared memory; lane l receives matrix i's part
+/// in slot `dst[i]`. Returns -1, or the first thread whose row is outside the buffer or not
+/// 16-byte aligned (nothing written then).
+#[allow(clippy::too_many_arguments)]
+pub(crate) extern "C" fn ldmatrix(registers: *mut u64, stride: i64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
+    use tl_vm::warp::WARP;
+    let (stride, scratch, count) = (stride as usize, scratch as usize, count as usize);
+    let dst = [d0 as usize, d1 as usize, d2 as usize, d3 as usize];
+    for warp in (0..threads as usize).step_by(WARP) {
+        let mut rows = [[0u16; 8]; WARP];
+        for (lane, row) in rows.iter_mut().enumerate().take(8 * count) {
+            let t = warp + lane;
+            // SAFETY: the compiled code passes its register file and its shape.
+            let offset = unsafe { *slot32(registers, stride, t, scratch) } as i32 as i64;
+            if offset < 0 || offset % 16 != 0 || offset + 16 > shared_len {
+                return t as i64;
+            }
+            for (c, x) in row.iter_mut().enumerate() {
+                // SAFETY: checked inside the buffer above.
+                *x = unsafe { u16::from_le_bytes([*shared.add(offset as usize + 2 * c), *shared.add(offset as usize + 2 * c + 1)]) };
+            }
+        }
+        let fragments = tl_vm::warp::ldmatrix(count, trans != 0, &rows);
+        for (lane, fragment) in fragments.iter().enumerate() {
+            for i in 0..count {
+                // SAFETY: as above.
+                unsafe { *slot32(registers, stride, warp + lane, dst[i]) = fragment[i] };
+            }
+        }
+    }
+    -1
 }
 
 /// The symbols compiled code imports, with their addresses.
@@ -122,5 +263,15 @@ pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
         ("tl_cpu_read_bits", read_bits as *const u8),
         ("tl_cpu_write_bits", write_bits as *const u8),
         ("tl_cpu_atomic_add", atomic_add as *const u8),
+        ("tl_cpu_f16_to_f32", f16_to_f32 as *const u8),
+        ("tl_cpu_bf16_to_f32", bf16_to_f32 as *const u8),
+        ("tl_cpu_f32_to_f16", f32_to_f16 as *const u8),
+        ("tl_cpu_f32_to_bf16", f32_to_bf16 as *const u8),
+        ("tl_cpu_f64_to_f16", f64_to_f16 as *const u8),
+        ("tl_cpu_f64_to_bf16", f64_to_bf16 as *const u8),
+        ("tl_cpu_math_f32", math_f32 as *const u8),
+        ("tl_cpu_math_f64", math_f64 as *const u8),
+        ("tl_cpu_mma", mma as *const u8),
+        ("tl_cpu_ldmatrix", ldmatrix as *const u8),
     ]
 }

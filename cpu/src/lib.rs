@@ -11,8 +11,8 @@
 //! threads run one after another between *collective* points — barriers and warp shuffles —
 //! so a barrier is the boundary between two loops over the threads, and a shuffle reads the
 //! other lanes' registers after every thread has computed them. Registers live in a register
-//! file in memory (`threads × (registers + 1)` slots of 8 bytes; the extra slot per thread is
-//! the shuffles' scratch), which keeps every value across a barrier per thread. Control flow
+//! file in memory (`threads × (registers + 8)` slots of 8 bytes; the extra slots per thread are
+//! scratch of the warp instructions), which keeps every value across a barrier per thread. Control flow
 //! around collective points is block-uniform (the LIR verifier guarantees it), so its
 //! condition or bounds are taken from thread 0.
 //!
@@ -20,8 +20,10 @@
 //! the generated code (and vector accesses alignment-checked), integer division by zero and
 //! failed `check`s stop the block; the launch reports the fault with the source instruction.
 //!
-//! Not yet (refused with [`CpuError::Unsupported`] at compile time): `mma`, `ldmatrix` and
-//! `print`. Blocks run one after another (not yet in parallel).
+//! Warp instructions (`mma`, `ldmatrix`) take each lane's operands from the register file and
+//! run the simulator's fragment tables (`tl_vm::warp`) per warp. Not yet (refused with
+//! [`CpuError::Unsupported`] at compile time): `print`. Blocks run in parallel on all cores (in order when the program adds floats
+//! atomically, for reproducible sums).
 
 mod codegen;
 mod helpers;
@@ -31,6 +33,8 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::default_libcall_names;
 use tl_compiler::diagnostics::Span;
 use tl_compiler::lir::{Param, Program};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use tl_vm::interp::Arg;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +109,8 @@ pub struct CompiledProgram {
     _module: JITModule,
     entry: extern "C" fn(*mut Frame) -> i32,
     program: Program,
+    /// Whether the program adds floats atomically (its blocks then run in order).
+    float_atomics: bool,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
     clif: String,
@@ -142,8 +148,30 @@ pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     let code = module.get_finalized_function(generated.id);
     // SAFETY: the function was generated with this signature (`codegen::generate`).
     let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
-    Ok(CompiledProgram { _module: module, entry, program: program.clone(), sources: generated.sources, messages: generated.messages, clif: generated.clif })
+    let float_atomics = adds_floats_atomically(program, &program.body);
+    Ok(CompiledProgram { _module: module, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, clif: generated.clif })
 }
+
+fn adds_floats_atomically(p: &Program, body: &[tl_compiler::lir::Stmt]) -> bool {
+    use tl_compiler::lir::Stmt;
+    body.iter().any(|s| match s {
+        Stmt::AtomicAddGlobal { value, .. } => p.ty(value).is_float(),
+        Stmt::If { then_body, else_body, .. } => adds_floats_atomically(p, then_body) || adds_floats_atomically(p, else_body),
+        Stmt::For { body, .. } => adds_floats_atomically(p, body),
+        _ => false,
+    })
+}
+
+/// The launch's buffers and scalars, read by every worker thread.
+struct SharedInputs<'a> {
+    buffers: &'a [Buffer],
+    scalars: &'a [i64],
+}
+
+// SAFETY: the buffers point into the launch's tensors, which outlive the workers; blocks of a
+// race-free program touch disjoint elements, and atomic additions take a lock
+// (`helpers::atomic_add`).
+unsafe impl Sync for SharedInputs<'_> {}
 
 /// The Cranelift IR of `program` (`tlc compile --emit clif`).
 pub fn clif(program: &Program) -> Result<String, CpuError> {
@@ -155,8 +183,17 @@ impl CompiledProgram {
         &self.clif
     }
 
-    /// Runs the program over `grid`, blocks in order, updating the tensors of `args`.
+    /// Runs the program over `grid`, updating the tensors of `args`. Blocks run in parallel on
+    /// all cores (`TL_CPU_THREADS` caps the number of threads), except in a program that adds
+    /// floats atomically, whose blocks run in order so that the sums are reproducible (the
+    /// simulator's order). A race-free program's results do not depend on the thread count; a
+    /// fault is reported for the first faulting block in grid order.
     pub fn launch(&self, grid: [u32; 3], args: &mut [Arg]) -> Result<(), CpuError> {
+        self.launch_with_threads(grid, args, None)
+    }
+
+    /// [`Self::launch`] on at most `threads` threads (`None`: all cores, or `TL_CPU_THREADS`).
+    pub fn launch_with_threads(&self, grid: [u32; 3], args: &mut [Arg], threads: Option<usize>) -> Result<(), CpuError> {
         let p = &self.program;
         if args.len() != p.params.len() {
             return Err(CpuError::Launch(format!("{} arguments for {} parameters", args.len(), p.params.len())));
@@ -173,33 +210,64 @@ impl CompiledProgram {
                 _ => return Err(CpuError::Launch(format!("argument {i} does not match its parameter"))),
             }
         }
-        let threads = p.block_threads as usize;
-        let mut registers = vec![0u64; threads * (p.vars.len() + 1)];
-        let mut shared = vec![0u8; p.shared_bytes.max(1)];
-        for z in 0..grid[2] {
-            for y in 0..grid[1] {
-                for x in 0..grid[0] {
-                    let mut frame = Frame {
-                        block: [x as i32, y as i32, z as i32],
-                        fault: 0,
-                        fault_thread: 0,
-                        source: -1,
-                        fault_param: -1,
-                        fault_message: -1,
-                        fault_index: 0,
-                        failed: 0,
-                        buffers: buffers.as_ptr(),
-                        scalars: scalars.as_ptr(),
-                        shared: shared.as_mut_ptr(),
-                        registers: registers.as_mut_ptr(),
-                    };
-                    if (self.entry)(&mut frame) != 0 {
-                        return Err(self.fault(&frame, [x, y, z]));
-                    }
+        let total = grid.iter().map(|&g| g as usize).product::<usize>();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cap = threads.or_else(|| std::env::var("TL_CPU_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(cores).max(1);
+        let workers = if self.float_atomics { 1 } else { cap.min(total).max(1) };
+        let next = AtomicUsize::new(0);
+        // The first faulting block in grid order (usize::MAX: none yet).
+        let first_fault = AtomicUsize::new(usize::MAX);
+        let faults: Mutex<Vec<(usize, CpuError)>> = Mutex::new(Vec::new());
+        let shared_inputs = SharedInputs { buffers: &buffers, scalars: &scalars };
+        let work = || {
+            let inputs = &shared_inputs;
+            let threads = p.block_threads as usize;
+            let mut registers = vec![0u64; threads * (p.vars.len() + helpers::SCRATCH)];
+            let mut shared = vec![0u8; p.shared_bytes.max(1)];
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || i > first_fault.load(Ordering::Relaxed) {
+                    break;
+                }
+                let x = i % grid[0] as usize;
+                let y = (i / grid[0] as usize) % grid[1] as usize;
+                let z = i / (grid[0] as usize * grid[1] as usize);
+                let mut frame = Frame {
+                    block: [x as i32, y as i32, z as i32],
+                    fault: 0,
+                    fault_thread: 0,
+                    source: -1,
+                    fault_param: -1,
+                    fault_message: -1,
+                    fault_index: 0,
+                    failed: 0,
+                    buffers: inputs.buffers.as_ptr(),
+                    scalars: inputs.scalars.as_ptr(),
+                    shared: shared.as_mut_ptr(),
+                    registers: registers.as_mut_ptr(),
+                };
+                if (self.entry)(&mut frame) != 0 {
+                    first_fault.fetch_min(i, Ordering::Relaxed);
+                    let error = self.fault(&frame, [x as u32, y as u32, z as u32]);
+                    faults.lock().unwrap_or_else(|e| e.into_inner()).push((i, error));
                 }
             }
+        };
+        if workers == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(&work);
+                }
+            });
         }
-        Ok(())
+        let mut faults = faults.into_inner().unwrap_or_else(|e| e.into_inner());
+        faults.sort_by_key(|(i, _)| *i);
+        match faults.into_iter().next() {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
+        }
     }
 
     fn fault(&self, frame: &Frame, block: [u32; 3]) -> CpuError {
