@@ -258,7 +258,7 @@ impl CompiledProgram {
         } else {
             std::thread::scope(|s| {
                 for _ in 0..workers {
-                    s.spawn(&work);
+                    s.spawn(work);
                 }
             });
         }

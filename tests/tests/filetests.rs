@@ -14,8 +14,9 @@
 //!   lines. It must parse and print back to the same text; each `// verify-error: TEXT` line
 //!   of the header names an error the verifier must report, and without one the program must
 //!   verify.
-//! * `run/NAME.tl`: the first kernel runs on the VM and on the simulator with seeded random
-//!   inputs; the two must agree (integers and bools bit for bit, floats within
+//! * `run/NAME.tl`: the first kernel runs on the VM, the simulator and the cpu backend with
+//!   seeded random inputs; the cpu backend must give the simulator's bits, and the VM and the
+//!   simulator must agree (integers and bools bit for bit, floats within
 //!   1e-4 · (1 + |x|), for `dot`s accumulated in another order on tensor cores). A header line
 //!   `// run: OPTIONS` takes `--seed S`, `--arg NAME=V` and `--small-integers` (integer inputs
 //!   of 8 bits and more drawn in -8..8, or 0..16 unsigned). The reproductions of bugs the
@@ -273,10 +274,18 @@ fn run(path: &Path, source: &str) -> Result<(), Failed> {
     if options.small_integers {
         small_integer_inputs(&kernel, &mut args, options.seed);
     }
-    let (mut vm, mut simt) = (args.clone(), args);
+    let (mut vm, mut simt, mut cpu) = (args.clone(), args.clone(), args);
     kernel.launch(Backend::Vm, &mut vm).map_err(|e| format!("vm: {e}"))?;
     kernel.launch(Backend::Simt, &mut simt).map_err(|e| format!("simt: {e}"))?;
+    kernel.launch(Backend::Cpu, &mut cpu).map_err(|e| format!("cpu: {e}"))?;
     let mut report = String::new();
+    // The cpu backend computes the simulator's bits (NaN payloads aside).
+    for (p, (a, b)) in kernel.compiled.kernel.params.iter().zip(cpu.iter().zip(&simt)) {
+        let (Some(a), Some(b)) = (a.tensor(), b.tensor()) else { continue };
+        if let Some(i) = (0..a.len()).find(|&i| a.code(i) != b.code(i) && !(a.get(i).is_nan() && b.get(i).is_nan())) {
+            report.push_str(&format!("`{}` differs between cpu and simt at [{i}]: cpu {} simt {}; ", p.name, a.get(i), b.get(i)));
+        }
+    }
     for (p, (a, b)) in kernel.compiled.kernel.params.iter().zip(vm.iter().zip(&simt)) {
         let (Some(a), Some(b)) = (a.tensor(), b.tensor()) else { continue };
         let agree = |i: usize| {
