@@ -142,20 +142,9 @@ pub(crate) extern "C" fn f64_to_bf16(x: f64) -> i64 {
 }
 
 /// The hardware-approximation math (`lir::UnaryOp` `Exp` .. `Cos`) on an f32 or f64 register
-/// as the simulator computes it: the exact function in f64, rounded once.
+/// as the simulator computes it: the exact function in f64 (`UnaryOp::float_f64`), rounded once.
 fn approximation(op: i64, x: f64) -> f64 {
-    match UnaryOp::ALL[op as usize] {
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Exp2 => x.exp2(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Log2 => x.log2(),
-        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-        UnaryOp::Sqrt => x.sqrt(),
-        _ => f64::NAN,
-    }
+    UnaryOp::ALL[op as usize].float_f64(x)
 }
 
 pub(crate) extern "C" fn math_f32(op: i64, x: f32) -> f32 {

@@ -1188,24 +1188,9 @@ impl<'a> Block<'a> {
 /// One unary operation on a register of type `ty`.
 fn unary_value(op: UnaryOp, ty: Ty, x: V) -> V {
     if ty.is_float() {
-        let f = x.f();
-        let r = match op {
-            UnaryOp::Neg => -f,
-            UnaryOp::Not => f,
-            UnaryOp::Abs => f.abs(),
-            // The hardware approximations as the exact function, rounded once (the GPU
-            // differs by the bounds of PTX's `.approx` instructions).
-            UnaryOp::Exp => f.exp(),
-            UnaryOp::Exp2 => f.exp2(),
-            UnaryOp::Log => f.ln(),
-            UnaryOp::Log2 => f.log2(),
-            UnaryOp::Sqrt => f.sqrt(),
-            UnaryOp::Rsqrt => 1.0 / f.sqrt(),
-            UnaryOp::Tanh => f.tanh(),
-            UnaryOp::Sin => f.sin(),
-            UnaryOp::Cos => f.cos(),
-        };
-        V::F(round_float(ty, r))
+        // The hardware approximations as the exact function, rounded once (the GPU differs by
+        // the bounds of PTX's `.approx` instructions).
+        V::F(round_float(ty, op.float_f64(x.f())))
     } else {
         let n = x.i();
         V::I(wrap(ty, match op {

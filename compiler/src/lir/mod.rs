@@ -164,6 +164,26 @@ impl UnaryOp {
     pub fn name(self) -> String {
         format!("{self:?}").to_lowercase()
     }
+
+    /// The operation on a float value, computed in f64 before rounding to the register type
+    /// (the CPU backends' meaning: the hardware approximations are the exact functions;
+    /// `Not` leaves a float as it is).
+    pub fn float_f64(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Not => x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp2 => x.exp2(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Log2 => x.log2(),
+            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

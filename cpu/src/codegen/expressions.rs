@@ -119,10 +119,7 @@ impl Gen<'_, '_> {
                 }
             }
             Expr::LoadGlobal { param, index, ty } => {
-                let memory = self.param_ty(*param)?;
-                let index = self.expr(index)?;
-                let offset = self.b.ins().imul_imm_s(index, memory.bytes() as i64);
-                let at = self.global_address(*param, offset, memory.bytes() as i64, 1);
+                let (at, _) = self.element_address(*param, index)?;
                 let v = self.b.ins().load(cl(*ty), MemFlagsData::trusted(), at, 0);
                 if *ty == Ty::I1 {
                     // Any non-zero byte reads as true.

@@ -207,7 +207,7 @@ impl Gen<'_, '_> {
             run.clear();
             match s {
                 Stmt::Barrier => {}
-                Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle(*dst, *src, *lane_mask),
+                Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle(*dst, *src, *lane_mask)?,
                 Stmt::Mma { kind, a, b, c } => {
                     // Every lane's fragments to its scratch slots, then the warps' products.
                     let operands: Vec<&Expr> = a.iter().chain(b.iter()).collect();
@@ -257,10 +257,8 @@ impl Gen<'_, '_> {
                     let var = *var;
                     self.counted_loop(start, end, |g, i| {
                         // Every thread's copy of the loop variable.
-                        let threads = g.b.ins().iconst(types::I32, i64::from(g.p.block_threads));
-                        let zero = g.b.ins().iconst(types::I32, 0);
-                        g.counted_loop(zero, threads, |g, t| {
-                            g.store_register_of(t, var, i);
+                        g.each_thread(|g, _| {
+                            g.store_register(var, i);
                             Ok(())
                         })?;
                         g.phases(body)
@@ -285,15 +283,23 @@ impl Gen<'_, '_> {
         if run.is_empty() {
             return Ok(());
         }
+        self.each_thread(|g, _| {
+            for s in run {
+                g.stmt(s)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `body` once for every thread of the block, in order, as that thread (`thread`).
+    fn each_thread(&mut self, body: impl FnOnce(&mut Self, Value) -> Result<(), CpuError>) -> Result<(), CpuError> {
         let zero = self.b.ins().iconst(types::I32, 0);
         let threads = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads));
         self.counted_loop(zero, threads, |g, t| {
             let saved = g.thread.replace(t);
-            for s in run {
-                g.stmt(s)?;
-            }
+            let result = body(g, t);
             g.thread = saved;
-            Ok(())
+            result
         })
     }
 
@@ -317,17 +323,13 @@ impl Gen<'_, '_> {
 
     /// Each thread's values of `operands` (32-bit registers) to its scratch slots 0, 1, ...
     fn stage_in_scratch(&mut self, operands: &[&Expr]) -> Result<(), CpuError> {
-        let zero = self.b.ins().iconst(types::I32, 0);
-        let threads = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads));
         let first = self.p.vars.len();
-        self.counted_loop(zero, threads, |g, t| {
-            let saved = g.thread.replace(t);
+        self.each_thread(|g, t| {
             for (k, e) in operands.iter().enumerate() {
                 let v = g.expr(e)?;
                 let at = g.slot(t, first + k);
                 g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
             }
-            g.thread = saved;
             Ok(())
         })
     }
@@ -343,27 +345,23 @@ impl Gen<'_, '_> {
 
     /// `dst` of each thread becomes `src` of the thread `lane ^ mask` in its warp: all
     /// sources are copied to the scratch slots first.
-    fn shuffle(&mut self, dst: Var, src: Var, lane_mask: u32) {
+    fn shuffle(&mut self, dst: Var, src: Var, lane_mask: u32) -> Result<(), CpuError> {
         let scratch = self.p.vars.len();
-        let zero = self.b.ins().iconst(types::I32, 0);
-        let threads = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads));
-        let _ = self.counted_loop(zero, threads, |g, t| {
+        self.each_thread(|g, t| {
             let from = g.slot(t, src.0 as usize);
             let v = g.b.ins().load(types::I64, MemFlagsData::trusted(), from, 0);
             let at = g.slot(t, scratch);
             g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
             Ok(())
-        });
-        let zero = self.b.ins().iconst(types::I32, 0);
-        let threads = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads));
-        let _ = self.counted_loop(zero, threads, |g, t| {
+        })?;
+        self.each_thread(|g, t| {
             let partner = g.b.ins().bxor_imm_s(t, i64::from(lane_mask & 31));
             let from = g.slot(partner, scratch);
             let v = g.b.ins().load(types::I64, MemFlagsData::trusted(), from, 0);
             let at = g.slot(t, dst.0 as usize);
             g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
             Ok(())
-        });
+        })
     }
 
     // ---- Registers. ----
@@ -387,14 +385,10 @@ impl Gen<'_, '_> {
         self.b.ins().load(cl(self.p.vars[v.0 as usize]), MemFlagsData::trusted(), at, 0)
     }
 
-    fn store_register_of(&mut self, t: Value, v: Var, value: Value) {
-        let at = self.slot(t, v.0 as usize);
-        self.b.ins().store(MemFlagsData::trusted(), value, at, 0);
-    }
-
     fn store_register(&mut self, v: Var, value: Value) {
         let t = self.thread();
-        self.store_register_of(t, v, value);
+        let at = self.slot(t, v.0 as usize);
+        self.b.ins().store(MemFlagsData::trusted(), value, at, 0);
     }
 
     // ---- Faults. ----
@@ -462,6 +456,15 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(self.shared, offset)
     }
 
+    /// The address of element `index` (an i64 expression) of global `param`, checked, and the
+    /// register type of its elements.
+    fn element_address(&mut self, param: usize, index: &Expr) -> Result<(Value, Ty), CpuError> {
+        let ty = self.param_ty(param)?;
+        let index = self.expr(index)?;
+        let offset = self.b.ins().imul_imm_s(index, ty.bytes() as i64);
+        Ok((self.global_address(param, offset, ty.bytes() as i64, 1), ty))
+    }
+
     fn param_ty(&self, param: usize) -> Result<Ty, CpuError> {
         match &self.p.params.get(param) {
             Some(Param::Global { dtype, .. }) => Ok(Ty::of(*dtype)),
@@ -515,20 +518,14 @@ impl Gen<'_, '_> {
                 })?;
             }
             Stmt::StoreGlobal { param, index, value } => {
-                let ty = self.param_ty(*param)?;
-                let index = self.expr(index)?;
-                let offset = self.b.ins().imul_imm_s(index, ty.bytes() as i64);
-                let at = self.global_address(*param, offset, ty.bytes() as i64, 1);
+                let (at, ty) = self.element_address(*param, index)?;
                 let v = self.expr(value)?;
                 // A bool is stored as 0 or 1.
                 let v = if ty == Ty::I1 { self.b.ins().band_imm_s(v, 1) } else { v };
                 self.b.ins().store(MemFlagsData::trusted(), v, at, 0);
             }
             Stmt::AtomicAddGlobal { param, index, value } => {
-                let ty = self.param_ty(*param)?;
-                let index = self.expr(index)?;
-                let offset = self.b.ins().imul_imm_s(index, ty.bytes() as i64);
-                let at = self.global_address(*param, offset, ty.bytes() as i64, 1);
+                let (at, ty) = self.element_address(*param, index)?;
                 let v = self.expr(value)?;
                 let bits = self.register_bits(v, ty);
                 let code = self.b.ins().iconst(types::I64, helpers::ty_code(ty));
