@@ -68,32 +68,6 @@ pub(crate) extern "C" fn lop3(a: i64, b: i64, c: i64, lut: i64) -> i64 {
     registers::lop3(a as u32, b as u32, c as u32, lut as u8) as i32 as i64
 }
 
-/// Bits `[bit, bit + bits)` of the buffer at `base` (LSB first), zero-extended; the caller
-/// checked that the bytes holding them lie inside it.
-pub(crate) extern "C" fn read_bits(base: *const u8, bit: i64, bits: i64) -> i64 {
-    let mut out = 0i64;
-    for k in 0..bits {
-        let b = bit + k;
-        // SAFETY: bounds checked by the compiled code before the call.
-        let byte = unsafe { *base.add((b / 8) as usize) };
-        out |= (((byte >> (b % 8)) & 1) as i64) << k;
-    }
-    out
-}
-
-/// Replaces bits `[bit, bit + bits)` of the buffer at `base` with the low bits of `value`.
-pub(crate) extern "C" fn write_bits(base: *mut u8, bit: i64, bits: i64, value: i64) {
-    for k in 0..bits {
-        let b = bit + k;
-        let one = ((value >> k) & 1) as u8;
-        // SAFETY: bounds checked by the compiled code before the call.
-        unsafe {
-            let p = base.add((b / 8) as usize);
-            *p = (*p & !(1 << (b % 8))) | (one << (b % 8));
-        }
-    }
-}
-
 /// Locks for atomic additions, chosen by address: additions to one element from blocks on
 /// several threads take the same lock, so none comes between another's read and write.
 static ATOMIC_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
@@ -113,26 +87,7 @@ pub(crate) extern "C" fn atomic_add(element: *mut u8, ty: i64, value: i64) {
     unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), element, n) };
 }
 
-/// 16-bit floats to and from f32 (exact one way, rounded to nearest even the other; the
-/// arithmetic of two 16-bit floats in f32 rounds once more to the same result as the
-/// simulator's exact value rounded once, since f32 has more than twice their precision plus
-/// two bits), and from f64 in one rounding.
-pub(crate) extern "C" fn f16_to_f32(bits: i64) -> f32 {
-    half::f16::from_bits(bits as u16).to_f32()
-}
-
-pub(crate) extern "C" fn bf16_to_f32(bits: i64) -> f32 {
-    half::bf16::from_bits(bits as u16).to_f32()
-}
-
-pub(crate) extern "C" fn f32_to_f16(x: f32) -> i64 {
-    i64::from(half::f16::from_f32(x).to_bits() as i16)
-}
-
-pub(crate) extern "C" fn f32_to_bf16(x: f32) -> i64 {
-    i64::from(half::bf16::from_f32(x).to_bits() as i16)
-}
-
+/// f64 to 16-bit floats in one rounding (f32 to and from 16 bits is generated inline).
 pub(crate) extern "C" fn f64_to_f16(x: f64) -> i64 {
     i64::from(half::f16::from_f64(x).to_bits() as i16)
 }
@@ -249,13 +204,7 @@ pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
         ("tl_cpu_cast", cast as *const u8),
         ("tl_cpu_prmt", prmt as *const u8),
         ("tl_cpu_lop3", lop3 as *const u8),
-        ("tl_cpu_read_bits", read_bits as *const u8),
-        ("tl_cpu_write_bits", write_bits as *const u8),
         ("tl_cpu_atomic_add", atomic_add as *const u8),
-        ("tl_cpu_f16_to_f32", f16_to_f32 as *const u8),
-        ("tl_cpu_bf16_to_f32", bf16_to_f32 as *const u8),
-        ("tl_cpu_f32_to_f16", f32_to_f16 as *const u8),
-        ("tl_cpu_f32_to_bf16", f32_to_bf16 as *const u8),
         ("tl_cpu_f64_to_f16", f64_to_f16 as *const u8),
         ("tl_cpu_f64_to_bf16", f64_to_bf16 as *const u8),
         ("tl_cpu_math_f32", math_f32 as *const u8),

@@ -3,7 +3,8 @@
 //! kernels that `print`, which the backend does not compile yet, must be refused with a clear
 //! error), and faults are diagnostics at the source instruction.
 
-use tl_runtime::{Arg, Backend, Kernel, Module, RuntimeError};
+use tl_compiler::dtype::DType;
+use tl_runtime::{Arg, Backend, HostTensor, Kernel, Module, RuntimeError};
 
 /// Constructs the backend refuses today; a kernel using one must be refused, not run.
 const NOT_YET: [&str; 1] = ["`print`"];
@@ -103,5 +104,74 @@ fn results_do_not_depend_on_the_thread_count() {
             program.launch_with_threads(grid, &mut eight, Some(8)).unwrap();
             same_bits(&one, &eight).unwrap_or_else(|e| panic!("{}: {e}", kernel.name()));
         }
+    }
+}
+
+/// The cpu backend converts between f32 and the 16-bit floats with inline integer code; each
+/// conversion against the `half` crate (an independent implementation; the simulator uses it
+/// too, through f64): every f16 and bf16 value to f32, and f32 values to both (every exponent
+/// with edge and random mantissas, the rounding ties, the overflow boundary, NaNs, zeros).
+#[test]
+fn sixteen_bit_conversions_match_the_half_crate() {
+    let source = "
+kernel widen(n: i32, h: global f16[n], b: global bf16[n], hw: global mut f32[n], bw: global mut f32[n]) grid(cdiv(n, 1024)) warps(4) {
+    store(hw, cast<f32>(load(h, [block.x * 1024], [1024])), [block.x * 1024]);
+    store(bw, cast<f32>(load(b, [block.x * 1024], [1024])), [block.x * 1024]);
+}
+kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16[n]) grid(cdiv(n, 1024)) warps(4) {
+    let t = load(x, [block.x * 1024], [1024]);
+    store(h, cast<f16>(t), [block.x * 1024]);
+    store(b, cast<bf16>(t), [block.x * 1024]);
+}
+";
+    let module = Module::from_source("conversions.tl", source).unwrap_or_else(|e| panic!("{e}"));
+    let int = |v: usize| Arg::Scalar(tl_runtime::Number::Int((v as i64).into()));
+    let tensor = |dtype: DType, codes: &[u64]| Arg::from(HostTensor::from_codes(dtype, &[codes.len()], codes));
+    let codes = |arg: &Arg| -> Vec<u64> {
+        let t = arg.tensor().unwrap();
+        (0..t.len()).map(|k| t.code(k)).collect()
+    };
+    let quiet_nan = |bits: u32| f32::from_bits(bits).is_nan();
+
+    let all: Vec<u64> = (0..1u64 << 16).collect();
+    let poison = vec![0x7fc0_1234u64; all.len()];
+    let mut args = vec![int(all.len()), tensor(DType::F16, &all), tensor(DType::BF16, &all), tensor(DType::F32, &poison), tensor(DType::F32, &poison)];
+    module.kernel(Some("widen"), &[]).unwrap().launch(Backend::Cpu, &mut args).unwrap_or_else(|e| panic!("{e}"));
+    let (from_f16, from_bf16) = (codes(&args[3]), codes(&args[4]));
+    for (k, &bits) in all.iter().enumerate() {
+        let want_h = half::f16::from_bits(bits as u16).to_f32().to_bits();
+        let want_b = half::bf16::from_bits(bits as u16).to_f32().to_bits();
+        // A NaN must stay a NaN; its payload is not part of the contract.
+        let same = |got: u64, want: u32| got as u32 == want || (quiet_nan(want) && quiet_nan(got as u32));
+        assert!(same(from_f16[k], want_h), "f16 {bits:#06x} → f32: {:#010x}, half says {want_h:#010x}", from_f16[k]);
+        assert!(same(from_bf16[k], want_b), "bf16 {bits:#06x} → f32: {:#010x}, half says {want_b:#010x}", from_bf16[k]);
+    }
+
+    let mut rng = tl_tests::Rng(0x16b);
+    let mut inputs: Vec<u32> = Vec::new();
+    for exponent in 0..256u32 {
+        for mantissa in [0, 1, 0x1000, 0x0fff, 0x2000, 0x3000, 0x7000, 0x8000, 0x18000, 0x7f_ffff, 0x40_0000] {
+            inputs.push(exponent << 23 | mantissa);
+        }
+        for _ in 0..64 {
+            inputs.push(exponent << 23 | (rng.next() as u32 & 0x7f_ffff));
+        }
+    }
+    // Around the largest finite f16 (65504) and the point where f16 rounds to infinity (65520).
+    for base in [65504.0f32, 65520.0, 6.1035156e-5, 5.9604645e-8, 2.9802322e-8] {
+        let b = base.to_bits();
+        inputs.extend((b - 8..b + 8).collect::<Vec<_>>());
+    }
+    let inputs: Vec<u64> = inputs.iter().flat_map(|&b| [u64::from(b), u64::from(b | 0x8000_0000)]).collect();
+    let mut args = vec![int(inputs.len()), tensor(DType::F32, &inputs), tensor(DType::F16, &vec![0x7e01; inputs.len()]), tensor(DType::BF16, &vec![0x7fc1; inputs.len()])];
+    module.kernel(Some("narrow"), &[]).unwrap().launch(Backend::Cpu, &mut args).unwrap_or_else(|e| panic!("{e}"));
+    let (to_f16, to_bf16) = (codes(&args[2]), codes(&args[3]));
+    for (k, &bits) in inputs.iter().enumerate() {
+        let x = f32::from_bits(bits as u32);
+        let (want_h, want_b) = (half::f16::from_f32(x), half::bf16::from_f32(x));
+        let same_h = to_f16[k] as u16 == want_h.to_bits() || (want_h.is_nan() && half::f16::from_bits(to_f16[k] as u16).is_nan());
+        let same_b = to_bf16[k] as u16 == want_b.to_bits() || (want_b.is_nan() && half::bf16::from_bits(to_bf16[k] as u16).is_nan());
+        assert!(same_h, "f32 {bits:#010x} ({x:e}) → f16: {:#06x}, half says {:#06x}", to_f16[k], want_h.to_bits());
+        assert!(same_b, "f32 {bits:#010x} ({x:e}) → bf16: {:#06x}, half says {:#06x}", to_bf16[k], want_b.to_bits());
     }
 }

@@ -21,13 +21,30 @@ pub const WARP: usize = 32;
 ///
 /// D = A·B + C, each element summed exactly (in f64) and rounded once to f32.
 pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
-    let element = |bits: u16| -> f64 {
-        match kind {
-            MmaKind::F16 => half::f16::from_bits(bits).to_f64(),
-            MmaKind::BF16 => half::bf16::from_bits(bits).to_f64(),
-            MmaKind::S8 => unreachable!("s8 is mma_m16n8k32_s8"),
-        }
+    match kind {
+        // Through f32: exact, and the conversion the machine has.
+        MmaKind::F16 => mma_m16n8k16_of(f16_value, a, b, c),
+        MmaKind::BF16 => mma_m16n8k16_of(|bits| f64::from(half::bf16::from_bits(bits).to_f32()), a, b, c),
+        MmaKind::S8 => unreachable!("s8 is mma_m16n8k32_s8"),
+    }
+}
+
+/// The value of an f16 (exact; a NaN stays a NaN): exponent and mantissa moved into an f32's
+/// fields and scaled by 2^112, which is exact for normal and subnormal values alike.
+#[inline]
+fn f16_value(bits: u16) -> f64 {
+    let magnitude = u32::from(bits & 0x7fff);
+    let value = if magnitude >= 0x7c00 {
+        f32::from_bits((magnitude << 13) | 0x7000_0000)
+    } else {
+        f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000)
     };
+    let value = f64::from(value);
+    if bits & 0x8000 != 0 { -value } else { value }
+}
+
+/// `mma_m16n8k16` with the elements' values given by `element` (a copy per format, inlined).
+fn mma_m16n8k16_of(element: impl Fn(u16) -> f64, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
     let half_of = |reg: u32, high: bool| -> u16 { if high { (reg >> 16) as u16 } else { reg as u16 } };
     let mut matrix_a = [[0f64; 16]; 16];
     let mut matrix_b = [[0f64; 8]; 16];
@@ -47,12 +64,26 @@ pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c
             matrix_c[row][col] = c[lane][i] as f64;
         }
     }
+    // Each element: the products in order of k, summed from -0.0 (as `Iterator::sum`), then C;
+    // the eight columns of a row side by side (independent sums the machine can vectorize).
+    let mut matrix_d = [[0f64; 8]; 16];
+    for row in 0..16 {
+        let mut sums = [-0.0f64; 8];
+        for k in 0..16 {
+            let x = matrix_a[row][k];
+            for (sum, y) in sums.iter_mut().zip(&matrix_b[k]) {
+                *sum += x * y;
+            }
+        }
+        for col in 0..8 {
+            matrix_d[row][col] = sums[col] + matrix_c[row][col];
+        }
+    }
     for lane in 0..WARP {
         let (group, tig) = (lane / 4, lane % 4);
         for i in 0..4 {
             let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
-            let sum: f64 = (0..16).map(|k| matrix_a[row][k] * matrix_b[k][col]).sum::<f64>() + matrix_c[row][col];
-            c[lane][i] = sum as f32;
+            c[lane][i] = matrix_d[row][col] as f32;
         }
     }
 }
@@ -116,6 +147,15 @@ pub fn ldmatrix(count: usize, trans: bool, rows: &[[u16; 8]; WARP]) -> [[u32; 4]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_values_are_the_half_crates() {
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f64();
+            let got = f16_value(bits);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{bits:#06x}: {got:e}, half says {want:e}");
+        }
+    }
 
     #[test]
     fn ldmatrix_distributes_rows_and_transposes() {

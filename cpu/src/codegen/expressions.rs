@@ -129,10 +129,8 @@ impl Gen<'_, '_> {
                 }
             }
             Expr::LoadGlobalBits { param, bit_index, bits } => {
-                let (base, bit) = self.global_bits(*param, bit_index, *bits)?;
-                let n = self.b.ins().iconst(types::I64, i64::from(*bits));
-                let r = self.call(self.helpers.read_bits, &[base, bit, n]);
-                self.b.ins().ireduce(types::I32, r)
+                let place = self.global_bits(*param, bit_index, *bits)?;
+                self.read_packed(&place, *bits)
             }
             Expr::LoadShared { offset, ty } => {
                 let offset = self.expr(offset)?;
@@ -141,10 +139,8 @@ impl Gen<'_, '_> {
                 if *ty == Ty::I1 { self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0) } else { v }
             }
             Expr::LoadSharedBits { bit_offset, bits } => {
-                let bit = self.shared_bits(bit_offset, *bits)?;
-                let n = self.b.ins().iconst(types::I64, i64::from(*bits));
-                let r = self.call(self.helpers.read_bits, &[self.shared, bit, n]);
-                self.b.ins().ireduce(types::I32, r)
+                let place = self.shared_bits(bit_offset, *bits)?;
+                self.read_packed(&place, *bits)
             }
             Expr::Prmt { a, b, selector } => {
                 let (x, y, s) = (self.expr(a)?, self.expr(b)?, self.expr(selector)?);
@@ -222,6 +218,14 @@ impl Gen<'_, '_> {
                 }
                 let bits = to.bytes() as u32 * 8;
                 let (lo, hi) = if to_unsigned { (0i64, if bits == 64 { i64::MAX } else { (1i64 << bits) - 1 }) } else { (if bits == 64 { i64::MIN } else { -(1i64 << (bits - 1)) }, if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 }) };
+                // A source whose every value fits the target (a widening): no clamp.
+                if from != Ty::I64 {
+                    let source_bits = if from == Ty::I1 { 1 } else { from.bytes() as u32 * 8 };
+                    let (source_lo, source_hi) = if from_unsigned || from == Ty::I1 { (0, (1i64 << source_bits) - 1) } else { (-(1i64 << (source_bits - 1)), (1i64 << (source_bits - 1)) - 1) };
+                    if lo <= source_lo && source_hi <= hi {
+                        return Some(if to == Ty::I64 { wide } else { self.b.ins().ireduce(cl(to), wide) });
+                    }
+                }
                 // An unsigned 64-bit source from 2^63 up is beyond every target: the maximum.
                 let huge = if from == Ty::I64 && from_unsigned { Some(self.b.ins().icmp_imm_s(IntCC::SignedLessThan, wide, 0)) } else { None };
                 let (lo_v, hi_v) = (self.b.ins().iconst(types::I64, lo), self.b.ins().iconst(types::I64, hi));
@@ -323,18 +327,89 @@ impl Gen<'_, '_> {
         Some(if ty == Ty::I64 { result } else { self.b.ins().ireduce(cl(ty), result) })
     }
 
-    /// A 16-bit float register as the f32 of its value (exact).
+    /// A 16-bit float register as the f32 of its value (exact; a NaN keeps its payload and
+    /// becomes quiet, as the `half` crate converts).
     fn widen16(&mut self, x: Value, ty: Ty) -> Value {
-        let bits = self.b.ins().sextend(types::I64, x);
-        let f = self.helpers.widen[usize::from(ty == Ty::BF16)];
-        self.call(f, &[bits])
+        let h = self.b.ins().uextend(types::I32, x);
+        let bits = if ty == Ty::BF16 {
+            let shifted = self.b.ins().ishl_imm_s(h, 16);
+            let magnitude = self.b.ins().band_imm_s(h, 0x7fff);
+            let nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, magnitude, 0x7f80);
+            let quiet = self.b.ins().bor_imm_s(shifted, 0x0040_0000);
+            self.b.ins().select(nan, quiet, shifted)
+        } else {
+            // Exponent and mantissa moved into f32's fields and scaled by 2^112: exact for
+            // normal and subnormal values alike; infinities and NaNs set apart.
+            let magnitude = self.b.ins().band_imm_s(h, 0x7fff);
+            let moved = self.b.ins().ishl_imm_s(magnitude, 13);
+            let as_float = self.b.ins().bitcast(types::F32, MemFlagsData::new(), moved);
+            let scale = self.b.ins().f32const(f32::from_bits(0x7780_0000)); // 2^112
+            let scaled = self.b.ins().fmul(as_float, scale);
+            let finite = self.b.ins().bitcast(types::I32, MemFlagsData::new(), scaled);
+            let special = self.b.ins().bor_imm_s(moved, 0x7000_0000);
+            let mantissa = self.b.ins().band_imm_s(h, 0x3ff);
+            let is_nan = self.b.ins().icmp_imm_s(IntCC::NotEqual, mantissa, 0);
+            let quiet = self.b.ins().bor_imm_s(special, 0x0040_0000);
+            let special = self.b.ins().select(is_nan, quiet, special);
+            let is_special = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, magnitude, 0x7c00);
+            let value = self.b.ins().select(is_special, special, finite);
+            let sign = self.b.ins().band_imm_s(h, 0x8000);
+            let sign = self.b.ins().ishl_imm_s(sign, 16);
+            self.b.ins().bor(value, sign)
+        };
+        self.b.ins().bitcast(types::F32, MemFlagsData::new(), bits)
     }
 
-    /// An f32 (or f64) rounded once to the 16-bit float `ty`.
+    /// An f32 (or f64) rounded once to the 16-bit float `ty` (to nearest even; a NaN keeps
+    /// the top of its payload and becomes quiet, as the `half` crate converts).
     fn narrow16(&mut self, x: Value, from: Ty, ty: Ty) -> Value {
-        let f = if from == Ty::F64 { self.helpers.narrow_f64[usize::from(ty == Ty::BF16)] } else { self.helpers.narrow[usize::from(ty == Ty::BF16)] };
-        let r = self.call(f, &[x]);
-        self.b.ins().ireduce(types::I16, r)
+        if from == Ty::F64 {
+            let r = self.call(self.helpers.narrow_f64[usize::from(ty == Ty::BF16)], &[x]);
+            return self.b.ins().ireduce(types::I16, r);
+        }
+        let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+        let h = if ty == Ty::BF16 {
+            let odd = self.b.ins().ushr_imm_s(bits, 16);
+            let odd = self.b.ins().band_imm_s(odd, 1);
+            let biased = self.b.ins().iadd_imm_s(bits, 0x7fff);
+            let rounded = self.b.ins().iadd(biased, odd);
+            let rounded = self.b.ins().ushr_imm_s(rounded, 16);
+            let top = self.b.ins().ushr_imm_s(bits, 16);
+            let quiet = self.b.ins().bor_imm_s(top, 0x40);
+            let magnitude = self.b.ins().band_imm_s(bits, 0x7fff_ffff);
+            let nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, magnitude, 0x7f80_0000);
+            self.b.ins().select(nan, quiet, rounded)
+        } else {
+            let sign = self.b.ins().band_imm_s(bits, 0x8000_0000_u32 as i32 as i64);
+            let a = self.b.ins().bxor(bits, sign);
+            // Values that round to a subnormal or zero: the addition of 0.5 rounds them to
+            // nearest even in the low mantissa bits.
+            let magic = self.b.ins().f32const(0.5);
+            let a_float = self.b.ins().bitcast(types::F32, MemFlagsData::new(), a);
+            let sum = self.b.ins().fadd(a_float, magic);
+            let sum = self.b.ins().bitcast(types::I32, MemFlagsData::new(), sum);
+            let small = self.b.ins().iadd_imm_s(sum, -0x3f00_0000);
+            // Normal results: rebias the exponent, round to nearest even on bit 13.
+            let odd = self.b.ins().ushr_imm_s(a, 13);
+            let odd = self.b.ins().band_imm_s(odd, 1);
+            let rebiased = self.b.ins().iadd_imm_s(a, 0xc800_0fff_u32 as i32 as i64);
+            let rounded = self.b.ins().iadd(rebiased, odd);
+            let normal = self.b.ins().ushr_imm_s(rounded, 13);
+            // Overflow gives infinity, infinity stays, a NaN stays quiet with its payload's top.
+            let payload = self.b.ins().ushr_imm_s(a, 13);
+            let payload = self.b.ins().band_imm_s(payload, 0x3ff);
+            let nan = self.b.ins().bor_imm_s(payload, 0x7e00);
+            let infinity = self.b.ins().iconst(types::I32, 0x7c00);
+            let is_nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, a, 0x7f80_0000);
+            let huge = self.b.ins().select(is_nan, nan, infinity);
+            let is_small = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, a, 0x3880_0000);
+            let finite = self.b.ins().select(is_small, small, normal);
+            let is_huge = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, a, 0x4780_0000);
+            let magnitude = self.b.ins().select(is_huge, huge, finite);
+            let sign = self.b.ins().ushr_imm_s(sign, 16);
+            self.b.ins().bor(magnitude, sign)
+        };
+        self.b.ins().ireduce(types::I16, h)
     }
 
     fn unary(&mut self, op: UnaryOp, ty: Ty, x: Value) -> Value {
@@ -348,6 +423,19 @@ impl Gen<'_, '_> {
             (UnaryOp::Neg, t) if native_float(t) => self.b.ins().fneg(x),
             (UnaryOp::Abs, t) if native_float(t) => self.b.ins().fabs(x),
             (UnaryOp::Sqrt, t) if native_float(t) => self.b.ins().sqrt(x),
+            // 16-bit floats: the square root in f32 (rounded twice to the same result, see
+            // `binary`), the approximation math in f64 rounded once, as the simulator does.
+            (UnaryOp::Sqrt, Ty::F16 | Ty::BF16) => {
+                let wide = self.widen16(x, ty);
+                let r = self.b.ins().sqrt(wide);
+                self.narrow16(r, Ty::F32, ty)
+            }
+            (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, Ty::F16 | Ty::BF16) => {
+                let wide = self.widen16(x, ty);
+                let wide = self.b.ins().fpromote(types::F64, wide);
+                let r = self.unary(op, Ty::F64, wide);
+                self.narrow16(r, Ty::F64, ty)
+            }
             (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, t) if native_float(t) => {
                 let code = self.b.ins().iconst(types::I64, helpers::unary_code(op));
                 let f = self.helpers.math[usize::from(t == Ty::F64)];

@@ -9,14 +9,15 @@ use crate::frame_offsets as off;
 use crate::helpers;
 use crate::{CpuError, FaultKind};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, Type, Value};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_codegen::ir::{types, AbiParam, AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, Signature, Type, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 use tl_compiler::diagnostics::Span;
 use tl_compiler::lir::{Expr, Param, Program, Stmt, Ty, Var};
 
 mod expressions;
+mod residency;
 
 pub(crate) struct Generated {
     pub id: FuncId,
@@ -74,17 +75,21 @@ struct Helpers {
     cast: FuncRef,
     prmt: FuncRef,
     lop3: FuncRef,
-    read_bits: FuncRef,
-    write_bits: FuncRef,
     atomic_add: FuncRef,
-    /// f16, bf16 → f32; f32 → f16, bf16; f64 → f16, bf16.
-    widen: [FuncRef; 2],
-    narrow: [FuncRef; 2],
+    /// f64 → f16, bf16 (f32 ↔ 16 bits is inline).
     narrow_f64: [FuncRef; 2],
     /// The approximation math on f32 and on f64.
     math: [FuncRef; 2],
     mma: FuncRef,
     ldmatrix: FuncRef,
+}
+
+/// A packed sub-byte element in memory: the addresses of the first and last bytes holding it
+/// (the same when it fits in one) and its lowest bit's position in the first (i32, 0..8).
+struct PackedPlace {
+    first: Value,
+    last: Value,
+    shift: Value,
 }
 
 struct Gen<'a, 'f> {
@@ -100,6 +105,12 @@ struct Gen<'a, 'f> {
     helpers: Helpers,
     /// The current thread (i32) inside a thread loop.
     thread: Option<Value>,
+    /// One Cranelift variable per register, used inside runs (`resident`).
+    variables: Vec<Variable>,
+    /// The registers kept in the register file between runs (`residency`).
+    in_memory: Vec<bool>,
+    /// Inside a run: registers are the variables, not the register file.
+    resident: bool,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
 }
@@ -127,13 +138,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_cast", signature(&[i, i, i, i], &[i]))?,
         declare("tl_cpu_prmt", signature(&[i, i, i], &[i]))?,
         declare("tl_cpu_lop3", signature(&[i, i, i, i], &[i]))?,
-        declare("tl_cpu_read_bits", signature(&[ptr, i, i], &[i]))?,
-        declare("tl_cpu_write_bits", signature(&[ptr, i, i, i], &[]))?,
         declare("tl_cpu_atomic_add", signature(&[ptr, i, i], &[]))?,
-        declare("tl_cpu_f16_to_f32", signature(&[i], &[types::F32]))?,
-        declare("tl_cpu_bf16_to_f32", signature(&[i], &[types::F32]))?,
-        declare("tl_cpu_f32_to_f16", signature(&[types::F32], &[i]))?,
-        declare("tl_cpu_f32_to_bf16", signature(&[types::F32], &[i]))?,
         declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_math_f32", signature(&[i, types::F32], &[types::F32]))?,
@@ -155,24 +160,23 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
             cast: refs[4],
             prmt: refs[5],
             lop3: refs[6],
-            read_bits: refs[7],
-            write_bits: refs[8],
-            atomic_add: refs[9],
-            widen: [refs[10], refs[11]],
-            narrow: [refs[12], refs[13]],
-            narrow_f64: [refs[14], refs[15]],
-            math: [refs[16], refs[17]],
-            mma: refs[18],
-            ldmatrix: refs[19],
+            atomic_add: refs[7],
+            narrow_f64: [refs[8], refs[9]],
+            math: [refs[10], refs[11]],
+            mma: refs[12],
+            ldmatrix: refs[13],
         };
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
+        b.seal_block(entry);
         let frame = b.block_params(entry)[0];
         let load = |b: &mut FunctionBuilder, at: i32| b.ins().load(ptr, MemFlagsData::trusted(), frame, at);
         let (registers, buffers, scalars, shared) = (load(&mut b, off::REGISTERS), load(&mut b, off::BUFFERS), load(&mut b, off::SCALARS), load(&mut b, off::SHARED));
         let exit = b.create_block();
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, sources: Vec::new(), messages: Vec::new() };
+        let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
+        let in_memory = residency::registers_in_memory(p);
+        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, sources: Vec::new(), messages: Vec::new() };
         g.phases(&p.body)?;
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
@@ -186,7 +190,14 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
     let clif = ctx.func.display().to_string();
     let name = format!("tl_block_{}", p.name);
     let id = module.declare_function(&name, Linkage::Local, &ctx.func.signature).map_err(|e| CpuError::Codegen(e.to_string()))?;
+    // `TL_CPU_DISASM=FILE` writes the machine code of the last program compiled (for
+    // profiling the generated code; best effort).
+    let disassembly = std::env::var_os("TL_CPU_DISASM");
+    ctx.set_disasm(disassembly.is_some());
     module.define_function(id, &mut ctx).map_err(|e| CpuError::Codegen(format!("{e:?}")))?;
+    if let Some(path) = disassembly {
+        let _ = std::fs::write(path, ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default());
+    }
     module.clear_context(&mut ctx);
     Ok(Generated { id, sources, messages, clif })
 }
@@ -244,12 +255,15 @@ impl Gen<'_, '_> {
                     let c = self.uniform(|g| g.expr(cond))?;
                     let (then_block, else_block, after) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                     self.b.ins().brif(c, then_block, &[], else_block, &[]);
+                    self.b.seal_block(then_block);
+                    self.b.seal_block(else_block);
                     self.b.switch_to_block(then_block);
                     self.phases(then_body)?;
                     self.b.ins().jump(after, &[]);
                     self.b.switch_to_block(else_block);
                     self.phases(else_body)?;
                     self.b.ins().jump(after, &[]);
+                    self.b.seal_block(after);
                     self.b.switch_to_block(after);
                 }
                 Stmt::For { var, start, end, body } => {
@@ -279,13 +293,26 @@ impl Gen<'_, '_> {
         v
     }
 
+    /// A run of ordinary statements for every thread: its registers in variables, those that
+    /// live in memory loaded at the start and stored at the end (`residency`).
     fn thread_loop(&mut self, run: &[&Stmt]) -> Result<(), CpuError> {
         if run.is_empty() {
             return Ok(());
         }
+        let access = residency::RunAccess::of(run, self.p.vars.len());
+        let (loads, stores) = (access.loads(&self.in_memory), access.stores(&self.in_memory));
         self.each_thread(|g, _| {
-            for s in run {
-                g.stmt(s)?;
+            for &v in &loads {
+                let value = g.load_register(v);
+                g.b.def_var(g.variables[v.0 as usize], value);
+            }
+            g.resident = true;
+            let result = run.iter().try_for_each(|s| g.stmt(s));
+            g.resident = false;
+            result?;
+            for &v in &stores {
+                let value = g.b.use_var(g.variables[v.0 as usize]);
+                g.store_register(v, value);
             }
             Ok(())
         })
@@ -313,10 +340,13 @@ impl Gen<'_, '_> {
         let i = self.b.block_params(header)[0];
         let go = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
         self.b.ins().brif(go, inside, &[], after, &[]);
+        self.b.seal_block(inside);
+        self.b.seal_block(after);
         self.b.switch_to_block(inside);
         body(self, i)?;
         let next = self.b.ins().iadd_imm_s(i, 1);
         self.b.ins().jump(header, &[next.into()]);
+        self.b.seal_block(header);
         self.b.switch_to_block(after);
         Ok(())
     }
@@ -380,12 +410,19 @@ impl Gen<'_, '_> {
     }
 
     fn load_register(&mut self, v: Var) -> Value {
+        if self.resident {
+            return self.b.use_var(self.variables[v.0 as usize]);
+        }
         let t = self.thread();
         let at = self.slot(t, v.0 as usize);
         self.b.ins().load(cl(self.p.vars[v.0 as usize]), MemFlagsData::trusted(), at, 0)
     }
 
     fn store_register(&mut self, v: Var, value: Value) {
+        if self.resident {
+            self.b.def_var(self.variables[v.0 as usize], value);
+            return;
+        }
         let t = self.thread();
         let at = self.slot(t, v.0 as usize);
         self.b.ins().store(MemFlagsData::trusted(), value, at, 0);
@@ -397,6 +434,9 @@ impl Gen<'_, '_> {
     fn guard(&mut self, ok: Value, kind: FaultKind, param: i64, index: Value, message: i32) {
         let (fail, go) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(ok, go, &[], fail, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(fail);
+        self.b.set_cold_block(fail);
         self.b.switch_to_block(fail);
         let flags = MemFlagsData::trusted();
         let k = self.b.ins().iconst(types::I32, kind as i64);
@@ -495,6 +535,8 @@ impl Gen<'_, '_> {
                 let c = self.expr(cond)?;
                 let (then_block, else_block, after) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(c, then_block, &[], else_block, &[]);
+                self.b.seal_block(then_block);
+                self.b.seal_block(else_block);
                 self.b.switch_to_block(then_block);
                 for s in then_body {
                     self.stmt(s)?;
@@ -505,6 +547,7 @@ impl Gen<'_, '_> {
                     self.stmt(s)?;
                 }
                 self.b.ins().jump(after, &[]);
+                self.b.seal_block(after);
                 self.b.switch_to_block(after);
             }
             Stmt::For { var, start, end, body } => {
@@ -532,11 +575,9 @@ impl Gen<'_, '_> {
                 self.b.ins().call(self.helpers.atomic_add, &[at, code, bits]);
             }
             Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
-                let (base, bit) = self.global_bits(*param, bit_index, *bits)?;
+                let place = self.global_bits(*param, bit_index, *bits)?;
                 let v = self.expr(value)?;
-                let v = self.b.ins().sextend(types::I64, v);
-                let n = self.b.ins().iconst(types::I64, i64::from(*bits));
-                self.b.ins().call(self.helpers.write_bits, &[base, bit, n, v]);
+                self.write_packed(&place, *bits, v, true);
             }
             Stmt::StoreShared { offset, value } => {
                 let v = self.expr(value)?;
@@ -546,11 +587,9 @@ impl Gen<'_, '_> {
                 self.b.ins().store(MemFlagsData::trusted(), v, at, 0);
             }
             Stmt::StoreSharedBits { bit_offset, bits, value } => {
-                let bit = self.shared_bits(bit_offset, *bits)?;
+                let place = self.shared_bits(bit_offset, *bits)?;
                 let v = self.expr(value)?;
-                let v = self.b.ins().sextend(types::I64, v);
-                let n = self.b.ins().iconst(types::I64, i64::from(*bits));
-                self.b.ins().call(self.helpers.write_bits, &[self.shared, bit, n, v]);
+                self.write_packed(&place, *bits, v, false);
             }
             Stmt::LoadGlobalVector { dst, param, byte_offset, ty } => {
                 let offset = self.expr(byte_offset)?;
@@ -591,6 +630,7 @@ impl Gen<'_, '_> {
                 let any = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, count, 0);
                 let (read, after) = (self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(any, read, &[], after, &[]);
+                self.b.seal_block(read);
                 self.b.switch_to_block(read);
                 // Only the `src_bytes` bytes read must lie inside the tensor; the address is
                 // aligned to the whole copy.
@@ -604,6 +644,7 @@ impl Gen<'_, '_> {
                 let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, rest, 0);
                 self.guard(aligned, FaultKind::Misaligned, *param as i64, src, -1);
                 self.b.ins().jump(after, &[]);
+                self.b.seal_block(after);
                 self.b.switch_to_block(after);
                 let (base, _) = self.buffer(*param);
                 let from = self.b.ins().iadd(base, src);
@@ -613,9 +654,11 @@ impl Gen<'_, '_> {
                     self.b.append_block_param(merge, types::I8);
                     let zero = self.b.ins().iconst(types::I8, 0);
                     self.b.ins().brif(inside, load, &[], merge, &[zero.into()]);
+                    self.b.seal_block(load);
                     self.b.switch_to_block(load);
                     let byte = self.b.ins().load(types::I8, MemFlagsData::trusted(), from, k as i32);
                     self.b.ins().jump(merge, &[byte.into()]);
+                    self.b.seal_block(merge);
                     self.b.switch_to_block(merge);
                     let byte = self.b.block_params(merge)[0];
                     self.b.ins().store(MemFlagsData::trusted(), byte, dst, k as i32);
@@ -627,41 +670,83 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
-    /// The bit index (i64) of a packed element of global `param`, its first and last byte
-    /// checked inside the buffer, and the buffer's base.
-    fn global_bits(&mut self, param: usize, bit_index: &Expr, bits: u32) -> Result<(Value, Value), CpuError> {
+    /// Where a packed element of global `param` lies: its first and last bytes are checked
+    /// inside the buffer.
+    fn global_bits(&mut self, param: usize, bit_index: &Expr, bits: u32) -> Result<PackedPlace, CpuError> {
         let bit = self.expr(bit_index)?;
-        let (first, size) = self.bit_bytes(bit, bits);
-        let (base, _) = self.buffer(param);
-        self.global_address(param, first, 1, 1);
-        let end = self.b.ins().iadd(first, size);
-        let last = self.b.ins().iadd_imm_s(end, -1);
-        self.global_address(param, last, 1, 1);
-        Ok((base, bit))
+        let (first, last) = self.bit_bytes(bit, bits);
+        let first = self.global_address(param, first, 1, 1);
+        let last = self.global_address(param, last, 1, 1);
+        Ok(self.packed_place(first, last, bit))
     }
 
-    /// The bit offset (as i64) of a packed element of the shared buffer, its first and last
-    /// byte checked inside it.
-    fn shared_bits(&mut self, bit_offset: &Expr, bits: u32) -> Result<Value, CpuError> {
+    /// Where a packed element of the shared buffer lies (its bit offset is an i32): its first
+    /// and last bytes are checked inside the buffer.
+    fn shared_bits(&mut self, bit_offset: &Expr, bits: u32) -> Result<PackedPlace, CpuError> {
         let bit = self.expr(bit_offset)?;
         let bit = self.b.ins().sextend(types::I64, bit);
-        let (first, size) = self.bit_bytes(bit, bits);
-        let first32 = self.b.ins().ireduce(types::I32, first);
-        let size = self.b.ins().ireduce(types::I32, size);
-        let end = self.b.ins().iadd(first32, size);
-        let last = self.b.ins().iadd_imm_s(end, -1);
-        self.shared_address(first32, 1, 1);
-        self.shared_address(last, 1, 1);
-        Ok(bit)
+        let (first, last) = self.bit_bytes(bit, bits);
+        let len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
+        let address = |g: &mut Self, byte: Value| {
+            let ok = g.within(byte, 1, len);
+            g.guard(ok, FaultKind::SharedOutOfBounds, -1, byte, -1);
+            g.b.ins().iadd(g.shared, byte)
+        };
+        let (first, last) = (address(self, first), address(self, last));
+        Ok(self.packed_place(first, last, bit))
     }
 
-    /// The first byte (i64) and the number of bytes that bits `[bit, bit + bits)` touch.
+    fn packed_place(&mut self, first: Value, last: Value, bit: Value) -> PackedPlace {
+        let shift = self.b.ins().ireduce(types::I32, bit);
+        let shift = self.b.ins().band_imm_s(shift, 7);
+        PackedPlace { first, last, shift }
+    }
+
+    /// The first and the last byte (i64) that bits `[bit, bit + bits)` touch.
     fn bit_bytes(&mut self, bit: Value, bits: u32) -> (Value, Value) {
         let first = self.b.ins().sshr_imm_s(bit, 3);
-        let end = self.b.ins().iadd_imm_s(bit, i64::from(bits) + 7);
-        let end = self.b.ins().sshr_imm_s(end, 3);
-        let size = self.b.ins().isub(end, first);
-        (first, size)
+        let end = self.b.ins().iadd_imm_s(bit, i64::from(bits) - 1);
+        let last = self.b.ins().sshr_imm_s(end, 3);
+        (first, last)
+    }
+
+    /// The `bits` bits of a packed element, zero-extended to i32: the two bytes that may hold
+    /// it as one 16-bit word (the same byte twice when it fits in one), shifted and masked.
+    fn read_packed(&mut self, place: &PackedPlace, bits: u32) -> Value {
+        let low = self.b.ins().uload8(types::I32, MemFlagsData::trusted(), place.first, 0);
+        let high = self.b.ins().uload8(types::I32, MemFlagsData::trusted(), place.last, 0);
+        let high = self.b.ins().ishl_imm_s(high, 8);
+        let word = self.b.ins().bor(high, low);
+        let value = self.b.ins().ushr(word, place.shift);
+        self.b.ins().band_imm_s(value, (1i64 << bits) - 1)
+    }
+
+    /// Replaces the `bits` bits of a packed element with the low bits of `value` (i32),
+    /// keeping the other bits of its bytes. With `atomic`, each byte changes by an atomic
+    /// and/or (blocks running on other threads may write neighbours in the same bytes).
+    fn write_packed(&mut self, place: &PackedPlace, bits: u32, value: Value, atomic: bool) {
+        let mask = self.b.ins().iconst(types::I32, (1i64 << bits) - 1);
+        let mask = self.b.ins().ishl(mask, place.shift);
+        let moved = self.b.ins().ishl(value, place.shift);
+        let moved = self.b.ins().band(moved, mask);
+        // The last byte first: when it is the first byte too, its high parts are empty and the
+        // first byte's update comes after.
+        for (at, shift) in [(place.last, 8), (place.first, 0)] {
+            let byte_mask = self.b.ins().ushr_imm_s(mask, shift);
+            let byte_mask = self.b.ins().ireduce(types::I8, byte_mask);
+            let byte_value = self.b.ins().ushr_imm_s(moved, shift);
+            let byte_value = self.b.ins().ireduce(types::I8, byte_value);
+            let keep = self.b.ins().bnot(byte_mask);
+            if atomic {
+                self.b.ins().atomic_rmw(types::I8, MemFlagsData::trusted(), AtomicRmwOp::And, at, keep);
+                self.b.ins().atomic_rmw(types::I8, MemFlagsData::trusted(), AtomicRmwOp::Or, at, byte_value);
+            } else {
+                let old = self.b.ins().load(types::I8, MemFlagsData::trusted(), at, 0);
+                let kept = self.b.ins().band(old, keep);
+                let new = self.b.ins().bor(kept, byte_value);
+                self.b.ins().store(MemFlagsData::trusted(), new, at, 0);
+            }
+        }
     }
 
     fn ty_of_value(&self, e: &Expr) -> Ty {
