@@ -4,6 +4,9 @@
 //! one process, plus the `cpu` backend's compile time (LIR → native code). Prints numbers and
 //! the speed-ups; asserts nothing (the tests check that the outputs agree bit for bit).
 //!
+//! After qmatmul it runs numpy's f32 dequantize-then-matmul of the same data
+//! (`scripts/qmatmul_numpy.py`, when python3 has numpy) and prints both times.
+//!
 //! Run with `cargo run --release -p tl-examples --example cpu_bench` (`-- --quick` for small
 //! sizes; `-- --kernel NAME` for one kernel; `-- --cpu-only` without the interpreters, for
 //! profiling the generated code).
@@ -26,14 +29,22 @@ fn main() -> anyhow::Result<()> {
     } else {
         vec![
             ("examples/vector_add.tl", vec![("n", 1 << 22)], true),
-            ("stdlib/kernels/softmax.tl", vec![("m", 1024), ("n", 4096)], true),
-            ("stdlib/kernels/silu.tl", vec![("m", 1024), ("n", 4096)], true),
+            ("stdlib/kernels/softmax.tl", vec![("m", 4096), ("n", 4096)], true),
+            ("stdlib/kernels/rmsnorm.tl", vec![("m", 4096), ("n", 4096)], true),
+            ("stdlib/kernels/silu.tl", vec![("m", 4096), ("n", 4096)], true),
+            ("examples/layouts.tl", vec![("m", 4096), ("n", 4096)], true),
+            ("examples/clip_rows.tl", vec![("rows", 4096)], true),
             ("examples/rotary.tl", vec![("t", 4096)], true),
             ("examples/embedding.tl", vec![("tokens", 4096), ("vocab", 32000)], false),
+            ("examples/paged_kv.tl", vec![("seqs", 64), ("pages", 64), ("blocks", 4096)], true),
+            ("stdlib/kernels/matmul.tl", vec![("m", 512), ("n", 512), ("k", 512)], true),
+            ("examples/split_k.tl", vec![("m", 512), ("n", 512), ("k", 512)], true),
             ("stdlib/kernels/qmatmul.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
+            ("stdlib/kernels/qmatmul_fragment.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
+            ("stdlib/kernels/qmatmul_split.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
         ]
     };
-    println!("{:<12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>9}", "kernel", "compile ms", "cpu ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu");
+    println!("{:<17} {:>11} {:>9} {:>10} {:>10} {:>7} {:>9}", "kernel", "compile ms", "cpu ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu");
     for (file, sizes, with_simt) in cases {
         let name = std::path::Path::new(file).file_stem().unwrap().to_string_lossy().to_string();
         if only.as_ref().is_some_and(|o| *o != name) {
@@ -56,14 +67,51 @@ fn main() -> anyhow::Result<()> {
         if cpu_only {
             // The best of ten launches (a profile then sees mostly the generated code).
             let best = (0..9).map(|_| time(Backend::Cpu)).try_fold(cpu, |best, t| t.map(|t| best.min(t)))?;
-            println!("{:<12} {:>12.1} {:>10.1}", name, compile_ms, best);
+            println!("{:<17} {:>11.1} {:>9.1}", name, compile_ms, best);
             continue;
         }
         let vm = time(Backend::Vm)?;
         let simt = if with_simt { Some(time(Backend::Simt)?) } else { None };
         let simt_text = simt.map_or("-".to_string(), |s| format!("{s:.1}"));
         let ratio = simt.map_or("-".to_string(), |s| format!("{:.0}x", s / cpu));
-        println!("{:<12} {:>12.1} {:>10.1} {:>10.1} {:>10} {:>8.0}x {:>9}", name, compile_ms, cpu, vm, simt_text, vm / cpu, ratio);
+        println!("{:<17} {:>11.1} {:>9.1} {:>10.1} {:>10} {:>6.0}x {:>9}", name, compile_ms, cpu, vm, simt_text, vm / cpu, ratio);
+        if name == "qmatmul" {
+            qmatmul_against_numpy(root, &kernel, &args, cpu)?;
+        }
+    }
+    Ok(())
+}
+
+/// qmatmul (u4 weights, f16 scales and zero points, groups of 64 rows) against numpy's f32
+/// dequantize-then-matmul of the same data (`scripts/qmatmul_numpy.py`), side by side; a note
+/// instead when python3 with numpy is missing.
+fn qmatmul_against_numpy(root: &str, kernel: &tl_runtime::Kernel, args: &[tl_runtime::Arg], cpu_ms: f64) -> anyhow::Result<()> {
+    use tl_runtime::{npy::write_npy_file, DType, HostTensor};
+    let mut out = args.to_vec();
+    kernel.launch(Backend::Cpu, &mut out)?;
+    let folder = std::env::temp_dir().join(format!("tl_cpu_bench_{}", std::process::id()));
+    std::fs::create_dir_all(&folder)?;
+    let tensor = |i: usize| out[i].tensor().expect("a tensor parameter");
+    let b = tensor(4);
+    let codes: Vec<u64> = (0..b.len()).map(|i| b.code(i)).collect();
+    write_npy_file(folder.join("a.npy"), tensor(3))?;
+    write_npy_file(folder.join("b.npy"), &HostTensor::from_codes(DType::U8, &b.shape, &codes))?;
+    write_npy_file(folder.join("scales.npy"), tensor(5))?;
+    write_npy_file(folder.join("zero_points.npy"), tensor(6))?;
+    write_npy_file(folder.join("c_cpu.npy"), tensor(7))?;
+    let result = std::process::Command::new("python3").arg(format!("{root}/scripts/qmatmul_numpy.py")).arg(&folder).arg("64").output();
+    let _ = std::fs::remove_dir_all(&folder);
+    match result {
+        Ok(o) if o.status.success() => {
+            let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let numpy_ms = line.split_whitespace().find_map(|w| w.strip_prefix("numpy_ms=")).and_then(|v| v.parse::<f64>().ok());
+            match numpy_ms {
+                Some(ms) => println!("  numpy f32 dequantize + matmul of the same data: {line} (cpu backend {cpu_ms:.1} ms: {:.2}x numpy's time)", cpu_ms / ms),
+                None => println!("  numpy: unexpected output {line:?}"),
+            }
+        }
+        Ok(o) => println!("  numpy comparison skipped: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("python3 failed")),
+        Err(e) => println!("  numpy comparison skipped: python3: {e}"),
     }
     Ok(())
 }

@@ -72,6 +72,29 @@ pub(crate) extern "C" fn lop3(a: i64, b: i64, c: i64, lut: i64) -> i64 {
 /// several threads take the same lock, so none comes between another's read and write.
 static ATOMIC_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
+/// One line of `print` statement `id` (`Printer::prints`): `count` coordinates at `coords`
+/// and the value's bits (an f64 or an i64, as the statement says), for the frame's block.
+pub(crate) extern "C" fn print(frame: *mut crate::Frame, id: i64, coords: *const i64, count: i64, value: i64) {
+    use tl_compiler::lir::{format_print_line, PrintValue};
+    // SAFETY: the compiled code passes its frame, whose printer outlives the block, a print
+    // number below the program's count, and `count` coordinates.
+    unsafe {
+        let frame = &mut *frame;
+        let printer = &mut *frame.printer;
+        let statement = &*printer.prints.add(id as usize);
+        let coords = std::slice::from_raw_parts(coords, count as usize);
+        let value = if statement.float {
+            PrintValue::Float(f64::from_bits(value as u64))
+        } else if statement.unsigned {
+            PrintValue::Int(i128::from(value as u64))
+        } else {
+            PrintValue::Int(i128::from(value))
+        };
+        let block = frame.block.map(|b| b as u32);
+        printer.lines.push(format_print_line(block, &statement.label, coords, value));
+    }
+}
+
 /// `*element += value` for a register type `ty` (integers wrap, floats round once), atomically.
 pub(crate) extern "C" fn atomic_add(element: *mut u8, ty: i64, value: i64) {
     let _guard = ATOMIC_LOCKS[(element as usize >> 3) % 64].lock().unwrap_or_else(|e| e.into_inner());
@@ -210,6 +233,7 @@ pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
         ("tl_cpu_math_f32", math_f32 as *const u8),
         ("tl_cpu_math_f64", math_f64 as *const u8),
         ("tl_cpu_mma", mma as *const u8),
+        ("tl_cpu_print", print as *const u8),
         ("tl_cpu_ldmatrix", ldmatrix as *const u8),
     ]
 }

@@ -10,20 +10,25 @@
 //! Execution model (`codegen`): one native function per program runs one block. The block's
 //! threads run one after another between *collective* points — barriers and warp shuffles —
 //! so a barrier is the boundary between two loops over the threads, and a shuffle reads the
-//! other lanes' registers after every thread has computed them. Registers live in a register
-//! file in memory (`threads × (registers + 8)` slots of 8 bytes; the extra slots per thread are
-//! scratch of the warp instructions), which keeps every value across a barrier per thread. Control flow
-//! around collective points is block-uniform (the LIR verifier guarantees it), so its
-//! condition or bounds are taken from thread 0.
+//! other lanes' registers after every thread has computed them. Within such a run a thread's
+//! registers are Cranelift variables; those whose values must outlive the run also have a slot
+//! in a register file in memory (`threads × (registers + 8)` slots of 8 bytes; the extra slots
+//! per thread are scratch of the warp instructions), which keeps every such value across a
+//! barrier per thread (`codegen::residency` decides which). Control flow around collective
+//! points is block-uniform (the LIR verifier guarantees it), so its condition or bounds are
+//! taken from thread 0.
 //!
 //! Faults are diagnostics, not crashes: every global and shared access is bounds-checked in
 //! the generated code (and vector accesses alignment-checked), integer division by zero and
 //! failed `check`s stop the block; the launch reports the fault with the source instruction.
 //!
 //! Warp instructions (`mma`, `ldmatrix`) take each lane's operands from the register file and
-//! run the simulator's fragment tables (`tl_vm::warp`) per warp. Not yet (refused with
-//! [`CpuError::Unsupported`] at compile time): `print`. Blocks run in parallel on all cores (in order when the program adds floats
-//! atomically, for reproducible sums).
+//! run the simulator's fragment tables (`tl_vm::warp`) per warp. `print` formats its lines as
+//! every backend does (`lir::format_print_line`), gathered per block and given in grid order.
+//! Blocks run in parallel on all cores (in order when the program adds floats atomically, for
+//! reproducible sums).
+//!
+//! `TL_CPU_DISASM=FILE` writes the machine code of the program compiled last (for profiling).
 
 mod codegen;
 mod helpers;
@@ -68,6 +73,22 @@ pub(crate) struct Frame {
     pub scalars: *const i64,
     pub shared: *mut u8,
     pub registers: *mut u64,
+    /// Where `print` puts its lines (`helpers::print`).
+    pub printer: *mut Printer,
+}
+
+/// The `print` statements of a program (by number, in the generated code) and the lines of
+/// the block running.
+pub(crate) struct Printer {
+    pub prints: *const PrintStatement,
+    pub lines: Vec<String>,
+}
+
+/// One `print` statement: its label and how its value's bits read.
+pub(crate) struct PrintStatement {
+    pub label: String,
+    pub float: bool,
+    pub unsigned: bool,
 }
 
 pub(crate) mod frame_offsets {
@@ -84,6 +105,23 @@ pub(crate) mod frame_offsets {
     pub const SHARED: i32 = 64;
     pub const REGISTERS: i32 = 72;
 }
+
+// The generated code's offsets are the struct's.
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(Frame, block) == frame_offsets::BLOCK as usize);
+    assert!(offset_of!(Frame, fault) == frame_offsets::FAULT as usize);
+    assert!(offset_of!(Frame, fault_thread) == frame_offsets::FAULT_THREAD as usize);
+    assert!(offset_of!(Frame, source) == frame_offsets::SOURCE as usize);
+    assert!(offset_of!(Frame, fault_param) == frame_offsets::FAULT_PARAM as usize);
+    assert!(offset_of!(Frame, fault_message) == frame_offsets::FAULT_MESSAGE as usize);
+    assert!(offset_of!(Frame, fault_index) == frame_offsets::FAULT_INDEX as usize);
+    assert!(offset_of!(Frame, failed) == frame_offsets::FAILED as usize);
+    assert!(offset_of!(Frame, buffers) == frame_offsets::BUFFERS as usize);
+    assert!(offset_of!(Frame, scalars) == frame_offsets::SCALARS as usize);
+    assert!(offset_of!(Frame, shared) == frame_offsets::SHARED as usize);
+    assert!(offset_of!(Frame, registers) == frame_offsets::REGISTERS as usize);
+};
 
 /// One global tensor's bytes.
 #[repr(C)]
@@ -113,6 +151,7 @@ pub struct CompiledProgram {
     float_atomics: bool,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
+    prints: Vec<PrintStatement>,
     clif: String,
 }
 
@@ -149,7 +188,7 @@ pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     // SAFETY: the function was generated with this signature (`codegen::generate`).
     let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
     let float_atomics = adds_floats_atomically(program, &program.body);
-    Ok(CompiledProgram { _module: module, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, clif: generated.clif })
+    Ok(CompiledProgram { _module: module, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
 }
 
 fn adds_floats_atomically(p: &Program, body: &[tl_compiler::lir::Stmt]) -> bool {
@@ -188,12 +227,30 @@ impl CompiledProgram {
     /// floats atomically, whose blocks run in order so that the sums are reproducible (the
     /// simulator's order). A race-free program's results do not depend on the thread count; a
     /// fault is reported for the first faulting block in grid order.
+    /// Lines that `print` statements produce go to standard output after the launch, the
+    /// blocks' lines in grid order.
     pub fn launch(&self, grid: [u32; 3], args: &mut [Arg]) -> Result<(), CpuError> {
         self.launch_with_threads(grid, args, None)
     }
 
     /// [`Self::launch`] on at most `threads` threads (`None`: all cores, or `TL_CPU_THREADS`).
     pub fn launch_with_threads(&self, grid: [u32; 3], args: &mut [Arg], threads: Option<usize>) -> Result<(), CpuError> {
+        let lines = self.launch_with_output(grid, args, threads)?;
+        if !lines.is_empty() {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::launch_with_threads`], returning the printed lines instead of printing them:
+    /// the blocks in grid order, and within a block in the order its threads ran (each thread
+    /// through the statements between two collective points, then the next thread), which is
+    /// one of the orders a GPU may print in.
+    pub fn launch_with_output(&self, grid: [u32; 3], args: &mut [Arg], threads: Option<usize>) -> Result<Vec<String>, CpuError> {
         let p = &self.program;
         if args.len() != p.params.len() {
             return Err(CpuError::Launch(format!("{} arguments for {} parameters", args.len(), p.params.len())));
@@ -218,12 +275,14 @@ impl CompiledProgram {
         // The first faulting block in grid order (usize::MAX: none yet).
         let first_fault = AtomicUsize::new(usize::MAX);
         let faults: Mutex<Vec<(usize, CpuError)>> = Mutex::new(Vec::new());
+        let printed: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
         let shared_inputs = SharedInputs { buffers: &buffers, scalars: &scalars };
         let work = || {
             let inputs = &shared_inputs;
             let threads = p.block_threads as usize;
             let mut registers = vec![0u64; threads * (p.vars.len() + helpers::SCRATCH)];
             let mut shared = vec![0u8; p.shared_bytes.max(1)];
+            let mut printer = Printer { prints: self.prints.as_ptr(), lines: Vec::new() };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total || i > first_fault.load(Ordering::Relaxed) {
@@ -245,11 +304,15 @@ impl CompiledProgram {
                     scalars: inputs.scalars.as_ptr(),
                     shared: shared.as_mut_ptr(),
                     registers: registers.as_mut_ptr(),
+                    printer: &mut printer,
                 };
                 if (self.entry)(&mut frame) != 0 {
                     first_fault.fetch_min(i, Ordering::Relaxed);
                     let error = self.fault(&frame, [x as u32, y as u32, z as u32]);
                     faults.lock().unwrap_or_else(|e| e.into_inner()).push((i, error));
+                }
+                if !printer.lines.is_empty() {
+                    printed.lock().unwrap_or_else(|e| e.into_inner()).push((i, std::mem::take(&mut printer.lines)));
                 }
             }
         };
@@ -264,10 +327,12 @@ impl CompiledProgram {
         }
         let mut faults = faults.into_inner().unwrap_or_else(|e| e.into_inner());
         faults.sort_by_key(|(i, _)| *i);
-        match faults.into_iter().next() {
-            Some((_, error)) => Err(error),
-            None => Ok(()),
+        if let Some((_, error)) = faults.into_iter().next() {
+            return Err(error);
         }
+        let mut printed = printed.into_inner().unwrap_or_else(|e| e.into_inner());
+        printed.sort_by_key(|(i, _)| *i);
+        Ok(printed.into_iter().flat_map(|(_, lines)| lines).collect())
     }
 
     fn fault(&self, frame: &Frame, block: [u32; 3]) -> CpuError {

@@ -16,6 +16,7 @@ pub const KERNELS: &[(&str, &str)] = &[
     ("qmatmul", include_str!("../kernels/qmatmul.tl")),
     ("qmatmul_fragment", include_str!("../kernels/qmatmul_fragment.tl")),
     ("qmatmul_split", include_str!("../kernels/qmatmul_split.tl")),
+    ("rmsnorm", include_str!("../kernels/rmsnorm.tl")),
     ("silu", include_str!("../kernels/silu.tl")),
     ("softmax", include_str!("../kernels/softmax.tl")),
 ];

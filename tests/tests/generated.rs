@@ -2523,28 +2523,34 @@ fn run_unguarded(p: &Program) -> Outcome {
     let (mut exact, mut tolerant, mut elements) = (0, 0, 0);
     let mut report = String::new();
     // The Cranelift backend computes the simulator's bits (NaN payloads aside), for every
-    // output, exact or not; programs that print, and constructs it does not compile yet, are
-    // left to the others.
-    if !prints {
-        let t = Instant::now();
-        let cpu_result = kernel.launch(Backend::Cpu, &mut cpu);
-        add_phase(2, t);
-        match cpu_result {
-            Ok(_) => {
-                let mut cpu_report = String::new();
-                for (j, o) in p.outputs.iter().enumerate() {
-                    let (a, b) = (cpu[first + j].tensor().unwrap(), simt[first + j].tensor().unwrap());
-                    if let Some(i) = (0..a.len()).find(|&i| !same_bits(a, b, i)) {
-                        let _ = writeln!(cpu_report, "  {}[{i}] ({}): cpu {} (code {:#x}), simt {} (code {:#x})", o.name, o.dtype, a.get(i), a.code(i), b.get(i), b.code(i));
-                    }
-                }
-                if !cpu_report.is_empty() {
-                    return fail(FailureKind::Mismatch, format!("the cpu backend and the simulator disagree:\n{cpu_report}"));
+    // output, exact or not, and prints the simulator's lines (in its own order).
+    let t = Instant::now();
+    let cpu_result = kernel.cpu_program(&kernel.signature(&cpu)).and_then(|program| {
+        let grid = tl_vm::interp::eval_grid(&kernel.compiled.kernel, &cpu).map_err(|e| kernel.module.vm_error(e))?;
+        program.launch_with_output(grid, &mut cpu, None).map_err(|e| kernel.module.cpu_error(e))
+    });
+    add_phase(2, t);
+    match cpu_result {
+        Ok(cpu_lines) => {
+            let mut cpu_report = String::new();
+            for (j, o) in p.outputs.iter().enumerate() {
+                let (a, b) = (cpu[first + j].tensor().unwrap(), simt[first + j].tensor().unwrap());
+                if let Some(i) = (0..a.len()).find(|&i| !same_bits(a, b, i)) {
+                    let _ = writeln!(cpu_report, "  {}[{i}] ({}): cpu {} (code {:#x}), simt {} (code {:#x})", o.name, o.dtype, a.get(i), a.code(i), b.get(i), b.code(i));
                 }
             }
-            Err(tl_runtime::RuntimeError::Cpu { error: tl_cpu::CpuError::Unsupported(_), .. }) => {}
-            Err(e) => return fail(FailureKind::Mismatch, format!("the cpu backend failed where the simulator ran: {e}")),
+            let (mut cpu_sorted, mut simt_sorted) = (cpu_lines, simt_lines.clone());
+            cpu_sorted.sort();
+            simt_sorted.sort();
+            if cpu_sorted != simt_sorted {
+                let only_cpu: Vec<&String> = cpu_sorted.iter().filter(|l| !simt_sorted.contains(l)).take(8).collect();
+                let _ = writeln!(cpu_report, "  printed lines differ ({} on cpu, {} on the simulator); only on cpu: {only_cpu:?}", cpu_sorted.len(), simt_sorted.len());
+            }
+            if !cpu_report.is_empty() {
+                return fail(FailureKind::Mismatch, format!("the cpu backend and the simulator disagree:\n{cpu_report}"));
+            }
         }
+        Err(e) => return fail(FailureKind::Mismatch, format!("the cpu backend failed where the simulator ran: {e}")),
     }
     for (j, o) in p.outputs.iter().enumerate() {
         let (a, b) = (vm[first + j].tensor().unwrap(), simt[first + j].tensor().unwrap());

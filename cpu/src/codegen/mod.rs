@@ -7,9 +7,9 @@
 
 use crate::frame_offsets as off;
 use crate::helpers;
-use crate::{CpuError, FaultKind};
+use crate::{CpuError, FaultKind, PrintStatement};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, Signature, Type, Value};
+use cranelift_codegen::ir::{types, AbiParam, AtomicRmwOp, StackSlotData, StackSlotKind, Block, FuncRef, InstBuilder, MemFlagsData, Signature, Type, Value};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
@@ -23,17 +23,8 @@ pub(crate) struct Generated {
     pub id: FuncId,
     pub sources: Vec<(Span, String)>,
     pub messages: Vec<String>,
+    pub prints: Vec<PrintStatement>,
     pub clif: String,
-}
-
-/// The first statement the backend does not compile yet, by name.
-fn unsupported(body: &[Stmt]) -> Option<&'static str> {
-    body.iter().find_map(|s| match s {
-        Stmt::Print { .. } => Some("`print`"),
-        Stmt::If { then_body, else_body, .. } => unsupported(then_body).or_else(|| unsupported(else_body)),
-        Stmt::For { body, .. } => unsupported(body),
-        _ => None,
-    })
 }
 
 /// Statements that involve other threads: they split the block's thread loops.
@@ -82,6 +73,7 @@ struct Helpers {
     math: [FuncRef; 2],
     mma: FuncRef,
     ldmatrix: FuncRef,
+    print: FuncRef,
 }
 
 /// A packed sub-byte element in memory: the addresses of the first and last bytes holding it
@@ -113,12 +105,10 @@ struct Gen<'a, 'f> {
     resident: bool,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
+    prints: Vec<PrintStatement>,
 }
 
 pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
-    if let Some(what) = unsupported(&p.body) {
-        return Err(CpuError::Unsupported(what.to_string()));
-    }
     let target = module.target_config();
     let ptr = target.pointer_type();
     let call_conv = module.target_config().default_call_conv;
@@ -145,11 +135,12 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_math_f64", signature(&[i, types::F64], &[types::F64]))?,
         declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i], &[]))?,
         declare("tl_cpu_ldmatrix", signature(&[ptr, i, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
+        declare("tl_cpu_print", signature(&[ptr, i, ptr, i, i], &[]))?,
     ];
     let mut ctx = module.make_context();
     ctx.func.signature = signature(&[ptr], &[types::I32]);
     let mut function_context = FunctionBuilderContext::new();
-    let (sources, messages) = {
+    let (sources, messages, prints) = {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut function_context);
         let refs: Vec<FuncRef> = ids.iter().map(|&id| module.declare_func_in_func(id, b.func)).collect();
         let helpers = Helpers {
@@ -165,6 +156,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
             math: [refs[10], refs[11]],
             mma: refs[12],
             ldmatrix: refs[13],
+            print: refs[14],
         };
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -176,7 +168,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let exit = b.create_block();
         let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
         let in_memory = residency::registers_in_memory(p);
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, sources: Vec::new(), messages: Vec::new() };
+        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, sources: Vec::new(), messages: Vec::new(), prints: Vec::new() };
         g.phases(&p.body)?;
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
@@ -185,7 +177,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         g.b.ins().return_(&[one]);
         g.b.seal_all_blocks();
         g.b.finalize(target);
-        (g.sources, g.messages)
+        (g.sources, g.messages, g.prints)
     };
     let clif = ctx.func.display().to_string();
     let name = format!("tl_block_{}", p.name);
@@ -199,7 +191,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let _ = std::fs::write(path, ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default());
     }
     module.clear_context(&mut ctx);
-    Ok(Generated { id, sources, messages, clif })
+    Ok(Generated { id, sources, messages, prints, clif })
 }
 
 impl Gen<'_, '_> {
@@ -663,6 +655,23 @@ impl Gen<'_, '_> {
                     let byte = self.b.block_params(merge)[0];
                     self.b.ins().store(MemFlagsData::trusted(), byte, dst, k as i32);
                 }
+            }
+            Stmt::Print { label, coords, value, unsigned } => {
+                let id = self.prints.len() as i64;
+                let ty = self.p.ty(value);
+                self.prints.push(PrintStatement { label: label.clone(), float: ty.is_float(), unsigned: *unsigned });
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * coords.len().max(1) as u32, 3));
+                for (k, c) in coords.iter().enumerate() {
+                    let v = self.expr(c)?;
+                    let v = self.b.ins().sextend(types::I64, v);
+                    self.b.ins().stack_store(self.ptr, v, slot, 8 * k as i32);
+                }
+                let v = self.expr(value)?;
+                let bits = self.register_bits(v, ty);
+                let at = self.b.ins().stack_addr(self.ptr, slot, 0);
+                let (id, count) = (self.b.ins().iconst(types::I64, id), self.b.ins().iconst(types::I64, coords.len() as i64));
+                let printer = self.helpers.print;
+                self.b.ins().call(printer, &[self.frame, id, at, count, bits]);
             }
             Stmt::CommitGroup | Stmt::WaitGroup(_) => {}
             other => return Err(CpuError::Unsupported(format!("{other:?}"))),
