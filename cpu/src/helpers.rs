@@ -119,18 +119,39 @@ pub(crate) extern "C" fn f64_to_bf16(x: f64) -> i64 {
     i64::from(half::bf16::from_f64(x).to_bits() as i16)
 }
 
-/// The hardware-approximation math (`lir::UnaryOp` `Exp` .. `Cos`) on an f32 or f64 register
-/// as the simulator computes it: the exact function in f64 (`UnaryOp::float_f64`), rounded once.
-fn approximation(op: i64, x: f64) -> f64 {
-    UnaryOp::ALL[op as usize].float_f64(x)
+/// The hardware-approximation math (`lir::UnaryOp` `Exp` .. `Cos`) as the simulator computes
+/// it: the exact function in f64 (`UnaryOp::float_f64`; an f32 operand widened and the result
+/// rounded once by the caller). One function per operation, `OP` its index in `UnaryOp::ALL`.
+extern "C" fn math<const OP: usize>(x: f64) -> f64 {
+    UnaryOp::ALL[OP].float_f64(x)
 }
 
-pub(crate) extern "C" fn math_f32(op: i64, x: f32) -> f32 {
-    approximation(op, f64::from(x)) as f32
-}
+/// The symbols of `math`, by index in `UnaryOp::ALL`.
+pub(crate) const MATH: [(&str, extern "C" fn(f64) -> f64); 12] = [
+    ("tl_cpu_math_0", math::<0>),
+    ("tl_cpu_math_1", math::<1>),
+    ("tl_cpu_math_2", math::<2>),
+    ("tl_cpu_math_3", math::<3>),
+    ("tl_cpu_math_4", math::<4>),
+    ("tl_cpu_math_5", math::<5>),
+    ("tl_cpu_math_6", math::<6>),
+    ("tl_cpu_math_7", math::<7>),
+    ("tl_cpu_math_8", math::<8>),
+    ("tl_cpu_math_9", math::<9>),
+    ("tl_cpu_math_10", math::<10>),
+    ("tl_cpu_math_11", math::<11>),
+];
 
-pub(crate) extern "C" fn math_f64(op: i64, x: f64) -> f64 {
-    approximation(op, x)
+/// The simulator's result of unary `op` on every value of the 16-bit float `ty` (f16 or bf16),
+/// indexed by the operand's bits: computed once per process on first use, then shared by
+/// every compiled program (a table load replaces a call to the math library, with the same
+/// bits by construction).
+pub(crate) fn sixteen_bit_table(op: UnaryOp, ty: Ty) -> &'static [u16] {
+    use std::sync::OnceLock;
+    const OPS: usize = UnaryOp::ALL.len();
+    static TABLES: [[OnceLock<Box<[u16]>>; OPS]; 2] = [const { [const { OnceLock::new() }; OPS] }; 2];
+    let which = usize::from(ty == Ty::BF16);
+    TABLES[which][unary_code(op) as usize].get_or_init(|| (0..=u16::MAX).map(|bits| registers::unary(op, ty, i64::from(bits as i16)) as u16).collect())
 }
 
 /// Scratch slots per thread after its registers (operands of the warp instructions).
@@ -219,7 +240,7 @@ pub(crate) extern "C" fn ldmatrix(registers: *mut u64, stride: i64, threads: i64
 
 /// The symbols compiled code imports, with their addresses.
 pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
-    vec![
+    let mut symbols = vec![
         ("tl_cpu_unary", unary as *const u8),
         ("tl_cpu_binary", binary as *const u8),
         ("tl_cpu_compare", compare as *const u8),
@@ -230,10 +251,10 @@ pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
         ("tl_cpu_atomic_add", atomic_add as *const u8),
         ("tl_cpu_f64_to_f16", f64_to_f16 as *const u8),
         ("tl_cpu_f64_to_bf16", f64_to_bf16 as *const u8),
-        ("tl_cpu_math_f32", math_f32 as *const u8),
-        ("tl_cpu_math_f64", math_f64 as *const u8),
         ("tl_cpu_mma", mma as *const u8),
         ("tl_cpu_print", print as *const u8),
         ("tl_cpu_ldmatrix", ldmatrix as *const u8),
-    ]
+    ];
+    symbols.extend(MATH.iter().map(|&(name, f)| (name, f as *const u8)));
+    symbols
 }

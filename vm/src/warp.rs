@@ -21,11 +21,35 @@ pub const WARP: usize = 32;
 ///
 /// D = A·B + C, each element summed exactly (in f64) and rounded once to f32.
 pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
-    match kind {
-        // Through f32: exact, and the conversion the machine has.
-        MmaKind::F16 => mma_m16n8k16_of(f16_value, a, b, c),
-        MmaKind::BF16 => mma_m16n8k16_of(|bits| f64::from(half::bf16::from_bits(bits).to_f32()), a, b, c),
-        MmaKind::S8 => unreachable!("s8 is mma_m16n8k32_s8"),
+    assert!(kind != MmaKind::S8, "s8 is mma_m16n8k32_s8");
+    let half_of = |reg: u32, i: usize| -> u16 { if i % 2 == 1 { (reg >> 16) as u16 } else { reg as u16 } };
+    // Each matrix element from the lane and register that hold it (the maps above, inverted):
+    // A (r, k) is a_i of lane 4·(r % 8) + (k % 8) / 2 with i = 4·(k / 8) + 2·(r / 8) + k % 2;
+    // B (k, n) is b_i of lane 4·n + (k % 8) / 2 with i = 2·(k / 8) + k % 2; C (r, n) is c_i of
+    // lane 4·(r % 8) + n / 2 with i = 2·(r / 8) + n % 2. Row-major, A 16×16, B and C 16×8.
+    let mut halves_a = [0u16; 256];
+    for (at, x) in halves_a.iter_mut().enumerate() {
+        let (r, k) = (at / 16, at % 16);
+        let i = 4 * (k / 8) + 2 * (r / 8) + k % 2;
+        *x = half_of(a[4 * (r % 8) + (k % 8) / 2][i / 2], i);
+    }
+    let mut halves_b = [0u16; 128];
+    for (at, x) in halves_b.iter_mut().enumerate() {
+        let (k, n) = (at / 8, at % 8);
+        let i = 2 * (k / 8) + k % 2;
+        *x = half_of(b[4 * n + (k % 8) / 2][i / 2], i);
+    }
+    let mut matrix_c = [0f64; 128];
+    for (at, x) in matrix_c.iter_mut().enumerate() {
+        let (r, n) = (at / 8, at % 8);
+        *x = f64::from(c[4 * (r % 8) + n / 2][2 * (r / 8) + n % 2]);
+    }
+    let d = products(kind == MmaKind::BF16, &halves_a, &halves_b, &matrix_c);
+    for (lane, registers) in c.iter_mut().enumerate() {
+        let (group, tig) = (lane / 4, lane % 4);
+        for (i, register) in registers.iter_mut().enumerate() {
+            *register = d[(group + 8 * (i / 2)) * 8 + 2 * tig + (i % 2)] as f32;
+        }
     }
 }
 
@@ -43,49 +67,70 @@ fn f16_value(bits: u16) -> f64 {
     if bits & 0x8000 != 0 { -value } else { value }
 }
 
-/// `mma_m16n8k16` with the elements' values given by `element` (a copy per format, inlined).
-fn mma_m16n8k16_of(element: impl Fn(u16) -> f64, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
-    let half_of = |reg: u32, high: bool| -> u16 { if high { (reg >> 16) as u16 } else { reg as u16 } };
-    let mut matrix_a = [[0f64; 16]; 16];
-    let mut matrix_b = [[0f64; 8]; 16];
-    let mut matrix_c = [[0f64; 8]; 16];
-    for lane in 0..WARP {
-        let (group, tig) = (lane / 4, lane % 4);
-        for i in 0..8 {
-            let (row, col) = (group + 8 * ((i / 2) % 2), 2 * tig + (i % 2) + 8 * (i / 4));
-            matrix_a[row][col] = element(half_of(a[lane][i / 2], i % 2 == 1));
-        }
-        for i in 0..4 {
-            let (row, col) = (2 * tig + (i % 2) + 8 * (i / 2), group);
-            matrix_b[row][col] = element(half_of(b[lane][i / 2], i % 2 == 1));
-        }
-        for i in 0..4 {
-            let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
-            matrix_c[row][col] = c[lane][i] as f64;
+/// The value of a bf16 (exact).
+#[inline]
+fn bf16_value(bits: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(bits) << 16))
+}
+
+/// D = A·B + C from the halves of A and B (f16, or bf16) and C's values: each element the
+/// products in order of k summed from -0.0 (as `Iterator::sum`), then C, in f64 (every
+/// product exact). With AVX and F16C where the machine has them: the same operations (no fused
+/// multiply-add, so the same bits), four columns at a time, the f16 values converted by the
+/// machine's instruction (exact, as every conversion to wider).
+fn products(bf16: bool, a: &[u16; 256], b: &[u16; 128], c: &[f64; 128]) -> [f64; 128] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("f16c") {
+            // SAFETY: the machine has AVX and F16C.
+            return unsafe { products_avx(bf16, a, b, c) };
         }
     }
-    // Each element: the products in order of k, summed from -0.0 (as `Iterator::sum`), then C;
-    // the eight columns of a row side by side (independent sums the machine can vectorize).
-    let mut matrix_d = [[0f64; 8]; 16];
+    let value = if bf16 { bf16_value } else { f16_value };
+    let (a, b) = (a.map(value), b.map(value));
+    products_in_order(&a, &b, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn products_avx(bf16: bool, a: &[u16; 256], b: &[u16; 128], c: &[f64; 128]) -> [f64; 128] {
+    use std::arch::x86_64::{__m128i, _mm256_castps256_ps128, _mm256_cvtph_ps, _mm256_cvtps_pd, _mm256_extractf128_ps, _mm256_storeu_pd, _mm_loadu_si128};
+    let mut values_a = [0f64; 256];
+    let mut values_b = [0f64; 128];
+    if bf16 {
+        for (v, &h) in values_a.iter_mut().zip(a).chain(values_b.iter_mut().zip(b)) {
+            *v = bf16_value(h);
+        }
+    } else {
+        for (halves, values) in a.chunks_exact(8).zip(values_a.chunks_exact_mut(8)).chain(b.chunks_exact(8).zip(values_b.chunks_exact_mut(8))) {
+            // SAFETY: eight u16 read, eight f64 written, unaligned accesses.
+            unsafe {
+                let wide = _mm256_cvtph_ps(_mm_loadu_si128(halves.as_ptr().cast::<__m128i>()));
+                _mm256_storeu_pd(values.as_mut_ptr(), _mm256_cvtps_pd(_mm256_castps256_ps128(wide)));
+                _mm256_storeu_pd(values.as_mut_ptr().add(4), _mm256_cvtps_pd(_mm256_extractf128_ps(wide, 1)));
+            }
+        }
+    }
+    products_in_order(&values_a, &values_b, c)
+}
+
+#[inline(always)]
+fn products_in_order(a: &[f64; 256], b: &[f64; 128], c: &[f64; 128]) -> [f64; 128] {
+    // The eight columns of a row side by side: independent sums the machine can vectorize.
+    let mut d = [0f64; 128];
     for row in 0..16 {
         let mut sums = [-0.0f64; 8];
         for k in 0..16 {
-            let x = matrix_a[row][k];
-            for (sum, y) in sums.iter_mut().zip(&matrix_b[k]) {
-                *sum += x * y;
+            let x = a[row * 16 + k];
+            for (col, sum) in sums.iter_mut().enumerate() {
+                *sum += x * b[k * 8 + col];
             }
         }
-        for col in 0..8 {
-            matrix_d[row][col] = sums[col] + matrix_c[row][col];
+        for (col, sum) in sums.iter().enumerate() {
+            d[row * 8 + col] = sum + c[row * 8 + col];
         }
     }
-    for lane in 0..WARP {
-        let (group, tig) = (lane / 4, lane % 4);
-        for i in 0..4 {
-            let (row, col) = (group + 8 * (i / 2), 2 * tig + (i % 2));
-            c[lane][i] = matrix_d[row][col] as f32;
-        }
-    }
+    d
 }
 
 /// `mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32` for one warp (four s8 per register,
@@ -149,11 +194,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn f16_values_are_the_half_crates() {
+    fn f16_and_bf16_values_are_the_half_crates() {
         for bits in 0..=u16::MAX {
             let want = half::f16::from_bits(bits).to_f64();
             let got = f16_value(bits);
             assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{bits:#06x}: {got:e}, half says {want:e}");
+            let want = half::bf16::from_bits(bits).to_f64();
+            let got = bf16_value(bits);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "bf16 {bits:#06x}: {got:e}, half says {want:e}");
+        }
+    }
+
+    /// The machine-specific path of `products` against the portable one, on random halves
+    /// (NaNs and infinities among them) and both formats.
+    #[test]
+    fn products_agree_across_paths() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..200 {
+            let bf16 = round % 2 == 1;
+            let a: [u16; 256] = std::array::from_fn(|_| next() as u16);
+            let b: [u16; 128] = std::array::from_fn(|_| next() as u16);
+            let c: [f64; 128] = std::array::from_fn(|_| f64::from(f32::from_bits(next() as u32 & 0xbfff_ffff)));
+            let value = if bf16 { bf16_value } else { f16_value };
+            let portable = products_in_order(&a.map(value), &b.map(value), &c);
+            let chosen = products(bf16, &a, &b, &c);
+            for k in 0..128 {
+                assert!(portable[k].to_bits() == chosen[k].to_bits() || (portable[k].is_nan() && chosen[k].is_nan()), "round {round} element {k}: {} vs {}", portable[k], chosen[k]);
+            }
         }
     }
 

@@ -60,11 +60,11 @@ impl Gen<'_, '_> {
             },
             Expr::Var(v) => self.load_register(*v),
             Expr::Param(i) => {
-                let bits = self.b.ins().load(types::I64, MemFlagsData::trusted(), self.scalars, *i as i32 * 8);
+                let bits = self.b.ins().load(types::I64, super::launch_constant(), self.scalars, *i as i32 * 8);
                 self.bits_to_register(bits, ty)
             }
             Expr::ThreadIdx => self.thread(),
-            Expr::BlockIdx(a) => self.b.ins().load(types::I32, MemFlagsData::trusted(), self.frame, off::BLOCK + 4 * i32::from((*a).min(2))),
+            Expr::BlockIdx(a) => self.b.ins().load(types::I32, super::launch_constant(), self.frame, off::BLOCK + 4 * i32::from((*a).min(2))),
             Expr::Unary(op, a) => {
                 let x = self.expr(a)?;
                 self.unary(*op, ty, x)
@@ -424,22 +424,33 @@ impl Gen<'_, '_> {
             (UnaryOp::Abs, t) if native_float(t) => self.b.ins().fabs(x),
             (UnaryOp::Sqrt, t) if native_float(t) => self.b.ins().sqrt(x),
             // 16-bit floats: the square root in f32 (rounded twice to the same result, see
-            // `binary`), the approximation math in f64 rounded once, as the simulator does.
+            // `binary`), the approximation math from a table of the simulator's results.
             (UnaryOp::Sqrt, Ty::F16 | Ty::BF16) => {
                 let wide = self.widen16(x, ty);
                 let r = self.b.ins().sqrt(wide);
                 self.narrow16(r, Ty::F32, ty)
             }
             (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, Ty::F16 | Ty::BF16) => {
-                let wide = self.widen16(x, ty);
-                let wide = self.b.ins().fpromote(types::F64, wide);
-                let r = self.unary(op, Ty::F64, wide);
-                self.narrow16(r, Ty::F64, ty)
+                // A table of the simulator's results for all 65536 operands.
+                let table = helpers::sixteen_bit_table(op, ty).as_ptr() as i64;
+                let index = self.b.ins().uextend(types::I64, x);
+                let offset = self.b.ins().ishl_imm_s(index, 1);
+                let at = self.b.ins().iadd_imm_s(offset, table);
+                self.b.ins().load(types::I16, MemFlagsData::trusted(), at, 0)
             }
+            // The approximation math: the exact function in f64 (`UnaryOp::float_f64`), rounded
+            // once to f32; `rsqrt` inline (1 / sqrt in f64), the others by a call.
             (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, t) if native_float(t) => {
-                let code = self.b.ins().iconst(types::I64, helpers::unary_code(op));
-                let f = self.helpers.math[usize::from(t == Ty::F64)];
-                self.call(f, &[code, x])
+                let wide = if t == Ty::F32 { self.b.ins().fpromote(types::F64, x) } else { x };
+                let r = if op == UnaryOp::Rsqrt {
+                    let root = self.b.ins().sqrt(wide);
+                    let one = self.b.ins().f64const(1.0);
+                    self.b.ins().fdiv(one, root)
+                } else {
+                    let f = self.helpers.math[helpers::unary_code(op) as usize];
+                    self.call(f, &[wide])
+                };
+                if t == Ty::F32 { self.b.ins().fdemote(types::F32, r) } else { r }
             }
             _ => {
                 let bits = self.register_bits(x, ty);

@@ -50,6 +50,13 @@ fn cl(ty: Ty) -> Type {
     }
 }
 
+/// Flags of a load of what stays the same while the function runs (scalar arguments, the
+/// block index, buffer pointers and lengths): Cranelift may merge such loads and move them
+/// out of the thread loops.
+fn launch_constant() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
 fn native_int(ty: Ty) -> bool {
     matches!(ty, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64)
 }
@@ -69,8 +76,8 @@ struct Helpers {
     atomic_add: FuncRef,
     /// f64 → f16, bf16 (f32 ↔ 16 bits is inline).
     narrow_f64: [FuncRef; 2],
-    /// The approximation math on f32 and on f64.
-    math: [FuncRef; 2],
+    /// The approximation math in f64, by index in `UnaryOp::ALL` (`helpers::MATH`).
+    math: Vec<FuncRef>,
     mma: FuncRef,
     ldmatrix: FuncRef,
     print: FuncRef,
@@ -103,6 +110,8 @@ struct Gen<'a, 'f> {
     in_memory: Vec<bool>,
     /// Inside a run: registers are the variables, not the register file.
     resident: bool,
+    /// The registers whose every value is the same in all threads (`lir::verify`).
+    uniform: Vec<bool>,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
     prints: Vec<PrintStatement>,
@@ -131,12 +140,11 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_atomic_add", signature(&[ptr, i, i], &[]))?,
         declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
-        declare("tl_cpu_math_f32", signature(&[i, types::F32], &[types::F32]))?,
-        declare("tl_cpu_math_f64", signature(&[i, types::F64], &[types::F64]))?,
         declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i], &[]))?,
         declare("tl_cpu_ldmatrix", signature(&[ptr, i, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
         declare("tl_cpu_print", signature(&[ptr, i, ptr, i, i], &[]))?,
     ];
+    let math_ids = helpers::MATH.iter().map(|(name, _)| declare(name, signature(&[types::F64], &[types::F64]))).collect::<Result<Vec<_>, _>>()?;
     let mut ctx = module.make_context();
     ctx.func.signature = signature(&[ptr], &[types::I32]);
     let mut function_context = FunctionBuilderContext::new();
@@ -153,10 +161,10 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
             lop3: refs[6],
             atomic_add: refs[7],
             narrow_f64: [refs[8], refs[9]],
-            math: [refs[10], refs[11]],
-            mma: refs[12],
-            ldmatrix: refs[13],
-            print: refs[14],
+            mma: refs[10],
+            ldmatrix: refs[11],
+            print: refs[12],
+            math: math_ids.iter().map(|&id| module.declare_func_in_func(id, b.func)).collect(),
         };
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -168,7 +176,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let exit = b.create_block();
         let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
         let in_memory = residency::registers_in_memory(p);
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, sources: Vec::new(), messages: Vec::new(), prints: Vec::new() };
+        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new() };
         g.phases(&p.body)?;
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
@@ -293,8 +301,19 @@ impl Gen<'_, '_> {
         }
         let access = residency::RunAccess::of(run, self.p.vars.len());
         let (loads, stores) = (access.loads(&self.in_memory), access.stores(&self.in_memory));
+        // A uniform register the run does not write is the same in every thread's slot: read
+        // once, from thread 0's, before the loop (and what is computed from such values alone
+        // can then leave the loop too).
+        let (once, per_thread): (Vec<Var>, Vec<Var>) = loads.into_iter().partition(|v| self.uniform[v.0 as usize] && !access.written[v.0 as usize]);
+        let zero = self.b.ins().iconst(types::I32, 0);
+        let saved = self.thread.replace(zero);
+        let preloaded: Vec<(Var, Value)> = once.into_iter().map(|v| (v, self.load_register(v))).collect();
+        self.thread = saved;
         self.each_thread(|g, _| {
-            for &v in &loads {
+            for &(v, value) in &preloaded {
+                g.b.def_var(g.variables[v.0 as usize], value);
+            }
+            for &v in &per_thread {
                 let value = g.load_register(v);
                 g.b.def_var(g.variables[v.0 as usize], value);
             }
@@ -365,9 +384,20 @@ impl Gen<'_, '_> {
         vec![self.registers, stride, threads, scratch]
     }
 
-    /// `dst` of each thread becomes `src` of the thread `lane ^ mask` in its warp: all
-    /// sources are copied to the scratch slots first.
+    /// `dst` of each thread becomes `src` of the thread `lane ^ mask` in its warp (when `dst`
+    /// is `src`, all sources are copied to the scratch slots first).
     fn shuffle(&mut self, dst: Var, src: Var, lane_mask: u32) -> Result<(), CpuError> {
+        if dst != src {
+            // No thread's source changes during the pass: one pass, straight from the slots.
+            return self.each_thread(|g, t| {
+                let partner = g.b.ins().bxor_imm_s(t, i64::from(lane_mask & 31));
+                let from = g.slot(partner, src.0 as usize);
+                let v = g.b.ins().load(types::I64, MemFlagsData::trusted(), from, 0);
+                let at = g.slot(t, dst.0 as usize);
+                g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
+                Ok(())
+            });
+        }
         let scratch = self.p.vars.len();
         self.each_thread(|g, t| {
             let from = g.slot(t, src.0 as usize);
@@ -455,8 +485,8 @@ impl Gen<'_, '_> {
     /// The buffer of global parameter `param`: (base pointer, length in bytes).
     fn buffer(&mut self, param: usize) -> (Value, Value) {
         let at = param as i32 * 16;
-        let base = self.b.ins().load(self.ptr, MemFlagsData::trusted(), self.buffers, at);
-        let len = self.b.ins().load(types::I64, MemFlagsData::trusted(), self.buffers, at + 8);
+        let base = self.b.ins().load(self.ptr, launch_constant(), self.buffers, at);
+        let len = self.b.ins().load(types::I64, launch_constant(), self.buffers, at + 8);
         (base, len)
     }
 
