@@ -96,7 +96,23 @@ pub(crate) extern "C" fn print(frame: *mut crate::Frame, id: i64, coords: *const
 }
 
 /// `*element += value` for a register type `ty` (integers wrap, floats round once), atomically.
-pub(crate) extern "C" fn atomic_add(element: *mut u8, ty: i64, value: i64) {
+///
+/// When the frame defers float additions (`Frame::deferred`), a float addition is recorded
+/// there instead, to be applied when the block's turn comes (blocks in grid order).
+pub(crate) extern "C" fn atomic_add(frame: *mut crate::Frame, element: *mut u8, ty: i64, value: i64) {
+    // SAFETY: the compiled code passes its frame; `deferred` is null or the worker's log.
+    unsafe {
+        let deferred = (*frame).deferred;
+        if !deferred.is_null() && ty_of(ty).is_float() {
+            (*deferred).push(crate::DeferredAdd { element, ty, value });
+            return;
+        }
+    }
+    add_now(element, ty, value);
+}
+
+/// `*element += value` at once, under the element's lock.
+pub(crate) fn add_now(element: *mut u8, ty: i64, value: i64) {
     let _guard = ATOMIC_LOCKS[(element as usize >> 3) % 64].lock().unwrap_or_else(|e| e.into_inner());
     let ty = ty_of(ty);
     let n = ty.bytes();

@@ -25,8 +25,8 @@
 //! Warp instructions (`mma`, `ldmatrix`) take each lane's operands from the register file and
 //! run the simulator's fragment tables (`tl_vm::warp`) per warp. `print` formats its lines as
 //! every backend does (`lir::format_print_line`), gathered per block and given in grid order.
-//! Blocks run in parallel on all cores (in order when the program adds floats atomically, for
-//! reproducible sums).
+//! Blocks run in parallel on all cores; float atomic additions land in the simulator's order
+//! (blocks in grid order) so that the sums round the same way ([`FloatAtomics`]).
 //!
 //! `TL_CPU_DISASM=FILE` writes the machine code of the program compiled last (for profiling).
 
@@ -75,6 +75,28 @@ pub(crate) struct Frame {
     pub registers: *mut u64,
     /// Where `print` puts its lines (`helpers::print`).
     pub printer: *mut Printer,
+    /// Null, or where float atomic additions wait for the block's turn (`helpers::atomic_add`).
+    pub deferred: *mut Vec<DeferredAdd>,
+}
+
+/// A float atomic addition recorded for later (`FloatAtomics::Deferred`).
+pub(crate) struct DeferredAdd {
+    pub element: *mut u8,
+    pub ty: i64,
+    pub value: i64,
+}
+
+/// How a program's float atomic additions keep the simulator's order (blocks in grid order,
+/// each block's additions in its own order), which fixes the sums' rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FloatAtomics {
+    None,
+    /// Blocks run in parallel; each block's float additions are recorded and applied when
+    /// every earlier block's have been: possible when nothing else touches the tensors added
+    /// into, so that no block can observe when the additions happen.
+    Deferred,
+    /// Blocks run one after another (a tensor added into is also read or written otherwise).
+    InOrder,
 }
 
 /// The `print` statements of a program (by number, in the generated code) and the lines of
@@ -147,8 +169,7 @@ pub struct CompiledProgram {
     _module: JITModule,
     entry: extern "C" fn(*mut Frame) -> i32,
     program: Program,
-    /// Whether the program adds floats atomically (its blocks then run in order).
-    float_atomics: bool,
+    float_atomics: FloatAtomics,
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
     prints: Vec<PrintStatement>,
@@ -187,18 +208,95 @@ pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     let code = module.get_finalized_function(generated.id);
     // SAFETY: the function was generated with this signature (`codegen::generate`).
     let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
-    let float_atomics = adds_floats_atomically(program, &program.body);
+    let float_atomics = float_atomics(program);
     Ok(CompiledProgram { _module: module, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
 }
 
-fn adds_floats_atomically(p: &Program, body: &[tl_compiler::lir::Stmt]) -> bool {
-    use tl_compiler::lir::Stmt;
-    body.iter().any(|s| match s {
-        Stmt::AtomicAddGlobal { value, .. } => p.ty(value).is_float(),
-        Stmt::If { then_body, else_body, .. } => adds_floats_atomically(p, then_body) || adds_floats_atomically(p, else_body),
-        Stmt::For { body, .. } => adds_floats_atomically(p, body),
-        _ => false,
-    })
+fn float_atomics(p: &Program) -> FloatAtomics {
+    use tl_compiler::lir::{Expr, Stmt};
+    // Per parameter: whether floats are added into it atomically, and whether anything else
+    // reads or writes it.
+    let mut added = vec![false; p.params.len()];
+    let mut touched = vec![false; p.params.len()];
+    fn expr(e: &Expr, touched: &mut [bool]) {
+        match e {
+            Expr::LoadGlobal { param, index: a, .. } | Expr::LoadGlobalBits { param, bit_index: a, .. } => {
+                touched[*param] = true;
+                expr(a, touched);
+            }
+            Expr::Int(..) | Expr::Float(..) | Expr::Var(_) | Expr::Param(_) | Expr::ThreadIdx | Expr::BlockIdx(_) => {}
+            Expr::Unary(_, a) | Expr::Cast { value: a, .. } | Expr::Bitcast { value: a, .. } | Expr::LoadShared { offset: a, .. } | Expr::LoadSharedBits { bit_offset: a, .. } => expr(a, touched),
+            Expr::Binary(_, a, b) | Expr::Cmp(_, a, b) => {
+                expr(a, touched);
+                expr(b, touched);
+            }
+            Expr::Select(a, b, c) | Expr::Fma(a, b, c) | Expr::Prmt { a, b, selector: c } | Expr::Lop3 { a, b, c, .. } => {
+                expr(a, touched);
+                expr(b, touched);
+                expr(c, touched);
+            }
+        }
+    }
+    fn stmts(p: &Program, body: &[Stmt], added: &mut [bool], touched: &mut [bool]) {
+        for s in body {
+            let mut exprs: Vec<&Expr> = Vec::new();
+            match s {
+                Stmt::AtomicAddGlobal { param, index, value } => {
+                    if p.ty(value).is_float() {
+                        added[*param] = true;
+                    } else {
+                        touched[*param] = true;
+                    }
+                    exprs.extend([index, value]);
+                }
+                Stmt::StoreGlobal { param, index: a, value: b } | Stmt::StoreGlobalBits { param, bit_index: a, value: b, .. } => {
+                    touched[*param] = true;
+                    exprs.extend([a, b]);
+                }
+                Stmt::StoreGlobalVector { param, byte_offset, values, .. } => {
+                    touched[*param] = true;
+                    exprs.push(byte_offset);
+                    exprs.extend(values);
+                }
+                Stmt::LoadGlobalVector { param, byte_offset, .. } => {
+                    touched[*param] = true;
+                    exprs.push(byte_offset);
+                }
+                Stmt::CopyAsync { param, offset, byte_index, src_bytes, .. } => {
+                    touched[*param] = true;
+                    exprs.extend([offset, byte_index, src_bytes]);
+                }
+                Stmt::If { cond, then_body, else_body } => {
+                    exprs.push(cond);
+                    stmts(p, then_body, added, touched);
+                    stmts(p, else_body, added, touched);
+                }
+                Stmt::For { start, end, body, .. } => {
+                    exprs.extend([start, end]);
+                    stmts(p, body, added, touched);
+                }
+                Stmt::Assign(_, e) | Stmt::AssignUniform(_, e) | Stmt::Check { cond: e, .. } | Stmt::LdMatrix { row_offset: e, .. } | Stmt::LoadSharedVector { offset: e, .. } => exprs.push(e),
+                Stmt::StoreShared { offset, value } | Stmt::StoreSharedBits { bit_offset: offset, value, .. } => exprs.extend([offset, value]),
+                Stmt::Print { coords, value, .. } => {
+                    exprs.extend(coords);
+                    exprs.push(value);
+                }
+                Stmt::Mma { a, b, .. } => exprs.extend(a.iter().chain(b.iter())),
+                Stmt::Barrier | Stmt::ShuffleXor { .. } | Stmt::CommitGroup | Stmt::WaitGroup(_) | Stmt::Source { .. } => {}
+            }
+            for e in exprs {
+                expr(e, touched);
+            }
+        }
+    }
+    stmts(p, &p.body, &mut added, &mut touched);
+    if !added.contains(&true) {
+        FloatAtomics::None
+    } else if added.iter().zip(&touched).any(|(a, t)| *a && *t) {
+        FloatAtomics::InOrder
+    } else {
+        FloatAtomics::Deferred
+    }
 }
 
 /// The launch's buffers and scalars, read by every worker thread.
@@ -223,10 +321,11 @@ impl CompiledProgram {
     }
 
     /// Runs the program over `grid`, updating the tensors of `args`. Blocks run in parallel on
-    /// all cores (`TL_CPU_THREADS` caps the number of threads), except in a program that adds
-    /// floats atomically, whose blocks run in order so that the sums are reproducible (the
-    /// simulator's order). A race-free program's results do not depend on the thread count; a
-    /// fault is reported for the first faulting block in grid order.
+    /// all cores (`TL_CPU_THREADS` caps the number of threads); float atomic additions land in
+    /// the simulator's order (blocks in grid order: recorded per block and applied in turn, or,
+    /// when the program also reads or writes a tensor it adds into, blocks one after another).
+    /// A race-free program's results do not depend on the thread count; a fault is reported
+    /// for the first faulting block in grid order.
     /// Lines that `print` statements produce go to standard output after the launch, the
     /// blocks' lines in grid order.
     pub fn launch(&self, grid: [u32; 3], args: &mut [Arg]) -> Result<(), CpuError> {
@@ -270,7 +369,10 @@ impl CompiledProgram {
         let total = grid.iter().map(|&g| g as usize).product::<usize>();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cap = threads.or_else(|| std::env::var("TL_CPU_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(cores).max(1);
-        let workers = if self.float_atomics { 1 } else { cap.min(total).max(1) };
+        let workers = if self.float_atomics == FloatAtomics::InOrder { 1 } else { cap.min(total).max(1) };
+        let deferring = self.float_atomics == FloatAtomics::Deferred;
+        // With deferred float additions: the next block whose additions may be applied.
+        let turn = (Mutex::new(0usize), std::sync::Condvar::new());
         let next = AtomicUsize::new(0);
         // The first faulting block in grid order (usize::MAX: none yet).
         let first_fault = AtomicUsize::new(usize::MAX);
@@ -283,6 +385,7 @@ impl CompiledProgram {
             let mut registers = vec![0u64; threads * (p.vars.len() + helpers::SCRATCH)];
             let mut shared = vec![0u8; p.shared_bytes.max(1)];
             let mut printer = Printer { prints: self.prints.as_ptr(), lines: Vec::new() };
+            let mut deferred: Vec<DeferredAdd> = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total || i > first_fault.load(Ordering::Relaxed) {
@@ -305,11 +408,30 @@ impl CompiledProgram {
                     shared: shared.as_mut_ptr(),
                     registers: registers.as_mut_ptr(),
                     printer: &mut printer,
+                    deferred: if deferring { &mut deferred } else { std::ptr::null_mut() },
                 };
                 if (self.entry)(&mut frame) != 0 {
                     first_fault.fetch_min(i, Ordering::Relaxed);
                     let error = self.fault(&frame, [x as u32, y as u32, z as u32]);
                     faults.lock().unwrap_or_else(|e| e.into_inner()).push((i, error));
+                }
+                if deferring {
+                    // Wait until every earlier block's additions are in, then add this
+                    // block's, in its order. A block after a faulting one gives up (the
+                    // launch fails; the faulting block itself still takes its turn).
+                    let (lock, changed) = &turn;
+                    let mut next_turn = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while *next_turn < i && first_fault.load(Ordering::Relaxed) >= i {
+                        next_turn = changed.wait(next_turn).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if *next_turn == i {
+                        for add in deferred.drain(..) {
+                            helpers::add_now(add.element, add.ty, add.value);
+                        }
+                        *next_turn = i + 1;
+                    }
+                    deferred.clear();
+                    changed.notify_all();
                 }
                 if !printer.lines.is_empty() {
                     printed.lock().unwrap_or_else(|e| e.into_inner()).push((i, std::mem::take(&mut printer.lines)));
@@ -348,5 +470,27 @@ impl CompiledProgram {
         };
         let at = usize::try_from(frame.source).ok().and_then(|i| self.sources.get(i)).cloned();
         CpuError::Fault { message, block, thread: frame.fault_thread as u32, at }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{float_atomics, FloatAtomics};
+
+    fn plan(body: &str) -> FloatAtomics {
+        let text = format!("lir k(x: ptr f32, y: ptr f32, n: ptr i32) threads(32) shared(0) {{\n  reg r0: f32\n{body}}}\n");
+        let program = tl_compiler::lir::parse::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        float_atomics(&program)
+    }
+
+    /// Float additions are deferred only into tensors nothing else touches; integer additions
+    /// need neither.
+    #[test]
+    fn float_atomics_are_deferred_only_when_unobservable() {
+        assert_eq!(plan("  red.add.global p2[cast.i64(tid)] += 1:i32\n"), FloatAtomics::None);
+        assert_eq!(plan("  r0 = ld.global.f32 p0[cast.i64(tid)]\n  red.add.global p1[cast.i64(tid)] += r0\n"), FloatAtomics::Deferred);
+        assert_eq!(plan("  r0 = ld.global.f32 p1[cast.i64(tid)]\n  red.add.global p1[0:i64] += r0\n"), FloatAtomics::InOrder);
+        assert_eq!(plan("  st.global p1[cast.i64(tid)] = 0.0:f32\n  red.add.global p1[0:i64] += 1.0:f32\n"), FloatAtomics::InOrder);
+        assert_eq!(plan("  if lt(tid, 4:i32) {\n    red.add.global p1[0:i64] += ld.global.f32 p1[1:i64]\n  }\n"), FloatAtomics::InOrder);
     }
 }

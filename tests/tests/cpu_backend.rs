@@ -84,12 +84,13 @@ fn compiled_code_is_reused_across_launches() {
     assert!(first.clif().contains("function"), "{}", first.clif());
 }
 
-/// Blocks run in parallel: one thread and eight give the same bytes (race-free kernels, and
-/// integer atomics, whose sums do not depend on the order).
+/// Blocks run in parallel: one thread and eight give the same bytes (race-free kernels,
+/// integer atomics, whose sums do not depend on the order, and float atomics into an output
+/// nothing else touches, whose additions are applied in grid order: split-K's partial sums).
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let root = tl_tests::repo_root();
-    for file in ["stdlib/kernels/softmax.tl", "examples/rotary.tl", "examples/embedding.tl", "tests/kernels/gathers.tl"] {
+    for file in ["stdlib/kernels/softmax.tl", "examples/rotary.tl", "examples/embedding.tl", "tests/kernels/gathers.tl", "examples/split_k.tl", "tests/kernels/atomics.tl"] {
         for kernel in kernels_of(&root.join(file)) {
             let args = kernel.random_args(23, &[]).unwrap();
             let signature = kernel.signature(&args);

@@ -137,7 +137,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_cast", signature(&[i, i, i, i], &[i]))?,
         declare("tl_cpu_prmt", signature(&[i, i, i], &[i]))?,
         declare("tl_cpu_lop3", signature(&[i, i, i, i], &[i]))?,
-        declare("tl_cpu_atomic_add", signature(&[ptr, i, i], &[]))?,
+        declare("tl_cpu_atomic_add", signature(&[ptr, ptr, i, i], &[]))?,
         declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i], &[]))?,
@@ -594,7 +594,7 @@ impl Gen<'_, '_> {
                 let v = self.expr(value)?;
                 let bits = self.register_bits(v, ty);
                 let code = self.b.ins().iconst(types::I64, helpers::ty_code(ty));
-                self.b.ins().call(self.helpers.atomic_add, &[at, code, bits]);
+                self.b.ins().call(self.helpers.atomic_add, &[self.frame, at, code, bits]);
             }
             Stmt::StoreGlobalBits { param, bit_index, bits, value } => {
                 let place = self.global_bits(*param, bit_index, *bits)?;
