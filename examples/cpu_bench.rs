@@ -1,7 +1,8 @@
 //! Benchmark: the three CPU backends side by side on every shipped kernel at sizes given per
-//! kernel: `cpu` (native code; the best of three launches), `vm` (the block-level interpreter)
-//! and `simt` (the thread-level simulator), each on the same arguments in one process, plus
-//! the `cpu` backend's compile time (LIR → native code). Prints numbers and
+//! kernel: `cpu` (native code, blocks on all cores; the best of three launches, and again on
+//! one thread, as the interpreters run), `vm` (the block-level interpreter) and `simt` (the
+//! thread-level simulator), each on the same arguments in one process, plus the `cpu`
+//! backend's compile time (LIR → native code). Prints numbers and
 //! the speed-ups; asserts nothing (the tests check that the outputs agree bit for bit).
 //!
 //! After qmatmul it runs numpy's f32 dequantize-then-matmul of the same data
@@ -44,7 +45,7 @@ fn main() -> anyhow::Result<()> {
             ("stdlib/kernels/qmatmul_split.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
         ]
     };
-    println!("{:<17} {:>11} {:>9} {:>10} {:>10} {:>7} {:>9}", "kernel", "compile ms", "cpu ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu");
+    println!("{:<17} {:>11} {:>9} {:>10} {:>10} {:>10} {:>7} {:>9} {:>10}", "kernel", "compile ms", "cpu ms", "cpu 1t ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu", "simt/cpu1t");
     for (file, sizes, with_simt) in cases {
         let name = std::path::Path::new(file).file_stem().unwrap().to_string_lossy().to_string();
         if only.as_ref().is_some_and(|o| *o != name) {
@@ -71,11 +72,21 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         let cpu = best_of(3)?;
+        // On one thread, as the interpreters run: the speed-up per core.
+        let program = kernel.cpu_program(&kernel.signature(&args))?;
+        let grid = kernel.launch(Backend::Cpu, &mut args.clone())?.grid;
+        let mut one_thread = f64::INFINITY;
+        for _ in 0..3 {
+            let mut a = args.clone();
+            let start = Instant::now();
+            program.launch_with_threads(grid, &mut a, Some(1))?;
+            one_thread = one_thread.min(start.elapsed().as_secs_f64() * 1e3);
+        }
         let vm = time(Backend::Vm)?;
         let simt = if with_simt { Some(time(Backend::Simt)?) } else { None };
         let simt_text = simt.map_or("-".to_string(), |s| format!("{s:.1}"));
-        let ratio = simt.map_or("-".to_string(), |s| format!("{:.0}x", s / cpu));
-        println!("{:<17} {:>11.1} {:>9.1} {:>10.1} {:>10} {:>6.0}x {:>9}", name, compile_ms, cpu, vm, simt_text, vm / cpu, ratio);
+        let ratio = |cpu: f64| simt.map_or("-".to_string(), |s| format!("{:.0}x", s / cpu));
+        println!("{:<17} {:>11.1} {:>9.1} {:>10.1} {:>10.1} {:>10} {:>6.0}x {:>9} {:>10}", name, compile_ms, cpu, one_thread, vm, simt_text, vm / cpu, ratio(cpu), ratio(one_thread));
         if name == "qmatmul" {
             qmatmul_against_numpy(root, &kernel, &args, cpu)?;
         }

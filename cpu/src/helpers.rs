@@ -126,13 +126,15 @@ pub(crate) fn add_now(element: *mut u8, ty: i64, value: i64) {
     unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), element, n) };
 }
 
-/// f64 to 16-bit floats in one rounding (f32 to and from 16 bits is generated inline).
+/// f64 to 16-bit floats in one rounding, the simulator's conversion (f32 to and from 16 bits
+/// is generated inline). Not `half`'s `from_f64`, which on x86 goes through f32 (rounding
+/// twice: a value just beside a midpoint of f16 can land on it and then round the wrong way).
 pub(crate) extern "C" fn f64_to_f16(x: f64) -> i64 {
-    i64::from(half::f16::from_f64(x).to_bits() as i16)
+    registers::cast(x.to_bits() as i64, Ty::F64, Ty::F16, false, false)
 }
 
 pub(crate) extern "C" fn f64_to_bf16(x: f64) -> i64 {
-    i64::from(half::bf16::from_f64(x).to_bits() as i16)
+    registers::cast(x.to_bits() as i64, Ty::F64, Ty::BF16, false, false)
 }
 
 /// The hardware-approximation math (`lir::UnaryOp` `Exp` .. `Cos`) as the simulator computes

@@ -172,3 +172,70 @@ kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16
         assert!(same_b, "f32 {bits:#010x} ({x:e}) → bf16: {:#06x}, half says {:#06x}", to_bf16[k], want_b.to_bits());
     }
 }
+
+/// f64 → f16 and f64 → bf16 in one rounding, against an oracle written from the definition
+/// (the nearest of the format's values, ties to the even code, past the largest value by half
+/// its spacing to infinity), on values at, just beside and between the midpoints of both
+/// formats: where rounding through f32 first would land on a midpoint and go the wrong way.
+#[test]
+fn conversions_from_f64_round_once() {
+    let source = "
+kernel narrow(n: i32, x: global f64[n], h: global mut f16[n], b: global mut bf16[n]) grid(cdiv(n, 256)) warps(2) {
+    let t = load(x, [block.x * 256], [256]);
+    store(h, cast<f16>(t), [block.x * 256]);
+    store(b, cast<bf16>(t), [block.x * 256]);
+}
+";
+    // The non-negative finite values of a format (by code, increasing), then one more step
+    // for infinity (its code even, so an exact tie past the largest value goes there).
+    let values = |largest: u16, value: &dyn Fn(u16) -> f64| -> Vec<(u16, f64)> {
+        let mut v: Vec<(u16, f64)> = (0..=largest).map(|c| (c, value(c))).collect();
+        let step = v[largest as usize].1 - v[largest as usize - 1].1;
+        v.push((largest + 1, v[largest as usize].1 + step));
+        v
+    };
+    let f16_values = values(0x7bff, &|c| half::f16::from_bits(c).to_f64());
+    let bf16_values = values(0x7f7f, &|c| half::bf16::from_bits(c).to_f64());
+    let oracle = |table: &[(u16, f64)], x: f64| -> u16 {
+        let sign = if x.is_sign_negative() { 0x8000 } else { 0 };
+        let a = x.abs();
+        let above = table.partition_point(|&(_, v)| v < a);
+        let code = if above == table.len() {
+            table[table.len() - 1].0
+        } else if table[above].1 == a || above == 0 {
+            table[above].0
+        } else {
+            let ((low_code, low), (high_code, high)) = (table[above - 1], table[above]);
+            // Adjacent values: both differences are exact in f64.
+            match (a - low).partial_cmp(&(high - a)).unwrap() {
+                std::cmp::Ordering::Less => low_code,
+                std::cmp::Ordering::Greater => high_code,
+                std::cmp::Ordering::Equal => if low_code % 2 == 0 { low_code } else { high_code },
+            }
+        };
+        code | sign
+    };
+    let mut rng = tl_tests::Rng(0xf64);
+    let mut inputs: Vec<f64> = vec![0.0, 1.0 + 2f64.powi(-11) + 2f64.powi(-40), 65519.99, 65520.0, 65520.0 + 1e-9, 1e-9, 2f64.powi(-25), 2f64.powi(-25) * (1.0 + 1e-12)];
+    for table in [&f16_values, &bf16_values] {
+        for _ in 0..600 {
+            let k = (rng.next() % (table.len() as u64 - 2)) as usize;
+            let (low, high) = (table[k].1, table[k + 1].1);
+            let middle = low + (high - low) / 2.0;
+            inputs.extend([low, middle, middle * (1.0 + 2f64.powi(-40)), middle * (1.0 - 2f64.powi(-40)), middle + (high - low) * 2f64.powi(-14), low + (high - low) * rng.unit()]);
+        }
+    }
+    let inputs: Vec<f64> = inputs.iter().flat_map(|&x| [x, -x]).collect();
+    let module = Module::from_source("narrow.tl", source).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = module.kernel(None, &[]).unwrap();
+    let n = inputs.len();
+    let mut args = vec![Arg::Scalar(tl_runtime::Number::Int((n as i64).into())), HostTensor::from_f64(DType::F64, &[n], &inputs).into(), HostTensor::from_codes(DType::F16, &[n], &vec![0x7e01; n]).into(), HostTensor::from_codes(DType::BF16, &[n], &vec![0x7fc1; n]).into()];
+    for backend in [Backend::Cpu, Backend::Simt] {
+        kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{e}"));
+        let (h, b) = (args[2].tensor().unwrap(), args[3].tensor().unwrap());
+        for (k, &x) in inputs.iter().enumerate() {
+            assert_eq!(h.code(k) as u16, oracle(&f16_values, x), "{}: f64 {x:e} ({:#018x}) → f16", backend.name(), x.to_bits());
+            assert_eq!(b.code(k) as u16, oracle(&bf16_values, x), "{}: f64 {x:e} ({:#018x}) → bf16", backend.name(), x.to_bits());
+        }
+    }
+}

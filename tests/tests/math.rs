@@ -116,3 +116,26 @@ fn rms_norm_matches_the_host() {
         }
     }
 }
+
+/// The odd functions keep the sign of a zero (C's `sin(-0) = -0`, `tanh(-0) = -0`,
+/// `erf(-0) = -0`): the accurate sequences' polynomials `x + x³·P(x²)` would give +0 for -0
+/// when P(0) < 0. On every CPU backend, in f16, bf16, f32 and f64.
+#[test]
+fn odd_functions_keep_the_sign_of_zero() {
+    for function in ["sin", "tanh", "erf"] {
+        for dtype in ["f16", "bf16", "f32", "f64"] {
+            let source = format!("kernel k(x: global {dtype}[4], y: global mut {dtype}[4]) grid(1) warps(1) {{\n    store(y, {function}(load(x, [0], [4])), [0]);\n}}\n");
+            let kernel = Module::from_source("zeros.tl", &source).and_then(|m| m.kernel(None, &[])).unwrap_or_else(|e| panic!("{e}"));
+            let dt = DType::from_name(dtype).unwrap();
+            let inputs = [-0.0, 0.0, -0.0, 0.0];
+            for backend in [Backend::Vm, Backend::Simt, Backend::Cpu] {
+                let mut args = vec![HostTensor::from_f64(dt, &[4], &inputs).into(), HostTensor::filled(dt, &[4], f64::NAN).into()];
+                kernel.launch(backend, &mut args).unwrap_or_else(|e| panic!("{function} {dtype} {}: {e}", backend.name()));
+                let got = args[1].tensor().unwrap().to_f64();
+                for (g, x) in got.iter().zip(inputs) {
+                    assert!(*g == 0.0 && g.is_sign_negative() == x.is_sign_negative(), "{function}({x:?}) in {dtype} on {}: {g:?}", backend.name());
+                }
+            }
+        }
+    }
+}

@@ -297,6 +297,7 @@ impl Sequence<'_, '_> {
     /// from 2^25 up `reduce_large_by_half_pi`, under a branch), then sin r or cos r by Taylor
     /// polynomials in f32, chosen and signed by the quadrant k mod 4 (k + 1 for cos).
     fn sin_or_cos(&mut self, x: &Expr, x_ty: Ty, cosine: bool) -> Expr {
+        let sine_wanted = !cosine;
         let quadrant = self.lower.new_var(Ty::I32);
         let r = self.lower.new_var(Ty::F32);
         if x_ty == Ty::F32 {
@@ -321,6 +322,14 @@ impl Sequence<'_, '_> {
         let value = self.bind_f32(select(odd, cosine, sine));
         let negative = cmp(CmpOp::Ne, bin(lir::BinaryOp::And, quadrant, int(Ty::I32, 2)), int(Ty::I32, 0));
         let result = select(negative, neg(value.clone()), value);
+        // sin ±0 is ±0: r³·S(r²) is +0 for r = -0 (S(0) < 0), which would lose the sign. (An
+        // f64 argument too small for f32 gives the zero of its sign.)
+        let result = if sine_wanted {
+            let narrowed = if x_ty == Ty::F32 { x.clone() } else { convert(Ty::F32, x.clone()) };
+            select(cmp(CmpOp::Eq, narrowed.clone(), f32c(0.0)), narrowed, result)
+        } else {
+            result
+        };
         // ±inf gives NaN (NaN already propagates through the reduction).
         let infinite = cmp(CmpOp::Eq, abs(x.clone()), Expr::Float(x_ty, f64::INFINITY));
         select(infinite, f32c(f64::NAN), result)
@@ -335,6 +344,8 @@ impl Sequence<'_, '_> {
         let e = self.exp(&twice);
         let large = self.bind_f32(sub(f32c(1.0), div(f32c(2.0), add(e, f32c(1.0)))));
         let signed = select(cmp(CmpOp::Lt, x.clone(), f32c(0.0)), neg(large.clone()), large);
+        // A zero is its own tanh: x³·P(x²) is +0 for x = -0 (P(0) < 0), which would lose the sign.
+        let small = select(cmp(CmpOp::Eq, x.clone(), f32c(0.0)), x.clone(), small);
         select(cmp(CmpOp::Lt, a, f32c(0.55)), small, signed)
     }
 
