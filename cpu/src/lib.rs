@@ -219,23 +219,10 @@ fn float_atomics(p: &Program) -> FloatAtomics {
     let mut added = vec![false; p.params.len()];
     let mut touched = vec![false; p.params.len()];
     fn expr(e: &Expr, touched: &mut [bool]) {
-        match e {
-            Expr::LoadGlobal { param, index: a, .. } | Expr::LoadGlobalBits { param, bit_index: a, .. } => {
-                touched[*param] = true;
-                expr(a, touched);
-            }
-            Expr::Int(..) | Expr::Float(..) | Expr::Var(_) | Expr::Param(_) | Expr::ThreadIdx | Expr::BlockIdx(_) => {}
-            Expr::Unary(_, a) | Expr::Cast { value: a, .. } | Expr::Bitcast { value: a, .. } | Expr::LoadShared { offset: a, .. } | Expr::LoadSharedBits { bit_offset: a, .. } => expr(a, touched),
-            Expr::Binary(_, a, b) | Expr::Cmp(_, a, b) => {
-                expr(a, touched);
-                expr(b, touched);
-            }
-            Expr::Select(a, b, c) | Expr::Fma(a, b, c) | Expr::Prmt { a, b, selector: c } | Expr::Lop3 { a, b, c, .. } => {
-                expr(a, touched);
-                expr(b, touched);
-                expr(c, touched);
-            }
+        if let Expr::LoadGlobal { param, .. } | Expr::LoadGlobalBits { param, .. } = e {
+            touched[*param] = true;
         }
+        e.for_each_operand(|a| expr(a, touched));
     }
     fn stmts(p: &Program, body: &[Stmt], added: &mut [bool], touched: &mut [bool]) {
         for s in body {

@@ -299,6 +299,26 @@ pub enum Expr {
     Lop3 { a: Box<Expr>, b: Box<Expr>, c: Box<Expr>, lut: u8 },
 }
 
+impl Expr {
+    /// Calls `f` on each direct operand of this expression, in order (not recursively).
+    pub fn for_each_operand<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
+        match self {
+            Expr::Int(..) | Expr::Float(..) | Expr::Var(_) | Expr::Param(_) | Expr::ThreadIdx | Expr::BlockIdx(_) => {}
+            Expr::Unary(_, a) | Expr::Cast { value: a, .. } | Expr::Bitcast { value: a, .. } => f(a),
+            Expr::LoadGlobal { index: a, .. } | Expr::LoadGlobalBits { bit_index: a, .. } | Expr::LoadShared { offset: a, .. } | Expr::LoadSharedBits { bit_offset: a, .. } => f(a),
+            Expr::Binary(_, a, b) | Expr::Cmp(_, a, b) => {
+                f(a);
+                f(b);
+            }
+            Expr::Select(a, b, c) | Expr::Fma(a, b, c) | Expr::Prmt { a, b, selector: c } | Expr::Lop3 { a, b, c, .. } => {
+                f(a);
+                f(b);
+                f(c);
+            }
+        }
+    }
+}
+
 /// The operand type of an `Mma`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmaKind {

@@ -115,22 +115,11 @@ impl Walk {
 }
 
 /// Every register `e` reads.
-fn expr_registers(e: &Expr, f: &mut impl FnMut(Var)) {
-    match e {
-        Expr::Var(v) => f(*v),
-        Expr::Int(..) | Expr::Float(..) | Expr::Param(_) | Expr::ThreadIdx | Expr::BlockIdx(_) => {}
-        Expr::Unary(_, a) | Expr::Cast { value: a, .. } | Expr::Bitcast { value: a, .. } => expr_registers(a, f),
-        Expr::LoadGlobal { index: a, .. } | Expr::LoadGlobalBits { bit_index: a, .. } | Expr::LoadShared { offset: a, .. } | Expr::LoadSharedBits { bit_offset: a, .. } => expr_registers(a, f),
-        Expr::Binary(_, a, b) | Expr::Cmp(_, a, b) => {
-            expr_registers(a, f);
-            expr_registers(b, f);
-        }
-        Expr::Select(a, b, c) | Expr::Fma(a, b, c) | Expr::Prmt { a, b, selector: c } | Expr::Lop3 { a, b, c, .. } => {
-            expr_registers(a, f);
-            expr_registers(b, f);
-            expr_registers(c, f);
-        }
+fn expr_registers(e: &Expr, f: &mut dyn FnMut(Var)) {
+    if let Expr::Var(v) = e {
+        f(*v);
     }
+    e.for_each_operand(|a| expr_registers(a, f));
 }
 
 /// The expressions a statement without a body evaluates and the registers it writes (after
