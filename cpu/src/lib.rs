@@ -226,54 +226,22 @@ fn float_atomics(p: &Program) -> FloatAtomics {
     }
     fn stmts(p: &Program, body: &[Stmt], added: &mut [bool], touched: &mut [bool]) {
         for s in body {
-            let mut exprs: Vec<&Expr> = Vec::new();
             match s {
-                Stmt::AtomicAddGlobal { param, index, value } => {
-                    if p.ty(value).is_float() {
-                        added[*param] = true;
-                    } else {
-                        touched[*param] = true;
-                    }
-                    exprs.extend([index, value]);
-                }
-                Stmt::StoreGlobal { param, index: a, value: b } | Stmt::StoreGlobalBits { param, bit_index: a, value: b, .. } => {
-                    touched[*param] = true;
-                    exprs.extend([a, b]);
-                }
-                Stmt::StoreGlobalVector { param, byte_offset, values, .. } => {
-                    touched[*param] = true;
-                    exprs.push(byte_offset);
-                    exprs.extend(values);
-                }
-                Stmt::LoadGlobalVector { param, byte_offset, .. } => {
-                    touched[*param] = true;
-                    exprs.push(byte_offset);
-                }
-                Stmt::CopyAsync { param, offset, byte_index, src_bytes, .. } => {
-                    touched[*param] = true;
-                    exprs.extend([offset, byte_index, src_bytes]);
-                }
-                Stmt::If { cond, then_body, else_body } => {
-                    exprs.push(cond);
+                Stmt::AtomicAddGlobal { param, value, .. } if p.ty(value).is_float() => added[*param] = true,
+                Stmt::AtomicAddGlobal { param, .. }
+                | Stmt::StoreGlobal { param, .. }
+                | Stmt::StoreGlobalBits { param, .. }
+                | Stmt::StoreGlobalVector { param, .. }
+                | Stmt::LoadGlobalVector { param, .. }
+                | Stmt::CopyAsync { param, .. } => touched[*param] = true,
+                Stmt::If { then_body, else_body, .. } => {
                     stmts(p, then_body, added, touched);
                     stmts(p, else_body, added, touched);
                 }
-                Stmt::For { start, end, body, .. } => {
-                    exprs.extend([start, end]);
-                    stmts(p, body, added, touched);
-                }
-                Stmt::Assign(_, e) | Stmt::AssignUniform(_, e) | Stmt::Check { cond: e, .. } | Stmt::LdMatrix { row_offset: e, .. } | Stmt::LoadSharedVector { offset: e, .. } => exprs.push(e),
-                Stmt::StoreShared { offset, value } | Stmt::StoreSharedBits { bit_offset: offset, value, .. } => exprs.extend([offset, value]),
-                Stmt::Print { coords, value, .. } => {
-                    exprs.extend(coords);
-                    exprs.push(value);
-                }
-                Stmt::Mma { a, b, .. } => exprs.extend(a.iter().chain(b.iter())),
-                Stmt::Barrier | Stmt::ShuffleXor { .. } | Stmt::CommitGroup | Stmt::WaitGroup(_) | Stmt::Source { .. } => {}
+                Stmt::For { body, .. } => stmts(p, body, added, touched),
+                _ => {}
             }
-            for e in exprs {
-                expr(e, touched);
-            }
+            s.for_each_expr(|e| expr(e, touched));
         }
     }
     stmts(p, &p.body, &mut added, &mut touched);

@@ -319,6 +319,44 @@ impl Expr {
     }
 }
 
+impl Stmt {
+    /// Calls `f` on each expression this statement evaluates itself, in order: an `If`'s
+    /// condition and a `For`'s bounds, not the statements of their bodies.
+    pub fn for_each_expr<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
+        match self {
+            Stmt::Assign(_, e) | Stmt::AssignUniform(_, e) | Stmt::Check { cond: e, .. } | Stmt::If { cond: e, .. } => f(e),
+            Stmt::StoreGlobal { index: a, value: b, .. } | Stmt::AtomicAddGlobal { index: a, value: b, .. } => {
+                f(a);
+                f(b);
+            }
+            Stmt::StoreShared { offset: a, value: b } | Stmt::StoreSharedBits { bit_offset: a, value: b, .. } | Stmt::StoreGlobalBits { bit_index: a, value: b, .. } => {
+                f(a);
+                f(b);
+            }
+            Stmt::For { start, end, .. } => {
+                f(start);
+                f(end);
+            }
+            Stmt::Mma { a, b, .. } => a.iter().chain(b.iter()).for_each(f),
+            Stmt::LdMatrix { row_offset: e, .. } | Stmt::LoadGlobalVector { byte_offset: e, .. } | Stmt::LoadSharedVector { offset: e, .. } => f(e),
+            Stmt::CopyAsync { offset, byte_index, src_bytes, .. } => {
+                f(offset);
+                f(byte_index);
+                f(src_bytes);
+            }
+            Stmt::Print { coords, value, .. } => {
+                coords.iter().for_each(&mut f);
+                f(value);
+            }
+            Stmt::StoreGlobalVector { byte_offset, values, .. } => {
+                f(byte_offset);
+                values.iter().for_each(f);
+            }
+            Stmt::Barrier | Stmt::ShuffleXor { .. } | Stmt::CommitGroup | Stmt::WaitGroup(_) | Stmt::Source { .. } => {}
+        }
+    }
+}
+
 /// The operand type of an `Mma`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmaKind {

@@ -284,8 +284,8 @@ impl Gen<'_, '_> {
         self.thread_loop(&run)
     }
 
-    /// `f` evaluated as thread 0 (the value is block-uniform).
-    fn uniform(&mut self, f: impl FnOnce(&mut Self) -> Result<Value, CpuError>) -> Result<Value, CpuError> {
+    /// `f` evaluated as thread 0 (its values are block-uniform).
+    fn uniform<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
         let zero = self.b.ins().iconst(types::I32, 0);
         let saved = self.thread.replace(zero);
         let v = f(self);
@@ -305,10 +305,7 @@ impl Gen<'_, '_> {
         // once, from thread 0's, before the loop (and what is computed from such values alone
         // can then leave the loop too).
         let (once, per_thread): (Vec<Var>, Vec<Var>) = loads.into_iter().partition(|v| self.uniform[v.0 as usize] && !access.written[v.0 as usize]);
-        let zero = self.b.ins().iconst(types::I32, 0);
-        let saved = self.thread.replace(zero);
-        let preloaded: Vec<(Var, Value)> = once.into_iter().map(|v| (v, self.load_register(v))).collect();
-        self.thread = saved;
+        let preloaded: Vec<(Var, Value)> = self.uniform(|g| once.into_iter().map(|v| (v, g.load_register(v))).collect());
         self.each_thread(|g, _| {
             for &(v, value) in &preloaded {
                 g.b.def_var(g.variables[v.0 as usize], value);
@@ -494,28 +491,34 @@ impl Gen<'_, '_> {
     /// aligned to `align` when it is more than 1).
     fn global_address(&mut self, param: usize, offset: Value, size: i64, align: i64) -> Value {
         let (base, len) = self.buffer(param);
-        let ok = self.within(offset, size, len);
-        self.guard(ok, FaultKind::GlobalOutOfBounds, param as i64, offset, -1);
-        if align > 1 {
-            let rest = self.b.ins().band_imm_s(offset, align - 1);
-            let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, rest, 0);
-            self.guard(aligned, FaultKind::Misaligned, param as i64, offset, -1);
-        }
-        self.b.ins().iadd(base, offset)
+        self.checked_address(base, len, offset, size, align, FaultKind::GlobalOutOfBounds, param as i64)
     }
 
     /// The address of `size` bytes at byte `offset` (i32) of the shared buffer, checked.
     fn shared_address(&mut self, offset: Value, size: i64, align: i64) -> Value {
         let offset = self.b.ins().sextend(types::I64, offset);
+        self.shared_address_wide(offset, size, align)
+    }
+
+    /// `shared_address` of an i64 offset.
+    fn shared_address_wide(&mut self, offset: Value, size: i64, align: i64) -> Value {
         let len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
+        self.checked_address(self.shared, len, offset, size, align, FaultKind::SharedOutOfBounds, -1)
+    }
+
+    /// `base + offset` after checking that `size` bytes there lie inside the `len` bytes of the
+    /// buffer (else fault `outside`, naming parameter `param`) and, when `align` is more than
+    /// 1, that the offset is a multiple of it.
+    #[allow(clippy::too_many_arguments)]
+    fn checked_address(&mut self, base: Value, len: Value, offset: Value, size: i64, align: i64, outside: FaultKind, param: i64) -> Value {
         let ok = self.within(offset, size, len);
-        self.guard(ok, FaultKind::SharedOutOfBounds, -1, offset, -1);
+        self.guard(ok, outside, param, offset, -1);
         if align > 1 {
             let rest = self.b.ins().band_imm_s(offset, align - 1);
             let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, rest, 0);
-            self.guard(aligned, FaultKind::Misaligned, -1, offset, -1);
+            self.guard(aligned, FaultKind::Misaligned, param, offset, -1);
         }
-        self.b.ins().iadd(self.shared, offset)
+        self.b.ins().iadd(base, offset)
     }
 
     /// The address of element `index` (an i64 expression) of global `param`, checked, and the
@@ -725,13 +728,8 @@ impl Gen<'_, '_> {
         let bit = self.expr(bit_offset)?;
         let bit = self.b.ins().sextend(types::I64, bit);
         let (first, last) = self.bit_bytes(bit, bits);
-        let len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
-        let address = |g: &mut Self, byte: Value| {
-            let ok = g.within(byte, 1, len);
-            g.guard(ok, FaultKind::SharedOutOfBounds, -1, byte, -1);
-            g.b.ins().iadd(g.shared, byte)
-        };
-        let (first, last) = (address(self, first), address(self, last));
+        let first = self.shared_address_wide(first, 1, 1);
+        let last = self.shared_address_wide(last, 1, 1);
         Ok(self.packed_place(first, last, bit))
     }
 

@@ -123,65 +123,19 @@ fn expr_registers(e: &Expr, f: &mut dyn FnMut(Var)) {
 }
 
 /// The expressions a statement without a body evaluates and the registers it writes (after
-/// evaluating them). `If` and `For` give their condition and bounds only.
+/// evaluating them). `If` and `For` give their condition and bounds (and the loop variable).
 fn leaf_registers<'s>(s: &'s Stmt, read: &mut impl FnMut(&'s Expr), write: &mut impl FnMut(Var)) {
+    s.for_each_expr(&mut *read);
     match s {
-        Stmt::Assign(v, e) | Stmt::AssignUniform(v, e) => {
-            read(e);
-            write(*v);
-        }
-        Stmt::StoreGlobal { index, value, .. } | Stmt::AtomicAddGlobal { index, value, .. } => {
-            read(index);
-            read(value);
-        }
-        Stmt::StoreShared { offset, value } | Stmt::StoreSharedBits { bit_offset: offset, value, .. } => {
-            read(offset);
-            read(value);
-        }
-        Stmt::StoreGlobalBits { bit_index, value, .. } => {
-            read(bit_index);
-            read(value);
-        }
-        Stmt::If { cond, .. } => read(cond),
-        Stmt::For { var, start, end, .. } => {
-            read(start);
-            read(end);
-            write(*var);
-        }
-        Stmt::Barrier | Stmt::CommitGroup | Stmt::WaitGroup(_) | Stmt::Source { .. } => {}
-        Stmt::Mma { a, b, c, .. } => {
-            a.iter().chain(b.iter()).for_each(&mut *read);
-            for v in c {
-                write(*v);
-            }
-        }
-        Stmt::LdMatrix { dst, row_offset, .. } => {
-            read(row_offset);
-            dst.iter().copied().for_each(write);
-        }
+        Stmt::Assign(v, _) | Stmt::AssignUniform(v, _) | Stmt::For { var: v, .. } => write(*v),
+        Stmt::Mma { c, .. } => c.iter().copied().for_each(write),
+        Stmt::LdMatrix { dst, .. } | Stmt::LoadGlobalVector { dst, .. } | Stmt::LoadSharedVector { dst, .. } => dst.iter().copied().for_each(write),
+        // Both registers are read and written through memory by the shuffle.
         Stmt::ShuffleXor { dst, src, .. } => {
-            // Both registers are read and written through memory by the shuffle.
             write(*src);
             write(*dst);
         }
-        Stmt::CopyAsync { offset, byte_index, src_bytes, .. } => {
-            read(offset);
-            read(byte_index);
-            read(src_bytes);
-        }
-        Stmt::Print { coords, value, .. } => {
-            coords.iter().for_each(&mut *read);
-            read(value);
-        }
-        Stmt::LoadGlobalVector { dst, byte_offset: e, .. } | Stmt::LoadSharedVector { dst, offset: e, .. } => {
-            read(e);
-            dst.iter().copied().for_each(write);
-        }
-        Stmt::StoreGlobalVector { byte_offset, values, .. } => {
-            read(byte_offset);
-            values.iter().for_each(&mut *read);
-        }
-        Stmt::Check { cond, .. } => read(cond),
+        _ => {}
     }
 }
 
