@@ -172,6 +172,13 @@ pub(crate) fn sixteen_bit_table(op: UnaryOp, ty: Ty) -> &'static [u16] {
     TABLES[which][unary_code(op) as usize].get_or_init(|| (0..=u16::MAX).map(|bits| registers::unary(op, ty, i64::from(bits as i16)) as u16).collect())
 }
 
+/// 2^(j/32) for j in 0..32, each within an ulp (the inline `exp`, `codegen::exponential`).
+pub(crate) fn exp2_fractions() -> &'static [f64; 32] {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<[f64; 32]> = OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|j| (j as f64 / 32.0).exp2()))
+}
+
 /// Scratch slots per thread after its registers (operands of the warp instructions).
 pub(crate) const SCRATCH: usize = 8;
 

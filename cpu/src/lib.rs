@@ -187,8 +187,8 @@ impl std::fmt::Debug for CompiledProgram {
     }
 }
 
-/// Compiles `program` for this machine.
-pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
+/// A JIT for this machine's ISA with the helpers' symbols defined.
+pub(crate) fn jit_builder() -> Result<JITBuilder, CpuError> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CpuError::Codegen(e.to_string()));
     set(&mut flags, "opt_level", "speed")?;
@@ -202,6 +202,12 @@ pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     for (name, address) in helpers::symbols() {
         builder.symbol(name, address);
     }
+    Ok(builder)
+}
+
+/// Compiles `program` for this machine.
+pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
+    let builder = jit_builder()?;
     let mut module = JITModule::new(builder);
     let generated = codegen::generate(&mut module, program)?;
     module.finalize_definitions().map_err(|e| CpuError::Codegen(e.to_string()))?;

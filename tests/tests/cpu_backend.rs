@@ -115,10 +115,12 @@ kernel widen(n: i32, h: global f16[n], b: global bf16[n], hw: global mut f32[n],
     store(hw, cast<f32>(load(h, [block.x * 1024], [1024])), [block.x * 1024]);
     store(bw, cast<f32>(load(b, [block.x * 1024], [1024])), [block.x * 1024]);
 }
-kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16[n]) grid(cdiv(n, 1024)) warps(4) {
+kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16[n], hw: global mut f32[n], bw: global mut f32[n]) grid(cdiv(n, 1024)) warps(4) {
     let t = load(x, [block.x * 1024], [1024]);
     store(h, cast<f16>(t), [block.x * 1024]);
     store(b, cast<bf16>(t), [block.x * 1024]);
+    store(hw, cast<f32>(cast<f16>(t)), [block.x * 1024]);
+    store(bw, cast<f32>(cast<bf16>(t)), [block.x * 1024]);
 }
 ";
     let module = Module::from_source("conversions.tl", source).unwrap_or_else(|e| panic!("{e}"));
@@ -160,9 +162,12 @@ kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16
         inputs.extend((b - 8..b + 8).collect::<Vec<_>>());
     }
     let inputs: Vec<u64> = inputs.iter().flat_map(|&b| [u64::from(b), u64::from(b | 0x8000_0000)]).collect();
-    let mut args = vec![int(inputs.len()), tensor(DType::F32, &inputs), tensor(DType::F16, &vec![0x7e01; inputs.len()]), tensor(DType::BF16, &vec![0x7fc1; inputs.len()])];
+    let poison = vec![0x7fc0_1234u64; inputs.len()];
+    let mut args = vec![int(inputs.len()), tensor(DType::F32, &inputs), tensor(DType::F16, &vec![0x7e01; inputs.len()]), tensor(DType::BF16, &vec![0x7fc1; inputs.len()]), tensor(DType::F32, &poison), tensor(DType::F32, &poison)];
     module.kernel(Some("narrow"), &[]).unwrap().launch(Backend::Cpu, &mut args).unwrap_or_else(|e| panic!("{e}"));
     let (to_f16, to_bf16) = (codes(&args[2]), codes(&args[3]));
+    // The round trip in one block is computed without leaving f32 (`codegen::sixteen_bit`).
+    let (through_f16, through_bf16) = (codes(&args[4]), codes(&args[5]));
     for (k, &bits) in inputs.iter().enumerate() {
         let x = f32::from_bits(bits as u32);
         let (want_h, want_b) = (half::f16::from_f32(x), half::bf16::from_f32(x));
@@ -170,6 +175,10 @@ kernel narrow(n: i32, x: global f32[n], h: global mut f16[n], b: global mut bf16
         let same_b = to_bf16[k] as u16 == want_b.to_bits() || (want_b.is_nan() && half::bf16::from_bits(to_bf16[k] as u16).is_nan());
         assert!(same_h, "f32 {bits:#010x} ({x:e}) → f16: {:#06x}, half says {:#06x}", to_f16[k], want_h.to_bits());
         assert!(same_b, "f32 {bits:#010x} ({x:e}) → bf16: {:#06x}, half says {:#06x}", to_bf16[k], want_b.to_bits());
+        let (back_h, back_b) = (want_h.to_f32().to_bits(), want_b.to_f32().to_bits());
+        let same = |got: u64, want: u32| got as u32 == want || (quiet_nan(want) && quiet_nan(got as u32));
+        assert!(same(through_f16[k], back_h), "f32 {bits:#010x} ({x:e}) → f16 → f32: {:#010x}, half says {back_h:#010x}", through_f16[k]);
+        assert!(same(through_bf16[k], back_b), "f32 {bits:#010x} ({x:e}) → bf16 → f32: {:#010x}, half says {back_b:#010x}", through_bf16[k]);
     }
 }
 
@@ -236,6 +245,80 @@ kernel narrow(n: i32, x: global f64[n], h: global mut f16[n], b: global mut bf16
         for (k, &x) in inputs.iter().enumerate() {
             assert_eq!(h.code(k) as u16, oracle(&f16_values, x), "{}: f64 {x:e} ({:#018x}) → f16", backend.name(), x.to_bits());
             assert_eq!(b.code(k) as u16, oracle(&bf16_values, x), "{}: f64 {x:e} ({:#018x}) → bf16", backend.name(), x.to_bits());
+        }
+    }
+}
+
+/// f32 `exp` and `exp2` with `approx = true` (on the CPU backends, the exact functions rounded
+/// once) are inline on the cpu backend (a polynomial, with the math library
+/// called only where the inline value is too close to an f32 rounding midpoint to decide):
+/// against the definition, the math library's f64 function rounded once to f32, on every
+/// exponent (NaN, infinities, the edges of the inline range), random operands, and operands
+/// whose exact results lie near midpoints, inside the band the call decides and just outside.
+#[test]
+fn exponentials_match_the_math_library() {
+    let source = "
+kernel exponentials(n: i32, x: global f32[n], e: global mut f32[n], e2: global mut f32[n]) grid(cdiv(n, 1024)) warps(4) {
+    let t = load(x, [block.x * 1024], [1024]);
+    store(e, exp(t, approx = true), [block.x * 1024]);
+    store(e2, exp2(t, approx = true), [block.x * 1024]);
+}
+";
+    let functions: [(&str, fn(f64) -> f64); 2] = [("exp", f64::exp), ("exp2", f64::exp2)];
+    let definition = |f: fn(f64) -> f64, x: f32| f(f64::from(x)) as f32;
+    let mut rng = tl_tests::Rng(0xe4);
+    let mut inputs: Vec<u32> = Vec::new();
+    for exponent in 0..256u32 {
+        for mantissa in [0, 1, 0x40_0000, 0x7f_ffff] {
+            inputs.push(exponent << 23 | mantissa);
+        }
+        for _ in 0..16 {
+            inputs.push(exponent << 23 | (rng.next() as u32 & 0x7f_ffff));
+        }
+    }
+    for edge in [-87.0f32, 88.0, -125.0, 127.0, -103.0, -149.0, 128.0, 89.0, -0.0] {
+        inputs.extend((edge.to_bits() - 4..edge.to_bits() + 4).collect::<Vec<_>>());
+    }
+    for _ in 0..200_000 {
+        inputs.push((rng.unit() as f32 * 260.0 - 130.0).to_bits());
+    }
+    // Operands whose exact result has its 29 bits below f32 precision within `band` of the
+    // midpoint 2^28: inside 64 the inline code calls the library, beyond it decides alone.
+    let dropped_distance = |y: f64| ((y.to_bits() & ((1 << 29) - 1)) as i64 - (1 << 28)).abs();
+    let (mut inside, mut beside) = ([0; 2], [0; 2]);
+    for bits in (0.5f32.to_bits()..2.0f32.to_bits()).chain((-2.0f32).to_bits()..(-0.5f32).to_bits()) {
+        let x = f32::from_bits(bits);
+        for (i, (_, f)) in functions.iter().enumerate() {
+            let d = dropped_distance(f(f64::from(x)));
+            if d <= 64 {
+                inside[i] += 1;
+                inputs.push(bits);
+            } else if d <= 4096 {
+                beside[i] += 1;
+                inputs.push(bits);
+            }
+        }
+    }
+    assert!(inside.iter().chain(&beside).all(|&c| c > 0), "no operands near midpoints: inside {inside:?}, beside {beside:?}");
+
+    let module = Module::from_source("exponentials.tl", source).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = module.kernel(None, &[]).unwrap();
+    let n = inputs.len();
+    let codes: Vec<u64> = inputs.iter().map(|&b| u64::from(b)).collect();
+    let poison = vec![0x7fc0_1234u64; n];
+    let mut args = vec![
+        Arg::Scalar(tl_runtime::Number::Int((n as i64).into())),
+        HostTensor::from_codes(DType::F32, &[n], &codes).into(),
+        HostTensor::from_codes(DType::F32, &[n], &poison).into(),
+        HostTensor::from_codes(DType::F32, &[n], &poison).into(),
+    ];
+    kernel.launch(Backend::Cpu, &mut args).unwrap_or_else(|e| panic!("{e}"));
+    for (i, (name, f)) in functions.iter().enumerate() {
+        let got = args[2 + i].tensor().unwrap();
+        for (k, &bits) in inputs.iter().enumerate() {
+            let (x, want) = (f32::from_bits(bits), definition(*f, f32::from_bits(bits)));
+            let same = got.code(k) as u32 == want.to_bits() || (want.is_nan() && f32::from_bits(got.code(k) as u32).is_nan());
+            assert!(same, "{name}({x:e} = {bits:#010x}): cpu {:#010x}, the library {:#010x}", got.code(k), want.to_bits());
         }
     }
 }

@@ -327,91 +327,6 @@ impl Gen<'_, '_> {
         Some(if ty == Ty::I64 { result } else { self.b.ins().ireduce(cl(ty), result) })
     }
 
-    /// A 16-bit float register as the f32 of its value (exact; a NaN keeps its payload and
-    /// becomes quiet, as the `half` crate converts).
-    fn widen16(&mut self, x: Value, ty: Ty) -> Value {
-        let h = self.b.ins().uextend(types::I32, x);
-        let bits = if ty == Ty::BF16 {
-            let shifted = self.b.ins().ishl_imm_s(h, 16);
-            let magnitude = self.b.ins().band_imm_s(h, 0x7fff);
-            let nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, magnitude, 0x7f80);
-            let quiet = self.b.ins().bor_imm_s(shifted, 0x0040_0000);
-            self.b.ins().select(nan, quiet, shifted)
-        } else {
-            // Exponent and mantissa moved into f32's fields and scaled by 2^112: exact for
-            // normal and subnormal values alike; infinities and NaNs set apart.
-            let magnitude = self.b.ins().band_imm_s(h, 0x7fff);
-            let moved = self.b.ins().ishl_imm_s(magnitude, 13);
-            let as_float = self.b.ins().bitcast(types::F32, MemFlagsData::new(), moved);
-            let scale = self.b.ins().f32const(f32::from_bits(0x7780_0000)); // 2^112
-            let scaled = self.b.ins().fmul(as_float, scale);
-            let finite = self.b.ins().bitcast(types::I32, MemFlagsData::new(), scaled);
-            let special = self.b.ins().bor_imm_s(moved, 0x7000_0000);
-            let mantissa = self.b.ins().band_imm_s(h, 0x3ff);
-            let is_nan = self.b.ins().icmp_imm_s(IntCC::NotEqual, mantissa, 0);
-            let quiet = self.b.ins().bor_imm_s(special, 0x0040_0000);
-            let special = self.b.ins().select(is_nan, quiet, special);
-            let is_special = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, magnitude, 0x7c00);
-            let value = self.b.ins().select(is_special, special, finite);
-            let sign = self.b.ins().band_imm_s(h, 0x8000);
-            let sign = self.b.ins().ishl_imm_s(sign, 16);
-            self.b.ins().bor(value, sign)
-        };
-        self.b.ins().bitcast(types::F32, MemFlagsData::new(), bits)
-    }
-
-    /// An f32 (or f64) rounded once to the 16-bit float `ty` (to nearest even; a NaN keeps
-    /// the top of its payload and becomes quiet, as the `half` crate converts).
-    fn narrow16(&mut self, x: Value, from: Ty, ty: Ty) -> Value {
-        if from == Ty::F64 {
-            let r = self.call(self.helpers.narrow_f64[usize::from(ty == Ty::BF16)], &[x]);
-            return self.b.ins().ireduce(types::I16, r);
-        }
-        let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
-        let h = if ty == Ty::BF16 {
-            let odd = self.b.ins().ushr_imm_s(bits, 16);
-            let odd = self.b.ins().band_imm_s(odd, 1);
-            let biased = self.b.ins().iadd_imm_s(bits, 0x7fff);
-            let rounded = self.b.ins().iadd(biased, odd);
-            let rounded = self.b.ins().ushr_imm_s(rounded, 16);
-            let top = self.b.ins().ushr_imm_s(bits, 16);
-            let quiet = self.b.ins().bor_imm_s(top, 0x40);
-            let magnitude = self.b.ins().band_imm_s(bits, 0x7fff_ffff);
-            let nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, magnitude, 0x7f80_0000);
-            self.b.ins().select(nan, quiet, rounded)
-        } else {
-            let sign = self.b.ins().band_imm_s(bits, 0x8000_0000_u32 as i32 as i64);
-            let a = self.b.ins().bxor(bits, sign);
-            // Values that round to a subnormal or zero: the addition of 0.5 rounds them to
-            // nearest even in the low mantissa bits.
-            let magic = self.b.ins().f32const(0.5);
-            let a_float = self.b.ins().bitcast(types::F32, MemFlagsData::new(), a);
-            let sum = self.b.ins().fadd(a_float, magic);
-            let sum = self.b.ins().bitcast(types::I32, MemFlagsData::new(), sum);
-            let small = self.b.ins().iadd_imm_s(sum, -0x3f00_0000);
-            // Normal results: rebias the exponent, round to nearest even on bit 13.
-            let odd = self.b.ins().ushr_imm_s(a, 13);
-            let odd = self.b.ins().band_imm_s(odd, 1);
-            let rebiased = self.b.ins().iadd_imm_s(a, 0xc800_0fff_u32 as i32 as i64);
-            let rounded = self.b.ins().iadd(rebiased, odd);
-            let normal = self.b.ins().ushr_imm_s(rounded, 13);
-            // Overflow gives infinity, infinity stays, a NaN stays quiet with its payload's top.
-            let payload = self.b.ins().ushr_imm_s(a, 13);
-            let payload = self.b.ins().band_imm_s(payload, 0x3ff);
-            let nan = self.b.ins().bor_imm_s(payload, 0x7e00);
-            let infinity = self.b.ins().iconst(types::I32, 0x7c00);
-            let is_nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, a, 0x7f80_0000);
-            let huge = self.b.ins().select(is_nan, nan, infinity);
-            let is_small = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, a, 0x3880_0000);
-            let finite = self.b.ins().select(is_small, small, normal);
-            let is_huge = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, a, 0x4780_0000);
-            let magnitude = self.b.ins().select(is_huge, huge, finite);
-            let sign = self.b.ins().ushr_imm_s(sign, 16);
-            self.b.ins().bor(magnitude, sign)
-        };
-        self.b.ins().ireduce(types::I16, h)
-    }
-
     fn unary(&mut self, op: UnaryOp, ty: Ty, x: Value) -> Value {
         match (op, ty) {
             (UnaryOp::Neg, Ty::F16 | Ty::BF16) => self.b.ins().bxor_imm_s(x, -0x8000),
@@ -440,6 +355,7 @@ impl Gen<'_, '_> {
             }
             // The approximation math: the exact function in f64 (`UnaryOp::float_f64`), rounded
             // once to f32; `rsqrt` inline (1 / sqrt in f64), the others by a call.
+            (UnaryOp::Exp | UnaryOp::Exp2, Ty::F32) => self.exponential_f32(op, x),
             (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, t) if native_float(t) => {
                 let wide = if t == Ty::F32 { self.b.ins().fpromote(types::F64, x) } else { x };
                 let r = if op == UnaryOp::Rsqrt {
@@ -484,7 +400,7 @@ impl Gen<'_, '_> {
                 B::Sub => return ins.fsub(x, y),
                 B::Mul => return ins.fmul(x, y),
                 B::Div => return ins.fdiv(x, y),
-                B::Min | B::Max => return self.min_max_number(op == B::Max, ty, x, y),
+                B::Min | B::Max => return self.min_max_number(op == B::Max, x, y),
                 _ => {}
             }
         }
@@ -511,21 +427,15 @@ impl Gen<'_, '_> {
     }
 
     /// IEEE 754-2019 `maximumNumber`/`minimumNumber` (the simulator's): a NaN operand gives
-    /// the other one, and +0 is above −0.
-    fn min_max_number(&mut self, max: bool, ty: Ty, x: Value, y: Value) -> Value {
-        let better = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
-        let y_better = self.b.ins().fcmp(better, y, x);
-        let pick = self.b.ins().select(y_better, y, x);
+    /// the other one, and +0 is above −0. Cranelift's `fmax`/`fmin` order the zeros the same
+    /// way and give NaN for a NaN operand; their x86 code branches only on equal or unordered
+    /// operands (rare, so predicted), where a select on `x > y` would branch on the data.
+    fn min_max_number(&mut self, max: bool, x: Value, y: Value) -> Value {
+        let both = if max { self.b.ins().fmax(x, y) } else { self.b.ins().fmin(x, y) };
         let x_nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-        let pick = self.b.ins().select(x_nan, y, pick);
-        // Equal zeros of two signs: max takes y when x is −0, min when y is −0.
-        let equal = self.b.ins().fcmp(FloatCC::Equal, x, y);
-        let negative_of = if max { x } else { y };
-        let int = if ty == Ty::F32 { types::I32 } else { types::I64 };
-        let bits = self.b.ins().bitcast(int, MemFlagsData::new(), negative_of);
-        let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, bits, 0);
-        let take_y = self.b.ins().band(equal, negative);
-        self.b.ins().select(take_y, y, pick)
+        let pick = self.b.ins().select(x_nan, y, both);
+        let y_nan = self.b.ins().fcmp(FloatCC::Unordered, y, y);
+        self.b.ins().select(y_nan, x, pick)
     }
 
     fn compare(&mut self, op: CmpOp, ty: Ty, x: Value, y: Value) -> Value {

@@ -16,8 +16,10 @@ use cranelift_module::{FuncId, Linkage, Module};
 use tl_compiler::diagnostics::Span;
 use tl_compiler::lir::{Expr, Param, Program, Stmt, Ty, Var};
 
+mod exponential;
 mod expressions;
 mod residency;
+mod sixteen_bit;
 
 pub(crate) struct Generated {
     pub id: FuncId,
@@ -115,6 +117,8 @@ struct Gen<'a, 'f> {
     sources: Vec<(Span, String)>,
     messages: Vec<String>,
     prints: Vec<PrintStatement>,
+    /// The f32 form of each 16-bit value `narrow16` made (`sixteen_bit`).
+    widened16: std::collections::HashMap<Value, Value>,
 }
 
 pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
@@ -176,7 +180,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let exit = b.create_block();
         let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
         let in_memory = residency::registers_in_memory(p);
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new() };
+        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new(), widened16: Default::default() };
         g.phases(&p.body)?;
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
@@ -196,7 +200,12 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
     ctx.set_disasm(disassembly.is_some());
     module.define_function(id, &mut ctx).map_err(|e| CpuError::Codegen(format!("{e:?}")))?;
     if let Some(path) = disassembly {
-        let _ = std::fs::write(path, ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default());
+        // The text, and the bytes beside it (`FILE.bin`, for `objdump -D -b binary -m i386:x86-64`
+        // and offsets from a profile).
+        let _ = std::fs::write(&path, ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default());
+        let mut bytes_path = path.clone();
+        bytes_path.push(".bin");
+        let _ = std::fs::write(bytes_path, ctx.compiled_code().map(|c| c.code_buffer().to_vec()).unwrap_or_default());
     }
     module.clear_context(&mut ctx);
     Ok(Generated { id, sources, messages, prints, clif })

@@ -1,0 +1,200 @@
+//! `exp` and `exp2` of f32 registers, inline and bit-exact with the simulator.
+//!
+//! The simulator defines `exp` of an f32 as the math library's f64 `exp` of the operand,
+//! rounded once to f32 (`UnaryOp::float_f64`); a call to it per element dominated softmax. The
+//! inline code computes the f64 value itself to within a few f64 ulps and decides the f32
+//! rounding from it whenever that decision is certain, calling the math library only when it
+//! is not:
+//!
+//! * operands whose result is not a normal f32 (below e^-87, above e^88, NaN) go to the call;
+//! * otherwise x = (k + j/32)·ln 2 + r with |r| ≤ ln 2 / 64 (k, j integers), and
+//!   exp(x) = 2^k · 2^(j/32) · (1 + p(r)), p the degree-6 Taylor polynomial of e^r − 1
+//!   (truncation below 4e-18), 2^(j/32) from a table of 32 f64 values;
+//! * the error of that value is below 2^-50 relative (the reduction is exact up to 2^-59, the
+//!   table and the last multiply-add cost about an ulp each), and the library's `exp` is
+//!   within an ulp of the exact value, so the two differ by fewer than 8 f64 ulps. Rounding to
+//!   f32 keeps 24 of the 53 significant bits; the two give the same f32 unless an f32
+//!   rounding midpoint lies between them, which needs the 29 dropped bits of the inline value
+//!   to be within 8 of 2^28. When they are within 64 of it, the call decides (about one
+//!   operand in four million).
+//!
+//! Expects an f32 operand; gives the f32 bits the simulator gives, for every operand
+//! (`exponentials_match_the_math_library` checks every exponent range and the fallback band).
+
+use super::Gen;
+use crate::helpers;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilder;
+use tl_compiler::lir::UnaryOp;
+
+/// The 29 bits f32 rounding drops from an f64 significand, and their midpoint.
+const DROPPED_BITS: i64 = (1 << 29) - 1;
+const MIDPOINT: i64 = 1 << 28;
+/// How close (in f64 ulps) the inline value may come to a midpoint before the call decides.
+const UNCERTAIN: i64 = 64;
+
+impl Gen<'_, '_> {
+    /// `exp` (`op == Exp`) or `exp2` (`op == Exp2`) of the f32 `x`, as the simulator rounds it.
+    pub(super) fn exponential_f32(&mut self, op: UnaryOp, x: Value) -> Value {
+        debug_assert!(matches!(op, UnaryOp::Exp | UnaryOp::Exp2));
+        let wide = self.b.ins().fpromote(types::F64, x);
+        let (fast, slow, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.append_block_param(done, types::F32);
+        self.b.set_cold_block(slow);
+
+        // Results that are normal f32 values: e^-87 ≈ 1.6e-38 and e^88 ≈ 1.7e38 (2^-125 and
+        // 2^127 for exp2). NaN fails both comparisons.
+        let (low, high) = if op == UnaryOp::Exp { (-87.0, 88.0) } else { (-125.0, 127.0) };
+        let low = self.b.ins().f64const(low);
+        let high = self.b.ins().f64const(high);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, wide, low);
+        let below = self.b.ins().fcmp(FloatCC::LessThanOrEqual, wide, high);
+        let in_range = self.b.ins().band(above, below);
+        self.b.ins().brif(in_range, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+
+        self.b.switch_to_block(fast);
+        let value = exponential_f64_inline(&mut self.b, op, wide);
+        let bits = self.b.ins().bitcast(types::I64, MemFlagsData::new(), value);
+        let dropped = self.b.ins().band_imm_s(bits, DROPPED_BITS);
+        let distance = self.b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
+        let uncertain = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN);
+        let rounded = self.b.ins().fdemote(types::F32, value);
+        self.b.ins().brif(uncertain, slow, &[], done, &[rounded.into()]);
+        self.b.seal_block(slow);
+
+        self.b.switch_to_block(slow);
+        let f = self.helpers.math[helpers::unary_code(op) as usize];
+        let exact = self.call(f, &[wide]);
+        let rounded = self.b.ins().fdemote(types::F32, exact);
+        self.b.ins().jump(done, &[rounded.into()]);
+        self.b.seal_block(done);
+
+        self.b.switch_to_block(done);
+        self.b.block_params(done)[0]
+    }
+}
+
+/// e^x or 2^x for an f64 `x` whose result is a normal f32, to within 2^-50 relative.
+fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> Value {
+    // n = round(32·x / ln 2) (or 32·x): adding 1.5·2^52 leaves n in the low bits.
+    let shifter = b.ins().f64const(1.5 * 2f64.powi(52));
+    let per_step = if op == UnaryOp::Exp { 32.0 / std::f64::consts::LN_2 } else { 32.0 };
+    let per_step = b.ins().f64const(per_step);
+    let scaled = b.ins().fmul(x, per_step);
+    let shifted = b.ins().fadd(scaled, shifter);
+    // Both in [2^52, 2^53): the difference of their bits is n, whatever its sign.
+    let shifted_bits = b.ins().bitcast(types::I64, MemFlagsData::new(), shifted);
+    let n = b.ins().iadd_imm_s(shifted_bits, -((1.5 * 2f64.powi(52)).to_bits() as i64));
+    let n_float = b.ins().fsub(shifted, shifter);
+    // r = x − n·ln 2/32 in two steps, or (x − n/32)·ln 2 (exact subtraction) for exp2.
+    let r = if op == UnaryOp::Exp {
+        let (step_high, step_low) = step_split();
+        let step_high = b.ins().f64const(step_high);
+        let step_low = b.ins().f64const(step_low);
+        let high = b.ins().fmul(n_float, step_high);
+        let r = b.ins().fsub(x, high);
+        let low = b.ins().fmul(n_float, step_low);
+        b.ins().fsub(r, low)
+    } else {
+        let step = b.ins().f64const(1.0 / 32.0);
+        let whole = b.ins().fmul(n_float, step);
+        let r = b.ins().fsub(x, whole);
+        let ln2 = b.ins().f64const(std::f64::consts::LN_2);
+        b.ins().fmul(r, ln2)
+    };
+    // p(r) = r + r²/2 + ... + r⁶/720 by Horner.
+    let mut p = b.ins().f64const(1.0 / 720.0);
+    for coefficient in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0] {
+        let product = b.ins().fmul(p, r);
+        let c = b.ins().f64const(coefficient);
+        p = b.ins().fadd(product, c);
+    }
+    let p = b.ins().fmul(p, r);
+    // 2^(j/32) from the table, j = n mod 32; then 2^k, k = n div 32, into the exponent.
+    let j = b.ins().band_imm_s(n, 31);
+    let offset = b.ins().ishl_imm_s(j, 3);
+    let table = b.ins().iconst(types::I64, helpers::exp2_fractions().as_ptr() as i64);
+    let at = b.ins().iadd(table, offset);
+    let t = b.ins().load(types::F64, MemFlagsData::trusted().with_readonly(), at, 0);
+    let tp = b.ins().fmul(t, p);
+    let mantissa = b.ins().fadd(t, tp);
+    let k = b.ins().sshr_imm_s(n, 5);
+    let exponent = b.ins().ishl_imm_s(k, 52);
+    let mantissa_bits = b.ins().bitcast(types::I64, MemFlagsData::new(), mantissa);
+    let bits = b.ins().iadd(mantissa_bits, exponent);
+    b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
+}
+
+/// ln 2 / 32 as a high part with 32 significant bits (its products with |n| < 2^13 are exact)
+/// and the f64 nearest the rest.
+fn step_split() -> (f64, f64) {
+    let step = std::f64::consts::LN_2 / 32.0;
+    let high = f64::from_bits(step.to_bits() & !((1u64 << 21) - 1));
+    // ln 2 / 32 − high, to well beyond f64 precision: ln 2's next 53 bits below LN_2.
+    const LN_2_LOW: f64 = 2.319_046_813_846_299_6e-17;
+    (high, (step - high) + LN_2_LOW / 32.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cranelift_codegen::ir::{AbiParam, Signature};
+    use cranelift_frontend::FunctionBuilderContext;
+    use cranelift_module::{Linkage, Module};
+
+    /// The inline f64 value alone, compiled as `fn(f64) -> f64`.
+    fn compile_inline(op: UnaryOp) -> (cranelift_jit::JITModule, extern "C" fn(f64) -> f64) {
+        let mut module = cranelift_jit::JITModule::new(crate::jit_builder().unwrap());
+        let mut ctx = module.make_context();
+        let target = module.target_config();
+        let mut signature = Signature::new(module.isa().default_call_conv());
+        signature.params.push(AbiParam::new(types::F64));
+        signature.returns.push(AbiParam::new(types::F64));
+        ctx.func.signature = signature.clone();
+        let mut builder_context = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_context);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let x = b.block_params(entry)[0];
+        let y = exponential_f64_inline(&mut b, op, x);
+        b.ins().return_(&[y]);
+        b.finalize(target);
+        let id = module.declare_function("inline_exponential", Linkage::Local, &signature).unwrap();
+        module.define_function(id, &mut ctx).unwrap();
+        module.finalize_definitions().unwrap();
+        let code = module.get_finalized_function(id);
+        // SAFETY: generated with this signature just above.
+        (module, unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(code) })
+    }
+
+    /// The margin the rounding decision relies on: the inline value within 8 f64 ulps of the
+    /// library's (which is within an ulp of the exact value), over the whole inline range,
+    /// at the ends of the reduced interval (where the polynomial is least accurate) and on
+    /// every multiple of a table step.
+    #[test]
+    fn inline_values_are_within_the_decision_margin() {
+        for (op, library, low, high, step) in [(UnaryOp::Exp, f64::exp as fn(f64) -> f64, -87.0, 88.0, std::f64::consts::LN_2 / 32.0), (UnaryOp::Exp2, f64::exp2, -125.0, 127.0, 1.0 / 32.0)] {
+            let (_module, inline) = compile_inline(op);
+            let mut operands: Vec<f64> = (0..400_000).map(|i| low + (high - low) * f64::from(i) / 400_000.0).collect();
+            let steps = ((high - low) / step) as i64;
+            for k in 0..steps {
+                let centre = low + step * k as f64;
+                operands.extend([centre, centre + step * 0.499_999, centre - step * 0.499_999, centre + step * 0.500_001]);
+            }
+            let mut worst = 0u64;
+            for x in operands.into_iter().filter(|x| (low..=high).contains(x)).map(|x| f64::from(x as f32)) {
+                let (got, want) = (inline(x), library(x));
+                let ulps = got.to_bits().abs_diff(want.to_bits());
+                assert!(ulps <= 8, "{op:?}({x:e}): inline {got:e}, library {want:e}: {ulps} ulps apart");
+                worst = worst.max(ulps);
+            }
+            // The bound is met with room to spare (a mutation of the polynomial or the
+            // reduction breaks it).
+            assert!(worst <= 3, "{op:?}: worst {worst} ulps");
+        }
+    }
+}
