@@ -111,6 +111,27 @@ pub(crate) extern "C" fn atomic_add(frame: *mut crate::Frame, element: *mut u8, 
     add_now(element, ty, value);
 }
 
+/// A deferred float addition (`FloatAtomics::Deferred`), applied by the block holding the
+/// turn: nothing else touches float atomic targets during such a launch, so it takes no lock.
+/// f32 and f64 add natively: the simulator's sum in f64 rounded once to f32 is the f32 sum
+/// (53 ≥ 2·24 + 2 bits, so the double rounding is exact).
+pub(crate) fn add_deferred(add: &crate::DeferredAdd) {
+    // SAFETY: bounds checked by the compiled code before the addition was recorded.
+    unsafe {
+        match ty_of(add.ty) {
+            Ty::F32 => {
+                let element = add.element as *mut f32;
+                element.write_unaligned(element.read_unaligned() + f32::from_bits(add.value as u32));
+            }
+            Ty::F64 => {
+                let element = add.element as *mut f64;
+                element.write_unaligned(element.read_unaligned() + f64::from_bits(add.value as u64));
+            }
+            _ => add_now(add.element, add.ty, add.value),
+        }
+    }
+}
+
 /// `*element += value` at once, under the element's lock.
 pub(crate) fn add_now(element: *mut u8, ty: i64, value: i64) {
     let _guard = ATOMIC_LOCKS[(element as usize >> 3) % 64].lock().unwrap_or_else(|e| e.into_inner());
@@ -182,47 +203,73 @@ pub(crate) fn exp2_fractions() -> &'static [f64; 32] {
 /// Scratch slots per thread after its registers (operands of the warp instructions).
 pub(crate) const SCRATCH: usize = 8;
 
-/// The low 4 bytes of register slot `slot` of thread `t` (`stride` slots per thread).
+/// The low 4 bytes of register slot `slot` of thread `t` (`codegen::Gen::slot`): the `vars`
+/// registers thread-major (a thread's registers adjacent), then the scratch slots, also
+/// thread-major but apart from the registers, so that a warp's scratch (what the warp
+/// instructions gather) is a few adjacent cache lines.
 ///
 /// # Safety
-/// `registers` holds `threads × stride` slots.
-unsafe fn slot32(registers: *mut u64, stride: usize, t: usize, slot: usize) -> *mut u32 {
-    unsafe { registers.add(t * stride + slot) as *mut u32 }
+/// `registers` holds `threads × (vars + SCRATCH)` slots.
+unsafe fn slot32(registers: *mut u64, threads: usize, vars: usize, t: usize, slot: usize) -> *mut u32 {
+    let at = if slot < vars { t * vars + slot } else { threads * vars + t * SCRATCH + (slot - vars) };
+    unsafe { registers.add(at) as *mut u32 }
 }
 
 /// `mma.sync` for every warp of the block (`tl_vm::warp`, as the simulator): the A and B
 /// fragments of each lane in its scratch slots 0–3 and 4–5, the accumulator in slots `c`
 /// (f32, or i32 for `kind` 2, s8), updated in place.
 #[allow(clippy::too_many_arguments)]
-pub(crate) extern "C" fn mma(registers: *mut u64, stride: i64, threads: i64, kind: i64, scratch: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
-    use tl_vm::warp::{mma_m16n8k16, mma_m16n8k32_s8, WARP};
-    let (stride, scratch, c) = (stride as usize, scratch as usize, [c0 as usize, c1 as usize, c2 as usize, c3 as usize]);
-    let kind = [tl_compiler::lir::MmaKind::F16, tl_compiler::lir::MmaKind::BF16, tl_compiler::lir::MmaKind::S8][kind as usize];
-    for warp in 0..threads as usize / WARP {
-        let (mut fa, mut fb) = ([[0u32; 4]; WARP], [[0u32; 2]; WARP]);
-        let (mut fc, mut ic) = ([[0f32; 4]; WARP], [[0i32; 4]; WARP]);
-        // SAFETY: the compiled code passes its register file and its shape.
+pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scratch: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
+    use tl_compiler::lir::MmaKind;
+    use tl_vm::warp::{mma_m16n8k16_matrices, mma_m16n8k32_s8, WARP};
+    let (threads, scratch, c) = (threads as usize, scratch as usize, [c0 as usize, c1 as usize, c2 as usize, c3 as usize]);
+    let kind = [MmaKind::F16, MmaKind::BF16, MmaKind::S8][kind as usize];
+    for warp in 0..threads / WARP {
+        // SAFETY (every access): the compiled code passes its register file and its shape.
         unsafe {
-            for lane in 0..WARP {
-                let t = warp * WARP + lane;
-                for i in 0..4 {
-                    fa[lane][i] = *slot32(registers, stride, t, scratch + i);
-                    let r = *slot32(registers, stride, t, c[i]);
-                    fc[lane][i] = f32::from_bits(r);
-                    ic[lane][i] = r as i32;
-                }
-                for i in 0..2 {
-                    fb[lane][i] = *slot32(registers, stride, t, scratch + 4 + i);
-                }
-            }
-            if kind == tl_compiler::lir::MmaKind::S8 {
+            if kind == MmaKind::S8 {
+                let fa = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, scratch + i)));
+                let fb = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, scratch + 4 + i)));
+                let mut ic = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, c[i]) as i32));
                 mma_m16n8k32_s8(&fa, &fb, &mut ic);
-            } else {
-                mma_m16n8k16(kind, &fa, &fb, &mut fc);
+                for (lane, values) in ic.iter().enumerate() {
+                    for (i, &v) in values.iter().enumerate() {
+                        *slot32(registers, threads, scratch, warp * WARP + lane, c[i]) = v as u32;
+                    }
+                }
+                continue;
             }
+            // The matrices straight from each lane's registers (the fragment maps of
+            // `tl_vm::warp::mma_m16n8k16`, forward), then the simulator's arithmetic on them.
+            let (mut a, mut b, mut accumulator) = ([0u16; 256], [0u16; 128], [0f64; 128]);
             for lane in 0..WARP {
-                for i in 0..4 {
-                    *slot32(registers, stride, warp * WARP + lane, c[i]) = if kind == tl_compiler::lir::MmaKind::S8 { ic[lane][i] as u32 } else { fc[lane][i].to_bits() };
+                let (group, tig, t) = (lane / 4, lane % 4, warp * WARP + lane);
+                // A: register r holds a_2r (low half) and a_2r+1, adjacent columns of row
+                // group + 8·(r % 2), from column 2·tig + 8·(r / 2).
+                for r in 0..4 {
+                    let at = (group + 8 * (r % 2)) * 16 + 2 * tig + 8 * (r / 2);
+                    let register = *slot32(registers, threads, scratch, t, scratch + r);
+                    a[at] = register as u16;
+                    a[at + 1] = (register >> 16) as u16;
+                }
+                // B: register r holds b_2r and b_2r+1, rows 2·tig + 8·r and the next, column group.
+                for r in 0..2 {
+                    let k = 2 * tig + 8 * r;
+                    let register = *slot32(registers, threads, scratch, t, scratch + 4 + r);
+                    b[k * 8 + group] = register as u16;
+                    b[(k + 1) * 8 + group] = (register >> 16) as u16;
+                }
+                // C: c_i at row group + 8·(i / 2), column 2·tig + i % 2.
+                for (i, &slot) in c.iter().enumerate() {
+                    let at = (group + 8 * (i / 2)) * 8 + 2 * tig + i % 2;
+                    accumulator[at] = f64::from(f32::from_bits(*slot32(registers, threads, scratch, t, slot)));
+                }
+            }
+            let d = mma_m16n8k16_matrices(kind, &a, &b, &accumulator);
+            for lane in 0..WARP {
+                let (group, tig, t) = (lane / 4, lane % 4, warp * WARP + lane);
+                for (i, &slot) in c.iter().enumerate() {
+                    *slot32(registers, threads, scratch, t, slot) = (d[(group + 8 * (i / 2)) * 8 + 2 * tig + i % 2] as f32).to_bits();
                 }
             }
         }
@@ -234,29 +281,28 @@ pub(crate) extern "C" fn mma(registers: *mut u64, stride: i64, threads: i64, kin
 /// in slot `dst[i]`. Returns -1, or the first thread whose row is outside the buffer or not
 /// 16-byte aligned (nothing written then).
 #[allow(clippy::too_many_arguments)]
-pub(crate) extern "C" fn ldmatrix(registers: *mut u64, stride: i64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
+pub(crate) extern "C" fn ldmatrix(registers: *mut u64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
     use tl_vm::warp::WARP;
-    let (stride, scratch, count) = (stride as usize, scratch as usize, count as usize);
+    let (threads, scratch, count) = (threads as usize, scratch as usize, count as usize);
     let dst = [d0 as usize, d1 as usize, d2 as usize, d3 as usize];
-    for warp in (0..threads as usize).step_by(WARP) {
+    for warp in (0..threads).step_by(WARP) {
         let mut rows = [[0u16; 8]; WARP];
         for (lane, row) in rows.iter_mut().enumerate().take(8 * count) {
             let t = warp + lane;
             // SAFETY: the compiled code passes its register file and its shape.
-            let offset = unsafe { *slot32(registers, stride, t, scratch) } as i32 as i64;
+            let offset = unsafe { *slot32(registers, threads, scratch, t, scratch) } as i32 as i64;
             if offset < 0 || offset % 16 != 0 || offset + 16 > shared_len {
                 return t as i64;
             }
-            for (c, x) in row.iter_mut().enumerate() {
-                // SAFETY: checked inside the buffer above.
-                *x = unsafe { u16::from_le_bytes([*shared.add(offset as usize + 2 * c), *shared.add(offset as usize + 2 * c + 1)]) };
-            }
+            // SAFETY: checked inside the buffer above (16 bytes, read unaligned).
+            let bytes = unsafe { shared.add(offset as usize).cast::<[u8; 16]>().read_unaligned() };
+            *row = std::array::from_fn(|c| u16::from_le_bytes([bytes[2 * c], bytes[2 * c + 1]]));
         }
         let fragments = tl_vm::warp::ldmatrix(count, trans != 0, &rows);
         for (lane, fragment) in fragments.iter().enumerate() {
             for i in 0..count {
                 // SAFETY: as above.
-                unsafe { *slot32(registers, stride, warp + lane, dst[i]) = fragment[i] };
+                unsafe { *slot32(registers, threads, scratch, warp + lane, dst[i]) = fragment[i] };
             }
         }
     }

@@ -167,6 +167,8 @@ pub(crate) enum FaultKind {
 pub struct CompiledProgram {
     // Keeps the code alive; never touched again after finalization.
     _module: JITModule,
+    // Tables the code reads by address (`codegen::tabulate`).
+    _tables: Vec<Box<[u16]>>,
     entry: extern "C" fn(*mut Frame) -> i32,
     program: Program,
     float_atomics: FloatAtomics,
@@ -215,7 +217,7 @@ pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     // SAFETY: the function was generated with this signature (`codegen::generate`).
     let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
     let float_atomics = float_atomics(program);
-    Ok(CompiledProgram { _module: module, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
+    Ok(CompiledProgram { _module: module, _tables: generated.tables, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
 }
 
 fn float_atomics(p: &Program) -> FloatAtomics {
@@ -387,7 +389,7 @@ impl CompiledProgram {
                     }
                     if *next_turn == i {
                         for add in deferred.drain(..) {
-                            helpers::add_now(add.element, add.ty, add.value);
+                            helpers::add_deferred(&add);
                         }
                         *next_turn = i + 1;
                     }

@@ -322,3 +322,33 @@ kernel exponentials(n: i32, x: global f32[n], e: global mut f32[n], e2: global m
         }
     }
 }
+
+/// Chains of operations on one f16 or bf16 value become tables on the cpu backend
+/// (`codegen::tabulate`, built with the simulator's operations): every operand of each chain,
+/// against the simulator.
+#[test]
+fn sixteen_bit_chains_match_the_simulator_on_every_operand() {
+    let source = "
+kernel chains(n: i32, h: global f16[n], b: global bf16[n], silu_h: global mut f16[n], silu_b: global mut bf16[n], rational: global mut f16[n], widened: global mut f16[n]) grid(cdiv(n, 1024)) warps(4) {
+    let x = load(h, [block.x * 1024], [1024]);
+    let z = load(b, [block.x * 1024], [1024]);
+    store(silu_h, x * sigmoid(x, approx = true), [block.x * 1024]);
+    store(silu_b, z * sigmoid(z), [block.x * 1024]);
+    store(rational, (x * x + 1.0) / (x - 3.0), [block.x * 1024]);
+    store(widened, cast<f16>(cast<f32>(x) * 0.1 + cast<f32>(x) * cast<f32>(x)), [block.x * 1024]);
+}
+";
+    let module = Module::from_source("chains.tl", source).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = module.kernel(None, &[]).unwrap();
+    let all: Vec<u64> = (0..1u64 << 16).collect();
+    let n = all.len();
+    let arguments = || -> Vec<Arg> {
+        let mut args = vec![Arg::Scalar(tl_runtime::Number::Int((n as i64).into())), HostTensor::from_codes(DType::F16, &[n], &all).into(), HostTensor::from_codes(DType::BF16, &[n], &all).into()];
+        args.extend([DType::F16, DType::BF16, DType::F16, DType::F16].map(|d| Arg::from(HostTensor::from_codes(d, &[n], &vec![0x7e01; n]))));
+        args
+    };
+    let (mut cpu, mut simt) = (arguments(), arguments());
+    kernel.launch(Backend::Cpu, &mut cpu).unwrap_or_else(|e| panic!("{e}"));
+    kernel.launch(Backend::Simt, &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
+}

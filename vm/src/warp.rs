@@ -22,35 +22,62 @@ pub const WARP: usize = 32;
 /// D = A·B + C, each element summed exactly (in f64) and rounded once to f32.
 pub fn mma_m16n8k16(kind: MmaKind, a: &[[u32; 4]; WARP], b: &[[u32; 2]; WARP], c: &mut [[f32; 4]; WARP]) {
     assert!(kind != MmaKind::S8, "s8 is mma_m16n8k32_s8");
-    let half_of = |reg: u32, i: usize| -> u16 { if i % 2 == 1 { (reg >> 16) as u16 } else { reg as u16 } };
-    // Each matrix element from the lane and register that hold it (the maps above, inverted):
-    // A (r, k) is a_i of lane 4·(r % 8) + (k % 8) / 2 with i = 4·(k / 8) + 2·(r / 8) + k % 2;
-    // B (k, n) is b_i of lane 4·n + (k % 8) / 2 with i = 2·(k / 8) + k % 2; C (r, n) is c_i of
-    // lane 4·(r % 8) + n / 2 with i = 2·(r / 8) + n % 2. Row-major, A 16×16, B and C 16×8.
-    let mut halves_a = [0u16; 256];
-    for (at, x) in halves_a.iter_mut().enumerate() {
+    let halves_a = std::array::from_fn(|at| fragment_half(a[usize::from(A_PLACES[at].0)][usize::from(A_PLACES[at].1 / 2)], A_PLACES[at].1));
+    let halves_b = std::array::from_fn(|at| fragment_half(b[usize::from(B_PLACES[at].0)][usize::from(B_PLACES[at].1 / 2)], B_PLACES[at].1));
+    let matrix_c = std::array::from_fn(|at| f64::from(c[usize::from(C_PLACES[at].0)][usize::from(C_PLACES[at].1)]));
+    let d = mma_m16n8k16_matrices(kind, &halves_a, &halves_b, &matrix_c);
+    for (at, &(lane, i)) in C_PLACES.iter().enumerate() {
+        c[usize::from(lane)][usize::from(i)] = d[at] as f32;
+    }
+}
+
+/// Half `i % 2` of a fragment register (`a_i`/`b_i` with i even in the low 16 bits).
+#[inline]
+fn fragment_half(register: u32, i: u8) -> u16 {
+    if i % 2 == 1 { (register >> 16) as u16 } else { register as u16 }
+}
+
+/// The maps above, inverted: where each matrix element sits, as (lane, i), row-major (A 16×16,
+/// B and C 16×8). A (r, k) is `a_i` of lane 4·(r % 8) + (k % 8) / 2 with
+/// i = 4·(k / 8) + 2·(r / 8) + k % 2 (register i / 2); B (k, n) is `b_i` of lane
+/// 4·n + (k % 8) / 2 with i = 2·(k / 8) + k % 2; C (r, n) is `c_i` of lane 4·(r % 8) + n / 2
+/// with i = 2·(r / 8) + n % 2.
+const A_PLACES: [(u8, u8); 256] = {
+    let mut places = [(0, 0); 256];
+    let mut at = 0;
+    while at < 256 {
         let (r, k) = (at / 16, at % 16);
-        let i = 4 * (k / 8) + 2 * (r / 8) + k % 2;
-        *x = half_of(a[4 * (r % 8) + (k % 8) / 2][i / 2], i);
+        places[at] = ((4 * (r % 8) + (k % 8) / 2) as u8, (4 * (k / 8) + 2 * (r / 8) + k % 2) as u8);
+        at += 1;
     }
-    let mut halves_b = [0u16; 128];
-    for (at, x) in halves_b.iter_mut().enumerate() {
+    places
+};
+const B_PLACES: [(u8, u8); 128] = {
+    let mut places = [(0, 0); 128];
+    let mut at = 0;
+    while at < 128 {
         let (k, n) = (at / 8, at % 8);
-        let i = 2 * (k / 8) + k % 2;
-        *x = half_of(b[4 * n + (k % 8) / 2][i / 2], i);
+        places[at] = ((4 * n + (k % 8) / 2) as u8, (2 * (k / 8) + k % 2) as u8);
+        at += 1;
     }
-    let mut matrix_c = [0f64; 128];
-    for (at, x) in matrix_c.iter_mut().enumerate() {
+    places
+};
+const C_PLACES: [(u8, u8); 128] = {
+    let mut places = [(0, 0); 128];
+    let mut at = 0;
+    while at < 128 {
         let (r, n) = (at / 8, at % 8);
-        *x = f64::from(c[4 * (r % 8) + n / 2][2 * (r / 8) + n % 2]);
+        places[at] = ((4 * (r % 8) + n / 2) as u8, (2 * (r / 8) + n % 2) as u8);
+        at += 1;
     }
-    let d = products(kind == MmaKind::BF16, &halves_a, &halves_b, &matrix_c);
-    for (lane, registers) in c.iter_mut().enumerate() {
-        let (group, tig) = (lane / 4, lane % 4);
-        for (i, register) in registers.iter_mut().enumerate() {
-            *register = d[(group + 8 * (i / 2)) * 8 + 2 * tig + (i % 2)] as f32;
-        }
-    }
+    places
+};
+
+/// D = A·B + C on whole matrices (row-major, `A_PLACES` order): the halves of A and B (f16, or
+/// bf16 for `MmaKind::BF16`) and C's values; D's values before their rounding to f32.
+pub fn mma_m16n8k16_matrices(kind: MmaKind, a: &[u16; 256], b: &[u16; 128], c: &[f64; 128]) -> [f64; 128] {
+    assert!(kind != MmaKind::S8, "s8 is mma_m16n8k32_s8");
+    products(kind == MmaKind::BF16, a, b, c)
 }
 
 /// The value of an f16 (exact; a NaN stays a NaN): exponent and mantissa moved into an f32's

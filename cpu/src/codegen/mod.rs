@@ -20,6 +20,7 @@ mod exponential;
 mod expressions;
 mod residency;
 mod sixteen_bit;
+mod tabulate;
 
 pub(crate) struct Generated {
     pub id: FuncId,
@@ -27,6 +28,8 @@ pub(crate) struct Generated {
     pub messages: Vec<String>,
     pub prints: Vec<PrintStatement>,
     pub clif: String,
+    /// Tables the code reads (`tabulate`): they must live as long as the code.
+    pub tables: Vec<Box<[u16]>>,
 }
 
 /// Statements that involve other threads: they split the block's thread loops.
@@ -119,6 +122,8 @@ struct Gen<'a, 'f> {
     prints: Vec<PrintStatement>,
     /// The f32 form of each 16-bit value `narrow16` made (`sixteen_bit`).
     widened16: std::collections::HashMap<Value, Value>,
+    /// Chains of 16-bit float operations and their tables (`tabulate`).
+    chains: tabulate::Chains,
 }
 
 pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
@@ -144,15 +149,15 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_atomic_add", signature(&[ptr, ptr, i, i], &[]))?,
         declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
-        declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i], &[]))?,
-        declare("tl_cpu_ldmatrix", signature(&[ptr, i, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
+        declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i], &[]))?,
+        declare("tl_cpu_ldmatrix", signature(&[ptr, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
         declare("tl_cpu_print", signature(&[ptr, i, ptr, i, i], &[]))?,
     ];
     let math_ids = helpers::MATH.iter().map(|(name, _)| declare(name, signature(&[types::F64], &[types::F64]))).collect::<Result<Vec<_>, _>>()?;
     let mut ctx = module.make_context();
     ctx.func.signature = signature(&[ptr], &[types::I32]);
     let mut function_context = FunctionBuilderContext::new();
-    let (sources, messages, prints) = {
+    let (sources, messages, prints, tables) = {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut function_context);
         let refs: Vec<FuncRef> = ids.iter().map(|&id| module.declare_func_in_func(id, b.func)).collect();
         let helpers = Helpers {
@@ -180,7 +185,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let exit = b.create_block();
         let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
         let in_memory = residency::registers_in_memory(p);
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new(), widened16: Default::default() };
+        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new(), widened16: Default::default(), chains: Default::default() };
         g.phases(&p.body)?;
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
@@ -189,7 +194,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         g.b.ins().return_(&[one]);
         g.b.seal_all_blocks();
         g.b.finalize(target);
-        (g.sources, g.messages, g.prints)
+        (g.sources, g.messages, g.prints, g.chains.tables)
     };
     let clif = ctx.func.display().to_string();
     let name = format!("tl_block_{}", p.name);
@@ -208,7 +213,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let _ = std::fs::write(bytes_path, ctx.compiled_code().map(|c| c.code_buffer().to_vec()).unwrap_or_default());
     }
     module.clear_context(&mut ctx);
-    Ok(Generated { id, sources, messages, prints, clif })
+    Ok(Generated { id, sources, messages, prints, clif, tables })
 }
 
 impl Gen<'_, '_> {
@@ -238,7 +243,7 @@ impl Gen<'_, '_> {
                         tl_compiler::lir::MmaKind::S8 => 2,
                     };
                     let mut args = self.warp_arguments();
-                    args.insert(3, self.b.ins().iconst(types::I64, kind));
+                    args.insert(2, self.b.ins().iconst(types::I64, kind));
                     for v in c {
                         args.push(self.b.ins().iconst(types::I64, i64::from(v.0)));
                     }
@@ -324,7 +329,10 @@ impl Gen<'_, '_> {
                 g.b.def_var(g.variables[v.0 as usize], value);
             }
             g.resident = true;
+            // A chain read in a later run could read a register that run does not load.
+            g.chains.forget();
             let result = run.iter().try_for_each(|s| g.stmt(s));
+            g.chains.forget();
             g.resident = false;
             result?;
             for &v in &stores {
@@ -381,13 +389,12 @@ impl Gen<'_, '_> {
         })
     }
 
-    /// The register file, its slots per thread, the thread count and the first scratch slot
-    /// (the leading arguments of the warp-instruction helpers).
+    /// The register file, the thread count and the first scratch slot (the leading arguments
+    /// of the warp-instruction helpers, `helpers::slot32`).
     fn warp_arguments(&mut self) -> Vec<Value> {
-        let stride = self.b.ins().iconst(types::I64, (self.p.vars.len() + helpers::SCRATCH) as i64);
         let threads = self.b.ins().iconst(types::I64, i64::from(self.p.block_threads));
         let scratch = self.b.ins().iconst(types::I64, self.p.vars.len() as i64);
-        vec![self.registers, stride, threads, scratch]
+        vec![self.registers, threads, scratch]
     }
 
     /// `dst` of each thread becomes `src` of the thread `lane ^ mask` in its warp (when `dst`
@@ -424,12 +431,13 @@ impl Gen<'_, '_> {
 
     // ---- Registers. ----
 
-    /// The address of register `v` of thread `t`.
+    /// The address of register `v` of thread `t` (`helpers::slot32` says where).
     fn slot(&mut self, t: Value, v: usize) -> Value {
-        let stride = (self.p.vars.len() + helpers::SCRATCH) as i64 * 8;
+        let vars = self.p.vars.len();
+        let (stride, start) = if v < vars { (vars, v) } else { (helpers::SCRATCH, self.p.block_threads as usize * vars + v - vars) };
         let t = self.b.ins().uextend(types::I64, t);
-        let row = self.b.ins().imul_imm_s(t, stride);
-        let at = self.b.ins().iadd_imm_s(row, v as i64 * 8);
+        let row = self.b.ins().imul_imm_s(t, stride as i64 * 8);
+        let at = self.b.ins().iadd_imm_s(row, start as i64 * 8);
         self.b.ins().iadd(self.registers, at)
     }
 
@@ -549,9 +557,17 @@ impl Gen<'_, '_> {
     // ---- Statements of one thread. ----
 
     fn stmt(&mut self, s: &Stmt) -> Result<(), CpuError> {
+        // What writes registers other than by plain assignment ends every chain (`tabulate`).
+        let plain = matches!(s, Stmt::Assign(..) | Stmt::AssignUniform(..) | Stmt::Source { .. } | Stmt::Check { .. } | Stmt::StoreGlobal { .. } | Stmt::StoreGlobalBits { .. } | Stmt::StoreGlobalVector { .. } | Stmt::StoreShared { .. } | Stmt::StoreSharedBits { .. });
+        if !plain {
+            self.chains.forget();
+        }
         match s {
             Stmt::Assign(v, e) | Stmt::AssignUniform(v, e) => {
-                let value = self.expr(e)?;
+                let value = match self.tabulated(*v, e) {
+                    Some(value) => value,
+                    None => self.expr(e)?,
+                };
                 self.store_register(*v, value);
             }
             Stmt::Source { span, what } => {
@@ -572,14 +588,18 @@ impl Gen<'_, '_> {
                 self.b.seal_block(then_block);
                 self.b.seal_block(else_block);
                 self.b.switch_to_block(then_block);
+                // Chains hold along one path of plain assignments (`tabulate`).
+                self.chains.forget();
                 for s in then_body {
                     self.stmt(s)?;
                 }
                 self.b.ins().jump(after, &[]);
                 self.b.switch_to_block(else_block);
+                self.chains.forget();
                 for s in else_body {
                     self.stmt(s)?;
                 }
+                self.chains.forget();
                 self.b.ins().jump(after, &[]);
                 self.b.seal_block(after);
                 self.b.switch_to_block(after);
@@ -587,12 +607,14 @@ impl Gen<'_, '_> {
             Stmt::For { var, start, end, body } => {
                 let (start, end, var) = (self.expr(start)?, self.expr(end)?, *var);
                 self.counted_loop(start, end, |g, i| {
+                    g.chains.forget();
                     g.store_register(var, i);
                     for s in body {
                         g.stmt(s)?;
                     }
                     Ok(())
                 })?;
+                self.chains.forget();
             }
             Stmt::StoreGlobal { param, index, value } => {
                 let (at, ty) = self.element_address(*param, index)?;
