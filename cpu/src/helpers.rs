@@ -216,20 +216,21 @@ unsafe fn slot32(registers: *mut u64, threads: usize, vars: usize, t: usize, slo
 }
 
 /// `mma.sync` for every warp of the block (`tl_vm::warp`, as the simulator): the A and B
-/// fragments of each lane in its scratch slots 0–3 and 4–5, the accumulator in slots `c`
-/// (f32, or i32 for `kind` 2, s8), updated in place.
+/// fragments of each lane in its slots `a0..a3` and `b0, b1` (registers or scratch slots), the
+/// accumulator in slots `c0..c3` (f32, or i32 for `kind` 2, s8), updated in place.
 #[allow(clippy::too_many_arguments)]
-pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scratch: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
+pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scratch: i64, a0: i64, a1: i64, a2: i64, a3: i64, b0: i64, b1: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
     use tl_compiler::lir::MmaKind;
     use tl_vm::warp::{mma_m16n8k16_matrices, mma_m16n8k32_s8, WARP};
     let (threads, scratch, c) = (threads as usize, scratch as usize, [c0 as usize, c1 as usize, c2 as usize, c3 as usize]);
+    let (a_slots, b_slots) = ([a0 as usize, a1 as usize, a2 as usize, a3 as usize], [b0 as usize, b1 as usize]);
     let kind = [MmaKind::F16, MmaKind::BF16, MmaKind::S8][kind as usize];
     for warp in 0..threads / WARP {
         // SAFETY (every access): the compiled code passes its register file and its shape.
         unsafe {
             if kind == MmaKind::S8 {
-                let fa = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, scratch + i)));
-                let fb = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, scratch + 4 + i)));
+                let fa = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, a_slots[i])));
+                let fb = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, b_slots[i])));
                 let mut ic = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, c[i]) as i32));
                 mma_m16n8k32_s8(&fa, &fb, &mut ic);
                 for (lane, values) in ic.iter().enumerate() {
@@ -248,14 +249,14 @@ pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scrat
                 // group + 8·(r % 2), from column 2·tig + 8·(r / 2).
                 for r in 0..4 {
                     let at = (group + 8 * (r % 2)) * 16 + 2 * tig + 8 * (r / 2);
-                    let register = *slot32(registers, threads, scratch, t, scratch + r);
+                    let register = *slot32(registers, threads, scratch, t, a_slots[r]);
                     a[at] = register as u16;
                     a[at + 1] = (register >> 16) as u16;
                 }
                 // B: register r holds b_2r and b_2r+1, rows 2·tig + 8·r and the next, column group.
                 for r in 0..2 {
                     let k = 2 * tig + 8 * r;
-                    let register = *slot32(registers, threads, scratch, t, scratch + 4 + r);
+                    let register = *slot32(registers, threads, scratch, t, b_slots[r]);
                     b[k * 8 + group] = register as u16;
                     b[(k + 1) * 8 + group] = (register >> 16) as u16;
                 }
@@ -276,21 +277,21 @@ pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scrat
     }
 }
 
-/// `ldmatrix` for every warp (`tl_vm::warp::ldmatrix`): lane l < 8·count gives in scratch slot
-/// 0 the byte offset of its row of 16 bytes in shared memory; lane l receives matrix i's part
-/// in slot `dst[i]`. Returns -1, or the first thread whose row is outside the buffer or not
-/// 16-byte aligned (nothing written then).
+/// `ldmatrix` for every warp (`tl_vm::warp::ldmatrix`): lane l < 8·count gives in slot
+/// `row_slot` (a scratch slot) the byte offset of its row of 16 bytes in shared memory; lane l
+/// receives matrix i's part in slot `dst[i]`. Returns -1, or the first thread whose row is
+/// outside the buffer or not 16-byte aligned (nothing written then).
 #[allow(clippy::too_many_arguments)]
-pub(crate) extern "C" fn ldmatrix(registers: *mut u64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
+pub(crate) extern "C" fn ldmatrix(registers: *mut u64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, row_slot: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
     use tl_vm::warp::WARP;
-    let (threads, scratch, count) = (threads as usize, scratch as usize, count as usize);
+    let (threads, scratch, count, row_slot) = (threads as usize, scratch as usize, count as usize, row_slot as usize);
     let dst = [d0 as usize, d1 as usize, d2 as usize, d3 as usize];
     for warp in (0..threads).step_by(WARP) {
         let mut rows = [[0u16; 8]; WARP];
         for (lane, row) in rows.iter_mut().enumerate().take(8 * count) {
             let t = warp + lane;
             // SAFETY: the compiled code passes its register file and its shape.
-            let offset = unsafe { *slot32(registers, threads, scratch, t, scratch) } as i32 as i64;
+            let offset = unsafe { *slot32(registers, threads, scratch, t, row_slot) } as i32 as i64;
             if offset < 0 || offset % 16 != 0 || offset + 16 > shared_len {
                 return t as i64;
             }

@@ -352,3 +352,84 @@ kernel chains(n: i32, h: global f16[n], b: global bf16[n], silu_h: global mut f1
     kernel.launch(Backend::Simt, &mut simt).unwrap_or_else(|e| panic!("{e}"));
     same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Butterfly shuffles folded into the run that follows them (`codegen::phases`): one whose
+/// run does not write its source (folded), one whose run does (not folded: a lane must still
+/// read its partner's value from before the run), and a folded shuffle's destination read
+/// again after a barrier. Against values computed here from the definition of `shfl.bfly`,
+/// and against the simulator.
+#[test]
+fn folded_shuffles_read_the_values_from_before_the_run() {
+    let text = "lir shuffles(x: ptr i32, y: ptr i32, z: ptr i32) threads(64) shared(0) {
+  reg r0: i32
+  reg r1: i32
+  reg r2: i32
+  reg r3: i32
+  r0 = ld.global.i32 p0[cast.i64(tid)]
+  r1 = shfl.bfly r0, 1
+  r2 = add(mul(r0, 3:i32), r1)
+  r3 = shfl.bfly r2, 6
+  r2 = add(r2, 1000:i32)
+  st.global p1[cast.i64(tid)] = add(mul(r3, 7:i32), r2)
+  barrier
+  st.global p2[cast.i64(tid)] = r1
+}
+";
+    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
+    let x: Vec<i64> = (0..64).map(|t| (t * 37 + 11) % 101 - 20).collect();
+    let codes = |v: &[i64]| v.iter().map(|&c| c as u32 as u64).collect::<Vec<u64>>();
+    let poison = vec![0x5eed_5eedi64; 64];
+    let arguments = || -> Vec<tl_vm::interp::Arg> { [&x, &poison, &poison].map(|v| HostTensor::from_codes(DType::I32, &[64], &codes(v)).into()).into() };
+    let (mut cpu, mut simt) = (arguments(), arguments());
+    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
+    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    let r2 = |t: usize| 3 * x[t] + x[t ^ 1];
+    for t in 0..64 {
+        let (y, z) = (cpu[1].tensor().unwrap().code(t) as u32 as i32, cpu[2].tensor().unwrap().code(t) as u32 as i32);
+        assert_eq!(i64::from(y), 7 * r2(t ^ 6) + r2(t) + 1000, "y[{t}]");
+        assert_eq!(i64::from(z), x[t ^ 1], "z[{t}]");
+    }
+    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `ldmatrix` row offsets computed at the end of the run before a chain of warp instructions
+/// (`codegen::phases`), except where an offset reads a register an earlier instruction of the
+/// chain writes: the second `ldmatrix` here addresses rows by what the first one loaded.
+/// Against values computed here from the definition of `ldmatrix`, and against the simulator.
+#[test]
+fn staged_row_offsets_wait_for_the_registers_they_read() {
+    let text = "lir chained(x: ptr i32, y: ptr i32, z: ptr i32) threads(32) shared(128) {
+  reg r0: i32
+  reg r1: i32
+  reg r2: i32
+  st.shared [mul(tid, 4:i32)] = ld.global.i32 p0[cast.i64(tid)]
+  r1 = 0:i32
+  barrier
+  {r1} = ldmatrix.x1 [mul(rem(tid, 8:i32), 16:i32)]
+  {r2} = ldmatrix.x1 [mul(and(r1, 7:i32), 16:i32)]
+  {r0} = ldmatrix.x1 [mul(sub(7:i32, rem(tid, 8:i32)), 16:i32)]
+  st.global p1[cast.i64(tid)] = r2
+  st.global p2[cast.i64(tid)] = r0
+}
+";
+    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
+    let words: Vec<i64> = (0..32).map(|t| (t * 0x9e37_79b9i64 + 0x1234_5679) & 0xffff_ffff).collect();
+    let poison = vec![0x5eed_5eedi64; 32];
+    let codes = |v: &[i64]| v.iter().map(|&c| c as u64).collect::<Vec<u64>>();
+    let arguments = || -> Vec<tl_vm::interp::Arg> { [&words, &poison, &poison].map(|v| HostTensor::from_codes(DType::I32, &[32], &codes(v)).into()).into() };
+    let (mut cpu, mut simt) = (arguments(), arguments());
+    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
+    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    // Lane l receives the 4 bytes at (row offset of lane l / 4) + 4·(l % 4); the word at
+    // byte b of shared memory is words[b / 4].
+    let loaded = |row_offset: &dyn Fn(usize) -> usize, l: usize| words[(row_offset(l / 4) + 4 * (l % 4)) / 4];
+    let first = |l: usize| loaded(&|r| 16 * r, l);
+    for l in 0..32 {
+        let (y, z) = (cpu[1].tensor().unwrap().code(l) as i64, cpu[2].tensor().unwrap().code(l) as i64);
+        assert_eq!(y & 0xffff_ffff, loaded(&|r| 16 * (first(r) as usize & 7), l), "y[{l}]");
+        assert_eq!(z & 0xffff_ffff, loaded(&|r| 16 * (7 - r), l), "z[{l}]");
+    }
+    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -55,9 +55,8 @@ impl Gen<'_, '_> {
         self.b.seal_block(fast);
 
         self.b.switch_to_block(fast);
-        let value = exponential_f64_inline(&mut self.b, op, wide);
-        let bits = self.b.ins().bitcast(types::I64, MemFlagsData::new(), value);
-        let dropped = self.b.ins().band_imm_s(bits, DROPPED_BITS);
+        let (value, significand_bits) = exponential_f64_inline(&mut self.b, op, wide);
+        let dropped = self.b.ins().band_imm_s(significand_bits, DROPPED_BITS);
         let distance = self.b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
         let uncertain = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN);
         let rounded = self.b.ins().fdemote(types::F32, value);
@@ -76,8 +75,10 @@ impl Gen<'_, '_> {
     }
 }
 
-/// e^x or 2^x for an f64 `x` whose result is a normal f32, to within 2^-50 relative.
-fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> Value {
+/// e^x or 2^x for an f64 `x` whose result is a normal f32, to within 2^-50 relative; and the
+/// bits of 2^(j/32)·(1 + p(r)), whose low 29 bits are the value's (the scaling by 2^k only
+/// adds to the exponent field), so that the rounding decision does not wait for it.
+fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> (Value, Value) {
     // n = round(32·x / ln 2) (or 32·x): adding 1.5·2^52 leaves n in the low bits.
     let shifter = b.ins().f64const(1.5 * 2f64.powi(52));
     let per_step = if op == UnaryOp::Exp { 32.0 / std::f64::consts::LN_2 } else { 32.0 };
@@ -104,14 +105,25 @@ fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> Val
         let ln2 = b.ins().f64const(std::f64::consts::LN_2);
         b.ins().fmul(r, ln2)
     };
-    // p(r) = r + r²/2 + ... + r⁶/720 by Horner.
-    let mut p = b.ins().f64const(1.0 / 720.0);
-    for coefficient in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0] {
-        let product = b.ins().fmul(p, r);
-        let c = b.ins().f64const(coefficient);
-        p = b.ins().fadd(product, c);
-    }
-    let p = b.ins().fmul(p, r);
+    // p(r) = r·(a + r²·(b + r²·c)) with a = 1 + r/2, b = 1/6 + r/24, c = 1/120 + r/720:
+    // the Taylor polynomial to r⁶/720 in a shallow tree (Estrin's scheme), whose three
+    // first-degree parts and r² are computed side by side (a dependency chain of six
+    // operations instead of Horner's twelve).
+    let first_degree = |b: &mut FunctionBuilder, constant: f64, slope: f64| {
+        let slope = b.ins().f64const(slope);
+        let product = b.ins().fmul(r, slope);
+        let constant = b.ins().f64const(constant);
+        b.ins().fadd(product, constant)
+    };
+    let a = first_degree(b, 1.0, 0.5);
+    let b_part = first_degree(b, 1.0 / 6.0, 1.0 / 24.0);
+    let c = first_degree(b, 1.0 / 120.0, 1.0 / 720.0);
+    let r2 = b.ins().fmul(r, r);
+    let inner = b.ins().fmul(r2, c);
+    let inner = b.ins().fadd(b_part, inner);
+    let middle = b.ins().fmul(r2, inner);
+    let sum = b.ins().fadd(a, middle);
+    let p = b.ins().fmul(sum, r);
     // 2^(j/32) from the table, j = n mod 32; then 2^k, k = n div 32, into the exponent.
     let j = b.ins().band_imm_s(n, 31);
     let offset = b.ins().ishl_imm_s(j, 3);
@@ -124,7 +136,7 @@ fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> Val
     let exponent = b.ins().ishl_imm_s(k, 52);
     let mantissa_bits = b.ins().bitcast(types::I64, MemFlagsData::new(), mantissa);
     let bits = b.ins().iadd(mantissa_bits, exponent);
-    b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
+    (b.ins().bitcast(types::F64, MemFlagsData::new(), bits), mantissa_bits)
 }
 
 /// ln 2 / 32 as a high part with 32 significant bits (its products with |n| < 2^13 are exact)
@@ -160,7 +172,7 @@ mod tests {
         b.switch_to_block(entry);
         b.seal_block(entry);
         let x = b.block_params(entry)[0];
-        let y = exponential_f64_inline(&mut b, op, x);
+        let (y, _) = exponential_f64_inline(&mut b, op, x);
         b.ins().return_(&[y]);
         b.finalize(target);
         let id = module.declare_function("inline_exponential", Linkage::Local, &signature).unwrap();

@@ -18,6 +18,7 @@ use tl_compiler::lir::{Expr, Param, Program, Stmt, Ty, Var};
 
 mod exponential;
 mod expressions;
+mod phases;
 mod residency;
 mod sixteen_bit;
 mod tabulate;
@@ -149,8 +150,8 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         declare("tl_cpu_atomic_add", signature(&[ptr, ptr, i, i], &[]))?,
         declare("tl_cpu_f64_to_f16", signature(&[types::F64], &[i]))?,
         declare("tl_cpu_f64_to_bf16", signature(&[types::F64], &[i]))?,
-        declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i], &[]))?,
-        declare("tl_cpu_ldmatrix", signature(&[ptr, i, ptr, i, i, i, i, i, i, i, i], &[i]))?,
+        declare("tl_cpu_mma", signature(&[ptr, i, i, i, i, i, i, i, i, i, i, i, i, i], &[]))?,
+        declare("tl_cpu_ldmatrix", signature(&[ptr, i, ptr, i, i, i, i, i, i, i, i, i], &[i]))?,
         declare("tl_cpu_print", signature(&[ptr, i, ptr, i, i], &[]))?,
     ];
     let math_ids = helpers::MATH.iter().map(|(name, _)| declare(name, signature(&[types::F64], &[types::F64]))).collect::<Result<Vec<_>, _>>()?;
@@ -222,21 +223,22 @@ impl Gen<'_, '_> {
     /// A statement list at block level: runs of ordinary statements become loops over the
     /// threads; collective statements and the uniform control flow around them stay outside.
     fn phases(&mut self, body: &[Stmt]) -> Result<(), CpuError> {
-        let mut run: Vec<&Stmt> = Vec::new();
-        for s in body {
-            if !collective(s) {
-                run.push(s);
-                continue;
-            }
-            self.thread_loop(&run)?;
-            run.clear();
+        for phase in phases::split(body, self.p.vars.len()) {
+            let (s, staged) = match phase {
+                phases::Phase::Run { .. } => {
+                    self.thread_loop(&phase)?;
+                    continue;
+                }
+                phases::Phase::Collective { statement, staged } => (statement, staged),
+            };
             match s {
                 Stmt::Barrier => {}
                 Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle(*dst, *src, *lane_mask)?,
                 Stmt::Mma { kind, a, b, c } => {
-                    // Every lane's fragments to its scratch slots, then the warps' products.
+                    // Each lane's fragments: registers read where they are, other operands
+                    // staged in scratch slots; then the warps' products.
                     let operands: Vec<&Expr> = a.iter().chain(b.iter()).collect();
-                    self.stage_in_scratch(&operands)?;
+                    let slots = self.operand_slots(&operands, staged)?;
                     let kind = match kind {
                         tl_compiler::lir::MmaKind::F16 => 0,
                         tl_compiler::lir::MmaKind::BF16 => 1,
@@ -244,19 +246,22 @@ impl Gen<'_, '_> {
                     };
                     let mut args = self.warp_arguments();
                     args.insert(2, self.b.ins().iconst(types::I64, kind));
-                    for v in c {
-                        args.push(self.b.ins().iconst(types::I64, i64::from(v.0)));
+                    for slot in slots.into_iter().chain(c.iter().map(|v| v.0 as usize)) {
+                        args.push(self.b.ins().iconst(types::I64, slot as i64));
                     }
                     self.b.ins().call(self.helpers.mma, &args);
                 }
                 Stmt::LdMatrix { dst, row_offset, trans } => {
-                    self.stage_in_scratch(&[row_offset])?;
+                    if staged.is_none() {
+                        self.stage_in_scratch(&[row_offset])?;
+                    }
                     let mut args = self.warp_arguments();
                     let shared_len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
                     let count = self.b.ins().iconst(types::I64, dst.len() as i64);
                     let trans = self.b.ins().iconst(types::I64, i64::from(*trans));
                     let scratch = args.pop().expect("scratch");
-                    args.extend([self.shared, shared_len, count, trans, scratch]);
+                    let row_slot = self.b.ins().iconst(types::I64, (self.p.vars.len() + staged.unwrap_or(0)) as i64);
+                    args.extend([self.shared, shared_len, count, trans, scratch, row_slot]);
                     for i in 0..4 {
                         args.push(self.b.ins().iconst(types::I64, dst.get(i).map_or(0, |v| i64::from(v.0))));
                     }
@@ -295,7 +300,7 @@ impl Gen<'_, '_> {
                 other => return Err(CpuError::Unsupported(format!("{other:?}"))),
             }
         }
-        self.thread_loop(&run)
+        Ok(())
     }
 
     /// `f` evaluated as thread 0 (its values are block-uniform).
@@ -307,20 +312,25 @@ impl Gen<'_, '_> {
         v
     }
 
-    /// A run of ordinary statements for every thread: its registers in variables, those that
-    /// live in memory loaded at the start and stored at the end (`residency`).
-    fn thread_loop(&mut self, run: &[&Stmt]) -> Result<(), CpuError> {
-        if run.is_empty() {
-            return Ok(());
-        }
-        let access = residency::RunAccess::of(run, self.p.vars.len());
+    /// A run of ordinary statements for every thread (`phases::Phase::Run`): its registers in
+    /// variables, those that live in memory loaded at the start and stored at the end
+    /// (`residency`); a folded shuffle first, its source read from the partner lane's slot.
+    fn thread_loop(&mut self, phase: &phases::Phase) -> Result<(), CpuError> {
+        let phases::Phase::Run { shuffle, statements, staged } = phase else { unreachable!("a run") };
+        let access = phase.access(self.p.vars.len());
         let (loads, stores) = (access.loads(&self.in_memory), access.stores(&self.in_memory));
         // A uniform register the run does not write is the same in every thread's slot: read
         // once, from thread 0's, before the loop (and what is computed from such values alone
         // can then leave the loop too).
         let (once, per_thread): (Vec<Var>, Vec<Var>) = loads.into_iter().partition(|v| self.uniform[v.0 as usize] && !access.written[v.0 as usize]);
         let preloaded: Vec<(Var, Value)> = self.uniform(|g| once.into_iter().map(|v| (v, g.load_register(v))).collect());
-        self.each_thread(|g, _| {
+        self.each_thread(|g, t| {
+            if let Some(shuffle) = shuffle {
+                let partner = g.b.ins().bxor_imm_s(t, i64::from(shuffle.lane_mask & 31));
+                let from = g.slot(partner, shuffle.src.0 as usize);
+                let value = g.b.ins().load(cl(g.p.vars[shuffle.src.0 as usize]), MemFlagsData::trusted(), from, 0);
+                g.b.def_var(g.variables[shuffle.dst.0 as usize], value);
+            }
             for &(v, value) in &preloaded {
                 g.b.def_var(g.variables[v.0 as usize], value);
             }
@@ -331,8 +341,17 @@ impl Gen<'_, '_> {
             g.resident = true;
             // A chain read in a later run could read a register that run does not load.
             g.chains.forget();
-            let result = run.iter().try_for_each(|s| g.stmt(s));
+            let result = statements.iter().try_for_each(|s| g.stmt(s));
             g.chains.forget();
+            // The next collective statement's operands, to the scratch slots.
+            let result = result.and_then(|()| {
+                staged.iter().enumerate().try_for_each(|(k, e)| {
+                    let value = g.expr(e)?;
+                    let at = g.slot(t, g.p.vars.len() + k);
+                    g.b.ins().store(MemFlagsData::trusted(), value, at, 0);
+                    Ok(())
+                })
+            });
             g.resident = false;
             result?;
             for &v in &stores {
@@ -387,6 +406,29 @@ impl Gen<'_, '_> {
             }
             Ok(())
         })
+    }
+
+    /// The register-file slot that holds each thread's value of each operand of a warp
+    /// instruction: a register's own slot (registers a collective statement reads are in
+    /// memory, `residency`), or a scratch slot the other operands are staged in (one pass,
+    /// only when there are such operands and the run before has not staged them,
+    /// `phases::staged_operands`).
+    fn operand_slots(&mut self, operands: &[&Expr], already_staged: Option<usize>) -> Result<Vec<usize>, CpuError> {
+        let staged: Vec<&Expr> = operands.iter().copied().filter(|e| !matches!(e, Expr::Var(_))).collect();
+        if !staged.is_empty() && already_staged.is_none() {
+            self.stage_in_scratch(&staged)?;
+        }
+        let mut next_scratch = self.p.vars.len() + already_staged.unwrap_or(0);
+        Ok(operands
+            .iter()
+            .map(|e| match e {
+                Expr::Var(v) => v.0 as usize,
+                _ => {
+                    next_scratch += 1;
+                    next_scratch - 1
+                }
+            })
+            .collect())
     }
 
     /// The register file, the thread count and the first scratch slot (the leading arguments

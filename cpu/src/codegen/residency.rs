@@ -4,15 +4,17 @@
 //! other threads running: across a collective statement, or from one iteration of a
 //! block-level loop to the next.
 //!
-//! Expects the statements split into runs exactly as `Gen::phases` splits them (maximal
-//! sequences of non-collective statements). Guarantees: a register is in memory when a
+//! Expects the statements split into runs exactly as `Gen::phases` splits them (`phases`:
+//! maximal sequences of non-collective statements, a folded shuffle an assignment `dst = src`
+//! at the start of its run, operands staged for the next collective statement read at its
+//! end). Guarantees: a register is in memory when a
 //! collective statement or the block-level control flow mentions it, when two runs mention it,
 //! or when a run may read it before writing it; within a run, such a register is loaded at the
 //! start of each thread's pass when the run may read its earlier value or may leave it
 //! unwritten, and stored at the end when the run writes it. Registers only one run mentions, and
 //! always writes before reading, never touch memory.
 
-use super::collective;
+use super::phases::{split, Phase};
 use tl_compiler::lir::{Expr, Program, Stmt, Var};
 
 /// The registers of one run: what it reads before writing, what it writes, and what it writes
@@ -25,11 +27,16 @@ pub(super) struct RunAccess {
 }
 
 impl RunAccess {
-    pub fn of(run: &[&Stmt], registers: usize) -> RunAccess {
+    /// The registers of the statements `run`, then of the expressions `after` (read at the
+    /// end of the run).
+    pub fn of(run: &[&Stmt], after: &[&Expr], registers: usize) -> RunAccess {
         let mut walk = Walk { exposed: vec![false; registers], written: vec![false; registers], mentioned: vec![false; registers], order: Vec::new() };
         let mut defined = vec![false; registers];
         for s in run {
             walk.stmt(s, &mut defined);
+        }
+        for e in after {
+            walk.read(e, &defined);
         }
         RunAccess { mentioned: walk.order, exposed: walk.exposed, written: walk.written, always_written: defined }
     }
@@ -155,14 +162,14 @@ struct Placement {
 
 impl Placement {
     fn phases(&mut self, body: &[Stmt]) {
-        let mut run: Vec<&Stmt> = Vec::new();
-        for s in body {
-            if !collective(s) {
-                run.push(s);
-                continue;
-            }
-            self.run(&run);
-            run.clear();
+        for phase in split(body, self.in_memory.len()) {
+            let s = match phase {
+                Phase::Run { .. } => {
+                    self.run(phase.access(self.in_memory.len()));
+                    continue;
+                }
+                Phase::Collective { statement, .. } => statement,
+            };
             let (mut read, mut written) = (Vec::new(), Vec::new());
             leaf_registers(s, &mut |e| expr_registers(e, &mut |v| read.push(v)), &mut |v| written.push(v));
             for v in read.into_iter().chain(written) {
@@ -177,16 +184,11 @@ impl Placement {
                 _ => {}
             }
         }
-        self.run(&run);
     }
 
-    fn run(&mut self, run: &[&Stmt]) {
-        if run.is_empty() {
-            return;
-        }
+    fn run(&mut self, access: RunAccess) {
         let id = self.runs;
         self.runs += 1;
-        let access = RunAccess::of(run, self.in_memory.len());
         for v in &access.mentioned {
             let i = v.0 as usize;
             match self.run_of[i] {
