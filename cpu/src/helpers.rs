@@ -203,16 +203,29 @@ pub(crate) fn exp2_fractions() -> &'static [f64; 32] {
 /// Scratch slots per thread after its registers (operands of the warp instructions).
 pub(crate) const SCRATCH: usize = 8;
 
-/// The low 4 bytes of register slot `slot` of thread `t` (`codegen::Gen::slot`): the `vars`
-/// registers thread-major (a thread's registers adjacent), then the scratch slots, also
-/// thread-major but apart from the registers, so that a warp's scratch (what the warp
-/// instructions gather) is a few adjacent cache lines.
-///
-/// # Safety
-/// `registers` holds `threads × (vars + SCRATCH)` slots.
-unsafe fn slot32(registers: *mut u64, threads: usize, vars: usize, t: usize, slot: usize) -> *mut u32 {
-    let at = if slot < vars { t * vars + slot } else { threads * vars + t * SCRATCH + (slot - vars) };
-    unsafe { registers.add(at) as *mut u32 }
+/// One slot of every thread of the register file (`codegen::Gen::slot`): the `vars` registers
+/// thread-major (a thread's registers adjacent), then the scratch slots, also thread-major but
+/// apart from the registers, so that a warp's scratch (what the warp instructions gather) is a
+/// few adjacent cache lines. Thread t's slot is at `start + t·stride` (in 8-byte slots),
+/// worked out once per call of a warp helper.
+#[derive(Clone, Copy)]
+struct Column {
+    start: usize,
+    stride: usize,
+}
+
+impl Column {
+    fn of(threads: usize, vars: usize, slot: usize) -> Column {
+        if slot < vars { Column { start: slot, stride: vars } } else { Column { start: threads * vars + slot - vars, stride: SCRATCH } }
+    }
+
+    /// The low 4 bytes of thread `t`'s slot.
+    ///
+    /// # Safety
+    /// `registers` holds `threads × (vars + SCRATCH)` slots and `t < threads`.
+    unsafe fn at(self, registers: *mut u64, t: usize) -> *mut u32 {
+        unsafe { registers.add(self.start + t * self.stride) as *mut u32 }
+    }
 }
 
 /// `mma.sync` for every warp of the block (`tl_vm::warp`, as the simulator): the A and B
@@ -222,20 +235,21 @@ unsafe fn slot32(registers: *mut u64, threads: usize, vars: usize, t: usize, slo
 pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scratch: i64, a0: i64, a1: i64, a2: i64, a3: i64, b0: i64, b1: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
     use tl_compiler::lir::MmaKind;
     use tl_vm::warp::{mma_m16n8k16_matrices, mma_m16n8k32_s8, WARP};
-    let (threads, scratch, c) = (threads as usize, scratch as usize, [c0 as usize, c1 as usize, c2 as usize, c3 as usize]);
-    let (a_slots, b_slots) = ([a0 as usize, a1 as usize, a2 as usize, a3 as usize], [b0 as usize, b1 as usize]);
+    let (threads, scratch) = (threads as usize, scratch as usize);
+    let column = |slot: i64| Column::of(threads, scratch, slot as usize);
+    let (a_slots, b_slots, c_slots) = ([a0, a1, a2, a3].map(column), [b0, b1].map(column), [c0, c1, c2, c3].map(column));
     let kind = [MmaKind::F16, MmaKind::BF16, MmaKind::S8][kind as usize];
     for warp in 0..threads / WARP {
         // SAFETY (every access): the compiled code passes its register file and its shape.
         unsafe {
             if kind == MmaKind::S8 {
-                let fa = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, a_slots[i])));
-                let fb = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, b_slots[i])));
-                let mut ic = std::array::from_fn(|lane| std::array::from_fn(|i| *slot32(registers, threads, scratch, warp * WARP + lane, c[i]) as i32));
+                let fa = std::array::from_fn(|lane| std::array::from_fn(|i| *a_slots[i].at(registers, warp * WARP + lane)));
+                let fb = std::array::from_fn(|lane| std::array::from_fn(|i| *b_slots[i].at(registers, warp * WARP + lane)));
+                let mut ic = std::array::from_fn(|lane| std::array::from_fn(|i| *c_slots[i].at(registers, warp * WARP + lane) as i32));
                 mma_m16n8k32_s8(&fa, &fb, &mut ic);
                 for (lane, values) in ic.iter().enumerate() {
                     for (i, &v) in values.iter().enumerate() {
-                        *slot32(registers, threads, scratch, warp * WARP + lane, c[i]) = v as u32;
+                        *c_slots[i].at(registers, warp * WARP + lane) = v as u32;
                     }
                 }
                 continue;
@@ -249,61 +263,73 @@ pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scrat
                 // group + 8·(r % 2), from column 2·tig + 8·(r / 2).
                 for r in 0..4 {
                     let at = (group + 8 * (r % 2)) * 16 + 2 * tig + 8 * (r / 2);
-                    let register = *slot32(registers, threads, scratch, t, a_slots[r]);
+                    let register = *a_slots[r].at(registers, t);
                     a[at] = register as u16;
                     a[at + 1] = (register >> 16) as u16;
                 }
                 // B: register r holds b_2r and b_2r+1, rows 2·tig + 8·r and the next, column group.
                 for r in 0..2 {
                     let k = 2 * tig + 8 * r;
-                    let register = *slot32(registers, threads, scratch, t, b_slots[r]);
+                    let register = *b_slots[r].at(registers, t);
                     b[k * 8 + group] = register as u16;
                     b[(k + 1) * 8 + group] = (register >> 16) as u16;
                 }
                 // C: c_i at row group + 8·(i / 2), column 2·tig + i % 2.
-                for (i, &slot) in c.iter().enumerate() {
+                for (i, &slot) in c_slots.iter().enumerate() {
                     let at = (group + 8 * (i / 2)) * 8 + 2 * tig + i % 2;
-                    accumulator[at] = f64::from(f32::from_bits(*slot32(registers, threads, scratch, t, slot)));
+                    accumulator[at] = f64::from(f32::from_bits(*slot.at(registers, t)));
                 }
             }
             let d = mma_m16n8k16_matrices(kind, &a, &b, &accumulator);
             for lane in 0..WARP {
                 let (group, tig, t) = (lane / 4, lane % 4, warp * WARP + lane);
-                for (i, &slot) in c.iter().enumerate() {
-                    *slot32(registers, threads, scratch, t, slot) = (d[(group + 8 * (i / 2)) * 8 + 2 * tig + i % 2] as f32).to_bits();
+                for (i, &slot) in c_slots.iter().enumerate() {
+                    *slot.at(registers, t) = (d[(group + 8 * (i / 2)) * 8 + 2 * tig + i % 2] as f32).to_bits();
                 }
             }
         }
     }
 }
 
-/// `ldmatrix` for every warp (`tl_vm::warp::ldmatrix`): lane l < 8·count gives in slot
-/// `row_slot` (a scratch slot) the byte offset of its row of 16 bytes in shared memory; lane l
-/// receives matrix i's part in slot `dst[i]`. Returns -1, or the first thread whose row is
-/// outside the buffer or not 16-byte aligned (nothing written then).
+/// `ldmatrix` for every warp, by the PTX definition (`tl_vm::warp::ldmatrix` is the
+/// simulator's, from its row arrays; this one reads shared memory in place): lane l < 8·count
+/// gives in slot `row_slot` (a scratch slot) the byte offset of its row of 16 bytes in shared
+/// memory, row l % 8 of matrix l / 8; lane l receives in slot `dst[i]` the elements (row l / 4,
+/// columns 2·(l % 4) and 2·(l % 4) + 1) of matrix i, or with `trans` those of its transpose,
+/// the lower column in the low half. Returns -1, or the first thread whose row is outside the
+/// buffer or not 16-byte aligned (nothing written then).
 #[allow(clippy::too_many_arguments)]
 pub(crate) extern "C" fn ldmatrix(registers: *mut u64, threads: i64, shared: *const u8, shared_len: i64, count: i64, trans: i64, scratch: i64, row_slot: i64, d0: i64, d1: i64, d2: i64, d3: i64) -> i64 {
     use tl_vm::warp::WARP;
     let (threads, scratch, count, row_slot) = (threads as usize, scratch as usize, count as usize, row_slot as usize);
-    let dst = [d0 as usize, d1 as usize, d2 as usize, d3 as usize];
+    let dst = [d0, d1, d2, d3].map(|slot| Column::of(threads, scratch, slot as usize));
+    let row_column = Column::of(threads, scratch, row_slot);
     for warp in (0..threads).step_by(WARP) {
-        let mut rows = [[0u16; 8]; WARP];
+        let mut rows = [0usize; WARP];
         for (lane, row) in rows.iter_mut().enumerate().take(8 * count) {
-            let t = warp + lane;
             // SAFETY: the compiled code passes its register file and its shape.
-            let offset = unsafe { *slot32(registers, threads, scratch, t, row_slot) } as i32 as i64;
+            let offset = unsafe { *row_column.at(registers, warp + lane) } as i32 as i64;
             if offset < 0 || offset % 16 != 0 || offset + 16 > shared_len {
-                return t as i64;
+                return (warp + lane) as i64;
             }
-            // SAFETY: checked inside the buffer above (16 bytes, read unaligned).
-            let bytes = unsafe { shared.add(offset as usize).cast::<[u8; 16]>().read_unaligned() };
-            *row = std::array::from_fn(|c| u16::from_le_bytes([bytes[2 * c], bytes[2 * c + 1]]));
+            *row = offset as usize;
         }
-        let fragments = tl_vm::warp::ldmatrix(count, trans != 0, &rows);
-        for (lane, fragment) in fragments.iter().enumerate() {
-            for i in 0..count {
+        // SAFETY (reads): every row is 16 bytes inside the buffer (checked above), and every
+        // read is within a row (columns < 8, 2 bytes each).
+        let half = |at: usize| u32::from(u16::from_le_bytes(unsafe { shared.add(at).cast::<[u8; 2]>().read_unaligned() }));
+        for lane in 0..WARP {
+            for (i, &slot) in dst.iter().enumerate().take(count) {
+                let value = if trans != 0 {
+                    // Column lane / 4 of rows 2·(lane % 4) and the next.
+                    let (row, column) = (8 * i + 2 * (lane % 4), 2 * (lane / 4));
+                    half(rows[row] + column) | (half(rows[row + 1] + column) << 16)
+                } else {
+                    // Row lane / 4, columns 2·(lane % 4) and the next: adjacent halves.
+                    let at = rows[8 * i + lane / 4] + 4 * (lane % 4);
+                    half(at) | (half(at + 2) << 16)
+                };
                 // SAFETY: as above.
-                unsafe { *slot32(registers, threads, scratch, warp + lane, dst[i]) = fragment[i] };
+                unsafe { *slot.at(registers, warp + lane) = value };
             }
         }
     }

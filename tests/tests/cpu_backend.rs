@@ -433,3 +433,43 @@ fn staged_row_offsets_wait_for_the_registers_they_read() {
     }
     same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `cp.async` copies the `src_bytes` first bytes of its source and zeros the rest: whole
+/// copies (word by word on the cpu backend), partial ones and empty ones, for every thread a
+/// different count. Against the definition, and against the simulator.
+#[test]
+fn async_copies_zero_fill_past_the_source_bytes() {
+    let text = "lir copies(x: ptr i32, y: ptr i32) threads(32) shared(512) {
+  reg r0: i32
+  r0 = rem(mul(tid, 5:i32), 17:i32)
+  cp.async.16 [mul(tid, 16:i32)], p0[byte mul(cast.i64(tid), 16:i64)], src_bytes r0
+  cp.async.commit_group
+  cp.async.wait_group 0
+  barrier
+  st.global p1[mul(cast.i64(tid), 4:i64)] = ld.shared.i32 [mul(tid, 16:i32)]
+  st.global p1[add(mul(cast.i64(tid), 4:i64), 1:i64)] = ld.shared.i32 [add(mul(tid, 16:i32), 4:i32)]
+  st.global p1[add(mul(cast.i64(tid), 4:i64), 2:i64)] = ld.shared.i32 [add(mul(tid, 16:i32), 8:i32)]
+  st.global p1[add(mul(cast.i64(tid), 4:i64), 3:i64)] = ld.shared.i32 [add(mul(tid, 16:i32), 12:i32)]
+}
+";
+    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
+    let source: Vec<u64> = (0..128u64).map(|i| (i * 0x0101_0101 + 0x8040_2011) & 0xffff_ffff).collect();
+    let arguments = || -> Vec<tl_vm::interp::Arg> { vec![HostTensor::from_codes(DType::I32, &[128], &source).into(), HostTensor::from_codes(DType::I32, &[128], &[0x5eed_5eed; 128]).into()] };
+    let (mut cpu, mut simt) = (arguments(), arguments());
+    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
+    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    let source_bytes: Vec<u8> = source.iter().flat_map(|&w| (w as u32).to_le_bytes()).collect();
+    let got: Vec<u8> = (0..128).flat_map(|i| (cpu[1].tensor().unwrap().code(i) as u32).to_le_bytes()).collect();
+    let mut counts = std::collections::BTreeSet::new();
+    for t in 0..32 {
+        let count = t * 5 % 17;
+        counts.insert(count.min(16));
+        for k in 0..16 {
+            let want = if k < count { source_bytes[16 * t + k] } else { 0 };
+            assert_eq!(got[16 * t + k], want, "thread {t} (src_bytes {count}), byte {k}");
+        }
+    }
+    assert!(counts.contains(&0) && counts.contains(&16) && counts.len() > 10, "counts {counts:?}");
+    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
+}

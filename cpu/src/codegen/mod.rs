@@ -432,7 +432,7 @@ impl Gen<'_, '_> {
     }
 
     /// The register file, the thread count and the first scratch slot (the leading arguments
-    /// of the warp-instruction helpers, `helpers::slot32`).
+    /// of the warp-instruction helpers, `helpers::Column`).
     fn warp_arguments(&mut self) -> Vec<Value> {
         let threads = self.b.ins().iconst(types::I64, i64::from(self.p.block_threads));
         let scratch = self.b.ins().iconst(types::I64, self.p.vars.len() as i64);
@@ -473,7 +473,7 @@ impl Gen<'_, '_> {
 
     // ---- Registers. ----
 
-    /// The address of register `v` of thread `t` (`helpers::slot32` says where).
+    /// The address of register `v` of thread `t` (`helpers::Column` says where).
     fn slot(&mut self, t: Value, v: usize) -> Value {
         let vars = self.p.vars.len();
         let (stride, start) = if v < vars { (vars, v) } else { (helpers::SCRATCH, self.p.block_threads as usize * vars + v - vars) };
@@ -746,6 +746,22 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(after);
                 let (base, _) = self.buffer(*param);
                 let from = self.b.ins().iadd(base, src);
+                // The whole copy from the source (the usual case) in words of up to 8 bytes;
+                // a partial one byte by byte, zeros past `src_bytes`.
+                let whole = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, count, size);
+                let (words, bytewise, copied) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(whole, words, &[], bytewise, &[]);
+                self.b.seal_block(words);
+                self.b.seal_block(bytewise);
+                self.b.switch_to_block(words);
+                let word = 1i64 << size.trailing_zeros().min(3);
+                let word_type = Type::int_with_byte_size(word as u16).expect("a power of two up to 8");
+                for k in (0..size).step_by(word as usize) {
+                    let value = self.b.ins().load(word_type, MemFlagsData::trusted(), from, k as i32);
+                    self.b.ins().store(MemFlagsData::trusted(), value, dst, k as i32);
+                }
+                self.b.ins().jump(copied, &[]);
+                self.b.switch_to_block(bytewise);
                 for k in 0..size {
                     let inside = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, count, k);
                     let (load, merge) = (self.b.create_block(), self.b.create_block());
@@ -761,6 +777,9 @@ impl Gen<'_, '_> {
                     let byte = self.b.block_params(merge)[0];
                     self.b.ins().store(MemFlagsData::trusted(), byte, dst, k as i32);
                 }
+                self.b.ins().jump(copied, &[]);
+                self.b.seal_block(copied);
+                self.b.switch_to_block(copied);
             }
             Stmt::Print { label, coords, value, unsigned } => {
                 let id = self.prints.len() as i64;
