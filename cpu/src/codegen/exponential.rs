@@ -73,36 +73,112 @@ impl Gen<'_, '_> {
         self.b.switch_to_block(done);
         self.b.block_params(done)[0]
     }
+
+    /// `op` (`exp` or `exp2`) of two f32 values at once: the range reduction and the
+    /// polynomial on a pair of f64 lanes, the table, the scaling and the rounding decision per
+    /// lane, exactly the operations of `exponential_f32` (so the same bits); when either
+    /// operand is out of the inline range or either rounding is uncertain, both go through
+    /// `exponential_f32`.
+    pub(super) fn exponential_f32_pair(&mut self, op: UnaryOp, x: Value, y: Value) -> (Value, Value) {
+        debug_assert!(matches!(op, UnaryOp::Exp | UnaryOp::Exp2));
+        let (fast, slow, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.append_block_param(done, types::F32);
+        self.b.append_block_param(done, types::F32);
+        self.b.set_cold_block(slow);
+        let lanes = [x, y].map(|v| self.b.ins().fpromote(types::F64, v));
+        let first = self.b.ins().scalar_to_vector(types::F64X2, lanes[0]);
+        let wide = self.b.ins().insertlane(first, lanes[1], 1);
+
+        let (low, high) = if op == UnaryOp::Exp { (-87.0, 88.0) } else { (-125.0, 127.0) };
+        let low = float_constant(&mut self.b, types::F64X2, low);
+        let high = float_constant(&mut self.b, types::F64X2, high);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, wide, low);
+        let below = self.b.ins().fcmp(FloatCC::LessThanOrEqual, wide, high);
+        let in_range = self.b.ins().band(above, below);
+        let in_range = self.b.ins().vall_true(in_range);
+        self.b.ins().brif(in_range, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+
+        self.b.switch_to_block(fast);
+        let (n, p) = reduce(&mut self.b, op, wide, types::F64X2);
+        let mut rounded = Vec::new();
+        let mut any_uncertain = None;
+        for lane in 0..2u8 {
+            let n = self.b.ins().extractlane(n, lane);
+            let p = self.b.ins().extractlane(p, lane);
+            let (value, significand_bits) = scale(&mut self.b, n, p);
+            let dropped = self.b.ins().band_imm_s(significand_bits, DROPPED_BITS);
+            let distance = self.b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
+            let uncertain = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN);
+            any_uncertain = Some(match any_uncertain {
+                None => uncertain,
+                Some(other) => self.b.ins().bor(other, uncertain),
+            });
+            rounded.push(self.b.ins().fdemote(types::F32, value));
+        }
+        let any_uncertain = any_uncertain.expect("two lanes");
+        self.b.ins().brif(any_uncertain, slow, &[], done, &[rounded[0].into(), rounded[1].into()]);
+        self.b.seal_block(slow);
+
+        self.b.switch_to_block(slow);
+        let first = self.exponential_f32(op, x);
+        let second = self.exponential_f32(op, y);
+        self.b.ins().jump(done, &[first.into(), second.into()]);
+        self.b.seal_block(done);
+
+        self.b.switch_to_block(done);
+        (self.b.block_params(done)[0], self.b.block_params(done)[1])
+    }
+}
+
+/// `value` as a constant of `ty` (f64, or both lanes of f64x2).
+fn float_constant(b: &mut FunctionBuilder, ty: types::Type, value: f64) -> Value {
+    let scalar = b.ins().f64const(value);
+    if ty == types::F64 { scalar } else { b.ins().splat(ty, scalar) }
+}
+
+fn int_constant(b: &mut FunctionBuilder, ty: types::Type, value: i64) -> Value {
+    let scalar = b.ins().iconst(types::I64, value);
+    if ty == types::I64 { scalar } else { b.ins().splat(ty, scalar) }
 }
 
 /// e^x or 2^x for an f64 `x` whose result is a normal f32, to within 2^-50 relative; and the
 /// bits of 2^(j/32)·(1 + p(r)), whose low 29 bits are the value's (the scaling by 2^k only
 /// adds to the exponent field), so that the rounding decision does not wait for it.
 fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> (Value, Value) {
+    let (n, p) = reduce(b, op, x, types::F64);
+    scale(b, n, p)
+}
+
+/// The range reduction and the polynomial, on f64 or on both lanes of f64x2 (`ty`): n (i64
+/// lanes) with x = n·ln 2/32 + r (or n/32 + r/ln 2 for exp2), and p(r) ≈ e^r − 1.
+fn reduce(b: &mut FunctionBuilder, op: UnaryOp, x: Value, ty: types::Type) -> (Value, Value) {
+    let int_ty = if ty == types::F64 { types::I64 } else { types::I64X2 };
     // n = round(32·x / ln 2) (or 32·x): adding 1.5·2^52 leaves n in the low bits.
-    let shifter = b.ins().f64const(1.5 * 2f64.powi(52));
+    let shifter = float_constant(b, ty, 1.5 * 2f64.powi(52));
     let per_step = if op == UnaryOp::Exp { 32.0 / std::f64::consts::LN_2 } else { 32.0 };
-    let per_step = b.ins().f64const(per_step);
+    let per_step = float_constant(b, ty, per_step);
     let scaled = b.ins().fmul(x, per_step);
     let shifted = b.ins().fadd(scaled, shifter);
     // Both in [2^52, 2^53): the difference of their bits is n, whatever its sign.
-    let shifted_bits = b.ins().bitcast(types::I64, MemFlagsData::new(), shifted);
-    let n = b.ins().iadd_imm_s(shifted_bits, -((1.5 * 2f64.powi(52)).to_bits() as i64));
+    let shifted_bits = b.ins().bitcast(int_ty, MemFlagsData::new(), shifted);
+    let shifter_bits = int_constant(b, int_ty, -((1.5 * 2f64.powi(52)).to_bits() as i64));
+    let n = b.ins().iadd(shifted_bits, shifter_bits);
     let n_float = b.ins().fsub(shifted, shifter);
     // r = x − n·ln 2/32 in two steps, or (x − n/32)·ln 2 (exact subtraction) for exp2.
     let r = if op == UnaryOp::Exp {
         let (step_high, step_low) = step_split();
-        let step_high = b.ins().f64const(step_high);
-        let step_low = b.ins().f64const(step_low);
+        let step_high = float_constant(b, ty, step_high);
+        let step_low = float_constant(b, ty, step_low);
         let high = b.ins().fmul(n_float, step_high);
         let r = b.ins().fsub(x, high);
         let low = b.ins().fmul(n_float, step_low);
         b.ins().fsub(r, low)
     } else {
-        let step = b.ins().f64const(1.0 / 32.0);
+        let step = float_constant(b, ty, 1.0 / 32.0);
         let whole = b.ins().fmul(n_float, step);
         let r = b.ins().fsub(x, whole);
-        let ln2 = b.ins().f64const(std::f64::consts::LN_2);
+        let ln2 = float_constant(b, ty, std::f64::consts::LN_2);
         b.ins().fmul(r, ln2)
     };
     // p(r) = r·(a + r²·(b + r²·c)) with a = 1 + r/2, b = 1/6 + r/24, c = 1/120 + r/720:
@@ -110,9 +186,9 @@ fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> (Va
     // first-degree parts and r² are computed side by side (a dependency chain of six
     // operations instead of Horner's twelve).
     let first_degree = |b: &mut FunctionBuilder, constant: f64, slope: f64| {
-        let slope = b.ins().f64const(slope);
+        let slope = float_constant(b, ty, slope);
         let product = b.ins().fmul(r, slope);
-        let constant = b.ins().f64const(constant);
+        let constant = float_constant(b, ty, constant);
         b.ins().fadd(product, constant)
     };
     let a = first_degree(b, 1.0, 0.5);
@@ -124,6 +200,12 @@ fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> (Va
     let middle = b.ins().fmul(r2, inner);
     let sum = b.ins().fadd(a, middle);
     let p = b.ins().fmul(sum, r);
+    (n, p)
+}
+
+/// 2^(n/32)·(1 + p) from the table of 2^(j/32) and the exponent field (scalar n and p); and
+/// the bits before the exponent is added (see `exponential_f64_inline`).
+fn scale(b: &mut FunctionBuilder, n: Value, p: Value) -> (Value, Value) {
     // 2^(j/32) from the table, j = n mod 32; then 2^k, k = n div 32, into the exponent.
     let j = b.ins().band_imm_s(n, 31);
     let offset = b.ins().ishl_imm_s(j, 3);

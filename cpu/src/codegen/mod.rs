@@ -43,6 +43,19 @@ fn collective(s: &Stmt) -> bool {
     }
 }
 
+/// `v = op(x); w = op(y)` with `op` f32 `exp` or `exp2` and `y` not reading `v`.
+fn exponential_pair<'s>(p: &Program, first: &'s Stmt, second: &'s Stmt) -> Option<((Var, &'s Expr), tl_compiler::lir::UnaryOp, (Var, &'s Expr))> {
+    use tl_compiler::lir::UnaryOp;
+    let (Stmt::Assign(v, Expr::Unary(op, x)), Stmt::Assign(w, Expr::Unary(op2, y))) = (first, second) else { return None };
+    let exponential = matches!(op, UnaryOp::Exp | UnaryOp::Exp2) && op == op2 && p.ty(x) == Ty::F32 && p.ty(y) == Ty::F32;
+    fn reads(e: &Expr, v: Var) -> bool {
+        let mut found = matches!(e, Expr::Var(r) if *r == v);
+        e.for_each_operand(|a| found |= reads(a, v));
+        found
+    }
+    (exponential && !reads(y, *v)).then_some(((*v, &**x), *op, (*w, &**y)))
+}
+
 /// The Cranelift type holding a register of `ty` (16-bit floats as their bits, packed pairs
 /// as i32, i1 as an i8 of 0 or 1).
 fn cl(ty: Ty) -> Type {
@@ -341,7 +354,7 @@ impl Gen<'_, '_> {
             g.resident = true;
             // A chain read in a later run could read a register that run does not load.
             g.chains.forget();
-            let result = statements.iter().try_for_each(|s| g.stmt(s));
+            let result = g.statements(statements);
             g.chains.forget();
             // The next collective statement's operands, to the scratch slots.
             let result = result.and_then(|()| {
@@ -597,6 +610,30 @@ impl Gen<'_, '_> {
     }
 
     // ---- Statements of one thread. ----
+
+    /// A run's statements in order; two adjacent `exp` (or `exp2`) assignments of f32 values,
+    /// the second not reading the first's register, computed side by side
+    /// (`exponential_f32_pair`).
+    fn statements(&mut self, list: &[&Stmt]) -> Result<(), CpuError> {
+        let mut i = 0;
+        while i < list.len() {
+            if let Some(&next) = list.get(i + 1) {
+                if let Some(((v, x), op, (w, y))) = exponential_pair(self.p, list[i], next) {
+                    let (x, y) = (self.expr(x)?, self.expr(y)?);
+                    let (first, second) = self.exponential_f32_pair(op, x, y);
+                    // What `tabulate` knows about v and w is stale now.
+                    self.chains.forget();
+                    self.store_register(v, first);
+                    self.store_register(w, second);
+                    i += 2;
+                    continue;
+                }
+            }
+            self.stmt(list[i])?;
+            i += 1;
+        }
+        Ok(())
+    }
 
     fn stmt(&mut self, s: &Stmt) -> Result<(), CpuError> {
         // What writes registers other than by plain assignment ends every chain (`tabulate`).
