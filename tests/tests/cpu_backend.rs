@@ -18,6 +18,18 @@ fn same_bits(a: &[Arg], b: &[Arg]) -> Result<(), String> {
     Ok(())
 }
 
+/// A one-block LIR program on the cpu backend and on the simulator, from the same arguments:
+/// the cpu backend's arguments after the launch, once both agree bit for bit.
+fn run_lir_on_both(text: &str, arguments: Vec<tl_vm::interp::Arg>) -> Vec<tl_vm::interp::Arg> {
+    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
+    let (mut cpu, mut simt) = (arguments.clone(), arguments);
+    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
+    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
+    cpu
+}
+
 fn kernels_of(path: &std::path::Path) -> Vec<Kernel> {
     let module = Module::from_file(path).unwrap_or_else(|e| panic!("{e}"));
     module.kernel_names().iter().map(|n| module.kernel(Some(n), &[]).unwrap_or_else(|e| panic!("{n}: {e}"))).collect()
@@ -375,22 +387,17 @@ fn folded_shuffles_read_the_values_from_before_the_run() {
   st.global p2[cast.i64(tid)] = r1
 }
 ";
-    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
     let x: Vec<i64> = (0..64).map(|t| (t * 37 + 11) % 101 - 20).collect();
     let codes = |v: &[i64]| v.iter().map(|&c| c as u32 as u64).collect::<Vec<u64>>();
     let poison = vec![0x5eed_5eedi64; 64];
     let arguments = || -> Vec<tl_vm::interp::Arg> { [&x, &poison, &poison].map(|v| HostTensor::from_codes(DType::I32, &[64], &codes(v)).into()).into() };
-    let (mut cpu, mut simt) = (arguments(), arguments());
-    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
-    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    let cpu = run_lir_on_both(text, arguments());
     let r2 = |t: usize| 3 * x[t] + x[t ^ 1];
     for t in 0..64 {
         let (y, z) = (cpu[1].tensor().unwrap().code(t) as u32 as i32, cpu[2].tensor().unwrap().code(t) as u32 as i32);
         assert_eq!(i64::from(y), 7 * r2(t ^ 6) + r2(t) + 1000, "y[{t}]");
         assert_eq!(i64::from(z), x[t ^ 1], "z[{t}]");
     }
-    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `ldmatrix` row offsets computed at the end of the run before a chain of warp instructions
@@ -413,15 +420,11 @@ fn staged_row_offsets_wait_for_the_registers_they_read() {
   st.global p2[cast.i64(tid)] = r0
 }
 ";
-    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
     let words: Vec<i64> = (0..32).map(|t| (t * 0x9e37_79b9i64 + 0x1234_5679) & 0xffff_ffff).collect();
     let poison = vec![0x5eed_5eedi64; 32];
     let codes = |v: &[i64]| v.iter().map(|&c| c as u64).collect::<Vec<u64>>();
     let arguments = || -> Vec<tl_vm::interp::Arg> { [&words, &poison, &poison].map(|v| HostTensor::from_codes(DType::I32, &[32], &codes(v)).into()).into() };
-    let (mut cpu, mut simt) = (arguments(), arguments());
-    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
-    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    let cpu = run_lir_on_both(text, arguments());
     // Lane l receives the 4 bytes at (row offset of lane l / 4) + 4·(l % 4); the word at
     // byte b of shared memory is words[b / 4].
     let loaded = |row_offset: &dyn Fn(usize) -> usize, l: usize| words[(row_offset(l / 4) + 4 * (l % 4)) / 4];
@@ -431,7 +434,6 @@ fn staged_row_offsets_wait_for_the_registers_they_read() {
         assert_eq!(y & 0xffff_ffff, loaded(&|r| 16 * (first(r) as usize & 7), l), "y[{l}]");
         assert_eq!(z & 0xffff_ffff, loaded(&|r| 16 * (7 - r), l), "z[{l}]");
     }
-    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `cp.async` copies the `src_bytes` first bytes of its source and zeros the rest: whole
@@ -452,13 +454,9 @@ fn async_copies_zero_fill_past_the_source_bytes() {
   st.global p1[add(mul(cast.i64(tid), 4:i64), 3:i64)] = ld.shared.i32 [add(mul(tid, 16:i32), 12:i32)]
 }
 ";
-    let program = tl_compiler::lir::parse::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-    tl_compiler::lir::verify::verify(&program).unwrap_or_else(|e| panic!("{e:?}"));
     let source: Vec<u64> = (0..128u64).map(|i| (i * 0x0101_0101 + 0x8040_2011) & 0xffff_ffff).collect();
     let arguments = || -> Vec<tl_vm::interp::Arg> { vec![HostTensor::from_codes(DType::I32, &[128], &source).into(), HostTensor::from_codes(DType::I32, &[128], &[0x5eed_5eed; 128]).into()] };
-    let (mut cpu, mut simt) = (arguments(), arguments());
-    tl_cpu::compile(&program).unwrap_or_else(|e| panic!("{e}")).launch([1, 1, 1], &mut cpu).unwrap_or_else(|e| panic!("{e}"));
-    tl_vm::simt::launch(&program, [1, 1, 1], &mut simt).unwrap_or_else(|e| panic!("{e}"));
+    let cpu = run_lir_on_both(text, arguments());
     let source_bytes: Vec<u8> = source.iter().flat_map(|&w| (w as u32).to_le_bytes()).collect();
     let got: Vec<u8> = (0..128).flat_map(|i| (cpu[1].tensor().unwrap().code(i) as u32).to_le_bytes()).collect();
     let mut counts = std::collections::BTreeSet::new();
@@ -471,5 +469,4 @@ fn async_copies_zero_fill_past_the_source_bytes() {
         }
     }
     assert!(counts.contains(&0) && counts.contains(&16) && counts.len() > 10, "counts {counts:?}");
-    same_bits(&cpu, &simt).unwrap_or_else(|e| panic!("{e}"));
 }

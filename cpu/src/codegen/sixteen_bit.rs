@@ -59,16 +59,9 @@ impl Gen<'_, '_> {
         }
         let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
         let h = if ty == Ty::BF16 {
-            let odd = self.b.ins().ushr_imm_s(bits, 16);
-            let odd = self.b.ins().band_imm_s(odd, 1);
-            let biased = self.b.ins().iadd_imm_s(bits, 0x7fff);
-            let rounded = self.b.ins().iadd(biased, odd);
-            let rounded = self.b.ins().ushr_imm_s(rounded, 16);
-            let top = self.b.ins().ushr_imm_s(bits, 16);
-            let quiet = self.b.ins().bor_imm_s(top, 0x40);
-            let magnitude = self.b.ins().band_imm_s(bits, 0x7fff_ffff);
-            let nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, magnitude, 0x7f80_0000);
-            self.b.ins().select(nan, quiet, rounded)
+            // A bf16 is the top half of the f32 it widens to.
+            let wide = self.rounded_in_f32_bits(bits, ty);
+            self.b.ins().ushr_imm_s(wide, 16)
         } else {
             let sign = self.b.ins().band_imm_s(bits, 0x8000_0000_u32 as i32 as i64);
             let a = self.b.ins().bxor(bits, sign);
@@ -109,7 +102,13 @@ impl Gen<'_, '_> {
     /// what `widen16(narrow16(x))` gives, in about half the instructions (Cranelift drops
     /// whichever form goes unused).
     fn rounded_in_f32(&mut self, bits: Value, ty: Ty) -> Value {
-        let result = if ty == Ty::BF16 {
+        let result = self.rounded_in_f32_bits(bits, ty);
+        self.b.ins().bitcast(types::F32, MemFlagsData::new(), result)
+    }
+
+    /// `rounded_in_f32` as the f32's bits (an i32).
+    fn rounded_in_f32_bits(&mut self, bits: Value, ty: Ty) -> Value {
+        if ty == Ty::BF16 {
             // To nearest even on bit 16; a NaN keeps its top payload bits and becomes quiet.
             let odd = self.b.ins().ushr_imm_s(bits, 16);
             let odd = self.b.ins().band_imm_s(odd, 1);
@@ -148,7 +147,6 @@ impl Gen<'_, '_> {
             let is_huge = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, a, 0x477f_f000);
             let magnitude = self.b.ins().select(is_huge, huge, finite);
             self.b.ins().bor(magnitude, sign)
-        };
-        self.b.ins().bitcast(types::F32, MemFlagsData::new(), result)
+        }
     }
 }
