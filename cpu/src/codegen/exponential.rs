@@ -43,22 +43,13 @@ impl Gen<'_, '_> {
         self.b.append_block_param(done, types::F32);
         self.b.set_cold_block(slow);
 
-        // Results that are normal f32 values: e^-87 ≈ 1.6e-38 and e^88 ≈ 1.7e38 (2^-125 and
-        // 2^127 for exp2). NaN fails both comparisons.
-        let (low, high) = if op == UnaryOp::Exp { (-87.0, 88.0) } else { (-125.0, 127.0) };
-        let low = self.b.ins().f64const(low);
-        let high = self.b.ins().f64const(high);
-        let above = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, wide, low);
-        let below = self.b.ins().fcmp(FloatCC::LessThanOrEqual, wide, high);
-        let in_range = self.b.ins().band(above, below);
+        let in_range = in_inline_range(&mut self.b, op, wide, types::F64);
         self.b.ins().brif(in_range, fast, &[], slow, &[]);
         self.b.seal_block(fast);
 
         self.b.switch_to_block(fast);
         let (value, significand_bits) = exponential_f64_inline(&mut self.b, op, wide);
-        let dropped = self.b.ins().band_imm_s(significand_bits, DROPPED_BITS);
-        let distance = self.b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
-        let uncertain = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN);
+        let uncertain = rounding_uncertain(&mut self.b, significand_bits);
         let rounded = self.b.ins().fdemote(types::F32, value);
         self.b.ins().brif(uncertain, slow, &[], done, &[rounded.into()]);
         self.b.seal_block(slow);
@@ -89,12 +80,7 @@ impl Gen<'_, '_> {
         let first = self.b.ins().scalar_to_vector(types::F64X2, lanes[0]);
         let wide = self.b.ins().insertlane(first, lanes[1], 1);
 
-        let (low, high) = if op == UnaryOp::Exp { (-87.0, 88.0) } else { (-125.0, 127.0) };
-        let low = float_constant(&mut self.b, types::F64X2, low);
-        let high = float_constant(&mut self.b, types::F64X2, high);
-        let above = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, wide, low);
-        let below = self.b.ins().fcmp(FloatCC::LessThanOrEqual, wide, high);
-        let in_range = self.b.ins().band(above, below);
+        let in_range = in_inline_range(&mut self.b, op, wide, types::F64X2);
         let in_range = self.b.ins().vall_true(in_range);
         self.b.ins().brif(in_range, fast, &[], slow, &[]);
         self.b.seal_block(fast);
@@ -107,9 +93,7 @@ impl Gen<'_, '_> {
             let n = self.b.ins().extractlane(n, lane);
             let p = self.b.ins().extractlane(p, lane);
             let (value, significand_bits) = scale(&mut self.b, n, p);
-            let dropped = self.b.ins().band_imm_s(significand_bits, DROPPED_BITS);
-            let distance = self.b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
-            let uncertain = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN);
+            let uncertain = rounding_uncertain(&mut self.b, significand_bits);
             any_uncertain = Some(match any_uncertain {
                 None => uncertain,
                 Some(other) => self.b.ins().bor(other, uncertain),
@@ -129,6 +113,26 @@ impl Gen<'_, '_> {
         self.b.switch_to_block(done);
         (self.b.block_params(done)[0], self.b.block_params(done)[1])
     }
+}
+
+/// Whether `x` (f64, or each lane of f64x2: `ty`) gives a normal f32 result, the inline
+/// range: e^-87 ≈ 1.6e-38 to e^88 ≈ 1.7e38 (2^-125 to 2^127 for exp2). NaN fails both
+/// comparisons.
+fn in_inline_range(b: &mut FunctionBuilder, op: UnaryOp, x: Value, ty: types::Type) -> Value {
+    let (low, high) = if op == UnaryOp::Exp { (-87.0, 88.0) } else { (-125.0, 127.0) };
+    let low = float_constant(b, ty, low);
+    let high = float_constant(b, ty, high);
+    let above = b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, low);
+    let below = b.ins().fcmp(FloatCC::LessThanOrEqual, x, high);
+    b.ins().band(above, below)
+}
+
+/// Whether the 29 bits f32 rounding drops from the inline value (`significand_bits`, see
+/// `exponential_f64_inline`) lie within `UNCERTAIN` of their midpoint: the call decides then.
+fn rounding_uncertain(b: &mut FunctionBuilder, significand_bits: Value) -> Value {
+    let dropped = b.ins().band_imm_s(significand_bits, DROPPED_BITS);
+    let distance = b.ins().iadd_imm_s(dropped, UNCERTAIN - MIDPOINT);
+    b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, distance, 2 * UNCERTAIN)
 }
 
 /// `value` as a constant of `ty` (f64, or both lanes of f64x2).

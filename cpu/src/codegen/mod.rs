@@ -48,12 +48,9 @@ fn exponential_pair<'s>(p: &Program, first: &'s Stmt, second: &'s Stmt) -> Optio
     use tl_compiler::lir::UnaryOp;
     let (Stmt::Assign(v, Expr::Unary(op, x)), Stmt::Assign(w, Expr::Unary(op2, y))) = (first, second) else { return None };
     let exponential = matches!(op, UnaryOp::Exp | UnaryOp::Exp2) && op == op2 && p.ty(x) == Ty::F32 && p.ty(y) == Ty::F32;
-    fn reads(e: &Expr, v: Var) -> bool {
-        let mut found = matches!(e, Expr::Var(r) if *r == v);
-        e.for_each_operand(|a| found |= reads(a, v));
-        found
-    }
-    (exponential && !reads(y, *v)).then_some(((*v, &**x), *op, (*w, &**y)))
+    let mut reads_v = false;
+    residency::expr_registers(y, &mut |r| reads_v |= r == *v);
+    (exponential && !reads_v).then_some(((*v, &**x), *op, (*w, &**y)))
 }
 
 /// The Cranelift type holding a register of `ty` (16-bit floats as their bits, packed pairs
@@ -244,14 +241,28 @@ impl Gen<'_, '_> {
                 }
                 phases::Phase::Collective { statement, staged } => (statement, staged),
             };
+            // The operands that are not registers, in scratch slots from `first_staged` on:
+            // put there by the run before, or now by a pass of their own.
+            let staged_operands = phases::staged_operands(s);
+            if staged.is_none() && !staged_operands.is_empty() {
+                self.stage_in_scratch(&staged_operands)?;
+            }
+            let first_staged = self.p.vars.len() + staged.unwrap_or(0);
             match s {
                 Stmt::Barrier => {}
                 Stmt::ShuffleXor { dst, src, lane_mask } => self.shuffle(*dst, *src, *lane_mask)?,
                 Stmt::Mma { kind, a, b, c } => {
-                    // Each lane's fragments: registers read where they are, other operands
-                    // staged in scratch slots; then the warps' products.
-                    let operands: Vec<&Expr> = a.iter().chain(b.iter()).collect();
-                    let slots = self.operand_slots(&operands, staged)?;
+                    // Each lane's fragments: registers read where they are, the other
+                    // operands from their scratch slots; then the warps' products.
+                    let mut next_staged = first_staged;
+                    let mut slot_of = |e: &Expr| match e {
+                        Expr::Var(v) => v.0 as usize,
+                        _ => {
+                            next_staged += 1;
+                            next_staged - 1
+                        }
+                    };
+                    let slots: Vec<usize> = a.iter().chain(b.iter()).map(&mut slot_of).collect();
                     let kind = match kind {
                         tl_compiler::lir::MmaKind::F16 => 0,
                         tl_compiler::lir::MmaKind::BF16 => 1,
@@ -264,16 +275,13 @@ impl Gen<'_, '_> {
                     }
                     self.b.ins().call(self.helpers.mma, &args);
                 }
-                Stmt::LdMatrix { dst, row_offset, trans } => {
-                    if staged.is_none() {
-                        self.stage_in_scratch(&[row_offset])?;
-                    }
+                Stmt::LdMatrix { dst, trans, .. } => {
                     let mut args = self.warp_arguments();
                     let shared_len = self.b.ins().iconst(types::I64, self.p.shared_bytes as i64);
                     let count = self.b.ins().iconst(types::I64, dst.len() as i64);
                     let trans = self.b.ins().iconst(types::I64, i64::from(*trans));
                     let scratch = args.pop().expect("scratch");
-                    let row_slot = self.b.ins().iconst(types::I64, (self.p.vars.len() + staged.unwrap_or(0)) as i64);
+                    let row_slot = self.b.ins().iconst(types::I64, first_staged as i64);
                     args.extend([self.shared, shared_len, count, trans, scratch, row_slot]);
                     for i in 0..4 {
                         args.push(self.b.ins().iconst(types::I64, dst.get(i).map_or(0, |v| i64::from(v.0))));
@@ -339,8 +347,7 @@ impl Gen<'_, '_> {
         let preloaded: Vec<(Var, Value)> = self.uniform(|g| once.into_iter().map(|v| (v, g.load_register(v))).collect());
         self.each_thread(|g, t| {
             if let Some(shuffle) = shuffle {
-                let partner = g.b.ins().bxor_imm_s(t, i64::from(shuffle.lane_mask & 31));
-                let from = g.slot(partner, shuffle.src.0 as usize);
+                let from = g.partner_slot(t, shuffle.src.0 as usize, shuffle.lane_mask);
                 let value = g.b.ins().load(cl(g.p.vars[shuffle.src.0 as usize]), MemFlagsData::trusted(), from, 0);
                 g.b.def_var(g.variables[shuffle.dst.0 as usize], value);
             }
@@ -356,15 +363,8 @@ impl Gen<'_, '_> {
             g.chains.forget();
             let result = g.statements(statements);
             g.chains.forget();
-            // The next collective statement's operands, to the scratch slots.
-            let result = result.and_then(|()| {
-                staged.iter().enumerate().try_for_each(|(k, e)| {
-                    let value = g.expr(e)?;
-                    let at = g.slot(t, g.p.vars.len() + k);
-                    g.b.ins().store(MemFlagsData::trusted(), value, at, 0);
-                    Ok(())
-                })
-            });
+            // The operands of the collective statements after the run, to the scratch slots.
+            let result = result.and_then(|()| g.store_in_scratch(t, staged));
             g.resident = false;
             result?;
             for &v in &stores {
@@ -410,38 +410,17 @@ impl Gen<'_, '_> {
 
     /// Each thread's values of `operands` (32-bit registers) to its scratch slots 0, 1, ...
     fn stage_in_scratch(&mut self, operands: &[&Expr]) -> Result<(), CpuError> {
-        let first = self.p.vars.len();
-        self.each_thread(|g, t| {
-            for (k, e) in operands.iter().enumerate() {
-                let v = g.expr(e)?;
-                let at = g.slot(t, first + k);
-                g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
-            }
-            Ok(())
-        })
+        self.each_thread(|g, t| g.store_in_scratch(t, operands))
     }
 
-    /// The register-file slot that holds each thread's value of each operand of a warp
-    /// instruction: a register's own slot (registers a collective statement reads are in
-    /// memory, `residency`), or a scratch slot the other operands are staged in (one pass,
-    /// only when there are such operands and the run before has not staged them,
-    /// `phases::staged_operands`).
-    fn operand_slots(&mut self, operands: &[&Expr], already_staged: Option<usize>) -> Result<Vec<usize>, CpuError> {
-        let staged: Vec<&Expr> = operands.iter().copied().filter(|e| !matches!(e, Expr::Var(_))).collect();
-        if !staged.is_empty() && already_staged.is_none() {
-            self.stage_in_scratch(&staged)?;
+    /// Thread `t`'s values of `operands` to its scratch slots 0, 1, ...
+    fn store_in_scratch(&mut self, t: Value, operands: &[&Expr]) -> Result<(), CpuError> {
+        for (k, e) in operands.iter().enumerate() {
+            let v = self.expr(e)?;
+            let at = self.slot(t, self.p.vars.len() + k);
+            self.b.ins().store(MemFlagsData::trusted(), v, at, 0);
         }
-        let mut next_scratch = self.p.vars.len() + already_staged.unwrap_or(0);
-        Ok(operands
-            .iter()
-            .map(|e| match e {
-                Expr::Var(v) => v.0 as usize,
-                _ => {
-                    next_scratch += 1;
-                    next_scratch - 1
-                }
-            })
-            .collect())
+        Ok(())
     }
 
     /// The register file, the thread count and the first scratch slot (the leading arguments
@@ -458,8 +437,7 @@ impl Gen<'_, '_> {
         if dst != src {
             // No thread's source changes during the pass: one pass, straight from the slots.
             return self.each_thread(|g, t| {
-                let partner = g.b.ins().bxor_imm_s(t, i64::from(lane_mask & 31));
-                let from = g.slot(partner, src.0 as usize);
+                let from = g.partner_slot(t, src.0 as usize, lane_mask);
                 let v = g.b.ins().load(types::I64, MemFlagsData::trusted(), from, 0);
                 let at = g.slot(t, dst.0 as usize);
                 g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
@@ -475,8 +453,7 @@ impl Gen<'_, '_> {
             Ok(())
         })?;
         self.each_thread(|g, t| {
-            let partner = g.b.ins().bxor_imm_s(t, i64::from(lane_mask & 31));
-            let from = g.slot(partner, scratch);
+            let from = g.partner_slot(t, scratch, lane_mask);
             let v = g.b.ins().load(types::I64, MemFlagsData::trusted(), from, 0);
             let at = g.slot(t, dst.0 as usize);
             g.b.ins().store(MemFlagsData::trusted(), v, at, 0);
@@ -485,6 +462,12 @@ impl Gen<'_, '_> {
     }
 
     // ---- Registers. ----
+
+    /// The address of slot `v` of the thread `t ^ lane_mask` of `t`'s warp.
+    fn partner_slot(&mut self, t: Value, v: usize, lane_mask: u32) -> Value {
+        let partner = self.b.ins().bxor_imm_s(t, i64::from(lane_mask & 31));
+        self.slot(partner, v)
+    }
 
     /// The address of register `v` of thread `t` (`helpers::Column` says where).
     fn slot(&mut self, t: Value, v: usize) -> Value {

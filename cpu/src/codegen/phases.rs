@@ -25,7 +25,7 @@
 
 use super::collective;
 use crate::helpers;
-use super::residency::RunAccess;
+use super::residency::{expr_registers, leaf_registers, RunAccess};
 use tl_compiler::lir::{BinaryOp, Expr, Stmt, Ty, Var};
 
 /// A shuffle folded into the run that follows it.
@@ -122,7 +122,12 @@ pub(super) fn split(body: &[Stmt], registers: usize) -> Vec<Phase<'_>> {
         if let (false, Some(index)) = (operands.is_empty(), staging) {
             let Phase::Run { staged: into, .. } = &mut phases[index] else { unreachable!("`staging` is a run") };
             let fits = into.len() + operands.len() <= helpers::SCRATCH;
-            if fits && operands.iter().all(|e| pure(e) && !reads_any(e, &written_since)) {
+            let reads_written = |e: &Expr| {
+                let mut found = false;
+                expr_registers(e, &mut |v| found |= written_since[v.0 as usize]);
+                found
+            };
+            if fits && operands.iter().all(|e| pure(e) && !reads_written(e)) {
                 staged = Some(into.len());
                 into.extend(operands.iter().copied());
             } else {
@@ -135,29 +140,10 @@ pub(super) fn split(body: &[Stmt], registers: usize) -> Vec<Phase<'_>> {
         if matches!(s, Stmt::If { .. } | Stmt::For { .. } | Stmt::ShuffleXor { .. }) {
             staging = None;
         }
-        for v in collective_writes(s) {
-            written_since[v.0 as usize] = true;
-        }
+        leaf_registers(s, &mut |_| {}, &mut |v| written_since[v.0 as usize] = true);
         phases.push(Phase::Collective { statement: s, staged });
     }
     flush(&mut phases, &mut pending, &mut run);
     debug_assert!(pending.is_none(), "a folded shuffle always has its run");
     phases
-}
-
-/// Whether `e` reads a register marked in `registers`.
-fn reads_any(e: &Expr, registers: &[bool]) -> bool {
-    let mut found = matches!(e, Expr::Var(v) if registers[v.0 as usize]);
-    e.for_each_operand(|a| found |= reads_any(a, registers));
-    found
-}
-
-/// The registers a warp instruction, shuffle or barrier writes.
-fn collective_writes(s: &Stmt) -> Vec<Var> {
-    match s {
-        Stmt::LdMatrix { dst, .. } => dst.clone(),
-        Stmt::Mma { c, .. } => c.to_vec(),
-        Stmt::ShuffleXor { dst, src, .. } => vec![*dst, *src],
-        _ => Vec::new(),
-    }
 }

@@ -122,7 +122,7 @@ impl Walk {
 }
 
 /// Every register `e` reads.
-fn expr_registers(e: &Expr, f: &mut dyn FnMut(Var)) {
+pub(super) fn expr_registers(e: &Expr, f: &mut dyn FnMut(Var)) {
     if let Expr::Var(v) = e {
         f(*v);
     }
@@ -131,7 +131,7 @@ fn expr_registers(e: &Expr, f: &mut dyn FnMut(Var)) {
 
 /// The expressions a statement without a body evaluates and the registers it writes (after
 /// evaluating them). `If` and `For` give their condition and bounds (and the loop variable).
-fn leaf_registers<'s>(s: &'s Stmt, read: &mut impl FnMut(&'s Expr), write: &mut impl FnMut(Var)) {
+pub(super) fn leaf_registers<'s>(s: &'s Stmt, read: &mut impl FnMut(&'s Expr), write: &mut impl FnMut(Var)) {
     s.for_each_expr(&mut *read);
     match s {
         Stmt::Assign(v, _) | Stmt::AssignUniform(v, _) | Stmt::For { var: v, .. } => write(*v),
