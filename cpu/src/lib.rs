@@ -46,6 +46,8 @@ use tl_vm::interp::Arg;
 pub enum CpuError {
     #[error("the cpu backend does not run {0} yet (use `--backend simt` or `vm`)")]
     Unsupported(String),
+    #[error("a warp instruction (shfl, mma or ldmatrix) in a block of {0} threads, not a whole number of warps: every lane of a warp must take part")]
+    NotWholeWarps(u32),
     #[error("cranelift: {0}")]
     Codegen(String),
     #[error("{message}")]

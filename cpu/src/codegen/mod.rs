@@ -16,6 +16,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 use tl_compiler::diagnostics::Span;
 use tl_compiler::lir::{Expr, Param, Program, Stmt, Ty, Var};
 
+mod butterfly;
 mod exponential;
 mod expressions;
 mod phases;
@@ -41,6 +42,16 @@ fn collective(s: &Stmt) -> bool {
         Stmt::For { body, .. } => body.iter().any(collective),
         _ => false,
     }
+}
+
+/// Whether `body` holds a warp instruction (one every lane of a warp takes part in).
+fn warp_instruction(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::ShuffleXor { .. } | Stmt::Mma { .. } | Stmt::LdMatrix { .. } => true,
+        Stmt::If { then_body, else_body, .. } => warp_instruction(then_body) || warp_instruction(else_body),
+        Stmt::For { body, .. } => warp_instruction(body),
+        _ => false,
+    })
 }
 
 /// `v = op(x); w = op(y)` with `op` f32 `exp` or `exp2` and `y` not reading `v`.
@@ -138,6 +149,9 @@ struct Gen<'a, 'f> {
 }
 
 pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
+    if p.block_threads % 32 != 0 && warp_instruction(&p.body) {
+        return Err(CpuError::NotWholeWarps(p.block_threads));
+    }
     let target = module.target_config();
     let ptr = target.pointer_type();
     let call_conv = module.target_config().default_call_conv;
@@ -233,10 +247,14 @@ impl Gen<'_, '_> {
     /// A statement list at block level: runs of ordinary statements become loops over the
     /// threads; collective statements and the uniform control flow around them stay outside.
     fn phases(&mut self, body: &[Stmt]) -> Result<(), CpuError> {
-        for phase in phases::split(body, self.p.vars.len()) {
+        for phase in phases::split(body, &self.p.vars) {
             let (s, staged) = match phase {
                 phases::Phase::Run { .. } => {
                     self.thread_loop(&phase)?;
+                    continue;
+                }
+                phases::Phase::Butterfly { .. } => {
+                    self.butterfly(&phase)?;
                     continue;
                 }
                 phases::Phase::Collective { statement, staged } => (statement, staged),

@@ -23,7 +23,7 @@
 //! Expects a statement list of one block-level body. Guarantees: the phases in program order;
 //! every statement of `body` in exactly one of them; a run is never empty.
 
-use super::collective;
+use super::{butterfly, collective};
 use crate::helpers;
 use super::residency::{expr_registers, leaf_registers, RunAccess};
 use tl_compiler::lir::{BinaryOp, Expr, Stmt, Ty, Var};
@@ -46,15 +46,27 @@ pub(super) enum Phase<'s> {
     /// A collective statement; `staged`: its operands (`staged_operands`) are already in the
     /// scratch slots from this one on (the run before it put them there).
     Collective { statement: &'s Stmt, staged: Option<usize> },
+    /// Shuffles and elementwise operations on 32-bit registers computed a warp at a time in
+    /// vectors (`butterfly`): a reduction across the lanes of each warp.
+    Butterfly { statements: &'s [Stmt] },
 }
 
 impl Phase<'_> {
     /// The registers of a run (the folded shuffle as an assignment `dst = src` first, the
     /// staged operands read last).
     pub fn access(&self, registers: usize) -> RunAccess {
-        let Phase::Run { shuffle, statements, staged } = self else { unreachable!("a run") };
-        let statements: Vec<&Stmt> = shuffle.iter().map(|f| &f.as_assignment).chain(statements.iter().copied()).collect();
-        RunAccess::of(&statements, staged, registers)
+        match self {
+            Phase::Run { shuffle, statements, staged } => {
+                let statements: Vec<&Stmt> = shuffle.iter().map(|f| &f.as_assignment).chain(statements.iter().copied()).collect();
+                RunAccess::of(&statements, staged, registers)
+            }
+            // A shuffle reads its source and writes its destination, as `dst = src` does.
+            Phase::Butterfly { statements } => {
+                let statements: Vec<Stmt> = statements.iter().map(|s| butterfly::as_assignment(s).unwrap_or_else(|| s.clone())).collect();
+                RunAccess::of(&statements.iter().collect::<Vec<_>>(), &[], registers)
+            }
+            Phase::Collective { .. } => unreachable!("a run or a butterfly"),
+        }
     }
 }
 
@@ -82,8 +94,9 @@ fn pure(e: &Expr) -> bool {
     here && operands
 }
 
-/// The phases of `body` (`registers`: the program's register count).
-pub(super) fn split(body: &[Stmt], registers: usize) -> Vec<Phase<'_>> {
+/// The phases of `body` (`vars`: the types of the program's registers).
+pub(super) fn split<'s>(body: &'s [Stmt], vars: &[Ty]) -> Vec<Phase<'s>> {
+    let registers = vars.len();
     fn flush<'s>(phases: &mut Vec<Phase<'s>>, pending: &mut Option<FoldedShuffle>, run: &mut Vec<&'s Stmt>) -> Option<usize> {
         if run.is_empty() {
             return None;
@@ -99,7 +112,10 @@ pub(super) fn split(body: &[Stmt], registers: usize) -> Vec<Phase<'_>> {
     // wait for them).
     let mut staging: Option<usize> = None;
     let mut written_since: Vec<bool> = vec![false; registers];
-    for (i, s) in body.iter().enumerate() {
+    let mut i = 0;
+    while i < body.len() {
+        let s = &body[i];
+        i += 1;
         if !collective(s) {
             run.push(s);
             continue;
@@ -108,8 +124,14 @@ pub(super) fn split(body: &[Stmt], registers: usize) -> Vec<Phase<'_>> {
             staging = Some(index);
             written_since.iter_mut().for_each(|w| *w = false);
         }
+        if let Some(length) = butterfly::chain_length(&body[i - 1..], vars) {
+            phases.push(Phase::Butterfly { statements: &body[i - 1..i - 1 + length] });
+            i += length - 1;
+            staging = None;
+            continue;
+        }
         if let Stmt::ShuffleXor { dst, src, lane_mask } = s {
-            let following: Vec<&Stmt> = body[i + 1..].iter().take_while(|s| !collective(s)).collect();
+            let following: Vec<&Stmt> = body[i..].iter().take_while(|s| !collective(s)).collect();
             let foldable = dst != src && !following.is_empty() && !RunAccess::of(&following, &[], registers).written[src.0 as usize];
             if foldable {
                 pending = Some(FoldedShuffle { dst: *dst, src: *src, lane_mask: *lane_mask, as_assignment: Stmt::Assign(*dst, Expr::Var(*src)) });

@@ -15,7 +15,7 @@
 //! always writes before reading, never touch memory.
 
 use super::phases::{split, Phase};
-use tl_compiler::lir::{Expr, Program, Stmt, Var};
+use tl_compiler::lir::{Expr, Program, Stmt, Ty, Var};
 
 /// The registers of one run: what it reads before writing, what it writes, and what it writes
 /// on every path.
@@ -148,12 +148,13 @@ pub(super) fn leaf_registers<'s>(s: &'s Stmt, read: &mut impl FnMut(&'s Expr), w
 
 /// Which registers live in memory (the module header's rule), over the whole program.
 pub(super) fn registers_in_memory(p: &Program) -> Vec<bool> {
-    let mut state = Placement { in_memory: vec![false; p.vars.len()], run_of: vec![None; p.vars.len()], runs: 0 };
+    let mut state = Placement { vars: p.vars.clone(), in_memory: vec![false; p.vars.len()], run_of: vec![None; p.vars.len()], runs: 0 };
     state.phases(&p.body);
     state.in_memory
 }
 
 struct Placement {
+    vars: Vec<Ty>,
     in_memory: Vec<bool>,
     /// The run that mentions each register, while only one does.
     run_of: Vec<Option<usize>>,
@@ -162,9 +163,9 @@ struct Placement {
 
 impl Placement {
     fn phases(&mut self, body: &[Stmt]) {
-        for phase in split(body, self.in_memory.len()) {
+        for phase in split(body, &self.vars) {
             let s = match phase {
-                Phase::Run { .. } => {
+                Phase::Run { .. } | Phase::Butterfly { .. } => {
                     self.run(phase.access(self.in_memory.len()));
                     continue;
                 }
