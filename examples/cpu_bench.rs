@@ -1,5 +1,5 @@
 //! Benchmark: the three CPU backends side by side on every shipped kernel at sizes given per
-//! kernel: `cpu` (native code, blocks on all cores; the best of three launches, and again on
+//! kernel: `cpu` (native code, blocks on all cores; the best of ten launches, and of five on
 //! one thread, as the interpreters run), `vm` (the block-level interpreter) and `simt` (the
 //! thread-level simulator), each on the same arguments in one process, plus the `cpu`
 //! backend's compile time (LIR → native code). Prints numbers and
@@ -21,32 +21,32 @@ fn main() -> anyhow::Result<()> {
     let cpu_only = args.iter().any(|a| a == "--cpu-only");
     let only = args.iter().position(|a| a == "--kernel").and_then(|i| args.get(i + 1)).cloned();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    // (file, runtime sizes); the simulator is skipped where it would take minutes.
-    let cases: Vec<(&str, Vec<(&str, i64)>, bool)> = if quick {
+    // (file, runtime sizes).
+    let cases: Vec<(&str, Vec<(&str, i64)>)> = if quick {
         vec![
-            ("examples/vector_add.tl", vec![("n", 1 << 16)], true),
-            ("stdlib/kernels/softmax.tl", vec![("m", 64), ("n", 1024)], true),
+            ("examples/vector_add.tl", vec![("n", 1 << 16)]),
+            ("stdlib/kernels/softmax.tl", vec![("m", 64), ("n", 1024)]),
         ]
     } else {
         vec![
-            ("examples/vector_add.tl", vec![("n", 1 << 22)], true),
-            ("stdlib/kernels/softmax.tl", vec![("m", 4096), ("n", 4096)], true),
-            ("stdlib/kernels/rmsnorm.tl", vec![("m", 4096), ("n", 4096)], true),
-            ("stdlib/kernels/silu.tl", vec![("m", 4096), ("n", 4096)], true),
-            ("examples/layouts.tl", vec![("m", 4096), ("n", 4096)], true),
-            ("examples/clip_rows.tl", vec![("rows", 4096)], true),
-            ("examples/rotary.tl", vec![("t", 4096)], true),
-            ("examples/embedding.tl", vec![("tokens", 4096), ("vocab", 32000)], false),
-            ("examples/paged_kv.tl", vec![("seqs", 64), ("pages", 64), ("blocks", 4096)], true),
-            ("stdlib/kernels/matmul.tl", vec![("m", 512), ("n", 512), ("k", 512)], true),
-            ("examples/split_k.tl", vec![("m", 512), ("n", 512), ("k", 512)], true),
-            ("stdlib/kernels/qmatmul.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
-            ("stdlib/kernels/qmatmul_fragment.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
-            ("stdlib/kernels/qmatmul_split.tl", vec![("m", 16), ("n", 4096), ("k", 4096)], true),
+            ("examples/vector_add.tl", vec![("n", 1 << 22)]),
+            ("stdlib/kernels/softmax.tl", vec![("m", 4096), ("n", 4096)]),
+            ("stdlib/kernels/rmsnorm.tl", vec![("m", 4096), ("n", 4096)]),
+            ("stdlib/kernels/silu.tl", vec![("m", 4096), ("n", 4096)]),
+            ("examples/layouts.tl", vec![("m", 4096), ("n", 4096)]),
+            ("examples/clip_rows.tl", vec![("rows", 4096)]),
+            ("examples/rotary.tl", vec![("t", 4096)]),
+            ("examples/embedding.tl", vec![("tokens", 4096), ("vocab", 32000)]),
+            ("examples/paged_kv.tl", vec![("seqs", 64), ("pages", 64), ("blocks", 4096)]),
+            ("stdlib/kernels/matmul.tl", vec![("m", 512), ("n", 512), ("k", 512)]),
+            ("examples/split_k.tl", vec![("m", 512), ("n", 512), ("k", 512)]),
+            ("stdlib/kernels/qmatmul.tl", vec![("m", 16), ("n", 4096), ("k", 4096)]),
+            ("stdlib/kernels/qmatmul_fragment.tl", vec![("m", 16), ("n", 4096), ("k", 4096)]),
+            ("stdlib/kernels/qmatmul_split.tl", vec![("m", 16), ("n", 4096), ("k", 4096)]),
         ]
     };
     println!("{:<17} {:>11} {:>9} {:>10} {:>10} {:>10} {:>7} {:>9} {:>10}", "kernel", "compile ms", "cpu ms", "cpu 1t ms", "vm ms", "simt ms", "vm/cpu", "simt/cpu", "simt/cpu1t");
-    for (file, sizes, with_simt) in cases {
+    for (file, sizes) in cases {
         let name = std::path::Path::new(file).file_stem().unwrap().to_string_lossy().to_string();
         if only.as_ref().is_some_and(|o| *o != name) {
             continue;
@@ -64,29 +64,29 @@ fn main() -> anyhow::Result<()> {
             kernel.launch(backend, &mut a)?;
             Ok(start.elapsed().as_secs_f64() * 1e3)
         };
-        // The cpu backend's best of three launches (ten with --cpu-only, so that a profile sees
-        // mostly the generated code); the interpreters run once.
+        // The cpu backend's best of ten launches (a shared machine's other load disturbs some
+        // of them; with --cpu-only a profile then sees mostly the generated code); the
+        // interpreters run once.
         let best_of = |runs: usize| (0..runs).map(|_| time(Backend::Cpu)).try_fold(f64::INFINITY, |best, t| t.map(|t| best.min(t)));
         if cpu_only {
             println!("{:<17} {:>11.1} {:>9.1}", name, compile_ms, best_of(10)?);
             continue;
         }
-        let cpu = best_of(3)?;
+        let cpu = best_of(10)?;
         // On one thread, as the interpreters run: the speed-up per core.
         let program = kernel.cpu_program(&kernel.signature(&args))?;
         let grid = kernel.launch(Backend::Cpu, &mut args.clone())?.grid;
         let mut one_thread = f64::INFINITY;
-        for _ in 0..3 {
+        for _ in 0..5 {
             let mut a = args.clone();
             let start = Instant::now();
             program.launch_with_threads(grid, &mut a, Some(1))?;
             one_thread = one_thread.min(start.elapsed().as_secs_f64() * 1e3);
         }
         let vm = time(Backend::Vm)?;
-        let simt = if with_simt { Some(time(Backend::Simt)?) } else { None };
-        let simt_text = simt.map_or("-".to_string(), |s| format!("{s:.1}"));
-        let ratio = |cpu: f64| simt.map_or("-".to_string(), |s| format!("{:.0}x", s / cpu));
-        println!("{:<17} {:>11.1} {:>9.1} {:>10.1} {:>10.1} {:>10} {:>6.0}x {:>9} {:>10}", name, compile_ms, cpu, one_thread, vm, simt_text, vm / cpu, ratio(cpu), ratio(one_thread));
+        let simt = time(Backend::Simt)?;
+        let ratio = |cpu: f64| format!("{:.0}x", simt / cpu);
+        println!("{:<17} {:>11.1} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>6.0}x {:>9} {:>10}", name, compile_ms, cpu, one_thread, vm, simt, vm / cpu, ratio(cpu), ratio(one_thread));
         if name == "qmatmul" {
             qmatmul_against_numpy(root, &kernel, &args, cpu)?;
         }
