@@ -21,6 +21,8 @@ export TL_PTXAS
 # ptxas is installed here, so a test that would skip its ptxas check fails instead.
 export TL_REQUIRE_PTXAS=1
 echo "test: TL_PTXAS=$TL_PTXAS TL_REQUIRE_PTXAS=1"
+# The compile cache of the tests' kernels lives in the build folder, not the user's cache.
+export TL_CACHE_DIR="${TL_CACHE_DIR:-$PWD/target/tl-cache}"
 
 echo "test: cargo build --workspace --all-targets"
 cargo build --workspace --all-targets

@@ -13,6 +13,7 @@ const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx|clif
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
+              [--emit STAGE,STAGE,... -o DIR]
               [--print-after PASS]... [--time]
   tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
@@ -59,7 +60,18 @@ const USAGE: &str = "usage:
   plan-shared-memory (`shared [offsets]` and `shared_bytes(N)`): block IR; lower: the
   thread-level IR (the variant of --assume). --time writes the time of every pass to
   standard error: parse (and the whole file's checks), the passes, and codegen (the LLVM IR
-  or PTX of --emit llvm/ptx). The verifier of each IR runs after the pass that produced it.";
+  or PTX of --emit llvm/ptx). The verifier of each IR runs after the pass that produced it.
+
+  --emit with several stages separated by commas (--emit ir,lir,ptx -o out/) compiles once
+  and writes one file per stage into the directory -o names (created when missing):
+  KERNEL.ir, KERNEL.lir, KERNEL.ll, KERNEL.ptx, KERNEL.clif, and FILE.tokens, FILE.ast.
+
+  PTX is kept in a compile cache on disk and served from it when the same variant is compiled
+  again (--time then shows `ptx from the cache`): in $TL_CACHE_DIR when set (TL_CACHE_DIR=off
+  turns it off), else in the platform's cache directory ($XDG_CACHE_HOME/tl or ~/.cache/tl).
+  An entry is keyed by the code generator's version and build, the architecture and the
+  variant's whole thread-level program; a damaged entry is compiled again, and a cache that
+  cannot be written leaves the compiled code in memory (each with one warning).";
 
 struct Usage(String);
 
@@ -332,41 +344,101 @@ fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>
     compiled(Module::from_file(path).and_then(|m| m.with_code_generator(tl_ptx::code_generator()).kernel(o.kernel.as_deref(), &o.consts)))
 }
 
-fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
+/// The stages `--emit` knows, with the extension of their files when several are written.
+const STAGES: [(&str, &str); 7] = [("tokens", "tokens"), ("ast", "ast"), ("ir", "ir"), ("lir", "lir"), ("llvm", "ll"), ("ptx", "ptx"), ("clif", "clif")];
+
+/// The stages of `--emit` (one, or several separated by commas), checked.
+fn emitted_stages(o: &Options) -> Result<Vec<&'static str>> {
     let emit = o.emit.clone().unwrap_or_else(|| "ptx".into());
-    let arch = o.arch.unwrap_or(Arch::Sm80);
-    if emit == "tokens" || emit == "ast" {
-        let bytes = tl_runtime::read_regular_file(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let name = path.display().to_string();
-        let source = match parser::decode_source(&bytes) {
-            Ok(s) => s,
-            Err(d) => {
-                write_stderr(&tl_compiler::diagnostics::render_all(&[d], &name, &String::from_utf8_lossy(&bytes)));
-                return Ok(false);
-            }
+    let mut stages = Vec::new();
+    for name in emit.split(',').map(str::trim) {
+        let Some(&(stage, _)) = STAGES.iter().find(|(s, _)| *s == name) else {
+            bail!("unknown --emit `{name}` (tokens, ast, ir, lir, llvm, ptx or clif; several separated by commas)");
         };
-        let text = if emit == "tokens" {
-            let mut out = String::new();
-            let mut cursor = tl_compiler::diagnostics::PositionCursor::new(source);
-            for (start, tok, end) in lexer::lex(source) {
-                let (line, col) = cursor.line_col(start);
-                match tok {
-                    Ok(t) => out.push_str(&format!("{line}:{col}\t{start}..{end}\t{t}\n")),
-                    Err(e) => out.push_str(&format!("{line}:{col}\t{start}..{end}\terror: {e}\n")),
-                }
-            }
-            out
-        } else {
-            let (file, diags) = parser::parse(source);
-            if !diags.is_empty() {
-                write_stderr(&tl_compiler::diagnostics::render_all(&diags, &name, source));
-                return Ok(false);
-            }
-            format!("{file:#?}\n")
-        };
-        write_out(o, &text)?;
-        return Ok(true);
+        if stages.contains(&stage) {
+            bail!("--emit names `{stage}` twice");
+        }
+        stages.push(stage);
     }
+    Ok(stages)
+}
+
+/// The token or syntax-tree dump of the file (`None` after printing its diagnostics).
+fn front_end_text(stage: &str, path: &std::path::Path) -> Result<Option<String>> {
+    let bytes = tl_runtime::read_regular_file(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let name = path.display().to_string();
+    let source = match parser::decode_source(&bytes) {
+        Ok(s) => s,
+        Err(d) => {
+            write_stderr(&tl_compiler::diagnostics::render_all(&[d], &name, &String::from_utf8_lossy(&bytes)));
+            return Ok(None);
+        }
+    };
+    if stage == "tokens" {
+        let mut out = String::new();
+        let mut cursor = tl_compiler::diagnostics::PositionCursor::new(source);
+        for (start, tok, end) in lexer::lex(source) {
+            let (line, col) = cursor.line_col(start);
+            match tok {
+                Ok(t) => out.push_str(&format!("{line}:{col}\t{start}..{end}\t{t}\n")),
+                Err(e) => out.push_str(&format!("{line}:{col}\t{start}..{end}\terror: {e}\n")),
+            }
+        }
+        return Ok(Some(out));
+    }
+    let (file, diags) = parser::parse(source);
+    if !diags.is_empty() {
+        write_stderr(&tl_compiler::diagnostics::render_all(&diags, &name, source));
+        return Ok(None);
+    }
+    Ok(Some(format!("{file:#?}\n")))
+}
+
+fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
+    let stages = emitted_stages(o)?;
+    let arch = o.arch.unwrap_or(Arch::Sm80);
+    // Several stages: one file each in the directory of -o.
+    let directory = if stages.len() > 1 {
+        let Some(directory) = &o.out else { bail!("--emit with several stages writes a file for each: give a directory with -o DIR") };
+        if directory.exists() && !directory.is_dir() {
+            bail!("-o `{}` is not a directory (--emit with several stages writes a file for each stage into it)", directory.display());
+        }
+        std::fs::create_dir_all(directory).with_context(|| format!("cannot create the directory `{}`", directory.display()))?;
+        Some(directory.clone())
+    } else {
+        None
+    };
+    let stem = path.file_stem().map_or_else(|| "out".to_string(), |s| s.to_string_lossy().into_owned());
+    // (stage, file name without extension, text)
+    let mut outputs: Vec<(&str, String, String)> = Vec::new();
+    for &stage in stages.iter().filter(|s| matches!(**s, "tokens" | "ast")) {
+        let Some(text) = front_end_text(stage, path)? else { return Ok(false) };
+        outputs.push((stage, stem.clone(), text));
+    }
+    let kernel_stages: Vec<&str> = stages.iter().copied().filter(|s| !matches!(*s, "tokens" | "ast")).collect();
+    if !kernel_stages.is_empty() && !compile_kernel_stages(o, path, &kernel_stages, arch, &mut outputs)? {
+        return Ok(false);
+    }
+    // In the order --emit gave.
+    outputs.sort_by_key(|(stage, _, _)| stages.iter().position(|s| s == stage));
+    match directory {
+        None => write_out(o, &outputs[0].2)?,
+        Some(directory) => {
+            for (stage, name, text) in &outputs {
+                let extension = STAGES.iter().find(|(s, _)| s == stage).map_or(*stage, |(_, e)| *e);
+                let file = directory.join(format!("{name}.{extension}"));
+                check_output_path(&file, "-o")?;
+                std::fs::write(&file, text).with_context(|| format!("cannot write `{}`", file.display()))?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Compiles the kernel and adds the text of each of `stages` (ir, lir, llvm, ptx, clif) to
+/// `outputs`, named after the kernel; `--print-after` and `--time` report on standard error.
+/// `false` after printing a compile error.
+fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], arch: Arch, outputs: &mut Vec<(&str, String, String)>) -> Result<bool> {
     let mut passes = tl_compiler::driver::PassManager { print_after: o.print_after.clone(), verify_lir: true, ..Default::default() };
     let start = std::time::Instant::now();
     let Some(module) = compiled(Module::from_file(path).map(|m| m.with_code_generator(tl_ptx::code_generator())))? else { return Ok(false) };
@@ -389,21 +461,26 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     for (pass, text) in &passes.printed {
         write_stderr(&format!("// after {pass}: kernel `{}`\n{text}", kernel.name()));
     }
-    let start = std::time::Instant::now();
-    let text = match emit.as_str() {
-        "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
-        "lir" => kernel.variant(&assumptions)?.to_string(),
-        "llvm" => tl_ptx::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
-        "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
-        "clif" => kernel.cpu_program(&assumptions)?.clif().to_string(),
-        other => bail!("unknown --emit `{other}` (tokens, ast, ir, lir, llvm, ptx or clif)"),
-    };
-    if emit == "llvm" || emit == "ptx" {
-        timings.push((format!("codegen ({emit}, {arch})"), start.elapsed()));
-    } else if emit == "clif" {
-        timings.push(("codegen (clif, native code)".to_string(), start.elapsed()));
+    for &stage in stages {
+        let start = std::time::Instant::now();
+        let hits_before = kernel.module.cache().hits();
+        let text = match stage {
+            "ir" => tl_compiler::ir::print::kernel_to_string(&kernel.compiled.kernel),
+            "lir" => kernel.variant(&assumptions)?.to_string(),
+            "llvm" => tl_ptx::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
+            "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
+            "clif" => kernel.cpu_program(&assumptions)?.clif().to_string(),
+            other => unreachable!("`emitted_stages` admits `{other}`"),
+        };
+        if stage == "ptx" && kernel.module.cache().hits() > hits_before {
+            timings.push((format!("ptx from the cache ({arch})"), start.elapsed()));
+        } else if stage == "llvm" || stage == "ptx" {
+            timings.push((format!("codegen ({stage}, {arch})"), start.elapsed()));
+        } else if stage == "clif" {
+            timings.push(("codegen (clif, native code)".to_string(), start.elapsed()));
+        }
+        outputs.push((stage, kernel.name().to_string(), text));
     }
-    write_out(o, &text)?;
     if o.time {
         let total: std::time::Duration = timings.iter().map(|(_, t)| *t).sum();
         let mut table = format!("time of `tlc compile {}` (kernel `{}`):\n", path.display(), kernel.name());

@@ -2,9 +2,12 @@
 
 use std::process::Command;
 
+/// `tlc` with `args`, without the compile cache (each compile runs every stage; the cache has
+/// its own test): exit code, stdout, stderr.
 fn tlc(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tlc"))
         .args(args)
+        .env("TL_CACHE_DIR", "off")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("tlc runs");
@@ -345,4 +348,97 @@ fn the_cpu_backend_runs_kernels_and_prints_its_ir() {
     let (cpu, simt) = (printed("cpu"), printed("simt"));
     assert!(cpu.len() > 100 && cpu.iter().any(|l| l.starts_with("block (0, 0, 0): w[0, 0] = ")), "{cpu:?}");
     assert_eq!(cpu, simt);
+}
+
+/// The compile cache across processes: four `tlc compile` at once on an empty cache (writers
+/// racing on one entry), then a fifth served from the cache (`--time` says so) with the same
+/// PTX; a damaged entry is compiled again with a warning; another variant (`--assume`) or
+/// architecture is another entry.
+#[test]
+fn compile_cache_serves_a_second_compile_and_survives_racing_writers() {
+    let directory = temp_dir("cache");
+    let cache = directory.join("cache");
+    let compile = |extra: &[&str]| {
+        let mut args = vec!["compile", "stdlib/kernels/rmsnorm.tl", "--emit", "ptx", "--time"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_tlc")).args(&args).env("TL_CACHE_DIR", &cache).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).output().expect("tlc runs")
+    };
+    let racing: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_tlc"))
+                .args(["compile", "stdlib/kernels/rmsnorm.tl", "--emit", "ptx"])
+                .env("TL_CACHE_DIR", &cache)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("tlc starts")
+        })
+        .collect();
+    let outputs: Vec<std::process::Output> = racing.into_iter().map(|c| c.wait_with_output().expect("tlc runs")).collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stderr.is_empty(), "a racing writer warned: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.stdout, outputs[0].stdout);
+    }
+    let entries = || std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect::<Vec<_>>();
+    assert_eq!(entries().len(), 1, "one entry, no temporary files: {:?}", entries());
+
+    let served = compile(&[]);
+    let time = String::from_utf8_lossy(&served.stderr);
+    assert!(served.status.success() && time.contains("ptx from the cache (sm_80)") && !time.contains("codegen (ptx"), "{time}");
+    assert_eq!(served.stdout, outputs[0].stdout);
+
+    // A damaged entry: compiled again (the same PTX), one warning, the entry rewritten.
+    let entry = entries().pop().unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&entry, &bytes).unwrap();
+    let recompiled = compile(&[]);
+    let time = String::from_utf8_lossy(&recompiled.stderr);
+    assert!(recompiled.status.success() && time.contains("codegen (ptx, sm_80)") && time.contains("warning: compile cache entry") && time.contains("damaged"), "{time}");
+    assert_eq!(recompiled.stdout, outputs[0].stdout);
+    assert!(String::from_utf8_lossy(&compile(&[]).stderr).contains("ptx from the cache"), "the entry was not rewritten");
+
+    // Other variants are other entries.
+    for extra in [&["--assume", "n%8"][..], &["--arch", "sm_90a"], &["-D", "BN=256"]] {
+        let first = compile(extra);
+        assert!(first.status.success() && String::from_utf8_lossy(&first.stderr).contains("codegen (ptx"), "{extra:?}: {}", String::from_utf8_lossy(&first.stderr));
+        assert_ne!(first.stdout, outputs[0].stdout, "{extra:?}");
+    }
+    assert_eq!(entries().len(), 4);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// `--emit` of several stages: one compile, one file per stage in the directory of -o, each
+/// the same text as that stage emitted alone; the mistakes are usage errors.
+#[test]
+fn several_stages_are_emitted_into_files_at_once() {
+    let directory = temp_dir("stages");
+    let out = directory.join("out");
+    let out_text = out.to_str().unwrap();
+    let (code, stdout, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "ir,lir,ptx,tokens,clif", "-o", out_text, "--assume", "n%4"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for (stage, file) in [("ir", "vector_add.ir"), ("lir", "vector_add.lir"), ("ptx", "vector_add.ptx"), ("tokens", "vector_add.tokens"), ("clif", "vector_add.clif")] {
+        let written = std::fs::read_to_string(out.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (code, alone, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", stage, "--assume", "n%4"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(written, alone, "{stage}");
+    }
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 5);
+    for (args, message) in [
+        (vec!["--emit", "ir,lir"], "give a directory with -o DIR"),
+        (vec!["--emit", "ir,ir", "-o", out_text], "names `ir` twice"),
+        (vec!["--emit", "ir,bogus", "-o", out_text], "unknown --emit `bogus`"),
+        (vec!["--emit", "ir,lir", "-o", "examples/vector_add.tl"], "is not a directory"),
+    ] {
+        let mut all = vec!["compile", "examples/vector_add.tl"];
+        all.extend(args.iter().copied());
+        let (code, _, err) = tlc(&all);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&directory);
 }

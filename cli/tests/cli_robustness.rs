@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn tlc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tlc")).args(args).current_dir(ROOT).output().expect("tlc runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_tlc")).args(args).env("TL_CACHE_DIR", "off").current_dir(ROOT).output().expect("tlc runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 

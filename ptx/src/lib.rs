@@ -33,6 +33,13 @@ impl CodeGenerator for Llvm {
         verified(program)?;
         lir_to_llvm_ir(program, arch)
     }
+
+    /// The crate's version, a digest of the sources it was built from (this crate's and the
+    /// compiler's, `build.rs`) and the LLVM it links.
+    fn identity(&self) -> Option<String> {
+        let (major, minor, patch) = inkwell::support::get_llvm_version();
+        Some(format!("tl-ptx {} sources {} llvm {major}.{minor}.{patch}", env!("CARGO_PKG_VERSION"), env!("TL_PTX_SOURCE_DIGEST")))
+    }
 }
 
 /// In debug builds (every test), the LIR verifier before code generation: whatever hands this

@@ -16,6 +16,7 @@
 //! # Ok::<(), tl_runtime::RuntimeError>(())
 //! ```
 
+pub mod cache;
 pub mod cuda;
 pub mod executors;
 pub mod npy;
@@ -119,6 +120,9 @@ pub struct Module {
     /// none until [`Module::with_code_generator`] gives one, so that a program running only
     /// the CPU backends does not link LLVM.
     code_generator: Option<Arc<dyn CodeGenerator>>,
+    /// Where PTX of this module's kernels is kept between processes ([`cache`]): the
+    /// environment's cache unless [`Module::with_cache`] gives another.
+    cache: Arc<cache::DiskCache>,
 }
 
 impl std::fmt::Debug for Module {
@@ -134,7 +138,33 @@ impl Module {
     /// Parses and checks `source`; `file_name` appears in diagnostics.
     pub fn from_source(file_name: &str, source: &str) -> Result<Module, RuntimeError> {
         let ast = driver::check(source).map_err(|e| render(file_name, source, e.diagnostics))?;
-        Ok(Module { file_name: file_name.to_string(), source: source.to_string(), ast, code_generator: None })
+        Ok(Module { file_name: file_name.to_string(), source: source.to_string(), ast, code_generator: None, cache: cache::DiskCache::from_environment() })
+    }
+
+    /// The module with `cache` keeping the PTX of its kernels (`DiskCache::at(dir)`, or
+    /// `DiskCache::disabled()`), instead of the environment's ([`cache`]).
+    pub fn with_cache(mut self, cache: Arc<cache::DiskCache>) -> Module {
+        self.cache = cache;
+        self
+    }
+
+    /// The compile cache of this module's kernels.
+    pub fn cache(&self) -> &cache::DiskCache {
+        &self.cache
+    }
+
+    /// The PTX of `program` for `arch`: from the compile cache when it has it, else from the
+    /// code generator (and then kept in the cache).
+    fn ptx_of(&self, program: &tl_compiler::lir::Program, arch: Arch) -> Result<String, RuntimeError> {
+        let generator = self.code_generator()?;
+        let Some(identity) = generator.identity() else { return Ok(generator.ptx(program, arch)?) };
+        let key = cache::CacheKey::ptx(&identity, arch, program);
+        if let Some(ptx) = self.cache.get(&key).and_then(|bytes| String::from_utf8(bytes).ok()) {
+            return Ok(ptx);
+        }
+        let ptx = generator.ptx(program, arch)?;
+        self.cache.put(&key, ptx.as_bytes());
+        Ok(ptx)
     }
 
     /// The module with `generator` making its PTX: `tl_ptx::code_generator()` is the LLVM
@@ -342,7 +372,7 @@ impl Kernel {
         if let Some(p) = slot.get() {
             return Ok(p);
         }
-        let ptx = self.module.code_generator()?.ptx(&self.compiled.lir, arch)?;
+        let ptx = self.module.ptx_of(&self.compiled.lir, arch)?;
         Ok(slot.get_or_init(|| ptx))
     }
 
@@ -396,7 +426,7 @@ impl Kernel {
             return Ok(p.clone());
         }
         let program = self.variant(assumptions)?;
-        let ptx = Arc::new(self.module.code_generator()?.ptx(&program, arch)?);
+        let ptx = Arc::new(self.module.ptx_of(&program, arch)?);
         let mut cache = self.variant_ptx.lock().map_err(|_| poisoned())?;
         Ok(cache.entry(key).or_insert(ptx).clone())
     }

@@ -21,6 +21,13 @@ pub trait CodeGenerator: Send + Sync {
     fn ptx(&self, program: &Program, arch: Arch) -> Result<String, BackendError>;
     /// The intermediate text the PTX is made from (LLVM IR for `tl-ptx`), for `--emit llvm`.
     fn intermediate(&self, program: &Program, arch: Arch) -> Result<String, BackendError>;
+    /// What names this generator's output across processes: its name, version and build (a
+    /// generator whose code changed must give another identity). A compile cache keeps PTX
+    /// under it with the program and the architecture; `None` (the default) keeps this
+    /// generator's output out of any cache.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A GPU architecture the back end can target.
