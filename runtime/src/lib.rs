@@ -1,26 +1,59 @@
 //! The embedding API of tl: compile a `.tl` source with compile-time parameters, then launch
 //! its kernels on host tensors with backend `vm` (the block-level reference interpreter),
-//! `simt` (the thread-level simulator running the generated per-thread code) or `cuda` (the
-//! GPU through the driver's PTX JIT). The grid comes from the kernel's own `grid(...)`.
+//! `simt` (the thread-level simulator running the generated per-thread code), `cpu` (that
+//! code compiled to native code by Cranelift) or `cuda` (the GPU through the driver's PTX
+//! JIT). The grid comes from the kernel's own `grid(...)`.
 //!
-//! ```no_run
-//! use tl_runtime::{Backend, Module, Arg, HostTensor, DType};
-//! let module = Module::from_file("examples/vector_add.tl")?;
-//! let kernel = module.kernel(None, &[("BLOCK".into(), 256.into())])?;
+//! Compile from a string (or a file, [`Module::from_file`]) with a compile-time parameter,
+//! launch, read the result and the launch's time:
+//!
+//! ```
+//! use tl_runtime::{Arg, Backend, DType, HostTensor, Module};
+//! let source = "kernel scale<BLOCK = 128>(n: i32, s: f32, x: global mut f32[n]) grid(cdiv(n, BLOCK)) warps(4) {
+//!     store(x, load(x, [block.x * BLOCK], [BLOCK]) * s, [block.x * BLOCK]);
+//! }";
+//! let kernel = Module::from_source("scale.tl", source)?.kernel(None, &[("BLOCK".into(), 256.into())])?;
 //! let n = 1000;
-//! let a = HostTensor::from_f64(DType::F32, &[n], &vec![1.0; n]);
-//! let b = HostTensor::from_f64(DType::F32, &[n], &vec![2.0; n]);
-//! let c = HostTensor::zeros(DType::F32, &[n]);
-//! let mut args = vec![Arg::scalar(n as i64), a.into(), b.into(), c.into()];
-//! kernel.launch(Backend::Vm, &mut args)?;
+//! let x = HostTensor::from_f64(DType::F32, &[n], &(0..n).map(|i| i as f64).collect::<Vec<_>>());
+//! for backend in [Backend::Vm, Backend::Cpu] {
+//!     let mut args = vec![Arg::scalar(n as i64), Arg::scalar(0.5), x.clone().into()];
+//!     let report = kernel.launch(backend, &mut args)?;
+//!     assert_eq!(report.grid, [4, 1, 1]);
+//!     let Arg::Tensor(scaled) = &args[2] else { unreachable!() };
+//!     assert_eq!(scaled.get(999), 499.5);
+//!     println!("{}: {:.3} ms", backend.name(), report.wall_ms);
+//! }
 //! # Ok::<(), tl_runtime::RuntimeError>(())
 //! ```
+//!
+//! Errors are [`RuntimeError`] values whose text shows the source: a compile error with its
+//! diagnostics, a launch with a wrong argument at the parameter:
+//!
+//! ```
+//! use tl_runtime::{Arg, Backend, DType, HostTensor, Module, RuntimeError};
+//! let broken = Module::from_source("broken.tl", "kernel k(x: global mut f32[4]) grid(1) warps(1) {\n    store(x, undefined, [0]);\n}\n");
+//! let Err(RuntimeError::Compile { rendered, .. }) = broken else { panic!("it compiled") };
+//! assert!(rendered.contains("broken.tl:2:14"));
+//!
+//! let kernel = Module::from_source("ok.tl", "kernel k(x: global mut f32[4]) grid(1) warps(1) {\n    store(x, load(x, [0], [4]) + 1.0, [0]);\n}\n")?.kernel(None, &[])?;
+//! let mut wrong = vec![Arg::from(HostTensor::zeros(DType::F16, &[4]))];
+//! let error = kernel.launch(Backend::Vm, &mut wrong).unwrap_err();
+//! assert!(error.to_string().contains("ok.tl:1:10"), "{error}");
+//! # Ok::<(), tl_runtime::RuntimeError>(())
+//! ```
+//!
+//! PTX needs a code generator (`Module::with_code_generator(tl_ptx::code_generator())`; the
+//! runtime itself never links LLVM), and is kept in a compile cache on disk ([`cache`]).
+//! Snapshot tests of a kernel's generated code in a user's crate: `tl_runtime::snapshot` (feature
+//! `snapshot`).
 
 pub mod cache;
 pub mod cuda;
 pub mod executors;
 pub mod npy;
 pub mod reference;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
 pub mod tensor_file;
 
 pub use tl_compiler::backend::{Arch, CodeGenerator};
@@ -357,6 +390,9 @@ pub struct LaunchReport {
     pub grid: [u32; 3],
     /// GPU time of the kernel, for the `cuda` backend.
     pub kernel_ms: Option<f64>,
+    /// Wall-clock time of the launch on the host, any backend: what the caller waited,
+    /// compilation of a variant not compiled before and argument copies included.
+    pub wall_ms: f64,
 }
 
 impl Kernel {
@@ -453,12 +489,13 @@ impl Kernel {
     /// Runs the variant for `assumptions` (checked against the arguments: a variant launched
     /// with values it does not assume would compute the wrong thing).
     pub fn launch_variant(&self, backend: Backend, args: &mut [Arg], assumptions: &Assumptions) -> Result<LaunchReport, RuntimeError> {
+        let start = std::time::Instant::now();
         let grid = self.checked_grid(args, assumptions)?;
-        let mut report = LaunchReport { grid, kernel_ms: None };
-        if grid.contains(&0) {
-            return Ok(report);
+        let mut report = LaunchReport { grid, kernel_ms: None, wall_ms: 0.0 };
+        if !grid.contains(&0) {
+            report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
         }
-        report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
+        report.wall_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(report)
     }
 
