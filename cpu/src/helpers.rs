@@ -234,7 +234,7 @@ impl Column {
 #[allow(clippy::too_many_arguments)]
 pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scratch: i64, a0: i64, a1: i64, a2: i64, a3: i64, b0: i64, b1: i64, c0: i64, c1: i64, c2: i64, c3: i64) {
     use tl_compiler::lir::MmaKind;
-    use tl_vm::warp::{mma_m16n8k16_matrices, mma_m16n8k32_s8, WARP};
+    use tl_vm::warp::{a_element, b_element, c_element, mma_m16n8k16_matrices, mma_m16n8k32_s8, WARP};
     let (threads, scratch) = (threads as usize, scratch as usize);
     let column = |slot: i64| Column::of(threads, scratch, slot as usize);
     let (a_slots, b_slots, c_slots) = ([a0, a1, a2, a3].map(column), [b0, b1].map(column), [c0, c1, c2, c3].map(column));
@@ -254,37 +254,30 @@ pub(crate) extern "C" fn mma(registers: *mut u64, threads: i64, kind: i64, scrat
                 }
                 continue;
             }
-            // The matrices straight from each lane's registers (the fragment maps of
-            // `tl_vm::warp::mma_m16n8k16`, forward), then the simulator's arithmetic on them.
+            // The matrices straight from each lane's registers, by the simulator's fragment
+            // maps (`tl_vm::warp::a_element`...), then its arithmetic on them. Register r
+            // holds elements 2r (low half) and 2r + 1 of the lane's fragment.
             let (mut a, mut b, mut accumulator) = ([0u16; 256], [0u16; 128], [0f64; 128]);
             for lane in 0..WARP {
-                let (group, tig, t) = (lane / 4, lane % 4, warp * WARP + lane);
-                // A: register r holds a_2r (low half) and a_2r+1, adjacent columns of row
-                // group + 8·(r % 2), from column 2·tig + 8·(r / 2).
+                let t = warp * WARP + lane;
                 for r in 0..4 {
-                    let at = (group + 8 * (r % 2)) * 16 + 2 * tig + 8 * (r / 2);
                     let register = *a_slots[r].at(registers, t);
-                    a[at] = register as u16;
-                    a[at + 1] = (register >> 16) as u16;
+                    a[a_element(lane, 2 * r)] = register as u16;
+                    a[a_element(lane, 2 * r + 1)] = (register >> 16) as u16;
                 }
-                // B: register r holds b_2r and b_2r+1, rows 2·tig + 8·r and the next, column group.
                 for r in 0..2 {
-                    let k = 2 * tig + 8 * r;
                     let register = *b_slots[r].at(registers, t);
-                    b[k * 8 + group] = register as u16;
-                    b[(k + 1) * 8 + group] = (register >> 16) as u16;
+                    b[b_element(lane, 2 * r)] = register as u16;
+                    b[b_element(lane, 2 * r + 1)] = (register >> 16) as u16;
                 }
-                // C: c_i at row group + 8·(i / 2), column 2·tig + i % 2.
                 for (i, &slot) in c_slots.iter().enumerate() {
-                    let at = (group + 8 * (i / 2)) * 8 + 2 * tig + i % 2;
-                    accumulator[at] = f64::from(f32::from_bits(*slot.at(registers, t)));
+                    accumulator[c_element(lane, i)] = f64::from(f32::from_bits(*slot.at(registers, t)));
                 }
             }
             let d = mma_m16n8k16_matrices(kind, &a, &b, &accumulator);
             for lane in 0..WARP {
-                let (group, tig, t) = (lane / 4, lane % 4, warp * WARP + lane);
                 for (i, &slot) in c_slots.iter().enumerate() {
-                    *slot.at(registers, t) = (d[(group + 8 * (i / 2)) * 8 + 2 * tig + i % 2] as f32).to_bits();
+                    *slot.at(registers, warp * WARP + lane) = (d[c_element(lane, i)] as f32).to_bits();
                 }
             }
         }

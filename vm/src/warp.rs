@@ -37,41 +37,44 @@ fn fragment_half(register: u32, i: u8) -> u16 {
     if i % 2 == 1 { (register >> 16) as u16 } else { register as u16 }
 }
 
-/// The maps above, inverted: where each matrix element sits, as (lane, i), row-major (A 16×16,
-/// B and C 16×8). A (r, k) is `a_i` of lane 4·(r % 8) + (k % 8) / 2 with
-/// i = 4·(k / 8) + 2·(r / 8) + k % 2 (register i / 2); B (k, n) is `b_i` of lane
-/// 4·n + (k % 8) / 2 with i = 2·(k / 8) + k % 2; C (r, n) is `c_i` of lane 4·(r % 8) + n / 2
-/// with i = 2·(r / 8) + n % 2.
-const A_PLACES: [(u8, u8); 256] = {
-    let mut places = [(0, 0); 256];
-    let mut at = 0;
-    while at < 256 {
-        let (r, k) = (at / 16, at % 16);
-        places[at] = ((4 * (r % 8) + (k % 8) / 2) as u8, (4 * (k / 8) + 2 * (r / 8) + k % 2) as u8);
-        at += 1;
-    }
-    places
-};
-const B_PLACES: [(u8, u8); 128] = {
-    let mut places = [(0, 0); 128];
-    let mut at = 0;
-    while at < 128 {
-        let (k, n) = (at / 8, at % 8);
-        places[at] = ((4 * n + (k % 8) / 2) as u8, (2 * (k / 8) + k % 2) as u8);
-        at += 1;
-    }
-    places
-};
-const C_PLACES: [(u8, u8); 128] = {
-    let mut places = [(0, 0); 128];
-    let mut at = 0;
-    while at < 128 {
-        let (r, n) = (at / 8, at % 8);
-        places[at] = ((4 * (r % 8) + n / 2) as u8, (2 * (r / 8) + n % 2) as u8);
-        at += 1;
-    }
-    places
-};
+/// Where `a_i` (i in 0..8) of `lane` sits in A, as a row-major index of the 16×16 matrix: the
+/// ISA's table above (`groupID = lane / 4`, `tig = lane % 4`).
+pub const fn a_element(lane: usize, i: usize) -> usize {
+    let (group, tig) = (lane / 4, lane % 4);
+    (group + 8 * ((i / 2) % 2)) * 16 + 2 * tig + i % 2 + 8 * (i / 4)
+}
+
+/// Where `b_i` (i in 0..4) of `lane` sits in B, row-major (16×8).
+pub const fn b_element(lane: usize, i: usize) -> usize {
+    let (group, tig) = (lane / 4, lane % 4);
+    (2 * tig + i % 2 + 8 * (i / 2)) * 8 + group
+}
+
+/// Where `c_i` (and `d_i`, i in 0..4) of `lane` sits in C and D, row-major (16×8).
+pub const fn c_element(lane: usize, i: usize) -> usize {
+    let (group, tig) = (lane / 4, lane % 4);
+    (group + 8 * (i / 2)) * 8 + 2 * tig + i % 2
+}
+
+/// The maps above inverted: for each matrix element (row-major), the (lane, i) holding it.
+macro_rules! places {
+    ($elements:expr, $per_lane:expr, $element:ident) => {{
+        let mut places = [(0u8, 0u8); $elements];
+        let mut lane = 0;
+        while lane < WARP {
+            let mut i = 0;
+            while i < $per_lane {
+                places[$element(lane, i)] = (lane as u8, i as u8);
+                i += 1;
+            }
+            lane += 1;
+        }
+        places
+    }};
+}
+const A_PLACES: [(u8, u8); 256] = places!(256, 8, a_element);
+const B_PLACES: [(u8, u8); 128] = places!(128, 4, b_element);
+const C_PLACES: [(u8, u8); 128] = places!(128, 4, c_element);
 
 /// D = A·B + C on whole matrices (row-major, `A_PLACES` order): the halves of A and B (f16, or
 /// bf16 for `MmaKind::BF16`) and C's values; D's values before their rounding to f32.
@@ -233,6 +236,20 @@ pub fn ldmatrix(count: usize, trans: bool, rows: &[[u16; 8]; WARP]) -> [[u32; 4]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each fragment map is one-to-one onto its matrix: every element is held by exactly one
+    /// (lane, i), so the inverted tables leave no element at its default.
+    #[test]
+    fn fragment_maps_cover_each_matrix_once() {
+        let check = |name: &str, places: &[(u8, u8)], element: fn(usize, usize) -> usize| {
+            for (at, &(lane, i)) in places.iter().enumerate() {
+                assert_eq!(element(usize::from(lane), usize::from(i)), at, "{name}: element {at}");
+            }
+        };
+        check("A", &A_PLACES, a_element);
+        check("B", &B_PLACES, b_element);
+        check("C", &C_PLACES, c_element);
+    }
 
     #[test]
     fn f16_and_bf16_values_are_the_half_crates() {
