@@ -29,14 +29,6 @@ const WARP: usize = 32;
 const LANES: usize = 4;
 const VECTORS: usize = WARP / LANES;
 
-/// `d = shfl.bfly s, m` as `d = s`: what it reads and writes, for the register analysis.
-pub(super) fn as_assignment(s: &Stmt) -> Option<Stmt> {
-    match s {
-        Stmt::ShuffleXor { dst, src, .. } => Some(Stmt::Assign(*dst, Expr::Var(*src))),
-        _ => None,
-    }
-}
-
 /// Whether `op` on registers of type `ty` has a vector form here.
 fn vector_operation(op: BinaryOp, ty: Ty) -> bool {
     use BinaryOp as B;
@@ -87,10 +79,9 @@ impl Gen<'_, '_> {
         let zero = self.b.ins().iconst(types::I32, 0);
         let warps = self.b.ins().iconst(types::I32, i64::from(self.p.block_threads) / WARP as i64);
         self.counted_loop(zero, warps, |g, warp| {
-            // Thread `warp * 32`'s row of the register file.
-            let warp = g.b.ins().uextend(types::I64, warp);
-            let row = g.b.ins().imul_imm_s(warp, (WARP * g.p.vars.len() * 8) as i64);
-            let base = g.b.ins().iadd(g.registers, row);
+            // The first slot of the warp's first thread.
+            let first = g.b.ins().imul_imm_s(warp, WARP as i64);
+            let base = g.slot(first, 0);
             let mut values: Vec<Option<[Value; VECTORS]>> = vec![None; g.p.vars.len()];
             for s in statements.iter() {
                 match s {
@@ -146,7 +137,8 @@ impl Gen<'_, '_> {
         vectors
     }
 
-    /// The address of register `v` of lane `lane` of the warp whose rows start at `base`.
+    /// The address of register `v` of lane `lane` of the warp whose rows start at `base` (a
+    /// thread's registers are a row of adjacent slots, `Gen::slot`).
     fn warp_slot(&mut self, base: Value, lane: usize, v: Var) -> Value {
         let offset = (lane * self.p.vars.len() + v.0 as usize) * 8;
         self.b.ins().iadd_imm_s(base, offset as i64)

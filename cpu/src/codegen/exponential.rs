@@ -37,7 +37,7 @@ const DROPPED_BITS: i64 = (1 << 29) - 1;
 const MIDPOINT: i64 = 1 << 28;
 /// How close (in f64 ulps) the inline value may come to a midpoint before the call decides:
 /// above the inline value's error (12,500 ulps, see the header) with room to spare.
-pub(crate) const UNCERTAIN: i64 = 1 << 15;
+const UNCERTAIN: i64 = 1 << 15;
 
 impl Gen<'_, '_> {
     /// `exp` (`op == Exp`) or `exp2` (`op == Exp2`) of the f32 `x`, as the simulator rounds it.

@@ -34,24 +34,23 @@ pub(crate) struct Generated {
     pub tables: Vec<Box<[u16]>>,
 }
 
-/// Statements that involve other threads: they split the block's thread loops.
-fn collective(s: &Stmt) -> bool {
+/// Whether `s`, or a statement under its control flow, is one `leaf` accepts.
+fn holds(s: &Stmt, leaf: fn(&Stmt) -> bool) -> bool {
     match s {
-        Stmt::Barrier | Stmt::ShuffleXor { .. } | Stmt::Mma { .. } | Stmt::LdMatrix { .. } => true,
-        Stmt::If { then_body, else_body, .. } => then_body.iter().chain(else_body).any(collective),
-        Stmt::For { body, .. } => body.iter().any(collective),
-        _ => false,
+        Stmt::If { then_body, else_body, .. } => then_body.iter().chain(else_body).any(|s| holds(s, leaf)),
+        Stmt::For { body, .. } => body.iter().any(|s| holds(s, leaf)),
+        _ => leaf(s),
     }
 }
 
-/// Whether `body` holds a warp instruction (one every lane of a warp takes part in).
-fn warp_instruction(body: &[Stmt]) -> bool {
-    body.iter().any(|s| match s {
-        Stmt::ShuffleXor { .. } | Stmt::Mma { .. } | Stmt::LdMatrix { .. } => true,
-        Stmt::If { then_body, else_body, .. } => warp_instruction(then_body) || warp_instruction(else_body),
-        Stmt::For { body, .. } => warp_instruction(body),
-        _ => false,
-    })
+/// An instruction every lane of a warp takes part in.
+fn warp_instruction(s: &Stmt) -> bool {
+    matches!(s, Stmt::ShuffleXor { .. } | Stmt::Mma { .. } | Stmt::LdMatrix { .. })
+}
+
+/// Statements that involve other threads: they split the block's thread loops.
+fn collective(s: &Stmt) -> bool {
+    holds(s, |s| matches!(s, Stmt::Barrier) || warp_instruction(s))
 }
 
 /// `v = op(x); w = op(y)` with `op` f32 `exp` or `exp2` and `y` not reading `v`.
@@ -149,7 +148,7 @@ struct Gen<'a, 'f> {
 }
 
 pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
-    if p.block_threads % 32 != 0 && warp_instruction(&p.body) {
+    if p.block_threads % 32 != 0 && p.body.iter().any(|s| holds(s, warp_instruction)) {
         return Err(CpuError::NotWholeWarps(p.block_threads));
     }
     let target = module.target_config();

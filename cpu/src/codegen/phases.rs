@@ -9,7 +9,10 @@
 //! from the register file: no thread writes `src` during the run, so every thread reads the
 //! value each lane had before the shuffle, as the separate copying pass would have given it.
 //! A reduction (`shfl; max; shfl; max; ...`) then takes one pass over the threads per step
-//! instead of two.
+//! instead of two. A chain of two or more such shuffles with the f32/i32 operations between
+//! them is instead a phase of its own, computed a warp at a time in vectors (`butterfly`); the
+//! register placement sees its statements as a run whose shuffles are `dst = src`
+//! (`shuffle_as_assignment`, as for a folded shuffle).
 //!
 //! The other decision: the operands of warp instructions that are not registers (`ldmatrix`
 //! row offsets, `staged_operands`) are computed at the end of each thread's pass of the run
@@ -60,13 +63,21 @@ impl Phase<'_> {
                 let statements: Vec<&Stmt> = shuffle.iter().map(|f| &f.as_assignment).chain(statements.iter().copied()).collect();
                 RunAccess::of(&statements, staged, registers)
             }
-            // A shuffle reads its source and writes its destination, as `dst = src` does.
             Phase::Butterfly { statements } => {
-                let statements: Vec<Stmt> = statements.iter().map(|s| butterfly::as_assignment(s).unwrap_or_else(|| s.clone())).collect();
+                let statements: Vec<Stmt> = statements.iter().map(|s| shuffle_as_assignment(s).unwrap_or_else(|| s.clone())).collect();
                 RunAccess::of(&statements.iter().collect::<Vec<_>>(), &[], registers)
             }
             Phase::Collective { .. } => unreachable!("a run or a butterfly"),
         }
+    }
+}
+
+/// `d = shfl.bfly s, m` as `d = s`: what a shuffle reads and writes, for the register
+/// analysis (the source is read, from memory, where the other lanes read it).
+fn shuffle_as_assignment(s: &Stmt) -> Option<Stmt> {
+    match s {
+        Stmt::ShuffleXor { dst, src, .. } => Some(Stmt::Assign(*dst, Expr::Var(*src))),
+        _ => None,
     }
 }
 
@@ -134,7 +145,7 @@ pub(super) fn split<'s>(body: &'s [Stmt], vars: &[Ty]) -> Vec<Phase<'s>> {
             let following: Vec<&Stmt> = body[i..].iter().take_while(|s| !collective(s)).collect();
             let foldable = dst != src && !following.is_empty() && !RunAccess::of(&following, &[], registers).written[src.0 as usize];
             if foldable {
-                pending = Some(FoldedShuffle { dst: *dst, src: *src, lane_mask: *lane_mask, as_assignment: Stmt::Assign(*dst, Expr::Var(*src)) });
+                pending = Some(FoldedShuffle { dst: *dst, src: *src, lane_mask: *lane_mask, as_assignment: shuffle_as_assignment(s).expect("a shuffle") });
                 staging = None;
                 continue;
             }

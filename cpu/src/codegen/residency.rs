@@ -7,7 +7,7 @@
 //! Expects the statements split into runs exactly as `Gen::phases` splits them (`phases`:
 //! maximal sequences of non-collective statements, a folded shuffle an assignment `dst = src`
 //! at the start of its run, operands staged for the next collective statement read at its
-//! end). Guarantees: a register is in memory when a
+//! end; a butterfly chain a run of its own, its shuffles `dst = src`). Guarantees: a register is in memory when a
 //! collective statement or the block-level control flow mentions it, when two runs mention it,
 //! or when a run may read it before writing it; within a run, such a register is loaded at the
 //! start of each thread's pass when the run may read its earlier value or may leave it
@@ -148,22 +148,22 @@ pub(super) fn leaf_registers<'s>(s: &'s Stmt, read: &mut impl FnMut(&'s Expr), w
 
 /// Which registers live in memory (the module header's rule), over the whole program.
 pub(super) fn registers_in_memory(p: &Program) -> Vec<bool> {
-    let mut state = Placement { vars: p.vars.clone(), in_memory: vec![false; p.vars.len()], run_of: vec![None; p.vars.len()], runs: 0 };
+    let mut state = Placement { vars: &p.vars, in_memory: vec![false; p.vars.len()], run_of: vec![None; p.vars.len()], runs: 0 };
     state.phases(&p.body);
     state.in_memory
 }
 
-struct Placement {
-    vars: Vec<Ty>,
+struct Placement<'p> {
+    vars: &'p [Ty],
     in_memory: Vec<bool>,
     /// The run that mentions each register, while only one does.
     run_of: Vec<Option<usize>>,
     runs: usize,
 }
 
-impl Placement {
+impl Placement<'_> {
     fn phases(&mut self, body: &[Stmt]) {
-        for phase in split(body, &self.vars) {
+        for phase in split(body, self.vars) {
             let s = match phase {
                 Phase::Run { .. } | Phase::Butterfly { .. } => {
                     self.run(phase.access(self.in_memory.len()));
