@@ -227,3 +227,18 @@ fn gathers_and_scatters_assemble() {
         }
     }
 }
+
+/// The kernels of the program that embeds the runtime (`examples/embed_app`, whose own test
+/// checks their results against the host) assemble, with the variant its snapshots keep.
+#[test]
+fn the_embedding_programs_kernels_assemble() {
+    let test = "the_embedding_programs_kernels_assemble";
+    let saxpy = tl_embed_app::saxpy(256).unwrap_or_else(|e| panic!("{e}"));
+    assembles(test, &saxpy);
+    assembles(test, &tl_embed_app::row_sum().unwrap_or_else(|e| panic!("{e}")));
+    if tl_tests::ptxas_available(test) {
+        let n4 = saxpy.assumptions(&["n%4".to_string()]).unwrap();
+        let ptx = saxpy.variant_ptx(&n4, Arch::Sm90a).unwrap_or_else(|e| panic!("{e}"));
+        ptxas::assemble(&ptx, Arch::Sm90a).unwrap_or_else(|e| panic!("ptxas rejected saxpy (n%4) for sm_90a: {e}"));
+    }
+}
