@@ -9,6 +9,8 @@ use tl_compiler::syntax::{lexer, parser};
 use tl_runtime::tensor_file::{self, TensorFileKind};
 use tl_runtime::{Arch, Arg, Backend, DType, Module, Number, RuntimeError, reference};
 
+mod tune;
+
 const USAGE: &str = "usage:
   tlc check FILE
   tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx|clif
@@ -18,6 +20,9 @@ const USAGE: &str = "usage:
   tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt|cpu]
+  tlc tune FILE [--kernel NAME] [-D NAME=VALUE]... --size NAME=N... [--space NAME=V1,V2,...]...
+              [--target cuda|cpu|compile] [--arch sm_80|sm_90a] [--then KERNEL]... [--jobs N]
+              [--runs N] [--no-check] [--table PATH] [--retune] [--bucket NAME] [--seed N]
 
   --backend picks where tlc run runs the kernel: vm (the block-level reference interpreter,
   the default), simt (the thread-level simulator of the lowered program), cuda (a GPU through
@@ -71,7 +76,24 @@ const USAGE: &str = "usage:
   turns it off), else in the platform's cache directory ($XDG_CACHE_HOME/tl or ~/.cache/tl).
   An entry is keyed by the code generator's version and build, the architecture and the
   variant's whole thread-level program; a damaged entry is compiled again, and a cache that
-  cannot be written leaves the compiled code in memory (each with one warning).";
+  cannot be written leaves the compiled code in memory (each with one warning).
+
+  tlc tune searches the kernel's compile-time parameters for the problem --size gives (its
+  integer scalars: --size m=16 --size n=4096 --size k=4096). The space is every combination
+  of the values --space gives and, for the parameters it does not name, of the defaults for
+  those the kernel declares: BM 16,32,64,128; BN 32,64,128,256; BK 16,32,64,128; STAGES
+  2,3,4; WARPS 4,8; SPLITS 1,2,4,8 (a parameter fixed with -D is not searched). Candidates
+  are compiled in parallel (--jobs, one per core by default); those the compiler refuses are
+  counted by reason. --target cuda times the rest on the GPU (the default when a CUDA driver
+  is present), cpu on the cpu backend, compile only compiles them (the default without a
+  driver; nothing is stored). --then KERNEL times another kernel with each candidate (the
+  reduction of a split-K matmul). The winner's result is checked against the kernel's
+  reference (--no-check skips it) and stored in the dispatch table ($TL_TUNE_TABLE, else
+  dispatch.tbl in the compile cache's directory; --table PATH) under the device, the
+  compiler's build, the kernel, its source, its format and the problem, with the size --bucket
+  names (m by default) rounded up to a power of two. A problem already in the table is not
+  searched again unless --retune; a damaged table is dropped with a warning and tuned again.
+  Progress goes to standard error every second (TL_PROGRESS=0 turns it off).";
 
 struct Usage(String);
 
@@ -94,6 +116,8 @@ struct Options {
     assume: Vec<String>,
     print_after: Vec<String>,
     time: bool,
+    /// `tlc tune`: the problem (`--size`), the space (`--space`), and how to search.
+    tune: tune::TuneOptions,
 }
 
 fn name_value(s: &str, flag: &str) -> Result<(String, String), Usage> {
@@ -116,7 +140,7 @@ fn parse_scalar(s: &str, what: &str) -> Result<Number, Usage> {
 }
 
 /// The commands, in the order the usage lists them.
-const COMMANDS: [&str; 4] = ["check", "compile", "stats", "run"];
+const COMMANDS: [&str; 5] = ["check", "compile", "stats", "run", "tune"];
 
 /// The options each command takes (beyond FILE); any other is a usage error rather than
 /// silently ignored.
@@ -125,6 +149,7 @@ fn options_of(command: &str) -> &'static [&'static str] {
         "check" => &["--kernel", "-D"],
         "stats" => &["--kernel", "-D", "--arch", "--assume"],
         "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o", "--print-after", "--time"],
+        "tune" => tune::OPTIONS,
         _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output"],
     }
 }
@@ -165,8 +190,11 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 options_of(&o.command).join(", ")
             )));
         }
-        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed", "--time"].contains(&a.as_str()) {
+        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed", "--time"].contains(&a.as_str()) || tune::SINGLE.contains(&a.as_str()) {
             once(&mut seen, &a, "")?;
+        }
+        if o.command == "tune" && tune::OPTIONS.contains(&a.as_str()) && tune::parse_option(&mut o.tune, &a, &mut value, &mut seen)? {
+            continue;
         }
         match a.as_str() {
             "--kernel" => o.kernel = Some(value("--kernel")?),
@@ -222,6 +250,9 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
     if o.file.is_none() {
         return Err(Usage("missing FILE".into()));
     }
+    if o.command == "tune" && o.tune.sizes.is_empty() {
+        return Err(Usage("tlc tune needs the problem: --size NAME=N for its integer scalars (--size m=16 --size n=4096 --size k=4096)".into()));
+    }
     Ok(o)
 }
 
@@ -233,6 +264,7 @@ fn run(o: Options) -> Result<bool> {
         "check" => check(&o, &path),
         "compile" => compile(&o, &path),
         "stats" => stats(&o, &path),
+        "tune" => tune::tune(&o, &path),
         _ => run_kernel(&o, &path),
     }
 }

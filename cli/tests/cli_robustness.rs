@@ -255,7 +255,16 @@ fn sixty_four_bit_integers_arrive_exactly() {
 
 #[test]
 fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
-    let dir = temp_dir("progress");
+    for backend in ["vm", "cpu"] {
+        long_run_reports_progress_and_stops_on_an_interrupt(backend);
+    }
+}
+
+/// A run of about a billion blocks on `backend` (hours on the VM, a minute or more on the cpu
+/// backend) reports progress every 0.2 s, then stops on an interrupt without writing its
+/// output.
+fn long_run_reports_progress_and_stops_on_an_interrupt(backend: &str) {
+    let dir = temp_dir(&format!("progress-{backend}"));
     let file = write(
         &dir,
         "many.tl",
@@ -267,7 +276,7 @@ fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
     let output = format!("c={}", previous.display());
     // About a billion blocks: hours on the VM. Progress every 0.2 s; then an interrupt.
     let mut child = Command::new(env!("CARGO_BIN_EXE_tlc"))
-        .args(["run", &file, "--arg", "n=1000000000", "--output", &output])
+        .args(["run", &file, "--backend", backend, "--arg", "n=1000000000", "--output", &output])
         .env("TL_PROGRESS", "0.2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -281,7 +290,7 @@ fn long_cpu_runs_report_progress_and_stop_on_an_interrupt() {
         assert!(n > 0, "tlc ended without progress: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
     }
-    assert!(seen.contains("tl: vm `many`:") && seen.contains("of 1000000000 blocks"), "{seen}");
+    assert!(seen.contains(&format!("tl: {backend} `many`:")) && seen.contains("of 1000000000 blocks"), "{seen}");
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().map(|s| s.success()).unwrap_or(false);
     if !interrupted {
         child.kill().unwrap();

@@ -91,6 +91,7 @@ pub const BUILTINS: &[Builtin] = &[
     kernel("wait", &[1], "wait(n)").statement(),
     kernel("sync", &[0], "sync()").statement(),
     kernel("print", &[1], "print(name)").statement(),
+    kernel("require", &[1], "require(condition)").statement(),
     // Tiles.
     kernel("zeros", &[1], "zeros<dtype>([shape])").dtype(),
     kernel("full", &[2], "full<dtype>([shape], value)").dtype(),

@@ -1472,6 +1472,36 @@ impl Sema {
                 self.emit(body, Type::Unit, Op::Print { value: v, label }, e.span);
                 Operand::Error // no value: a statement
             }
+            "require" => {
+                if !arity(self, 1) {
+                    return Operand::Error;
+                }
+                // A condition on the compile-time parameters, decided here: a kernel compiled
+                // with values it was not written for (a k tile spanning two quantization
+                // groups) is refused instead of computing the wrong thing.
+                let (x, xs) = positional.into_iter().next().expect("1");
+                match x {
+                    Operand::Bool(true) => {}
+                    Operand::Bool(false) => {
+                        let mut names = Vec::new();
+                        names_in(&args[0].value, &mut names);
+                        let values: Vec<String> = self
+                            .k
+                            .const_params
+                            .iter()
+                            .filter(|(n, _)| names.contains(n))
+                            .map(|(n, v)| format!("{n} = {v}"))
+                            .collect();
+                        let with = if values.is_empty() { String::new() } else { format!(" with {}", values.join(", ")) };
+                        self.error(format!("the kernel's requirement does not hold{with}"), xs);
+                    }
+                    _ => self.error(
+                        "`require` takes a condition on compile-time integers (e.g. `require(G % BK == 0)`), decided when the kernel is compiled",
+                        xs,
+                    ),
+                }
+                Operand::Error // no value: a statement
+            }
             "commit" | "sync" => {
                 if !arity(self, 0) {
                     return Operand::Error;
@@ -1953,6 +1983,21 @@ impl Sema {
                 Operand::Error
             }
         }
+    }
+}
+
+/// The names an expression mentions (for the message of a requirement that does not hold).
+fn names_in(e: &ast::Expr, names: &mut Vec<String>) {
+    match &e.kind {
+        ExprKind::Name(n) if !names.contains(n) => names.push(n.clone()),
+        ExprKind::Field(x, _) | ExprKind::Unary(_, x) => names_in(x, names),
+        ExprKind::Binary(_, a, b) => {
+            names_in(a, names);
+            names_in(b, names);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| names_in(&a.value, names)),
+        ExprKind::List(items) => items.iter().for_each(|x| names_in(x, names)),
+        _ => {}
     }
 }
 

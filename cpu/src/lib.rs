@@ -209,6 +209,13 @@ pub(crate) fn jit_builder() -> Result<JITBuilder, CpuError> {
     Ok(builder)
 }
 
+/// What names this backend's native code across processes: the crate's version and a digest of
+/// the sources it was built from (`build.rs`). A kernel tuned on the cpu backend of one build
+/// is dispatched only by that build (`tl_runtime::tune`).
+pub fn identity() -> String {
+    format!("tl-cpu {} sources {}", env!("CARGO_PKG_VERSION"), env!("TL_CPU_SOURCE_DIGEST"))
+}
+
 /// Compiles `program` for this machine.
 pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
     let builder = jit_builder()?;
@@ -344,6 +351,10 @@ impl CompiledProgram {
         let faults: Mutex<Vec<(usize, CpuError)>> = Mutex::new(Vec::new());
         let printed: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
         let shared_inputs = SharedInputs { buffers: &buffers, scalars: &scalars };
+        // Progress of a long launch on standard error (see `tl_vm::progress`): blocks finished
+        // are counted by every worker, and whichever finds the reporter free reports.
+        let finished = AtomicUsize::new(0);
+        let progress = Mutex::new(tl_vm::progress::Progress::new(format!("cpu `{}`", p.name), grid));
         let work = || {
             let inputs = &shared_inputs;
             let threads = p.block_threads as usize;
@@ -397,6 +408,10 @@ impl CompiledProgram {
                     }
                     deferred.clear();
                     changed.notify_all();
+                }
+                let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Ok(mut progress) = progress.try_lock() {
+                    progress.block_done(done as u64);
                 }
                 if !printer.lines.is_empty() {
                     printed.lock().unwrap_or_else(|e| e.into_inner()).push((i, std::mem::take(&mut printer.lines)));

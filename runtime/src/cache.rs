@@ -60,7 +60,7 @@ impl CacheKey {
 
 /// FNV-1a, 64 bits: stable across builds and platforms (an entry's checksum must read the same
 /// in the next process, whatever compiled it).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -212,7 +212,7 @@ impl DiskCache {
 }
 
 /// The platform's cache directory for tl, or what `TL_CACHE_DIR` says.
-fn default_directory() -> Option<PathBuf> {
+pub(crate) fn default_directory() -> Option<PathBuf> {
     let variable = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(directory) = variable("TL_CACHE_DIR") {
         return (directory.as_os_str() != "off").then_some(directory);

@@ -55,6 +55,7 @@ pub mod reference;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
 pub mod tensor_file;
+pub mod tune;
 
 pub use tl_compiler::backend::{Arch, CodeGenerator};
 pub use tl_compiler::dtype::DType;
