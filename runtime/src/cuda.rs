@@ -62,6 +62,69 @@ pub enum KernelArg<'a> {
     Scalar { value: Number, dtype: DType },
     /// A tensor, passed as a device pointer to a copy of its bytes and copied back afterwards.
     Tensor(&'a mut HostTensor),
+    /// A tensor already on the device ([`DeviceTensor`]): its address is passed as it is, and
+    /// nothing is copied either way.
+    Device(&'a DeviceTensor<'a>),
+}
+
+/// A tensor in GPU memory: a `cudarc` buffer on the runtime's context ([`device_context`]),
+/// described by the dtype and shape the kernel's parameter has. A launch with it
+/// (`Kernel::launch_device`) passes the buffer's address to the kernel without copies; the
+/// kernel's writes are in the buffer when the launch returns.
+#[derive(Debug)]
+pub struct DeviceTensor<'a> {
+    pointer: u64,
+    /// The packed bytes of `dtype` and `shape` (the buffer holds at least these).
+    bytes: usize,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// The buffer stays borrowed (mutably: the kernel may write it) while the tensor lives.
+    buffer: std::marker::PhantomData<&'a mut ()>,
+}
+
+impl<'a> DeviceTensor<'a> {
+    /// The tensor of `dtype` and `shape` in `buffer` (packed as on the host: elements of fewer
+    /// than 8 bits share bytes, `HostTensor::byte_len`), from its start. The buffer must hold
+    /// at least that many bytes. Work queued on the buffer's stream is waited for here, so a
+    /// launch sees the buffer's data.
+    pub fn new<T>(buffer: &'a mut CudaSlice<T>, dtype: DType, shape: &[usize]) -> Result<DeviceTensor<'a>, CudaError> {
+        let bytes = HostTensor::byte_len(dtype, shape)
+            .ok_or_else(|| CudaError::BadArgument(format!("a {dtype} tensor of shape {shape:?} is larger than the address space")))?;
+        let held = buffer.num_bytes();
+        if held < bytes {
+            return Err(CudaError::BadArgument(format!(
+                "a {dtype} tensor of shape {shape:?} needs {bytes} bytes, but the device buffer holds {held}"
+            )));
+        }
+        use cudarc::driver::DevicePtrMut;
+        let stream = buffer.stream().clone();
+        guarded("waiting for the buffer's stream", || stream.synchronize())?;
+        let (pointer, written) = buffer.device_ptr_mut(&stream);
+        drop(written);
+        Ok(DeviceTensor { pointer, bytes, dtype, shape: shape.to_vec(), buffer: std::marker::PhantomData })
+    }
+
+    /// A tensor at a device address from elsewhere (another CUDA library's allocation).
+    ///
+    /// # Safety
+    /// `pointer` must address at least `HostTensor::byte_len(dtype, shape)` bytes of device
+    /// memory of the runtime's context ([`device_context`]) that nothing else uses during the
+    /// launches the tensor is passed to, and that stay allocated while the tensor lives.
+    pub unsafe fn from_raw(pointer: u64, dtype: DType, shape: &[usize]) -> Result<DeviceTensor<'static>, CudaError> {
+        // Variants may access the tensor in 16-byte vectors from its start, as device
+        // allocations (256-byte aligned) allow.
+        if pointer % 16 != 0 {
+            return Err(CudaError::BadArgument(format!("device address {pointer:#x} is not 16-byte aligned")));
+        }
+        let bytes = HostTensor::byte_len(dtype, shape)
+            .ok_or_else(|| CudaError::BadArgument(format!("a {dtype} tensor of shape {shape:?} is larger than the address space")))?;
+        Ok(DeviceTensor { pointer, bytes, dtype, shape: shape.to_vec(), buffer: std::marker::PhantomData })
+    }
+
+    /// The packed bytes of the tensor's dtype and shape.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 pub struct LaunchSpec<'a> {
@@ -212,7 +275,15 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg], plan: &TimingPlan
         .iter()
         .filter_map(|a| match a {
             KernelArg::Scalar { value, dtype } => Some(scalar_slot(*value, *dtype)),
-            KernelArg::Tensor(_) => None,
+            KernelArg::Tensor(_) | KernelArg::Device(_) => None,
+        })
+        .collect();
+    // Device tensors: their addresses, passed as the 64-bit pointer parameters they are.
+    let addresses: Vec<u64> = args
+        .iter()
+        .filter_map(|a| match a {
+            KernelArg::Device(t) => Some(t.pointer),
+            _ => None,
         })
         .collect();
 
@@ -236,13 +307,14 @@ fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg], plan: &TimingPlan
             guarded("flushing the L2 cache", || stream.memset_zeros(scratch))?;
         }
         let mut builder = stream.launch_builder(&func);
-        let (mut bufs, mut scalars) = (buffers.iter_mut(), slots.iter());
+        let (mut bufs, mut scalars, mut devices) = (buffers.iter_mut(), slots.iter(), addresses.iter());
         for arg in args.iter() {
             match arg {
                 KernelArg::Tensor(_) => builder.arg(bufs.next().expect("one buffer per tensor")),
                 KernelArg::Scalar { .. } => {
                     builder.arg(scalars.next().expect("one slot per scalar"))
                 }
+                KernelArg::Device(_) => builder.arg(devices.next().expect("one address per device tensor")),
             };
         }
         builder.record_kernel_launch(sys::CUevent_flags::CU_EVENT_DEFAULT);
@@ -374,7 +446,7 @@ fn validate(spec: &LaunchSpec, args: &[KernelArg]) -> Result<(), CudaError> {
     }
     for (i, (arg, &size)) in args.iter().zip(params).enumerate() {
         match arg {
-            KernelArg::Tensor(_) if size != 8 => {
+            KernelArg::Tensor(_) | KernelArg::Device(_) if size != 8 => {
                 return bad(format!(
                     "argument {i} is a tensor (a 64-bit pointer) but parameter {i} has {size} bytes"
                 ));
@@ -484,6 +556,13 @@ fn state() -> std::sync::MutexGuard<'static, Option<State>> {
     static STATE: Mutex<Option<State>> = Mutex::new(None);
     // A panic while holding the lock cannot leave the Option half-written; keep using it.
     STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The context launches run in (device 0's primary context): allocate the buffers of
+/// [`DeviceTensor`]s on its streams (`device_context()?.default_stream().clone_htod(..)`).
+/// [`CudaError::NoDriver`] without a driver.
+pub fn device_context() -> Result<Arc<CudaContext>, CudaError> {
+    context()
 }
 
 /// The context of device 0, created on first use.

@@ -46,6 +46,26 @@
 //! runtime itself never links LLVM), and is kept in a compile cache on disk ([`cache`]).
 //! Snapshot tests of a kernel's generated code in a user's crate: `tl_runtime::snapshot` (feature
 //! `snapshot`).
+//!
+//! On a GPU, tensors the program keeps in device memory (`cudarc` buffers allocated on
+//! [`cuda::device_context`]) are passed without copies: wrap each in a [`DeviceTensor`] with
+//! its dtype and shape and call [`Kernel::launch_device`]:
+//!
+//! ```no_run
+//! use tl_runtime::{DType, DeviceArg, DeviceTensor, Kernel, Number, RuntimeError, cuda};
+//! /// `scale(n, s, x)` of the first example, on x in GPU memory.
+//! fn scale_on_the_gpu(kernel: &Kernel) -> Result<Vec<f32>, RuntimeError> {
+//!     let stream = cuda::device_context()?.default_stream();
+//!     let mut x = stream.clone_htod(&vec![1.0f32; 1000]).expect("a copy to the GPU");
+//!     let tensor = DeviceTensor::new(&mut x, DType::F32, &[1000])?;
+//!     kernel.launch_device(&[DeviceArg::Scalar(Number::Int(1000)), DeviceArg::Scalar(Number::Float(0.5)), DeviceArg::Tensor(&tensor)])?;
+//!     drop(tensor);
+//!     Ok(stream.clone_dtoh(&x).expect("a copy from the GPU"))
+//! }
+//! ```
+//!
+//! The tuner ([`tune`]) searches a kernel's tile sizes, stages, warps and splits for a
+//! problem and keeps the winner in a dispatch table that [`Module::tuned_kernel`] reads.
 
 pub mod cache;
 pub mod cuda;
@@ -61,8 +81,11 @@ pub use tl_compiler::backend::{Arch, CodeGenerator};
 pub use tl_compiler::dtype::DType;
 pub use tl_compiler::number::Number;
 pub use tl_vm::{Arg, HostTensor};
+pub use cuda::DeviceTensor;
 
 pub use tl_compiler::ir::ConstValue;
+/// The `cudarc` the `cuda` backend is built on, for device buffers ([`cuda::DeviceTensor`]).
+pub use cudarc;
 pub use tl_compiler::passes::divisibility::Assumptions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -385,6 +408,13 @@ pub struct Kernel {
     cpu_programs: Mutex<HashMap<Assumptions, Arc<tl_cpu::CompiledProgram>>>,
 }
 
+/// An argument of [`Kernel::launch_device`]: a scalar, or a tensor in device memory.
+#[derive(Debug)]
+pub enum DeviceArg<'a> {
+    Scalar(Number),
+    Tensor(&'a cuda::DeviceTensor<'a>),
+}
+
 /// What a launch measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LaunchReport {
@@ -495,6 +525,41 @@ impl Kernel {
         let mut report = LaunchReport { grid, kernel_ms: None, wall_ms: 0.0 };
         if !grid.contains(&0) {
             report.kernel_ms = backend.executor().launch(self, args, grid, assumptions)?;
+        }
+        report.wall_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(report)
+    }
+
+    /// Runs the kernel on the GPU (the `cuda` backend) on tensors already in device memory:
+    /// each [`cuda::DeviceTensor`]'s address is passed to the kernel as it is, nothing is
+    /// copied, and the kernel's writes are in the buffers when this returns. The arguments are
+    /// checked against the parameters as for [`Kernel::launch`] (kinds, dtypes, shapes, scalar
+    /// ranges), before the driver is touched; the variant is the arguments' signature.
+    pub fn launch_device(&self, args: &[DeviceArg]) -> Result<LaunchReport, RuntimeError> {
+        let start = std::time::Instant::now();
+        let kernel = &self.compiled.kernel;
+        let shapes: Vec<tl_vm::interp::ArgShape> = args
+            .iter()
+            .map(|a| match a {
+                DeviceArg::Scalar(v) => tl_vm::interp::ArgShape::Scalar(*v),
+                DeviceArg::Tensor(t) => tl_vm::interp::ArgShape::Tensor { dtype: t.dtype, shape: &t.shape, bytes: t.bytes() },
+            })
+            .collect();
+        let values = tl_vm::interp::check_arg_shapes(kernel, &shapes).map_err(|e| self.launch_error(e))?;
+        let grid = tl_vm::interp::grid_from_params(kernel, &values).map_err(|e| self.launch_error(e))?;
+        let assumptions = Assumptions::from_values(kernel, &values, self.specialize_log2);
+        let mut report = LaunchReport { grid, kernel_ms: None, wall_ms: 0.0 };
+        if !grid.contains(&0) {
+            let mut kernel_args: Vec<cuda::KernelArg> = Vec::with_capacity(args.len());
+            for (param, arg) in kernel.params.iter().zip(args) {
+                kernel_args.push(match (arg, &param.kind) {
+                    (DeviceArg::Scalar(v), ParamKind::Scalar(d)) => cuda::KernelArg::Scalar { value: *v, dtype: *d },
+                    (DeviceArg::Tensor(t), _) => cuda::KernelArg::Device(t),
+                    _ => return Err(RuntimeError::Usage(format!("argument `{}` has the wrong kind", param.name))),
+                });
+            }
+            let times = executors::cuda::time_kernel_args(self, &mut kernel_args, grid, &assumptions, &cuda::TimingPlan::ONCE)?;
+            report.kernel_ms = times.first().copied();
         }
         report.wall_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(report)

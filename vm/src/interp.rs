@@ -198,6 +198,26 @@ pub fn launch_with_output(kernel: &Kernel, args: &mut [Arg]) -> Result<Vec<Strin
 /// `Some(v)` for integer and bool scalars, `None` for float scalars (they cannot size
 /// anything) and for tensors.
 pub fn check_args(kernel: &Kernel, args: &[Arg]) -> Result<Vec<Option<i64>>, VmError> {
+    let shapes: Vec<ArgShape> = args
+        .iter()
+        .map(|a| match a {
+            Arg::Scalar(v) => ArgShape::Scalar(*v),
+            Arg::Tensor(t) => ArgShape::Tensor { dtype: t.dtype, shape: &t.shape, bytes: t.data.len() },
+        })
+        .collect();
+    check_arg_shapes(kernel, &shapes)
+}
+
+/// What checking a launch needs of an argument: a scalar's value, or a tensor's dtype, shape
+/// and the bytes of its buffer (on the host or on a device).
+#[derive(Clone, Copy, Debug)]
+pub enum ArgShape<'a> {
+    Scalar(Number),
+    Tensor { dtype: DType, shape: &'a [usize], bytes: usize },
+}
+
+/// [`check_args`] for arguments described by their shapes (a device buffer has no host data).
+pub fn check_arg_shapes(kernel: &Kernel, args: &[ArgShape]) -> Result<Vec<Option<i64>>, VmError> {
     if args.len() != kernel.params.len() {
         return Err(VmError::ArgCount {
             kernel: kernel.name.clone(),
@@ -214,18 +234,18 @@ pub fn check_args(kernel: &Kernel, args: &[Arg]) -> Result<Vec<Option<i64>>, VmE
     let mut values = vec![None; args.len()];
     for (i, (param, arg)) in kernel.params.iter().zip(args).enumerate() {
         let ParamKind::Scalar(dtype) = param.kind else { continue };
-        let Arg::Scalar(v) = *arg else {
+        let ArgShape::Scalar(v) = *arg else {
             return Err(bad(i, format!("expected a {dtype} scalar, got a tensor")));
         };
         values[i] = check_scalar(dtype, v).map_err(|reason| bad(i, reason))?;
     }
     for (i, (param, arg)) in kernel.params.iter().zip(args).enumerate() {
         let ParamKind::Global { dtype, shape, .. } = &param.kind else { continue };
-        let Arg::Tensor(t) = arg else {
+        let ArgShape::Tensor { dtype: given, shape: given_shape, bytes: held } = *arg else {
             return Err(bad(i, format!("expected a {dtype} tensor, got a scalar")));
         };
-        if t.dtype != *dtype {
-            return Err(bad(i, format!("expected a {dtype} tensor, got a {} tensor", t.dtype)));
+        if given != *dtype {
+            return Err(bad(i, format!("expected a {dtype} tensor, got a {given} tensor")));
         }
         let mut want = Vec::with_capacity(shape.len());
         for (d, e) in shape.iter().enumerate() {
@@ -235,20 +255,20 @@ pub fn check_args(kernel: &Kernel, args: &[Arg]) -> Result<Vec<Option<i64>>, VmE
             })?;
             want.push(v);
         }
-        if t.shape != want {
+        if given_shape != want.as_slice() {
             let text: Vec<String> = shape.iter().map(|e| sym_expr(kernel, e)).collect();
             return Err(bad(
                 i,
-                format!("shape {:?} does not match [{}] = {want:?}", t.shape, text.join(", ")),
+                format!("shape {given_shape:?} does not match [{}] = {want:?}", text.join(", ")),
             ));
         }
         // `HostTensor` fields are public: make sure the buffer really holds the shape, so
         // element accesses cannot go out of the buffer.
-        let bytes = HostTensor::byte_len(t.dtype, &t.shape);
-        if bytes != Some(t.data.len()) {
+        let bytes = HostTensor::byte_len(given, given_shape);
+        if bytes != Some(held) {
             return Err(bad(
                 i,
-                format!("buffer holds {} bytes, shape {:?} needs {bytes:?}", t.data.len(), t.shape),
+                format!("buffer holds {held} bytes, shape {given_shape:?} needs {bytes:?}"),
             ));
         }
     }

@@ -2,12 +2,13 @@
 //! file, launches both on every CPU backend (and the GPU when there is one) on host tensors,
 //! checks each result against the same computation done here in f64, prints the launch times,
 //! and shows how errors come back: a kernel with a type error and a launch with a wrong
-//! argument, each rendered at its place in the source.
+//! argument, each rendered at its place in the source. With a GPU, `saxpy` also runs on
+//! tensors the program keeps in device memory (`cudarc` buffers), without copies.
 //!
 //! Run with `cargo run --release -p tl-embed-app`.
 
 use anyhow::{Result, bail};
-use tl_runtime::{Arg, Backend, DType, HostTensor, Module, RuntimeError, cuda};
+use tl_runtime::{Arg, Backend, DType, DeviceArg, HostTensor, Module, Number, RuntimeError, cuda};
 
 fn main() -> Result<()> {
     let mut backends = vec![Backend::Vm, Backend::Simt, Backend::Cpu];
@@ -30,6 +31,10 @@ fn main() -> Result<()> {
         if wrong > 0 {
             bail!("saxpy on {} differs from the host", backend.name());
         }
+    }
+
+    if cuda::driver_available() {
+        saxpy_on_device_buffers(&saxpy, a, &x, &y)?;
     }
 
     let row_sum = tl_embed_app::row_sum()?;
@@ -57,6 +62,31 @@ fn main() -> Result<()> {
     match saxpy.launch(Backend::Cpu, &mut too_short) {
         Err(e) => println!("a launch error:\n{e}"),
         Ok(_) => bail!("a tensor of the wrong shape was accepted"),
+    }
+    Ok(())
+}
+
+/// `saxpy` on device buffers: x and y copied to the GPU once by the program, the kernel launched
+/// on them twice (y = a·x + y, then again on the result), y copied back once at the end.
+fn saxpy_on_device_buffers(saxpy: &tl_runtime::Kernel, a: f32, x: &[f64], y: &[f64]) -> Result<()> {
+    let n = x.len();
+    let stream = cuda::device_context()?.default_stream();
+    let host_x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let host_y: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+    let mut device_x = stream.clone_htod(&host_x)?;
+    let mut device_y = stream.clone_htod(&host_y)?;
+    let mut total_ms = 0.0;
+    for _ in 0..2 {
+        let tensor_x = cuda::DeviceTensor::new(&mut device_x, DType::F32, &[n])?;
+        let tensor_y = cuda::DeviceTensor::new(&mut device_y, DType::F32, &[n])?;
+        let args = [DeviceArg::Scalar(Number::Int(n as i128)), DeviceArg::Scalar(Number::Float(f64::from(a))), DeviceArg::Tensor(&tensor_x), DeviceArg::Tensor(&tensor_y)];
+        total_ms += saxpy.launch_device(&args)?.wall_ms;
+    }
+    let result = stream.clone_dtoh(&device_y)?;
+    let wrong = (0..n).filter(|&i| result[i] != a * host_x[i] + (a * host_x[i] + host_y[i])).count();
+    println!("saxpy   on cuda device buffers, twice: {total_ms:>8.2} ms, {wrong} wrong of {n}");
+    if wrong > 0 {
+        bail!("saxpy on device buffers differs from the host");
     }
     Ok(())
 }

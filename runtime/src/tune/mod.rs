@@ -499,11 +499,17 @@ fn compile_candidate(module: &Module, request: &TuneRequest, values: &[(String, 
         let kernel = module.kernel(Some(name), &consts)?;
         let assumptions = problem_assumptions(&kernel, &request.sizes);
         match request.target {
-            TuneTarget::Cuda(arch) | TuneTarget::Compile(arch) => {
+            TuneTarget::Cuda(arch) => {
                 kernel.variant_ptx(&assumptions, arch)?;
             }
             TuneTarget::Cpu => {
                 kernel.cpu_program(&assumptions)?;
+            }
+            // Nothing is timed: the compiled kernel is not kept (a sweep of thousands of
+            // candidates holds one at a time per worker).
+            TuneTarget::Compile(arch) => {
+                kernel.variant_ptx(&assumptions, arch)?;
+                continue;
             }
         }
         kernels.push((kernel, assumptions));
