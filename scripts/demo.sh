@@ -4,7 +4,8 @@
 #   1. compile it to PTX for sm_80 and sm_90a (target/demo/NAME.ARCH.ptx),
 #   2. assemble each PTX file with ptxas (target/demo/NAME.ARCH.cubin, `ptxas -v` report in the log),
 #   3. run it on the CPU VM on seeded random inputs and check it against the file's `reference`,
-#   4. if `nvidia-smi` works: run it on the GPU and compare with the VM (`--against vm`).
+#   4. if `nvidia-smi` works: run it on the GPU and compare with the VM (`--against vm`);
+# then tunes the quantized matmul for one problem (`tlc tune`, on the GPU or the cpu backend).
 # Prints a summary table; exits 1 if any step failed. Logs: target/demo/logs/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -129,6 +130,24 @@ printf '%-34s %-6s %-6s %-6s %-6s %s\n' ---------------------------------- -----
 for r in "${rows[@]}"; do
     echo "$r"
 done
+# Tuning: the quantized matmul's tiles, stages and warps for a decode-shaped problem, the
+# winner checked against the reference and stored in a dispatch table: timed on the GPU when
+# there is one, else on the cpu backend.
+if [ "$GPU" -eq 1 ]; then
+    tune_target=(--target cuda --size n=4096 --size k=4096)
+else
+    tune_target=(--target cpu --size n=1024 --size k=1024)
+fi
+echo
+echo "demo: tlc tune stdlib/kernels/qmatmul.tl ${tune_target[*]} --size m=16"
+if logged "$LOGS/tune.log" env TL_PROGRESS=0 "$TLC" tune stdlib/kernels/qmatmul.tl "${tune_target[@]}" --size m=16 \
+        --space BM=16,32 --space BN=32,64,128 --space BK=32,64 --space STAGES=2,3 --space WARPS=4,8 \
+        --retune --table "$OUT/dispatch.tbl"; then
+    grep -E "^(compiled|timed|winner|stored)" "$LOGS/tune.log" | sed 's/^/  /'
+else
+    failures=$((failures + 1))
+fi
+
 echo
 if [ "$count" -eq 0 ]; then
     echo "demo: no kernels found in examples/*.tl or stdlib/kernels/*.tl" >&2

@@ -73,6 +73,29 @@ for f in examples/*.tl stdlib/kernels/*.tl tests/kernels/pipeline.tl tests/kerne
     done
 done
 
+# The tuner on the GPU: a small search of the quantized matmul, its winner checked against the
+# reference (tlc exits 1 when no candidate runs correctly), then run from the dispatch table.
+table="$(mktemp -d)/dispatch.tbl"
+for step in tune run; do
+    if [ "$step" = tune ]; then
+        out="$(TL_PROGRESS=0 "$TLC" tune stdlib/kernels/qmatmul.tl --target cuda --size m=16 --size n=4096 --size k=4096 \
+            --space BM=16,32 --space BN=32,64,128 --space BK=32,64 --space STAGES=2,3 --space WARPS=4,8 --table "$table" 2>&1)"
+    else
+        out="$(TL_TUNE_TABLE="$table" "$TLC" run stdlib/kernels/qmatmul.tl --backend cuda --against cpu --tuned --arg m=16 --arg n=4096 --arg k=4096 2>&1)"
+    fi
+    rc=$?
+    if [ "$rc" -eq 0 ] && { [ "$step" = run ] || printf '%s\n' "$out" | grep -q '^stored in'; }; then
+        result=PASS
+        passed=$((passed + 1))
+    else
+        result=FAIL
+        failed=$((failed + 1))
+        echo "--- tlc $step qmatmul (exit $rc)" >&2
+    fi
+    printf '%s\n' "$out" | tail -n 12 | sed 's/^/  | /' >&2
+    rows+=("$(printf '%-28s %-16s %-6s %-6s %s' stdlib/kernels/qmatmul.tl "$step" - "$result" "$(printf '%s\n' "$out" | grep -E '^winner|^tl: tuned' | head -n 1 | cut -c1-60)")")
+done
+
 echo
 printf '%-28s %-16s %-6s %-6s %s\n' file kernel seed result detail
 printf '%-28s %-16s %-6s %-6s %s\n' ---------------------------- ---------------- ------ ------ ------

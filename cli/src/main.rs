@@ -20,6 +20,7 @@ const USAGE: &str = "usage:
   tlc stats FILE [--kernel NAME] [-D NAME=VALUE]... [--arch sm_80|sm_90a] [--assume NAME%K]...
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt|cpu]
+              [--tuned]
   tlc tune FILE [--kernel NAME] [-D NAME=VALUE]... --size NAME=N... [--space NAME=V1,V2,...]...
               [--target cuda|cpu|compile] [--arch sm_80|sm_90a] [--then KERNEL]... [--jobs N]
               [--runs N] [--no-check] [--table PATH] [--retune] [--bucket NAME] [--seed N]
@@ -93,7 +94,9 @@ const USAGE: &str = "usage:
   compiler's build, the kernel, its source, its format and the problem, with the size --bucket
   names (m by default) rounded up to a power of two. A problem already in the table is not
   searched again unless --retune; a damaged table is dropped with a warning and tuned again.
-  Progress goes to standard error every second (TL_PROGRESS=0 turns it off).";
+  Progress goes to standard error every second (TL_PROGRESS=0 turns it off).
+  tlc run --tuned (--backend cpu or cuda) compiles the kernel with the parameters the dispatch
+  table holds for the sizes --arg gives (its defaults when it holds none; stderr says which).";
 
 struct Usage(String);
 
@@ -116,6 +119,8 @@ struct Options {
     assume: Vec<String>,
     print_after: Vec<String>,
     time: bool,
+    /// `tlc run --tuned`: the compile-time parameters the dispatch table holds for the sizes.
+    tuned: bool,
     /// `tlc tune`: the problem (`--size`), the space (`--space`), and how to search.
     tune: tune::TuneOptions,
 }
@@ -150,7 +155,7 @@ fn options_of(command: &str) -> &'static [&'static str] {
         "stats" => &["--kernel", "-D", "--arch", "--assume"],
         "compile" => &["--kernel", "-D", "--emit", "--arch", "--assume", "-o", "--print-after", "--time"],
         "tune" => tune::OPTIONS,
-        _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output"],
+        _ => &["--kernel", "-D", "--backend", "--against", "--arg", "--seed", "--input", "--output", "--tuned"],
     }
 }
 
@@ -190,7 +195,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 options_of(&o.command).join(", ")
             )));
         }
-        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed", "--time"].contains(&a.as_str()) || tune::SINGLE.contains(&a.as_str()) {
+        if ["--kernel", "--emit", "--arch", "-o", "--backend", "--against", "--seed", "--time", "--tuned"].contains(&a.as_str()) || tune::SINGLE.contains(&a.as_str()) {
             once(&mut seen, &a, "")?;
         }
         if o.command == "tune" && tune::OPTIONS.contains(&a.as_str()) && tune::parse_option(&mut o.tune, &a, &mut value, &mut seen)? {
@@ -232,6 +237,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Usage> {
                 o.print_after.push(pass);
             }
             "--time" => o.time = true,
+            "--tuned" => o.tuned = true,
             "--seed" => o.seed = parse_int(&value("--seed")?, "--seed")? as u64,
             "--input" | "--output" => {
                 let (n, v) = name_value(&value(&a)?, &a)?;
@@ -641,7 +647,8 @@ fn run_kernel(o: &Options, path: &PathBuf) -> Result<bool> {
     for (_, file) in &o.outputs {
         check_output_path(file, "--output")?;
     }
-    let Some(kernel) = load_kernel(o, path)? else { return Ok(false) };
+    let loaded = if o.tuned { tune::load_tuned_kernel(o, path, backend)? } else { load_kernel(o, path)? };
+    let Some(kernel) = loaded else { return Ok(false) };
     let params = &kernel.compiled.kernel.params;
     for (name, file) in &o.outputs {
         let (_, dtype) = tensor_param(&kernel, name)?;

@@ -2,11 +2,11 @@
 //! winner in the dispatch table (`tl_runtime::tune`), with progress on standard error.
 
 use super::{Options, Usage, compiled, name_value, once, parse_int, write_stderr};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tl_runtime::tune::{self, DispatchTable, Outcome, TuneProgress, TuneReport, TuneRequest, TuneSpace, TuneTarget};
-use tl_runtime::{Arch, Module};
+use tl_runtime::{Arch, Backend, Module, Number};
 
 /// The options of `tlc tune` (with `--kernel`, `-D`, `--arch` and `--seed`).
 pub const OPTIONS: &[&str] = &[
@@ -258,4 +258,34 @@ impl Progress {
         self.last = Some(now);
         write_stderr(&format!("tl: tune `{}`: {line} after {:.1} s\n", self.kernel, now.duration_since(self.start).as_secs_f64()));
     }
+}
+
+/// `tlc run --tuned`: the kernel compiled with the winner the dispatch table holds for the
+/// integer sizes `--arg` gives, on the backend's device; the defaults when it holds none (said
+/// on standard error either way). `None` when the source has errors (already printed).
+pub fn load_tuned_kernel(o: &Options, path: &Path, backend: Backend) -> Result<Option<tl_runtime::Kernel>> {
+    let target = match backend {
+        Backend::Cpu => TuneTarget::Cpu,
+        Backend::Cuda => TuneTarget::Cuda(match tl_runtime::cuda::compute_capability()? {
+            (9, _) => Arch::Sm90a,
+            _ => Arch::Sm80,
+        }),
+        other => bail!("--tuned takes the parameters tuned for a device: --backend cpu or cuda, not {}", other.name()),
+    };
+    let Some(module) = compiled(Module::from_file(path))? else { return Ok(None) };
+    let module = module.with_code_generator(tl_ptx::code_generator());
+    let kernel = match &o.kernel {
+        Some(k) => k.clone(),
+        None => module.kernel_names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{}: no kernel to run", path.display()))?,
+    };
+    let sizes: Vec<(String, i64)> =
+        o.scalars.iter().filter_map(|(name, value)| if let Number::Int(v) = value { Some((name.clone(), i64::try_from(*v).ok()?)) } else { None }).collect();
+    let table = DispatchTable::from_environment();
+    let Some(tuned) = compiled(module.tuned_kernel(&kernel, &o.consts, &sizes, None, target, &table))? else { return Ok(None) };
+    let place = table.path().map_or_else(|| "memory".to_string(), |p| p.display().to_string());
+    match &tuned.entry {
+        Some(entry) => write_stderr(&format!("tl: tuned {}: {} ({place})\n", kernel, describe(&entry.values))),
+        None => write_stderr(&format!("tl: {kernel} is not tuned for {} on {} ({place}): its defaults\n", tuned.key.sizes, tuned.key.device)),
+    }
+    Ok(Some(tuned.kernel))
 }

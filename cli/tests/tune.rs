@@ -6,14 +6,16 @@
 use std::process::Command;
 
 fn tlc(args: &[&str], progress: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tlc"))
-        .args(args)
-        .env("TL_CACHE_DIR", "off")
-        .env("TL_PROGRESS", progress)
-        .env_remove("TL_TUNE_TABLE")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("tlc runs");
+    tlc_with_table(args, progress, None)
+}
+
+fn tlc_with_table(args: &[&str], progress: &str, table: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tlc"));
+    command.args(args).env("TL_CACHE_DIR", "off").env("TL_PROGRESS", progress).env_remove("TL_TUNE_TABLE");
+    if let Some(table) = table {
+        command.env("TL_TUNE_TABLE", table);
+    }
+    let out = command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).output().expect("tlc runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -64,6 +66,22 @@ fn a_search_is_stored_found_again_and_redone_after_damage() {
     assert!(out.contains("winner BM=16"), "{out}");
     let (_, out, err) = tlc(&args, "0");
     assert!(out.contains("is tuned for") && !err.contains("warning"), "{out}{err}");
+
+    // `tlc run --tuned` finds the winner for a problem of the bucket, and the defaults for
+    // another bucket; both compute the right thing.
+    let winner = out.lines().next().unwrap().split(": ").nth(1).unwrap().split(" (").next().unwrap().to_string();
+    let run = ["run", "stdlib/kernels/qmatmul.tl", "--backend", "cpu", "--arg", "m=9", "--arg", "n=256", "--arg", "k=512", "--tuned"];
+    let (code, out, err) = tlc_with_table(&run, "0", Some(&table));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(&format!("tl: tuned qmatmul: {winner} ({})", table.display())), "{winner}: {err}");
+    assert!(out.contains("PASS qmatmul backend=cpu"), "{out}");
+    let other_bucket = ["run", "stdlib/kernels/qmatmul.tl", "--backend", "cpu", "--arg", "m=17", "--arg", "n=256", "--arg", "k=512", "--tuned"];
+    let (code, out, err) = tlc_with_table(&other_bucket, "0", Some(&table));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("tl: qmatmul is not tuned for m<=32 n=256 k=512 on cpu ") && err.contains("its defaults"), "{err}");
+    let (code, _, err) = tlc_with_table(&["run", "stdlib/kernels/qmatmul.tl", "--arg", "m=9", "--tuned"], "0", Some(&table));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--tuned takes the parameters tuned for a device: --backend cpu or cuda, not vm"), "{err}");
 
     // --retune searches even so.
     let mut retune = args.clone();
