@@ -21,7 +21,7 @@ const USAGE: &str = "usage:
   tlc run FILE [--kernel NAME] [-D NAME=VALUE]... [--backend vm|simt|cuda|cpu] [--arg NAME=VALUE]...
               [--seed N] [--input NAME=TENSOR]... [--output NAME=TENSOR]... [--against vm|simt|cpu]
               [--tuned]
-  tlc tune FILE [--kernel NAME] [-D NAME=VALUE]... --size NAME=N... [--space NAME=V1,V2,...]...
+  tlc tune FILE [--kernel NAME] [-D NAME=VALUE]... --size NAME=N[,N...]... [--space NAME=V1,V2,...]...
               [--target cuda|cpu|compile] [--arch sm_80|sm_90a] [--then KERNEL]... [--jobs N]
               [--runs N] [--no-check] [--table PATH] [--retune] [--bucket NAME] [--seed N]
 
@@ -80,7 +80,8 @@ const USAGE: &str = "usage:
   cannot be written leaves the compiled code in memory (each with one warning).
 
   tlc tune searches the kernel's compile-time parameters for the problem --size gives (its
-  integer scalars: --size m=16 --size n=4096 --size k=4096). The space is every combination
+  integer scalars: --size m=16 --size n=4096 --size k=4096; --size m=1,16,64 tunes each m in
+  turn, every combination of the sizes' values being a problem of its own). The space is every combination
   of the values --space gives and, for the parameters it does not name, of the defaults for
   those the kernel declares: BM 16,32,64,128; BN 32,64,128,256; BK 16,32,64,128; STAGES
   2,3,4; WARPS 4,8; SPLITS 1,2,4,8 (a parameter fixed with -D is not searched). Candidates

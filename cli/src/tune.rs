@@ -19,7 +19,8 @@ pub const SINGLE: &[&str] = &["--target", "--jobs", "--runs", "--no-check", "--t
 
 #[derive(Default)]
 pub struct TuneOptions {
-    pub sizes: Vec<(String, i64)>,
+    /// Each size's values (`--size m=1,16,64`): every combination is a problem of its own.
+    pub sizes: Vec<(String, Vec<i64>)>,
     space: Vec<(String, Vec<i64>)>,
     target: Option<String>,
     then: Vec<String>,
@@ -42,7 +43,8 @@ pub fn parse_option(
         "--size" => {
             let (name, v) = name_value(&value(flag)?, flag)?;
             once(seen, flag, &name)?;
-            o.sizes.push((name, parse_int(&v, "--size")?));
+            let values = v.split(',').map(|v| parse_int(v.trim(), "--size")).collect::<Result<Vec<_>, _>>()?;
+            o.sizes.push((name, values));
         }
         "--space" => {
             let parameter = TuneSpace::parse_parameter(&value(flag)?).map_err(|e| Usage(format!("--space: {e}")))?;
@@ -97,7 +99,6 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
         }
     };
     let mut request = TuneRequest::new(&module, &kernel, &[], target);
-    request.sizes = t.sizes.clone();
     request.consts = o.consts.clone();
     request.then = t.then.clone();
     request.bucket = t.bucket.clone();
@@ -124,8 +125,28 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
         Some(path) => DispatchTable::open(path),
         None => DispatchTable::from_environment(),
     };
-    let key = tune::dispatch_key(&module, &kernel, &request.consts, &request.sizes, request.bucket.as_deref(), target)?;
-    if let (Some(entry), false, false) = (table.get(&key), t.retune, matches!(target, TuneTarget::Compile(_))) {
+    let mut ok = true;
+    for sizes in problems(&t.sizes) {
+        request.sizes = sizes;
+        ok &= tune_problem(&module, &request, &mut table, t.retune)?;
+    }
+    Ok(ok)
+}
+
+/// Every combination of the sizes' values, the last size varying fastest.
+fn problems(sizes: &[(String, Vec<i64>)]) -> Vec<Vec<(String, i64)>> {
+    let mut all: Vec<Vec<(String, i64)>> = vec![Vec::new()];
+    for (name, values) in sizes {
+        all = all.iter().flat_map(|prefix| values.iter().map(move |v| [prefix.as_slice(), &[(name.clone(), *v)]].concat())).collect();
+    }
+    all
+}
+
+/// One problem of `tlc tune`: found in the table (unless `retune`), or searched and stored.
+fn tune_problem(module: &Module, request: &TuneRequest, table: &mut DispatchTable, retune: bool) -> Result<bool> {
+    let (kernel, target) = (&request.kernel, request.target);
+    let key = tune::dispatch_key(module, kernel, &request.consts, &request.sizes, request.bucket.as_deref(), target)?;
+    if let (Some(entry), false, false) = (table.get(&key), retune, matches!(target, TuneTarget::Compile(_))) {
         super::write_stdout(&format!(
             "{kernel} is tuned for {} on {}: {} ({:.4} ms); --retune searches again\n",
             key.sizes,
@@ -138,8 +159,8 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
     let space_text = request.space.parameters.iter().map(|(n, v)| format!("{n}={}", v.iter().map(i64::to_string).collect::<Vec<_>>().join(","))).collect::<Vec<_>>().join(" ");
     write_stderr(&format!("tl: tune `{kernel}` for {} on {}: {} candidates ({space_text})\n", key.sizes, key.device, request.space.len()));
     let hits_before = module.cache().hits();
-    let mut progress = Progress::new(&kernel);
-    let report = tune::tune(&module, &request, &mut |event| progress.report(event))?;
+    let mut progress = Progress::new(kernel);
+    let report = tune::tune(module, request, &mut |event| progress.report(event))?;
     let from_cache = module.cache().hits() - hits_before;
     super::write_stdout(&summary(&report, target, from_cache))?;
     let Some(entry) = report.entry() else {

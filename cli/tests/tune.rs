@@ -106,6 +106,23 @@ fn the_compile_target_compiles_every_candidate_with_progress() {
 }
 
 #[test]
+fn several_values_of_a_size_are_tuned_in_turn() {
+    let directory = scratch("several");
+    let table = directory.join("dispatch.tbl");
+    let args = [
+        "tune", "stdlib/kernels/qmatmul.tl", "--size", "m=1,16,40", "--size", "n=256", "--size", "k=512", "--space", "BM=16", "--space", "BN=32,64",
+        "--space", "BK=32", "--space", "STAGES=2", "--space", "WARPS=4", "--target", "cpu", "--runs", "1", "--table", table.to_str().unwrap(),
+    ];
+    let (code, out, err) = tlc(&args, "0");
+    assert_eq!(code, 0, "{out}{err}");
+    for bucket in ["m<=1 ", "m<=16 ", "m<=64 "] {
+        assert!(out.contains(&format!("under qmatmul {bucket}n=256 k=512")), "{bucket}: {out}");
+    }
+    assert_eq!(std::fs::read_to_string(&table).unwrap().lines().nth(1), Some("3"));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
 fn option_mistakes_are_usage_errors() {
     let cases: [(&[&str], &str); 6] = [
         (&["tune", "stdlib/kernels/qmatmul.tl"], "needs the problem: --size"),
