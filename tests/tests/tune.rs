@@ -147,4 +147,10 @@ fn a_requests_own_mistakes_are_errors() {
     let mut empty = TuneRequest::new(&module, "qmatmul", &sizes, TuneTarget::Cpu);
     empty.space = space(&[("BM", &[])]);
     assert!(error(empty).contains("gives `BM` no values"));
+    let mut huge = TuneRequest::new(&module, "qmatmul", &sizes, TuneTarget::Cpu);
+    let ten: Vec<i64> = (1..=10).map(|i| 16 * i).collect();
+    huge.space = space(&[("BM", &ten), ("BN", &ten), ("BK", &ten), ("G", &ten), ("STAGES", &ten), ("WARPS", &ten)]);
+    assert!(error(huge).contains("the space holds 1000000 candidates, more than the 100000"));
+    let empty_problem = TuneRequest::new(&module, "qmatmul", &[("m", 0), ("n", 256), ("k", 512)], TuneTarget::Cpu);
+    assert!(error(empty_problem).contains("the problem size m = 0 is not positive"));
 }

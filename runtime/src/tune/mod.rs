@@ -58,6 +58,10 @@ use tl_compiler::ir::ConstValue;
 use tl_compiler::passes::divisibility::Assumptions;
 use tl_compiler::syntax::ast;
 
+/// The most candidates one search takes: a larger space is refused (narrow it with
+/// `--space`) rather than enumerated without bound.
+pub const MAX_CANDIDATES: usize = 100_000;
+
 /// The values tried for a parameter when the space does not name them: the usual tile sizes,
 /// stages, warps and splits of the shipped kernels. A kernel's space is the parameters it
 /// declares out of these.
@@ -102,9 +106,12 @@ impl TuneSpace {
         Ok((name.to_string(), values))
     }
 
-    /// How many candidates the space holds.
+    /// How many candidates the space holds (saturating).
     pub fn len(&self) -> usize {
-        self.parameters.iter().map(|(_, v)| v.len()).product::<usize>() * usize::from(!self.parameters.is_empty())
+        if self.parameters.is_empty() {
+            return 0;
+        }
+        self.parameters.iter().fold(1usize, |n, (_, v)| n.saturating_mul(v.len()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -311,7 +318,9 @@ pub fn tune(module: &Module, request: &TuneRequest, progress: &mut dyn FnMut(&Tu
     let key = dispatch_key(module, &request.kernel, &request.consts, &request.sizes, request.bucket.as_deref(), request.target)?;
     validate(module, request)?;
     let candidates = request.space.candidates();
-    let jobs = if request.jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { request.jobs }.min(candidates.len().max(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More workers than cores only adds memory (each holds a compilation): at most 4 per core.
+    let jobs = if request.jobs == 0 { cores } else { request.jobs.min(4 * cores) }.min(candidates.len().max(1));
     let compile_start = Instant::now();
     let compiled = compile_all(module, request, &candidates, jobs, progress);
     let compile_seconds = compile_start.elapsed().as_secs_f64();
@@ -386,6 +395,12 @@ fn validate(module: &Module, request: &TuneRequest) -> Result<(), RuntimeError> 
     }
     if request.space.is_empty() {
         return usage(format!("nothing to tune: `{}` declares none of {} and no space was given", request.kernel, DEFAULT_SPACE.map(|(n, _)| n).join(", ")));
+    }
+    if request.space.len() > MAX_CANDIDATES {
+        return usage(format!("the space holds {} candidates, more than the {MAX_CANDIDATES} a search takes: give fewer values", request.space.len()));
+    }
+    if let Some((name, value)) = request.sizes.iter().find(|(_, v)| *v < 1) {
+        return usage(format!("the problem size {name} = {value} is not positive"));
     }
     if request.runs == 0 {
         return usage("a search needs at least one timed launch per candidate".into());

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 /// The first line of a table file, with the format's version.
 const HEADER: &str = "tl dispatch table, format 1";
 
+/// The largest table file read.
+const MAX_TABLE_BYTES: u64 = 256 << 20;
+
 /// What a winner is stored under.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DispatchKey {
@@ -194,6 +197,12 @@ fn encode(entries: &BTreeMap<DispatchKey, TunedEntry>) -> String {
 
 /// The entries of the file at `path`; none when it does not exist.
 fn read(path: &Path) -> Result<BTreeMap<DispatchKey, TunedEntry>, Damage> {
+    // A table of a million entries is about 200 MB; a larger file is not one this code wrote.
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_TABLE_BYTES => return Err(Damage::Format(format!("it is larger than {MAX_TABLE_BYTES} bytes"))),
+        Ok(m) if !m.is_file() => return Err(Damage::Format("it is not a regular file".into())),
+        _ => {}
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -359,6 +368,19 @@ mod tests {
         let table = DispatchTable::open(&path);
         assert_eq!(table.warnings().len(), 1);
         assert!(table.warnings()[0].contains("another format (`tl dispatch table, format 0`)"), "{}", table.warnings()[0]);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_directory_in_the_tables_place_is_a_warning_not_a_failure() {
+        let path = scratch("directory");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut table = DispatchTable::open(&path);
+        assert_eq!(table.warnings().len(), 1);
+        assert!(table.warnings()[0].contains("not a regular file"), "{}", table.warnings()[0]);
+        table.insert(key("qmatmul", "m<=16"), entry(16, 1.0));
+        assert!(table.save().is_err());
+        assert_eq!(table.get(&key("qmatmul", "m<=16")), Some(&entry(16, 1.0)), "the winner stays in memory");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
