@@ -89,15 +89,18 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
     };
     let arch = o.arch.unwrap_or(Arch::Sm80);
     let target = match t.target.as_deref() {
-        Some("cuda") => TuneTarget::Cuda(arch),
+        Some("cuda") => TuneTarget::Cuda,
         Some("cpu") => TuneTarget::Cpu,
         Some(_) => TuneTarget::Compile(arch),
-        None if tl_runtime::cuda::driver_available() => TuneTarget::Cuda(arch),
+        None if tl_runtime::cuda::driver_available() => TuneTarget::Cuda,
         None => {
             write_stderr("tl: no CUDA driver: every candidate is compiled, none timed (--target cpu times them on the cpu backend)\n");
             TuneTarget::Compile(arch)
         }
     };
+    if target == TuneTarget::Cuda && o.arch.is_some() {
+        write_stderr("tl: warning: --arch applies to --target compile; on the GPU its own architecture's PTX is timed\n");
+    }
     let mut request = TuneRequest::new(&module, &kernel, &[], target);
     request.consts = o.consts.clone();
     request.then = t.then.clone();
@@ -287,10 +290,7 @@ impl Progress {
 pub fn load_tuned_kernel(o: &Options, path: &Path, backend: Backend) -> Result<Option<tl_runtime::Kernel>> {
     let target = match backend {
         Backend::Cpu => TuneTarget::Cpu,
-        Backend::Cuda => TuneTarget::Cuda(match tl_runtime::cuda::compute_capability()? {
-            (9, _) => Arch::Sm90a,
-            _ => Arch::Sm80,
-        }),
+        Backend::Cuda => TuneTarget::Cuda,
         other => bail!("--tuned takes the parameters tuned for a device: --backend cpu or cuda, not {}", other.name()),
     };
     let Some(module) = compiled(Module::from_file(path))? else { return Ok(None) };

@@ -165,6 +165,15 @@ pub fn compute_capability() -> Result<(i32, i32), CudaError> {
     })
 }
 
+/// The architecture PTX is generated for on GPU 0: `sm_90a` on compute capability 9.x,
+/// `sm_80` otherwise (Ampere and later run it).
+pub fn device_arch() -> Result<tl_compiler::backend::Arch, CudaError> {
+    Ok(match compute_capability()? {
+        (9, _) => tl_compiler::backend::Arch::Sm90a,
+        _ => tl_compiler::backend::Arch::Sm80,
+    })
+}
+
 /// Runs one kernel on GPU 0 and copies every tensor argument back. See the module docs.
 pub fn launch(spec: &LaunchSpec, args: &mut [KernelArg]) -> Result<LaunchReport, CudaError> {
     let times = time(spec, args, &TimingPlan::ONCE)?;

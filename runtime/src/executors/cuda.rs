@@ -3,7 +3,7 @@
 
 use super::Executor;
 use crate::cuda;
-use crate::{Arch, Arg, Assumptions, Kernel, RuntimeError};
+use crate::{Arg, Assumptions, Kernel, RuntimeError};
 use tl_compiler::ir::ParamKind;
 
 pub struct Cuda;
@@ -40,10 +40,7 @@ pub(crate) fn time_kernel_args(kernel: &Kernel, kargs: &mut [cuda::KernelArg], g
     if !cuda::driver_available() {
         return Err(cuda::CudaError::NoDriver.into());
     }
-    let arch = match cuda::compute_capability()? {
-        (9, _) => Arch::Sm90a,
-        _ => Arch::Sm80,
-    };
+    let arch = cuda::device_arch()?;
     let ptx = kernel.variant_ptx(assumptions, arch)?;
     let program = kernel.variant(assumptions)?;
     let spec = cuda::LaunchSpec {

@@ -140,8 +140,9 @@ impl TuneSpace {
 /// Where candidates are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TuneTarget {
-    /// The GPU of the CUDA driver, on PTX for `arch`.
-    Cuda(Arch),
+    /// The GPU of the CUDA driver, on PTX for its architecture (`cuda::device_arch`), the PTX
+    /// its launches run.
+    Cuda,
     /// The cpu backend on this machine.
     Cpu,
     /// Nowhere: every candidate is compiled to PTX for `arch` and none timed (no winner).
@@ -151,7 +152,7 @@ pub enum TuneTarget {
 impl TuneTarget {
     pub fn name(self) -> &'static str {
         match self {
-            TuneTarget::Cuda(_) => "cuda",
+            TuneTarget::Cuda => "cuda",
             TuneTarget::Cpu => "cpu",
             TuneTarget::Compile(_) => "compile",
         }
@@ -160,7 +161,7 @@ impl TuneTarget {
     /// The device a winner of this target is measured on (part of its dispatch key).
     pub fn device(self) -> Result<String, RuntimeError> {
         match self {
-            TuneTarget::Cuda(_) => {
+            TuneTarget::Cuda => {
                 let name = cuda::device_name()?;
                 let (major, minor) = cuda::compute_capability()?;
                 Ok(format!("sm_{major}{minor} {name}"))
@@ -173,7 +174,7 @@ impl TuneTarget {
     /// The identity of the compiler whose code this target times (part of the dispatch key).
     pub fn compiler(self, module: &Module) -> Result<String, RuntimeError> {
         match self {
-            TuneTarget::Cuda(_) | TuneTarget::Compile(_) => {
+            TuneTarget::Cuda | TuneTarget::Compile(_) => {
                 let generator = module.code_generator()?;
                 Ok(generator.identity().unwrap_or_else(|| "unidentified code generator".into()))
             }
@@ -478,7 +479,10 @@ fn compile_all(module: &Module, request: &TuneRequest, candidates: &[Vec<(String
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(values) = candidates.get(index) else { break };
                     let start = Instant::now();
-                    let result = compile_candidate(module, request, values);
+                    // A compiler panic on one candidate (a bug) rejects that candidate, not the
+                    // search.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile_candidate(module, request, values)))
+                        .unwrap_or_else(|_| Err(RuntimeError::Usage("internal compiler error (a panic) on this candidate".into())));
                     if sender.send((index, (start.elapsed().as_secs_f64() * 1e3, result))).is_err() {
                         break;
                     }
@@ -514,8 +518,8 @@ fn compile_candidate(module: &Module, request: &TuneRequest, values: &[(String, 
         let kernel = module.kernel(Some(name), &consts)?;
         let assumptions = problem_assumptions(&kernel, &request.sizes);
         match request.target {
-            TuneTarget::Cuda(arch) => {
-                kernel.variant_ptx(&assumptions, arch)?;
+            TuneTarget::Cuda => {
+                kernel.variant_ptx(&assumptions, cuda::device_arch()?)?;
             }
             TuneTarget::Cpu => {
                 kernel.cpu_program(&assumptions)?;
@@ -568,7 +572,7 @@ fn time_candidate(request: &TuneRequest, compiled: &[(Kernel, Assumptions)]) -> 
     for (kernel, assumptions) in compiled {
         let mut args = kernel.random_args_within(request.seed, &sizes_of(kernel, &request.sizes), crate::max_host_bytes())?;
         total += match request.target {
-            TuneTarget::Cuda(_) => {
+            TuneTarget::Cuda => {
                 let plan = cuda::TimingPlan { warmup: 1, runs: request.runs.max(1), flush_bytes: 64 << 20 };
                 let mut times = kernel.time_variant(&mut args, assumptions, &plan)?;
                 cuda::median_ms(&mut times)
@@ -591,7 +595,7 @@ fn time_candidate(request: &TuneRequest, compiled: &[(Kernel, Assumptions)]) -> 
 /// block, on fresh random arguments); a wrong one is marked failed and the next is tried.
 fn choose_winner(request: &TuneRequest, report: &mut TuneReport, kernels: &[Option<Vec<(Kernel, Assumptions)>>], progress: &mut dyn FnMut(&TuneProgress)) {
     let backend = match request.target {
-        TuneTarget::Cuda(_) => Backend::Cuda,
+        TuneTarget::Cuda => Backend::Cuda,
         _ => Backend::Cpu,
     };
     loop {
