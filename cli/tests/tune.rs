@@ -140,7 +140,7 @@ fn option_mistakes_are_usage_errors() {
     // A request the tuner refuses: exit 1 with its reason.
     let (code, _, err) = tlc(&["tune", "stdlib/kernels/qmatmul.tl", "--size", "m=1", "--size", "rows=2", "--target", "cpu"], "0");
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no scalar parameter `rows`"), "{err}");
+    assert!(err.contains("no integer scalar parameter `rows`"), "{err}");
     let (code, _, err) = tlc(&["tune", "stdlib/kernels/qmatmul.tl", "--size", "m=1", "--space", "SPLITS=2", "--target", "cpu"], "0");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no integer compile-time parameter `SPLITS`"), "{err}");

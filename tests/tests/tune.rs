@@ -143,7 +143,9 @@ fn a_requests_own_mistakes_are_errors() {
     fixed.consts = vec![("BM".into(), ConstValue::Int(16))];
     assert!(error(fixed).contains("`BM` is both fixed and tuned"));
     let not_a_size = TuneRequest::new(&module, "qmatmul", &[("m", 16), ("rows", 4)], TuneTarget::Cpu);
-    assert!(error(not_a_size).contains("no scalar parameter `rows`"));
+    assert!(error(not_a_size).contains("no integer scalar parameter `rows`"));
+    let tensor_as_size = TuneRequest::new(&module, "qmatmul", &[("m", 16), ("scales", 4)], TuneTarget::Cpu);
+    assert!(error(tensor_as_size).contains("no integer scalar parameter `scales`"));
     let mut empty = TuneRequest::new(&module, "qmatmul", &sizes, TuneTarget::Cpu);
     empty.space = space(&[("BM", &[])]);
     assert!(error(empty).contains("gives `BM` no values"));

@@ -440,8 +440,9 @@ pub fn dispatch_key(
         }
     }
     for (name, _) in sizes {
-        if !ir.params.iter().any(|p| &p.name == name) {
-            return Err(RuntimeError::Usage(format!("kernel `{kernel}` has no scalar parameter `{name}`")));
+        let integer_scalar = |p: &&tl_compiler::ir::Param| &p.name == name && matches!(p.kind, tl_compiler::ir::ParamKind::Scalar(d) if d.is_int());
+        if !ir.params.iter().any(|p| integer_scalar(&p)) {
+            return Err(RuntimeError::Usage(format!("kernel `{kernel}` has no integer scalar parameter `{name}` (a size of the problem)")));
         }
     }
     if let Some(bucket) = bucket.filter(|b| !sizes.iter().any(|(n, _)| n == b)) {
