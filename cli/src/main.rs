@@ -346,19 +346,7 @@ fn check(o: &Options, path: &PathBuf) -> Result<bool> {
     if names.is_empty() {
         write_stderr(&format!("warning: {}: no kernel to check\n", path.display()));
     }
-    let declared = |kernel: &str| -> Vec<String> {
-        module
-            .ast
-            .items
-            .iter()
-            .find_map(|i| match i {
-                tl_compiler::syntax::ast::Item::Kernel(k) if k.name.name == kernel => {
-                    Some(k.const_params.iter().map(|c| c.name.name.clone()).collect())
-                }
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
+    let declared = |kernel: &str| module.const_parameter_names(kernel);
     for (name, _) in &o.consts {
         if !names.iter().any(|k| declared(k).contains(name)) {
             bail!("-D {name}: no kernel checked here has a compile-time parameter `{name}`");

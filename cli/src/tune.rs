@@ -83,10 +83,7 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
     let t = &o.tune;
     let Some(module) = compiled(Module::from_file(path))? else { return Ok(false) };
     let module = module.with_code_generator(tl_ptx::code_generator());
-    let kernel = match &o.kernel {
-        Some(k) => k.clone(),
-        None => module.kernel_names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{}: no kernel to tune", path.display()))?,
-    };
+    let kernel = kernel_name(o, &module, path)?;
     let arch = o.arch.unwrap_or(Arch::Sm80);
     let target = match t.target.as_deref() {
         Some("cuda") => TuneTarget::Cuda,
@@ -107,13 +104,11 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
     request.bucket = t.bucket.clone();
     request.seed = o.seed;
     request.check = !t.no_check;
-    if !t.space.is_empty() {
-        // Named parameters replace their default values; the rest of the default space stays.
-        for (name, values) in &t.space {
-            match request.space.parameters.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = values.clone(),
-                None => request.space.parameters.push((name.clone(), values.clone())),
-            }
+    // Named parameters replace their default values; the rest of the default space stays.
+    for (name, values) in &t.space {
+        match request.space.parameters.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = values.clone(),
+            None => request.space.parameters.push((name.clone(), values.clone())),
         }
     }
     // A parameter fixed with -D is not searched.
@@ -129,20 +124,11 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
         None => DispatchTable::from_environment(),
     };
     let mut ok = true;
-    for sizes in problems(&t.sizes) {
+    for sizes in tune::combinations(&t.sizes) {
         request.sizes = sizes;
         ok &= tune_problem(&module, &request, &mut table, t.retune)?;
     }
     Ok(ok)
-}
-
-/// Every combination of the sizes' values, the last size varying fastest.
-fn problems(sizes: &[(String, Vec<i64>)]) -> Vec<Vec<(String, i64)>> {
-    let mut all: Vec<Vec<(String, i64)>> = vec![Vec::new()];
-    for (name, values) in sizes {
-        all = all.iter().flat_map(|prefix| values.iter().map(move |v| [prefix.as_slice(), &[(name.clone(), *v)]].concat())).collect();
-    }
-    all
 }
 
 /// One problem of `tlc tune`: found in the table (unless `retune`), or searched and stored.
@@ -191,8 +177,7 @@ fn describe(values: &[(String, i64)]) -> String {
 /// candidates and the winner.
 fn summary(report: &TuneReport, target: TuneTarget, from_cache: usize) -> String {
     let mut text = String::new();
-    let compiled: Vec<f64> = report.candidates.iter().filter(|c| !matches!(c.outcome, Outcome::Rejected(_))).map(|c| c.compile_ms).collect();
-    let mut sorted = compiled.clone();
+    let mut sorted: Vec<f64> = report.candidates.iter().filter(|c| !matches!(c.outcome, Outcome::Rejected(_))).map(|c| c.compile_ms).collect();
     sorted.sort_by(f64::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     text.push_str(&format!(
@@ -295,10 +280,7 @@ pub fn load_tuned_kernel(o: &Options, path: &Path, backend: Backend) -> Result<O
     };
     let Some(module) = compiled(Module::from_file(path))? else { return Ok(None) };
     let module = module.with_code_generator(tl_ptx::code_generator());
-    let kernel = match &o.kernel {
-        Some(k) => k.clone(),
-        None => module.kernel_names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{}: no kernel to run", path.display()))?,
-    };
+    let kernel = kernel_name(o, &module, path)?;
     let sizes: Vec<(String, i64)> =
         o.scalars.iter().filter_map(|(name, value)| if let Number::Int(v) = value { Some((name.clone(), i64::try_from(*v).ok()?)) } else { None }).collect();
     let table = DispatchTable::from_environment();
@@ -309,4 +291,12 @@ pub fn load_tuned_kernel(o: &Options, path: &Path, backend: Backend) -> Result<O
         None => write_stderr(&format!("tl: {kernel} is not tuned for {} on {} ({place}): its defaults\n", tuned.key.sizes, tuned.key.device)),
     }
     Ok(Some(tuned.kernel))
+}
+
+/// The kernel `--kernel` names, else the file's first.
+fn kernel_name(o: &Options, module: &Module, path: &Path) -> Result<String> {
+    match &o.kernel {
+        Some(k) => Ok(k.clone()),
+        None => module.kernel_names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{}: the file has no kernel", path.display())),
+    }
 }

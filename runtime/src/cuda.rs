@@ -88,8 +88,7 @@ impl<'a> DeviceTensor<'a> {
     /// at least that many bytes. Work queued on the buffer's stream is waited for here, so a
     /// launch sees the buffer's data.
     pub fn new<T>(buffer: &'a mut CudaSlice<T>, dtype: DType, shape: &[usize]) -> Result<DeviceTensor<'a>, CudaError> {
-        let bytes = HostTensor::byte_len(dtype, shape)
-            .ok_or_else(|| CudaError::BadArgument(format!("a {dtype} tensor of shape {shape:?} is larger than the address space")))?;
+        let bytes = packed_bytes(dtype, shape)?;
         let held = buffer.num_bytes();
         if held < bytes {
             return Err(CudaError::BadArgument(format!(
@@ -116,8 +115,7 @@ impl<'a> DeviceTensor<'a> {
         if pointer % 16 != 0 {
             return Err(CudaError::BadArgument(format!("device address {pointer:#x} is not 16-byte aligned")));
         }
-        let bytes = HostTensor::byte_len(dtype, shape)
-            .ok_or_else(|| CudaError::BadArgument(format!("a {dtype} tensor of shape {shape:?} is larger than the address space")))?;
+        let bytes = packed_bytes(dtype, shape)?;
         Ok(DeviceTensor { pointer, bytes, dtype, shape: shape.to_vec(), buffer: std::marker::PhantomData })
     }
 
@@ -125,6 +123,12 @@ impl<'a> DeviceTensor<'a> {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// The packed bytes of a tensor of `dtype` and `shape` (`HostTensor::byte_len`), or the error
+/// for a shape past the address space.
+fn packed_bytes(dtype: DType, shape: &[usize]) -> Result<usize, CudaError> {
+    HostTensor::byte_len(dtype, shape).ok_or_else(|| CudaError::BadArgument(format!("a {dtype} tensor of shape {shape:?} is larger than the address space")))
 }
 
 pub struct LaunchSpec<'a> {

@@ -255,6 +255,21 @@ impl Module {
             .collect()
     }
 
+    /// The declaration of kernel `name` in the source (its compile-time and runtime
+    /// parameters, grid and body as written).
+    pub fn kernel_declaration(&self, name: &str) -> Option<&ast::Kernel> {
+        self.ast.items.iter().find_map(|i| match i {
+            ast::Item::Kernel(k) if k.name.name == name => Some(k),
+            _ => None,
+        })
+    }
+
+    /// The names of the compile-time parameters kernel `name` declares (none for a kernel
+    /// the source does not have).
+    pub fn const_parameter_names(&self, name: &str) -> Vec<String> {
+        self.kernel_declaration(name).map(|k| k.const_params.iter().map(|p| p.name.name.clone()).collect()).unwrap_or_default()
+    }
+
     /// Compiles kernel `name` (the first when `None`) with compile-time parameter overrides.
     pub fn kernel(&self, name: Option<&str>, consts: &[(String, ConstValue)]) -> Result<Kernel, RuntimeError> {
         self.kernel_with(name, consts, &mut driver::PassManager::default())
@@ -613,10 +628,7 @@ impl Kernel {
 
     /// The span of the kernel's `grid(..)` clause.
     fn grid_span(&self) -> Option<tl_compiler::diagnostics::Span> {
-        self.module.ast.items.iter().find_map(|i| match i {
-            ast::Item::Kernel(k) if k.name.name == self.compiled.kernel.name => Some(k.grid_span),
-            _ => None,
-        })
+        self.module.kernel_declaration(&self.compiled.kernel.name).map(|k| k.grid_span)
     }
 
     /// A usage error about parameter `index`, rendered at the parameter.

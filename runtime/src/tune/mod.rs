@@ -120,21 +120,28 @@ impl TuneSpace {
 
     /// Every combination of the values, the last parameter varying fastest.
     pub fn candidates(&self) -> Vec<Vec<(String, i64)>> {
-        let mut all: Vec<Vec<(String, i64)>> = vec![Vec::new()];
-        for (name, values) in &self.parameters {
-            all = all
-                .into_iter()
-                .flat_map(|prefix| {
-                    values.iter().map(move |v| {
-                        let mut next = prefix.clone();
-                        next.push((name.clone(), *v));
-                        next
-                    })
-                })
-                .collect();
-        }
-        if self.parameters.is_empty() { Vec::new() } else { all }
+        if self.parameters.is_empty() { Vec::new() } else { combinations(&self.parameters) }
     }
+}
+
+/// Every combination of the named values, the last name varying fastest (one empty
+/// combination when there are no names): a space's candidates, or the problems of
+/// `tlc tune --size m=1,16,64`.
+pub fn combinations(values: &[(String, Vec<i64>)]) -> Vec<Vec<(String, i64)>> {
+    let mut all: Vec<Vec<(String, i64)>> = vec![Vec::new()];
+    for (name, choices) in values {
+        all = all
+            .into_iter()
+            .flat_map(|prefix| {
+                choices.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((name.clone(), *v));
+                    next
+                })
+            })
+            .collect();
+    }
+    all
 }
 
 /// Where candidates are timed.
@@ -355,27 +362,17 @@ pub fn tune(module: &Module, request: &TuneRequest, progress: &mut dyn FnMut(&Tu
 
 /// The names of the integer compile-time parameters kernel `name` declares.
 fn declared_integer_parameters(module: &Module, name: &str) -> Vec<String> {
-    kernel_ast(module, name)
+    module
+        .kernel_declaration(name)
         .map(|k| k.const_params.iter().filter(|p| matches!(p.default, ast::ConstDefault::Int(_))).map(|p| p.name.name.clone()).collect())
         .unwrap_or_default()
-}
-
-fn declared_parameters(module: &Module, name: &str) -> Vec<String> {
-    kernel_ast(module, name).map(|k| k.const_params.iter().map(|p| p.name.name.clone()).collect()).unwrap_or_default()
-}
-
-fn kernel_ast<'m>(module: &'m Module, name: &str) -> Option<&'m ast::Kernel> {
-    module.ast.items.iter().find_map(|i| match i {
-        ast::Item::Kernel(k) if k.name.name == name => Some(k),
-        _ => None,
-    })
 }
 
 /// The request's own errors, before any candidate is compiled.
 fn validate(module: &Module, request: &TuneRequest) -> Result<(), RuntimeError> {
     let usage = |m: String| Err(RuntimeError::Usage(m));
     for name in std::iter::once(&request.kernel).chain(&request.then) {
-        if kernel_ast(module, name).is_none() {
+        if module.kernel_declaration(name).is_none() {
             return usage(format!("{} has no kernel `{name}` (it has {})", module.file_name, module.kernel_names().join(", ")));
         }
     }
@@ -508,7 +505,7 @@ fn compile_all(module: &Module, request: &TuneRequest, candidates: &[Vec<(String
 fn compile_candidate(module: &Module, request: &TuneRequest, values: &[(String, i64)]) -> Result<Vec<(Kernel, Assumptions)>, RuntimeError> {
     let mut kernels = Vec::new();
     for name in std::iter::once(&request.kernel).chain(&request.then) {
-        let declared = declared_parameters(module, name);
+        let declared = module.const_parameter_names(name);
         let consts: Vec<(String, ConstValue)> = request
             .consts
             .iter()
