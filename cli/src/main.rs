@@ -77,7 +77,9 @@ const USAGE: &str = "usage:
   turns it off), else in the platform's cache directory ($XDG_CACHE_HOME/tl or ~/.cache/tl).
   An entry is keyed by the code generator's version and build, the architecture and the
   variant's whole thread-level program; a damaged entry is compiled again, and a cache that
-  cannot be written leaves the compiled code in memory (each with one warning).
+  cannot be written leaves the compiled code in memory (each with one warning). On a GPU the
+  cubin the driver makes of the PTX is kept there too (keyed by the driver's version, the
+  device's compute capability and the PTX), so the next process skips the driver's JIT.
 
   tlc tune searches the kernel's compile-time parameters for the problem --size gives (its
   integer scalars: --size m=16 --size n=4096 --size k=4096; --size m=1,16,64 tunes each m in

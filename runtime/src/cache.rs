@@ -51,6 +51,13 @@ impl CacheKey {
         CacheKey { text: format!("ptx\n{identity}\n{}\n{program}", arch.name()) }
     }
 
+    /// The key of the cubin a PTX compiler (`compiler`: the CUDA driver's JIT with its
+    /// version, or a `ptxas` with its own) makes of `ptx` for `target` (the machine it runs on,
+    /// e.g. `sm_90`).
+    pub fn cubin(compiler: &str, target: &str, ptx: &str) -> CacheKey {
+        CacheKey { text: format!("cubin\n{compiler}\n{target}\n{ptx}") }
+    }
+
     /// The entry's file name: a digest of the key (the key itself is stored in the entry and
     /// compared, so two keys with one digest never share an entry).
     fn file_name(&self) -> String {
@@ -73,9 +80,9 @@ pub struct DiskCache {
     /// Set when writing failed once: the rest of the process keeps compiled code in memory
     /// only (and warns no more).
     unwritable: AtomicBool,
-    warned_corrupt: AtomicBool,
     hits: AtomicUsize,
-    warnings: Mutex<Vec<String>>,
+    /// The warnings given, each with its kind: one warning of each kind per cache.
+    warnings: Mutex<Vec<(&'static str, String)>>,
 }
 
 /// Distinguishes the temporary files of one process's writers.
@@ -99,7 +106,7 @@ impl DiskCache {
     }
 
     fn new(directory: Option<PathBuf>) -> DiskCache {
-        DiskCache { directory, limit: DEFAULT_LIMIT, unwritable: AtomicBool::new(false), warned_corrupt: AtomicBool::new(false), hits: AtomicUsize::new(0), warnings: Mutex::new(Vec::new()) }
+        DiskCache { directory, limit: DEFAULT_LIMIT, unwritable: AtomicBool::new(false), hits: AtomicUsize::new(0), warnings: Mutex::new(Vec::new()) }
     }
 
     /// The cache the environment names (`TL_CACHE_DIR`, else the platform's cache directory;
@@ -127,7 +134,7 @@ impl DiskCache {
 
     /// The warnings given so far (each also written to standard error once).
     pub fn warnings(&self) -> Vec<String> {
-        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+        self.warnings.lock().map(|w| w.iter().map(|(_, message)| message.clone()).collect()).unwrap_or_default()
     }
 
     /// The entry for `key`, when there is a whole one. A corrupt or truncated entry is removed
@@ -144,13 +151,20 @@ impl DiskCache {
             }
             Err(Mismatch::OtherKey) => None,
             Err(Mismatch::Damaged(why)) => {
-                if !self.warned_corrupt.swap(true, Ordering::Relaxed) {
-                    self.warn(format!("compile cache entry {} is damaged ({why}): compiling again", path.display()));
-                }
+                self.warn_once("damaged", || format!("compile cache entry {} is damaged ({why}): compiling again", path.display()));
                 let _ = std::fs::remove_file(&path);
                 None
             }
         }
+    }
+
+    /// Removes the entry for `key`, whole but unusable (`why`: e.g. the driver refused the
+    /// cubin it holds), with one warning per cache; the caller makes the artifact again.
+    pub fn discard(&self, key: &CacheKey, why: &str) {
+        let Some(directory) = &self.directory else { return };
+        let path = directory.join(key.file_name());
+        self.warn_once("refused", || format!("compile cache entry {} cannot be used ({why}): compiling again", path.display()));
+        let _ = std::fs::remove_file(&path);
     }
 
     /// Keeps `payload` under `key`: written beside the entry, then renamed over it. A failure
@@ -169,9 +183,8 @@ impl DiskCache {
             Ok(()) => self.trim(directory),
             Err(e) => {
                 let _ = std::fs::remove_file(&temporary);
-                if !self.unwritable.swap(true, Ordering::Relaxed) {
-                    self.warn(format!("cannot write the compile cache in {} ({e}): compiled code is kept in memory only", directory.display()));
-                }
+                self.unwritable.store(true, Ordering::Relaxed);
+                self.warn_once("unwritable", || format!("cannot write the compile cache in {} ({e}): compiled code is kept in memory only", directory.display()));
             }
         }
     }
@@ -203,11 +216,16 @@ impl DiskCache {
         }
     }
 
-    fn warn(&self, message: String) {
-        eprintln!("tl: warning: {message}");
-        if let Ok(mut warnings) = self.warnings.lock() {
-            warnings.push(message);
+    /// Writes a warning to standard error and keeps it, unless one of its `kind` was given
+    /// already (a damaged cache is one message, not one per entry).
+    pub(crate) fn warn_once(&self, kind: &'static str, message: impl FnOnce() -> String) {
+        let Ok(mut warnings) = self.warnings.lock() else { return };
+        if warnings.iter().any(|(given, _)| *given == kind) {
+            return;
         }
+        let message = message();
+        eprintln!("tl: warning: {message}");
+        warnings.push((kind, message));
     }
 }
 

@@ -30,7 +30,6 @@ use std::time::Instant;
 use cudarc::driver::{
     CudaContext, CudaModule, CudaSlice, DriverError, LaunchConfig, PushKernelArg, sys,
 };
-use cudarc::nvrtc::Ptx;
 use tl_compiler::dtype::DType;
 use tl_compiler::number::Number;
 use tl_vm::HostTensor;
@@ -140,6 +139,9 @@ pub struct LaunchSpec<'a> {
     /// (declared in the PTX) and nothing is requested at launch; beyond, the PTX declares it
     /// `.extern` and the launch opts in to that much dynamic shared memory.
     pub shared_bytes: u32,
+    /// Where the cubin the driver makes of the PTX is kept between processes (`crate::cubin`);
+    /// `None` JIT-compiles the PTX in every process.
+    pub cubin_cache: Option<&'a crate::cache::DiskCache>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -258,7 +260,7 @@ pub fn median_ms(times: &mut [f64]) -> f64 {
 
 fn launch_on_device(spec: &LaunchSpec, args: &mut [KernelArg], plan: &TimingPlan) -> Result<Vec<f64>, CudaError> {
     let ctx = context()?;
-    let module = module(&ctx, spec.ptx)?;
+    let module = module(&ctx, spec.ptx, spec.cubin_cache)?;
     let func = guarded("looking up the kernel", || {
         module.load_function(spec.kernel_name)
     })?;
@@ -598,17 +600,15 @@ fn context() -> Result<Arc<CudaContext>, CudaError> {
     Ok(ctx)
 }
 
-fn module(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Arc<CudaModule>, CudaError> {
-    let mut st = state();
-    let cache = st.as_mut().filter(|s| Arc::ptr_eq(&s.ctx, ctx));
-    if let Some(m) = cache.as_ref().and_then(|s| s.modules.get(ptx)) {
+/// The loaded module of `ptx`: kept in memory for the life of the context, and its cubin on
+/// disk in `cubin_cache` (`crate::cubin`).
+fn module(ctx: &Arc<CudaContext>, ptx: &str, cubin_cache: Option<&crate::cache::DiskCache>) -> Result<Arc<CudaModule>, CudaError> {
+    if let Some(m) = state().as_ref().filter(|s| Arc::ptr_eq(&s.ctx, ctx)).and_then(|s| s.modules.get(ptx)) {
         return Ok(m.clone());
     }
-    let m = guarded(
-        "loading the PTX module (JIT compilation by the driver)",
-        || ctx.load_module(Ptx::from_src(ptx)),
-    )?;
-    if let Some(s) = cache {
+    // Loaded without the lock: linking a large kernel takes a while.
+    let (m, _origin) = crate::cubin::load_module(ctx, ptx, cubin_cache)?;
+    if let Some(s) = state().as_mut().filter(|s| Arc::ptr_eq(&s.ctx, ctx)) {
         if s.modules.len() >= MAX_MODULES {
             s.modules.clear();
         }
@@ -619,7 +619,7 @@ fn module(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Arc<CudaModule>, CudaErro
 
 /// Runs one cudarc call, turning its error into [`CudaError::Driver`] and a panic into
 /// [`CudaError::Panicked`].
-fn guarded<T>(during: &str, f: impl FnOnce() -> Result<T, DriverError>) -> Result<T, CudaError> {
+pub(crate) fn guarded<T>(during: &str, f: impl FnOnce() -> Result<T, DriverError>) -> Result<T, CudaError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(CudaError::Driver {
@@ -707,6 +707,7 @@ DONE:
             grid: [grid, 1, 1],
             block_threads: 256,
             shared_bytes: 0,
+            cubin_cache: None,
         }
     }
 
@@ -761,6 +762,7 @@ DONE:
             grid: [1, 1, 1],
             block_threads: 32,
             shared_bytes: 0,
+            cubin_cache: None,
         };
         // A packed f4e2m1 tensor of 5 elements holds 3 bytes; 5 bytes (one per element) is
         // refused before the driver is touched.
@@ -968,6 +970,30 @@ DONE:
         }
         let expected: Vec<f64> = av.iter().zip(&bv).map(|(x, y)| x + 0.5 * y).collect();
         assert_eq!(c.to_f64(), expected);
+
+        // The cubin kept on disk: linked and stored in the first round, loaded from the cache
+        // in the second (the loaded modules forgotten in between, as in a new process).
+        let directory = std::env::temp_dir().join(format!("tl_cubin_on_the_gpu_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        let disk = crate::cache::DiskCache::at(&directory);
+        for round in 0..2 {
+            if let Some(s) = state().as_mut() {
+                s.modules.clear();
+            }
+            let mut c = HostTensor::filled(DType::F32, &[n], f64::NAN);
+            let mut args = [
+                KernelArg::Tensor(&mut a),
+                KernelArg::Tensor(&mut b),
+                KernelArg::Tensor(&mut c),
+                KernelArg::Scalar { value: Number::Float(0.5), dtype: DType::F32 },
+                KernelArg::Scalar { value: Number::Int(n as i128), dtype: DType::U32 },
+            ];
+            launch(&LaunchSpec { cubin_cache: Some(&disk), ..vadd_spec(grid) }, &mut args).unwrap();
+            assert_eq!(c.to_f64(), expected, "round {round}");
+            assert_eq!(disk.hits(), round, "round {round}");
+        }
+        assert!(disk.warnings().is_empty(), "{:?}", disk.warnings());
+        let _ = std::fs::remove_dir_all(&directory);
 
         // Timed repetitions with a cache flush: one time per timed run, the result unchanged.
         c = HostTensor::filled(DType::F32, &[n], f64::NAN);

@@ -43,7 +43,8 @@
 //! ```
 //!
 //! PTX needs a code generator (`Module::with_code_generator(tl_ptx::code_generator())`; the
-//! runtime itself never links LLVM), and is kept in a compile cache on disk ([`cache`]).
+//! runtime itself never links LLVM), and is kept in a compile cache on disk ([`cache`]), with
+//! the cubin the CUDA driver makes of it when a kernel runs on the GPU.
 //! Snapshot tests of a kernel's generated code in a user's crate: `tl_runtime::snapshot` (feature
 //! `snapshot`).
 //!
@@ -68,6 +69,7 @@
 //! problem and keeps the winner in a dispatch table that [`Module::tuned_kernel`] reads.
 
 pub mod cache;
+mod cubin;
 pub mod cuda;
 pub mod executors;
 pub mod npy;

@@ -49,6 +49,7 @@ pub(crate) fn time_kernel_args(kernel: &Kernel, kargs: &mut [cuda::KernelArg], g
         grid,
         block_threads: program.block_threads,
         shared_bytes: program.shared_bytes as u32,
+        cubin_cache: Some(kernel.module.cache()),
     };
     Ok(cuda::time(&spec, kargs, plan)?)
 }
