@@ -13,7 +13,7 @@ mod tune;
 
 const USAGE: &str = "usage:
   tlc check FILE
-  tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx|clif
+  tlc compile FILE [--kernel NAME] [-D NAME=VALUE]... --emit tokens|ast|ir|lir|llvm|ptx|clif|cubin
               [--arch sm_80|sm_90a] [--assume NAME%K]... [-o OUT]
               [--emit STAGE,STAGE,... -o DIR]
               [--print-after PASS]... [--time]
@@ -70,11 +70,14 @@ const USAGE: &str = "usage:
 
   --emit with several stages separated by commas (--emit ir,lir,ptx -o out/) compiles once
   and writes one file per stage into the directory -o names (created when missing):
-  KERNEL.ir, KERNEL.lir, KERNEL.ll, KERNEL.ptx, KERNEL.clif, and FILE.tokens, FILE.ast.
+  KERNEL.ir, KERNEL.lir, KERNEL.ll, KERNEL.ptx, KERNEL.clif, KERNEL.cubin, and FILE.tokens,
+  FILE.ast. --emit cubin assembles the PTX with ptxas (TL_PTXAS or PATH) into the GPU's
+  machine code for cuobjdump -sass or nvdisasm; being binary, it is written only to -o FILE.
 
   PTX is kept in a compile cache on disk and served from it when the same variant is compiled
-  again (--time then shows `ptx from the cache`): in $TL_CACHE_DIR when set (TL_CACHE_DIR=off
-  turns it off), else in the platform's cache directory ($XDG_CACHE_HOME/tl or ~/.cache/tl).
+  again (--time then shows `ptx from the cache`; cubins likewise, keyed by the ptxas build):
+  in $TL_CACHE_DIR when set (TL_CACHE_DIR=off turns it off), else in the platform's cache
+  directory ($XDG_CACHE_HOME/tl or ~/.cache/tl).
   An entry is keyed by the code generator's version and build, the architecture and the
   variant's whole thread-level program; a damaged entry is compiled again, and a cache that
   cannot be written leaves the compiled code in memory (each with one warning). On a GPU the
@@ -374,7 +377,7 @@ fn load_kernel(o: &Options, path: &PathBuf) -> Result<Option<tl_runtime::Kernel>
 }
 
 /// The stages `--emit` knows, with the extension of their files when several are written.
-const STAGES: [(&str, &str); 7] = [("tokens", "tokens"), ("ast", "ast"), ("ir", "ir"), ("lir", "lir"), ("llvm", "ll"), ("ptx", "ptx"), ("clif", "clif")];
+const STAGES: [(&str, &str); 8] = [("tokens", "tokens"), ("ast", "ast"), ("ir", "ir"), ("lir", "lir"), ("llvm", "ll"), ("ptx", "ptx"), ("clif", "clif"), ("cubin", "cubin")];
 
 /// The stages of `--emit` (one, or several separated by commas), checked.
 fn emitted_stages(o: &Options) -> Result<Vec<&'static str>> {
@@ -382,7 +385,7 @@ fn emitted_stages(o: &Options) -> Result<Vec<&'static str>> {
     let mut stages = Vec::new();
     for name in emit.split(',').map(str::trim) {
         let Some(&(stage, _)) = STAGES.iter().find(|(s, _)| *s == name) else {
-            bail!("unknown --emit `{name}` (tokens, ast, ir, lir, llvm, ptx or clif; several separated by commas)");
+            bail!("unknown --emit `{name}` (tokens, ast, ir, lir, llvm, ptx, clif or cubin; several separated by commas)");
         };
         if stages.contains(&stage) {
             bail!("--emit names `{stage}` twice");
@@ -439,10 +442,10 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     };
     let stem = path.file_stem().map_or_else(|| "out".to_string(), |s| s.to_string_lossy().into_owned());
     // (stage, file name without extension, text)
-    let mut outputs: Vec<(&str, String, String)> = Vec::new();
+    let mut outputs: Vec<(&str, String, Vec<u8>)> = Vec::new();
     for &stage in stages.iter().filter(|s| matches!(**s, "tokens" | "ast")) {
         let Some(text) = front_end_text(stage, path)? else { return Ok(false) };
-        outputs.push((stage, stem.clone(), text));
+        outputs.push((stage, stem.clone(), text.into_bytes()));
     }
     let kernel_stages: Vec<&str> = stages.iter().copied().filter(|s| !matches!(*s, "tokens" | "ast")).collect();
     if !kernel_stages.is_empty() && !compile_kernel_stages(o, path, &kernel_stages, arch, &mut outputs)? {
@@ -451,7 +454,12 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     // In the order --emit gave.
     outputs.sort_by_key(|(stage, _, _)| stages.iter().position(|s| s == stage));
     match directory {
-        None => write_out(o, &outputs[0].2)?,
+        None if outputs[0].0 == "cubin" => {
+            let Some(file) = &o.out else { bail!("--emit cubin writes a binary file: give it with -o FILE") };
+            check_output_path(file, "-o")?;
+            std::fs::write(file, &outputs[0].2).with_context(|| format!("cannot write `{}`", file.display()))?;
+        }
+        None => write_out(o, &String::from_utf8_lossy(&outputs[0].2))?,
         Some(directory) => {
             for (stage, name, text) in &outputs {
                 let extension = STAGES.iter().find(|(s, _)| s == stage).map_or(*stage, |(_, e)| *e);
@@ -464,10 +472,11 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     Ok(true)
 }
 
-/// Compiles the kernel and adds the text of each of `stages` (ir, lir, llvm, ptx, clif) to
+/// Compiles the kernel and adds the text of each of `stages` (ir, lir, llvm, ptx, clif; or the
+/// binary cubin) to
 /// `outputs`, named after the kernel; `--print-after` and `--time` report on standard error.
 /// `false` after printing a compile error.
-fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], arch: Arch, outputs: &mut Vec<(&str, String, String)>) -> Result<bool> {
+fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], arch: Arch, outputs: &mut Vec<(&str, String, Vec<u8>)>) -> Result<bool> {
     let mut passes = tl_compiler::driver::PassManager { print_after: o.print_after.clone(), verify_lir: true, ..Default::default() };
     let start = std::time::Instant::now();
     let Some(module) = compiled(Module::from_file(path).map(|m| m.with_code_generator(tl_ptx::code_generator())))? else { return Ok(false) };
@@ -490,6 +499,7 @@ fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], a
     for (pass, text) in &passes.printed {
         write_stderr(&format!("// after {pass}: kernel `{}`\n{text}", kernel.name()));
     }
+    let ptx_label = |from_cache: bool| if from_cache { format!("ptx from the cache ({arch})") } else { format!("codegen (ptx, {arch})") };
     for &stage in stages {
         let start = std::time::Instant::now();
         let hits_before = kernel.module.cache().hits();
@@ -499,16 +509,30 @@ fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], a
             "llvm" => tl_ptx::lir_to_llvm_ir(&*kernel.variant(&assumptions)?, arch)?,
             "ptx" => kernel.variant_ptx(&assumptions, arch)?.to_string(),
             "clif" => kernel.cpu_program(&assumptions)?.clif().to_string(),
+            "cubin" => {
+                // The PTX first (timed as its own stage unless it is emitted too), so that the
+                // cubin's time is ptxas's alone.
+                kernel.variant_ptx(&assumptions, arch)?;
+                if !stages.contains(&"ptx") {
+                    timings.push((ptx_label(kernel.module.cache().hits() > hits_before), start.elapsed()));
+                }
+                let (start, hits_before) = (std::time::Instant::now(), kernel.module.cache().hits());
+                let cubin = kernel.variant_cubin(&assumptions, arch)?;
+                let from = if kernel.module.cache().hits() > hits_before { "from the cache" } else { "by ptxas" };
+                timings.push((format!("cubin {from} ({arch})"), start.elapsed()));
+                outputs.push((stage, kernel.name().to_string(), cubin));
+                continue;
+            }
             other => unreachable!("`emitted_stages` admits `{other}`"),
         };
-        if stage == "ptx" && kernel.module.cache().hits() > hits_before {
-            timings.push((format!("ptx from the cache ({arch})"), start.elapsed()));
-        } else if stage == "llvm" || stage == "ptx" {
+        if stage == "ptx" {
+            timings.push((ptx_label(kernel.module.cache().hits() > hits_before), start.elapsed()));
+        } else if stage == "llvm" {
             timings.push((format!("codegen ({stage}, {arch})"), start.elapsed()));
         } else if stage == "clif" {
             timings.push(("codegen (clif, native code)".to_string(), start.elapsed()));
         }
-        outputs.push((stage, kernel.name().to_string(), text));
+        outputs.push((stage, kernel.name().to_string(), text.into_bytes()));
     }
     if o.time {
         let total: std::time::Duration = timings.iter().map(|(_, t)| *t).sum();

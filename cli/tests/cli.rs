@@ -442,3 +442,64 @@ fn several_stages_are_emitted_into_files_at_once() {
     }
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// `--emit cubin`: the cubin ptxas makes of the kernel's PTX, written to -o: an ELF file for the
+/// CUDA machine, byte for byte what ptxas makes of the emitted PTX when run by hand. A second
+/// compile is served from the cache (`--time` says so); a damaged entry is assembled again with
+/// a warning; among several stages it is KERNEL.cubin; without -o it is an error.
+#[test]
+fn cubins_are_assembled_by_ptxas_and_cached() {
+    let directory = temp_dir("cubin");
+    let file = |name: &str| directory.join(name).to_str().unwrap().to_string();
+    let Some(ptxas) = tl_compiler::backend::ptxas::find_ptxas() else {
+        assert!(std::env::var("TL_REQUIRE_PTXAS").map_or(true, |v| v != "1"), "ptxas not found, but TL_REQUIRE_PTXAS=1 requires it");
+        eprintln!("SKIPPED cubins_are_assembled_by_ptxas_and_cached: ptxas not found (set TL_PTXAS or run scripts/setup.sh)");
+        let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "cubin", "-o", &file("k.cubin")]);
+        assert!(code == 1 && err.contains("ptxas not found"), "{err}");
+        return;
+    };
+    let cache = directory.join("cache");
+    let compile = |extra: &[&str]| {
+        let mut args = vec!["compile", "examples/vector_add.tl", "--arch", "sm_90a", "--time"];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_tlc")).args(&args).env("TL_CACHE_DIR", &cache).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).output().expect("tlc runs");
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let time = compile(&["--emit", "cubin", "-o", &file("first.cubin")]);
+    assert!(time.contains("codegen (ptx, sm_90a)") && time.contains("cubin by ptxas (sm_90a)"), "{time}");
+    let cubin = std::fs::read(directory.join("first.cubin")).unwrap();
+    assert_eq!(&cubin[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([cubin[18], cubin[19]]), 190, "e_machine is EM_CUDA");
+    assert!(cubin.windows(10).any(|w| w == b"vector_add"), "the kernel's symbol");
+
+    // The same bytes as ptxas run by hand on the emitted PTX.
+    compile(&["--emit", "ptx", "-o", &file("k.ptx")]);
+    let by_hand = Command::new(&ptxas).args(["--gpu-name", "sm_90a", &file("k.ptx"), "-o", &file("by_hand.cubin")]).output().expect("ptxas runs");
+    assert!(by_hand.status.success(), "{}", String::from_utf8_lossy(&by_hand.stderr));
+    assert!(std::fs::read(directory.join("by_hand.cubin")).unwrap() == cubin, "the cubin differs from ptxas's own");
+
+    // Served from the cache, the same bytes.
+    let time = compile(&["--emit", "cubin", "-o", &file("second.cubin")]);
+    assert!(time.contains("ptx from the cache (sm_90a)") && time.contains("cubin from the cache (sm_90a)"), "{time}");
+    assert!(std::fs::read(directory.join("second.cubin")).unwrap() == cubin);
+
+    // A damaged cubin entry: assembled again, one warning, the same bytes.
+    let cubin_entry = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).find(|p| std::fs::read(p).is_ok_and(|b| b.get(16..22) == Some(b"cubin\n".as_slice()))).expect("a cubin entry");
+    let mut bytes = std::fs::read(&cubin_entry).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&cubin_entry, &bytes).unwrap();
+    let time = compile(&["--emit", "cubin", "-o", &file("third.cubin")]);
+    assert!(time.contains("damaged") && time.contains("cubin by ptxas (sm_90a)"), "{time}");
+    assert!(std::fs::read(directory.join("third.cubin")).unwrap() == cubin);
+
+    // Among several stages: KERNEL.cubin beside KERNEL.ptx.
+    compile(&["--emit", "ptx,cubin", "-o", &file("stages")]);
+    assert!(std::fs::read(directory.join("stages/vector_add.cubin")).unwrap() == cubin);
+    assert_eq!(std::fs::read_to_string(directory.join("stages/vector_add.ptx")).unwrap(), std::fs::read_to_string(directory.join("k.ptx")).unwrap());
+
+    let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "cubin"]);
+    assert!(code == 1 && err.contains("give it with -o FILE"), "{err}");
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -163,6 +163,9 @@ pub enum RuntimeError {
     NoCodeGenerator,
     #[error("{0}")]
     Usage(String),
+    /// `ptxas` is missing, or failed on the PTX (its own message, which names the line).
+    #[error("{0}")]
+    Ptxas(String),
     /// A launch that cannot be made as asked (arguments that need more memory than allowed,
     /// for instance), rendered at its place in the source like a fault.
     #[error("{rendered}")]
@@ -513,6 +516,23 @@ impl Kernel {
         let ptx = Arc::new(self.module.ptx_of(&program, arch)?);
         let mut cache = self.variant_ptx.lock().map_err(|_| poisoned())?;
         Ok(cache.entry(key).or_insert(ptx).clone())
+    }
+
+    /// The cubin `ptxas` makes of the variant's PTX for `arch` (an ELF file of the GPU's
+    /// machine code, for `cuobjdump -sass` or `nvdisasm`): from the compile cache when it holds
+    /// the cubin of this PTX by this `ptxas` build, else assembled and kept there.
+    /// [`RuntimeError::Ptxas`] when no `ptxas` is found (`TL_PTXAS`, `PATH`) or it fails.
+    pub fn variant_cubin(&self, assumptions: &Assumptions, arch: Arch) -> Result<Vec<u8>, RuntimeError> {
+        use tl_compiler::backend::ptxas;
+        let ptx = self.variant_ptx(assumptions, arch)?;
+        let version = ptxas::ptxas_version().ok_or_else(|| RuntimeError::Ptxas("ptxas not found (set TL_PTXAS or put ptxas on PATH): a cubin needs it".into()))?;
+        let key = cache::CacheKey::cubin(&format!("ptxas {version}"), arch.name(), &ptx);
+        if let Some(cubin) = self.module.cache.get(&key) {
+            return Ok(cubin);
+        }
+        let cubin = ptxas::assemble_cubin(&ptx, arch).map_err(RuntimeError::Ptxas)?;
+        self.module.cache.put(&key, &cubin);
+        Ok(cubin)
     }
 
     /// The variant for `assumptions` compiled to native code by the `cpu` backend, once per

@@ -46,24 +46,48 @@ fn locate_ptxas() -> Option<PathBuf> {
 /// Assembles `ptx` for `arch` with `ptxas -v` and returns its report (registers, spills, shared
 /// memory per kernel). On failure the error holds the exit status and everything `ptxas` printed.
 pub fn assemble(ptx: &str, arch: Arch) -> Result<String, String> {
+    with_ptxas(ptx, arch, true).map(|(report, _)| report)
+}
+
+/// Assembles `ptx` for `arch` and returns the cubin `ptxas` wrote (an ELF file of the GPU's
+/// machine code, what `cuobjdump -sass` and `nvdisasm` read). Errors as [`assemble`].
+pub fn assemble_cubin(ptx: &str, arch: Arch) -> Result<Vec<u8>, String> {
+    with_ptxas(ptx, arch, false).map(|(_, cubin)| cubin)
+}
+
+/// What names the `ptxas` in use: the last line of `ptxas --version` (its release and build,
+/// e.g. `Build cuda_13.0.r13.0/compiler.36424714_0`), or `None` without one. A cubin made by
+/// one build is not taken for another's.
+pub fn ptxas_version() -> Option<String> {
+    static VERSION: OnceLock<Option<String>> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let output = Command::new(find_ptxas()?).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            output.status.success().then(|| text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string())
+        })
+        .clone()
+}
+
+fn with_ptxas(ptx: &str, arch: Arch, verbose: bool) -> Result<(String, Vec<u8>), String> {
     let ptxas = find_ptxas().ok_or_else(|| {
         "ptxas not found: set TL_PTXAS, put ptxas on PATH, or `pip install nvidia-cuda-nvcc`"
             .to_string()
     })?;
     let dir = unique_temp_dir()?;
-    let result = run_ptxas(&ptxas, &dir, ptx, arch);
+    let result = run_ptxas(&ptxas, &dir, ptx, arch, verbose);
     // Best effort: a leftover temp directory is not worth failing the assembly for.
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch) -> Result<String, String> {
+fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch, verbose: bool) -> Result<(String, Vec<u8>), String> {
     let ptx_path = dir.join("kernel.ptx");
     let cubin_path = dir.join("kernel.cubin");
     std::fs::write(&ptx_path, ptx)
         .map_err(|e| format!("cannot write {}: {e}", ptx_path.display()))?;
     let output = Command::new(ptxas)
-        .arg("-v")
+        .args(verbose.then_some("-v"))
         .args(["--gpu-name", arch.name()])
         .arg(&ptx_path)
         .arg("-o")
@@ -73,15 +97,16 @@ fn run_ptxas(ptxas: &Path, dir: &Path, ptx: &str, arch: Arch) -> Result<String, 
     // ptxas writes the `-v` report and its diagnostics to stderr; keep stdout too, just in case.
     let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stdout));
-    if output.status.success() {
-        Ok(text)
-    } else {
-        Err(format!(
+    if !output.status.success() {
+        return Err(format!(
             "ptxas ({}) failed for {arch} with {}:\n{text}",
             ptxas.display(),
             output.status
-        ))
+        ));
     }
+    let cubin = std::fs::read(&cubin_path)
+        .map_err(|e| format!("ptxas ({}) succeeded but its cubin cannot be read: {e}", ptxas.display()))?;
+    Ok((text, cubin))
 }
 
 /// What `ptxas -v` reports for one kernel or function.
@@ -195,7 +220,16 @@ ptxas info    : Used 4 registers, 360 bytes cmem[0]
             let ptx = EMPTY_KERNEL.replace("sm_80", arch.name());
             let report = assemble(&ptx, arch).expect("ptxas accepts an empty kernel");
             assert!(report.contains("empty"), "report names the kernel: {report}");
+            // The cubin: an ELF file for the CUDA machine (e_machine 190, EM_CUDA) holding the
+            // kernel's symbol.
+            let cubin = assemble_cubin(&ptx, arch).expect("ptxas accepts an empty kernel");
+            assert_eq!(&cubin[..4], b"\x7fELF", "{arch}");
+            assert_eq!(u16::from_le_bytes([cubin[18], cubin[19]]), 190, "{arch}");
+            assert!(cubin.windows(5).any(|w| w == b"empty"), "{arch}");
         }
+        let version = ptxas_version().expect("the ptxas found reports its version");
+        assert!(!version.is_empty() && version.chars().any(|c| c.is_ascii_digit()), "{version}");
+        assert!(assemble_cubin(&EMPTY_KERNEL.replace("ret;", "ret.bogus;"), Arch::Sm80).is_err_and(|e| e.contains("bogus")));
         let err = assemble(&EMPTY_KERNEL.replace("ret;", "ret.bogus;"), Arch::Sm80)
             .expect_err("ptxas rejects an unknown modifier");
         assert!(err.contains("bogus"), "error carries ptxas output: {err}");
