@@ -13,8 +13,9 @@
 //!   `cuLinkComplete`, the JIT that `cuModuleLoadData` runs on PTX, with the same defaults) and
 //!   the module is loaded from exactly the bytes that are then stored.
 //! * A cached cubin the driver refuses to load is removed with one warning and made again.
-//! * A linker failure costs only the caching: the PTX is loaded as it would be without a
-//!   cache (one warning when that load succeeds; the PTX's own error when it fails too).
+//! * A linker failure, or a linked cubin the driver does not load, costs only the caching: the
+//!   PTX is loaded as it would be without a cache (one warning when that load succeeds; the
+//!   PTX's own error when it fails too).
 //! * A damaged entry, writers in several processes, an unwritable disk: as for every entry of
 //!   the compile cache.
 
@@ -22,7 +23,7 @@ use std::ffi::{CString, c_void};
 use std::fmt::Display;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaModule, DriverError, sys};
+use cudarc::driver::{CudaContext, CudaModule, sys};
 use cudarc::nvrtc::Ptx;
 
 use crate::cache::{CacheKey, DiskCache};
@@ -50,7 +51,7 @@ pub(crate) fn load_module(ctx: &Arc<CudaContext>, ptx: &str, cache: Option<&Disk
     load_through_cache(
         cache,
         &key,
-        || guarded("linking the PTX into a cubin", || link_cubin(ctx, ptx)),
+        || link_cubin(ctx, ptx),
         |cubin| guarded("loading a cubin", || ctx.load_module(Ptx::from_binary(cubin.to_vec()))),
         load_ptx,
     )
@@ -71,17 +72,19 @@ pub(crate) fn load_through_cache<M, E: Display>(
             Err(e) => cache.discard(key, &format!("the CUDA driver refused its cubin: {e}")),
         }
     }
-    let linked = match link() {
-        Ok(cubin) => cubin,
+    // A cubin that cannot be made, or made but not loaded, costs the caching only: the module
+    // is what loading the PTX gives, as without a cache.
+    match link().and_then(|cubin| load_cubin(&cubin).map(|module| (cubin, module))) {
+        Ok((cubin, module)) => {
+            cache.put(key, &cubin);
+            Ok((module, Origin::Linked))
+        }
         Err(link_error) => {
             let module = load_ptx()?;
-            cache.warn_once("unlinked", || format!("the CUDA driver could not make a cubin of a module whose PTX it loads ({link_error}): its cubins are not cached"));
-            return Ok((module, Origin::Ptx));
+            cache.warn_once("unlinked", || format!("the CUDA driver could not make a cubin it loads of a module whose PTX it loads ({link_error}): its cubins are not cached"));
+            Ok((module, Origin::Ptx))
         }
-    };
-    let module = load_cubin(&linked)?;
-    cache.put(key, &linked);
-    Ok((module, Origin::Linked))
+    }
 }
 
 /// The driver's JIT, named by its version (`cuda driver 12080`): a cubin of one driver is not
@@ -102,40 +105,53 @@ fn device_target(ctx: &Arc<CudaContext>) -> Result<String, CudaError> {
 /// Bytes of the linker's error log (its messages are short; a longer one is cut).
 const LINK_LOG_BYTES: usize = 1 << 14;
 
-/// Links `ptx` into a cubin for `ctx`'s device with the driver's linker.
-fn link_cubin(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Vec<u8>, DriverError> {
-    ctx.bind_to_thread()?;
+/// Links `ptx` into a cubin for `ctx`'s device with the driver's linker. A failure's message
+/// holds the linker's log.
+fn link_cubin(ctx: &Arc<CudaContext>, ptx: &str) -> Result<Vec<u8>, CudaError> {
+    guarded("binding the context", || ctx.bind_to_thread())?;
     // Generated PTX holds no NUL byte; one would end the text early, which the linker reports.
     let source = CString::new(ptx.replace('\0', " ")).unwrap_or_default();
     let mut log = vec![0u8; LINK_LOG_BYTES];
     let mut options = [sys::CUjit_option::CU_JIT_ERROR_LOG_BUFFER, sys::CUjit_option::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES];
+    // The size travels in the pointer-sized slot itself, as the driver API defines.
     let mut values: [*mut c_void; 2] = [log.as_mut_ptr().cast(), LINK_LOG_BYTES as *mut c_void];
     let mut state: sys::CUlinkState = std::ptr::null_mut();
-    // SAFETY: the option arrays have the length given and live (with the log buffer) until the
-    // state is destroyed below; the PTX is NUL-terminated and its length counts the NUL.
-    unsafe {
-        sys::cuLinkCreate_v2(options.len() as u32, options.as_mut_ptr(), values.as_mut_ptr(), &mut state).result()?;
-        let linked = (|| {
-            sys::cuLinkAddData_v2(
-                state,
-                sys::CUjitInputType::CU_JIT_INPUT_PTX,
-                source.as_ptr() as *mut c_void,
-                source.as_bytes_with_nul().len(),
-                c"kernel.ptx".as_ptr(),
-                0,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-            .result()?;
-            let mut image: *mut c_void = std::ptr::null_mut();
-            let mut size: usize = 0;
-            sys::cuLinkComplete(state, &mut image, &mut size).result()?;
-            // The image belongs to the state: copy it before the state goes.
-            Ok(std::slice::from_raw_parts(image as *const u8, size).to_vec())
-        })();
-        let _ = sys::cuLinkDestroy(state);
-        linked
-    }
+    // SAFETY (every call below): the option arrays have the length given and live, with the
+    // log buffer, until the state is destroyed; the PTX is NUL-terminated and its length
+    // counts the NUL; the image belongs to the state and is copied before it is destroyed.
+    guarded("creating the linker", || unsafe { sys::cuLinkCreate_v2(options.len() as u32, options.as_mut_ptr(), values.as_mut_ptr(), &mut state) }.result())?;
+    let linked = (|| {
+        guarded("linking the PTX", || {
+            unsafe {
+                sys::cuLinkAddData_v2(
+                    state,
+                    sys::CUjitInputType::CU_JIT_INPUT_PTX,
+                    source.as_ptr() as *mut c_void,
+                    source.as_bytes_with_nul().len(),
+                    c"kernel.ptx".as_ptr(),
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            }
+            .result()
+        })?;
+        let mut image: *mut c_void = std::ptr::null_mut();
+        let mut size: usize = 0;
+        guarded("completing the link", || unsafe { sys::cuLinkComplete(state, &mut image, &mut size) }.result())?;
+        if image.is_null() || size == 0 {
+            return Err(CudaError::Driver { during: "completing the link".into(), message: "the linker gave an empty cubin".into() });
+        }
+        Ok(unsafe { std::slice::from_raw_parts(image as *const u8, size) }.to_vec())
+    })();
+    let _ = guarded("destroying the linker", || unsafe { sys::cuLinkDestroy(state) }.result());
+    linked.map_err(|error| match error {
+        CudaError::Driver { during, message } => {
+            let text = String::from_utf8_lossy(log.split(|&b| b == 0).next().unwrap_or_default()).trim().to_string();
+            CudaError::Driver { during, message: if text.is_empty() { message } else { format!("{message}: {text}") } }
+        }
+        other => other,
+    })
 }
 
 #[cfg(test)]
@@ -159,11 +175,13 @@ mod tests {
         links: Cell<usize>,
         ptx_loads: Cell<usize>,
         link_fails: bool,
+        /// The linker succeeds but makes a cubin the loader refuses.
+        links_junk: bool,
     }
 
     impl Driver {
         fn new() -> Driver {
-            Driver { links: Cell::new(0), ptx_loads: Cell::new(0), link_fails: false }
+            Driver { links: Cell::new(0), ptx_loads: Cell::new(0), link_fails: false, links_junk: false }
         }
 
         fn load(&self, cache: &DiskCache) -> Result<(String, Origin), String> {
@@ -172,7 +190,11 @@ mod tests {
                 &key(),
                 || {
                     self.links.set(self.links.get() + 1);
-                    if self.link_fails { Err("CUDA_ERROR_NOT_SUPPORTED".to_string()) } else { Ok(b"CUBIN:kernel k".to_vec()) }
+                    match (self.link_fails, self.links_junk) {
+                        (true, _) => Err("CUDA_ERROR_NOT_SUPPORTED".to_string()),
+                        (false, true) => Ok(b"JUNK".to_vec()),
+                        (false, false) => Ok(b"CUBIN:kernel k".to_vec()),
+                    }
                 },
                 |cubin| cubin.strip_prefix(b"CUBIN:").map(|body| String::from_utf8_lossy(body).into_owned()).ok_or_else(|| "CUDA_ERROR_INVALID_IMAGE".to_string()),
                 || {
@@ -251,6 +273,21 @@ mod tests {
         let warnings = cache.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("CUDA_ERROR_NOT_SUPPORTED"), "{warnings:?}");
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+
+    /// A linked cubin the driver does not load is not stored: the PTX is loaded, one warning.
+    #[test]
+    fn a_linked_cubin_that_does_not_load_falls_back_to_the_ptx() {
+        let directory = scratch("junk");
+        let cache = DiskCache::at(&directory);
+        let driver = Driver { links_junk: true, ..Driver::new() };
+        for _ in 0..2 {
+            assert_eq!(driver.load(&cache), Ok(("kernel k".to_string(), Origin::Ptx)));
+        }
+        assert!(cache.get(&key()).is_none());
+        let warnings = cache.warnings();
+        assert!(warnings.len() == 1 && warnings[0].contains("CUDA_ERROR_INVALID_IMAGE"), "{warnings:?}");
         let _ = std::fs::remove_dir_all(&directory);
     }
 
