@@ -51,50 +51,53 @@ kernels_in() {
 passed=0
 failed=0
 rows=()
+# record FILE STEP SEED RC OUTPUT DETAIL: one row; a failure's output goes to stderr.
+record() {
+    local result=PASS
+    if [ "$4" -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        result=FAIL
+        failed=$((failed + 1))
+        echo "--- $1 $2 seed=$3 (exit $4)" >&2
+        printf '%s\n' "$5" | tail -n 20 | sed 's/^/  | /' >&2
+    fi
+    rows+=("$(printf '%-28s %-16s %-6s %-6s %s' "$1" "$2" "$3" "$result" "$6")")
+}
 cd "$ROOT"
 for f in examples/*.tl stdlib/kernels/*.tl tests/kernels/pipeline.tl tests/kernels/mma.tl tests/kernels/low_precision.tl; do
     [ -f "$f" ] || continue
     for k in $(kernels_in "$f"); do
         for s in $SEEDS; do
             out="$("$TLC" run "$f" --kernel "$k" --backend cuda --against vm --seed "$s" 2>&1)"
-            rc=$?
-            if [ "$rc" -eq 0 ]; then
-                result=PASS
-                passed=$((passed + 1))
-            else
-                result=FAIL
-                failed=$((failed + 1))
-                echo "--- $f $k seed=$s (exit $rc)" >&2
-                printf '%s\n' "$out" | tail -n 20 | sed 's/^/  | /' >&2
-            fi
-            err="$(printf '%s\n' "$out" | grep -oE 'max_rel_err=[^ ]+' | tail -n 1)"
-            rows+=("$(printf '%-28s %-16s %-6s %-6s %s' "$f" "$k" "$s" "$result" "$err")")
+            record "$f" "$k" "$s" $? "$out" "$(printf '%s\n' "$out" | grep -oE 'max_rel_err=[^ ]+' | tail -n 1)"
         done
     done
 done
 
 # The tuner on the GPU: a small search of the quantized matmul, its winner checked against the
 # reference (tlc exits 1 when no candidate runs correctly), then run from the dispatch table.
-table="$(mktemp -d)/dispatch.tbl"
-for step in tune run; do
-    if [ "$step" = tune ]; then
-        out="$(TL_PROGRESS=0 "$TLC" tune stdlib/kernels/qmatmul.tl --target cuda --size m=16 --size n=4096 --size k=4096 \
-            --space BM=16,32 --space BN=32,64,128 --space BK=32,64 --space STAGES=2,3 --space WARPS=4,8 --table "$table" 2>&1)"
-    else
-        out="$(TL_TUNE_TABLE="$table" "$TLC" run stdlib/kernels/qmatmul.tl --backend cuda --against cpu --tuned --arg m=16 --arg n=4096 --arg k=4096 2>&1)"
-    fi
+scratch="$(mktemp -d)"
+out="$(TL_PROGRESS=0 "$TLC" tune stdlib/kernels/qmatmul.tl --target cuda --size m=16 --size n=4096 --size k=4096 \
+    --space BM=16,32 --space BN=32,64,128 --space BK=32,64 --space STAGES=2,3 --space WARPS=4,8 --table "$scratch/dispatch.tbl" 2>&1)"
+rc=$?
+[ "$rc" -eq 0 ] && ! printf '%s\n' "$out" | grep -q '^stored in' && rc=1
+record stdlib/kernels/qmatmul.tl tune - "$rc" "$out" "$(printf '%s\n' "$out" | grep -E '^winner' | head -n 1 | cut -c1-60)"
+out="$(TL_TUNE_TABLE="$scratch/dispatch.tbl" "$TLC" run stdlib/kernels/qmatmul.tl --backend cuda --against cpu --tuned --arg m=16 --arg n=4096 --arg k=4096 2>&1)"
+record stdlib/kernels/qmatmul.tl run-tuned - $? "$out" "$(printf '%s\n' "$out" | grep -E '^tl: tuned' | head -n 1 | cut -c1-60)"
+
+# Cubins on disk: the first run in an empty cache stores the cubin the driver linked (an
+# entry whose key names the driver), the second loads it; a cubin the driver refused or a
+# linker failure would be a warning on stderr.
+for round in link load; do
+    out="$(TL_CACHE_DIR="$scratch/cache" "$TLC" run examples/vector_add.tl --backend cuda --against vm 2>&1)"
     rc=$?
-    if [ "$rc" -eq 0 ] && { [ "$step" = run ] || printf '%s\n' "$out" | grep -q '^stored in'; }; then
-        result=PASS
-        passed=$((passed + 1))
-    else
-        result=FAIL
-        failed=$((failed + 1))
-        echo "--- tlc $step qmatmul (exit $rc)" >&2
+    if [ "$rc" -eq 0 ] && { printf '%s\n' "$out" | grep -q 'warning' || ! grep -qa 'cuda driver' "$scratch"/cache/*.entry; }; then
+        rc=1
     fi
-    printf '%s\n' "$out" | tail -n 12 | sed 's/^/  | /' >&2
-    rows+=("$(printf '%-28s %-16s %-6s %-6s %s' stdlib/kernels/qmatmul.tl "$step" - "$result" "$(printf '%s\n' "$out" | grep -E '^winner|^tl: tuned' | head -n 1 | cut -c1-60)")")
+    record examples/vector_add.tl "cubin-$round" - "$rc" "$out" "$(ls "$scratch"/cache/*.entry 2>/dev/null | wc -l) cache entries"
 done
+rm -rf "$scratch"
 
 echo
 printf '%-28s %-16s %-6s %-6s %s\n' file kernel seed result detail

@@ -134,7 +134,7 @@ pub fn tune(o: &Options, path: &Path) -> Result<bool> {
 /// One problem of `tlc tune`: found in the table (unless `retune`), or searched and stored.
 fn tune_problem(module: &Module, request: &TuneRequest, table: &mut DispatchTable, retune: bool) -> Result<bool> {
     let (kernel, target) = (&request.kernel, request.target);
-    let key = tune::dispatch_key(module, kernel, &request.consts, &request.sizes, request.bucket.as_deref(), target)?;
+    let key = request.dispatch_key(module)?;
     if let (Some(entry), false, false) = (table.get(&key), retune, matches!(target, TuneTarget::Compile(_))) {
         super::write_stdout(&format!(
             "{kernel} is tuned for {} on {}: {} ({:.4} ms); --retune searches again\n",

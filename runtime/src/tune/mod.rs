@@ -251,6 +251,11 @@ impl TuneRequest {
             seed: 1,
         }
     }
+
+    /// Where this search's winner goes in a dispatch table ([`dispatch_key`]).
+    pub fn dispatch_key(&self, module: &Module) -> Result<DispatchKey, RuntimeError> {
+        dispatch_key(module, &self.kernel, &self.consts, &self.sizes, self.bucket.as_deref(), self.target)
+    }
 }
 
 /// What became of one candidate.
@@ -323,7 +328,7 @@ pub enum TuneProgress {
 /// the kernel does not have, no device for the target); a candidate's failure is its
 /// [`Outcome`].
 pub fn tune(module: &Module, request: &TuneRequest, progress: &mut dyn FnMut(&TuneProgress)) -> Result<TuneReport, RuntimeError> {
-    let key = dispatch_key(module, &request.kernel, &request.consts, &request.sizes, request.bucket.as_deref(), request.target)?;
+    let key = request.dispatch_key(module)?;
     validate(module, request)?;
     let candidates = request.space.candidates();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
