@@ -501,5 +501,16 @@ fn cubins_are_assembled_by_ptxas_and_cached() {
 
     let (code, _, err) = tlc(&["compile", "examples/vector_add.tl", "--emit", "cubin"]);
     assert!(code == 1 && err.contains("give it with -o FILE"), "{err}");
+    // A TL_PTXAS that does not run is named, and nothing is written.
+    let out = Command::new(env!("CARGO_BIN_EXE_tlc"))
+        .args(["compile", "examples/vector_add.tl", "--emit", "cubin", "-o", &file("none.cubin")])
+        .env("TL_CACHE_DIR", "off")
+        .env("TL_PTXAS", directory.join("no_such_ptxas"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("tlc runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("no_such_ptxas") && err.contains("does not run"), "{err}");
+    assert!(!directory.join("none.cubin").exists());
     let _ = std::fs::remove_dir_all(&directory);
 }

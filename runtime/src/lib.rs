@@ -525,7 +525,12 @@ impl Kernel {
     pub fn variant_cubin(&self, assumptions: &Assumptions, arch: Arch) -> Result<Vec<u8>, RuntimeError> {
         use tl_compiler::backend::ptxas;
         let ptx = self.variant_ptx(assumptions, arch)?;
-        let version = ptxas::ptxas_version().ok_or_else(|| RuntimeError::Ptxas("ptxas not found (set TL_PTXAS or put ptxas on PATH): a cubin needs it".into()))?;
+        let version = ptxas::ptxas_version().ok_or_else(|| {
+            RuntimeError::Ptxas(match ptxas::find_ptxas() {
+                Some(path) => format!("`{} --version` does not run: a cubin needs a working ptxas (TL_PTXAS or PATH)", path.display()),
+                None => "ptxas not found (set TL_PTXAS or put ptxas on PATH): a cubin needs it".into(),
+            })
+        })?;
         let key = cache::CacheKey::cubin(&format!("ptxas {version}"), arch.name(), &ptx);
         if let Some(cubin) = self.module.cache.get(&key) {
             return Ok(cubin);
