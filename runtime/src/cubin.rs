@@ -258,37 +258,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&directory);
     }
 
-    /// A linker that fails costs the caching only: the PTX is loaded, one warning for any
-    /// number of modules, nothing stored.
+    /// A linker that fails, or links a cubin the driver does not load, costs the caching only:
+    /// the PTX is loaded, one warning for any number of modules, nothing stored.
     #[test]
-    fn a_failing_linker_falls_back_to_the_ptx() {
-        let directory = scratch("unlinked");
-        let cache = DiskCache::at(&directory);
-        let driver = Driver { link_fails: true, ..Driver::new() };
-        for _ in 0..3 {
-            assert_eq!(driver.load(&cache), Ok(("kernel k".to_string(), Origin::Ptx)));
+    fn a_cubin_that_cannot_be_made_falls_back_to_the_ptx() {
+        for (driver, why) in [(Driver { link_fails: true, ..Driver::new() }, "CUDA_ERROR_NOT_SUPPORTED"), (Driver { links_junk: true, ..Driver::new() }, "CUDA_ERROR_INVALID_IMAGE")] {
+            let directory = scratch(why);
+            let cache = DiskCache::at(&directory);
+            for _ in 0..3 {
+                assert_eq!(driver.load(&cache), Ok(("kernel k".to_string(), Origin::Ptx)), "{why}");
+            }
+            assert_eq!((driver.links.get(), driver.ptx_loads.get()), (3, 3), "{why}");
+            assert!(cache.get(&key()).is_none(), "{why}");
+            let warnings = cache.warnings();
+            assert!(warnings.len() == 1 && warnings[0].contains(why), "{warnings:?}");
+            let _ = std::fs::remove_dir_all(&directory);
         }
-        assert_eq!((driver.links.get(), driver.ptx_loads.get()), (3, 3));
-        assert!(cache.get(&key()).is_none());
-        let warnings = cache.warnings();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("CUDA_ERROR_NOT_SUPPORTED"), "{warnings:?}");
-        let _ = std::fs::remove_dir_all(&directory);
-    }
-
-    /// A linked cubin the driver does not load is not stored: the PTX is loaded, one warning.
-    #[test]
-    fn a_linked_cubin_that_does_not_load_falls_back_to_the_ptx() {
-        let directory = scratch("junk");
-        let cache = DiskCache::at(&directory);
-        let driver = Driver { links_junk: true, ..Driver::new() };
-        for _ in 0..2 {
-            assert_eq!(driver.load(&cache), Ok(("kernel k".to_string(), Origin::Ptx)));
-        }
-        assert!(cache.get(&key()).is_none());
-        let warnings = cache.warnings();
-        assert!(warnings.len() == 1 && warnings[0].contains("CUDA_ERROR_INVALID_IMAGE"), "{warnings:?}");
-        let _ = std::fs::remove_dir_all(&directory);
     }
 
     /// When the PTX itself is refused, the error is the PTX's, and no warning blames the cache.

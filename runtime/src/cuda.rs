@@ -936,6 +936,17 @@ DONE:
         assert!(median_ms(&mut []).is_nan());
     }
 
+    /// The arguments of `vadd_spec`'s kernel: c = a + 0.5 * b over n elements.
+    fn vadd_args<'t>(a: &'t mut HostTensor, b: &'t mut HostTensor, c: &'t mut HostTensor, n: usize) -> [KernelArg<'t>; 5] {
+        [
+            KernelArg::Tensor(a),
+            KernelArg::Tensor(b),
+            KernelArg::Tensor(c),
+            KernelArg::Scalar { value: Number::Float(0.5), dtype: DType::F32 },
+            KernelArg::Scalar { value: Number::Int(n as i128), dtype: DType::U32 },
+        ]
+    }
+
     #[test]
     fn vadd_on_the_gpu() {
         if !driver_available() {
@@ -949,19 +960,7 @@ DONE:
         let mut a = HostTensor::from_f64(DType::F32, &[n], &av);
         let mut b = HostTensor::from_f64(DType::F32, &[n], &bv);
         let mut c = HostTensor::filled(DType::F32, &[n], f64::NAN);
-        let mut args = [
-            KernelArg::Tensor(&mut a),
-            KernelArg::Tensor(&mut b),
-            KernelArg::Tensor(&mut c),
-            KernelArg::Scalar {
-                value: Number::Float(0.5),
-                dtype: DType::F32,
-            },
-            KernelArg::Scalar {
-                value: Number::Int(n as i128),
-                dtype: DType::U32,
-            },
-        ];
+        let mut args = vadd_args(&mut a, &mut b, &mut c, n);
         let grid = n.div_ceil(256) as u32;
         for _ in 0..2 {
             // The second launch runs on the cached context and module.
@@ -981,13 +980,7 @@ DONE:
                 s.modules.clear();
             }
             let mut c = HostTensor::filled(DType::F32, &[n], f64::NAN);
-            let mut args = [
-                KernelArg::Tensor(&mut a),
-                KernelArg::Tensor(&mut b),
-                KernelArg::Tensor(&mut c),
-                KernelArg::Scalar { value: Number::Float(0.5), dtype: DType::F32 },
-                KernelArg::Scalar { value: Number::Int(n as i128), dtype: DType::U32 },
-            ];
+            let mut args = vadd_args(&mut a, &mut b, &mut c, n);
             launch(&LaunchSpec { cubin_cache: Some(&disk), ..vadd_spec(grid) }, &mut args).unwrap();
             assert_eq!(c.to_f64(), expected, "round {round}");
             assert_eq!(disk.hits(), round, "round {round}");
@@ -997,13 +990,7 @@ DONE:
 
         // Timed repetitions with a cache flush: one time per timed run, the result unchanged.
         c = HostTensor::filled(DType::F32, &[n], f64::NAN);
-        let mut args = [
-            KernelArg::Tensor(&mut a),
-            KernelArg::Tensor(&mut b),
-            KernelArg::Tensor(&mut c),
-            KernelArg::Scalar { value: Number::Float(0.5), dtype: DType::F32 },
-            KernelArg::Scalar { value: Number::Int(n as i128), dtype: DType::U32 },
-        ];
+        let mut args = vadd_args(&mut a, &mut b, &mut c, n);
         let plan = TimingPlan { warmup: 2, runs: 5, flush_bytes: 64 << 20 };
         let times = time(&vadd_spec(grid), &mut args, &plan).unwrap();
         assert_eq!(times.len(), 5);
