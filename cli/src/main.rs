@@ -82,7 +82,8 @@ const USAGE: &str = "usage:
   variant's whole thread-level program; a damaged entry is compiled again, and a cache that
   cannot be written leaves the compiled code in memory (each with one warning). On a GPU the
   cubin the driver makes of the PTX is kept there too (keyed by the driver's version, the
-  device's compute capability and the PTX), so the next process skips the driver's JIT.
+  device's compute capability and the PTX), so the next process skips the driver's JIT; and
+  so is the cpu backend's machine code (--time: `clif (native code cached)`).
 
   tlc tune searches the kernel's compile-time parameters for the problem --size gives (its
   integer scalars: --size m=16 --size n=4096 --size k=4096; --size m=1,16,64 tunes each m in
@@ -530,7 +531,8 @@ fn compile_kernel_stages(o: &Options, path: &PathBuf, stages: &[&'static str], a
         } else if stage == "llvm" {
             timings.push((format!("codegen ({stage}, {arch})"), start.elapsed()));
         } else if stage == "clif" {
-            timings.push(("codegen (clif, native code)".to_string(), start.elapsed()));
+            let from_cache = kernel.cpu_program(&assumptions)?.from_cache();
+            timings.push((if from_cache { "clif (native code cached)" } else { "codegen (clif, native code)" }.to_string(), start.elapsed()));
         }
         outputs.push((stage, kernel.name().to_string(), text.into_bytes()));
     }

@@ -514,3 +514,32 @@ fn cubins_are_assembled_by_ptxas_and_cached() {
     assert!(!directory.join("none.cubin").exists());
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// The cpu backend's machine code across processes: a second `tlc compile --emit clif` takes it
+/// from the compile cache (`--time` says so) with the same Cranelift IR, and a second
+/// `tlc run --backend cpu` runs the cached code (no new entry), agreeing with simt.
+#[test]
+fn native_code_is_served_to_the_next_process() {
+    let directory = temp_dir("native");
+    let cache = directory.join("cache");
+    let tlc_cached = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tlc")).args(args).env("TL_CACHE_DIR", &cache).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).output().expect("tlc runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let entries = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    let compile = ["compile", "stdlib/kernels/silu.tl", "--emit", "clif", "--time"];
+    let (first_clif, time) = tlc_cached(&compile);
+    assert!(time.contains("codegen (clif, native code)"), "{time}");
+    let (second_clif, time) = tlc_cached(&compile);
+    assert!(time.contains("clif (native code cached)"), "{time}");
+    assert_eq!(first_clif, second_clif);
+    let run = ["run", "stdlib/kernels/silu.tl", "--backend", "cpu", "--against", "simt", "--seed", "4"];
+    let (first_run, _) = tlc_cached(&run);
+    let after_first = entries();
+    let (second_run, _) = tlc_cached(&run);
+    assert_eq!(entries(), after_first, "the second run compiled its code again");
+    assert!(second_run.contains("PASS silu backend=cpu vs simt") && !second_run.contains("FAIL"), "{second_run}");
+    assert_eq!(first_run, second_run);
+    let _ = std::fs::remove_dir_all(&directory);
+}

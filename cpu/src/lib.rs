@@ -28,7 +28,12 @@
 //! Blocks run in parallel on all cores; float atomic additions land in the simulator's order
 //! (blocks in grid order) so that the sums round the same way ([`FloatAtomics`]).
 //!
-//! `TL_CPU_DISASM=FILE` writes the machine code of the program compiled last (for profiling).
+//! Machine code can be kept between processes ([`compile_with_cache`], a [`CodeCache`]): the
+//! code reads its tables as data objects of its module, never by an address of this process,
+//! so the same program compiles to the same code in every process.
+//!
+//! `TL_CPU_DISASM=FILE` writes the machine code of the program compiled last (for profiling;
+//! such a compilation does not use the cache).
 
 mod codegen;
 mod helpers;
@@ -169,8 +174,7 @@ pub(crate) enum FaultKind {
 pub struct CompiledProgram {
     // Keeps the code alive; never touched again after finalization.
     _module: JITModule,
-    // Tables the code reads by address (`codegen::tabulate`).
-    _tables: Vec<Box<[u16]>>,
+    from_cache: bool,
     entry: extern "C" fn(*mut Frame) -> i32,
     program: Program,
     float_atomics: FloatAtomics,
@@ -216,17 +220,38 @@ pub fn identity() -> String {
     format!("tl-cpu {} sources {}", env!("CARGO_PKG_VERSION"), env!("TL_CPU_SOURCE_DIGEST"))
 }
 
+/// Where compiled machine code is kept between processes: a map from keys (Cranelift's digest
+/// of a function and the ISA it is compiled for, flags included) to the serialized compiled
+/// code. `get` must give what `put` was given for the key, or nothing: detecting damage is the
+/// store's part (`tl_runtime::cache::DiskCache` checks a checksum), since Cranelift reads the
+/// machine code back as it is. What Cranelift cannot read back at all (the form of another
+/// Cranelift version) is compiled again and `put` anew.
+pub trait CodeCache {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn put(&self, key: &[u8], value: &[u8]);
+}
+
 /// Compiles `program` for this machine.
 pub fn compile(program: &Program) -> Result<CompiledProgram, CpuError> {
+    compile_with_cache(program, None)
+}
+
+/// Compiles `program` for this machine, with its machine code from `cache` when that holds it
+/// (and kept there when it did not): the code is the same in every process, since the tables
+/// it reads are data of its module rather than addresses of this process. Generating the
+/// Cranelift IR (and the tables) is done either way; what a hit saves is Cranelift's
+/// compilation, most of the time for a large kernel. [`CompiledProgram::from_cache`] tells
+/// which it was.
+pub fn compile_with_cache(program: &Program, cache: Option<&dyn CodeCache>) -> Result<CompiledProgram, CpuError> {
     let builder = jit_builder()?;
     let mut module = JITModule::new(builder);
-    let generated = codegen::generate(&mut module, program)?;
+    let generated = codegen::generate(&mut module, program, cache)?;
     module.finalize_definitions().map_err(|e| CpuError::Codegen(e.to_string()))?;
     let code = module.get_finalized_function(generated.id);
     // SAFETY: the function was generated with this signature (`codegen::generate`).
     let entry = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut Frame) -> i32>(code) };
     let float_atomics = float_atomics(program);
-    Ok(CompiledProgram { _module: module, _tables: generated.tables, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
+    Ok(CompiledProgram { _module: module, from_cache: generated.from_cache, entry, program: program.clone(), float_atomics, sources: generated.sources, messages: generated.messages, prints: generated.prints, clif: generated.clif })
 }
 
 fn float_atomics(p: &Program) -> FloatAtomics {
@@ -290,6 +315,11 @@ pub fn clif(program: &Program) -> Result<String, CpuError> {
 impl CompiledProgram {
     pub fn clif(&self) -> &str {
         &self.clif
+    }
+
+    /// Whether the machine code came from the [`CodeCache`] rather than from Cranelift.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// Runs the program over `grid`, updating the tensors of `args`. Blocks run in parallel on

@@ -58,6 +58,14 @@ impl CacheKey {
         CacheKey { text: format!("cubin\n{compiler}\n{target}\n{ptx}") }
     }
 
+    /// The key of the machine code the `cpu` backend (`tl_cpu::identity`) compiled of a
+    /// function whose Cranelift key (a digest of the function and the ISA with its flags) is
+    /// `cranelift_key`.
+    pub fn native_code(cranelift_key: &[u8]) -> CacheKey {
+        let hex: String = cranelift_key.iter().map(|b| format!("{b:02x}")).collect();
+        CacheKey { text: format!("native code\n{}\n{hex}", tl_cpu::identity()) }
+    }
+
     /// The entry's file name: a digest of the key (the key itself is stored in the entry and
     /// compared, so two keys with one digest never share an entry).
     fn file_name(&self) -> String {
@@ -226,6 +234,17 @@ impl DiskCache {
         let message = message();
         eprintln!("tl: warning: {message}");
         warnings.push((kind, message));
+    }
+}
+
+/// The `cpu` backend keeps its machine code here (`tl_cpu::compile_with_cache`).
+impl tl_cpu::CodeCache for DiskCache {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        DiskCache::get(self, &CacheKey::native_code(key))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) {
+        DiskCache::put(self, &CacheKey::native_code(key), value);
     }
 }
 

@@ -541,13 +541,13 @@ impl Kernel {
     }
 
     /// The variant for `assumptions` compiled to native code by the `cpu` backend, once per
-    /// variant.
+    /// variant; the machine code is kept in the compile cache ([`cache`]) between processes.
     pub fn cpu_program(&self, assumptions: &Assumptions) -> Result<Arc<tl_cpu::CompiledProgram>, RuntimeError> {
         if let Some(p) = self.cpu_programs.lock().map_err(|_| poisoned())?.get(assumptions) {
             return Ok(p.clone());
         }
         let program = self.variant(assumptions)?;
-        let compiled = Arc::new(tl_cpu::compile(&program).map_err(|e| self.module.cpu_error(e))?);
+        let compiled = Arc::new(tl_cpu::compile_with_cache(&program, Some(&*self.module.cache)).map_err(|e| self.module.cpu_error(e))?);
         let mut cache = self.cpu_programs.lock().map_err(|_| poisoned())?;
         Ok(cache.entry(assumptions.clone()).or_insert(compiled).clone())
     }

@@ -96,6 +96,61 @@ fn compiled_code_is_reused_across_launches() {
     assert!(first.clif().contains("function"), "{}", first.clif());
 }
 
+/// Machine code kept in the compile cache: a second module on the same cache directory (as
+/// the next process would be) gets the code from the cache, and it computes the same bits as
+/// the code Cranelift compiled and as the simulator, with every kind of table the code reads
+/// (a chain of f16 operations, the 16-bit `exp` table, the inline f32 `exp`'s table). A
+/// damaged entry is compiled again, with a warning.
+#[test]
+fn machine_code_from_the_cache_computes_what_the_compiled_code_does() {
+    let source = "
+kernel tables(n: i32, h: global f16[n], x: global f32[n], chain: global mut f16[n], e16: global mut f16[n], e32: global mut f32[n]) grid(cdiv(n, 256)) warps(2) {
+    let a = load(h, [block.x * 256], [256]);
+    let b = load(x, [block.x * 256], [256]);
+    store(chain, a * sigmoid(a, approx = true), [block.x * 256]);
+    store(e16, exp(a, approx = true), [block.x * 256]);
+    store(e32, exp(b, approx = true), [block.x * 256]);
+}
+";
+    let directory = std::env::temp_dir().join(format!("tl_native_cache_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    let args = {
+        let kernel = Module::from_source("tables.tl", source).unwrap().kernel(None, &[]).unwrap();
+        kernel.random_args_with_scalars(3, &[("n".to_string(), tl_runtime::Number::Int(1000))], u64::MAX).unwrap()
+    };
+    // Runs the kernel on the cpu backend with a fresh module on the cache: the outputs, whether
+    // the code came from the cache, and the cache's warnings.
+    let run = || {
+        let cache = std::sync::Arc::new(tl_runtime::cache::DiskCache::at(&directory));
+        let kernel = Module::from_source("tables.tl", source).unwrap().with_cache(cache.clone()).kernel(None, &[]).unwrap();
+        let mut out = args.clone();
+        let from_cache = kernel.cpu_program(&kernel.signature(&out)).unwrap().from_cache();
+        kernel.launch(Backend::Cpu, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        (out, from_cache, cache.warnings())
+    };
+    let (compiled, from_cache, _) = run();
+    assert!(!from_cache);
+    let mut simt = args.clone();
+    Module::from_source("tables.tl", source).unwrap().kernel(None, &[]).unwrap().launch(Backend::Simt, &mut simt).unwrap();
+    same_bits(&compiled, &simt).unwrap_or_else(|e| panic!("compiled code against simt: {e}"));
+    assert!(compiled[3].tensor().unwrap().to_f64().iter().any(|v| v.is_finite() && *v != 0.0), "the outputs were written");
+
+    let (cached, from_cache, warnings) = run();
+    assert!(from_cache && warnings.is_empty(), "{warnings:?}");
+    same_bits(&cached, &compiled).unwrap_or_else(|e| panic!("cached code against compiled code: {e}"));
+
+    let entries: Vec<_> = std::fs::read_dir(&directory).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let (recompiled, from_cache, warnings) = run();
+    assert!(!from_cache && warnings.len() == 1 && warnings[0].contains("damaged"), "{warnings:?}");
+    same_bits(&recompiled, &compiled).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 /// Blocks run in parallel: one thread and eight give the same bytes (race-free kernels,
 /// integer atomics, whose sums do not depend on the order, and float atomics into an output
 /// nothing else touches, whose additions are applied in grid order: split-K's partial sums).

@@ -39,7 +39,17 @@ const MIDPOINT: i64 = 1 << 28;
 /// above the inline value's error (12,500 ulps, see the header) with room to spare.
 const UNCERTAIN: i64 = 1 << 15;
 
+/// The bytes of the table of 2^(j/32) (`helpers::exp2_fractions`).
+fn exp2_table_bytes() -> Vec<u8> {
+    helpers::exp2_fractions().iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
 impl Gen<'_, '_> {
+    /// The address of the table of 2^(j/32) the inline exponential reads.
+    fn exp2_table(&mut self) -> Value {
+        self.table("tl_exp2_fractions", exp2_table_bytes)
+    }
+
     /// `exp` (`op == Exp`) or `exp2` (`op == Exp2`) of the f32 `x`, as the simulator rounds it.
     pub(super) fn exponential_f32(&mut self, op: UnaryOp, x: Value) -> Value {
         debug_assert!(matches!(op, UnaryOp::Exp | UnaryOp::Exp2));
@@ -53,7 +63,8 @@ impl Gen<'_, '_> {
         self.b.seal_block(fast);
 
         self.b.switch_to_block(fast);
-        let (value, significand_bits) = exponential_f64_inline(&mut self.b, op, wide);
+        let table = self.exp2_table();
+        let (value, significand_bits) = exponential_f64_inline(&mut self.b, op, wide, table);
         let uncertain = rounding_uncertain(&mut self.b, significand_bits);
         let rounded = self.b.ins().fdemote(types::F32, value);
         self.b.ins().brif(uncertain, slow, &[], done, &[rounded.into()]);
@@ -97,7 +108,8 @@ impl Gen<'_, '_> {
         for lane in 0..2u8 {
             let n = self.b.ins().extractlane(n, lane);
             let p = self.b.ins().extractlane(p, lane);
-            let (value, significand_bits) = scale(&mut self.b, n, p);
+            let table = self.exp2_table();
+            let (value, significand_bits) = scale(&mut self.b, n, p, table);
             let uncertain = rounding_uncertain(&mut self.b, significand_bits);
             any_uncertain = Some(match any_uncertain {
                 None => uncertain,
@@ -154,9 +166,9 @@ fn int_constant(b: &mut FunctionBuilder, ty: types::Type, value: i64) -> Value {
 /// e^x or 2^x for an f64 `x` whose result is a normal f32, to within 2^-39.4 relative; and the
 /// bits of 2^(j/32)·(1 + p(r)), whose low 29 bits are the value's (the scaling by 2^k only
 /// adds to the exponent field), so that the rounding decision does not wait for it.
-fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> (Value, Value) {
+fn exponential_f64_inline(b: &mut FunctionBuilder, op: UnaryOp, x: Value, table: Value) -> (Value, Value) {
     let (n, p) = reduce(b, op, x, types::F64);
-    scale(b, n, p)
+    scale(b, n, p, table)
 }
 
 /// The range reduction and the polynomial, on f64 or on both lanes of f64x2 (`ty`): n (i64
@@ -205,12 +217,12 @@ fn reduce(b: &mut FunctionBuilder, op: UnaryOp, x: Value, ty: types::Type) -> (V
 }
 
 /// 2^(n/32)·(1 + p) from the table of 2^(j/32) and the exponent field (scalar n and p); and
-/// the bits before the exponent is added (see `exponential_f64_inline`).
-fn scale(b: &mut FunctionBuilder, n: Value, p: Value) -> (Value, Value) {
+/// the bits before the exponent is added (see `exponential_f64_inline`); `table` is the
+/// address of the table (`Gen::exp2_table`).
+fn scale(b: &mut FunctionBuilder, n: Value, p: Value, table: Value) -> (Value, Value) {
     // 2^(j/32) from the table, j = n mod 32; then 2^k, k = n div 32, into the exponent.
     let j = b.ins().band_imm_s(n, 31);
     let offset = b.ins().ishl_imm_s(j, 3);
-    let table = b.ins().iconst(types::I64, helpers::exp2_fractions().as_ptr() as i64);
     let at = b.ins().iadd(table, offset);
     let t = b.ins().load(types::F64, MemFlagsData::trusted().with_readonly(), at, 0);
     let tp = b.ins().fmul(t, p);
@@ -245,7 +257,9 @@ mod tests {
         b.switch_to_block(entry);
         b.seal_block(entry);
         let x = b.block_params(entry)[0];
-        let (y, _) = exponential_f64_inline(&mut b, op, x);
+        let global = crate::codegen::read_only_table(&mut module, b.func, "tl_exp2_fractions", exp2_table_bytes()).unwrap();
+        let table = b.ins().symbol_value(types::I64, global);
+        let (y, _) = exponential_f64_inline(&mut b, op, x, table);
         b.ins().return_(&[y]);
         b.finalize(target);
         let id = module.declare_function("inline_exponential", Linkage::Local, &signature).unwrap();

@@ -347,10 +347,10 @@ impl Gen<'_, '_> {
             }
             (UnaryOp::Exp | UnaryOp::Exp2 | UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, Ty::F16 | Ty::BF16) => {
                 // A table of the simulator's results for all 65536 operands.
-                let table = helpers::sixteen_bit_table(op, ty).as_ptr() as i64;
+                let table = self.table(&format!("tl_table_{op:?}_{ty}"), || helpers::sixteen_bit_table(op, ty).iter().flat_map(|v| v.to_ne_bytes()).collect());
                 let index = self.b.ins().uextend(types::I64, x);
                 let offset = self.b.ins().ishl_imm_s(index, 1);
-                let at = self.b.ins().iadd_imm_s(offset, table);
+                let at = self.b.ins().iadd(offset, table);
                 self.b.ins().load(types::I16, MemFlagsData::trusted(), at, 0)
             }
             // The approximation math: the exact function in f64 (`UnaryOp::float_f64`), rounded

@@ -30,8 +30,31 @@ pub(crate) struct Generated {
     pub messages: Vec<String>,
     pub prints: Vec<PrintStatement>,
     pub clif: String,
-    /// Tables the code reads (`tabulate`): they must live as long as the code.
-    pub tables: Vec<Box<[u16]>>,
+    /// Whether the machine code came from the caller's [`crate::CodeCache`].
+    pub from_cache: bool,
+}
+
+/// A read-only table the code reads, as a data object of `module` named `name`, aligned to 16
+/// bytes, and its address in `function`. Tables are data of the module, never addresses of
+/// this process written into the code, so that the code is the same in every process and its
+/// compiled form can be kept ([`crate::CodeCache`]).
+pub(crate) fn read_only_table(module: &mut JITModule, function: &mut cranelift_codegen::ir::Function, name: &str, bytes: Vec<u8>) -> Result<cranelift_codegen::ir::GlobalValue, CpuError> {
+    let codegen_error = |e: cranelift_module::ModuleError| CpuError::Codegen(e.to_string());
+    let id = module.declare_data(name, Linkage::Local, false, false).map_err(codegen_error)?;
+    let mut description = cranelift_module::DataDescription::new();
+    description.define(bytes.into_boxed_slice());
+    description.set_align(16);
+    module.define_data(id, &description).map_err(codegen_error)?;
+    // As `Module::declare_data_in_func` does, but not colocated: the code reaches the table by
+    // an absolute address (a 64-bit relocation), since the JIT's data need not lie within the
+    // ±2 GiB of a PC-relative one from the code.
+    let user_name = function.declare_imported_user_function(cranelift_codegen::ir::UserExternalName { namespace: 1, index: id.as_u32() });
+    Ok(function.create_global_value(cranelift_codegen::ir::GlobalValueData::Symbol {
+        name: cranelift_codegen::ir::ExternalName::user(user_name),
+        offset: cranelift_codegen::ir::immediates::Imm64::new(0),
+        colocated: false,
+        tls: false,
+    }))
 }
 
 /// Whether `s`, or a statement under its control flow, is one `leaf` accepts.
@@ -119,6 +142,13 @@ struct PackedPlace {
 
 struct Gen<'a, 'f> {
     p: &'a Program,
+    /// Where the tables the code reads are defined (`table`).
+    module: &'a mut JITModule,
+    /// The tables defined so far, by name.
+    tables: std::collections::HashMap<String, cranelift_codegen::ir::GlobalValue>,
+    /// The first error of something other than the program (defining a table): generation
+    /// goes on and reports it at the end.
+    failure: Option<CpuError>,
     b: FunctionBuilder<'f>,
     ptr: Type,
     frame: Value,
@@ -147,7 +177,7 @@ struct Gen<'a, 'f> {
     chains: tabulate::Chains,
 }
 
-pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated, CpuError> {
+pub(crate) fn generate(module: &mut JITModule, p: &Program, cache: Option<&dyn crate::CodeCache>) -> Result<Generated, CpuError> {
     if p.block_threads % 32 != 0 && p.body.iter().any(|s| holds(s, warp_instruction)) {
         return Err(CpuError::NotWholeWarps(p.block_threads));
     }
@@ -181,7 +211,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
     let mut ctx = module.make_context();
     ctx.func.signature = signature(&[ptr], &[types::I32]);
     let mut function_context = FunctionBuilderContext::new();
-    let (sources, messages, prints, tables) = {
+    let (sources, messages, prints) = {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut function_context);
         let refs: Vec<FuncRef> = ids.iter().map(|&id| module.declare_func_in_func(id, b.func)).collect();
         let helpers = Helpers {
@@ -209,8 +239,11 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let exit = b.create_block();
         let variables = p.vars.iter().map(|&t| b.declare_var(cl(t))).collect();
         let in_memory = residency::registers_in_memory(p);
-        let mut g = Gen { p, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new(), widened16: Default::default(), chains: Default::default() };
+        let mut g = Gen { p, module: &mut *module, tables: Default::default(), failure: None, b, ptr, frame, registers, buffers, scalars, shared, exit, helpers, thread: None, variables, in_memory, resident: false, uniform: tl_compiler::lir::verify::uniform_registers(p), sources: Vec::new(), messages: Vec::new(), prints: Vec::new(), widened16: Default::default(), chains: Default::default() };
         g.phases(&p.body)?;
+        if let Some(failure) = g.failure.take() {
+            return Err(failure);
+        }
         let zero = g.b.ins().iconst(types::I32, 0);
         g.b.ins().return_(&[zero]);
         g.b.switch_to_block(exit);
@@ -218,7 +251,7 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         g.b.ins().return_(&[one]);
         g.b.seal_all_blocks();
         g.b.finalize(target);
-        (g.sources, g.messages, g.prints, g.chains.tables)
+        (g.sources, g.messages, g.prints)
     };
     let clif = ctx.func.display().to_string();
     let name = format!("tl_block_{}", p.name);
@@ -227,7 +260,8 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
     // profiling the generated code; best effort).
     let disassembly = std::env::var_os("TL_CPU_DISASM");
     ctx.set_disasm(disassembly.is_some());
-    module.define_function(id, &mut ctx).map_err(|e| CpuError::Codegen(format!("{e:?}")))?;
+    // A disassembly needs a compilation: the cache is not asked then.
+    let from_cache = define(module, id, &mut ctx, cache.filter(|_| disassembly.is_none()))?;
     if let Some(path) = disassembly {
         // The text, and the bytes beside it (`FILE.bin`, for `objdump -D -b binary -m i386:x86-64`
         // and offsets from a profile).
@@ -237,10 +271,61 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program) -> Result<Generated,
         let _ = std::fs::write(bytes_path, ctx.compiled_code().map(|c| c.code_buffer().to_vec()).unwrap_or_default());
     }
     module.clear_context(&mut ctx);
-    Ok(Generated { id, sources, messages, prints, clif, tables })
+    Ok(Generated { id, sources, messages, prints, clif, from_cache })
+}
+
+/// Compiles the function of `ctx` and defines it as `id` in `module`, as
+/// `Module::define_function` does, except that with a `cache` the machine code is looked up
+/// there first (under Cranelift's key of the function and the ISA with its flags:
+/// `incremental_cache::compute_cache_key`) and kept there after a compilation. Returns whether
+/// it came from the cache.
+fn define(module: &mut JITModule, id: FuncId, ctx: &mut cranelift_codegen::Context, cache: Option<&dyn crate::CodeCache>) -> Result<bool, CpuError> {
+    let failed = |e: String| CpuError::Codegen(e);
+    let isa = module.isa();
+    let mut control = cranelift_codegen::control::ControlPlane::default();
+    let (compiled, from_cache) = match cache {
+        Some(cache) => {
+            let mut store = CacheStore(cache);
+            ctx.compile_with_cache(isa, &mut store, &mut control).map_err(|e| failed(format!("{:?}", e.inner)))?
+        }
+        None => (ctx.compile(isa, &mut control).map_err(|e| failed(format!("{:?}", e.inner)))?, false),
+    };
+    let (bytes, alignment, relocations) = (compiled.code_buffer().to_vec(), u64::from(compiled.buffer.alignment), compiled.buffer.relocs().to_vec());
+    let relocations: Vec<cranelift_module::ModuleReloc> = relocations.iter().map(|r| cranelift_module::ModuleReloc::from_mach_reloc(r, &ctx.func, id)).collect();
+    module.define_function_bytes(id, alignment, &bytes, &relocations).map_err(|e| failed(e.to_string()))?;
+    Ok(from_cache)
+}
+
+/// Cranelift's view of a [`crate::CodeCache`].
+struct CacheStore<'c>(&'c dyn crate::CodeCache);
+
+impl cranelift_codegen::incremental_cache::CacheKvStore for CacheStore<'_> {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.0.get(key).map(std::borrow::Cow::Owned)
+    }
+
+    fn insert(&mut self, key: &[u8], value: Vec<u8>) {
+        self.0.put(key, &value);
+    }
 }
 
 impl Gen<'_, '_> {
+    /// The address of the read-only table `name` (`read_only_table`), its bytes made by
+    /// `bytes` when first asked for.
+    fn table(&mut self, name: &str, bytes: impl FnOnce() -> Vec<u8>) -> Value {
+        let global = match self.tables.get(name) {
+            Some(&global) => global,
+            None => match read_only_table(self.module, self.b.func, name, bytes()) {
+                Ok(global) => *self.tables.entry(name.to_string()).or_insert(global),
+                Err(e) => {
+                    self.failure.get_or_insert(e);
+                    return self.b.ins().iconst(self.ptr, 0);
+                }
+            },
+        };
+        self.b.ins().symbol_value(self.ptr, global)
+    }
+
     // ---- Structure: thread loops between collective points. ----
 
     /// A statement list at block level: runs of ordinary statements become loops over the

@@ -32,8 +32,8 @@ const MAX_TABLES: usize = 8;
 #[derive(Default)]
 pub(super) struct Chains {
     definitions: HashMap<Var, (Expr, Var)>,
-    /// The tables made so far (the compiled program keeps them; code holds their addresses).
-    pub(super) tables: Vec<Box<[u16]>>,
+    /// How many tables were made so far (data objects of the module: `Gen::table`).
+    pub(super) tables: usize,
 }
 
 impl Chains {
@@ -57,17 +57,17 @@ impl Gen<'_, '_> {
         if leaf != v {
             self.chains.definitions.insert(v, (expression.clone(), leaf));
         }
-        if !matches!(result_ty, Ty::F16 | Ty::BF16) || operations(&expression) < MIN_OPERATIONS || self.chains.tables.len() >= MAX_TABLES {
+        if !matches!(result_ty, Ty::F16 | Ty::BF16) || operations(&expression) < MIN_OPERATIONS || self.chains.tables >= MAX_TABLES {
             return None;
         }
         let leaf_ty = self.p.vars[leaf.0 as usize];
-        let table: Box<[u16]> = (0..=u16::MAX).map(|bits| evaluate(self.p, &expression, leaf, leaf_ty, i64::from(bits)) as u16).collect();
-        let address = table.as_ptr() as i64;
-        self.chains.tables.push(table);
+        let p = self.p;
+        let table = self.table(&format!("tl_tabulated_{}", self.chains.tables), || (0..=u16::MAX).flat_map(|bits| (evaluate(p, &expression, leaf, leaf_ty, i64::from(bits)) as u16).to_ne_bytes()).collect());
+        self.chains.tables += 1;
         let operand = self.load_register(leaf);
         let index = self.b.ins().uextend(types::I64, operand);
         let offset = self.b.ins().ishl_imm_s(index, 1);
-        let at = self.b.ins().iadd_imm_s(offset, address);
+        let at = self.b.ins().iadd(offset, table);
         Some(self.b.ins().load(types::I16, MemFlagsData::trusted().with_readonly(), at, 0))
     }
 }
