@@ -182,15 +182,10 @@ impl DiskCache {
         if self.unwritable.load(Ordering::Relaxed) {
             return;
         }
-        let path = directory.join(key.file_name());
-        let temporary = directory.join(format!(".{}.{}.{}.tmp", key.file_name(), std::process::id(), WRITER.fetch_add(1, Ordering::Relaxed)));
-        let written = std::fs::create_dir_all(directory)
-            .and_then(|()| std::fs::write(&temporary, encode(key, payload)))
-            .and_then(|()| std::fs::rename(&temporary, &path));
+        let written = std::fs::create_dir_all(directory).and_then(|()| write_atomically(&directory.join(key.file_name()), &encode(key, payload)));
         match written {
             Ok(()) => self.trim(directory),
             Err(e) => {
-                let _ = std::fs::remove_file(&temporary);
                 self.unwritable.store(true, Ordering::Relaxed);
                 self.warn_once("unwritable", || format!("cannot write the compile cache in {} ({e}): compiled code is kept in memory only", directory.display()));
             }
@@ -235,6 +230,20 @@ impl DiskCache {
         eprintln!("tl: warning: {message}");
         warnings.push((kind, message));
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all: into a file of this writer's own beside it
+/// (`.NAME.PROCESS.N.tmp`), then renamed over it (atomic on one file system), so that readers
+/// see the old file, the new one or none, and writers in several processes and threads never
+/// mix their bytes. The temporary file is removed when writing fails.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{file_name}.{}.{}.tmp", std::process::id(), WRITER.fetch_add(1, Ordering::Relaxed)));
+    let written = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// The `cpu` backend keeps its machine code here (`tl_cpu::compile_with_cache`).

@@ -152,13 +152,7 @@ impl DispatchTable {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let file_name = path.file_name().map_or_else(|| "dispatch.tbl".into(), |n| n.to_string_lossy().into_owned());
-        let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-        let written = std::fs::write(&temporary, encode(&merged)).and_then(|()| std::fs::rename(&temporary, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written?;
+        crate::cache::write_atomically(&path, encode(&merged).as_bytes())?;
         self.entries = merged;
         self.inserted.clear();
         Ok(())
