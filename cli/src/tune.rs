@@ -240,12 +240,7 @@ struct Progress {
 
 impl Progress {
     fn new(kernel: &str) -> Progress {
-        let setting = std::env::var("TL_PROGRESS").ok().and_then(|v| v.trim().parse::<f64>().ok());
-        let interval = match setting {
-            Some(s) if s <= 0.0 || !s.is_finite() => None,
-            Some(s) => Some(Duration::from_secs_f64(s.min(3600.0))),
-            None => Some(Duration::from_secs(1)),
-        };
+        let interval = tl_vm::progress::interval_setting(Duration::from_secs(1));
         Progress { kernel: kernel.to_string(), start: Instant::now(), last: None, interval }
     }
 

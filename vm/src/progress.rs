@@ -20,11 +20,9 @@ pub struct Progress {
 impl Progress {
     /// Progress of `what` (e.g. "vm `softmax`") over `grid`'s blocks.
     pub fn new(what: String, grid: [u32; 3]) -> Progress {
-        let setting = std::env::var("TL_PROGRESS").ok().and_then(|v| v.trim().parse::<f64>().ok());
-        let (enabled, interval) = match setting {
-            Some(s) if s <= 0.0 || !s.is_finite() => (false, INTERVAL),
-            Some(s) => (true, Duration::from_secs_f64(s.min(3600.0))),
-            None => (true, INTERVAL),
+        let (enabled, interval) = match interval_setting(INTERVAL) {
+            Some(interval) => (true, interval),
+            None => (false, INTERVAL),
         };
         let total = grid.iter().map(|&g| g as u64).product();
         Progress { what, total, start: Instant::now(), next: interval, interval, enabled }
@@ -49,6 +47,16 @@ impl Progress {
             self.total,
             elapsed.as_secs_f64()
         ));
+    }
+}
+
+/// The interval between progress lines that `TL_PROGRESS` sets (seconds, at most an hour),
+/// `default` when it is unset or not a number, `None` when it turns progress off (0 or less).
+pub fn interval_setting(default: Duration) -> Option<Duration> {
+    match std::env::var("TL_PROGRESS").ok().and_then(|v| v.trim().parse::<f64>().ok()) {
+        Some(s) if s <= 0.0 || !s.is_finite() => None,
+        Some(s) => Some(Duration::from_secs_f64(s.min(3600.0))),
+        None => Some(default),
     }
 }
 
