@@ -330,13 +330,19 @@ fn is_char_device(_: &std::fs::Metadata) -> bool {
     false
 }
 
-fn write_out(o: &Options, text: &str) -> Result<()> {
+/// Writes `bytes` into the file `flag` gave, once `check_output_path` accepts it.
+fn write_file(path: &std::path::Path, bytes: &[u8], flag: &str) -> Result<()> {
+    check_output_path(path, flag)?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// Writes the output of `stage` to -o, else to standard output (text only: the binary cubin
+/// needs -o).
+fn write_out(o: &Options, stage: &str, bytes: &[u8]) -> Result<()> {
     match &o.out {
-        Some(p) => {
-            check_output_path(p, "-o")?;
-            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))
-        }
-        None => write_stdout(text),
+        Some(p) => write_file(p, bytes, "-o"),
+        None if stage == "cubin" => bail!("--emit cubin writes a binary file: give it with -o FILE"),
+        None => write_stdout(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -455,18 +461,11 @@ fn compile(o: &Options, path: &PathBuf) -> Result<bool> {
     // In the order --emit gave.
     outputs.sort_by_key(|(stage, _, _)| stages.iter().position(|s| s == stage));
     match directory {
-        None if outputs[0].0 == "cubin" => {
-            let Some(file) = &o.out else { bail!("--emit cubin writes a binary file: give it with -o FILE") };
-            check_output_path(file, "-o")?;
-            std::fs::write(file, &outputs[0].2).with_context(|| format!("cannot write `{}`", file.display()))?;
-        }
-        None => write_out(o, &String::from_utf8_lossy(&outputs[0].2))?,
+        None => write_out(o, outputs[0].0, &outputs[0].2)?,
         Some(directory) => {
-            for (stage, name, text) in &outputs {
+            for (stage, name, bytes) in &outputs {
                 let extension = STAGES.iter().find(|(s, _)| s == stage).map_or(*stage, |(_, e)| *e);
-                let file = directory.join(format!("{name}.{extension}"));
-                check_output_path(&file, "-o")?;
-                std::fs::write(&file, text).with_context(|| format!("cannot write `{}`", file.display()))?;
+                write_file(&directory.join(format!("{name}.{extension}")), bytes, "-o")?;
             }
         }
     }
