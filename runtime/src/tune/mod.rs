@@ -334,8 +334,14 @@ pub fn tune(module: &Module, request: &TuneRequest, progress: &mut dyn FnMut(&Tu
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // More workers than cores only adds memory (each holds a compilation): at most 4 per core.
     let jobs = if request.jobs == 0 { cores } else { request.jobs.min(4 * cores) }.min(candidates.len().max(1));
+    // The GPU's architecture, asked of the driver once rather than by every candidate.
+    let ptx_arch = match request.target {
+        TuneTarget::Cuda => Some(cuda::device_arch()?),
+        TuneTarget::Compile(arch) => Some(arch),
+        TuneTarget::Cpu => None,
+    };
     let compile_start = Instant::now();
-    let compiled = compile_all(module, request, &candidates, jobs, progress);
+    let compiled = compile_all(module, request, ptx_arch, &candidates, jobs, progress);
     let compile_seconds = compile_start.elapsed().as_secs_f64();
     let mut report = TuneReport {
         key,
@@ -423,7 +429,12 @@ pub fn dispatch_key(
     bucket: Option<&str>,
     target: TuneTarget,
 ) -> Result<DispatchKey, RuntimeError> {
-    let compiled = module.kernel(Some(kernel), consts)?;
+    key_of(module, &module.kernel(Some(kernel), consts)?, consts, sizes, bucket, target)
+}
+
+/// [`dispatch_key`] of `compiled`, the kernel compiled with `consts`.
+fn key_of(module: &Module, compiled: &Kernel, consts: &[(String, ConstValue)], sizes: &[(String, i64)], bucket: Option<&str>, target: TuneTarget) -> Result<DispatchKey, RuntimeError> {
+    let kernel = compiled.name();
     let ir = &compiled.compiled.kernel;
     let mut format: Vec<String> = ir.dtype_params.iter().map(|(n, d)| format!("{n}={}", d.name())).collect();
     for (name, value) in consts {
@@ -469,7 +480,9 @@ pub fn bucket_of(size: i64) -> i64 {
 /// variant), with the worker's milliseconds.
 type Compiled = (f64, Result<Vec<(Kernel, Assumptions)>, RuntimeError>);
 
-fn compile_all(module: &Module, request: &TuneRequest, candidates: &[Vec<(String, i64)>], jobs: usize, progress: &mut dyn FnMut(&TuneProgress)) -> Vec<Compiled> {
+/// Compiles every candidate on `jobs` workers: PTX for `ptx_arch` (the `cuda` and `compile`
+/// targets), native code otherwise.
+fn compile_all(module: &Module, request: &TuneRequest, ptx_arch: Option<Arch>, candidates: &[Vec<(String, i64)>], jobs: usize, progress: &mut dyn FnMut(&TuneProgress)) -> Vec<Compiled> {
     let next = AtomicUsize::new(0);
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, Compiled)>();
     let mut results: Vec<Option<Compiled>> = (0..candidates.len()).map(|_| None).collect();
@@ -484,7 +497,7 @@ fn compile_all(module: &Module, request: &TuneRequest, candidates: &[Vec<(String
                     let start = Instant::now();
                     // A compiler panic on one candidate (a bug) rejects that candidate, not the
                     // search.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile_candidate(module, request, values)))
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile_candidate(module, request, ptx_arch, values)))
                         .unwrap_or_else(|_| Err(RuntimeError::Usage("internal compiler error (a panic) on this candidate".into())));
                     if sender.send((index, (start.elapsed().as_secs_f64() * 1e3, result))).is_err() {
                         break;
@@ -507,7 +520,7 @@ fn compile_all(module: &Module, request: &TuneRequest, candidates: &[Vec<(String
         .collect()
 }
 
-fn compile_candidate(module: &Module, request: &TuneRequest, values: &[(String, i64)]) -> Result<Vec<(Kernel, Assumptions)>, RuntimeError> {
+fn compile_candidate(module: &Module, request: &TuneRequest, ptx_arch: Option<Arch>, values: &[(String, i64)]) -> Result<Vec<(Kernel, Assumptions)>, RuntimeError> {
     let mut kernels = Vec::new();
     for name in std::iter::once(&request.kernel).chain(&request.then) {
         let declared = module.const_parameter_names(name);
@@ -520,19 +533,15 @@ fn compile_candidate(module: &Module, request: &TuneRequest, values: &[(String, 
             .collect();
         let kernel = module.kernel(Some(name), &consts)?;
         let assumptions = problem_assumptions(&kernel, &request.sizes);
-        match request.target {
-            TuneTarget::Cuda => {
-                kernel.variant_ptx(&assumptions, cuda::device_arch()?)?;
-            }
-            TuneTarget::Cpu => {
-                kernel.cpu_program(&assumptions)?;
-            }
-            // Nothing is timed: the compiled kernel is not kept (a sweep of thousands of
-            // candidates holds one at a time per worker).
-            TuneTarget::Compile(arch) => {
-                kernel.variant_ptx(&assumptions, arch)?;
-                continue;
-            }
+        if let Some(arch) = ptx_arch {
+            kernel.variant_ptx(&assumptions, arch)?;
+        } else {
+            kernel.cpu_program(&assumptions)?;
+        }
+        // Nothing is timed on the compile target: the compiled kernel is not kept (a sweep of
+        // thousands of candidates holds one at a time per worker).
+        if let TuneTarget::Compile(_) = request.target {
+            continue;
         }
         kernels.push((kernel, assumptions));
     }
@@ -678,13 +687,19 @@ impl Module {
         target: TuneTarget,
         table: &DispatchTable,
     ) -> Result<TunedKernel, RuntimeError> {
-        let key = dispatch_key(self, name, consts, sizes, bucket, target)?;
+        // Compiled with `consts` for the key; that is the kernel when the table has no entry.
+        let defaults = self.kernel(Some(name), consts)?;
+        let key = key_of(self, &defaults, consts, sizes, bucket, target)?;
         let entry = table.get(&key).cloned();
-        let mut all = consts.to_vec();
-        if let Some(entry) = &entry {
-            all.extend(entry.values.iter().map(|(n, v)| (n.clone(), ConstValue::Int(*v))));
-        }
-        Ok(TunedKernel { kernel: self.kernel(Some(name), &all)?, entry, key })
+        let kernel = match &entry {
+            Some(entry) => {
+                let mut all = consts.to_vec();
+                all.extend(entry.values.iter().map(|(n, v)| (n.clone(), ConstValue::Int(*v))));
+                self.kernel(Some(name), &all)?
+            }
+            None => defaults,
+        };
+        Ok(TunedKernel { kernel, entry, key })
     }
 }
 
