@@ -325,6 +325,15 @@ fn decode<'b>(bytes: &'b [u8], key: &CacheKey) -> Result<&'b [u8], Mismatch> {
     Ok(payload)
 }
 
+/// A directory for one test of this crate (`name` unique among them), empty: under the
+/// system's temporary directory, named with the process.
+#[cfg(test)]
+pub(crate) fn scratch_directory(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("tl_runtime_test_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    directory
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,9 +343,7 @@ mod tests {
     }
 
     fn scratch_directory(name: &str) -> PathBuf {
-        let directory = std::env::temp_dir().join(format!("tl_cache_test_{name}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        directory
+        super::scratch_directory(&format!("cache_{name}"))
     }
 
     #[test]

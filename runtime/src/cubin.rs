@@ -160,9 +160,7 @@ mod tests {
     use std::cell::Cell;
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let directory = std::env::temp_dir().join(format!("tl_cubin_test_{name}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        directory
+        crate::cache::scratch_directory(&format!("cubin_{name}"))
     }
 
     fn key() -> CacheKey {

@@ -7,6 +7,14 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+/// A directory for one test (`name` unique among the tests), empty: under the system's
+/// temporary directory, named with the process.
+pub fn scratch_directory(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("tl_tests_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    directory
+}
+
 /// Every `.tl` kernel file we ship: `examples/*.tl` and `stdlib/kernels/*.tl`, sorted.
 pub fn shipped_kernel_files() -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -7,9 +7,7 @@ use tl_runtime::cache::DiskCache;
 use tl_runtime::{Arch, CodeGenerator, Module};
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let directory = std::env::temp_dir().join(format!("tl_compile_cache_{name}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    directory
+    tl_tests::scratch_directory(&format!("compile_cache_{name}"))
 }
 
 /// `tl_ptx`'s generator under another identity (or none), counting the PTX it makes.

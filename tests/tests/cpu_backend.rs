@@ -112,8 +112,7 @@ kernel tables(n: i32, h: global f16[n], x: global f32[n], chain: global mut f16[
     store(e32, exp(b, approx = true), [block.x * 256]);
 }
 ";
-    let directory = std::env::temp_dir().join(format!("tl_native_cache_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
+    let directory = tl_tests::scratch_directory("native_cache");
     let args = {
         let kernel = Module::from_source("tables.tl", source).unwrap().kernel(None, &[]).unwrap();
         kernel.random_args_with_scalars(3, &[("n".to_string(), tl_runtime::Number::Int(1000))], u64::MAX).unwrap()

@@ -19,9 +19,7 @@ fn space(parameters: &[(&str, &[i64])]) -> TuneSpace {
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let directory = std::env::temp_dir().join(format!("tl_tune_{name}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    directory
+    tl_tests::scratch_directory(&format!("tune_{name}"))
 }
 
 #[test]

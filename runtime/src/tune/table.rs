@@ -279,9 +279,7 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let directory = std::env::temp_dir().join(format!("tl-table-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        directory.join("dispatch.tbl")
+        crate::cache::scratch_directory(&format!("table_{name}")).join("dispatch.tbl")
     }
 
     #[test]
