@@ -163,8 +163,10 @@ mod tests {
         crate::cache::scratch_directory(&format!("cubin_{name}"))
     }
 
+    const PTX: &str = ".version 8.0\n.target sm_90a\n.entry k() { ret; }\n";
+
     fn key() -> CacheKey {
-        CacheKey::cubin("cuda driver 12080", "sm_90", ".version 8.0\n.target sm_90a\n.entry k() { ret; }\n")
+        CacheKey::cubin("cuda driver 12080", "sm_90", PTX)
     }
 
     /// A stand-in driver: "cubins" are `CUBIN:` and a body, loaded as the body; it counts what it
@@ -215,7 +217,7 @@ mod tests {
         assert_eq!((driver.links.get(), driver.ptx_loads.get(), next.hits()), (1, 0, 1));
         assert!(next.warnings().is_empty());
         // Another driver version or device is another entry.
-        assert!(DiskCache::at(&directory).get(&CacheKey::cubin("cuda driver 12090", "sm_90", ".version 8.0\n.target sm_90a\n.entry k() { ret; }\n")).is_none());
+        assert!(DiskCache::at(&directory).get(&CacheKey::cubin("cuda driver 12090", "sm_90", PTX)).is_none());
         let _ = std::fs::remove_dir_all(&directory);
     }
 

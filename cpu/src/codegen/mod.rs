@@ -280,19 +280,18 @@ pub(crate) fn generate(module: &mut JITModule, p: &Program, cache: Option<&dyn c
 /// `incremental_cache::compute_cache_key`) and kept there after a compilation. Returns whether
 /// it came from the cache.
 fn define(module: &mut JITModule, id: FuncId, ctx: &mut cranelift_codegen::Context, cache: Option<&dyn crate::CodeCache>) -> Result<bool, CpuError> {
-    let failed = |e: String| CpuError::Codegen(e);
     let isa = module.isa();
     let mut control = cranelift_codegen::control::ControlPlane::default();
     let (compiled, from_cache) = match cache {
         Some(cache) => {
             let mut store = CacheStore(cache);
-            ctx.compile_with_cache(isa, &mut store, &mut control).map_err(|e| failed(format!("{:?}", e.inner)))?
+            ctx.compile_with_cache(isa, &mut store, &mut control).map_err(|e| CpuError::Codegen(format!("{:?}", e.inner)))?
         }
-        None => (ctx.compile(isa, &mut control).map_err(|e| failed(format!("{:?}", e.inner)))?, false),
+        None => (ctx.compile(isa, &mut control).map_err(|e| CpuError::Codegen(format!("{:?}", e.inner)))?, false),
     };
     let (bytes, alignment, relocations) = (compiled.code_buffer().to_vec(), u64::from(compiled.buffer.alignment), compiled.buffer.relocs().to_vec());
     let relocations: Vec<cranelift_module::ModuleReloc> = relocations.iter().map(|r| cranelift_module::ModuleReloc::from_mach_reloc(r, &ctx.func, id)).collect();
-    module.define_function_bytes(id, alignment, &bytes, &relocations).map_err(|e| failed(e.to_string()))?;
+    module.define_function_bytes(id, alignment, &bytes, &relocations).map_err(|e| CpuError::Codegen(e.to_string()))?;
     Ok(from_cache)
 }
 
